@@ -1,0 +1,1654 @@
+//! The `monitor_config.json` model: defaults, reading, and validation.
+//!
+//! Reading never stops at the first problem: every bad key, value and pattern is
+//! collected with its key path and line:column, so an operator fixes a config in one pass
+//! (as `nginx -t` would tell them, but all at once).
+
+pub mod jsonc;
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+use jsonc::{Member, Node, Pos, Value};
+
+use crate::netaddr::IpNet;
+
+/// Where operators keep the config; `install.sh` puts the default there.
+pub const DEFAULT_CONFIG_PATH: &str = "/etc/security-monitor/monitor_config.json";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Severity {
+    Low,
+    Medium,
+    High,
+    Critical,
+}
+
+impl Severity {
+    pub const ALL: [Severity; 4] = [
+        Severity::Low,
+        Severity::Medium,
+        Severity::High,
+        Severity::Critical,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Severity::Low => "low",
+            Severity::Medium => "medium",
+            Severity::High => "high",
+            Severity::Critical => "critical",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Severity> {
+        Severity::ALL.into_iter().find(|v| v.as_str() == s)
+    }
+}
+
+impl fmt::Display for Severity {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// The per-IP limits. The first three keys are the seed's, with its meanings.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Thresholds {
+    /// Failed logins within `failed_auth_window` that ban.
+    pub max_failed_auth: u32,
+    pub failed_auth_window: u64,
+    /// Rule-hit points within `pattern_window` that ban (critical rules ban at once;
+    /// high hits count 2, medium 1, low 0).
+    pub max_pattern_matches: u32,
+    pub pattern_window: u64,
+    /// Requests within any 60 seconds that ban (a flood).
+    pub max_requests_per_minute: u32,
+    /// Distinct paths answered 404/410 within `not_found_window` that ban (probing).
+    pub max_not_found: u32,
+    pub not_found_window: u64,
+    /// Whether one hit of a critical rule bans by itself.
+    pub ban_on_critical: bool,
+}
+
+impl Default for Thresholds {
+    fn default() -> Self {
+        Thresholds {
+            max_failed_auth: 5,
+            failed_auth_window: 600,
+            max_pattern_matches: 3,
+            pattern_window: 600,
+            max_requests_per_minute: 300,
+            max_not_found: 10,
+            not_found_window: 300,
+            ban_on_critical: true,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct BanPolicy {
+    /// Seconds a first ban lasts.
+    pub duration: u64,
+    /// Each earlier ban of the same IP multiplies the duration by this.
+    pub repeat_multiplier: f64,
+    /// The longest a ban can last, however often the IP came back.
+    pub max_duration: u64,
+    /// Safety valve: more new bans than this within `burst_window` are held back and alerted.
+    pub burst_max_bans: u32,
+    pub burst_window: u64,
+}
+
+impl Default for BanPolicy {
+    fn default() -> Self {
+        BanPolicy {
+            duration: 24 * 3600,
+            repeat_multiplier: 2.0,
+            max_duration: 30 * 24 * 3600,
+            burst_max_bans: 100,
+            burst_window: 60,
+        }
+    }
+}
+
+impl BanPolicy {
+    /// How long a ban lasts for an IP that has been banned `previous_bans` times before.
+    pub fn duration_for(&self, previous_bans: u32) -> u64 {
+        let factor = self.repeat_multiplier.powi(previous_bans.min(64) as i32);
+        let secs = (self.duration as f64 * factor).min(self.max_duration as f64);
+        (secs as u64).max(1)
+    }
+}
+
+/// How a source's lines are read.
+#[derive(Debug, Clone, PartialEq)]
+pub enum LogFormat {
+    /// Recognise combined/common/JSON per source.
+    Auto,
+    /// nginx/Apache combined (and common, which lacks referer and user agent).
+    Combined,
+    Common,
+    /// One JSON object per line.
+    Json(JsonFields),
+    /// A regex with named groups; `ip` is required.
+    Custom {
+        name: String,
+        regex: String,
+    },
+}
+
+impl LogFormat {
+    pub fn name(&self) -> &str {
+        match self {
+            LogFormat::Auto => "auto",
+            LogFormat::Combined => "combined",
+            LogFormat::Common => "common",
+            LogFormat::Json(_) => "json",
+            LogFormat::Custom { name, .. } => name,
+        }
+    }
+}
+
+/// Which JSON keys (dotted paths for nested objects) hold which field; the defaults cover
+/// nginx `escape=json` logs, Traefik and Caddy.
+#[derive(Debug, Clone, PartialEq)]
+pub struct JsonFields {
+    pub ip: Vec<String>,
+    pub request: Vec<String>,
+    pub method: Vec<String>,
+    pub uri: Vec<String>,
+    pub status: Vec<String>,
+    pub user_agent: Vec<String>,
+    pub referer: Vec<String>,
+    pub time: Vec<String>,
+    pub forwarded_for: Vec<String>,
+    pub message: Vec<String>,
+}
+
+fn strings(list: &[&str]) -> Vec<String> {
+    list.iter().map(|s| s.to_string()).collect()
+}
+
+impl Default for JsonFields {
+    fn default() -> Self {
+        JsonFields {
+            ip: strings(&[
+                "remote_addr",
+                "client_ip",
+                "clientip",
+                "remote_ip",
+                "ClientHost",
+                "request.remote_ip",
+                "request.client_ip",
+                "ip",
+                "client",
+            ]),
+            request: strings(&["request", "request_line"]),
+            method: strings(&[
+                "method",
+                "request_method",
+                "RequestMethod",
+                "request.method",
+            ]),
+            uri: strings(&[
+                "request_uri",
+                "uri",
+                "url",
+                "path",
+                "RequestPath",
+                "request.uri",
+            ]),
+            status: strings(&[
+                "status",
+                "status_code",
+                "DownstreamStatus",
+                "response_status",
+                "code",
+            ]),
+            user_agent: strings(&[
+                "http_user_agent",
+                "user_agent",
+                "userAgent",
+                "ua",
+                "agent",
+                "request_User-Agent",
+                "request.headers.User-Agent",
+            ]),
+            referer: strings(&[
+                "http_referer",
+                "referer",
+                "referrer",
+                "request_Referer",
+                "request.headers.Referer",
+            ]),
+            time: strings(&[
+                "time_iso8601",
+                "time_local",
+                "time",
+                "timestamp",
+                "@timestamp",
+                "ts",
+                "StartUTC",
+            ]),
+            forwarded_for: strings(&[
+                "http_x_forwarded_for",
+                "x_forwarded_for",
+                "forwarded_for",
+                "request_X-Forwarded-For",
+            ]),
+            message: strings(&["message", "msg"]),
+        }
+    }
+}
+
+/// A user's own pattern from `patterns`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct UserPattern {
+    pub name: String,
+    pub regex: String,
+    /// None: the whole raw line and the decoded request target (the seed's meaning).
+    pub fields: Option<Vec<String>>,
+    pub severity: Severity,
+    pub category: String,
+}
+
+/// Per-container settings (by container name).
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct ContainerSettings {
+    pub log_format: Option<String>,
+    /// Rule categories that apply to this container; None: all.
+    pub categories: Option<Vec<String>>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FirewallBackend {
+    Auto,
+    Nftables,
+    Iptables,
+    None,
+}
+
+impl FirewallBackend {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FirewallBackend::Auto => "auto",
+            FirewallBackend::Nftables => "nftables",
+            FirewallBackend::Iptables => "iptables",
+            FirewallBackend::None => "none",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct FirewallConfig {
+    pub backend: FirewallBackend,
+    /// Name of our own nftables table (family inet) / iptables chain and ipset prefix.
+    pub table: String,
+}
+
+impl Default for FirewallConfig {
+    fn default() -> Self {
+        FirewallConfig {
+            backend: FirewallBackend::Auto,
+            table: "security_monitor".into(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct StateConfig {
+    /// Holds blocked_ips.json, the per-container log cursors and the alerts log.
+    pub dir: PathBuf,
+}
+
+impl Default for StateConfig {
+    fn default() -> Self {
+        StateConfig {
+            dir: PathBuf::from("/var/lib/security-monitor"),
+        }
+    }
+}
+
+impl StateConfig {
+    pub fn blocked_ips_file(&self) -> PathBuf {
+        self.dir.join("blocked_ips.json")
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SmtpSecurity {
+    StartTls,
+    Tls,
+    None,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct EmailConfig {
+    pub enabled: bool,
+    pub smtp_host: String,
+    pub smtp_port: u16,
+    pub security: SmtpSecurity,
+    pub username: Option<String>,
+    pub password: Option<String>,
+    pub password_file: Option<PathBuf>,
+    pub from: String,
+    pub to: Vec<String>,
+    pub min_severity: Severity,
+    /// Seconds to collect bans into one mail.
+    pub digest_interval: u64,
+    pub max_per_hour: u32,
+    /// Only for test servers with self-signed certificates.
+    pub accept_invalid_certs: bool,
+}
+
+impl Default for EmailConfig {
+    fn default() -> Self {
+        EmailConfig {
+            enabled: false,
+            smtp_host: "localhost".into(),
+            smtp_port: 587,
+            security: SmtpSecurity::StartTls,
+            username: None,
+            password: None,
+            password_file: None,
+            from: "security-monitor@localhost".into(),
+            to: Vec::new(),
+            min_severity: Severity::High,
+            digest_interval: 300,
+            max_per_hour: 12,
+            accept_invalid_certs: false,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Limits {
+    /// Client IPs whose windows are held in memory; the idlest are let go beyond this.
+    pub max_tracked_ips: usize,
+    /// Bytes of one log line that are examined; the rest is cut (and counted).
+    pub max_line_bytes: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_tracked_ips: 100_000,
+            max_line_bytes: 64 * 1024,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Config {
+    pub patterns: Vec<UserPattern>,
+    pub thresholds: Thresholds,
+    pub docker_containers: Vec<String>,
+    pub ban: BanPolicy,
+    pub allowlist: Vec<IpNet>,
+    pub log_format: String,
+    pub formats: BTreeMap<String, LogFormat>,
+    pub containers: BTreeMap<String, ContainerSettings>,
+    pub builtin_rules: bool,
+    pub disabled_rules: Vec<String>,
+    pub log_retention_days: u32,
+    pub firewall: FirewallConfig,
+    pub state: StateConfig,
+    pub email: EmailConfig,
+    pub limits: Limits,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            patterns: Vec::new(),
+            thresholds: Thresholds::default(),
+            docker_containers: Vec::new(),
+            ban: BanPolicy::default(),
+            allowlist: Vec::new(),
+            log_format: "auto".into(),
+            formats: BTreeMap::new(),
+            containers: BTreeMap::new(),
+            builtin_rules: true,
+            disabled_rules: Vec::new(),
+            log_retention_days: 30,
+            firewall: FirewallConfig::default(),
+            state: StateConfig::default(),
+            email: EmailConfig::default(),
+            limits: Limits::default(),
+        }
+    }
+}
+
+impl Config {
+    /// The format named `name`: a built-in one or one from `formats`.
+    pub fn format(&self, name: &str) -> Option<LogFormat> {
+        match name {
+            "auto" => Some(LogFormat::Auto),
+            "combined" => Some(LogFormat::Combined),
+            "common" => Some(LogFormat::Common),
+            "json" => Some(LogFormat::Json(JsonFields::default())),
+            other => self.formats.get(other).cloned(),
+        }
+    }
+
+    /// The format for a container: its own setting, else the global `log_format`.
+    pub fn format_for_container(&self, container: &str) -> LogFormat {
+        let name = self
+            .containers
+            .get(container)
+            .and_then(|c| c.log_format.as_deref())
+            .unwrap_or(&self.log_format);
+        self.format(name).unwrap_or(LogFormat::Auto)
+    }
+}
+
+/// One problem in a config file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError {
+    /// Dotted key path, e.g. `thresholds.max_failed_auth` or `allowlist[2]`.
+    pub path: String,
+    pub pos: Pos,
+    pub message: String,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.path.is_empty() {
+            write!(f, "{}: {}", self.pos, self.message)
+        } else {
+            write!(f, "{}: {}: {}", self.pos, self.path, self.message)
+        }
+    }
+}
+
+/// Every problem found in one file.
+#[derive(Debug, Clone)]
+pub struct ConfigErrors {
+    pub file: String,
+    pub errors: Vec<ConfigError>,
+}
+
+impl fmt::Display for ConfigErrors {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let n = self.errors.len();
+        writeln!(
+            f,
+            "{}: {} error{} in the config:",
+            self.file,
+            n,
+            if n == 1 { "" } else { "s" }
+        )?;
+        for e in &self.errors {
+            writeln!(f, "  {}:{e}", self.file)?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for ConfigErrors {}
+
+/// Reads and validates a config file.
+pub fn load(path: &Path) -> Result<Config, ConfigErrors> {
+    let file = path.display().to_string();
+    let text = std::fs::read(path).map_err(|e| ConfigErrors {
+        file: file.clone(),
+        errors: vec![ConfigError {
+            path: String::new(),
+            pos: Pos { line: 0, col: 0 },
+            message: format!("cannot read the config: {e}"),
+        }],
+    })?;
+    let text = String::from_utf8(text).map_err(|e| {
+        let (line, col) = line_col_of_offset(e.as_bytes(), e.utf8_error().valid_up_to());
+        ConfigErrors {
+            file: file.clone(),
+            errors: vec![ConfigError {
+                path: String::new(),
+                pos: Pos { line, col },
+                message: "the config is not valid UTF-8".into(),
+            }],
+        }
+    })?;
+    parse_str(&text).map_err(|errors| ConfigErrors { file, errors })
+}
+
+fn line_col_of_offset(bytes: &[u8], offset: usize) -> (u32, u32) {
+    let before = &bytes[..offset.min(bytes.len())];
+    let line = before.iter().filter(|&&b| b == b'\n').count() as u32 + 1;
+    let col = before.iter().rev().take_while(|&&b| b != b'\n').count() as u32 + 1;
+    (line, col)
+}
+
+/// Parses and validates config text; returns every error found.
+pub fn parse_str(text: &str) -> Result<Config, Vec<ConfigError>> {
+    let root = jsonc::parse(text).map_err(|e| {
+        vec![ConfigError {
+            path: String::new(),
+            pos: e.pos,
+            message: e.message,
+        }]
+    })?;
+    let mut v = Validator::default();
+    let cfg = v.config(&root);
+    if v.errors.is_empty() {
+        Ok(cfg)
+    } else {
+        v.errors.sort_by_key(|e| (e.pos.line, e.pos.col));
+        Err(v.errors)
+    }
+}
+
+#[derive(Default)]
+struct Validator {
+    errors: Vec<ConfigError>,
+}
+
+/// The members of one object, with a record of which keys were read, so the unknown
+/// ones can be reported with a suggestion.
+struct Obj<'a> {
+    path: String,
+    members: &'a [Member],
+    known: Vec<&'static str>,
+}
+
+impl<'a> Obj<'a> {
+    fn get(&mut self, key: &'static str) -> Option<&'a Node> {
+        self.known.push(key);
+        // The last occurrence wins, as in most JSON readers; duplicates are reported.
+        self.members
+            .iter()
+            .rev()
+            .find(|m| m.key == key)
+            .map(|m| &m.node)
+    }
+
+    fn child_path(&self, key: &str) -> String {
+        if self.path.is_empty() {
+            key.to_string()
+        } else {
+            format!("{}.{key}", self.path)
+        }
+    }
+}
+
+fn join(path: &str, key: &str) -> String {
+    if path.is_empty() {
+        key.to_string()
+    } else {
+        format!("{path}.{key}")
+    }
+}
+
+impl Validator {
+    fn err(&mut self, path: &str, pos: Pos, message: impl Into<String>) {
+        self.errors.push(ConfigError {
+            path: path.to_string(),
+            pos,
+            message: message.into(),
+        });
+    }
+
+    fn object<'a>(&mut self, node: &'a Node, path: &str) -> Option<Obj<'a>> {
+        match &node.value {
+            Value::Object(members) => {
+                let mut seen: Vec<&str> = Vec::new();
+                for m in members {
+                    if seen.contains(&m.key.as_str()) {
+                        self.err(
+                            &join(path, &m.key),
+                            m.key_pos,
+                            "this key is given twice; the last one is used",
+                        );
+                    }
+                    seen.push(&m.key);
+                }
+                Some(Obj {
+                    path: path.to_string(),
+                    members,
+                    known: Vec::new(),
+                })
+            }
+            other => {
+                self.err(
+                    path,
+                    node.pos,
+                    format!("expected an object, found {}", other.kind()),
+                );
+                None
+            }
+        }
+    }
+
+    /// Reports every key that was not asked for, with the closest known key as a hint.
+    fn finish(&mut self, obj: Obj<'_>) {
+        for m in obj.members {
+            // Besides comments, keys starting with "_" or "//" are a common way to annotate
+            // JSON; they are ignored.
+            if obj.known.contains(&m.key.as_str())
+                || m.key.starts_with('_')
+                || m.key.starts_with("//")
+                || m.key == "$schema"
+            {
+                continue;
+            }
+            let hint = did_you_mean(&m.key, &obj.known)
+                .map(|k| format!("; did you mean \"{k}\"?"))
+                .unwrap_or_else(|| format!("; known keys here: {}", obj.known.join(", ")));
+            let path = obj.child_path(&m.key);
+            self.err(&path, m.key_pos, format!("unknown key \"{}\"{hint}", m.key));
+        }
+    }
+
+    fn bool(&mut self, node: &Node, path: &str) -> Option<bool> {
+        match node.value {
+            Value::Bool(b) => Some(b),
+            ref other => {
+                self.err(
+                    path,
+                    node.pos,
+                    format!("expected true or false, found {}", other.kind()),
+                );
+                None
+            }
+        }
+    }
+
+    fn uint(&mut self, node: &Node, path: &str, min: u64, max: u64) -> Option<u64> {
+        match node.value {
+            Value::Number(n) if n.fract() == 0.0 && n >= min as f64 && n <= max as f64 => {
+                Some(n as u64)
+            }
+            Value::Number(n) => {
+                self.err(
+                    path,
+                    node.pos,
+                    format!("{n} is out of range: expected a whole number from {min} to {max}"),
+                );
+                None
+            }
+            ref other => {
+                self.err(
+                    path,
+                    node.pos,
+                    format!(
+                        "expected a whole number from {min} to {max}, found {}",
+                        other.kind()
+                    ),
+                );
+                None
+            }
+        }
+    }
+
+    fn float(&mut self, node: &Node, path: &str, min: f64, max: f64) -> Option<f64> {
+        match node.value {
+            Value::Number(n) if n >= min && n <= max => Some(n),
+            ref other => {
+                self.err(
+                    path,
+                    node.pos,
+                    format!(
+                        "expected a number from {min} to {max}, found {}",
+                        describe(other)
+                    ),
+                );
+                None
+            }
+        }
+    }
+
+    fn string<'a>(&mut self, node: &'a Node, path: &str) -> Option<&'a str> {
+        match &node.value {
+            Value::String(s) => Some(s),
+            other => {
+                self.err(
+                    path,
+                    node.pos,
+                    format!("expected a string, found {}", other.kind()),
+                );
+                None
+            }
+        }
+    }
+
+    fn duration(&mut self, node: &Node, path: &str, min: u64) -> Option<u64> {
+        let secs = match &node.value {
+            Value::Number(n) if n.fract() == 0.0 && *n >= 0.0 => Some(*n as u64),
+            Value::String(s) => match parse_duration(s) {
+                Ok(v) => Some(v),
+                Err(e) => {
+                    self.err(path, node.pos, e);
+                    return None;
+                }
+            },
+            other => {
+                self.err(
+                    path,
+                    node.pos,
+                    format!("expected a duration such as \"90s\", \"10m\", \"24h\", \"7d\" or a number of seconds, found {}", describe(other)),
+                );
+                return None;
+            }
+        }?;
+        if secs < min {
+            self.err(path, node.pos, format!("must be at least {min} seconds"));
+            return None;
+        }
+        Some(secs)
+    }
+
+    fn string_list(&mut self, node: &Node, path: &str) -> Option<Vec<(String, Pos)>> {
+        match &node.value {
+            Value::Array(items) => {
+                let mut out = Vec::new();
+                for (i, item) in items.iter().enumerate() {
+                    if let Some(s) = self.string(item, &format!("{path}[{i}]")) {
+                        out.push((s.to_string(), item.pos));
+                    }
+                }
+                Some(out)
+            }
+            other => {
+                self.err(
+                    path,
+                    node.pos,
+                    format!("expected a list of strings, found {}", other.kind()),
+                );
+                None
+            }
+        }
+    }
+
+    fn config(&mut self, root: &Node) -> Config {
+        let mut cfg = Config::default();
+        let Some(mut o) = self.object(root, "") else {
+            return cfg;
+        };
+
+        if let Some(n) = o.get("patterns") {
+            cfg.patterns = self.patterns(n);
+        }
+        if let Some(n) = o.get("thresholds") {
+            self.thresholds(n, &mut cfg.thresholds);
+        }
+        if let Some(n) = o.get("docker_containers") {
+            if let Some(list) = self.string_list(n, "docker_containers") {
+                for (i, (name, pos)) in list.iter().enumerate() {
+                    if name.trim().is_empty() {
+                        self.err(
+                            &format!("docker_containers[{i}]"),
+                            *pos,
+                            "a container name cannot be empty",
+                        );
+                    }
+                }
+                cfg.docker_containers = list
+                    .into_iter()
+                    .map(|(s, _)| s.trim_start_matches('/').to_string())
+                    .collect();
+            }
+        }
+        if let Some(n) = o.get("ban") {
+            self.ban(n, &mut cfg.ban);
+        }
+        if let Some(n) = o.get("allowlist") {
+            if let Some(list) = self.string_list(n, "allowlist") {
+                for (i, (s, pos)) in list.iter().enumerate() {
+                    match s.parse::<IpNet>() {
+                        Ok(net) => cfg.allowlist.push(net),
+                        Err(e) => self.err(
+                            &format!("allowlist[{i}]"),
+                            *pos,
+                            format!(
+                                "{e} (expected an IP address or CIDR range such as 203.0.113.0/24)"
+                            ),
+                        ),
+                    }
+                }
+            }
+        }
+        if let Some(n) = o.get("formats") {
+            cfg.formats = self.formats(n);
+        }
+        let format_names: Vec<String> = ["auto", "combined", "common", "json"]
+            .iter()
+            .map(|s| s.to_string())
+            .chain(cfg.formats.keys().cloned())
+            .collect();
+        if let Some(n) = o.get("log_format") {
+            if let Some(s) = self.string(n, "log_format") {
+                if self.check_format_name(s, &format_names, "log_format", n.pos) {
+                    cfg.log_format = s.to_string();
+                }
+            }
+        }
+        if let Some(n) = o.get("containers") {
+            cfg.containers = self.containers(n, &format_names);
+        }
+        if let Some(n) = o.get("rules") {
+            if let Some(mut r) = self.object(n, "rules") {
+                if let Some(b) = r.get("builtin") {
+                    if let Some(v) = self.bool(b, "rules.builtin") {
+                        cfg.builtin_rules = v;
+                    }
+                }
+                if let Some(d) = r.get("disabled") {
+                    if let Some(list) = self.string_list(d, "rules.disabled") {
+                        let known = crate::detect::rules::builtin_rule_ids();
+                        for (i, (id, pos)) in list.iter().enumerate() {
+                            if !known.iter().any(|k| k == id) {
+                                let hint = did_you_mean(id, &known)
+                                    .map(|k| format!("; did you mean \"{k}\"?"))
+                                    .unwrap_or_default();
+                                self.err(&format!("rules.disabled[{i}]"), *pos, format!("there is no built-in rule \"{id}\"{hint} (`security-monitor rules` lists them)"));
+                            }
+                        }
+                        cfg.disabled_rules = list.into_iter().map(|(s, _)| s).collect();
+                    }
+                }
+                self.finish(r);
+            }
+        }
+        if let Some(n) = o.get("log_retention_days") {
+            if let Some(v) = self.uint(n, "log_retention_days", 1, 3650) {
+                cfg.log_retention_days = v as u32;
+            }
+        }
+        if let Some(n) = o.get("firewall") {
+            self.firewall(n, &mut cfg.firewall);
+        }
+        if let Some(n) = o.get("state") {
+            if let Some(mut s) = self.object(n, "state") {
+                if let Some(d) = s.get("dir") {
+                    if let Some(p) = self.string(d, "state.dir") {
+                        if !p.starts_with('/') {
+                            self.err(
+                                "state.dir",
+                                d.pos,
+                                "must be an absolute path, such as /var/lib/security-monitor",
+                            );
+                        } else {
+                            cfg.state.dir = PathBuf::from(p);
+                        }
+                    }
+                }
+                self.finish(s);
+            }
+        }
+        if let Some(n) = o.get("email") {
+            self.email(n, &mut cfg.email);
+        }
+        if let Some(n) = o.get("limits") {
+            if let Some(mut l) = self.object(n, "limits") {
+                if let Some(v) = l.get("max_tracked_ips") {
+                    if let Some(x) = self.uint(v, "limits.max_tracked_ips", 100, 100_000_000) {
+                        cfg.limits.max_tracked_ips = x as usize;
+                    }
+                }
+                if let Some(v) = l.get("max_line_bytes") {
+                    if let Some(x) = self.uint(v, "limits.max_line_bytes", 1024, 64 * 1024 * 1024) {
+                        cfg.limits.max_line_bytes = x as usize;
+                    }
+                }
+                self.finish(l);
+            }
+        }
+        self.finish(o);
+        cfg
+    }
+
+    fn check_format_name(&mut self, name: &str, known: &[String], path: &str, pos: Pos) -> bool {
+        if known.iter().any(|k| k == name) {
+            return true;
+        }
+        let refs: Vec<&str> = known.iter().map(|s| s.as_str()).collect();
+        let hint = did_you_mean(name, &refs)
+            .map(|k| format!("; did you mean \"{k}\"?"))
+            .unwrap_or_default();
+        self.err(path, pos, format!("unknown log format \"{name}\"{hint} (auto, combined, common, json, or a name defined under \"formats\")"));
+        false
+    }
+
+    fn patterns(&mut self, node: &Node) -> Vec<UserPattern> {
+        let Some(o) = self.object(node, "patterns") else {
+            return Vec::new();
+        };
+        let mut out = Vec::new();
+        for m in o.members {
+            let path = format!("patterns.{}", m.key);
+            let mut p = UserPattern {
+                name: m.key.clone(),
+                regex: String::new(),
+                fields: None,
+                severity: Severity::Medium,
+                category: "custom".into(),
+            };
+            let regex_pos;
+            match &m.node.value {
+                Value::String(s) => {
+                    p.regex = s.clone();
+                    regex_pos = m.node.pos;
+                }
+                Value::Object(_) => {
+                    let Some(mut po) = self.object(&m.node, &path) else {
+                        continue;
+                    };
+                    let Some(r) = po.get("regex") else {
+                        self.err(&path, m.node.pos, "a pattern object needs a \"regex\"");
+                        self.finish(po);
+                        continue;
+                    };
+                    regex_pos = r.pos;
+                    p.regex = self
+                        .string(r, &format!("{path}.regex"))
+                        .unwrap_or("")
+                        .to_string();
+                    if let Some(f) = po.get("fields") {
+                        if let Some(list) = self.string_list(f, &format!("{path}.fields")) {
+                            for (i, (name, pos)) in list.iter().enumerate() {
+                                if !crate::detect::rules::Field::NAMES.contains(&name.as_str())
+                                    && name != "line"
+                                {
+                                    self.err(
+                                        &format!("{path}.fields[{i}]"),
+                                        *pos,
+                                        format!(
+                                            "unknown field \"{name}\" (one of: line, {})",
+                                            crate::detect::rules::Field::NAMES.join(", ")
+                                        ),
+                                    );
+                                }
+                            }
+                            p.fields = Some(list.into_iter().map(|(s, _)| s).collect());
+                        }
+                    }
+                    if let Some(s) = po.get("severity") {
+                        p.severity = self
+                            .severity(s, &format!("{path}.severity"))
+                            .unwrap_or(Severity::Medium);
+                    }
+                    if let Some(c) = po.get("category") {
+                        if let Some(c) = self.string(c, &format!("{path}.category")) {
+                            p.category = c.to_string();
+                        }
+                    }
+                    self.finish(po);
+                }
+                other => {
+                    self.err(
+                        &path,
+                        m.node.pos,
+                        format!(
+                            "expected a regex string or an object with \"regex\", found {}",
+                            other.kind()
+                        ),
+                    );
+                    continue;
+                }
+            }
+            if p.regex.is_empty() {
+                self.err(
+                    &path,
+                    regex_pos,
+                    "the regex is empty: it would match every line",
+                );
+                continue;
+            }
+            if let Err(e) = crate::detect::rules::check_user_regex(&p.regex) {
+                self.err(
+                    &path,
+                    regex_pos,
+                    format!("pattern \"{}\" cannot be used: {e}", p.name),
+                );
+                continue;
+            }
+            out.push(p);
+        }
+        out
+    }
+
+    fn severity(&mut self, node: &Node, path: &str) -> Option<Severity> {
+        let s = self.string(node, path)?;
+        match Severity::parse(s) {
+            Some(v) => Some(v),
+            None => {
+                self.err(
+                    path,
+                    node.pos,
+                    format!("unknown severity \"{s}\": expected low, medium, high or critical"),
+                );
+                None
+            }
+        }
+    }
+
+    fn thresholds(&mut self, node: &Node, t: &mut Thresholds) {
+        let Some(mut o) = self.object(node, "thresholds") else {
+            return;
+        };
+        let count = |v: &mut Self, o: &mut Obj, key: &'static str, field: &mut u32| {
+            if let Some(n) = o.get(key) {
+                if let Some(x) = v.uint(n, &format!("thresholds.{key}"), 1, 1_000_000) {
+                    *field = x as u32;
+                }
+            }
+        };
+        count(self, &mut o, "max_failed_auth", &mut t.max_failed_auth);
+        count(
+            self,
+            &mut o,
+            "max_pattern_matches",
+            &mut t.max_pattern_matches,
+        );
+        count(
+            self,
+            &mut o,
+            "max_requests_per_minute",
+            &mut t.max_requests_per_minute,
+        );
+        count(self, &mut o, "max_not_found", &mut t.max_not_found);
+        for (key, field) in [
+            ("failed_auth_window", &mut t.failed_auth_window),
+            ("pattern_window", &mut t.pattern_window),
+            ("not_found_window", &mut t.not_found_window),
+        ] {
+            if let Some(n) = o.get(key) {
+                if let Some(x) = self.duration(n, &format!("thresholds.{key}"), 1) {
+                    *field = x;
+                }
+            }
+        }
+        if let Some(n) = o.get("ban_on_critical") {
+            if let Some(b) = self.bool(n, "thresholds.ban_on_critical") {
+                t.ban_on_critical = b;
+            }
+        }
+        self.finish(o);
+    }
+
+    fn ban(&mut self, node: &Node, b: &mut BanPolicy) {
+        let Some(mut o) = self.object(node, "ban") else {
+            return;
+        };
+        if let Some(n) = o.get("duration") {
+            if let Some(x) = self.duration(n, "ban.duration", 1) {
+                b.duration = x;
+            }
+        }
+        if let Some(n) = o.get("repeat_multiplier") {
+            if let Some(x) = self.float(n, "ban.repeat_multiplier", 1.0, 100.0) {
+                b.repeat_multiplier = x;
+            }
+        }
+        let max_pos = o.get("max_duration").map(|n| {
+            if let Some(x) = self.duration(n, "ban.max_duration", 1) {
+                b.max_duration = x;
+            }
+            n.pos
+        });
+        if let Some(n) = o.get("burst_max_bans") {
+            if let Some(x) = self.uint(n, "ban.burst_max_bans", 1, 1_000_000) {
+                b.burst_max_bans = x as u32;
+            }
+        }
+        if let Some(n) = o.get("burst_window") {
+            if let Some(x) = self.duration(n, "ban.burst_window", 1) {
+                b.burst_window = x;
+            }
+        }
+        if b.max_duration < b.duration {
+            self.err(
+                "ban.max_duration",
+                max_pos.unwrap_or(node.pos),
+                format!(
+                    "is shorter than ban.duration ({}s < {}s)",
+                    b.max_duration, b.duration
+                ),
+            );
+        }
+        self.finish(o);
+    }
+
+    fn formats(&mut self, node: &Node) -> BTreeMap<String, LogFormat> {
+        let mut out = BTreeMap::new();
+        let Some(o) = self.object(node, "formats") else {
+            return out;
+        };
+        for m in o.members {
+            let path = format!("formats.{}", m.key);
+            if ["auto", "combined", "common", "json"].contains(&m.key.as_str()) {
+                self.err(
+                    &path,
+                    m.key_pos,
+                    "this name is a built-in format; give your format another name",
+                );
+                continue;
+            }
+            let Some(mut f) = self.object(&m.node, &path) else {
+                continue;
+            };
+            let regex = f.get("regex");
+            let json = f.get("json_fields");
+            match (regex, json) {
+                (Some(r), None) => {
+                    if let Some(s) = self.string(r, &format!("{path}.regex")) {
+                        match crate::detect::parse::check_custom_regex(s) {
+                            Ok(()) => {
+                                out.insert(m.key.clone(), LogFormat::Custom { name: m.key.clone(), regex: s.to_string() });
+                            }
+                            Err(e) => self.err(&format!("{path}.regex"), r.pos, e),
+                        }
+                    }
+                }
+                (None, Some(j)) => {
+                    if let Some(fields) = self.json_fields(j, &format!("{path}.json_fields")) {
+                        out.insert(m.key.clone(), LogFormat::Json(fields));
+                    }
+                }
+                (Some(_), Some(_)) => self.err(&path, m.node.pos, "give either \"regex\" or \"json_fields\", not both"),
+                (None, None) => self.err(&path, m.node.pos, "a format needs \"regex\" (with named groups, `ip` required) or \"json_fields\""),
+            }
+            self.finish(f);
+        }
+        out
+    }
+
+    fn json_fields(&mut self, node: &Node, path: &str) -> Option<JsonFields> {
+        let mut o = self.object(node, path)?;
+        let mut f = JsonFields::default();
+        let slots: [(&'static str, &mut Vec<String>); 10] = [
+            ("ip", &mut f.ip),
+            ("request", &mut f.request),
+            ("method", &mut f.method),
+            ("uri", &mut f.uri),
+            ("status", &mut f.status),
+            ("user_agent", &mut f.user_agent),
+            ("referer", &mut f.referer),
+            ("time", &mut f.time),
+            ("forwarded_for", &mut f.forwarded_for),
+            ("message", &mut f.message),
+        ];
+        for (key, slot) in slots {
+            if let Some(n) = o.get(key) {
+                let p = format!("{path}.{key}");
+                match &n.value {
+                    Value::String(s) => *slot = vec![s.clone()],
+                    Value::Array(_) => {
+                        if let Some(list) = self.string_list(n, &p) {
+                            *slot = list.into_iter().map(|(s, _)| s).collect();
+                        }
+                    }
+                    other => self.err(
+                        &p,
+                        n.pos,
+                        format!(
+                            "expected a JSON key (or a list of keys), found {}",
+                            other.kind()
+                        ),
+                    ),
+                }
+            }
+        }
+        self.finish(o);
+        Some(f)
+    }
+
+    fn containers(
+        &mut self,
+        node: &Node,
+        formats: &[String],
+    ) -> BTreeMap<String, ContainerSettings> {
+        let mut out = BTreeMap::new();
+        let Some(o) = self.object(node, "containers") else {
+            return out;
+        };
+        for m in o.members {
+            let path = format!("containers.{}", m.key);
+            let Some(mut c) = self.object(&m.node, &path) else {
+                continue;
+            };
+            let mut settings = ContainerSettings::default();
+            if let Some(n) = c.get("log_format") {
+                let p = format!("{path}.log_format");
+                if let Some(s) = self.string(n, &p) {
+                    if self.check_format_name(s, formats, &p, n.pos) {
+                        settings.log_format = Some(s.to_string());
+                    }
+                }
+            }
+            if let Some(n) = c.get("categories") {
+                let p = format!("{path}.categories");
+                if let Some(list) = self.string_list(n, &p) {
+                    settings.categories = Some(list.into_iter().map(|(s, _)| s).collect());
+                }
+            }
+            self.finish(c);
+            out.insert(m.key.trim_start_matches('/').to_string(), settings);
+        }
+        out
+    }
+
+    fn firewall(&mut self, node: &Node, f: &mut FirewallConfig) {
+        let Some(mut o) = self.object(node, "firewall") else {
+            return;
+        };
+        if let Some(n) = o.get("backend") {
+            if let Some(s) = self.string(n, "firewall.backend") {
+                f.backend = match s {
+                    "auto" => FirewallBackend::Auto,
+                    "nftables" | "nft" => FirewallBackend::Nftables,
+                    "iptables" => FirewallBackend::Iptables,
+                    "none" => FirewallBackend::None,
+                    other => {
+                        let hint = did_you_mean(other, &["auto", "nftables", "iptables", "none"])
+                            .map(|k| format!("; did you mean \"{k}\"?"))
+                            .unwrap_or_default();
+                        self.err("firewall.backend", n.pos, format!("unknown backend \"{other}\"{hint} (auto, nftables, iptables or none)"));
+                        f.backend
+                    }
+                };
+            }
+        }
+        if let Some(n) = o.get("table") {
+            if let Some(s) = self.string(n, "firewall.table") {
+                if s.is_empty()
+                    || s.len() > 28
+                    || !s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
+                    || s.as_bytes()[0].is_ascii_digit()
+                {
+                    self.err("firewall.table", n.pos, "must be 1-28 letters, digits or '_', not starting with a digit (it names an nftables table, an iptables chain and ipsets)");
+                } else {
+                    f.table = s.to_string();
+                }
+            }
+        }
+        self.finish(o);
+    }
+
+    fn email(&mut self, node: &Node, e: &mut EmailConfig) {
+        let Some(mut o) = self.object(node, "email") else {
+            return;
+        };
+        if let Some(n) = o.get("enabled") {
+            if let Some(b) = self.bool(n, "email.enabled") {
+                e.enabled = b;
+            }
+        }
+        if let Some(n) = o.get("smtp_host") {
+            if let Some(s) = self.string(n, "email.smtp_host") {
+                e.smtp_host = s.to_string();
+            }
+        }
+        if let Some(n) = o.get("smtp_port") {
+            if let Some(p) = self.uint(n, "email.smtp_port", 1, 65535) {
+                e.smtp_port = p as u16;
+            }
+        }
+        if let Some(n) = o.get("security") {
+            if let Some(s) = self.string(n, "email.security") {
+                match s {
+                    "starttls" => e.security = SmtpSecurity::StartTls,
+                    "tls" => e.security = SmtpSecurity::Tls,
+                    "none" => e.security = SmtpSecurity::None,
+                    other => self.err(
+                        "email.security",
+                        n.pos,
+                        format!("unknown security \"{other}\": expected starttls, tls or none"),
+                    ),
+                }
+            }
+        }
+        let opt = |v: &mut Self, o: &mut Obj, key: &'static str| -> Option<(String, Pos)> {
+            let n = o.get(key)?;
+            let s = v.string(n, &format!("email.{key}"))?;
+            (!s.is_empty()).then(|| (s.to_string(), n.pos))
+        };
+        e.username = opt(self, &mut o, "username").map(|(s, _)| s);
+        e.password = opt(self, &mut o, "password").map(|(s, _)| s);
+        let password_file = opt(self, &mut o, "password_file");
+        if let Some((p, pos)) = &password_file {
+            if e.password.is_some() {
+                self.err(
+                    "email.password_file",
+                    *pos,
+                    "give either password or password_file, not both",
+                );
+            }
+            e.password_file = Some(PathBuf::from(p));
+        }
+        let from = opt(self, &mut o, "from");
+        if let Some((f, pos)) = from {
+            if !looks_like_address(&f) {
+                self.err(
+                    "email.from",
+                    pos,
+                    format!("\"{f}\" is not a mail address such as monitor@example.com"),
+                );
+            }
+            e.from = f;
+        }
+        let to_node = o.get("to");
+        if let Some(n) = to_node {
+            if let Some(list) = self.string_list(n, "email.to") {
+                for (i, (addr, pos)) in list.iter().enumerate() {
+                    if !looks_like_address(addr) {
+                        self.err(
+                            &format!("email.to[{i}]"),
+                            *pos,
+                            format!("\"{addr}\" is not a mail address"),
+                        );
+                    }
+                }
+                e.to = list.into_iter().map(|(s, _)| s).collect();
+            }
+        }
+        if let Some(n) = o.get("min_severity") {
+            if let Some(s) = self.severity(n, "email.min_severity") {
+                e.min_severity = s;
+            }
+        }
+        if let Some(n) = o.get("digest_interval") {
+            if let Some(d) = self.duration(n, "email.digest_interval", 0) {
+                e.digest_interval = d;
+            }
+        }
+        if let Some(n) = o.get("max_per_hour") {
+            if let Some(x) = self.uint(n, "email.max_per_hour", 1, 10_000) {
+                e.max_per_hour = x as u32;
+            }
+        }
+        if let Some(n) = o.get("accept_invalid_certs") {
+            if let Some(b) = self.bool(n, "email.accept_invalid_certs") {
+                e.accept_invalid_certs = b;
+            }
+        }
+        if e.enabled {
+            if e.smtp_host.is_empty() {
+                self.err(
+                    "email.smtp_host",
+                    node.pos,
+                    "email is enabled but smtp_host is empty",
+                );
+            }
+            if e.to.is_empty() {
+                self.err(
+                    "email.to",
+                    to_node.map(|n| n.pos).unwrap_or(node.pos),
+                    "email is enabled but there is no recipient in \"to\"",
+                );
+            }
+            if e.password.is_some() && e.username.is_none() {
+                self.err(
+                    "email.username",
+                    node.pos,
+                    "a password is given but no username",
+                );
+            }
+        }
+        self.finish(o);
+    }
+}
+
+fn looks_like_address(s: &str) -> bool {
+    let addr = match (s.rfind('<'), s.rfind('>')) {
+        (Some(a), Some(b)) if a < b => &s[a + 1..b],
+        _ => s,
+    };
+    match addr.split_once('@') {
+        Some((user, domain)) => {
+            !user.is_empty()
+                && !domain.is_empty()
+                && !addr.contains(char::is_whitespace)
+                && !addr.contains(['\r', '\n'])
+        }
+        None => false,
+    }
+}
+
+fn describe(v: &Value) -> String {
+    match v {
+        Value::Number(n) => n.to_string(),
+        Value::String(s) => format!("\"{s}\""),
+        other => other.kind().to_string(),
+    }
+}
+
+/// Parses "90", "90s", "10m", "24h", "7d", "2w" and sums such as "1h30m" into seconds.
+pub fn parse_duration(s: &str) -> Result<u64, String> {
+    let t = s.trim();
+    let bad = || {
+        format!("\"{s}\" is not a duration: use a number with a unit, such as \"90s\", \"10m\", \"24h\", \"7d\" or \"1h30m\"")
+    };
+    if t.is_empty() {
+        return Err(bad());
+    }
+    let mut total: u64 = 0;
+    let mut num = String::new();
+    let mut chars = t.chars().peekable();
+    let mut saw_unit = false;
+    while let Some(c) = chars.next() {
+        if c.is_ascii_digit() {
+            num.push(c);
+            continue;
+        }
+        if c.is_whitespace() {
+            continue;
+        }
+        let mut unit = c.to_string();
+        while let Some(&n) = chars.peek() {
+            if n.is_ascii_alphabetic() {
+                unit.push(n);
+                chars.next();
+            } else {
+                break;
+            }
+        }
+        let mult = match unit.as_str() {
+            "s" | "sec" | "secs" | "second" | "seconds" => 1,
+            "m" | "min" | "mins" | "minute" | "minutes" => 60,
+            "h" | "hour" | "hours" => 3600,
+            "d" | "day" | "days" => 86400,
+            "w" | "week" | "weeks" => 7 * 86400,
+            _ => return Err(bad()),
+        };
+        let n: u64 = num.parse().map_err(|_| bad())?;
+        num.clear();
+        saw_unit = true;
+        total = total
+            .checked_add(n.checked_mul(mult).ok_or_else(bad)?)
+            .ok_or_else(bad)?;
+    }
+    if !num.is_empty() {
+        if saw_unit {
+            return Err(bad());
+        }
+        total = num.parse().map_err(|_| bad())?;
+    }
+    Ok(total)
+}
+
+/// Formats seconds the way operators write them: "24h", "1h30m", "45s".
+pub fn format_duration(secs: u64) -> String {
+    if secs == 0 {
+        return "0s".into();
+    }
+    let mut out = String::new();
+    let mut rest = secs;
+    for (unit, size) in [("d", 86400), ("h", 3600), ("m", 60), ("s", 1)] {
+        if rest >= size {
+            out.push_str(&format!("{}{unit}", rest / size));
+            rest %= size;
+        }
+    }
+    out
+}
+
+/// The known key closest to `key`, if it is close enough to be a likely typo.
+pub fn did_you_mean<'a, S: AsRef<str>>(key: &str, known: &'a [S]) -> Option<&'a str> {
+    let key_l = key.to_ascii_lowercase();
+    known
+        .iter()
+        .map(|k| {
+            (
+                k.as_ref(),
+                edit_distance(&key_l, &k.as_ref().to_ascii_lowercase()),
+            )
+        })
+        .filter(|(k, d)| *d <= (k.len().max(key.len()) / 3).max(2))
+        .min_by_key(|(_, d)| *d)
+        .map(|(k, _)| k)
+}
+
+fn edit_distance(a: &str, b: &str) -> usize {
+    let a: Vec<char> = a.chars().collect();
+    let b: Vec<char> = b.chars().collect();
+    let mut prev: Vec<usize> = (0..=b.len()).collect();
+    let mut cur = vec![0; b.len() + 1];
+    for i in 1..=a.len() {
+        cur[0] = i;
+        for j in 1..=b.len() {
+            let cost = usize::from(a[i - 1] != b[j - 1]);
+            cur[j] = (prev[j] + 1).min(cur[j - 1] + 1).min(prev[j - 1] + cost);
+        }
+        std::mem::swap(&mut prev, &mut cur);
+    }
+    prev[b.len()]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_seed_example_works_as_written() {
+        // The seed's README shows these keys with `//` comments.
+        let text = r#"{
+            "patterns": {
+                "binary_injection": "\\x[0-9a-fA-F]{2}",  // Detects binary data in requests
+                "sql_injection": "(?i)(SELECT|INSERT|UPDATE|DELETE|DROP|UNION|ALTER|EXEC)",
+                "xss": "(?i)(<script|javascript:|onerror=|onload=)",
+                "path_traversal": "\\.\\./|\\.\\.\\\\",
+                "command_injection": "(?i)(;|&&|\\|\\||`|\\$)"
+            },
+            "thresholds": {
+                "max_failed_auth": 5,        // Number of failed login attempts
+                "max_pattern_matches": 3,    // Number of pattern matches
+                "max_requests_per_minute": 100  // Rate limiting
+            },
+            "docker_containers": ["container-name-1", "container-name-2"]
+        }"#;
+        let cfg = parse_str(text).unwrap();
+        assert_eq!(cfg.patterns.len(), 5);
+        assert_eq!(cfg.patterns[0].name, "binary_injection");
+        assert_eq!(cfg.patterns[0].regex, r"\x[0-9a-fA-F]{2}");
+        assert_eq!(cfg.thresholds.max_requests_per_minute, 100);
+        assert_eq!(
+            cfg.docker_containers,
+            vec!["container-name-1", "container-name-2"]
+        );
+        assert_eq!(cfg.ban.duration, 86400);
+    }
+
+    #[test]
+    fn every_error_is_reported_at_once_with_path_and_position() {
+        let text = "{\n  \"thresholds\": {\"max_faild_auth\": 5, \"max_pattern_matches\": -1},\n  \"allowlist\": [\"10.0.0.0/8\", \"not-an-ip\"],\n  \"ban\": {\"duration\": \"forever\"},\n  \"firewal\": {}\n}";
+        let errs = parse_str(text).unwrap_err();
+        let shown: Vec<String> = errs.iter().map(|e| e.to_string()).collect();
+        assert_eq!(errs.len(), 5, "{shown:#?}");
+        assert!(
+            shown[0].starts_with("2:18: thresholds.max_faild_auth: unknown key")
+                && shown[0].contains("did you mean \"max_failed_auth\""),
+            "{shown:#?}"
+        );
+        assert!(
+            shown[1].starts_with("2:62: thresholds.max_pattern_matches:"),
+            "{shown:#?}"
+        );
+        assert!(shown[2].starts_with("3:31: allowlist[1]:"), "{shown:#?}");
+        assert!(shown[3].starts_with("4:23: ban.duration:"), "{shown:#?}");
+        assert!(
+            shown[4].contains("firewal") && shown[4].contains("did you mean \"firewall\""),
+            "{shown:#?}"
+        );
+    }
+
+    #[test]
+    fn an_invalid_regex_names_the_pattern_and_says_why() {
+        let errs =
+            parse_str(r#"{"patterns": {"repeat": "(a)\\1", "look": "foo(?=bar)", "ok": "x"}}"#)
+                .unwrap_err();
+        assert_eq!(errs.len(), 2);
+        assert!(
+            errs[0].to_string().contains("pattern \"repeat\"")
+                && errs[0].to_string().contains("backreference"),
+            "{}",
+            errs[0]
+        );
+        assert!(
+            errs[1].to_string().contains("pattern \"look\"")
+                && errs[1].to_string().contains("look-around"),
+            "{}",
+            errs[1]
+        );
+    }
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("90"), Ok(90));
+        assert_eq!(parse_duration("10m"), Ok(600));
+        assert_eq!(parse_duration("1h30m"), Ok(5400));
+        assert_eq!(parse_duration("7d"), Ok(604800));
+        assert!(parse_duration("10 parsecs").is_err());
+        assert!(parse_duration("1h5").is_err());
+        assert_eq!(format_duration(5400), "1h30m");
+    }
+
+    #[test]
+    fn escalation_is_capped() {
+        let b = BanPolicy::default();
+        assert_eq!(b.duration_for(0), 86400);
+        assert_eq!(b.duration_for(1), 2 * 86400);
+        assert_eq!(b.duration_for(50), 30 * 86400);
+    }
+
+    #[test]
+    fn email_is_checked_when_enabled() {
+        let errs = parse_str(r#"{"email": {"enabled": true, "from": "nobody", "to": [], "password": "x", "password_file": "/p"}}"#).unwrap_err();
+        let all = errs
+            .iter()
+            .map(|e| e.to_string())
+            .collect::<Vec<_>>()
+            .join("\n");
+        assert!(all.contains("email.from"), "{all}");
+        assert!(all.contains("no recipient"), "{all}");
+        assert!(all.contains("not both"), "{all}");
+        assert!(all.contains("no username"), "{all}");
+    }
+
+    #[test]
+    fn formats_and_containers_refer_to_known_formats() {
+        let ok = parse_str(r#"{"formats": {"app": {"regex": "from (?P<ip>\\S+)"}}, "containers": {"web": {"log_format": "app"}}}"#).unwrap();
+        assert!(matches!(
+            ok.format_for_container("web"),
+            LogFormat::Custom { .. }
+        ));
+        let errs =
+            parse_str(r#"{"formats": {"app": {"regex": "from (\\S+)"}}, "log_format": "combind"}"#)
+                .unwrap_err();
+        let all = errs
+            .iter()
+            .map(|e| e.to_string())
+            .collect::<Vec<_>>()
+            .join("\n");
+        assert!(all.contains("named group `ip`"), "{all}");
+        assert!(all.contains("did you mean \"combined\""), "{all}");
+    }
+
+    #[test]
+    fn the_shipped_default_config_is_valid() {
+        let text = include_str!("../../config/monitor_config.json");
+        let cfg = parse_str(text).unwrap_or_else(|e| panic!("{e:#?}"));
+        assert_eq!(cfg.ban.duration, 86400);
+    }
+}

@@ -1,0 +1,422 @@
+//! The detection core: parsed requests in, verdicts out.
+//!
+//! Sans-IO and clock-free: every call takes the time as an argument (the line's own
+//! timestamp in `check`, the Docker timestamp or wall clock in the daemon), so a replay
+//! behaves exactly as the live daemon would have, and tests need no sleeping.
+
+pub mod decode;
+pub mod parse;
+pub mod rules;
+pub mod window;
+
+use std::collections::HashMap;
+use std::hash::{BuildHasher, Hasher};
+use std::net::IpAddr;
+
+use crate::config::{Config, Severity, Thresholds};
+use crate::netaddr::{never_ban_reason, IpNet};
+use parse::Request;
+use rules::{RuleSet, View};
+use window::{DistinctWindow, EventWindow, RateCounter};
+
+/// Rule id and category of the verdicts that come from thresholds rather than a rule.
+pub const FLOOD_RULE: &str = "request-flood";
+pub const FLOOD_CATEGORY: &str = "flood";
+pub const PROBING_RULE: &str = "not-found-probing";
+pub const PROBING_CATEGORY: &str = "probing";
+pub const FAILED_AUTH_CATEGORY: &str = "failed_auth";
+
+/// How many offending lines are kept per IP as evidence, and how long each may be.
+const EVIDENCE_LINES: usize = 3;
+const EVIDENCE_CHARS: usize = 300;
+
+/// The detector's decision that an IP should be banned.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Verdict {
+    pub ip: IpAddr,
+    /// The rule that decided it (a rule id, `request-flood` or `not-found-probing`).
+    pub rule: String,
+    pub category: String,
+    pub severity: Severity,
+    /// Offending lines counted toward this verdict (requests, for a flood).
+    pub hits: u32,
+    pub first_seen: i64,
+    pub last_seen: i64,
+    /// A few offending lines, escaped and truncated.
+    pub evidence: Vec<String>,
+    /// Set when the IP must never be banned (loopback, link-local, allowlist): why.
+    pub allowlisted: Option<String>,
+}
+
+/// What one line did.
+#[derive(Debug, Default)]
+pub struct Observation {
+    /// Indexes of the rules it matched (see [`Detector::rules`]).
+    pub hits: Vec<usize>,
+    pub verdict: Option<Verdict>,
+}
+
+/// Per-IP state. Ordinary visitors only ever use the fixed part; everything an
+/// offender needs lives behind one pointer.
+#[derive(Debug, Default)]
+struct IpState {
+    last_seen: i64,
+    /// While the IP is banned (as far as the detector knows), no further verdicts.
+    quiet_until: i64,
+    requests: RateCounter,
+    offences: Option<Box<Offences>>,
+}
+
+#[derive(Debug, Default)]
+struct Offences {
+    first_seen: i64,
+    hits: u32,
+    points: EventWindow,
+    failed_auth: EventWindow,
+    not_found: DistinctWindow,
+    /// The most severe rule seen since the windows were last reset.
+    worst: Option<(usize, Severity)>,
+    last_failed_auth_rule: Option<usize>,
+    evidence: Vec<String>,
+}
+
+/// Points a rule hit adds toward `max_pattern_matches`.
+fn points(sev: Severity, t: &Thresholds) -> u32 {
+    match sev {
+        Severity::Critical if t.ban_on_critical => t.max_pattern_matches,
+        Severity::Critical | Severity::High => 2,
+        Severity::Medium => 1,
+        Severity::Low => 0,
+    }
+}
+
+pub struct Detector {
+    rules: RuleSet,
+    thresholds: Thresholds,
+    allowlist: Vec<IpNet>,
+    /// How long the detector stays quiet about an IP after a verdict.
+    ban_seconds: u64,
+    max_tracked: usize,
+    ips: HashMap<IpAddr, IpState, foldhash::fast::RandomState>,
+    view: View,
+    hasher: foldhash::fast::RandomState,
+    observed: u64,
+    evicted: u64,
+}
+
+impl Detector {
+    pub fn new(cfg: &Config) -> Result<Detector, String> {
+        let rules = RuleSet::new(cfg.builtin_rules, &cfg.disabled_rules, &cfg.patterns)?;
+        Ok(Detector {
+            rules,
+            thresholds: cfg.thresholds.clone(),
+            allowlist: cfg.allowlist.clone(),
+            ban_seconds: cfg.ban.duration,
+            max_tracked: cfg.limits.max_tracked_ips,
+            ips: HashMap::with_hasher(foldhash::fast::RandomState::default()),
+            view: View::default(),
+            hasher: foldhash::fast::RandomState::default(),
+            observed: 0,
+            evicted: 0,
+        })
+    }
+
+    pub fn rules(&self) -> &RuleSet {
+        &self.rules
+    }
+
+    /// IPs currently held in memory.
+    pub fn tracked_ips(&self) -> usize {
+        self.ips.len()
+    }
+
+    /// IPs let go to stay within `limits.max_tracked_ips`.
+    pub fn evicted_ips(&self) -> u64 {
+        self.evicted
+    }
+
+    /// Why `ip` must never be banned, if it must not.
+    pub fn never_ban(&self, ip: IpAddr) -> Option<String> {
+        if let Some(r) = never_ban_reason(ip) {
+            return Some(r.to_string());
+        }
+        self.allowlist
+            .iter()
+            .find(|n| n.contains(ip))
+            .map(|n| format!("allowlist {n}"))
+    }
+
+    /// Forget what is known about `ip` (after an operator lifts its ban, say).
+    pub fn forget(&mut self, ip: IpAddr) {
+        self.ips.remove(&ip);
+    }
+
+    /// Examines one parsed request at time `now` (Unix seconds). `line` is the raw line,
+    /// kept as evidence and seen by operator patterns that look at the whole line.
+    pub fn observe(&mut self, req: &Request<'_>, line: &[u8], now: i64) -> Observation {
+        let mut obs = Observation::default();
+        self.rules.matches(&mut self.view, req, line, &mut obs.hits);
+        self.observed += 1;
+        if self.observed % 65_536 == 0 || self.ips.len() > self.max_tracked {
+            self.sweep(now);
+        }
+
+        let t = &self.thresholds;
+        let state = self.ips.entry(req.ip).or_default();
+        // Out-of-order lines are treated as happening now for this IP, so windows never
+        // run backwards.
+        let now = now.max(state.last_seen);
+        state.last_seen = now;
+        let rpm = state.requests.hit(now);
+
+        let not_found = matches!(req.status, Some(404 | 410)) && !req.target.is_empty();
+        if obs.hits.is_empty() && !not_found && rpm <= t.max_requests_per_minute {
+            return obs;
+        }
+
+        let off = state.offences.get_or_insert_with(|| {
+            Box::new(Offences {
+                first_seen: now,
+                ..Offences::default()
+            })
+        });
+        let mut decided: Option<(String, String, Severity, u32)> = None;
+
+        if !obs.hits.is_empty() {
+            off.hits += 1;
+            if off.evidence.len() >= EVIDENCE_LINES {
+                off.evidence.remove(0);
+            }
+            off.evidence
+                .push(decode::escape_excerpt(line, EVIDENCE_CHARS));
+            let mut line_points = 0;
+            let mut failed_auth = None;
+            for &i in &obs.hits {
+                let rule = self.rules.rule(i);
+                if rule.category == FAILED_AUTH_CATEGORY {
+                    failed_auth = Some(i);
+                    continue;
+                }
+                line_points = line_points.max(points(rule.severity, t));
+                if off.worst.is_none_or(|(_, s)| rule.severity >= s) {
+                    off.worst = Some((i, rule.severity));
+                }
+            }
+            if line_points > 0 {
+                let total = off.points.push(
+                    now,
+                    line_points,
+                    t.pattern_window,
+                    t.max_pattern_matches as usize,
+                );
+                if total >= t.max_pattern_matches {
+                    if let Some((i, sev)) = off.worst {
+                        let r = self.rules.rule(i);
+                        decided = Some((r.id.clone(), r.category.clone(), sev, off.hits));
+                    }
+                }
+            }
+            if let Some(i) = failed_auth {
+                off.last_failed_auth_rule = Some(i);
+                let n =
+                    off.failed_auth
+                        .push(now, 1, t.failed_auth_window, t.max_failed_auth as usize);
+                if decided.is_none() && n >= t.max_failed_auth {
+                    let r = self.rules.rule(i);
+                    decided = Some((
+                        r.id.clone(),
+                        r.category.clone(),
+                        Severity::High.max(r.severity),
+                        n,
+                    ));
+                }
+            }
+        }
+        if not_found {
+            let mut h = self.hasher.build_hasher();
+            h.write(&req.target);
+            let n = off.not_found.push(
+                h.finish(),
+                now,
+                t.not_found_window,
+                t.max_not_found as usize,
+            );
+            if decided.is_none() && n >= t.max_not_found {
+                decided = Some((
+                    PROBING_RULE.into(),
+                    PROBING_CATEGORY.into(),
+                    Severity::Medium,
+                    n,
+                ));
+            }
+        }
+        if decided.is_none() && rpm > t.max_requests_per_minute {
+            decided = Some((
+                FLOOD_RULE.into(),
+                FLOOD_CATEGORY.into(),
+                Severity::High,
+                rpm,
+            ));
+        }
+
+        let Some((rule, category, severity, hits)) = decided else {
+            return obs;
+        };
+        if state.quiet_until > now {
+            return obs;
+        }
+        if off.evidence.is_empty() {
+            off.evidence
+                .push(decode::escape_excerpt(line, EVIDENCE_CHARS));
+        }
+        let verdict = Verdict {
+            ip: req.ip,
+            rule,
+            category,
+            severity,
+            hits,
+            first_seen: off.first_seen,
+            last_seen: now,
+            evidence: std::mem::take(&mut off.evidence),
+            allowlisted: None,
+        };
+        // A verdict starts the IP afresh: the next one needs new evidence, after the ban.
+        state.quiet_until = now.saturating_add(self.ban_seconds as i64);
+        state.offences = None;
+        state.requests.clear();
+        let allowlisted = self.never_ban(req.ip);
+        obs.verdict = Some(Verdict {
+            allowlisted,
+            ..verdict
+        });
+        obs
+    }
+
+    /// Lets go of IPs that have been idle longer than any window, and if there are still
+    /// more than the cap, of the longest idle ones.
+    fn sweep(&mut self, now: i64) {
+        let t = &self.thresholds;
+        let horizon = t
+            .pattern_window
+            .max(t.failed_auth_window)
+            .max(t.not_found_window)
+            .max(60) as i64;
+        let before = self.ips.len();
+        self.ips
+            .retain(|_, s| s.last_seen > now - horizon || s.quiet_until > now);
+        if self.ips.len() > self.max_tracked {
+            // Still too many: let go of the longest idle, down to 90% of the cap.
+            let keep = self.max_tracked * 9 / 10;
+            let mut by_age: Vec<(i64, IpAddr)> =
+                self.ips.iter().map(|(ip, s)| (s.last_seen, *ip)).collect();
+            let cut = by_age.len() - keep;
+            by_age.select_nth_unstable(cut);
+            for (_, ip) in &by_age[..cut] {
+                self.ips.remove(ip);
+            }
+        }
+        self.evicted += (before - self.ips.len()) as u64;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::parse_str;
+
+    fn detector(cfg: &str) -> Detector {
+        Detector::new(&parse_str(cfg).unwrap()).unwrap()
+    }
+
+    fn line(ip: &str, target: &str, status: u16, ua: &str) -> Vec<u8> {
+        format!("{ip} - - [21/Nov/2026:00:00:00 +0000] \"GET {target} HTTP/1.1\" {status} 10 \"-\" \"{ua}\"").into_bytes()
+    }
+
+    fn feed(d: &mut Detector, raw: &[u8], now: i64) -> Observation {
+        let req = parse::parse_access(raw).unwrap();
+        d.observe(&req, raw, now)
+    }
+
+    #[test]
+    fn a_flood_bans_once() {
+        let mut d = detector(r#"{"thresholds": {"max_requests_per_minute": 10}}"#);
+        let raw = line("203.0.113.1", "/", 200, "x");
+        let verdicts: Vec<Verdict> = (0..30)
+            .filter_map(|i| feed(&mut d, &raw, 1000 + i / 10).verdict)
+            .collect();
+        assert_eq!(verdicts.len(), 1);
+        assert_eq!(verdicts[0].rule, FLOOD_RULE);
+        assert_eq!(verdicts[0].hits, 11);
+    }
+
+    #[test]
+    fn not_found_probing_counts_distinct_paths() {
+        let mut d = detector(r#"{"thresholds": {"max_not_found": 5}}"#);
+        // The same missing path again and again is a broken link, not probing.
+        for i in 0..20 {
+            assert!(feed(
+                &mut d,
+                &line("203.0.113.2", "/favicon.ico", 404, "x"),
+                1000 + i
+            )
+            .verdict
+            .is_none());
+        }
+        let mut v = None;
+        for i in 0..5 {
+            v = v.or(feed(
+                &mut d,
+                &line("203.0.113.2", &format!("/p{i}"), 404, "x"),
+                1100 + i,
+            )
+            .verdict);
+        }
+        assert_eq!(v.unwrap().rule, PROBING_RULE);
+    }
+
+    #[test]
+    fn user_patterns_count_toward_max_pattern_matches_in_their_window() {
+        let mut d = detector(
+            r#"{"rules": {"builtin": false}, "patterns": {"evil": "EVIL"}, "thresholds": {"max_pattern_matches": 3, "pattern_window": "1m"}}"#,
+        );
+        let raw = line("203.0.113.3", "/?q=EVIL", 200, "x");
+        assert!(feed(&mut d, &raw, 0).verdict.is_none());
+        assert!(feed(&mut d, &raw, 30).verdict.is_none());
+        // The first hit has left the one-minute window.
+        assert!(feed(&mut d, &raw, 70).verdict.is_none());
+        let v = feed(&mut d, &raw, 71).verdict.unwrap();
+        assert_eq!(v.rule, "evil");
+        assert_eq!(v.category, "custom");
+        assert_eq!(v.hits, 4);
+        assert_eq!(v.evidence.len(), 3);
+    }
+
+    #[test]
+    fn allowlisted_and_loopback_verdicts_are_marked() {
+        let mut d = detector(
+            r#"{"allowlist": ["198.51.100.0/24"], "thresholds": {"max_requests_per_minute": 1}}"#,
+        );
+        let v = feed(&mut d, &line("198.51.100.9", "/", 200, "x"), 0);
+        assert!(v.verdict.is_none());
+        let v = feed(&mut d, &line("198.51.100.9", "/", 200, "x"), 0)
+            .verdict
+            .unwrap();
+        assert_eq!(v.allowlisted.as_deref(), Some("allowlist 198.51.100.0/24"));
+        feed(&mut d, &line("127.0.0.1", "/", 200, "x"), 0);
+        let v = feed(&mut d, &line("127.0.0.1", "/", 200, "x"), 0)
+            .verdict
+            .unwrap();
+        assert_eq!(v.allowlisted.as_deref(), Some("loopback"));
+    }
+
+    #[test]
+    fn tracked_ips_are_bounded() {
+        let mut d = detector(r#"{"limits": {"max_tracked_ips": 1000}}"#);
+        for i in 0..50_000u32 {
+            let ip = std::net::Ipv4Addr::from(0x0a00_0000 + i).to_string();
+            feed(&mut d, &line(&ip, "/", 200, "x"), 1000);
+        }
+        assert!(d.tracked_ips() <= 1001, "{} tracked", d.tracked_ips());
+        assert!(d.evicted_ips() >= 49_000);
+    }
+}

@@ -1,0 +1,661 @@
+//! Turning a log line into a [`Request`]: who (the client IP, from the format's address
+//! field only), when, and what they asked for.
+//!
+//! The client address is taken from where the format puts it, never by searching the line
+//! for something that looks like an address: a request path or user agent that contains
+//! an address must not get that address banned (fail2ban's CVE-2006-6302, CVE-2007-4321
+//! and CVE-2013-2178 were that mistake).
+
+use std::borrow::Cow;
+use std::net::IpAddr;
+
+use regex::bytes::Regex;
+
+use crate::config::{JsonFields, LogFormat};
+use crate::netaddr::parse_client_ip;
+
+/// One parsed line. Fields are raw as logged (escapes and percent-encoding intact); the
+/// rules decode what they look at.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Request<'a> {
+    pub ip: IpAddr,
+    /// Unix seconds, from the line's own timestamp when it has one.
+    pub time: Option<i64>,
+    pub method: Cow<'a, [u8]>,
+    /// The request target (path and query) as logged.
+    pub target: Cow<'a, [u8]>,
+    /// The whole request line as logged (`GET /x HTTP/1.1`, or garbage).
+    pub request: Cow<'a, [u8]>,
+    pub status: Option<u16>,
+    pub referer: Cow<'a, [u8]>,
+    pub user_agent: Cow<'a, [u8]>,
+    /// An `X-Forwarded-For`-style field, when the format carries one.
+    pub forwarded_for: Cow<'a, [u8]>,
+    /// Free text of an application log line (custom and JSON formats).
+    pub message: Cow<'a, [u8]>,
+}
+
+impl<'a> Request<'a> {
+    fn new(ip: IpAddr) -> Self {
+        Request {
+            ip,
+            time: None,
+            method: Cow::Borrowed(b""),
+            target: Cow::Borrowed(b""),
+            request: Cow::Borrowed(b""),
+            status: None,
+            referer: Cow::Borrowed(b""),
+            user_agent: Cow::Borrowed(b""),
+            forwarded_for: Cow::Borrowed(b""),
+            message: Cow::Borrowed(b""),
+        }
+    }
+}
+
+/// Reads lines of one source in one format. For `auto` it remembers which format the
+/// source has been writing.
+pub struct LineParser {
+    kind: Kind,
+    json_fields: JsonFields,
+    /// For `auto`: the last format that parsed a line of this source.
+    auto_last: Option<AutoKind>,
+}
+
+enum Kind {
+    Auto,
+    Access,
+    Json,
+    Custom(CustomFormat),
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum AutoKind {
+    Access,
+    Json,
+}
+
+struct CustomFormat {
+    regex: Regex,
+    ip: usize,
+    method: Option<usize>,
+    path: Option<usize>,
+    query: Option<usize>,
+    request: Option<usize>,
+    status: Option<usize>,
+    ua: Option<usize>,
+    referer: Option<usize>,
+    time: Option<usize>,
+    forwarded_for: Option<usize>,
+    message: Option<usize>,
+}
+
+/// Checks a custom format's regex: it must compile and have a named group `ip`.
+pub fn check_custom_regex(pattern: &str) -> Result<(), String> {
+    compile_custom(pattern).map(|_| ())
+}
+
+fn compile_custom(pattern: &str) -> Result<CustomFormat, String> {
+    let regex = Regex::new(pattern).map_err(|e| crate::detect::rules::explain_regex_error(&e))?;
+    let group = |names: &[&str]| {
+        names
+            .iter()
+            .find_map(|n| regex.capture_names().position(|c| c == Some(n)))
+    };
+    let ip = group(&["ip"]).ok_or_else(|| {
+        "the regex has no named group `ip` (write (?P<ip>...) around the client address)"
+            .to_string()
+    })?;
+    Ok(CustomFormat {
+        ip,
+        method: group(&["method"]),
+        path: group(&["path", "uri", "target"]),
+        query: group(&["query"]),
+        request: group(&["request"]),
+        status: group(&["status"]),
+        ua: group(&["ua", "user_agent"]),
+        referer: group(&["referer"]),
+        time: group(&["time"]),
+        forwarded_for: group(&["forwarded_for", "xff"]),
+        message: group(&["message", "msg"]),
+        regex,
+    })
+}
+
+impl LineParser {
+    pub fn new(format: &LogFormat) -> Result<Self, String> {
+        let (kind, json_fields) = match format {
+            LogFormat::Auto => (Kind::Auto, JsonFields::default()),
+            LogFormat::Combined | LogFormat::Common => (Kind::Access, JsonFields::default()),
+            LogFormat::Json(f) => (Kind::Json, f.clone()),
+            LogFormat::Custom { regex, .. } => {
+                (Kind::Custom(compile_custom(regex)?), JsonFields::default())
+            }
+        };
+        Ok(LineParser {
+            kind,
+            json_fields,
+            auto_last: None,
+        })
+    }
+
+    /// Parses one line (without its newline). `None`: the line is not in this format or
+    /// carries no usable client address.
+    pub fn parse<'a>(&mut self, line: &'a [u8]) -> Option<Request<'a>> {
+        let line = trim_end(line);
+        match &self.kind {
+            Kind::Access => parse_access(line),
+            Kind::Json => parse_json(line, &self.json_fields),
+            Kind::Custom(c) => parse_custom(c, line),
+            Kind::Auto => {
+                let looks_json = line.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'{');
+                let order = match (looks_json, self.auto_last) {
+                    (true, _) => [AutoKind::Json, AutoKind::Access],
+                    (false, _) => [AutoKind::Access, AutoKind::Json],
+                };
+                for k in order {
+                    if k == AutoKind::Json && !looks_json {
+                        continue;
+                    }
+                    let parsed = match k {
+                        AutoKind::Access => parse_access(line),
+                        AutoKind::Json => parse_json(line, &self.json_fields),
+                    };
+                    if parsed.is_some() {
+                        self.auto_last = Some(k);
+                        return parsed;
+                    }
+                }
+                None
+            }
+        }
+    }
+}
+
+fn trim_end(mut line: &[u8]) -> &[u8] {
+    while let [rest @ .., b'\n' | b'\r'] = line {
+        line = rest;
+    }
+    line
+}
+
+/// Splits off the next space-separated token.
+#[inline]
+fn token(s: &[u8]) -> (&[u8], &[u8]) {
+    match memchr::memchr(b' ', s) {
+        Some(i) => (&s[..i], &s[i + 1..]),
+        None => (s, b""),
+    }
+}
+
+/// Reads a `"quoted"` field at the start of `s`, honouring `\"` escapes (Apache) and
+/// `\xHH` (nginx, which needs nothing special). Returns the inside and the rest after the
+/// closing quote.
+#[inline]
+fn quoted(s: &[u8]) -> Option<(&[u8], &[u8])> {
+    let s = s.strip_prefix(b"\"")?;
+    let mut from = 0;
+    loop {
+        let i = from + memchr::memchr(b'"', &s[from..])?;
+        // A quote preceded by an odd number of backslashes is escaped.
+        let backslashes = s[..i].iter().rev().take_while(|&&b| b == b'\\').count();
+        if backslashes % 2 == 0 {
+            return Some((&s[..i], &s[i + 1..]));
+        }
+        from = i + 1;
+    }
+}
+
+/// nginx/Apache `combined` and `common`, with or without extra trailing fields:
+/// `IP ident user [time] "request" status bytes ["referer" "user agent" ...]`.
+pub fn parse_access(line: &[u8]) -> Option<Request<'_>> {
+    let (ip, rest) = token(line);
+    let ip = parse_client_ip(ip)?;
+    let (_ident, rest) = token(rest);
+    // The user field may itself be quoted or contain spaces in odd setups; the timestamp
+    // starts at the first " [".
+    let open = memchr::memmem::find(rest, b"[")?;
+    let rest = &rest[open + 1..];
+    let close = memchr::memchr(b']', rest)?;
+    let time = parse_time(&rest[..close]);
+    let rest = rest[close + 1..].strip_prefix(b" ")?;
+    let (request, rest) = quoted(rest)?;
+    let rest = rest.strip_prefix(b" ").unwrap_or(rest);
+    let (status, rest) = token(rest);
+    let status = parse_status(status);
+    status?;
+    let (_bytes, rest) = token(rest);
+    let mut req = Request::new(ip);
+    req.time = time;
+    req.status = status;
+    req.request = Cow::Borrowed(request);
+    split_request_line(request, &mut req);
+    if let Some((referer, rest)) = quoted(rest) {
+        req.referer = Cow::Borrowed(dash_empty(referer));
+        let rest = rest.strip_prefix(b" ").unwrap_or(rest);
+        if let Some((ua, rest)) = quoted(rest) {
+            req.user_agent = Cow::Borrowed(dash_empty(ua));
+            // nginx setups often append "$http_x_forwarded_for" as the next quoted field.
+            let rest = rest.strip_prefix(b" ").unwrap_or(rest);
+            if let Some((xff, _)) = quoted(rest) {
+                req.forwarded_for = Cow::Borrowed(dash_empty(xff));
+            }
+        }
+    }
+    Some(req)
+}
+
+fn dash_empty(s: &[u8]) -> &[u8] {
+    if s == b"-" {
+        b""
+    } else {
+        s
+    }
+}
+
+fn parse_status(s: &[u8]) -> Option<u16> {
+    if s.len() == 3 && s.iter().all(u8::is_ascii_digit) {
+        Some(s.iter().fold(0u16, |a, &d| a * 10 + (d - b'0') as u16))
+    } else {
+        None
+    }
+}
+
+/// `GET /path?q HTTP/1.1` → method and target. A request line that is not of that shape
+/// (binary garbage, a TLS handshake sent to an HTTP port) leaves both empty; rules that look
+/// at the raw `request` still see it.
+fn split_request_line<'a>(request: &'a [u8], req: &mut Request<'a>) {
+    let Some(sp) = memchr::memchr(b' ', request) else {
+        return;
+    };
+    let method = &request[..sp];
+    if method.is_empty()
+        || method.len() > 20
+        || !method
+            .iter()
+            .all(|b| b.is_ascii_uppercase() || *b == b'-' || *b == b'_')
+    {
+        return;
+    }
+    let rest = &request[sp + 1..];
+    let target = match memchr::memrchr(b' ', rest) {
+        Some(i) if rest[i + 1..].starts_with(b"HTTP/") => &rest[..i],
+        _ => rest,
+    };
+    req.method = Cow::Borrowed(method);
+    req.target = Cow::Borrowed(target);
+}
+
+fn parse_custom<'a>(c: &CustomFormat, line: &'a [u8]) -> Option<Request<'a>> {
+    let caps = c.regex.captures(line)?;
+    let get = |i: Option<usize>| i.and_then(|i| caps.get(i)).map(|m| m.as_bytes());
+    let ip = parse_client_ip(caps.get(c.ip)?.as_bytes())?;
+    let mut req = Request::new(ip);
+    req.time = get(c.time).and_then(parse_time);
+    req.status = get(c.status).and_then(parse_status);
+    if let Some(r) = get(c.request) {
+        req.request = Cow::Borrowed(r);
+        split_request_line(r, &mut req);
+    }
+    if let Some(m) = get(c.method) {
+        req.method = Cow::Borrowed(m);
+    }
+    match (get(c.path), get(c.query)) {
+        (Some(p), Some(q)) if !q.is_empty() => {
+            let mut t = p.to_vec();
+            t.push(b'?');
+            t.extend_from_slice(q);
+            req.target = Cow::Owned(t);
+        }
+        (Some(p), _) => req.target = Cow::Borrowed(p),
+        (None, Some(q)) => {
+            let mut t = b"?".to_vec();
+            t.extend_from_slice(q);
+            req.target = Cow::Owned(t);
+        }
+        (None, None) => {}
+    }
+    req.user_agent = Cow::Borrowed(get(c.ua).map(dash_empty).unwrap_or(b""));
+    req.referer = Cow::Borrowed(get(c.referer).map(dash_empty).unwrap_or(b""));
+    req.forwarded_for = Cow::Borrowed(get(c.forwarded_for).map(dash_empty).unwrap_or(b""));
+    // An application log line is free text: without a message group, all of it.
+    req.message = Cow::Borrowed(get(c.message).unwrap_or(line));
+    Some(req)
+}
+
+fn json_lookup<'v>(obj: &'v serde_json::Value, keys: &[String]) -> Option<&'v serde_json::Value> {
+    keys.iter().find_map(|k| {
+        if let Some(v) = obj.get(k.as_str()) {
+            return Some(v);
+        }
+        if !k.contains('.') {
+            return None;
+        }
+        k.split('.').try_fold(obj, |v, part| v.get(part))
+    })
+}
+
+fn json_text(v: &serde_json::Value) -> Option<Cow<'_, [u8]>> {
+    match v {
+        serde_json::Value::String(s) => Some(Cow::Borrowed(s.as_bytes())),
+        serde_json::Value::Number(n) => Some(Cow::Owned(n.to_string().into_bytes())),
+        // Caddy logs headers as arrays of values.
+        serde_json::Value::Array(a) => a.first().and_then(json_text),
+        _ => None,
+    }
+}
+
+fn parse_json<'a>(line: &'a [u8], f: &JsonFields) -> Option<Request<'a>> {
+    let start = line.iter().position(|b| !b.is_ascii_whitespace())?;
+    let value: serde_json::Value = serde_json::from_slice(&line[start..]).ok()?;
+    if !value.is_object() {
+        return None;
+    }
+    let text = |keys: &[String]| {
+        json_lookup(&value, keys)
+            .and_then(json_text)
+            .map(|c| c.into_owned())
+    };
+    let ip = parse_client_ip(&text(&f.ip)?)?;
+    let mut req = Request::new(ip);
+    if let Some(r) = text(&f.request) {
+        req.request = Cow::Owned(r);
+        let request = req.request.clone().into_owned();
+        let mut tmp = Request::new(ip);
+        split_request_line(&request, &mut tmp);
+        req.method = Cow::Owned(tmp.method.into_owned());
+        req.target = Cow::Owned(tmp.target.into_owned());
+    }
+    if let Some(m) = text(&f.method) {
+        req.method = Cow::Owned(m);
+    }
+    if let Some(u) = text(&f.uri) {
+        req.target = Cow::Owned(u);
+    }
+    if req.request.is_empty() && !req.target.is_empty() {
+        let mut r = req.method.to_vec();
+        r.push(b' ');
+        r.extend_from_slice(&req.target);
+        req.request = Cow::Owned(r);
+    }
+    req.status = json_lookup(&value, &f.status).and_then(|v| match v {
+        serde_json::Value::Number(n) => n
+            .as_u64()
+            .filter(|s| (100..1000).contains(s))
+            .map(|s| s as u16),
+        serde_json::Value::String(s) => parse_status(s.as_bytes()),
+        _ => None,
+    });
+    req.user_agent = Cow::Owned(
+        text(&f.user_agent)
+            .map(|v| dash_empty(&v).to_vec())
+            .unwrap_or_default(),
+    );
+    req.referer = Cow::Owned(
+        text(&f.referer)
+            .map(|v| dash_empty(&v).to_vec())
+            .unwrap_or_default(),
+    );
+    req.forwarded_for = Cow::Owned(
+        text(&f.forwarded_for)
+            .map(|v| dash_empty(&v).to_vec())
+            .unwrap_or_default(),
+    );
+    req.message = Cow::Owned(text(&f.message).unwrap_or_default());
+    req.time = json_lookup(&value, &f.time).and_then(|v| match v {
+        serde_json::Value::Number(n) => n.as_f64().map(epoch_number),
+        serde_json::Value::String(s) => parse_time(s.as_bytes()),
+        _ => None,
+    });
+    Some(req)
+}
+
+/// Epoch seconds, or milliseconds/microseconds/nanoseconds when the number is that large.
+fn epoch_number(n: f64) -> i64 {
+    let mut v = n;
+    while v.abs() > 1e11 {
+        v /= 1000.0;
+    }
+    v as i64
+}
+
+/// Parses the timestamp formats logs use into Unix seconds: nginx/Apache
+/// `21/Nov/2026:00:06:01 +0000`, ISO 8601 / RFC 3339 (`2026-11-21T00:06:01.5Z`,
+/// `2026-11-21 00:06:01+01:00`; no offset means UTC), and epoch seconds.
+pub fn parse_time(s: &[u8]) -> Option<i64> {
+    let s = trim_ascii(s);
+    if s.len() >= 20 && s[2] == b'/' && s[6] == b'/' && s[11] == b':' {
+        let day = num(&s[0..2])?;
+        let month = month_number(&s[3..6])?;
+        let year = num(&s[7..11])?;
+        let (h, m, sec) = (num(&s[12..14])?, num(&s[15..17])?, num(&s[18..20])?);
+        let offset = parse_offset(trim_ascii(&s[20..])).unwrap_or(0);
+        return Some(civil_to_unix(year, month, day, h, m, sec) - offset);
+    }
+    if s.len() >= 19
+        && s[4] == b'-'
+        && s[7] == b'-'
+        && (s[10] == b'T' || s[10] == b' ')
+        && s[13] == b':'
+    {
+        let (year, month, day) = (num(&s[0..4])?, num(&s[5..7])?, num(&s[8..10])?);
+        let (h, m, sec) = (num(&s[11..13])?, num(&s[14..16])?, num(&s[17..19])?);
+        let mut rest = &s[19..];
+        if rest.first() == Some(&b'.') || rest.first() == Some(&b',') {
+            let digits = rest[1..].iter().take_while(|b| b.is_ascii_digit()).count();
+            rest = &rest[1 + digits..];
+        }
+        let offset = parse_offset(trim_ascii(rest)).unwrap_or(0);
+        return Some(civil_to_unix(year, month, day, h, m, sec) - offset);
+    }
+    if !s.is_empty() && s.iter().all(|b| b.is_ascii_digit() || *b == b'.') {
+        let v: f64 = std::str::from_utf8(s).ok()?.parse().ok()?;
+        return Some(epoch_number(v));
+    }
+    None
+}
+
+fn trim_ascii(mut s: &[u8]) -> &[u8] {
+    while let [b' ' | b'\t', rest @ ..] = s {
+        s = rest;
+    }
+    while let [rest @ .., b' ' | b'\t'] = s {
+        s = rest;
+    }
+    s
+}
+
+fn num(s: &[u8]) -> Option<i64> {
+    if s.is_empty() || !s.iter().all(u8::is_ascii_digit) {
+        return None;
+    }
+    Some(s.iter().fold(0i64, |a, &d| a * 10 + (d - b'0') as i64))
+}
+
+fn month_number(s: &[u8]) -> Option<i64> {
+    const MONTHS: [&[u8; 3]; 12] = [
+        b"jan", b"feb", b"mar", b"apr", b"may", b"jun", b"jul", b"aug", b"sep", b"oct", b"nov",
+        b"dec",
+    ];
+    let lower = [
+        s[0].to_ascii_lowercase(),
+        s[1].to_ascii_lowercase(),
+        s[2].to_ascii_lowercase(),
+    ];
+    MONTHS
+        .iter()
+        .position(|m| **m == lower)
+        .map(|i| i as i64 + 1)
+}
+
+/// `+0100`, `-05:00`, `Z` → seconds east of UTC.
+fn parse_offset(s: &[u8]) -> Option<i64> {
+    match s {
+        b"Z" | b"z" | b"" => Some(0),
+        [sign @ (b'+' | b'-'), rest @ ..] => {
+            let digits: Vec<u8> = rest.iter().copied().filter(|b| *b != b':').collect();
+            if digits.len() != 4 {
+                return None;
+            }
+            let secs = num(&digits[0..2])? * 3600 + num(&digits[2..4])? * 60;
+            Some(if *sign == b'-' { -secs } else { secs })
+        }
+        _ => None,
+    }
+}
+
+/// Days since 1970-01-01 for a proleptic Gregorian date (Howard Hinnant's algorithm).
+fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = if y >= 0 { y } else { y - 399 } / 400;
+    let yoe = y - era * 400;
+    let mp = (m + 9) % 12;
+    let doy = (153 * mp + 2) / 5 + d - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    era * 146097 + doe - 719468
+}
+
+fn civil_to_unix(y: i64, mo: i64, d: i64, h: i64, mi: i64, s: i64) -> i64 {
+    days_from_civil(y, mo, d) * 86400 + h * 3600 + mi * 60 + s
+}
+
+/// Unix seconds → `2026-11-21T00:06:01Z`.
+pub fn format_time(t: i64) -> String {
+    let days = t.div_euclid(86400);
+    let secs = t.rem_euclid(86400);
+    // Inverse of days_from_civil.
+    let z = days + 719468;
+    let era = if z >= 0 { z } else { z - 146096 } / 146097;
+    let doe = z - era * 146097;
+    let yoe = (doe - doe / 1460 + doe / 36524 - doe / 146096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    format!(
+        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
+        secs / 3600,
+        secs % 3600 / 60,
+        secs % 60
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ip(s: &str) -> IpAddr {
+        s.parse().unwrap()
+    }
+
+    #[test]
+    fn combined_line() {
+        let line = br#"198.51.100.4 - frank [21/Nov/2026:00:06:01 +0100] "GET /a?b=1 HTTP/1.1" 404 594 "http://x/" "curl/8" "203.0.113.9""#;
+        let r = parse_access(line).unwrap();
+        assert_eq!(r.ip, ip("198.51.100.4"));
+        assert_eq!(r.time, Some(civil_to_unix(2026, 11, 20, 23, 6, 1)));
+        assert_eq!(&*r.method, b"GET");
+        assert_eq!(&*r.target, b"/a?b=1");
+        assert_eq!(r.status, Some(404));
+        assert_eq!(&*r.referer, b"http://x/");
+        assert_eq!(&*r.user_agent, b"curl/8");
+        assert_eq!(&*r.forwarded_for, b"203.0.113.9");
+    }
+
+    #[test]
+    fn common_line_and_ipv6() {
+        let r = parse_access(
+            br#"::ffff:10.1.2.3 - - [01/Jan/2026:00:00:00 +0000] "POST /login HTTP/1.0" 401 -"#,
+        )
+        .unwrap();
+        assert_eq!(r.ip, ip("10.1.2.3"));
+        assert_eq!(r.status, Some(401));
+        assert!(r.user_agent.is_empty());
+        let r = parse_access(
+            br#"2001:db8::7 - - [01/Jan/2026:00:00:00 +0000] "GET / HTTP/2.0" 200 5 "-" "-""#,
+        )
+        .unwrap();
+        assert_eq!(r.ip, ip("2001:db8::7"));
+    }
+
+    #[test]
+    fn escaped_quotes_and_binary_request_lines() {
+        let r = parse_access(
+            br#"1.2.3.4 - - [01/Jan/2026:00:00:00 +0000] "GET /a\"b HTTP/1.1" 200 1 "-" "x\"y""#,
+        )
+        .unwrap();
+        assert_eq!(&*r.target, br#"/a\"b"#);
+        assert_eq!(&*r.user_agent, br#"x\"y"#);
+        let r = parse_access(
+            br#"1.2.3.4 - - [01/Jan/2026:00:00:00 +0000] "\x16\x03\x01\x00" 400 0 "-" "-""#,
+        )
+        .unwrap();
+        assert!(r.method.is_empty() && r.target.is_empty());
+        assert_eq!(&*r.request, br#"\x16\x03\x01\x00"#);
+    }
+
+    #[test]
+    fn the_ip_never_comes_from_the_request() {
+        // The address field is a hostname: no IP, so no request, even though the path,
+        // user agent and referer all carry addresses.
+        let line = br#"host.example - - [01/Jan/2026:00:00:00 +0000] "GET /1.2.3.4 HTTP/1.1" 200 1 "http://5.6.7.8/" "9.9.9.9""#;
+        assert!(parse_access(line).is_none());
+    }
+
+    #[test]
+    fn json_lines() {
+        let mut p = LineParser::new(&LogFormat::Json(JsonFields::default())).unwrap();
+        let r = p.parse(br#"{"remote_addr":"203.0.113.5","request":"GET /x?id=1 HTTP/1.1","status":"403","http_user_agent":"sqlmap","time_iso8601":"2026-11-21T10:00:00+00:00"}"#).unwrap();
+        assert_eq!(r.ip, ip("203.0.113.5"));
+        assert_eq!(&*r.target, b"/x?id=1");
+        assert_eq!(r.status, Some(403));
+        assert_eq!(r.time, Some(civil_to_unix(2026, 11, 21, 10, 0, 0)));
+        let r = p.parse(br#"{"request":{"remote_ip":"2001:db8::1","method":"GET","uri":"/y","headers":{"User-Agent":["nikto"]}},"status":404,"ts":1763719200.5}"#).unwrap();
+        assert_eq!(r.ip, ip("2001:db8::1"));
+        assert_eq!(&*r.target, b"/y");
+        assert_eq!(&*r.user_agent, b"nikto");
+        assert_eq!(r.time, Some(1763719200));
+        assert!(p.parse(b"{not json").is_none());
+    }
+
+    #[test]
+    fn custom_regex_with_named_groups() {
+        let f = LogFormat::Custom {
+            name: "app".into(),
+            regex: r"^(?P<time>\S+) login failed for user \S+ from (?P<ip>\S+)".into(),
+        };
+        let mut p = LineParser::new(&f).unwrap();
+        let r = p.parse(b"2026-11-21T10:00:00Z login failed for user root from 198.51.100.9 (path /1.2.3.4)").unwrap();
+        assert_eq!(r.ip, ip("198.51.100.9"));
+        assert!(r.message.starts_with(b"2026"));
+        assert!(check_custom_regex(r"from (\S+)")
+            .unwrap_err()
+            .contains("`ip`"));
+    }
+
+    #[test]
+    fn auto_recognises_each_format() {
+        let mut p = LineParser::new(&LogFormat::Auto).unwrap();
+        assert!(p
+            .parse(br#"1.2.3.4 - - [01/Jan/2026:00:00:00 +0000] "GET / HTTP/1.1" 200 1"#)
+            .is_some());
+        assert!(p.parse(br#"{"client_ip":"1.2.3.4","uri":"/"}"#).is_some());
+        assert!(p.parse(b"plain text without structure 1.2.3.4").is_none());
+    }
+
+    #[test]
+    fn times() {
+        assert_eq!(
+            parse_time(b"2026-11-21T00:06:01.250+01:00"),
+            Some(civil_to_unix(2026, 11, 20, 23, 6, 1))
+        );
+        assert_eq!(parse_time(b"1763683561"), Some(1763683561));
+        assert_eq!(parse_time(b"1763683561123"), Some(1763683561));
+        assert_eq!(
+            format_time(civil_to_unix(2026, 11, 21, 0, 6, 1)),
+            "2026-11-21T00:06:01Z"
+        );
+        assert_eq!(format_time(0), "1970-01-01T00:00:00Z");
+        assert_eq!(parse_time(b"garbage"), None);
+    }
+}

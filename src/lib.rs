@@ -1,0 +1,7 @@
+//! security-monitor: watches Docker container logs, recognises attacks per client IP and
+//! bans offenders in the kernel firewall. See DESIGN.md for the flow of data.
+
+pub mod check;
+pub mod config;
+pub mod detect;
+pub mod netaddr;
