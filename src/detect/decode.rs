@@ -126,10 +126,10 @@ impl Scratch {
 
 #[inline]
 fn push_case(input: &[u8], keep_case: bool, out: &mut Vec<u8>) {
-    if keep_case {
-        out.extend_from_slice(input);
-    } else {
-        out.extend(input.iter().map(|b| b.to_ascii_lowercase()));
+    let start = out.len();
+    out.extend_from_slice(input);
+    if !keep_case {
+        out[start..].make_ascii_lowercase();
     }
 }
 

@@ -59,6 +59,7 @@ pub struct LineParser {
     json_fields: JsonFields,
     /// For `auto`: the last format that parsed a line of this source.
     auto_last: Option<AutoKind>,
+    times: TimeCache,
 }
 
 enum Kind {
@@ -135,6 +136,7 @@ impl LineParser {
             kind,
             json_fields,
             auto_last: None,
+            times: TimeCache::default(),
         })
     }
 
@@ -143,7 +145,7 @@ impl LineParser {
     pub fn parse<'a>(&mut self, line: &'a [u8]) -> Option<Request<'a>> {
         let line = trim_end(line);
         match &self.kind {
-            Kind::Access => parse_access(line),
+            Kind::Access => parse_access_cached(line, &mut self.times),
             Kind::Json => parse_json(line, &self.json_fields),
             Kind::Custom(c) => parse_custom(c, line),
             Kind::Auto => {
@@ -157,7 +159,7 @@ impl LineParser {
                         continue;
                     }
                     let parsed = match k {
-                        AutoKind::Access => parse_access(line),
+                        AutoKind::Access => parse_access_cached(line, &mut self.times),
                         AutoKind::Json => parse_json(line, &self.json_fields),
                     };
                     if parsed.is_some() {
@@ -208,6 +210,29 @@ fn quoted(s: &[u8]) -> Option<(&[u8], &[u8])> {
 /// nginx/Apache `combined` and `common`, with or without extra trailing fields:
 /// `IP ident user [time] "request" status bytes ["referer" "user agent" ...]`.
 pub fn parse_access(line: &[u8]) -> Option<Request<'_>> {
+    parse_access_cached(line, &mut TimeCache::default())
+}
+
+/// The last timestamp text parsed and its value: consecutive lines of a busy log mostly
+/// share their second.
+#[derive(Default)]
+pub struct TimeCache {
+    text: Vec<u8>,
+    value: Option<i64>,
+}
+
+impl TimeCache {
+    fn parse(&mut self, text: &[u8]) -> Option<i64> {
+        if self.text != text {
+            self.text.clear();
+            self.text.extend_from_slice(text);
+            self.value = parse_time(text);
+        }
+        self.value
+    }
+}
+
+fn parse_access_cached<'a>(line: &'a [u8], times: &mut TimeCache) -> Option<Request<'a>> {
     let (ip, rest) = token(line);
     let ip = parse_client_ip(ip)?;
     let (_ident, rest) = token(rest);
@@ -216,7 +241,7 @@ pub fn parse_access(line: &[u8]) -> Option<Request<'_>> {
     let open = memchr::memmem::find(rest, b"[")?;
     let rest = &rest[open + 1..];
     let close = memchr::memchr(b']', rest)?;
-    let time = parse_time(&rest[..close]);
+    let time = times.parse(&rest[..close]);
     let rest = rest[close + 1..].strip_prefix(b" ")?;
     let (request, rest) = quoted(rest)?;
     let rest = rest.strip_prefix(b" ").unwrap_or(rest);

@@ -7,6 +7,8 @@
 
 use std::sync::OnceLock;
 
+use std::hash::BuildHasher;
+
 use regex::bytes::{RegexSet, RegexSetBuilder};
 use serde::Deserialize;
 
@@ -229,7 +231,9 @@ struct Decoded {
 }
 
 /// The decoded views of one request that rules match against. Buffers are reused across
-/// lines, so matching allocates nothing once they have grown.
+/// lines, so matching allocates nothing once they have grown. Each part is decoded only
+/// when a rule needs it, and results for user agents and referers, which repeat from
+/// line to line, are remembered.
 #[derive(Default)]
 pub struct View {
     scratch: Scratch,
@@ -239,6 +243,31 @@ pub struct View {
     folded: Decoded,
     /// Case preserved, for the operator's own patterns.
     cased: Decoded,
+    /// Which parts are decoded for the current line (bit per part, cased or folded).
+    ready: u8,
+    caches: Vec<FieldCache>,
+    members: Vec<usize>,
+    hasher: foldhash::fast::RandomState,
+}
+
+/// Recent results of one field set, direct-mapped by a hash of the raw field text.
+struct FieldCache {
+    slots: Vec<Option<CacheEntry>>,
+}
+
+/// The raw field text and the set members it matched.
+type CacheEntry = (Box<[u8]>, Box<[usize]>);
+
+const CACHE_SLOTS: usize = 4096;
+/// Longer values are rare and not worth keeping.
+const CACHE_MAX_KEY: usize = 512;
+
+#[derive(Clone, Copy)]
+enum Part {
+    Target = 0,
+    UserAgent = 1,
+    Referer = 2,
+    Message = 3,
 }
 
 /// `raw` with nginx/Apache escapes undone (in `buf` when there were any).
@@ -252,34 +281,73 @@ fn unescaped<'a>(raw: &'a [u8], buf: &'a mut Vec<u8>) -> &'a [u8] {
 }
 
 impl View {
-    fn fill(&mut self, req: &Request<'_>, need_cased: bool) {
-        decode_into(
-            &mut self.scratch,
-            &mut self.unescaped,
-            &mut self.part,
-            req,
-            false,
-            &mut self.folded,
-        );
-        if need_cased {
-            decode_into(
-                &mut self.scratch,
-                &mut self.unescaped,
-                &mut self.part,
-                req,
-                true,
-                &mut self.cased,
-            );
+    fn new_line(&mut self, sets: usize) {
+        self.ready = 0;
+        if self.caches.len() != sets {
+            self.caches = (0..sets)
+                .map(|_| FieldCache {
+                    slots: vec![None; CACHE_SLOTS],
+                })
+                .collect();
+        }
+    }
+
+    fn ensure(&mut self, part: Part, cased: bool, req: &Request<'_>) {
+        let bit = 1u8 << (part as u8 + if cased { 4 } else { 0 });
+        if self.ready & bit != 0 {
+            return;
+        }
+        self.ready |= bit;
+        let d = if cased {
+            &mut self.cased
+        } else {
+            &mut self.folded
+        };
+        let (scratch, unesc) = (&mut self.scratch, &mut self.unescaped);
+        match part {
+            Part::Target => {
+                let raw = unescaped(&req.target, unesc);
+                let (path, query) = match memchr::memchr(b'?', raw) {
+                    Some(i) => (&raw[..i], Some(&raw[i + 1..])),
+                    None => (raw, None),
+                };
+                scratch.url(path, false, cased, &mut d.target);
+                d.split = d.target.len();
+                if let Some(q) = query {
+                    scratch.url(q, true, cased, &mut self.part);
+                    d.target.push(b'?');
+                    d.target.extend_from_slice(&self.part);
+                }
+            }
+            Part::UserAgent => scratch.url(
+                unescaped(&req.user_agent, unesc),
+                false,
+                cased,
+                &mut d.user_agent,
+            ),
+            Part::Referer => {
+                scratch.url(unescaped(&req.referer, unesc), true, cased, &mut d.referer)
+            }
+            Part::Message => {
+                scratch.url(unescaped(&req.message, unesc), false, cased, &mut d.message)
+            }
         }
     }
 
     fn field<'a>(
-        &'a self,
+        &'a mut self,
         field: Field,
         cased: bool,
         req: &'a Request<'_>,
         line: &'a [u8],
     ) -> &'a [u8] {
+        match field {
+            Field::Target | Field::Path | Field::Query => self.ensure(Part::Target, cased, req),
+            Field::UserAgent => self.ensure(Part::UserAgent, cased, req),
+            Field::Referer => self.ensure(Part::Referer, cased, req),
+            Field::Message => self.ensure(Part::Message, cased, req),
+            Field::Request | Field::Line => {}
+        }
         let d = if cased { &self.cased } else { &self.folded };
         match field {
             Field::Target => &d.target,
@@ -292,46 +360,6 @@ impl View {
             Field::Line => line,
         }
     }
-}
-
-fn decode_into(
-    scratch: &mut Scratch,
-    unesc: &mut Vec<u8>,
-    part: &mut Vec<u8>,
-    req: &Request<'_>,
-    keep_case: bool,
-    d: &mut Decoded,
-) {
-    let raw = unescaped(&req.target, unesc);
-    let (path, query) = match memchr::memchr(b'?', raw) {
-        Some(i) => (&raw[..i], Some(&raw[i + 1..])),
-        None => (raw, None),
-    };
-    scratch.url(path, false, keep_case, &mut d.target);
-    d.split = d.target.len();
-    if let Some(q) = query {
-        scratch.url(q, true, keep_case, part);
-        d.target.push(b'?');
-        d.target.extend_from_slice(part);
-    }
-    scratch.url(
-        unescaped(&req.user_agent, unesc),
-        false,
-        keep_case,
-        &mut d.user_agent,
-    );
-    scratch.url(
-        unescaped(&req.referer, unesc),
-        true,
-        keep_case,
-        &mut d.referer,
-    );
-    scratch.url(
-        unescaped(&req.message, unesc),
-        false,
-        keep_case,
-        &mut d.message,
-    );
 }
 
 /// Rules of one field, compiled together.
@@ -348,7 +376,6 @@ struct FieldSet {
 pub struct RuleSet {
     rules: Vec<Rule>,
     sets: Vec<FieldSet>,
-    need_cased: bool,
 }
 
 impl RuleSet {
@@ -431,12 +458,7 @@ impl RuleSet {
                     explain_regex_error(&e)
                 })?;
         }
-        let need_cased = sets.iter().any(|s| s.cased);
-        Ok(RuleSet {
-            rules,
-            sets,
-            need_cased,
-        })
+        Ok(RuleSet { rules, sets })
     }
 
     pub fn rules(&self) -> &[Rule] {
@@ -450,30 +472,60 @@ impl RuleSet {
     /// The indexes of the rules this request matches, in rule order, without repeats.
     pub fn matches(&self, view: &mut View, req: &Request<'_>, line: &[u8], out: &mut Vec<usize>) {
         out.clear();
-        view.fill(req, self.need_cased);
-        for s in &self.sets {
+        view.new_line(self.sets.len());
+        let mut members = std::mem::take(&mut view.members);
+        for (si, s) in self.sets.iter().enumerate() {
+            let raw: &[u8] = match s.field {
+                Field::UserAgent => &req.user_agent,
+                Field::Referer => &req.referer,
+                _ => &[],
+            };
+            let cacheable = !raw.is_empty() && raw.len() <= CACHE_MAX_KEY;
+            members.clear();
+            let slot = if cacheable {
+                let slot = (view.hasher.hash_one(raw) as usize) % CACHE_SLOTS;
+                if let Some((key, hits)) = &view.caches[si].slots[slot] {
+                    if **key == *raw {
+                        members.extend_from_slice(hits);
+                        self.accept(s, &members, req, out);
+                        continue;
+                    }
+                }
+                Some(slot)
+            } else {
+                None
+            };
             let hay = view.field(s.field, s.cased, req, line);
-            if hay.is_empty() || !s.set.is_match(hay) {
-                continue;
+            if !hay.is_empty() && s.set.is_match(hay) {
+                members.extend(s.set.matches(hay).iter());
             }
-            for m in s.set.matches(hay).iter() {
-                let idx = s.members[m];
-                let rule = &self.rules[idx];
-                if let Some(statuses) = &rule.status {
-                    if !req.status.is_some_and(|st| statuses.contains(&st)) {
-                        continue;
-                    }
-                }
-                if let Some(methods) = &rule.methods {
-                    if !methods.iter().any(|m| m.as_bytes() == &*req.method) {
-                        continue;
-                    }
-                }
-                out.push(idx);
+            if let Some(slot) = slot {
+                view.caches[si].slots[slot] = Some((raw.into(), members.as_slice().into()));
             }
+            self.accept(s, &members, req, out);
         }
+        view.members = members;
         out.sort_unstable();
         out.dedup();
+    }
+
+    /// Adds the rules behind matched set members whose status and method conditions hold.
+    fn accept(&self, s: &FieldSet, members: &[usize], req: &Request<'_>, out: &mut Vec<usize>) {
+        for &m in members {
+            let idx = s.members[m];
+            let rule = &self.rules[idx];
+            if let Some(statuses) = &rule.status {
+                if !req.status.is_some_and(|st| statuses.contains(&st)) {
+                    continue;
+                }
+            }
+            if let Some(methods) = &rule.methods {
+                if !methods.iter().any(|m| m.as_bytes() == &*req.method) {
+                    continue;
+                }
+            }
+            out.push(idx);
+        }
     }
 }
 

@@ -42,6 +42,8 @@ impl EventWindow {
 #[derive(Debug, Default, Clone, Copy)]
 pub struct RateCounter {
     buckets: [u16; 12],
+    /// Sum of `buckets`, kept as they change.
+    total: u32,
     /// Index (time / 5 s) of the newest bucket.
     head: i64,
 }
@@ -50,12 +52,19 @@ const BUCKET_SECS: i64 = 5;
 
 impl RateCounter {
     /// Counts one request at `now` and returns the requests in the last minute.
+    #[inline]
     pub fn hit(&mut self, now: i64) -> u32 {
         let idx = now.div_euclid(BUCKET_SECS);
         if idx > self.head {
-            let gap = (idx - self.head).min(12);
-            for k in 1..=gap {
-                self.buckets[((self.head + k).rem_euclid(12)) as usize] = 0;
+            if idx - self.head >= 12 {
+                self.buckets = [0; 12];
+                self.total = 0;
+            } else {
+                for k in self.head + 1..=idx {
+                    let b = &mut self.buckets[k.rem_euclid(12) as usize];
+                    self.total -= *b as u32;
+                    *b = 0;
+                }
             }
             self.head = idx;
         }
@@ -66,12 +75,16 @@ impl RateCounter {
             idx
         };
         let b = &mut self.buckets[slot.rem_euclid(12) as usize];
-        *b = b.saturating_add(1);
-        self.buckets.iter().map(|&c| c as u32).sum()
+        if *b < u16::MAX {
+            *b += 1;
+            self.total += 1;
+        }
+        self.total
     }
 
     pub fn clear(&mut self) {
         self.buckets = [0; 12];
+        self.total = 0;
     }
 }
 

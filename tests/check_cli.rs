@@ -1,0 +1,466 @@
+//! `security-monitor check` and `check-config`, run as an operator runs them.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+
+use serde_json::Value;
+
+fn bin() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_security-monitor"))
+}
+
+struct Dir(tempfile::TempDir);
+
+impl Dir {
+    fn new() -> Dir {
+        Dir(tempfile::tempdir().expect("temp dir"))
+    }
+
+    fn file(&self, name: &str, content: &[u8]) -> PathBuf {
+        let p = self.0.path().join(name);
+        std::fs::write(&p, content).expect("write fixture");
+        p
+    }
+}
+
+fn line(ip: &str, time: &str, target: &str, status: u16, referer: &str, ua: &str) -> String {
+    format!(
+        "{ip} - - [{time} +0000] \"GET {target} HTTP/1.1\" {status} 512 \"{referer}\" \"{ua}\"\n"
+    )
+}
+
+fn check_json(args: &[&str], files: &[&Path]) -> Value {
+    let out = bin()
+        .arg("check")
+        .arg("--json")
+        .args(args)
+        .args(files)
+        .output()
+        .expect("run check");
+    assert!(
+        out.status.success(),
+        "check failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+        panic!(
+            "check --json printed no JSON ({e}): {}",
+            String::from_utf8_lossy(&out.stdout)
+        )
+    })
+}
+
+fn banned(report: &Value) -> Vec<String> {
+    report["bans"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|b| b["ip"].as_str().unwrap().to_string())
+        .collect()
+}
+
+const ATTACKER: &str = "198.51.100.66";
+
+#[test]
+fn json_report_has_the_documented_shape() {
+    let d = Dir::new();
+    let mut log = String::new();
+    log += &line(
+        ATTACKER,
+        "21/Nov/2026:10:00:00",
+        "/item?id=1%27%20UNION%20SELECT%20password%20FROM%20users--",
+        200,
+        "-",
+        "Mozilla/5.0",
+    );
+    log += &line(
+        "203.0.113.10",
+        "21/Nov/2026:10:00:01",
+        "/index.html",
+        200,
+        "-",
+        "Mozilla/5.0",
+    );
+    log += "this line is not an access log line\n";
+    let f = d.file("access.log", log.as_bytes());
+    let r = check_json(&[], &[&f]);
+    for key in [
+        "lines",
+        "parsed",
+        "unparsed",
+        "rule_hits",
+        "bans",
+        "allowlisted",
+        "elapsed_s",
+    ] {
+        assert!(r.get(key).is_some(), "missing key {key} in {r}");
+    }
+    assert_eq!(r["lines"], 3);
+    assert_eq!(r["parsed"], 2);
+    assert_eq!(r["unparsed"], 1);
+    assert!(
+        r["rule_hits"]
+            .as_object()
+            .unwrap()
+            .values()
+            .any(|v| v.as_u64() >= Some(1)),
+        "{r}"
+    );
+    let bans = r["bans"].as_array().unwrap();
+    assert_eq!(bans.len(), 1, "{r}");
+    let b = &bans[0];
+    assert_eq!(b["ip"], ATTACKER);
+    assert_eq!(b["category"], "sqli");
+    for key in ["rule", "severity", "hits", "first_seen", "last_seen"] {
+        assert!(b.get(key).is_some(), "ban entry lacks {key}: {b}");
+    }
+    assert_eq!(b["first_seen"], "2026-11-21T10:00:00Z");
+}
+
+#[test]
+fn an_address_written_into_the_request_is_never_the_one_banned() {
+    let d = Dir::new();
+    let victims = ["203.0.113.7", "203.0.113.8", "203.0.113.9", "2001:db8::77"];
+    let mut log = String::new();
+    // The attacker writes victim addresses into every free-text field, with payloads that
+    // ban on their own.
+    log += &line(
+        ATTACKER,
+        "21/Nov/2026:10:00:00",
+        "/203.0.113.7/../../etc/passwd",
+        200,
+        "-",
+        "Mozilla/5.0",
+    );
+    log += &line(
+        ATTACKER,
+        "21/Nov/2026:10:00:01",
+        "/q?ip=203.0.113.8&x=%27%20or%201=1--",
+        200,
+        "http://203.0.113.9/",
+        "203.0.113.9 sqlmap/1.7",
+    );
+    log += &line(
+        ATTACKER,
+        "21/Nov/2026:10:00:02",
+        "/?from=2001:db8::77&c=<script>alert(1)</script>",
+        200,
+        "2001:db8::77",
+        "2001:db8::77",
+    );
+    // A line whose address field is not an address but whose request is full of them.
+    log += "host.example - - [21/Nov/2026:10:00:03 +0000] \"GET /203.0.113.7?q=union+select HTTP/1.1\" 200 1 \"203.0.113.8\" \"203.0.113.9\"\n";
+    // fail2ban's CVE-2013-2178 shape: a user name that looks like the start of a line.
+    log += &format!("{ATTACKER} - 203.0.113.7 [21/Nov/2026:10:00:04 +0000] \"GET /wp-login.php HTTP/1.1\" 401 1 \"-\" \"x\"\n");
+    let f = d.file("access.log", log.as_bytes());
+    let r = check_json(&["--format", "combined"], &[&f]);
+    let ips = banned(&r);
+    assert_eq!(ips, vec![ATTACKER.to_string()], "{r}");
+    let text = r.to_string();
+    for v in victims {
+        assert!(!ips.contains(&v.to_string()), "victim {v} banned: {r}");
+        assert!(
+            !r["allowlisted"].to_string().contains(v),
+            "victim {v} listed: {text}"
+        );
+    }
+    assert_eq!(
+        r["unparsed"], 1,
+        "the hostname line must not be attributed to anyone: {r}"
+    );
+}
+
+#[test]
+fn the_same_holds_for_json_and_custom_formats() {
+    let d = Dir::new();
+    let json = format!(
+        "{{\"remote_addr\":\"{ATTACKER}\",\"request\":\"GET /?x=203.0.113.7%27%20union%20select%201-- HTTP/1.1\",\"status\":200,\"http_user_agent\":\"203.0.113.8\",\"time_iso8601\":\"2026-11-21T10:00:00+00:00\"}}\n"
+    );
+    let f = d.file("json.log", json.as_bytes());
+    assert_eq!(
+        banned(&check_json(&["--format", "json"], &[&f])),
+        vec![ATTACKER.to_string()]
+    );
+
+    let cfg = d.file(
+        "c.json",
+        br#"{"formats": {"app": {"regex": "^(?P<time>\\S+) login failed for (?P<user>\\S+) from (?P<ip>[0-9a-f.:]+)"}}}"#,
+    );
+    let mut log = String::new();
+    for i in 0..6 {
+        log += &format!("2026-11-21T10:00:0{i}Z login failed for 203.0.113.7 from {ATTACKER} (user said 203.0.113.8)\n");
+    }
+    let f = d.file("app.log", log.as_bytes());
+    let r = check_json(
+        &["--config", cfg.to_str().unwrap(), "--format", "app"],
+        &[&f],
+    );
+    assert_eq!(banned(&r), vec![ATTACKER.to_string()], "{r}");
+    assert_eq!(r["bans"][0]["category"], "failed_auth", "{r}");
+}
+
+#[test]
+fn huge_lines_invalid_utf8_and_nul_bytes_neither_crash_nor_stall() {
+    let d = Dir::new();
+    let mut log: Vec<u8> = Vec::new();
+    // 1 MiB of request target, then 1 MiB with no structure at all.
+    log.extend_from_slice(format!("203.0.113.20 - - [21/Nov/2026:10:00:00 +0000] \"GET /{} HTTP/1.1\" 200 1 \"-\" \"x\"\n", "a".repeat(1 << 20)).as_bytes());
+    log.extend(std::iter::repeat_n(b'z', 1 << 20));
+    log.push(b'\n');
+    log.extend_from_slice(b"203.0.113.21 - - [21/Nov/2026:10:00:01 +0000] \"GET /\xff\xfe\x00\x00caf\xc3 HTTP/1.1\" 200 1 \"-\" \"\x00\x01\x02\"\n");
+    log.extend_from_slice(b"\x00\x00\x00\x00\n\xff\xff\xff\n");
+    // An attack after all that is still seen.
+    log.extend_from_slice(
+        line(
+            ATTACKER,
+            "21/Nov/2026:10:00:02",
+            "/?q=<script>alert(1)</script>",
+            200,
+            "-",
+            "x",
+        )
+        .as_bytes(),
+    );
+    let f = d.file("weird.log", &log);
+    let r = check_json(&[], &[&f]);
+    assert_eq!(r["lines"], 6, "{r}");
+    assert_eq!(r["truncated"], 2, "{r}");
+    assert_eq!(banned(&r), vec![ATTACKER.to_string()], "{r}");
+}
+
+#[test]
+fn stdin_is_read_with_a_dash() {
+    let mut child = bin()
+        .args(["check", "--json", "-"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let log = line(
+        ATTACKER,
+        "21/Nov/2026:10:00:00",
+        "/../../../../etc/passwd",
+        200,
+        "-",
+        "x",
+    );
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(log.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success());
+    let r: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(banned(&r), vec![ATTACKER.to_string()], "{r}");
+}
+
+#[test]
+fn windows_follow_the_lines_own_clock() {
+    let d = Dir::new();
+    let cfg = d.file(
+        "c.json",
+        br#"{"rules": {"builtin": false}, "patterns": {"probe": "/probe-me"}, "thresholds": {"max_pattern_matches": 3, "pattern_window": "10m"}}"#,
+    );
+    let mut log = String::new();
+    // Slow attacker: one hit every 6 minutes never has 3 within 10 minutes.
+    for (i, t) in ["10:00:00", "10:06:00", "10:12:00", "10:18:00"]
+        .iter()
+        .enumerate()
+    {
+        log += &line(
+            "203.0.113.30",
+            &format!("21/Nov/2026:{t}"),
+            &format!("/probe-me/{i}"),
+            404,
+            "-",
+            "x",
+        );
+    }
+    // Fast attacker: three hits in two minutes.
+    for t in ["11:00:00", "11:01:00", "11:02:00"] {
+        log += &line(
+            "203.0.113.31",
+            &format!("21/Nov/2026:{t}"),
+            "/probe-me",
+            404,
+            "-",
+            "x",
+        );
+    }
+    let f = d.file("a.log", log.as_bytes());
+    let r = check_json(&["--config", cfg.to_str().unwrap()], &[&f]);
+    assert_eq!(banned(&r), vec!["203.0.113.31".to_string()], "{r}");
+    assert_eq!(r["bans"][0]["rule"], "probe");
+    assert_eq!(r["bans"][0]["first_seen"], "2026-11-21T11:00:00Z");
+    assert_eq!(r["bans"][0]["last_seen"], "2026-11-21T11:02:00Z");
+}
+
+#[test]
+fn allowlisted_and_loopback_offenders_are_listed_not_banned() {
+    let d = Dir::new();
+    let cfg = d.file("c.json", br#"{"allowlist": ["198.51.100.0/24"]}"#);
+    let mut log = String::new();
+    for ip in [ATTACKER, "127.0.0.1", "::1", "203.0.113.40"] {
+        log += &line(
+            ip,
+            "21/Nov/2026:10:00:00",
+            "/?q=1%27%20union%20select%20null--",
+            200,
+            "-",
+            "x",
+        );
+    }
+    let f = d.file("a.log", log.as_bytes());
+    let r = check_json(&["--config", cfg.to_str().unwrap()], &[&f]);
+    assert_eq!(banned(&r), vec!["203.0.113.40".to_string()], "{r}");
+    let listed: Vec<&str> = r["allowlisted"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|b| b["ip"].as_str().unwrap())
+        .collect();
+    assert_eq!(listed, vec![ATTACKER, "127.0.0.1", "::1"], "{r}");
+}
+
+fn check_config(content: &[u8]) -> Output {
+    let d = Dir::new();
+    let f = d.file("monitor_config.json", content);
+    bin().arg("check-config").arg(&f).output().unwrap()
+}
+
+#[test]
+fn check_config_accepts_the_shipped_default() {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("config/monitor_config.json");
+    let out = bin().arg("check-config").arg(&path).output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("valid"));
+}
+
+#[test]
+fn check_config_reports_every_error_with_position_and_fails() {
+    let out = check_config(b"{\n  \"thresholds\": {\"max_failed_auth\": \"five\"},\n  \"alowlist\": [],\n  \"patterns\": {\"bad\": \"(a)\\\\1\", \"look\": \"x(?!y)\"}\n}\n");
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("4 errors"), "{err}");
+    assert!(err.contains(":2:37: thresholds.max_failed_auth"), "{err}");
+    assert!(
+        err.contains(":3:3: alowlist: unknown key") && err.contains("did you mean \"allowlist\""),
+        "{err}"
+    );
+    assert!(
+        err.contains("pattern \"bad\"") && err.contains("backreference"),
+        "{err}"
+    );
+    assert!(
+        err.contains("pattern \"look\"") && err.contains("look-around"),
+        "{err}"
+    );
+}
+
+#[test]
+fn check_config_reports_syntax_errors_and_missing_files() {
+    let out = check_config(b"{\n  \"a\": 1\n  \"b\": 2\n}");
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains(":3:3:"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = bin()
+        .args(["check-config", "/nonexistent/monitor_config.json"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("cannot read"));
+}
+
+#[test]
+fn check_refuses_a_bad_config_and_an_unknown_format() {
+    let d = Dir::new();
+    let cfg = d.file("c.json", br#"{"patterns": {"p": "a(?<=b)"}}"#);
+    let log = d.file("a.log", b"");
+    let out = bin()
+        .args(["check", "--config"])
+        .arg(&cfg)
+        .arg(&log)
+        .output()
+        .unwrap();
+    assert_ne!(out.status.code(), Some(0));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("pattern \"p\""));
+    let out = bin()
+        .args(["check", "--format", "nginxx"])
+        .arg(&log)
+        .output()
+        .unwrap();
+    assert_ne!(out.status.code(), Some(0));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("unknown log format"));
+}
+
+#[test]
+fn the_seed_patterns_are_honoured_as_written() {
+    let d = Dir::new();
+    // The seed's command_injection pattern matches any `;` or `$`: a poor default, but
+    // an operator who writes it gets exactly it.
+    let cfg = d.file(
+        "c.json",
+        br#"{"rules": {"builtin": false}, "patterns": {"command_injection": "(?i)(;|&&|\\|\\||`|\\$)", "binary_injection": "\\x[0-9a-fA-F]{2}"}, "thresholds": {"max_pattern_matches": 2}}"#,
+    );
+    let mut log = String::new();
+    log += &line(
+        "203.0.113.50",
+        "21/Nov/2026:10:00:00",
+        "/a;jsessionid=1",
+        200,
+        "-",
+        "x",
+    );
+    log += &line(
+        "203.0.113.50",
+        "21/Nov/2026:10:00:01",
+        "/b;jsessionid=1",
+        200,
+        "-",
+        "x",
+    );
+    log += "203.0.113.51 - - [21/Nov/2026:10:00:00 +0000] \"\\x16\\x03\\x01\" 400 0 \"-\" \"-\"\n";
+    log += "203.0.113.51 - - [21/Nov/2026:10:00:01 +0000] \"\\x16\\x03\\x01\" 400 0 \"-\" \"-\"\n";
+    let f = d.file("a.log", log.as_bytes());
+    let r = check_json(&["--config", cfg.to_str().unwrap()], &[&f]);
+    assert_eq!(r["rule_hits"]["command_injection"], 2, "{r}");
+    assert_eq!(r["rule_hits"]["binary_injection"], 2, "{r}");
+    let mut ips = banned(&r);
+    ips.sort();
+    assert_eq!(ips, vec!["203.0.113.50", "203.0.113.51"]);
+}
+
+#[test]
+fn the_text_report_lists_hits_and_bans() {
+    let d = Dir::new();
+    let f = d.file(
+        "a.log",
+        line(
+            ATTACKER,
+            "21/Nov/2026:10:00:00",
+            "/?q=%3Cscript%3Ealert(1)%3C/script%3E",
+            200,
+            "-",
+            "x",
+        )
+        .as_bytes(),
+    );
+    let out = bin().arg("check").arg(&f).output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("Lines: 1 read, 1 parsed, 0 unparsed"),
+        "{text}"
+    );
+    assert!(text.contains("Would ban: 1 IP"), "{text}");
+    assert!(text.contains(ATTACKER) && text.contains("xss"), "{text}");
+}
