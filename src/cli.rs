@@ -9,7 +9,11 @@ use clap::{Parser, Subcommand};
 
 use security_monitor::check::{render_text, Checker};
 use security_monitor::config::{self, Config, DEFAULT_CONFIG_PATH};
+use security_monitor::detect::parse::format_time;
 use security_monitor::detect::rules::RuleSet;
+use security_monitor::enforce::Decision;
+use security_monitor::enforcer::{Enforcer, StartReport, StateLock};
+use security_monitor::state;
 
 #[derive(Parser)]
 #[command(
@@ -44,6 +48,39 @@ enum Command {
         /// Config file (default: /etc/security-monitor/monitor_config.json).
         file: Option<PathBuf>,
     },
+    /// Ban an IP now (in the firewall and blocked_ips.json).
+    Ban {
+        ip: String,
+        /// How long, e.g. 90s, 10m, 24h, 7d (default: ban.duration with repeat escalation).
+        #[arg(long = "for", value_name = "DURATION")]
+        duration: Option<String>,
+        /// Why, kept in blocked_ips.json.
+        #[arg(long, default_value = "")]
+        reason: String,
+        #[arg(long, short)]
+        config: Option<PathBuf>,
+    },
+    /// Lift a ban now. Unbanning an IP that is not banned is not an error.
+    Unban {
+        ip: String,
+        #[arg(long, short)]
+        config: Option<PathBuf>,
+    },
+    /// List the active bans.
+    List {
+        #[arg(long, short)]
+        config: Option<PathBuf>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Reconcile blocked_ips.json with the firewall and apply every active ban in one batch
+    /// (what the daemon does at start).
+    Restore {
+        #[arg(long, short)]
+        config: Option<PathBuf>,
+        #[arg(long)]
+        json: bool,
+    },
     /// List the rules in effect: built-in and the config's own patterns.
     Rules {
         #[arg(long, short)]
@@ -64,6 +101,15 @@ pub fn run() -> Result<i32> {
         } => check(config.as_deref(), format.as_deref(), json, &logfiles),
         Command::CheckConfig { file } => check_config(file.as_deref()),
         Command::Rules { config, json } => rules(config.as_deref(), json),
+        Command::Ban {
+            ip,
+            duration,
+            reason,
+            config,
+        } => ban(&ip, duration.as_deref(), &reason, config.as_deref()),
+        Command::Unban { ip, config } => unban(&ip, config.as_deref()),
+        Command::List { config, json } => list(config.as_deref(), json),
+        Command::Restore { config, json } => restore(config.as_deref(), json),
     }
 }
 
@@ -187,6 +233,176 @@ fn rules(config: Option<&Path>, json: bool) -> Result<i32> {
                 r.description
             )?;
         }
+    }
+    Ok(0)
+}
+
+fn unix_now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
+}
+
+fn parse_ip(text: &str) -> Result<std::net::IpAddr> {
+    security_monitor::netaddr::parse_client_ip(text.as_bytes())
+        .ok_or_else(|| anyhow::anyhow!("{text:?} is not an IPv4 or IPv6 address"))
+}
+
+/// Takes the state lock and starts enforcement in this process (no daemon running).
+fn direct(cfg: &Config) -> Result<(StateLock, Enforcer, StartReport)> {
+    let lock = StateLock::acquire(&cfg.state.dir).map_err(|e| anyhow::anyhow!(e))?;
+    let (enforcer, report) = Enforcer::start(cfg, unix_now()).map_err(|e| anyhow::anyhow!(e))?;
+    if let Some(err) = &report.state_error {
+        eprintln!("security-monitor: warning: {err}");
+    }
+    Ok((lock, enforcer, report))
+}
+
+fn ban(ip: &str, duration: Option<&str>, reason: &str, config: Option<&Path>) -> Result<i32> {
+    let cfg = load_config(config, true)?;
+    let ip = parse_ip(ip)?;
+    let secs = duration
+        .map(config::parse_duration)
+        .transpose()
+        .map_err(|e| anyhow::anyhow!("--for: {e}"))?;
+    if secs == Some(0) {
+        anyhow::bail!("--for: a ban must last at least one second");
+    }
+    let (_lock, mut enforcer, _) = direct(&cfg)?;
+    let now = unix_now();
+    let decision = enforcer.book.manual_ban(ip, secs, reason, now);
+    match &decision {
+        Decision::Ban {
+            record,
+            seconds,
+            extended,
+        } => {
+            enforcer.apply(&decision).map_err(|e| anyhow::anyhow!(e))?;
+            enforcer.save(now).context("writing blocked_ips.json")?;
+            println!(
+                "{} {ip} for {} (until {}, ban #{} of this IP) with {}",
+                if *extended { "re-banned" } else { "banned" },
+                config::format_duration(*seconds),
+                format_time(record.expires_at),
+                record.times_banned,
+                enforcer.backend_name()
+            );
+            Ok(0)
+        }
+        Decision::NeverBan { reason, .. } => {
+            eprintln!("security-monitor: not banning {ip}: it is {reason}");
+            Ok(1)
+        }
+        Decision::Held { reason, .. } => {
+            eprintln!("security-monitor: not banning {ip}: {reason}");
+            Ok(1)
+        }
+    }
+}
+
+fn unban(ip: &str, config: Option<&Path>) -> Result<i32> {
+    let cfg = load_config(config, true)?;
+    let ip = parse_ip(ip)?;
+    let (_lock, mut enforcer, _) = direct(&cfg)?;
+    let was = enforcer.unban(ip).map_err(|e| anyhow::anyhow!(e))?;
+    enforcer
+        .save(unix_now())
+        .context("writing blocked_ips.json")?;
+    match was {
+        Some(b) => println!(
+            "unbanned {ip} (was banned for {} until {})",
+            b.rule,
+            format_time(b.expires_at)
+        ),
+        None => println!("{ip} was not banned; made sure the firewall does not hold it"),
+    }
+    Ok(0)
+}
+
+fn list(config: Option<&Path>, json: bool) -> Result<i32> {
+    let cfg = load_config(config, true)?;
+    let path = cfg.state.blocked_ips_file();
+    let now = unix_now();
+    let bans = match state::load_readonly(&path) {
+        Ok(Some(f)) => f
+            .bans
+            .into_iter()
+            .filter(|b| b.expires_at > now)
+            .collect::<Vec<_>>(),
+        Ok(None) => Vec::new(),
+        Err(e) => anyhow::bail!("{e}"),
+    };
+    let mut out = io::stdout().lock();
+    if json {
+        serde_json::to_writer_pretty(&mut out, &bans)?;
+        writeln!(out)?;
+        return Ok(0);
+    }
+    if bans.is_empty() {
+        writeln!(out, "no active bans ({})", path.display())?;
+        return Ok(0);
+    }
+    let ipw = bans
+        .iter()
+        .map(|b| b.ip.to_string().len())
+        .max()
+        .unwrap_or(2)
+        .max(2);
+    let rw = bans.iter().map(|b| b.rule.len()).max().unwrap_or(4).max(4);
+    writeln!(
+        out,
+        "{:<ipw$}  {:<rw$}  {:<16} {:<10} {:<20}  {:>9}  {:>5}",
+        "IP", "RULE", "CATEGORY", "CONTAINER", "EXPIRES", "REMAINING", "TIMES"
+    )?;
+    for b in &bans {
+        writeln!(
+            out,
+            "{:<ipw$}  {:<rw$}  {:<16} {:<10} {:<20}  {:>9}  {:>5}",
+            b.ip.to_string(),
+            b.rule,
+            b.category,
+            if b.container.is_empty() {
+                "-"
+            } else {
+                &b.container
+            },
+            format_time(b.expires_at),
+            config::format_duration((b.expires_at - now).max(0) as u64),
+            b.times_banned
+        )?;
+    }
+    writeln!(
+        out,
+        "{} active ban{}",
+        bans.len(),
+        if bans.len() == 1 { "" } else { "s" }
+    )?;
+    Ok(0)
+}
+
+fn restore(config: Option<&Path>, json: bool) -> Result<i32> {
+    let cfg = load_config(config, true)?;
+    let (_lock, enforcer, report) = direct(&cfg)?;
+    let active = enforcer.book.len();
+    if json {
+        let v = serde_json::json!({
+            "backend": report.backend, "active": active, "restored": report.restored,
+            "adopted": report.adopted, "expired": report.expired,
+            "lifted": report.lifted, "state_error": report.state_error, "restore_ms": report.restore_ms,
+        });
+        println!("{v}");
+    } else {
+        println!(
+            "{active} active bans applied in one batch with {} in {} ms ({} from {}, {} adopted from the firewall, {} expired, {} lifted as never-ban)",
+            report.backend,
+            report.restore_ms,
+            report.restored,
+            enforcer.state_path().display(),
+            report.adopted,
+            report.expired,
+            report.lifted.len()
+        );
     }
     Ok(0)
 }

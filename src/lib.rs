@@ -4,4 +4,8 @@
 pub mod check;
 pub mod config;
 pub mod detect;
+pub mod enforce;
+pub mod enforcer;
+pub mod firewall;
 pub mod netaddr;
+pub mod state;

@@ -22,7 +22,7 @@ missing() {
 
 # Debian packages the tests use. One `apt-get update`, one install, only if something is
 # missing.
-packages=(python3 ca-certificates)
+packages=(python3 ca-certificates iproute2 nftables iptables ipset)
 need=()
 for p in "${packages[@]}"; do
     dpkg -s "$p" >/dev/null 2>&1 || need+=("$p")

@@ -1,0 +1,203 @@
+//! The ban book wired to a firewall backend and to `blocked_ips.json`: the I/O edge of
+//! enforcement, shared by the daemon and by the command line when no daemon runs.
+
+use std::fs::{File, OpenOptions};
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use crate::config::Config;
+use crate::enforce::{BanBook, Decision, NeverBan};
+use crate::firewall::{self, Backend};
+use crate::state::{self, BanRecord, Loaded};
+
+/// An exclusive lock on the state directory: one process at a time changes the bans.
+pub struct StateLock {
+    _file: File,
+}
+
+impl StateLock {
+    /// Takes the lock or says who holds it.
+    pub fn acquire(dir: &Path) -> Result<StateLock, String> {
+        std::fs::create_dir_all(dir)
+            .map_err(|e| format!("cannot create the state directory {}: {e}", dir.display()))?;
+        let path = dir.join("lock");
+        let file = OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&path)
+            .map_err(|e| format!("cannot open {}: {e}", path.display()))?;
+        use std::os::fd::AsRawFd;
+        // SAFETY: flock on a file descriptor we own; no memory is involved.
+        let rc = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
+        if rc != 0 {
+            return Err(format!(
+                "{} is locked by another security-monitor process (is the daemon running? then use its control socket, or stop it first)",
+                path.display()
+            ));
+        }
+        Ok(StateLock { _file: file })
+    }
+}
+
+/// What happened at start-up, for the log.
+#[derive(Debug, Default)]
+pub struct StartReport {
+    pub backend: String,
+    pub restored: usize,
+    pub adopted: usize,
+    pub expired: usize,
+    pub lifted: Vec<IpAddr>,
+    /// Set when blocked_ips.json could not be used (it was moved aside).
+    pub state_error: Option<String>,
+    pub restore_ms: u128,
+}
+
+pub struct Enforcer {
+    pub book: BanBook,
+    backend: Box<dyn Backend>,
+    state_path: PathBuf,
+    dirty: bool,
+}
+
+impl Enforcer {
+    /// Opens the backend, creates our firewall objects, loads the state file, reconciles it
+    /// with what the kernel holds, and applies every active ban in one batch.
+    pub fn start(cfg: &Config, now: i64) -> Result<(Enforcer, StartReport), String> {
+        let (backend, how) = firewall::open(&cfg.firewall).map_err(|e| e.to_string())?;
+        Self::start_with(cfg, backend, how, now)
+    }
+
+    pub fn start_with(
+        cfg: &Config,
+        mut backend: Box<dyn Backend>,
+        how: String,
+        now: i64,
+    ) -> Result<(Enforcer, StartReport), String> {
+        let mut report = StartReport {
+            backend: how,
+            ..StartReport::default()
+        };
+        backend.setup().map_err(|e| e.to_string())?;
+        let state_path = cfg.state.blocked_ips_file();
+        let file = match state::load(&state_path) {
+            Loaded::Missing => None,
+            Loaded::Ok(f) => Some(f),
+            Loaded::Corrupt { error, moved_to } => {
+                report.state_error = Some(match moved_to {
+                    Some(to) => format!(
+                        "{error}; moved it to {} and continued with the bans the firewall holds",
+                        to.display()
+                    ),
+                    None => format!("{error}; continued with the bans the firewall holds"),
+                });
+                None
+            }
+        };
+        let kernel = backend.list().map_err(|e| e.to_string())?;
+        let mut book = BanBook::new(
+            cfg.ban.clone(),
+            cfg.log_retention_days,
+            NeverBan::from_config(cfg),
+        );
+        let started = Instant::now();
+        let restore = book.restore(file, &kernel, now);
+        backend
+            .replace_all(&restore.apply)
+            .map_err(|e| e.to_string())?;
+        report.restore_ms = started.elapsed().as_millis();
+        report.restored = restore.from_file;
+        report.adopted = restore.adopted;
+        report.expired = restore.expired;
+        report.lifted = restore.lifted;
+        let mut e = Enforcer {
+            book,
+            backend,
+            state_path,
+            dirty: true,
+        };
+        e.save(now)
+            .map_err(|err| format!("cannot write {}: {err}", e.state_path.display()))?;
+        Ok((e, report))
+    }
+
+    pub fn backend_name(&self) -> &'static str {
+        self.backend.name()
+    }
+
+    /// Applies a decision to the firewall. The book already holds it.
+    pub fn apply(&mut self, d: &Decision) -> Result<(), String> {
+        if let Decision::Ban {
+            record, seconds, ..
+        } = d
+        {
+            self.dirty = true;
+            if let Err(e) = self.backend.ban(&[(record.ip, *seconds)]) {
+                // The kernel refused: the book must not claim a ban that is not in force.
+                self.book.unban(record.ip);
+                return Err(e.to_string());
+            }
+        }
+        Ok(())
+    }
+
+    /// Applies many decisions in one firewall batch.
+    pub fn apply_all(&mut self, ds: &[Decision]) -> Result<(), String> {
+        let bans: Vec<(IpAddr, u64)> = ds
+            .iter()
+            .filter_map(|d| match d {
+                Decision::Ban {
+                    record, seconds, ..
+                } => Some((record.ip, *seconds)),
+                _ => None,
+            })
+            .collect();
+        if bans.is_empty() {
+            return Ok(());
+        }
+        self.dirty = true;
+        self.backend.ban(&bans).map_err(|e| {
+            for (ip, _) in &bans {
+                self.book.unban(*ip);
+            }
+            e.to_string()
+        })
+    }
+
+    /// Lifts a ban in the firewall and the book. Lifting an IP that is not banned is fine.
+    pub fn unban(&mut self, ip: IpAddr) -> Result<Option<BanRecord>, String> {
+        self.backend.unban(&[ip]).map_err(|e| e.to_string())?;
+        let r = self.book.unban(ip);
+        self.dirty = true;
+        Ok(r)
+    }
+
+    /// Drops expired bans from the book; lifts them in the firewall where the kernel does
+    /// not expire them itself.
+    pub fn expire(&mut self, now: i64) -> Result<Vec<BanRecord>, String> {
+        let gone = self.book.expire(now);
+        if !gone.is_empty() {
+            self.dirty = true;
+            if !self.backend.kernel_expiry() {
+                let ips: Vec<IpAddr> = gone.iter().map(|b| b.ip).collect();
+                self.backend.unban(&ips).map_err(|e| e.to_string())?;
+            }
+        }
+        Ok(gone)
+    }
+
+    /// Writes the state file if anything changed since the last write.
+    pub fn save(&mut self, now: i64) -> std::io::Result<()> {
+        if !self.dirty {
+            return Ok(());
+        }
+        state::save(&self.state_path, &self.book.snapshot(now))?;
+        self.dirty = false;
+        Ok(())
+    }
+
+    pub fn state_path(&self) -> &Path {
+        &self.state_path
+    }
+}

@@ -1,0 +1,390 @@
+//! iptables and ip6tables, for hosts that use them.
+//!
+//! One chain of our own (named like the nftables table) jumped from INPUT and from
+//! DOCKER-USER (FORWARD where Docker is absent): DOCKER-USER is where Docker lets others
+//! filter forwarded traffic to published ports, and the jump there survives a Docker
+//! restart. With `ipset`, the chain matches one set per family whose entries carry their
+//! own timeout; without it, the chain holds one DROP rule per IP and the daemon lifts them.
+
+use std::net::IpAddr;
+
+use super::{run, works, Backend, FirewallError, KernelBan, Result};
+
+pub struct Iptables {
+    chain: String,
+    ipset: bool,
+}
+
+/// Whether `iptables` runs here.
+pub fn usable() -> bool {
+    works("iptables", &["-w", "-L", "INPUT", "-n"])
+}
+
+struct Family {
+    tool: &'static str,
+    restore: &'static str,
+    ipset_family: &'static str,
+    suffix: &'static str,
+    v4: bool,
+}
+
+const FAMILIES: [Family; 2] = [
+    Family {
+        tool: "iptables",
+        restore: "iptables-restore",
+        ipset_family: "inet",
+        suffix: "_v4",
+        v4: true,
+    },
+    Family {
+        tool: "ip6tables",
+        restore: "ip6tables-restore",
+        ipset_family: "inet6",
+        suffix: "_v6",
+        v4: false,
+    },
+];
+
+/// One definition for our sets and the temporary ones swapped in, since `create -exist`
+/// refuses a set of the same name with other parameters. Per-entry timeouts; room for
+/// a million bans.
+fn set_definition(f: &Family) -> String {
+    format!(
+        "hash:ip family {} timeout 0 maxelem 1048576",
+        f.ipset_family
+    )
+}
+
+impl Iptables {
+    pub fn new(chain: &str) -> Self {
+        Iptables {
+            chain: chain.to_string(),
+            ipset: works("ipset", &["version"]),
+        }
+    }
+
+    pub fn has_ipset(&self) -> bool {
+        self.ipset
+    }
+
+    fn set_name(&self, f: &Family) -> String {
+        format!("{}{}", self.chain, f.suffix)
+    }
+
+    fn family_of(ip: &IpAddr) -> &'static Family {
+        if ip.is_ipv4() {
+            &FAMILIES[0]
+        } else {
+            &FAMILIES[1]
+        }
+    }
+
+    /// The families whose tool works here (ip6tables may be absent or IPv6 disabled).
+    fn families(&self) -> impl Iterator<Item = &'static Family> {
+        FAMILIES
+            .iter()
+            .filter(|f| works(f.tool, &["-w", "-L", "INPUT", "-n"]))
+    }
+
+    fn has_chain(tool: &str, chain: &str) -> bool {
+        works(tool, &["-w", "-S", chain])
+    }
+
+    fn ensure_jump(&self, f: &Family, parent: &str) -> Result<()> {
+        if !works(f.tool, &["-w", "-C", parent, "-j", &self.chain]) {
+            run(
+                &format!("jumping from {parent} to {}", self.chain),
+                f.tool,
+                &["-w", "-I", parent, "1", "-j", &self.chain],
+                None,
+            )?;
+        }
+        Ok(())
+    }
+
+    fn ipset_restore(&self, action: &str, script: &str) -> Result<()> {
+        run(action, "ipset", &["restore"], Some(script.as_bytes())).map(|_| ())
+    }
+
+    fn rule_ips(&self, f: &Family) -> Result<Vec<IpAddr>> {
+        let out = run(
+            &format!("listing chain {}", self.chain),
+            f.tool,
+            &["-w", "-S", &self.chain],
+            None,
+        )?;
+        let mut ips = Vec::new();
+        for line in out.lines() {
+            let mut words = line.split_whitespace();
+            if words.next() != Some("-A") {
+                continue;
+            }
+            let words: Vec<&str> = words.collect();
+            if let Some(pos) = words.iter().position(|w| *w == "-s") {
+                if let Some(addr) = words.get(pos + 1) {
+                    let addr = addr.split('/').next().unwrap_or(addr);
+                    if let Ok(ip) = addr.parse() {
+                        ips.push(ip);
+                    }
+                }
+            }
+        }
+        Ok(ips)
+    }
+
+    fn restore_rules(&self, f: &Family, action: &str, lines: &[String]) -> Result<()> {
+        if lines.is_empty() {
+            return Ok(());
+        }
+        let mut script = String::from("*filter\n");
+        for l in lines {
+            script.push_str(l);
+            script.push('\n');
+        }
+        script.push_str("COMMIT\n");
+        run(
+            action,
+            f.restore,
+            &["-w", "--noflush"],
+            Some(script.as_bytes()),
+        )
+        .map(|_| ())
+    }
+}
+
+impl Backend for Iptables {
+    fn name(&self) -> &'static str {
+        "iptables"
+    }
+
+    fn setup(&mut self) -> Result<()> {
+        let mut any = false;
+        for f in self.families() {
+            any = true;
+            let action = format!("creating chain {} with {}", self.chain, f.tool);
+            if !Self::has_chain(f.tool, &self.chain) {
+                run(&action, f.tool, &["-w", "-N", &self.chain], None)?;
+            }
+            if self.ipset {
+                let set = self.set_name(f);
+                let create = format!("create {set} {} -exist\n", set_definition(f));
+                self.ipset_restore(&format!("creating ipset {set}"), &create)?;
+                run(&action, f.tool, &["-w", "-F", &self.chain], None)?;
+                run(
+                    &action,
+                    f.tool,
+                    &[
+                        "-w",
+                        "-A",
+                        &self.chain,
+                        "-m",
+                        "set",
+                        "--match-set",
+                        &set,
+                        "src",
+                        "-j",
+                        "DROP",
+                    ],
+                    None,
+                )?;
+            }
+            self.ensure_jump(f, "INPUT")?;
+            let parent = if Self::has_chain(f.tool, "DOCKER-USER") {
+                "DOCKER-USER"
+            } else {
+                "FORWARD"
+            };
+            self.ensure_jump(f, parent)?;
+        }
+        if !any {
+            return Err(FirewallError {
+                action: "setting up iptables".into(),
+                detail: "neither iptables nor ip6tables works here (installed? running as root?)"
+                    .into(),
+            });
+        }
+        Ok(())
+    }
+
+    fn ban(&mut self, bans: &[(IpAddr, u64)]) -> Result<()> {
+        if bans.is_empty() {
+            return Ok(());
+        }
+        if self.ipset {
+            // `-exist` on add replaces the timeout of an entry that is already there.
+            let mut script = String::new();
+            for (ip, secs) in bans {
+                script.push_str(&format!(
+                    "add {} {ip} timeout {} -exist\n",
+                    self.set_name(Self::family_of(ip)),
+                    (*secs).clamp(1, 2_147_483)
+                ));
+            }
+            return self.ipset_restore(&format!("adding {} ban(s) to ipsets", bans.len()), &script);
+        }
+        for f in FAMILIES.iter() {
+            let existing = self.rule_ips(f).unwrap_or_default();
+            let lines: Vec<String> = bans
+                .iter()
+                .filter(|(ip, _)| ip.is_ipv4() == f.v4 && !existing.contains(ip))
+                .map(|(ip, _)| format!("-A {} -s {ip} -j DROP", self.chain))
+                .collect();
+            self.restore_rules(
+                f,
+                &format!("adding {} ban rule(s) to chain {}", lines.len(), self.chain),
+                &lines,
+            )?;
+        }
+        Ok(())
+    }
+
+    fn unban(&mut self, ips: &[IpAddr]) -> Result<()> {
+        if ips.is_empty() {
+            return Ok(());
+        }
+        if self.ipset {
+            let script: String = ips
+                .iter()
+                .map(|ip| format!("del {} {ip} -exist\n", self.set_name(Self::family_of(ip))))
+                .collect();
+            return self.ipset_restore(
+                &format!("removing {} ban(s) from ipsets", ips.len()),
+                &script,
+            );
+        }
+        for f in FAMILIES.iter() {
+            let existing = self.rule_ips(f).unwrap_or_default();
+            let lines: Vec<String> = ips
+                .iter()
+                .filter(|ip| ip.is_ipv4() == f.v4 && existing.contains(ip))
+                .map(|ip| format!("-D {} -s {ip} -j DROP", self.chain))
+                .collect();
+            self.restore_rules(
+                f,
+                &format!(
+                    "removing {} ban rule(s) from chain {}",
+                    lines.len(),
+                    self.chain
+                ),
+                &lines,
+            )?;
+        }
+        Ok(())
+    }
+
+    fn replace_all(&mut self, bans: &[(IpAddr, u64)]) -> Result<()> {
+        if self.ipset {
+            // Fill a fresh set and swap it in: the old bans stay in force until the swap.
+            let mut script = String::new();
+            for f in self.families() {
+                let set = self.set_name(f);
+                let tmp = format!("{set}_n");
+                script.push_str(&format!(
+                    "create {tmp} {} -exist\nflush {tmp}\n",
+                    set_definition(f)
+                ));
+                for (ip, secs) in bans.iter().filter(|(ip, _)| ip.is_ipv4() == f.v4) {
+                    script.push_str(&format!(
+                        "add {tmp} {ip} timeout {} -exist\n",
+                        (*secs).clamp(1, 2_147_483)
+                    ));
+                }
+                script.push_str(&format!("swap {tmp} {set}\ndestroy {tmp}\n"));
+            }
+            return self.ipset_restore(
+                &format!("restoring {} ban(s) into ipsets", bans.len()),
+                &script,
+            );
+        }
+        for f in self.families() {
+            let mut lines = vec![format!("-F {}", self.chain)];
+            lines.extend(
+                bans.iter()
+                    .filter(|(ip, _)| ip.is_ipv4() == f.v4)
+                    .map(|(ip, _)| format!("-A {} -s {ip} -j DROP", self.chain)),
+            );
+            self.restore_rules(
+                f,
+                &format!(
+                    "restoring {} ban rule(s) into chain {}",
+                    bans.len(),
+                    self.chain
+                ),
+                &lines,
+            )?;
+        }
+        Ok(())
+    }
+
+    fn list(&mut self) -> Result<Vec<KernelBan>> {
+        let mut out = Vec::new();
+        for f in self.families() {
+            if self.ipset {
+                let set = self.set_name(f);
+                let text = run(
+                    &format!("listing ipset {set}"),
+                    "ipset",
+                    &["save", &set],
+                    None,
+                )?;
+                for line in text.lines() {
+                    let w: Vec<&str> = line.split_whitespace().collect();
+                    if w.len() >= 3 && w[0] == "add" {
+                        if let Ok(ip) = w[2].parse() {
+                            let remaining = w
+                                .iter()
+                                .position(|x| *x == "timeout")
+                                .and_then(|i| w.get(i + 1))
+                                .and_then(|t| t.parse().ok());
+                            out.push(KernelBan { ip, remaining });
+                        }
+                    }
+                }
+            } else {
+                out.extend(self.rule_ips(f)?.into_iter().map(|ip| KernelBan {
+                    ip,
+                    remaining: None,
+                }));
+            }
+        }
+        Ok(out)
+    }
+
+    fn kernel_expiry(&self) -> bool {
+        self.ipset
+    }
+
+    fn teardown(&mut self) -> Result<()> {
+        for f in self.families() {
+            for parent in ["INPUT", "DOCKER-USER", "FORWARD"] {
+                while works(f.tool, &["-w", "-D", parent, "-j", &self.chain]) {}
+            }
+            if Self::has_chain(f.tool, &self.chain) {
+                run(
+                    "flushing our chain",
+                    f.tool,
+                    &["-w", "-F", &self.chain],
+                    None,
+                )?;
+                run(
+                    "removing our chain",
+                    f.tool,
+                    &["-w", "-X", &self.chain],
+                    None,
+                )?;
+            }
+            if self.ipset {
+                let set = self.set_name(f);
+                if works("ipset", &["list", "-n", &set]) {
+                    run(
+                        &format!("removing ipset {set}"),
+                        "ipset",
+                        &["destroy", &set],
+                        None,
+                    )?;
+                }
+            }
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,226 @@
+//! `blocked_ips.json`: the ban book as operators read it with `cat`, and as the daemon
+//! restores it on start.
+//!
+//! Written atomically (temp file, fsync, rename, fsync of the directory), so a crash at
+//! any moment leaves either the old file or the new one. A file that cannot be read is
+//! moved aside with a clear error, never a reason to stop: the kernel still holds the
+//! bans, and they are adopted back from it.
+
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Write};
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::detect::parse::{format_time, parse_time};
+
+pub const STATE_VERSION: u32 = 1;
+
+/// One active ban, as written to the file.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct BanRecord {
+    pub ip: IpAddr,
+    /// The rule that decided it, or `manual`.
+    pub rule: String,
+    pub category: String,
+    pub severity: String,
+    /// The container whose log showed the offence (empty for a manual ban).
+    #[serde(default)]
+    pub container: String,
+    #[serde(with = "rfc3339")]
+    pub first_offence: i64,
+    #[serde(with = "rfc3339")]
+    pub last_offence: i64,
+    #[serde(with = "rfc3339")]
+    pub banned_at: i64,
+    #[serde(with = "rfc3339")]
+    pub expires_at: i64,
+    /// How many times this IP has been banned, this ban included.
+    pub times_banned: u32,
+    /// A few offending lines, escaped and truncated.
+    #[serde(default)]
+    pub evidence: Vec<String>,
+    /// `detector`, `manual`, or `kernel` (found in the firewall but not in the file).
+    #[serde(default = "default_source")]
+    pub source: String,
+}
+
+fn default_source() -> String {
+    "detector".into()
+}
+
+/// What is remembered of an IP after its ban ended, so repeat offenders are escalated
+/// across restarts. Kept for `log_retention_days`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct HistoryRecord {
+    pub ip: IpAddr,
+    pub times_banned: u32,
+    #[serde(with = "rfc3339")]
+    pub last_banned_at: i64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+pub struct StateFile {
+    pub version: u32,
+    #[serde(with = "rfc3339")]
+    pub written_at: i64,
+    pub bans: Vec<BanRecord>,
+    #[serde(default)]
+    pub history: Vec<HistoryRecord>,
+}
+
+/// Times are RFC 3339 in the file, for people; Unix seconds in memory.
+mod rfc3339 {
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(t: &i64, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&super::format_time(*t))
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<i64, D::Error> {
+        let text = String::deserialize(d)?;
+        super::parse_time(text.as_bytes())
+            .ok_or_else(|| serde::de::Error::custom(format!("{text:?} is not an RFC 3339 time")))
+    }
+}
+
+/// The outcome of reading the file at start-up.
+#[derive(Debug)]
+pub enum Loaded {
+    /// No file yet: a first start.
+    Missing,
+    Ok(StateFile),
+    /// The file could not be used; it was moved to `moved_to`.
+    Corrupt {
+        error: String,
+        moved_to: Option<PathBuf>,
+    },
+}
+
+/// Reads the state file. Never fails: a bad file is moved aside and reported.
+pub fn load(path: &Path) -> Loaded {
+    let bytes = match fs::read(path) {
+        Ok(b) => b,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Loaded::Missing,
+        Err(e) => {
+            return Loaded::Corrupt {
+                error: format!("cannot read {}: {e}", path.display()),
+                moved_to: None,
+            }
+        }
+    };
+    let error = match serde_json::from_slice::<StateFile>(&bytes) {
+        Ok(s) if s.version == STATE_VERSION => return Loaded::Ok(s),
+        Ok(s) => format!(
+            "{} has version {}, this build reads version {STATE_VERSION}",
+            path.display(),
+            s.version
+        ),
+        Err(e) => format!("{} is not a valid state file: {e}", path.display()),
+    };
+    let aside = path.with_extension(format!("json.corrupt-{}", std::process::id()));
+    let moved_to = fs::rename(path, &aside).ok().map(|_| aside);
+    Loaded::Corrupt { error, moved_to }
+}
+
+/// Reads the state file without touching it (for `list`): None when there is none yet.
+pub fn load_readonly(path: &Path) -> Result<Option<StateFile>, String> {
+    match fs::read(path) {
+        Ok(bytes) => serde_json::from_slice(&bytes)
+            .map(Some)
+            .map_err(|e| format!("{} is not a valid state file: {e}", path.display())),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(format!("cannot read {}: {e}", path.display())),
+    }
+}
+
+/// Writes the state file atomically: a temp file beside it, fsync, rename, fsync the
+/// directory. Mode 0640: it names attackers, not secrets, but is nobody else's business.
+pub fn save(path: &Path, state: &StateFile) -> io::Result<()> {
+    let dir = path.parent().unwrap_or(Path::new("."));
+    fs::create_dir_all(dir)?;
+    let tmp = path.with_extension("json.tmp");
+    let mut text = serde_json::to_vec_pretty(state).map_err(io::Error::other)?;
+    text.push(b'\n');
+    {
+        let mut opts = OpenOptions::new();
+        opts.write(true).create(true).truncate(true);
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::OpenOptionsExt;
+            opts.mode(0o640);
+        }
+        let mut f = opts.open(&tmp)?;
+        f.write_all(&text)?;
+        f.sync_all()?;
+    }
+    fs::rename(&tmp, path)?;
+    if let Ok(d) = File::open(dir) {
+        let _ = d.sync_all();
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample() -> StateFile {
+        StateFile {
+            version: STATE_VERSION,
+            written_at: 1_763_683_200,
+            bans: vec![BanRecord {
+                ip: "203.0.113.7".parse().unwrap(),
+                rule: "sqli-union-select".into(),
+                category: "sqli".into(),
+                severity: "critical".into(),
+                container: "web".into(),
+                first_offence: 1_763_683_100,
+                last_offence: 1_763_683_150,
+                banned_at: 1_763_683_150,
+                expires_at: 1_763_769_550,
+                times_banned: 1,
+                evidence: vec!["GET /?q=union select".into()],
+                source: "detector".into(),
+            }],
+            history: vec![],
+        }
+    }
+
+    #[test]
+    fn round_trip_is_readable_json() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("blocked_ips.json");
+        save(&p, &sample()).unwrap();
+        let text = fs::read_to_string(&p).unwrap();
+        assert!(
+            text.contains("\"expires_at\": \"2025-11-21T23:59:10Z\""),
+            "{text}"
+        );
+        assert!(text.contains("\n  \"bans\": ["), "pretty-printed: {text}");
+        match load(&p) {
+            Loaded::Ok(s) => assert_eq!(s, sample()),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_corrupt_file_is_moved_aside() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("blocked_ips.json");
+        fs::write(&p, b"{\"version\": 1, \"bans\": [tru").unwrap();
+        match load(&p) {
+            Loaded::Corrupt {
+                error,
+                moved_to: Some(to),
+            } => {
+                assert!(error.contains("not a valid state file"), "{error}");
+                assert!(to.exists());
+                assert!(!p.exists());
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(matches!(load(&p), Loaded::Missing));
+    }
+}

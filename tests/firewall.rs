@@ -1,0 +1,164 @@
+//! Bans with real packets: a client and a server in network namespaces of their own
+//! (never the host's ruleset), for each firewall backend.
+
+mod common;
+
+use std::time::Duration;
+
+use common::{have, is_root, require, wait_until, Setup, TestNet};
+
+fn ready(backend: &str) -> bool {
+    require(
+        "root (network namespaces and the firewall need it)",
+        is_root(),
+    ) && require(
+        "nft (apt-get install nftables)",
+        have("nft", &["--version"]),
+    ) && (backend != "iptables"
+        || require(
+            "iptables and ipset (apt-get install iptables ipset)",
+            have("iptables", &["--version"]) && have("ipset", &["version"]),
+        ))
+        && require(
+            "python3 (the test listener)",
+            have("python3", &["--version"]),
+        )
+}
+
+fn ok(out: std::process::Output) -> String {
+    assert!(
+        out.status.success(),
+        "security-monitor failed: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// Ban → blocked; kernel expiry → reachable again; re-ban → blocked; unban → reachable at
+/// once; unban again → not an error. For IPv4 and IPv6.
+fn ban_expire_unban(backend: &str, tag: &str, n: u8) {
+    if !ready(backend) {
+        return;
+    }
+    let net = TestNet::new(tag, n);
+    let setup = Setup::new(&format!("\"firewall\": {{\"backend\": \"{backend}\"}}"));
+    let cfg = setup.config();
+    for v6 in [false, true] {
+        let client = net.client_ip(v6);
+        assert!(net.reachable(v6), "{client} cannot connect before any ban");
+        ok(net.monitor(&["ban", &client, "--for", "2s", "--reason", "test", "-c", cfg]));
+        assert!(!net.reachable(v6), "{client} still connects after the ban");
+        assert!(
+            wait_until(Duration::from_secs(6), || net.reachable(v6)),
+            "{client} still blocked after its 2 s ban expired"
+        );
+        ok(net.monitor(&["ban", &client, "--for", "1h", "-c", cfg]));
+        assert!(!net.reachable(v6), "{client} connects after the re-ban");
+        let list = ok(net.monitor(&["list", "--json", "-c", cfg]));
+        assert!(list.contains(&client), "{list}");
+        let out = ok(net.monitor(&["unban", &client, "-c", cfg]));
+        assert!(out.contains("unbanned"), "{out}");
+        assert!(
+            net.reachable(v6),
+            "{client} still blocked right after unban"
+        );
+        let out = ok(net.monitor(&["unban", &client, "-c", cfg]));
+        assert!(out.contains("was not banned"), "{out}");
+    }
+}
+
+#[test]
+fn nftables_ban_expiry_and_unban() {
+    ban_expire_unban("nftables", "nft", 11);
+}
+
+#[test]
+fn iptables_ban_expiry_and_unban() {
+    ban_expire_unban("iptables", "ipt", 12);
+}
+
+/// The kernel holds the truth: bans survive the process (no daemon needed to keep them),
+/// a restart restores the book without duplicates, and a corrupt state file is moved
+/// aside while the firewall's bans are adopted back.
+fn restart_and_corrupt_state(backend: &str, tag: &str, n: u8) {
+    if !ready(backend) {
+        return;
+    }
+    let net = TestNet::new(tag, n);
+    let setup = Setup::new(&format!("\"firewall\": {{\"backend\": \"{backend}\"}}"));
+    let cfg = setup.config();
+    let client = net.client_ip(false);
+    ok(net.monitor(&["ban", &client, "--for", "1h", "-c", cfg]));
+    ok(net.monitor(&["ban", "203.0.113.5", "--for", "1h", "-c", cfg]));
+    for _ in 0..3 {
+        ok(net.monitor(&["restore", "-c", cfg]));
+    }
+    assert!(!net.reachable(false));
+    let listing = if backend == "nftables" {
+        net.in_srv("nft list set inet security_monitor banned_v4")
+    } else {
+        net.in_srv("ipset list security_monitor_v4")
+    };
+    assert_eq!(listing.matches(&client).count(), 1, "{listing}");
+    let state = std::fs::read_to_string(setup.state_file()).unwrap();
+    assert_eq!(
+        state.matches(&format!("\"ip\": \"{client}\"")).count(),
+        2,
+        "one ban and one history entry: {state}"
+    );
+
+    std::fs::write(setup.state_file(), b"{ this is not json").unwrap();
+    let out = net.monitor(&["restore", "--json", "-c", cfg]);
+    let text = ok(out);
+    let v: serde_json::Value = serde_json::from_str(text.trim()).unwrap();
+    assert_eq!(v["adopted"], 2, "{v}");
+    assert!(
+        v["state_error"].as_str().unwrap().contains("moved it to"),
+        "{v}"
+    );
+    assert!(!net.reachable(false), "the bans must stay in force");
+    let moved: Vec<_> = std::fs::read_dir(setup.path().join("state"))
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .filter(|e| e.file_name().to_string_lossy().contains("corrupt"))
+        .collect();
+    assert_eq!(moved.len(), 1);
+    let list = ok(net.monitor(&["list", "--json", "-c", cfg]));
+    assert!(
+        list.contains(&client) && list.contains("\"source\": \"kernel\""),
+        "{list}"
+    );
+}
+
+#[test]
+fn nftables_restart_and_corrupt_state() {
+    restart_and_corrupt_state("nftables", "nftr", 13);
+}
+
+#[test]
+fn iptables_restart_and_corrupt_state() {
+    restart_and_corrupt_state("iptables", "iptr", 14);
+}
+
+#[test]
+fn never_ban_addresses_are_refused() {
+    if !ready("nftables") {
+        return;
+    }
+    let net = TestNet::new("nb", 15);
+    let setup = Setup::new(
+        "\"firewall\": {\"backend\": \"nftables\"}, \"allowlist\": [\"10.231.15.0/24\"]",
+    );
+    for ip in ["127.0.0.1", "10.231.15.1", "10.231.15.2", "::1"] {
+        let out = net.monitor(&["ban", ip, "-c", setup.config()]);
+        assert_eq!(
+            out.status.code(),
+            Some(1),
+            "{ip}: {}",
+            String::from_utf8_lossy(&out.stdout)
+        );
+        assert!(String::from_utf8_lossy(&out.stderr).contains("not banning"));
+    }
+    assert!(net.reachable(false));
+}
