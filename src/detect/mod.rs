@@ -154,8 +154,25 @@ impl Detector {
     /// Examines one parsed request at time `now` (Unix seconds). `line` is the raw line,
     /// kept as evidence and seen by operator patterns that look at the whole line.
     pub fn observe(&mut self, req: &Request<'_>, line: &[u8], now: i64) -> Observation {
+        self.observe_in(req, line, now, None)
+    }
+
+    /// [`observe`](Self::observe) for a source where only rules of `categories` apply
+    /// (a container's `categories` setting or label); None: all rules.
+    pub fn observe_in(
+        &mut self,
+        req: &Request<'_>,
+        line: &[u8],
+        now: i64,
+        categories: Option<&[String]>,
+    ) -> Observation {
         let mut obs = Observation::default();
         self.rules.matches(&mut self.view, req, line, &mut obs.hits);
+        if let Some(cats) = categories {
+            let rules = &self.rules;
+            obs.hits
+                .retain(|&i| cats.iter().any(|c| *c == rules.rule(i).category));
+        }
         self.observed += 1;
         if self.observed % 65_536 == 0 || self.ips.len() > self.max_tracked {
             self.sweep(now);
@@ -407,6 +424,29 @@ mod tests {
             .verdict
             .unwrap();
         assert_eq!(v.allowlisted.as_deref(), Some("loopback"));
+    }
+
+    #[test]
+    fn categories_limit_which_rules_apply() {
+        let mut d = detector(
+            r#"{"rules": {"builtin": false}, "patterns": {"a": {"regex": "AAA", "category": "sqli", "severity": "critical"}, "b": {"regex": "BBB", "category": "xss", "severity": "critical"}}}"#,
+        );
+        let raw = line("203.0.113.4", "/?q=AAA", 200, "x");
+        let req = parse::parse_access(&raw).unwrap();
+        let only_xss = ["xss".to_string()];
+        assert!(d
+            .observe_in(&req, &raw, 0, Some(&only_xss))
+            .verdict
+            .is_none());
+        let raw = line("203.0.113.4", "/?q=BBB", 200, "x");
+        let req = parse::parse_access(&raw).unwrap();
+        assert_eq!(
+            d.observe_in(&req, &raw, 1, Some(&only_xss))
+                .verdict
+                .unwrap()
+                .rule,
+            "b"
+        );
     }
 
     #[test]

@@ -367,6 +367,9 @@ struct FieldSet {
     field: Field,
     /// Matches the case-preserved view (operator patterns) rather than the lowercased one.
     cased: bool,
+    /// The status condition all its rules share: the set is not run for other statuses
+    /// (most lines are 200s; rules about 404s and 401s need not look at them).
+    status: Option<Vec<u16>>,
     set: RegexSet,
     /// Index into `RuleSet::rules` of each pattern in `set`.
     members: Vec<usize>,
@@ -420,12 +423,13 @@ impl RuleSet {
                 let cased = !rule.builtin;
                 match sets
                     .iter_mut()
-                    .find(|s| s.field == field && s.cased == cased)
+                    .find(|s| s.field == field && s.cased == cased && s.status == rule.status)
                 {
                     Some(s) => s.members.push(i),
                     None => sets.push(FieldSet {
                         field,
                         cased,
+                        status: rule.status.clone(),
                         set: RegexSet::empty(),
                         members: vec![i],
                     }),
@@ -443,7 +447,7 @@ impl RuleSet {
             s.set = RegexSetBuilder::new(&patterns)
                 .unicode(s.cased)
                 .size_limit(256 << 20)
-                .dfa_size_limit(64 << 20)
+                .dfa_size_limit(512 << 20)
                 .build()
                 .map_err(|e| {
                     // Find the culprit for a precise message.
@@ -474,7 +478,19 @@ impl RuleSet {
         out.clear();
         view.new_line(self.sets.len());
         let mut members = std::mem::take(&mut view.members);
+        let plain_request = is_plain_request(req);
         for (si, s) in self.sets.iter().enumerate() {
+            if let Some(statuses) = &s.status {
+                if !req.status.is_some_and(|st| statuses.contains(&st)) {
+                    continue;
+                }
+            }
+            // Built-in `request` rules are about request lines that are not plain HTTP
+            // (binary, other protocols, malformed); a plain one's target is seen by the
+            // target rules.
+            if s.field == Field::Request && !s.cased && plain_request {
+                continue;
+            }
             let raw: &[u8] = match s.field {
                 Field::UserAgent => &req.user_agent,
                 Field::Referer => &req.referer,
@@ -527,6 +543,17 @@ impl RuleSet {
             out.push(idx);
         }
     }
+}
+
+/// Whether the request line is a plain printable `METHOD target HTTP/x.y` with no escapes.
+fn is_plain_request(req: &Request<'_>) -> bool {
+    let r: &[u8] = &req.request;
+    !req.method.is_empty()
+        && !req.target.is_empty()
+        && r.len() > req.method.len() + req.target.len() + 1
+        && r[req.method.len() + req.target.len() + 2..].starts_with(b"HTTP/")
+        && r.iter().all(|&b| (0x21..0x7f).contains(&b) || b == b' ')
+        && memchr::memchr(b'\\', r).is_none()
 }
 
 #[cfg(test)]
