@@ -44,6 +44,21 @@ enum Command {
         /// Config file (default: /etc/security-monitor/monitor_config.json).
         file: Option<PathBuf>,
     },
+    /// Follow the selected containers' logs through the Docker API and print each line
+    /// (a debugging tool: what the daemon would read).
+    Watch {
+        /// Config file (default: /etc/security-monitor/monitor_config.json if it exists, else built-in defaults).
+        #[arg(long, short)]
+        config: Option<PathBuf>,
+        /// Print one JSON object per line.
+        #[arg(long)]
+        json: bool,
+        /// Keep log cursors in this directory and resume from them (by default `watch`
+        /// keeps none and starts docker.max_backlog back; never point it at the daemon's
+        /// state.dir while the daemon runs).
+        #[arg(long, value_name = "DIR")]
+        state_dir: Option<PathBuf>,
+    },
     /// List the rules in effect: built-in and the config's own patterns.
     Rules {
         #[arg(long, short)]
@@ -64,6 +79,11 @@ pub fn run() -> Result<i32> {
         } => check(config.as_deref(), format.as_deref(), json, &logfiles),
         Command::CheckConfig { file } => check_config(file.as_deref()),
         Command::Rules { config, json } => rules(config.as_deref(), json),
+        Command::Watch {
+            config,
+            json,
+            state_dir,
+        } => crate::watch::run(load_config(config.as_deref(), false)?, json, state_dir),
     }
 }
 

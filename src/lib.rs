@@ -4,4 +4,5 @@
 pub mod check;
 pub mod config;
 pub mod detect;
+pub mod docker;
 pub mod netaddr;
