@@ -79,14 +79,18 @@ async fn a_dockerd_restart_loses_and_repeats_nothing() {
         .expect("dockerd log");
     let mut parts = cmd.split_whitespace();
     let program = parts.next().expect("a dockerd command");
-    Command::new("setsid")
+    // `setsid --fork` returns at once, leaving dockerd in its own session (as
+    // tests/run.sh started it), so it outlives this test and run.sh stops it by its pid.
+    let started = Command::new("setsid")
+        .arg("--fork")
         .arg(program)
         .args(parts)
         .stdin(Stdio::null())
         .stdout(log.try_clone().expect("log"))
         .stderr(log)
-        .spawn()
+        .status()
         .expect("start dockerd again");
+    assert!(started.success(), "setsid {cmd}: {started}");
     let up = Instant::now();
     while Command::new("docker")
         .env("DOCKER_HOST", &env.host)
