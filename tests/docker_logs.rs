@@ -324,7 +324,16 @@ async fn a_container_with_the_none_driver_is_reported_and_the_others_go_on() {
     );
     let dir = state_dir();
     let mut w = Watch::start(env.settings(&p, dir.path(), ""));
-    env.run(&fine, &[], "echo seen; sleep 1000");
+    env.run(
+        &fine,
+        &[
+            "--label",
+            "security-monitor.log_format=json",
+            "--label",
+            "other=x",
+        ],
+        "echo seen; sleep 1000",
+    );
     w.until(T, "the line of the readable container", |g| {
         g.iter().any(|r| text(&r.line) == "seen")
     })
@@ -348,6 +357,13 @@ async fn a_container_with_the_none_driver_is_reported_and_the_others_go_on() {
         .expect("status of the other");
     assert_eq!(f.state, StreamState::Following);
     assert!(w.got.iter().all(|r| r.line.container == fine));
+    // Its own labels are in the status, for its log format and rule categories.
+    let labels: Vec<(&str, &str)> = f
+        .labels
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.as_str()))
+        .collect();
+    assert_eq!(labels, vec![("security-monitor.log_format", "json")]);
     w.stop().await;
     env.remove_all(&p);
 }

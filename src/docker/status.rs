@@ -2,6 +2,7 @@
 //! control socket. Counters are atomics the streams bump as they go; a snapshot is taken
 //! only when asked.
 
+use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
@@ -50,6 +51,10 @@ pub struct ContainerStatus {
     pub lines_truncated: u64,
     /// Docker's timestamp of the newest line passed on (RFC 3339), if any.
     pub last_line_at: Option<String>,
+    /// The container's `security-monitor.*` labels: with
+    /// [`container_profile`](super::container_profile) they give its log format and
+    /// rule categories.
+    pub labels: BTreeMap<String, String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -70,6 +75,7 @@ pub(crate) struct Tracker {
     pub name: Mutex<String>,
     pub state: Mutex<StreamState>,
     pub tty: AtomicBool,
+    pub labels: Mutex<BTreeMap<String, String>>,
     pub lines_read: AtomicU64,
     pub lines_dropped: AtomicU64,
     pub lines_truncated: AtomicU64,
@@ -90,6 +96,7 @@ impl Tracker {
             name: Mutex::new(name.to_string()),
             state: Mutex::new(StreamState::Stopped),
             tty: AtomicBool::new(false),
+            labels: Mutex::new(BTreeMap::new()),
             lines_read: AtomicU64::new(0),
             lines_dropped: AtomicU64::new(0),
             lines_truncated: AtomicU64::new(0),
@@ -116,6 +123,7 @@ impl Tracker {
             lines_dropped: self.lines_dropped.load(Ordering::Relaxed),
             lines_truncated: self.lines_truncated.load(Ordering::Relaxed),
             last_line_at: (cursor.ts_ns != 0).then(|| format_ts_ns(cursor.ts_ns)),
+            labels: lock(&self.labels).clone(),
         }
     }
 }

@@ -392,6 +392,12 @@ impl Supervisor {
         tracker
             .tty
             .store(info.tty, std::sync::atomic::Ordering::Relaxed);
+        *lock(&tracker.labels) = info
+            .labels
+            .iter()
+            .filter(|(k, _)| k.starts_with("security-monitor."))
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
         let renamed = {
             let mut name = lock(&tracker.name);
             let renamed = *name != info.name;
