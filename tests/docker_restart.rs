@@ -32,7 +32,7 @@ async fn a_dockerd_restart_loses_and_repeats_nothing() {
         if std::env::var("CI").as_deref() == Ok("true") {
             panic!("{test}: SECMON_DOCKERD_CMD / SECMON_DOCKERD_PIDFILE are not set (CI=true)");
         }
-        eprintln!("\n!!! SKIP {test}: SECMON_DOCKERD_CMD and SECMON_DOCKERD_PIDFILE are not set (tests/run.sh sets them)\n");
+        common::skip(&format!("{test}: SECMON_DOCKERD_CMD and SECMON_DOCKERD_PIDFILE are not set (tests/run.sh sets them)"));
         return;
     };
     let p = prefix("dockerd");

@@ -32,10 +32,17 @@ pub fn env(test: &str) -> Option<Env> {
             if std::env::var("CI").as_deref() == Ok("true") {
                 panic!("{test}: SECMON_DOCKER_SOCK is not set (CI=true: the Docker tests must run; use tests/run.sh)");
             }
-            eprintln!("\n!!!!!!!!\n!!! SKIP {test}: SECMON_DOCKER_SOCK is not set; run tests/run.sh as root to start a private dockerd\n!!!!!!!!\n");
+            skip(&format!("{test}: SECMON_DOCKER_SOCK is not set; run tests/run.sh as root to start a private dockerd"));
             None
         }
     }
+}
+
+/// Says SKIP on stderr itself: the test harness captures `eprintln!`, and a skipped
+/// test passes, so that text would never be seen.
+pub fn skip(why: &str) {
+    use std::io::Write;
+    let _ = writeln!(std::io::stderr(), "\n!!!!!!!!\n!!! SKIP {why}\n!!!!!!!!");
 }
 
 impl Env {
