@@ -81,6 +81,21 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Follow the selected containers' logs through the Docker API and print each line
+    /// (a debugging tool: what the daemon would read).
+    Watch {
+        /// Config file (default: /etc/security-monitor/monitor_config.json if it exists, else built-in defaults).
+        #[arg(long, short)]
+        config: Option<PathBuf>,
+        /// Print one JSON object per line.
+        #[arg(long)]
+        json: bool,
+        /// Keep log cursors in this directory and resume from them (by default `watch`
+        /// keeps none and starts docker.max_backlog back; never point it at the daemon's
+        /// state.dir while the daemon runs).
+        #[arg(long, value_name = "DIR")]
+        state_dir: Option<PathBuf>,
+    },
     /// List the rules in effect: built-in and the config's own patterns.
     Rules {
         #[arg(long, short)]
@@ -110,6 +125,11 @@ pub fn run() -> Result<i32> {
         Command::Unban { ip, config } => unban(&ip, config.as_deref()),
         Command::List { config, json } => list(config.as_deref(), json),
         Command::Restore { config, json } => restore(config.as_deref(), json),
+        Command::Watch {
+            config,
+            json,
+            state_dir,
+        } => crate::watch::run(load_config(config.as_deref(), false)?, json, state_dir),
     }
 }
 

@@ -4,6 +4,7 @@
 pub mod check;
 pub mod config;
 pub mod detect;
+pub mod docker;
 pub mod enforce;
 pub mod enforcer;
 pub mod firewall;

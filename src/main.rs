@@ -2,6 +2,7 @@
 //! chain, and exit with the subcommand's code.
 
 mod cli;
+mod watch;
 
 fn main() {
     let code = match cli::run() {

@@ -227,7 +227,10 @@ fn huge_lines_invalid_utf8_and_nul_bytes_neither_crash_nor_stall() {
     assert_eq!(r["lines"], 6, "{r}");
     assert_eq!(r["truncated"], 2, "{r}");
     let ips = banned(&r);
-    assert!(ips.contains(&ATTACKER.to_string()), "the attack after the odd lines was missed: {r}");
+    assert!(
+        ips.contains(&ATTACKER.to_string()),
+        "the attack after the odd lines was missed: {r}"
+    );
     // Raw NUL and control bytes in a request line are binary injection; the 1 MiB line of
     // plain letters is nothing.
     assert!(!ips.contains(&"203.0.113.20".to_string()), "{r}");

@@ -379,11 +379,50 @@ impl Default for Limits {
     }
 }
 
+/// The label that selects a container by default: `--label security-monitor.enable=true`.
+pub const DEFAULT_SELECT_LABEL: &str = "security-monitor.enable=true";
+
+/// How the daemon reaches Docker and which containers it follows (besides
+/// `docker_containers`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct DockerConfig {
+    /// Where dockerd listens: a socket path or a `unix://`, `tcp://` or `http://` URL.
+    /// None: `DOCKER_HOST`, then `/var/run/docker.sock`.
+    pub socket: Option<String>,
+    /// Follow every container, whatever its name or labels.
+    pub all_containers: bool,
+    /// Follow containers whose name matches this regex.
+    pub name_pattern: Option<String>,
+    /// Follow containers carrying this label: `key=value`, or `key` for any value.
+    /// None: no selection by label.
+    pub label: Option<String>,
+    /// Seconds of history read at most when a container is first seen, or when its
+    /// cursor is older than this (after a long stop), so a restart never replays days.
+    pub max_backlog: u64,
+    /// Lines per second (by Docker's timestamp) passed on per container; beyond this
+    /// they are dropped and counted, so one flooding container cannot starve the rest.
+    pub max_lines_per_second: u32,
+}
+
+impl Default for DockerConfig {
+    fn default() -> Self {
+        DockerConfig {
+            socket: None,
+            all_containers: false,
+            name_pattern: None,
+            label: Some(DEFAULT_SELECT_LABEL.into()),
+            max_backlog: 600,
+            max_lines_per_second: 20_000,
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq)]
 pub struct Config {
     pub patterns: Vec<UserPattern>,
     pub thresholds: Thresholds,
     pub docker_containers: Vec<String>,
+    pub docker: DockerConfig,
     pub ban: BanPolicy,
     pub allowlist: Vec<IpNet>,
     pub log_format: String,
@@ -404,6 +443,7 @@ impl Default for Config {
             patterns: Vec::new(),
             thresholds: Thresholds::default(),
             docker_containers: Vec::new(),
+            docker: DockerConfig::default(),
             ban: BanPolicy::default(),
             allowlist: Vec::new(),
             log_format: "auto".into(),
@@ -789,6 +829,9 @@ impl Validator {
                     .collect();
             }
         }
+        if let Some(n) = o.get("docker") {
+            self.docker(n, &mut cfg.docker);
+        }
         if let Some(n) = o.get("ban") {
             self.ban(n, &mut cfg.ban);
         }
@@ -1062,6 +1105,71 @@ impl Validator {
         if let Some(n) = o.get("ban_on_critical") {
             if let Some(b) = self.bool(n, "thresholds.ban_on_critical") {
                 t.ban_on_critical = b;
+            }
+        }
+        self.finish(o);
+    }
+
+    fn docker(&mut self, node: &Node, d: &mut DockerConfig) {
+        let Some(mut o) = self.object(node, "docker") else {
+            return;
+        };
+        if let Some(n) = o.get("socket") {
+            if let Some(s) = self.string(n, "docker.socket") {
+                match check_docker_socket(s) {
+                    Ok(()) => d.socket = (!s.is_empty()).then(|| s.to_string()),
+                    Err(e) => self.err("docker.socket", n.pos, e),
+                }
+            }
+        }
+        if let Some(n) = o.get("all_containers") {
+            if let Some(b) = self.bool(n, "docker.all_containers") {
+                d.all_containers = b;
+            }
+        }
+        if let Some(n) = o.get("name_pattern") {
+            if let Some(s) = self.string(n, "docker.name_pattern") {
+                if s.is_empty() {
+                    d.name_pattern = None;
+                } else {
+                    match regex::Regex::new(s) {
+                        Ok(_) => d.name_pattern = Some(s.to_string()),
+                        Err(e) => self.err(
+                            "docker.name_pattern",
+                            n.pos,
+                            format!(
+                                "\"{s}\" is not a usable regex: {}",
+                                crate::detect::rules::explain_regex_error(&e)
+                            ),
+                        ),
+                    }
+                }
+            }
+        }
+        if let Some(n) = o.get("label") {
+            if let Some(s) = self.string(n, "docker.label") {
+                let key = s.split_once('=').map_or(s, |(k, _)| k);
+                if s.is_empty() {
+                    d.label = None;
+                } else if key.trim().is_empty() || key.contains(char::is_whitespace) {
+                    self.err(
+                        "docker.label",
+                        n.pos,
+                        format!("\"{s}\" is not a label: write key=value (or just key, for any value), e.g. \"{DEFAULT_SELECT_LABEL}\"; \"\" selects nothing by label"),
+                    );
+                } else {
+                    d.label = Some(s.to_string());
+                }
+            }
+        }
+        if let Some(n) = o.get("max_backlog") {
+            if let Some(x) = self.duration(n, "docker.max_backlog", 0) {
+                d.max_backlog = x;
+            }
+        }
+        if let Some(n) = o.get("max_lines_per_second") {
+            if let Some(x) = self.uint(n, "docker.max_lines_per_second", 1, 10_000_000) {
+                d.max_lines_per_second = x as u32;
             }
         }
         self.finish(o);
@@ -1390,6 +1498,41 @@ impl Validator {
     }
 }
 
+/// Whether `docker.socket` names something the daemon can connect to: an absolute socket
+/// path, or a `unix://`, `tcp://` or `http://` URL ("" means: use the default).
+pub fn check_docker_socket(s: &str) -> Result<(), String> {
+    if s.is_empty() {
+        return Ok(());
+    }
+    if let Some(path) = s.strip_prefix("unix://") {
+        return if path.starts_with('/') {
+            Ok(())
+        } else {
+            Err(format!(
+                "\"{s}\": a unix:// URL needs an absolute path, e.g. unix:///var/run/docker.sock"
+            ))
+        };
+    }
+    if let Some(rest) = s
+        .strip_prefix("tcp://")
+        .or_else(|| s.strip_prefix("http://"))
+    {
+        return if rest.is_empty() || rest.starts_with('/') {
+            Err(format!(
+                "\"{s}\" names no host: write e.g. tcp://127.0.0.1:2375"
+            ))
+        } else {
+            Ok(())
+        };
+    }
+    if s.starts_with('/') {
+        return Ok(());
+    }
+    Err(format!(
+        "\"{s}\" is not a Docker address: give a socket path such as /var/run/docker.sock, or a unix://, tcp:// or http:// URL (TLS and ssh:// are not supported)"
+    ))
+}
+
 fn looks_like_address(s: &str) -> bool {
     let addr = match (s.rfind('<'), s.rfind('>')) {
         (Some(a), Some(b)) if a < b => &s[a + 1..b],
@@ -1643,6 +1786,74 @@ mod tests {
             .join("\n");
         assert!(all.contains("named group `ip`"), "{all}");
         assert!(all.contains("did you mean \"combined\""), "{all}");
+    }
+
+    #[test]
+    fn docker_section_defaults_and_values() {
+        let d = Config::default().docker;
+        assert_eq!(d.socket, None);
+        assert!(!d.all_containers);
+        assert_eq!(d.label.as_deref(), Some("security-monitor.enable=true"));
+        assert_eq!(d.max_backlog, 600);
+        assert_eq!(d.max_lines_per_second, 20_000);
+        let cfg = parse_str(
+            r#"{"docker": {"socket": "unix:///run/x/docker.sock", "all_containers": true,
+                "name_pattern": "^web-", "label": "", "max_backlog": "1h", "max_lines_per_second": 500}}"#,
+        )
+        .unwrap();
+        assert_eq!(
+            cfg.docker.socket.as_deref(),
+            Some("unix:///run/x/docker.sock")
+        );
+        assert!(cfg.docker.all_containers);
+        assert_eq!(cfg.docker.name_pattern.as_deref(), Some("^web-"));
+        assert_eq!(cfg.docker.label, None);
+        assert_eq!(cfg.docker.max_backlog, 3600);
+        assert_eq!(cfg.docker.max_lines_per_second, 500);
+        for ok in [
+            "/var/run/docker.sock",
+            "tcp://127.0.0.1:2375",
+            "http://docker:2375",
+            "",
+        ] {
+            assert!(check_docker_socket(ok).is_ok(), "{ok}");
+        }
+    }
+
+    #[test]
+    fn docker_section_errors_name_the_key_and_position() {
+        let text = "{\"docker\": {\n \"socket\": \"docker.sock\",\n \"name_pattern\": \"(web\",\n \"label\": \"=x\",\n \"max_lines_per_second\": 0,\n \"max_backlog\": \"soon\",\n \"all_containers\": \"yes\",\n \"sockt\": 1}}";
+        let errs = parse_str(text).unwrap_err();
+        let shown: Vec<String> = errs.iter().map(|e| e.to_string()).collect();
+        assert_eq!(errs.len(), 7, "{shown:#?}");
+        assert!(
+            shown[0].starts_with("2:12: docker.socket:") && shown[0].contains("socket path"),
+            "{shown:#?}"
+        );
+        assert!(
+            shown[1].starts_with("3:18: docker.name_pattern:"),
+            "{shown:#?}"
+        );
+        assert!(
+            shown[2].starts_with("4:11: docker.label:") && shown[2].contains("key=value"),
+            "{shown:#?}"
+        );
+        assert!(
+            shown[3].starts_with("5:26: docker.max_lines_per_second:"),
+            "{shown:#?}"
+        );
+        assert!(
+            shown[4].starts_with("6:17: docker.max_backlog:"),
+            "{shown:#?}"
+        );
+        assert!(
+            shown[5].starts_with("7:20: docker.all_containers:"),
+            "{shown:#?}"
+        );
+        assert!(shown[6].contains("did you mean \"socket\""), "{shown:#?}");
+        assert!(check_docker_socket("ssh://host").is_err());
+        assert!(check_docker_socket("unix://docker.sock").is_err());
+        assert!(check_docker_socket("tcp://").is_err());
     }
 
     #[test]

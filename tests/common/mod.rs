@@ -1,6 +1,10 @@
 //! Shared helpers for tests that need real parts: root, network namespaces, nft.
 #![allow(dead_code)]
 
+mod docker;
+#[allow(unused_imports)]
+pub use docker::*;
+
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};

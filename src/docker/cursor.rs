@@ -1,0 +1,202 @@
+//! Where each container's log was read up to, so a reconnect or a restart of
+//! security-monitor reads every line once: none lost, none twice.
+//!
+//! Docker's `since` works in whole seconds and includes lines at that second, so a resume
+//! asks for the second of the last line seen and drops what it has already had: lines
+//! older than the last timestamp, and as many lines *at* that timestamp as were already
+//! passed on. The cursors are kept in `STATE_DIR/cursors.json`, written atomically
+//! (temp file, fsync, rename) and at most once a second.
+
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+pub const CURSOR_FILE: &str = "cursors.json";
+
+/// The newest line passed on: its Docker timestamp, and how many lines with exactly that
+/// timestamp were passed on.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Cursor {
+    pub ts_ns: i64,
+    pub at_ts: u32,
+}
+
+impl Cursor {
+    /// Notes that a line with timestamp `ts` was passed on.
+    pub fn record(&mut self, ts: i64) {
+        if ts > self.ts_ns {
+            self.ts_ns = ts;
+            self.at_ts = 1;
+        } else if ts == self.ts_ns {
+            self.at_ts = self.at_ts.saturating_add(1);
+        }
+        // An older line (stdout and stderr can be stamped slightly out of order) does
+        // not move the cursor back.
+    }
+
+    /// The `since` (whole Unix seconds) that reads from this cursor on.
+    pub fn since_secs(&self) -> i64 {
+        self.ts_ns.div_euclid(1_000_000_000)
+    }
+}
+
+/// The cursor of one log connection: after a resume it drops what was already read.
+#[derive(Debug, Clone)]
+pub struct Position {
+    pub cursor: Cursor,
+    /// While resuming: lines at `cursor.ts_ns` still to be dropped. None once past it.
+    resuming: Option<u32>,
+}
+
+impl Position {
+    /// Starts reading after `cursor` (a zero cursor drops nothing).
+    pub fn resume(cursor: Cursor) -> Position {
+        Position {
+            cursor,
+            resuming: (cursor.ts_ns != 0).then_some(cursor.at_ts),
+        }
+    }
+
+    /// Whether a line with timestamp `ts` is new; if it is, it is recorded as passed on.
+    pub fn admit(&mut self, ts: i64) -> bool {
+        if let Some(skip) = &mut self.resuming {
+            if ts < self.cursor.ts_ns {
+                return false;
+            }
+            if ts == self.cursor.ts_ns && *skip > 0 {
+                *skip -= 1;
+                return false;
+            }
+            if ts > self.cursor.ts_ns {
+                self.resuming = None;
+            }
+        }
+        self.cursor.record(ts);
+        true
+    }
+}
+
+/// One container's cursor as stored.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CursorEntry {
+    /// The container's name when last seen, for people reading the file.
+    pub name: String,
+    #[serde(flatten)]
+    pub cursor: Cursor,
+}
+
+/// The cursor file, versioned so a later layout can read an older one.
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(tag = "version")]
+enum CursorFile {
+    #[serde(rename = "1")]
+    V1 {
+        /// By container id.
+        containers: BTreeMap<String, CursorEntry>,
+    },
+}
+
+pub fn cursor_path(state_dir: &Path) -> PathBuf {
+    state_dir.join(CURSOR_FILE)
+}
+
+/// Reads the cursors; a missing file is no cursors. A damaged file is an error the
+/// caller warns about and then starts without cursors (reading `max_backlog`).
+pub fn load(path: &Path) -> Result<BTreeMap<String, CursorEntry>, String> {
+    let text = match std::fs::read(path) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(BTreeMap::new()),
+        Err(e) => return Err(format!("cannot read {}: {e}", path.display())),
+    };
+    match serde_json::from_slice::<CursorFile>(&text) {
+        Ok(CursorFile::V1 { containers }) => Ok(containers),
+        Err(e) => Err(format!(
+            "{} is damaged ({e}); it will be rewritten",
+            path.display()
+        )),
+    }
+}
+
+/// Writes the cursors atomically: a temp file beside it, fsync, rename, fsync the dir.
+pub fn save(path: &Path, containers: &BTreeMap<String, CursorEntry>) -> std::io::Result<()> {
+    let dir = path.parent().unwrap_or(Path::new("."));
+    std::fs::create_dir_all(dir)?;
+    let tmp = path.with_extension("json.tmp");
+    let file = CursorFile::V1 {
+        containers: containers.clone(),
+    };
+    let text = serde_json::to_vec_pretty(&file).map_err(std::io::Error::other)?;
+    {
+        let mut f = std::fs::File::create(&tmp)?;
+        f.write_all(&text)?;
+        f.write_all(b"\n")?;
+        f.sync_all()?;
+    }
+    std::fs::rename(&tmp, path)?;
+    if let Ok(d) = std::fs::File::open(dir) {
+        let _ = d.sync_all();
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_resume_drops_exactly_what_was_read() {
+        // Read before: 10, 20, 20. Lines at 20 were two; a third at 20 is new.
+        let mut first = Position::resume(Cursor::default());
+        for ts in [10, 20, 20] {
+            assert!(first.admit(ts));
+        }
+        assert_eq!(
+            first.cursor,
+            Cursor {
+                ts_ns: 20,
+                at_ts: 2
+            }
+        );
+        let mut again = Position::resume(first.cursor);
+        let admitted: Vec<i64> = [5, 10, 20, 20, 20, 30, 30, 15]
+            .into_iter()
+            .filter(|&ts| again.admit(ts))
+            .collect();
+        // After passing the cursor, an out-of-order older line is a new line.
+        assert_eq!(admitted, vec![20, 30, 30, 15]);
+        assert_eq!(
+            again.cursor,
+            Cursor {
+                ts_ns: 30,
+                at_ts: 2
+            }
+        );
+    }
+
+    #[test]
+    fn the_file_round_trips_atomically() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = cursor_path(&dir.path().join("sub"));
+        assert!(load(&path).unwrap().is_empty());
+        let mut m = BTreeMap::new();
+        m.insert(
+            "abc".to_string(),
+            CursorEntry {
+                name: "web".into(),
+                cursor: Cursor {
+                    ts_ns: 1_795_242_332_954_352_105,
+                    at_ts: 3,
+                },
+            },
+        );
+        save(&path, &m).unwrap();
+        assert_eq!(load(&path).unwrap(), m);
+        let text = std::fs::read_to_string(&path).unwrap();
+        assert!(text.contains("\"version\": \"1\""), "{text}");
+        assert!(!path.with_extension("json.tmp").exists());
+        std::fs::write(&path, b"{not json").unwrap();
+        assert!(load(&path).unwrap_err().contains("damaged"));
+    }
+}

@@ -1,0 +1,130 @@
+//! Following the watched containers' logs through the Docker API (bollard).
+//!
+//! A [`Watcher`] subscribes to Docker's container events, lists the containers, and runs
+//! one log stream per followed container. Each stream turns Docker's messages into whole
+//! lines ([`lines`]), drops what it has already read after a reconnect ([`cursor`]),
+//! limits how many lines one container can pass on ([`stream`]), and sends [`LogLine`]s
+//! into one bounded channel the caller hands in. [`Watcher::status`] tells, per
+//! container, how its stream is doing.
+//!
+//! ```text
+//!  dockerd ── events ──▶ watch (which containers; start, stop, rename, destroy)
+//!     └──── logs, one per container ──▶ stream: lines ─▶ cursor ─▶ rate ─▶ channel
+//! ```
+
+pub mod cursor;
+pub mod lines;
+pub mod select;
+pub mod status;
+mod stream;
+pub mod watch;
+
+use std::time::Duration;
+
+use bollard::Docker;
+use serde::Serialize;
+
+pub use select::{container_profile, ContainerProfile, Selection};
+pub use status::{ContainerStatus, StreamState, WatcherStatus};
+pub use watch::{WatchSettings, Watcher};
+
+/// Where dockerd listens when neither the config nor `DOCKER_HOST` says.
+pub const DEFAULT_DOCKER_HOST: &str = "unix:///var/run/docker.sock";
+
+/// Logging drivers whose logs the Docker API can read back.
+pub const READABLE_DRIVERS: [&str; 3] = ["json-file", "local", "journald"];
+
+/// Which of a container's outputs a line came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Stream {
+    Stdout = 0,
+    Stderr = 1,
+    /// A container with a TTY (`docker run -t`): stdout and stderr are one stream.
+    Console = 2,
+}
+
+impl Stream {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Stream::Stdout => "stdout",
+            Stream::Stderr => "stderr",
+            Stream::Console => "tty",
+        }
+    }
+}
+
+/// One complete line of a container's log.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LogLine {
+    pub container_id: String,
+    /// The container's name, without Docker's leading `/`.
+    pub container: String,
+    pub stream: Stream,
+    /// When dockerd received the line, Unix nanoseconds.
+    pub docker_ts_ns: i64,
+    /// The line without its newline (and, from a TTY, without its `\r`), cut at
+    /// `limits.max_line_bytes`. Bytes as written: not necessarily UTF-8.
+    pub bytes: Vec<u8>,
+    /// Whether the line was longer than `limits.max_line_bytes` and was cut.
+    pub truncated: bool,
+}
+
+/// The Docker address in effect: the config's `docker.socket`, else `DOCKER_HOST`, else
+/// `/var/run/docker.sock`. A bare path becomes a `unix://` URL.
+pub fn docker_host(configured: Option<&str>) -> String {
+    let chosen = configured
+        .filter(|s| !s.is_empty())
+        .map(str::to_string)
+        .or_else(|| std::env::var("DOCKER_HOST").ok().filter(|s| !s.is_empty()))
+        .unwrap_or_else(|| DEFAULT_DOCKER_HOST.to_string());
+    if chosen.starts_with('/') {
+        format!("unix://{chosen}")
+    } else {
+        chosen
+    }
+}
+
+/// A client for `host` (no request is made yet). Requests that wait for an answer give
+/// up after this long; log and event streams, once answered, run for as long as they last.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(60);
+
+pub fn connect(host: &str) -> Result<Docker, String> {
+    let secs = REQUEST_TIMEOUT.as_secs();
+    let result = if let Some(path) = host.strip_prefix("unix://") {
+        if !std::path::Path::new(path).exists() {
+            return Err(format!(
+                "there is no Docker socket at {path}: is Docker running? (the address comes from docker.socket, else DOCKER_HOST, else {DEFAULT_DOCKER_HOST})"
+            ));
+        }
+        Docker::connect_with_unix(host, secs, bollard::API_DEFAULT_VERSION)
+    } else if host.starts_with("tcp://") || host.starts_with("http://") {
+        Docker::connect_with_http(host, secs, bollard::API_DEFAULT_VERSION)
+    } else {
+        return Err(format!(
+            "cannot use Docker address \"{host}\": give a socket path, or a unix://, tcp:// or http:// URL (in docker.socket or DOCKER_HOST)"
+        ));
+    };
+    result.map_err(|e| format!("cannot use Docker address \"{host}\": {e}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_configured_socket_comes_first_and_paths_become_urls() {
+        assert_eq!(docker_host(Some("/run/d.sock")), "unix:///run/d.sock");
+        assert_eq!(
+            docker_host(Some("tcp://127.0.0.1:2375")),
+            "tcp://127.0.0.1:2375"
+        );
+        assert!(connect("ssh://x").is_err());
+        let e = connect("unix:///nonexistent/docker.sock").unwrap_err();
+        assert!(
+            e.contains("no Docker socket at /nonexistent/docker.sock"),
+            "{e}"
+        );
+        assert!(connect("tcp://127.0.0.1:1").is_ok());
+    }
+}

@@ -1,0 +1,203 @@
+//! Which containers are followed, and with which settings.
+//!
+//! A container is followed when any of these holds: its name is in `docker_containers`,
+//! `docker.all_containers` is on, its name matches `docker.name_pattern`, or it carries
+//! `docker.label`. Its own labels `security-monitor.log_format` and
+//! `security-monitor.categories` override the `containers` section's settings for it, so
+//! whoever starts a container can say how its logs read without editing the config.
+
+use std::collections::HashMap;
+
+use regex::Regex;
+
+use crate::config::{Config, LogFormat};
+
+pub const LABEL_LOG_FORMAT: &str = "security-monitor.log_format";
+pub const LABEL_CATEGORIES: &str = "security-monitor.categories";
+
+#[derive(Debug, Clone)]
+pub struct Selection {
+    names: Vec<String>,
+    all: bool,
+    pattern: Option<Regex>,
+    /// (key, value); value None: any value.
+    label: Option<(String, Option<String>)>,
+}
+
+impl Selection {
+    pub fn from_config(cfg: &Config) -> Result<Selection, String> {
+        let pattern = match &cfg.docker.name_pattern {
+            Some(p) => {
+                Some(Regex::new(p).map_err(|e| format!("docker.name_pattern \"{p}\": {e}"))?)
+            }
+            None => None,
+        };
+        let label = cfg
+            .docker
+            .label
+            .as_deref()
+            .map(|l| match l.split_once('=') {
+                Some((k, v)) => (k.to_string(), Some(v.to_string())),
+                None => (l.to_string(), None),
+            });
+        Ok(Selection {
+            names: cfg.docker_containers.clone(),
+            all: cfg.docker.all_containers,
+            pattern,
+            label,
+        })
+    }
+
+    /// Whether the container `name` (without the leading `/`) with `labels` is followed.
+    pub fn selects(&self, name: &str, labels: &HashMap<String, String>) -> bool {
+        self.all
+            || self.names.iter().any(|n| n == name)
+            || self.pattern.as_ref().is_some_and(|p| p.is_match(name))
+            || self
+                .label
+                .as_ref()
+                .is_some_and(|(k, v)| match (labels.get(k), v) {
+                    (Some(have), Some(want)) => have == want,
+                    (Some(_), None) => true,
+                    (None, _) => false,
+                })
+    }
+
+    /// In the operator's words, for the log and the `watch` banner.
+    pub fn describe(&self) -> String {
+        if self.all {
+            return "all containers".into();
+        }
+        let mut parts = Vec::new();
+        if !self.names.is_empty() {
+            parts.push(format!("named {}", self.names.join(", ")));
+        }
+        if let Some(p) = &self.pattern {
+            parts.push(format!("with a name matching /{}/", p.as_str()));
+        }
+        if let Some((k, v)) = &self.label {
+            match v {
+                Some(v) => parts.push(format!("labelled {k}={v}")),
+                None => parts.push(format!("labelled {k}")),
+            }
+        }
+        if parts.is_empty() {
+            "no containers (set docker_containers, docker.all_containers, docker.name_pattern or docker.label)".into()
+        } else {
+            format!("containers {}", parts.join(", or "))
+        }
+    }
+}
+
+/// How one container's lines are read: its log format and the rule categories that
+/// apply (None: all).
+#[derive(Debug, Clone, PartialEq)]
+pub struct ContainerProfile {
+    pub format: LogFormat,
+    pub categories: Option<Vec<String>>,
+}
+
+/// The effective settings of container `name`: its labels first, then the `containers`
+/// section, then the global `log_format`. A label naming an unknown format is reported in
+/// the returned warnings and ignored.
+pub fn container_profile(
+    cfg: &Config,
+    name: &str,
+    labels: &HashMap<String, String>,
+) -> (ContainerProfile, Vec<String>) {
+    let mut warnings = Vec::new();
+    let section = cfg.containers.get(name);
+    let mut format = cfg.format_for_container(name);
+    if let Some(f) = labels.get(LABEL_LOG_FORMAT) {
+        match cfg.format(f.trim()) {
+            Some(lf) => format = lf,
+            None => warnings.push(format!(
+                "container {name}: label {LABEL_LOG_FORMAT}={f} names no known log format (auto, combined, common, json, or one under \"formats\"); using {}",
+                format.name()
+            )),
+        }
+    }
+    let mut categories = section.and_then(|s| s.categories.clone());
+    if let Some(c) = labels.get(LABEL_CATEGORIES) {
+        let list: Vec<String> = c
+            .split(',')
+            .map(|s| s.trim().to_string())
+            .filter(|s| !s.is_empty())
+            .collect();
+        if list.is_empty() {
+            warnings.push(format!(
+                "container {name}: label {LABEL_CATEGORIES} is empty; write e.g. sqli,xss"
+            ));
+        } else {
+            categories = Some(list);
+        }
+    }
+    (ContainerProfile { format, categories }, warnings)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::parse_str;
+
+    fn labels(pairs: &[(&str, &str)]) -> HashMap<String, String> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn selection_by_name_pattern_and_label() {
+        let cfg = parse_str(
+            r#"{"docker_containers": ["web"], "docker": {"name_pattern": "^api-\\d+$", "label": "watch=yes"}}"#,
+        )
+        .unwrap();
+        let s = Selection::from_config(&cfg).unwrap();
+        let none = labels(&[]);
+        assert!(s.selects("web", &none));
+        assert!(s.selects("api-12", &none));
+        assert!(!s.selects("api-x", &none));
+        assert!(s.selects("db", &labels(&[("watch", "yes")])));
+        assert!(!s.selects("db", &labels(&[("watch", "no")])));
+        // The default label.
+        let s = Selection::from_config(&Config::default()).unwrap();
+        assert!(s.selects("x", &labels(&[("security-monitor.enable", "true")])));
+        assert!(!s.selects("x", &none));
+        let all =
+            Selection::from_config(&parse_str(r#"{"docker": {"all_containers": true}}"#).unwrap())
+                .unwrap();
+        assert!(all.selects("anything", &none));
+        assert_eq!(all.describe(), "all containers");
+    }
+
+    #[test]
+    fn labels_override_the_containers_section() {
+        let cfg = parse_str(
+            r#"{"formats": {"app": {"regex": "from (?P<ip>\\S+)"}},
+                "containers": {"web": {"log_format": "combined", "categories": ["sqli"]}}}"#,
+        )
+        .unwrap();
+        let (p, w) = container_profile(&cfg, "web", &labels(&[]));
+        assert_eq!(
+            (p.format, p.categories),
+            (LogFormat::Combined, Some(vec!["sqli".to_string()]))
+        );
+        assert!(w.is_empty());
+        let (p, w) = container_profile(
+            &cfg,
+            "web",
+            &labels(&[(LABEL_LOG_FORMAT, "app"), (LABEL_CATEGORIES, "xss, sqli")]),
+        );
+        assert!(matches!(p.format, LogFormat::Custom { .. }));
+        assert_eq!(
+            p.categories,
+            Some(vec!["xss".to_string(), "sqli".to_string()])
+        );
+        assert!(w.is_empty());
+        let (p, w) = container_profile(&cfg, "other", &labels(&[(LABEL_LOG_FORMAT, "nope")]));
+        assert_eq!(p.format, LogFormat::Auto);
+        assert_eq!(p.categories, None);
+        assert!(w[0].contains("nope"), "{w:?}");
+    }
+}

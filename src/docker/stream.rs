@@ -1,0 +1,333 @@
+//! One container's log stream: open, read lines, reconnect, until the container stops.
+//!
+//! Reading resumes from the container's cursor, so a lost connection or a dockerd
+//! restart loses and repeats nothing. One container cannot hold up the others: it passes
+//! on at most `docker.max_lines_per_second` lines per second of Docker time (the rest is
+//! dropped and counted), and when the channel is full only its own stream waits — Docker
+//! keeps what it has not read yet, so nothing piles up in memory here.
+
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bollard::container::LogOutput;
+use bollard::errors::Error as DockerError;
+use bollard::query_parameters::LogsOptions;
+use bollard::Docker;
+use futures_util::StreamExt;
+use tokio::sync::mpsc;
+use tracing::{info, warn};
+
+use super::cursor::Position;
+use super::lines::{Assembled, Assembler};
+use super::status::{lock, StreamState, Tracker};
+use super::{LogLine, Stream};
+
+/// What every stream needs to know from the config.
+#[derive(Debug, Clone)]
+pub(crate) struct StreamSettings {
+    pub max_line_bytes: usize,
+    pub max_backlog_secs: u64,
+    pub max_lines_per_second: u32,
+}
+
+/// Reconnect delays: from 100 ms, doubling, at most 5 s.
+pub(crate) struct Backoff {
+    next: Duration,
+}
+
+impl Backoff {
+    const FIRST: Duration = Duration::from_millis(100);
+    const MAX: Duration = Duration::from_secs(5);
+
+    pub fn new() -> Backoff {
+        Backoff { next: Self::FIRST }
+    }
+
+    pub fn reset(&mut self) {
+        self.next = Self::FIRST;
+    }
+
+    pub fn next_delay(&mut self) -> Duration {
+        let d = self.next;
+        self.next = (self.next * 2).min(Self::MAX);
+        d
+    }
+}
+
+/// Lets through at most `limit` lines per second of Docker time, and says when to warn
+/// about what it dropped (at most every 10 s).
+struct RateGate {
+    limit: u32,
+    second: i64,
+    count: u32,
+    unreported: u64,
+    last_warning: Option<Instant>,
+}
+
+const DROP_WARNING_INTERVAL: Duration = Duration::from_secs(10);
+
+impl RateGate {
+    fn new(limit: u32) -> RateGate {
+        RateGate {
+            limit,
+            second: i64::MIN,
+            count: 0,
+            unreported: 0,
+            last_warning: None,
+        }
+    }
+
+    fn pass(&mut self, ts_ns: i64) -> bool {
+        let second = ts_ns.div_euclid(1_000_000_000);
+        if second != self.second {
+            self.second = second;
+            self.count = 0;
+        }
+        self.count = self.count.saturating_add(1);
+        if self.count <= self.limit {
+            return true;
+        }
+        self.unreported += 1;
+        false
+    }
+
+    /// How many drops to warn about now, if it is time to.
+    fn warning_due(&mut self) -> Option<u64> {
+        if self.unreported == 0 {
+            return None;
+        }
+        let due = self
+            .last_warning
+            .is_none_or(|t| t.elapsed() >= DROP_WARNING_INTERVAL);
+        if !due {
+            return None;
+        }
+        self.last_warning = Some(Instant::now());
+        Some(std::mem::take(&mut self.unreported))
+    }
+}
+
+pub(crate) struct Follow {
+    pub docker: Docker,
+    pub tracker: Arc<Tracker>,
+    pub name: String,
+    pub tty: bool,
+    pub settings: Arc<StreamSettings>,
+    pub lines: mpsc::Sender<LogLine>,
+    /// Told the container id when the stream ends (the container stopped or is gone).
+    pub ended: mpsc::UnboundedSender<String>,
+}
+
+/// The receiver of the lines is gone: nothing more to do.
+struct Closed;
+
+impl Follow {
+    pub async fn run(self) {
+        let id = self.tracker.id.clone();
+        let mut backoff = Backoff::new();
+        let mut gate = RateGate::new(self.settings.max_lines_per_second);
+        loop {
+            let read = self.read(true, &mut gate, &mut backoff).await;
+            let failure = match read {
+                Err(Closed) => return,
+                Ok(f) => f,
+            };
+            match self.docker.inspect_container(&id, None).await {
+                Ok(info) => {
+                    let running = info.state.and_then(|s| s.running).unwrap_or(false);
+                    if running {
+                        // Docker closed the stream while the container runs (a restart
+                        // in between, or dockerd going down): read on from the cursor.
+                        if let Some(e) = failure {
+                            self.tracker
+                                .set_state(StreamState::Reconnecting { error: e });
+                        }
+                        tokio::time::sleep(backoff.next_delay()).await;
+                        continue;
+                    }
+                    // Stopped. Docker may close a follow stream before the container's
+                    // last words reach the log, so read once more to the end; there, a
+                    // last line without a newline is a whole line.
+                    if self.read(false, &mut gate, &mut backoff).await.is_err() {
+                        return;
+                    }
+                    self.stopped(&id);
+                    return;
+                }
+                Err(DockerError::DockerResponseServerError {
+                    status_code: 404, ..
+                }) => {
+                    self.stopped(&id);
+                    return;
+                }
+                Err(e) => {
+                    let error = failure.unwrap_or_else(|| describe(&e));
+                    let was_following =
+                        matches!(*lock(&self.tracker.state), StreamState::Following);
+                    if was_following {
+                        warn!(container = %self.name, "lost the log stream of container {}: {error}; reconnecting", self.name);
+                    }
+                    self.tracker.set_state(StreamState::Reconnecting { error });
+                    tokio::time::sleep(backoff.next_delay()).await;
+                }
+            }
+        }
+    }
+
+    /// Reads the log from the cursor on: following it (until Docker ends the stream), or
+    /// to its current end, then hands out a dangling last line too. Returns why the
+    /// stream broke, if it did.
+    async fn read(
+        &self,
+        follow: bool,
+        gate: &mut RateGate,
+        backoff: &mut Backoff,
+    ) -> Result<Option<String>, Closed> {
+        let mut pos = Position::resume(*lock(&self.tracker.cursor));
+        let options = LogsOptions {
+            follow,
+            stdout: true,
+            stderr: true,
+            since: self.since(&pos),
+            until: 0,
+            timestamps: true,
+            tail: "all".into(),
+        };
+        let mut logs = self.docker.logs(&self.tracker.id, Some(options));
+        let mut assembler = Assembler::new(self.settings.max_line_bytes);
+        let mut batch: Vec<Assembled> = Vec::new();
+        let mut first = true;
+        while let Some(item) = logs.next().await {
+            let output = match item {
+                Ok(o) => o,
+                Err(e) => return Ok(Some(describe(&e))),
+            };
+            if first && follow {
+                first = false;
+                self.tracker.set_state(StreamState::Following);
+                backoff.reset();
+            }
+            let (stream, message) = match output {
+                LogOutput::StdOut { message } => (Stream::Stdout, message),
+                LogOutput::StdErr { message } => (Stream::Stderr, message),
+                LogOutput::Console { message } => (Stream::Console, message),
+                LogOutput::StdIn { .. } => continue,
+            };
+            assembler.push(stream, &message, &mut batch);
+            self.deliver(&mut batch, &mut pos, gate).await?;
+        }
+        if !follow {
+            assembler.flush(&mut batch);
+            self.deliver(&mut batch, &mut pos, gate).await?;
+        }
+        Ok(None)
+    }
+
+    fn stopped(&self, id: &str) {
+        self.tracker.set_state(StreamState::Stopped);
+        info!(container = %self.name, "container {} stopped; its log was read to the end", self.name);
+        let _ = self.ended.send(id.to_string());
+    }
+
+    /// The `since` for a (re)connect: the cursor's second, but never further back than
+    /// `docker.max_backlog`.
+    fn since(&self, pos: &Position) -> i32 {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs() as i64)
+            .unwrap_or(0);
+        let floor = now - self.settings.max_backlog_secs as i64;
+        let mut since = floor;
+        if pos.cursor.ts_ns != 0 {
+            since = pos.cursor.since_secs();
+            if since < floor {
+                warn!(container = %self.name,
+                    "container {}: the last line read is {}s old; reading only the last {}s (docker.max_backlog)",
+                    self.name, now - since, self.settings.max_backlog_secs);
+                since = floor;
+            }
+        }
+        since.clamp(0, i32::MAX as i64) as i32
+    }
+
+    /// Sends the new lines of `batch` on, in order.
+    async fn deliver(
+        &self,
+        batch: &mut Vec<Assembled>,
+        pos: &mut Position,
+        gate: &mut RateGate,
+    ) -> Result<(), Closed> {
+        for a in batch.drain(..) {
+            if !pos.admit(a.ts_ns) {
+                continue;
+            }
+            if !gate.pass(a.ts_ns) {
+                self.tracker.lines_dropped.fetch_add(1, Ordering::Relaxed);
+                *lock(&self.tracker.cursor) = pos.cursor;
+                if let Some(n) = gate.warning_due() {
+                    warn!(container = %self.name,
+                        "container {} writes more than {} lines a second (docker.max_lines_per_second): dropped {n} lines",
+                        self.name, self.settings.max_lines_per_second);
+                }
+                continue;
+            }
+            if a.truncated {
+                self.tracker.lines_truncated.fetch_add(1, Ordering::Relaxed);
+            }
+            let line = LogLine {
+                container_id: self.tracker.id.clone(),
+                container: self.name.clone(),
+                stream: if self.tty { Stream::Console } else { a.stream },
+                docker_ts_ns: a.ts_ns,
+                bytes: a.bytes,
+                truncated: a.truncated,
+            };
+            self.lines.send(line).await.map_err(|_| Closed)?;
+            self.tracker.lines_read.fetch_add(1, Ordering::Relaxed);
+            // Only now is the line passed on; a stream stopped during the send above
+            // reads it again next time.
+            *lock(&self.tracker.cursor) = pos.cursor;
+        }
+        Ok(())
+    }
+}
+
+/// A bollard error in a few words.
+pub(crate) fn describe(e: &DockerError) -> String {
+    match e {
+        DockerError::DockerResponseServerError {
+            status_code,
+            message,
+        } => format!("dockerd answered {status_code}: {}", message.trim()),
+        other => other.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_gate_passes_the_limit_per_docker_second_and_warns_rarely() {
+        let mut g = RateGate::new(3);
+        let s = 1_000_000_000;
+        let passed = (0..10).filter(|i| g.pass(5 * s + i)).count();
+        assert_eq!(passed, 3);
+        assert_eq!(g.warning_due(), Some(7));
+        assert!(g.pass(6 * s));
+        assert!(!(0..5).all(|_| g.pass(6 * s + 1)));
+        // Within ten seconds of the last warning: no new one yet.
+        assert_eq!(g.warning_due(), None);
+    }
+
+    #[test]
+    fn backoff_is_capped() {
+        let mut b = Backoff::new();
+        let delays: Vec<Duration> = (0..10).map(|_| b.next_delay()).collect();
+        assert_eq!(delays[0], Duration::from_millis(100));
+        assert_eq!(delays[9], Duration::from_secs(5));
+        b.reset();
+        assert_eq!(b.next_delay(), Duration::from_millis(100));
+    }
+}

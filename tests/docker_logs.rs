@@ -1,0 +1,472 @@
+//! The Docker log streams against a real dockerd (the private one `tests/run.sh`
+//! starts). Without one these tests print a loud SKIP, and fail when CI=true.
+
+mod common;
+
+use std::collections::HashSet;
+use std::time::{Duration, Instant};
+
+use common::{assert_each_once, env, numbers, prefix, state_dir, text, Watch};
+use security_monitor::docker::{Stream, StreamState};
+
+const T: Duration = Duration::from_secs(30);
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_running_container_is_followed_on_stdout_and_stderr() {
+    let Some(env) = env("a_running_container_is_followed_on_stdout_and_stderr") else {
+        return;
+    };
+    let p = prefix("running");
+    let name = format!("{p}web");
+    let id = env.run(
+        &name,
+        &[],
+        "i=0; while true; do echo \"out $i\"; echo \"err $i\" >&2; i=$((i+1)); sleep 0.05; done",
+    );
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let dir = state_dir();
+    let mut w = Watch::start(env.settings(&p, dir.path(), ""));
+    // Lines written before the watcher started (within docker.max_backlog) and after.
+    w.until(T, "40 lines on each stream", |got| {
+        got.iter()
+            .filter(|r| r.line.stream == Stream::Stderr)
+            .count()
+            >= 40
+            && got
+                .iter()
+                .filter(|r| r.line.stream == Stream::Stdout)
+                .count()
+                >= 40
+    })
+    .await;
+    let now_ns = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos() as i64;
+    for r in &w.got {
+        assert_eq!(r.line.container, name);
+        assert_eq!(r.line.container_id, id);
+        assert!(!r.line.truncated);
+        assert!(
+            (now_ns - r.line.docker_ts_ns).abs() < 60_000_000_000,
+            "{:?}",
+            r.line
+        );
+        let t = text(&r.line);
+        match r.line.stream {
+            Stream::Stdout => assert!(t.starts_with("out "), "{t}"),
+            Stream::Stderr => assert!(t.starts_with("err "), "{t}"),
+            Stream::Console => panic!("no TTY here: {t}"),
+        }
+    }
+    let texts = w.texts_of(&name);
+    let out: Vec<String> = texts
+        .iter()
+        .filter(|t| t.starts_with("out"))
+        .cloned()
+        .collect();
+    assert_each_once(&numbers(&out, "out"), "stdout");
+    let status = w.status();
+    assert!(status.connected, "{status:#?}");
+    let c = status
+        .containers
+        .iter()
+        .find(|c| c.id == id)
+        .expect("status of the container");
+    assert_eq!(c.state, StreamState::Following);
+    assert_eq!(c.lines_read, w.got.len() as u64);
+    w.stop().await;
+    env.remove_all(&p);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_container_started_later_is_picked_up_within_a_second() {
+    let Some(env) = env("a_container_started_later_is_picked_up_within_a_second") else {
+        return;
+    };
+    let p = prefix("later");
+    let dir = state_dir();
+    let mut w = Watch::start(env.settings(&p, dir.path(), ""));
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let name = format!("{p}late");
+    env.run(&name, &[], "echo first; sleep 1; echo second; sleep 1000");
+    let started = Instant::now();
+    w.until(T, "the first line", |got| {
+        got.iter().any(|r| text(&r.line) == "first")
+    })
+    .await;
+    let delay = w.got[0].at.duration_since(started);
+    assert!(delay < Duration::from_secs(1), "picked up after {delay:?}");
+    w.until(T, "the second line", |got| {
+        got.iter().any(|r| text(&r.line) == "second")
+    })
+    .await;
+    // And one that exits at once is read to its end, a last line without newline too.
+    let quick = format!("{p}quick");
+    env.run(
+        &quick,
+        &[],
+        "echo one; echo two; printf 'no newline at the end'",
+    );
+    w.until(T, "the quick container's lines", |got| {
+        got.iter().filter(|r| r.line.container == quick).count() >= 3
+    })
+    .await;
+    w.settle(Duration::from_millis(500)).await;
+    assert_eq!(
+        w.texts_of(&quick),
+        vec!["one", "two", "no newline at the end"]
+    );
+    w.stop().await;
+    env.remove_all(&p);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn restart_recreate_and_rename_read_each_line_once() {
+    let Some(env) = env("restart_recreate_and_rename_read_each_line_once") else {
+        return;
+    };
+    let p = prefix("restart");
+    let name = format!("{p}app");
+    let boot = "echo boot $(cat /proc/sys/kernel/random/uuid); sleep 1000";
+    let first_id = env.run(&name, &[], boot);
+    let dir = state_dir();
+    let mut w = Watch::start(env.settings(&p, dir.path(), ""));
+    let boots = |got: &[common::Received]| {
+        got.iter()
+            .filter(|r| text(&r.line).starts_with("boot "))
+            .count()
+    };
+    w.until(T, "the first boot line", |g| boots(g) >= 1).await;
+
+    env.docker(&["restart", "-t", "0", &name]);
+    w.until(T, "the boot line after a restart", |g| boots(g) >= 2)
+        .await;
+
+    env.docker(&["rm", "-f", &name]);
+    let second_id = env.run(&name, &[], boot);
+    w.until(T, "the boot line of the recreated container", |g| {
+        boots(g) >= 3
+    })
+    .await;
+
+    let renamed = format!("{p}renamed");
+    env.docker(&["rename", &name, &renamed]);
+    env.docker(&["restart", "-t", "0", &renamed]);
+    w.until(T, "the boot line after the rename", |g| boots(g) >= 4)
+        .await;
+    w.settle(Duration::from_secs(1)).await;
+
+    let lines: Vec<(String, String, String)> = w
+        .got
+        .iter()
+        .map(|r| {
+            (
+                r.line.container_id.clone(),
+                r.line.container.clone(),
+                text(&r.line),
+            )
+        })
+        .collect();
+    assert_eq!(lines.len(), 4, "each boot line once: {lines:#?}");
+    let uuids: HashSet<&String> = lines.iter().map(|l| &l.2).collect();
+    assert_eq!(uuids.len(), 4, "{lines:#?}");
+    assert_eq!(lines[0].0, first_id);
+    assert_eq!(lines[1].0, first_id);
+    assert_eq!(lines[2].0, second_id);
+    assert_eq!(
+        (lines[3].0.as_str(), lines[3].1.as_str()),
+        (second_id.as_str(), renamed.as_str())
+    );
+    w.stop().await;
+    env.remove_all(&p);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tty_output_is_read_and_long_tty_lines_are_joined() {
+    let Some(env) = env("tty_output_is_read_and_long_tty_lines_are_joined") else {
+        return;
+    };
+    let p = prefix("tty");
+    let name = format!("{p}term");
+    env.run(
+        &name,
+        &["-t"],
+        "echo hello tty; head -c 40000 /dev/zero | tr '\\0' a; echo; echo after; sleep 1000",
+    );
+    let dir = state_dir();
+    let mut w = Watch::start(env.settings(&p, dir.path(), ""));
+    w.until(T, "three TTY lines", |g| g.len() >= 3).await;
+    w.settle(Duration::from_millis(300)).await;
+    let got: Vec<(Stream, usize, String)> = w
+        .got
+        .iter()
+        .map(|r| {
+            (
+                r.line.stream,
+                r.line.bytes.len(),
+                text(&r.line).chars().take(12).collect(),
+            )
+        })
+        .collect();
+    assert_eq!(got.len(), 3, "{got:?}");
+    assert_eq!(got[0], (Stream::Console, 9, "hello tty".to_string()));
+    assert_eq!((got[1].0, got[1].1), (Stream::Console, 40_000));
+    assert!(
+        w.got[1].line.bytes.iter().all(|&b| b == b'a'),
+        "the inner timestamps are gone"
+    );
+    assert_eq!(got[2].2, "after");
+    let status = w.status();
+    assert!(status.containers[0].tty, "{status:#?}");
+    w.stop().await;
+    env.remove_all(&p);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_line_over_16k_is_joined_and_one_over_the_cap_is_cut() {
+    let Some(env) = env("a_line_over_16k_is_joined_and_one_over_the_cap_is_cut") else {
+        return;
+    };
+    let p = prefix("long");
+    let name = format!("{p}big");
+    env.run(
+        &name,
+        &[],
+        "head -c 40960 /dev/zero | tr '\\0' x; echo; head -c 102400 /dev/zero | tr '\\0' y; echo; printf '\\377\\376 not utf-8\\n'; echo after; sleep 1000",
+    );
+    let dir = state_dir();
+    let mut w =
+        Watch::start(env.settings(&p, dir.path(), r#""limits": {"max_line_bytes": 65536}"#));
+    w.until(T, "four lines", |g| g.len() >= 4).await;
+    w.settle(Duration::from_millis(300)).await;
+    let l = &w.got;
+    assert_eq!(l.len(), 4);
+    assert_eq!(l[0].line.bytes.len(), 40_960);
+    assert!(!l[0].line.truncated);
+    assert!(l[0].line.bytes.iter().all(|&b| b == b'x'));
+    assert_eq!(l[1].line.bytes.len(), 65_536);
+    assert!(l[1].line.truncated);
+    // json-file stores lines as JSON strings, so Docker itself replaces invalid UTF-8.
+    assert!(
+        text(&l[2].line).ends_with(" not utf-8"),
+        "{:?}",
+        l[2].line.bytes
+    );
+    assert_eq!(text(&l[3].line), "after");
+    let status = w.status();
+    assert_eq!(status.containers[0].lines_truncated, 1, "{status:#?}");
+    w.stop().await;
+    env.remove_all(&p);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fifty_containers_at_once() {
+    let Some(env) = env("fifty_containers_at_once") else {
+        return;
+    };
+    let p = prefix("fifty");
+    let dir = state_dir();
+    let mut w = Watch::start(env.settings(&p, dir.path(), ""));
+    // Start them from a few threads at once, as a compose file would.
+    std::thread::scope(|s| {
+        for t in 0..5 {
+            let env = &env;
+            let p = &p;
+            s.spawn(move || {
+                for i in (t..50).step_by(5) {
+                    env.run(
+                        &format!("{p}{i:02}"),
+                        &[],
+                        "i=0; while [ $i -lt 20 ]; do echo \"line $i\"; i=$((i+1)); sleep 0.1; done; sleep 1000",
+                    );
+                }
+            });
+        }
+    });
+    w.until(
+        Duration::from_secs(90),
+        "20 lines from each of 50 containers",
+        |g| g.len() >= 1000,
+    )
+    .await;
+    w.settle(Duration::from_millis(500)).await;
+    assert_eq!(w.got.len(), 1000);
+    for i in 0..50 {
+        let name = format!("{p}{i:02}");
+        assert_each_once(&numbers(&w.texts_of(&name), "line"), &name);
+    }
+    let status = w.status();
+    assert_eq!(status.containers.len(), 50);
+    assert!(
+        status
+            .containers
+            .iter()
+            .all(|c| c.state == StreamState::Following && c.lines_read == 20),
+        "{status:#?}"
+    );
+    w.stop().await;
+    env.remove_all(&p);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_container_with_the_none_driver_is_reported_and_the_others_go_on() {
+    let Some(env) = env("a_container_with_the_none_driver_is_reported_and_the_others_go_on") else {
+        return;
+    };
+    let p = prefix("nolog");
+    let silent = format!("{p}silent");
+    let fine = format!("{p}fine");
+    env.run(
+        &silent,
+        &["--log-driver", "none"],
+        "echo unseen; sleep 1000",
+    );
+    let dir = state_dir();
+    let mut w = Watch::start(env.settings(&p, dir.path(), ""));
+    env.run(
+        &fine,
+        &[
+            "--label",
+            "security-monitor.log_format=json",
+            "--label",
+            "other=x",
+        ],
+        "echo seen; sleep 1000",
+    );
+    w.until(T, "the line of the readable container", |g| {
+        g.iter().any(|r| text(&r.line) == "seen")
+    })
+    .await;
+    let status = w.status();
+    let s = status
+        .containers
+        .iter()
+        .find(|c| c.name == silent)
+        .expect("status of the none-driver container");
+    assert_eq!(
+        s.state,
+        StreamState::Unreadable {
+            driver: "none".into()
+        }
+    );
+    let f = status
+        .containers
+        .iter()
+        .find(|c| c.name == fine)
+        .expect("status of the other");
+    assert_eq!(f.state, StreamState::Following);
+    assert!(w.got.iter().all(|r| r.line.container == fine));
+    // Its own labels are in the status, for its log format and rule categories.
+    let labels: Vec<(&str, &str)> = f
+        .labels
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.as_str()))
+        .collect();
+    assert_eq!(labels, vec![("security-monitor.log_format", "json")]);
+    w.stop().await;
+    env.remove_all(&p);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_security_monitor_restart_resumes_from_the_cursor() {
+    let Some(env) = env("a_security_monitor_restart_resumes_from_the_cursor") else {
+        return;
+    };
+    let p = prefix("resume");
+    let name = format!("{p}counter");
+    env.run(
+        &name,
+        &[],
+        "i=0; while true; do echo \"seq $i\"; i=$((i+1)); sleep 0.02; done",
+    );
+    let dir = state_dir();
+    let mut first = Watch::start(env.settings(&p, dir.path(), ""));
+    first.until(T, "100 lines", |g| g.len() >= 100).await;
+    first.stop().await;
+    let before = numbers(&first.texts_of(&name), "seq");
+    let last_before = assert_each_once(&before, "before the restart");
+    assert!(dir.path().join("cursors.json").exists());
+
+    // Down for a while: these lines must be read after the restart, once.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let mut second = Watch::start(env.settings(&p, dir.path(), ""));
+    second
+        .until(T, "lines well past the downtime", |g| {
+            numbers(&g.iter().map(|r| text(&r.line)).collect::<Vec<_>>(), "seq")
+                .iter()
+                .any(|&n| n > last_before + 120)
+        })
+        .await;
+    second.stop().await;
+    let after = numbers(&second.texts_of(&name), "seq");
+    assert!(
+        after.iter().all(|&n| n > last_before),
+        "lines read again after the restart"
+    );
+    let mut all = before.clone();
+    all.extend(&after);
+    assert_each_once(&all, "across the restart");
+    env.remove_all(&p);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_flooding_container_does_not_hold_up_the_others() {
+    let Some(env) = env("a_flooding_container_does_not_hold_up_the_others") else {
+        return;
+    };
+    let p = prefix("flood");
+    let dir = state_dir();
+    let mut settings = env.settings(&p, dir.path(), "");
+    settings.max_lines_per_second = 5000;
+    let mut w = Watch::start(settings);
+    let flood = format!("{p}flood");
+    let quiet = format!("{p}quiet");
+    env.run(
+        &flood,
+        &["--log-opt", "max-size=20m", "--log-opt", "max-file=2"],
+        "yes 'flood line from a noisy container'",
+    );
+    env.run(
+        &quiet,
+        &[],
+        "i=0; while [ $i -lt 30 ]; do echo \"quiet $i\"; i=$((i+1)); sleep 0.1; done; sleep 1000",
+    );
+    w.until(T, "30 quiet lines", |g| {
+        g.iter()
+            .filter(|r| text(&r.line).starts_with("quiet "))
+            .count()
+            >= 30
+    })
+    .await;
+    let status = w.status();
+    env.docker(&["rm", "-f", &flood]);
+    // How late each quiet line came: receipt time against Docker's own stamp.
+    let base = Instant::now();
+    let wall = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos() as i64;
+    let mut worst = 0i64;
+    for r in w.got.iter().filter(|r| r.line.container == quiet) {
+        let received_ns = wall - base.duration_since(r.at).as_nanos() as i64;
+        worst = worst.max(received_ns - r.line.docker_ts_ns);
+    }
+    assert!(
+        worst < 1_000_000_000,
+        "a quiet line came {worst} ns after Docker stamped it"
+    );
+    assert_each_once(&numbers(&w.texts_of(&quiet), "quiet"), "quiet");
+    let f = status
+        .containers
+        .iter()
+        .find(|c| c.name == flood)
+        .expect("status of the flood");
+    assert!(
+        f.lines_dropped > 0,
+        "the flood went over 5000 lines/s: {f:#?}"
+    );
+    assert!(f.lines_read > 0, "{f:#?}");
+    w.stop().await;
+    env.remove_all(&p);
+}
