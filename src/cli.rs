@@ -7,6 +7,8 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
 
+use security_monitor::api::client::{self, ClientError};
+use security_monitor::api::{Request, Response};
 use security_monitor::check::{render_text, Checker};
 use security_monitor::config::{self, Config, DEFAULT_CONFIG_PATH};
 use security_monitor::detect::parse::format_time;
@@ -47,6 +49,23 @@ enum Command {
     CheckConfig {
         /// Config file (default: /etc/security-monitor/monitor_config.json).
         file: Option<PathBuf>,
+    },
+    /// Run the daemon: follow Docker logs, detect, ban (what systemd starts).
+    Run {
+        #[arg(long, short, default_value = DEFAULT_CONFIG_PATH)]
+        config: PathBuf,
+    },
+    /// How the running daemon is doing: uptime, firewall, containers and their streams, bans, rates.
+    Status {
+        #[arg(long, short)]
+        config: Option<PathBuf>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Make the running daemon re-read its config (like `systemctl reload security-monitor`).
+    Reload {
+        #[arg(long, short)]
+        config: Option<PathBuf>,
     },
     /// Ban an IP now (in the firewall and blocked_ips.json).
     Ban {
@@ -116,6 +135,9 @@ pub fn run() -> Result<i32> {
         } => check(config.as_deref(), format.as_deref(), json, &logfiles),
         Command::CheckConfig { file } => check_config(file.as_deref()),
         Command::Rules { config, json } => rules(config.as_deref(), json),
+        Command::Run { config } => run_daemon(&config),
+        Command::Status { config, json } => status(config.as_deref(), json),
+        Command::Reload { config } => reload(config.as_deref()),
         Command::Ban {
             ip,
             duration,
@@ -279,6 +301,188 @@ fn direct(cfg: &Config) -> Result<(StateLock, Enforcer, StartReport)> {
     Ok((lock, enforcer, report))
 }
 
+/// Asks the running daemon; None when it is not running.
+fn ask(cfg: &Config, req: &Request) -> Result<Option<Response>> {
+    match client::call(&cfg.control.socket, req) {
+        Ok(r) => Ok(Some(r)),
+        Err(ClientError::NotRunning(_)) => Ok(None),
+        Err(e) => anyhow::bail!("{e}"),
+    }
+}
+
+/// Prints the daemon's answer the way the direct commands print theirs.
+fn show_answer(resp: Response) -> i32 {
+    match (resp.ok, resp.data, resp.error) {
+        (true, serde_json::Value::String(msg), _) => {
+            println!("{msg}");
+            0
+        }
+        (true, other, _) => {
+            println!("{other}");
+            0
+        }
+        (false, _, e) => {
+            eprintln!(
+                "security-monitor: {}",
+                e.unwrap_or_else(|| "the daemon refused".into())
+            );
+            1
+        }
+    }
+}
+
+/// The control socket named by a config, even one that is otherwise broken (so that
+/// `reload` and `status` can still tell the daemon about it).
+fn socket_of(config: Option<&Path>) -> PathBuf {
+    let path = config
+        .map(Path::to_path_buf)
+        .unwrap_or_else(|| PathBuf::from(DEFAULT_CONFIG_PATH));
+    match config::load(&path) {
+        Ok(cfg) => cfg.control.socket,
+        Err(_) => std::fs::read_to_string(&path)
+            .ok()
+            .and_then(|t| config::control_socket_of(&t))
+            .unwrap_or_else(|| config::ControlConfig::default().socket),
+    }
+}
+
+/// Requests that only make sense with the daemon running.
+fn need_daemon(socket: &Path, req: &Request) -> Result<Response> {
+    match client::call(socket, req) {
+        Ok(r) => Ok(r),
+        Err(e) => {
+            eprintln!("security-monitor: {e}");
+            std::process::exit(3);
+        }
+    }
+}
+
+fn run_daemon(config: &Path) -> Result<i32> {
+    // The config is read again by the daemon itself; here only the socket settings.
+    let cfg = config::load(config).ok();
+    let control = cfg.map(|c| c.control).unwrap_or_default();
+    let socket_group = match &control.group {
+        None => None,
+        Some(name) => Some(group_id(name).ok_or_else(|| {
+            anyhow::anyhow!("control.group: there is no group {name:?} on this host")
+        })?),
+    };
+    Ok(security_monitor::daemon::run(
+        security_monitor::daemon::Options {
+            config: config.to_path_buf(),
+            socket: control.socket,
+            socket_group,
+        },
+    ))
+}
+
+fn group_id(name: &str) -> Option<u32> {
+    if let Ok(gid) = name.parse::<u32>() {
+        return Some(gid);
+    }
+    let c = std::ffi::CString::new(name).ok()?;
+    // SAFETY: getgrnam reads a NUL-terminated name and returns a pointer into static
+    // storage, which we read at once on this thread.
+    let g = unsafe { libc::getgrnam(c.as_ptr()) };
+    if g.is_null() {
+        None
+    } else {
+        // SAFETY: checked non-null above.
+        Some(unsafe { (*g).gr_gid })
+    }
+}
+
+fn status(config: Option<&Path>, json: bool) -> Result<i32> {
+    let resp = need_daemon(&socket_of(config), &Request::Status)?;
+    if !resp.ok {
+        return Ok(show_answer(resp));
+    }
+    let d = resp.data;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&d)?);
+        return Ok(0);
+    }
+    let fw = &d["firewall"];
+    println!(
+        "security-monitor {} running for {}",
+        d["version"].as_str().unwrap_or("?"),
+        config::format_duration(d["uptime_s"].as_u64().unwrap_or(0))
+    );
+    println!("  config       {}", d["config"].as_str().unwrap_or("?"));
+    if let Some(e) = d["reload_error"].as_str() {
+        println!("  LAST RELOAD FAILED: {e}");
+    }
+    println!(
+        "  firewall     {} ({} active bans; {} since start, {} lifted, {} held back, {} never-ban)",
+        fw["backend"].as_str().unwrap_or("?"),
+        fw["active_bans"],
+        fw["bans_since_start"],
+        fw["unbans_since_start"],
+        fw["held_back"],
+        fw["never_banned"]
+    );
+    if let (Some(p50), Some(p99)) = (
+        fw["time_to_ban_ms_p50"].as_f64(),
+        fw["time_to_ban_ms_p99"].as_f64(),
+    ) {
+        println!("  time to ban  median {p50:.1} ms, p99 {p99:.1} ms (log line to firewall)");
+    }
+    if let Some(e) = fw["last_error"].as_str() {
+        println!("  last firewall error: {e}");
+    }
+    println!(
+        "  lines        {} read, {} parsed, {:.0}/s now; {} client IPs tracked",
+        d["lines_read"],
+        d["lines_parsed"],
+        d["lines_per_second"].as_f64().unwrap_or(0.0),
+        d["tracked_ips"]
+    );
+    let dk = &d["docker"];
+    if dk.is_null() {
+        println!("  docker       not watched");
+    } else {
+        let conn = if dk["connected"].as_bool() == Some(true) {
+            "connected".to_string()
+        } else {
+            format!(
+                "NOT CONNECTED ({})",
+                dk["error"].as_str().unwrap_or("retrying")
+            )
+        };
+        println!(
+            "  docker       {} {conn}",
+            dk["docker_host"].as_str().unwrap_or("?")
+        );
+        let empty = Vec::new();
+        let containers = dk["containers"].as_array().unwrap_or(&empty);
+        if !containers.is_empty() {
+            println!(
+                "  {:<24} {:<14} {:>10} {:>8} {:>9}",
+                "CONTAINER", "STREAM", "LINES", "DROPPED", "TRUNCATED"
+            );
+            for c in containers {
+                let n = |k: &str| c[k].as_u64().unwrap_or(0);
+                println!(
+                    "  {:<24} {:<14} {:>10} {:>8} {:>9}",
+                    c["name"].as_str().unwrap_or("?"),
+                    c["state"].as_str().unwrap_or("?"),
+                    n("lines_read"),
+                    n("lines_dropped"),
+                    n("lines_truncated")
+                );
+            }
+        }
+    }
+    Ok(0)
+}
+
+fn reload(config: Option<&Path>) -> Result<i32> {
+    Ok(show_answer(need_daemon(
+        &socket_of(config),
+        &Request::Reload,
+    )?))
+}
+
 fn ban(ip: &str, duration: Option<&str>, reason: &str, config: Option<&Path>) -> Result<i32> {
     let cfg = load_config(config, true)?;
     let ip = parse_ip(ip)?;
@@ -288,6 +492,16 @@ fn ban(ip: &str, duration: Option<&str>, reason: &str, config: Option<&Path>) ->
         .map_err(|e| anyhow::anyhow!("--for: {e}"))?;
     if secs == Some(0) {
         anyhow::bail!("--for: a ban must last at least one second");
+    }
+    if let Some(resp) = ask(
+        &cfg,
+        &Request::Ban {
+            ip: ip.to_string(),
+            seconds: secs,
+            reason: reason.to_string(),
+        },
+    )? {
+        return Ok(show_answer(resp));
     }
     let (_lock, mut enforcer, _) = direct(&cfg)?;
     let now = unix_now();
@@ -318,12 +532,19 @@ fn ban(ip: &str, duration: Option<&str>, reason: &str, config: Option<&Path>) ->
             eprintln!("security-monitor: not banning {ip}: {reason}");
             Ok(1)
         }
+        Decision::AlreadyBanned { .. } => {
+            println!("{ip} is already banned");
+            Ok(0)
+        }
     }
 }
 
 fn unban(ip: &str, config: Option<&Path>) -> Result<i32> {
     let cfg = load_config(config, true)?;
     let ip = parse_ip(ip)?;
+    if let Some(resp) = ask(&cfg, &Request::Unban { ip: ip.to_string() })? {
+        return Ok(show_answer(resp));
+    }
     let (_lock, mut enforcer, _) = direct(&cfg)?;
     let was = enforcer.unban(ip).map_err(|e| anyhow::anyhow!(e))?;
     enforcer
@@ -344,14 +565,17 @@ fn list(config: Option<&Path>, json: bool) -> Result<i32> {
     let cfg = load_config(config, true)?;
     let path = cfg.state.blocked_ips_file();
     let now = unix_now();
-    let bans = match state::load_readonly(&path) {
-        Ok(Some(f)) => f
-            .bans
-            .into_iter()
-            .filter(|b| b.expires_at > now)
-            .collect::<Vec<_>>(),
-        Ok(None) => Vec::new(),
-        Err(e) => anyhow::bail!("{e}"),
+    // The daemon's book is the freshest; without a daemon, the state file.
+    let bans: Vec<state::BanRecord> = match ask(&cfg, &Request::List)? {
+        Some(resp) if resp.ok => {
+            serde_json::from_value(resp.data).context("the daemon's list is not valid")?
+        }
+        Some(resp) => anyhow::bail!("{}", resp.error.unwrap_or_default()),
+        None => match state::load_readonly(&path) {
+            Ok(Some(f)) => f.bans.into_iter().filter(|b| b.expires_at > now).collect(),
+            Ok(None) => Vec::new(),
+            Err(e) => anyhow::bail!("{e}"),
+        },
     };
     let mut out = io::stdout().lock();
     if json {

@@ -98,6 +98,8 @@ pub enum Decision {
     NeverBan { ip: IpAddr, reason: String },
     /// Held back by the safety valve: too many new bans too fast.
     Held { ip: IpAddr, reason: String },
+    /// Already banned for this offence (a line read again after a crash, say).
+    AlreadyBanned { ip: IpAddr },
 }
 
 /// What a start-up restore found and must apply.
@@ -242,6 +244,15 @@ impl BanBook {
     pub fn on_verdict(&mut self, v: &Verdict, container: &str, now: i64) -> Decision {
         if let Some(reason) = v.allowlisted.clone().or_else(|| self.never.reason(v.ip)) {
             return Decision::NeverBan { ip: v.ip, reason };
+        }
+        // An offence no newer than the one the active ban was given for is not a new one:
+        // escalating on it would punish the same line twice.
+        if self
+            .bans
+            .get(&v.ip)
+            .is_some_and(|b| v.last_seen <= b.last_offence)
+        {
+            return Decision::AlreadyBanned { ip: v.ip };
         }
         let window = self.policy.burst_window as i64;
         while self.recent.front().is_some_and(|t| *t <= now - window) {
@@ -474,6 +485,30 @@ mod tests {
             30 * 86400,
             "capped at ban.max_duration"
         );
+    }
+
+    #[test]
+    fn an_offence_read_again_does_not_escalate() {
+        let mut b = book();
+        assert!(matches!(
+            b.on_verdict(&verdict("203.0.113.1", 100), "web", 100),
+            Decision::Ban { .. }
+        ));
+        // The same line, read again after a crash.
+        assert!(matches!(
+            b.on_verdict(&verdict("203.0.113.1", 100), "web", 105),
+            Decision::AlreadyBanned { .. }
+        ));
+        assert_eq!(b.get(ip("203.0.113.1")).unwrap().times_banned, 1);
+        // A newer offence while banned (through a path the firewall does not cover) does.
+        let Decision::Ban {
+            record, extended, ..
+        } = b.on_verdict(&verdict("203.0.113.1", 200), "web", 200)
+        else {
+            panic!()
+        };
+        assert!(extended);
+        assert_eq!(record.times_banned, 2);
     }
 
     #[test]

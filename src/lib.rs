@@ -1,8 +1,10 @@
 //! security-monitor: watches Docker container logs, recognises attacks per client IP and
 //! bans offenders in the kernel firewall. See DESIGN.md for the flow of data.
 
+pub mod api;
 pub mod check;
 pub mod config;
+pub mod daemon;
 pub mod detect;
 pub mod docker;
 pub mod enforce;

@@ -5,6 +5,8 @@ mod common;
 
 use std::time::Duration;
 
+use std::process::Command;
+
 use common::{have, is_root, require, wait_until, Setup, TestNet};
 
 fn ready(backend: &str) -> bool {
@@ -161,4 +163,100 @@ fn never_ban_addresses_are_refused() {
         assert!(String::from_utf8_lossy(&out.stderr).contains("not banning"));
     }
     assert!(net.reachable(false));
+}
+
+/// The case fail2ban's INPUT-chain bans get wrong: a container's published port. A client
+/// in its own namespace reaches a busybox httpd published with `-p 18090:8080` by the test
+/// dockerd (which runs in SECMON_DOCKER_NETNS); once banned it cannot, for each backend.
+#[test]
+fn a_published_docker_port_is_closed_to_a_banned_client() {
+    let Some(env) = common::env("a_published_docker_port_is_closed_to_a_banned_client") else {
+        return;
+    };
+    if !ready("iptables") {
+        return;
+    }
+    let Ok(dockerns) = std::env::var("SECMON_DOCKER_NETNS") else {
+        require(
+            "SECMON_DOCKER_NETNS (tests/run.sh runs dockerd in a network namespace of its own)",
+            false,
+        );
+        return;
+    };
+    let cli = "smt-pub-c";
+    let _ = common::sh(&format!(
+        "ip netns del {cli} 2>/dev/null; ip -n {dockerns} link del smtpub0 2>/dev/null"
+    ));
+    common::must(&format!(
+        "set -e; ip netns add {cli}; ip link add smtpub0 type veth peer name smtpub1; \
+         ip link set smtpub0 netns {dockerns}; ip link set smtpub1 netns {cli}; \
+         ip -n {dockerns} addr add 10.233.0.1/24 dev smtpub0; ip -n {cli} addr add 10.233.0.2/24 dev smtpub1; \
+         ip -n {dockerns} link set smtpub0 up; ip -n {cli} link set smtpub1 up; ip -n {cli} link set lo up"
+    ));
+    struct Cleanup(String, String, String);
+    impl Drop for Cleanup {
+        fn drop(&mut self) {
+            let _ = common::sh(&format!(
+                "ip netns del {}; docker -H {} rm -f {} >/dev/null 2>&1",
+                self.0, self.1, self.2
+            ));
+        }
+    }
+    let name = format!("{}web", common::prefix("pub"));
+    let _cleanup = Cleanup(cli.to_string(), env.host.clone(), name.clone());
+    env.docker(&[
+        "run",
+        "-d",
+        "--name",
+        &name,
+        "--label",
+        "secmon-test=1",
+        "-p",
+        "18090:8080",
+        &env.image,
+        "sh",
+        "-c",
+        "mkdir -p /www && echo hi > /www/index.html && exec httpd -f -p 8080 -h /www",
+    ]);
+    let reachable = || {
+        Command::new("ip")
+            .args(["netns", "exec", cli, "python3", "-c"])
+            .arg("import socket,sys\ns=socket.socket()\ns.settimeout(0.7)\nsys.exit(0 if s.connect_ex(('10.233.0.1',18090))==0 else 1)")
+            .status()
+            .is_ok_and(|s| s.success())
+    };
+    assert!(
+        wait_until(Duration::from_secs(10), reachable),
+        "the published port is not reachable before any ban"
+    );
+    for backend in ["nftables", "iptables"] {
+        let table = format!("smt_pub_{}", &backend[..3]);
+        let setup = Setup::new(&format!(
+            "\"firewall\": {{\"backend\": \"{backend}\", \"table\": \"{table}\"}}"
+        ));
+        let monitor = |args: &[&str]| {
+            let out = Command::new("nsenter")
+                .arg(format!("--net=/run/netns/{dockerns}"))
+                .arg(env!("CARGO_BIN_EXE_security-monitor"))
+                .args(args)
+                .args(["-c", setup.config()])
+                .output()
+                .unwrap();
+            ok(out)
+        };
+        monitor(&["ban", "10.233.0.2", "--for", "1h"]);
+        assert!(
+            !reachable(),
+            "{backend}: a banned client still reaches the published port"
+        );
+        monitor(&["unban", "10.233.0.2"]);
+        assert!(reachable(), "{backend}: still blocked after unban");
+        // Leave nothing behind in the shared namespace.
+        let _ = common::sh(&format!(
+            "nsenter --net=/run/netns/{dockerns} sh -c 'nft delete table inet {table} 2>/dev/null; \
+             for c in INPUT DOCKER-USER FORWARD; do iptables -D $c -j {table} 2>/dev/null; ip6tables -D $c -j {table} 2>/dev/null; done; \
+             iptables -F {table} 2>/dev/null; iptables -X {table} 2>/dev/null; ip6tables -F {table} 2>/dev/null; ip6tables -X {table} 2>/dev/null; \
+             ipset destroy {table}_v4 2>/dev/null; ipset destroy {table}_v6 2>/dev/null; true'"
+        ));
+    }
 }

@@ -45,7 +45,11 @@ fi
 test_run=/run/secmon-test
 test_lib=/var/lib/secmon-test
 test_image=secmon-busybox:test
-dockerd_cmd="dockerd --host unix://$test_run/docker.sock --data-root $test_lib/docker --exec-root $test_run/exec --pidfile $test_run/dockerd.pid --live-restore"
+# dockerd runs in a network namespace of its own (entered with nsenter, which unlike
+# `ip netns exec` leaves /sys and the cgroup mounts alone): its bridge, its iptables
+# rules and every ban the tests make stay out of the host's ruleset.
+test_netns=secmon-test
+dockerd_cmd="nsenter --net=/run/netns/$test_netns dockerd --host unix://$test_run/docker.sock --data-root $test_lib/docker --exec-root $test_run/exec --pidfile $test_run/dockerd.pid --live-restore"
 dockerd_started=false
 
 stop_dockerd() {
@@ -70,6 +74,7 @@ cleanup() {
             DOCKER_HOST="unix://$test_run/docker.sock" docker rm -f $ids >/dev/null 2>&1 || true
         fi
         stop_dockerd
+        ip netns del "$test_netns" 2>/dev/null || true
     fi
 }
 trap cleanup EXIT
@@ -82,6 +87,9 @@ start_dockerd() {
     say "starting a private dockerd on $test_run/docker.sock"
     mkdir -p "$test_run" "$test_lib"
     stop_dockerd # one left over from an interrupted run
+    ip netns del "$test_netns" 2>/dev/null || true
+    ip netns add "$test_netns"
+    ip -n "$test_netns" link set lo up
     # shellcheck disable=SC2086
     setsid $dockerd_cmd >"$test_lib/dockerd.log" 2>&1 </dev/null &
     dockerd_started=true
@@ -108,6 +116,7 @@ start_dockerd() {
     export SECMON_DOCKERD_PIDFILE="$test_run/dockerd.pid"
     export SECMON_DOCKERD_LOG="$test_lib/dockerd.log"
     export SECMON_TEST_IMAGE="$test_image"
+    export SECMON_DOCKER_NETNS="$test_netns"
 }
 
 say "format and lints"

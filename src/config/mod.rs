@@ -435,6 +435,24 @@ pub struct Config {
     pub state: StateConfig,
     pub email: EmailConfig,
     pub limits: Limits,
+    pub control: ControlConfig,
+}
+
+/// The control socket of the running daemon.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ControlConfig {
+    pub socket: PathBuf,
+    /// A group whose members may use the socket besides root (mode 0660); None: root only.
+    pub group: Option<String>,
+}
+
+impl Default for ControlConfig {
+    fn default() -> Self {
+        ControlConfig {
+            socket: PathBuf::from("/run/security-monitor/control.sock"),
+            group: None,
+        }
+    }
 }
 
 impl Default for Config {
@@ -456,6 +474,7 @@ impl Default for Config {
             state: StateConfig::default(),
             email: EmailConfig::default(),
             limits: Limits::default(),
+            control: ControlConfig::default(),
         }
     }
 }
@@ -558,6 +577,22 @@ fn line_col_of_offset(bytes: &[u8], offset: usize) -> (u32, u32) {
     let line = before.iter().filter(|&&b| b == b'\n').count() as u32 + 1;
     let col = before.iter().rev().take_while(|&&b| b != b'\n').count() as u32 + 1;
     (line, col)
+}
+
+/// The `control.socket` of a config text that may be invalid elsewhere.
+pub fn control_socket_of(text: &str) -> Option<PathBuf> {
+    let root = jsonc::parse(text).ok()?;
+    let Value::Object(top) = root.value else {
+        return None;
+    };
+    let control = top.iter().rev().find(|m| m.key == "control")?;
+    let Value::Object(c) = &control.node.value else {
+        return None;
+    };
+    match &c.iter().rev().find(|m| m.key == "socket")?.node.value {
+        Value::String(s) if s.starts_with('/') => Some(PathBuf::from(s)),
+        _ => None,
+    }
 }
 
 /// Parses and validates config text; returns every error found.
@@ -921,6 +956,25 @@ impl Validator {
         }
         if let Some(n) = o.get("email") {
             self.email(n, &mut cfg.email);
+        }
+        if let Some(n) = o.get("control") {
+            if let Some(mut c) = self.object(n, "control") {
+                if let Some(v) = c.get("socket") {
+                    if let Some(p) = self.string(v, "control.socket") {
+                        if p.starts_with('/') {
+                            cfg.control.socket = PathBuf::from(p);
+                        } else {
+                            self.err("control.socket", v.pos, "must be an absolute path, such as /run/security-monitor/control.sock");
+                        }
+                    }
+                }
+                if let Some(v) = c.get("group") {
+                    if let Some(g) = self.string(v, "control.group") {
+                        cfg.control.group = (!g.is_empty()).then(|| g.to_string());
+                    }
+                }
+                self.finish(c);
+            }
         }
         if let Some(n) = o.get("limits") {
             if let Some(mut l) = self.object(n, "limits") {

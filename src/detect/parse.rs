@@ -140,6 +140,16 @@ impl LineParser {
         })
     }
 
+    /// A parser for `auto`, which needs nothing that can fail.
+    pub fn auto() -> Self {
+        LineParser {
+            kind: Kind::Auto,
+            json_fields: JsonFields::default(),
+            auto_last: None,
+            times: TimeCache::default(),
+        }
+    }
+
     /// Parses one line (without its newline). `None`: the line is not in this format or
     /// carries no usable client address.
     pub fn parse<'a>(&mut self, line: &'a [u8]) -> Option<Request<'a>> {

@@ -1,0 +1,391 @@
+//! The enforcement thread: owns the ban book, the firewall and the state file.
+//!
+//! Firewall changes run `nft`/`ipset` and block for milliseconds, so they live on their own
+//! thread and never hold up log reading. Verdicts that arrive together are applied in one
+//! firewall batch; state-file writes are coalesced.
+
+use std::collections::VecDeque;
+use std::net::IpAddr;
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError, SyncSender, TrySendError};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use serde::Serialize;
+use tokio::sync::oneshot;
+
+use crate::config::{self, Config};
+use crate::detect::parse::format_time;
+use crate::detect::Verdict;
+use crate::enforce::{Decision, NeverBan};
+use crate::enforcer::Enforcer;
+use crate::state::BanRecord;
+
+/// Verdicts waiting for the firewall; beyond this they are dropped and counted (a flood
+/// this large is also what the burst valve holds back).
+const QUEUE: usize = 65_536;
+/// The state file is written at most this often while bans keep coming.
+const SAVE_EVERY: Duration = Duration::from_millis(250);
+/// Time-to-ban samples kept for the figures in `status`.
+const SAMPLES: usize = 1024;
+
+pub enum Msg {
+    Verdict {
+        verdict: Verdict,
+        container: String,
+        /// Docker's timestamp of the offending line, Unix ns: the start of time-to-ban.
+        log_ts_ns: i64,
+    },
+    Ban {
+        ip: IpAddr,
+        seconds: Option<u64>,
+        reason: String,
+        reply: oneshot::Sender<Result<String, String>>,
+    },
+    Unban {
+        ip: IpAddr,
+        reply: oneshot::Sender<Result<String, String>>,
+    },
+    List {
+        reply: oneshot::Sender<Vec<BanRecord>>,
+    },
+    Summary {
+        reply: oneshot::Sender<Summary>,
+    },
+    Reconfigure {
+        cfg: Box<Config>,
+        gateways: Vec<IpAddr>,
+    },
+}
+
+/// How enforcement is doing, for `status`.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Summary {
+    pub backend: String,
+    pub active_bans: usize,
+    pub bans_since_start: u64,
+    pub unbans_since_start: u64,
+    pub held_back: u64,
+    pub never_banned: u64,
+    pub dropped_verdicts: u64,
+    pub firewall_errors: u64,
+    pub last_error: Option<String>,
+    /// Log timestamp to firewall applied, in milliseconds, over the last bans.
+    pub time_to_ban_ms_p50: Option<f64>,
+    pub time_to_ban_ms_p99: Option<f64>,
+}
+
+pub struct Handle {
+    tx: Option<SyncSender<Msg>>,
+    thread: Option<JoinHandle<()>>,
+    dropped: std::sync::Arc<std::sync::atomic::AtomicU64>,
+}
+
+impl Handle {
+    /// Hands a verdict over without waiting; a full queue drops it (counted).
+    pub fn verdict(&self, verdict: Verdict, container: String, log_ts_ns: i64) {
+        let full = match &self.tx {
+            Some(tx) => match tx.try_send(Msg::Verdict {
+                verdict,
+                container,
+                log_ts_ns,
+            }) {
+                Ok(()) => return,
+                Err(TrySendError::Full(_)) => true,
+                Err(TrySendError::Disconnected(_)) => false,
+            },
+            None => false,
+        };
+        if full {
+            tracing::warn!("the firewall queue is full: a verdict was dropped");
+        }
+        self.dropped
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// Sends a control message (blocking only if the queue is full).
+    pub fn send(&self, msg: Msg) -> bool {
+        self.tx.as_ref().is_some_and(|tx| tx.send(msg).is_ok())
+    }
+
+    /// Stops the thread after it has applied what is queued and written the state file.
+    pub fn shutdown(mut self) {
+        drop(self.tx.take());
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+pub fn spawn(enforcer: Enforcer) -> Handle {
+    let (tx, rx) = mpsc::sync_channel(QUEUE);
+    let dropped = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let d = dropped.clone();
+    let thread = std::thread::Builder::new()
+        .name("enforcement".into())
+        .spawn(move || Worker::new(enforcer, d).run(rx))
+        .ok();
+    Handle {
+        tx: Some(tx),
+        thread,
+        dropped,
+    }
+}
+
+fn unix_now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
+}
+
+fn unix_now_ns() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos() as i64)
+        .unwrap_or(0)
+}
+
+struct Worker {
+    enforcer: Enforcer,
+    summary: Summary,
+    samples: VecDeque<f64>,
+    dropped: std::sync::Arc<std::sync::atomic::AtomicU64>,
+    last_save: Instant,
+}
+
+impl Worker {
+    fn new(enforcer: Enforcer, dropped: std::sync::Arc<std::sync::atomic::AtomicU64>) -> Worker {
+        let summary = Summary {
+            backend: enforcer.backend_name().to_string(),
+            ..Summary::default()
+        };
+        Worker {
+            enforcer,
+            summary,
+            samples: VecDeque::new(),
+            dropped,
+            last_save: Instant::now(),
+        }
+    }
+
+    fn run(mut self, rx: Receiver<Msg>) {
+        loop {
+            let now = unix_now();
+            let wait = self
+                .enforcer
+                .book
+                .next_expiry()
+                .map(|t| Duration::from_secs((t - now).clamp(0, 1) as u64))
+                .unwrap_or(Duration::from_secs(1))
+                .max(Duration::from_millis(50))
+                .min(SAVE_EVERY);
+            match rx.recv_timeout(wait) {
+                Ok(first) => {
+                    // Everything already queued goes into one batch.
+                    let mut batch = vec![first];
+                    while let Ok(m) = rx.try_recv() {
+                        batch.push(m);
+                        if batch.len() >= 4096 {
+                            break;
+                        }
+                    }
+                    self.handle(batch);
+                }
+                Err(RecvTimeoutError::Timeout) => {}
+                Err(RecvTimeoutError::Disconnected) => break,
+            }
+            self.expire();
+            if self.last_save.elapsed() >= SAVE_EVERY {
+                self.save();
+            }
+        }
+        self.expire();
+        self.save();
+    }
+
+    fn save(&mut self) {
+        if let Err(e) = self.enforcer.save(unix_now()) {
+            self.error(format!(
+                "cannot write {}: {e}",
+                self.enforcer.state_path().display()
+            ));
+        }
+        self.last_save = Instant::now();
+    }
+
+    fn error(&mut self, e: String) {
+        tracing::error!(ACTION = "error", "{e}");
+        self.summary.firewall_errors += 1;
+        self.summary.last_error = Some(e);
+    }
+
+    fn handle(&mut self, batch: Vec<Msg>) {
+        let now = unix_now();
+        let mut decisions: Vec<(Decision, i64)> = Vec::new();
+        for msg in batch {
+            match msg {
+                Msg::Verdict {
+                    verdict,
+                    container,
+                    log_ts_ns,
+                } => {
+                    let d = self.enforcer.book.on_verdict(&verdict, &container, now);
+                    match &d {
+                        Decision::Ban { .. } => decisions.push((d, log_ts_ns)),
+                        Decision::NeverBan { ip, reason } => {
+                            self.summary.never_banned += 1;
+                            tracing::warn!(IP = %ip, CONTAINER = %container, RULE = %verdict.rule, CATEGORY = %verdict.category, ACTION = "never-ban", "not banning {ip} ({} in {container}): it is {reason}", verdict.rule);
+                        }
+                        Decision::AlreadyBanned { ip } => {
+                            tracing::debug!(IP = %ip, "{ip} is already banned for this offence");
+                        }
+                        Decision::Held { ip, reason } => {
+                            tracing::error!(IP = %ip, CONTAINER = %container, RULE = %verdict.rule, CATEGORY = %verdict.category, ACTION = "held", "held back the ban of {ip}: {reason}");
+                        }
+                    }
+                }
+                Msg::Ban {
+                    ip,
+                    seconds,
+                    reason,
+                    reply,
+                } => {
+                    let d = self.enforcer.book.manual_ban(ip, seconds, &reason, now);
+                    let answer = match &d {
+                        Decision::Ban {
+                            record, seconds, ..
+                        } => match self.enforcer.apply(&d) {
+                            Ok(()) => {
+                                self.log_ban(record, *seconds, None);
+                                Ok(format!(
+                                    "banned {ip} for {} (until {})",
+                                    config::format_duration(*seconds),
+                                    format_time(record.expires_at)
+                                ))
+                            }
+                            Err(e) => {
+                                self.error(e.clone());
+                                Err(e)
+                            }
+                        },
+                        Decision::NeverBan { reason, .. } => {
+                            Err(format!("not banning {ip}: it is {reason}"))
+                        }
+                        Decision::Held { reason, .. } => Err(format!("not banning {ip}: {reason}")),
+                        Decision::AlreadyBanned { .. } => Ok(format!("{ip} is already banned")),
+                    };
+                    let _ = reply.send(answer);
+                }
+                Msg::Unban { ip, reply } => {
+                    let answer = match self.enforcer.unban(ip) {
+                        Ok(Some(b)) => {
+                            self.summary.unbans_since_start += 1;
+                            tracing::info!(IP = %ip, RULE = %b.rule, CATEGORY = %b.category, ACTION = "unban", "unbanned {ip} by request");
+                            Ok(format!(
+                                "unbanned {ip} (was banned for {} until {})",
+                                b.rule,
+                                format_time(b.expires_at)
+                            ))
+                        }
+                        Ok(None) => Ok(format!(
+                            "{ip} was not banned; made sure the firewall does not hold it"
+                        )),
+                        Err(e) => {
+                            self.error(e.clone());
+                            Err(e)
+                        }
+                    };
+                    let _ = reply.send(answer);
+                }
+                Msg::List { reply } => {
+                    let _ = reply.send(self.enforcer.book.active().into_iter().cloned().collect());
+                }
+                Msg::Summary { reply } => {
+                    let mut s = self.summary.clone();
+                    s.active_bans = self.enforcer.book.len();
+                    s.held_back = self.enforcer.book.held();
+                    s.dropped_verdicts = self.dropped.load(std::sync::atomic::Ordering::Relaxed);
+                    let mut v: Vec<f64> = self.samples.iter().copied().collect();
+                    v.sort_by(|a, b| a.total_cmp(b));
+                    s.time_to_ban_ms_p50 = percentile(&v, 0.50);
+                    s.time_to_ban_ms_p99 = percentile(&v, 0.99);
+                    let _ = reply.send(s);
+                }
+                Msg::Reconfigure { cfg, gateways } => {
+                    let mut never = NeverBan::from_config(&cfg);
+                    never.docker_gateways = gateways;
+                    self.enforcer
+                        .book
+                        .reconfigure(cfg.ban.clone(), cfg.log_retention_days, never);
+                }
+            }
+        }
+        if decisions.is_empty() {
+            return;
+        }
+        let only: Vec<Decision> = decisions.iter().map(|(d, _)| d.clone()).collect();
+        match self.enforcer.apply_all(&only) {
+            Ok(()) => {
+                let applied_ns = unix_now_ns();
+                for (d, log_ts_ns) in decisions {
+                    if let Decision::Ban {
+                        record, seconds, ..
+                    } = d
+                    {
+                        let ms = (applied_ns - log_ts_ns) as f64 / 1e6;
+                        self.samples.push_back(ms);
+                        if self.samples.len() > SAMPLES {
+                            self.samples.pop_front();
+                        }
+                        self.log_ban(&record, seconds, Some(ms));
+                    }
+                }
+            }
+            Err(e) => self.error(format!("could not apply {} ban(s): {e}", only.len())),
+        }
+    }
+
+    fn log_ban(&mut self, b: &BanRecord, seconds: u64, time_to_ban_ms: Option<f64>) {
+        self.summary.bans_since_start += 1;
+        let evidence = b.evidence.last().map(String::as_str).unwrap_or("");
+        tracing::warn!(
+            IP = %b.ip,
+            CONTAINER = %b.container,
+            RULE = %b.rule,
+            CATEGORY = %b.category,
+            SEVERITY = %b.severity,
+            ACTION = "ban",
+            DURATION_S = seconds,
+            TIMES_BANNED = b.times_banned,
+            TIME_TO_BAN_MS = time_to_ban_ms.unwrap_or(0.0),
+            "banned {} for {} ({} {} in {}, ban #{}): {}",
+            b.ip,
+            config::format_duration(seconds),
+            b.category,
+            b.rule,
+            if b.container.is_empty() { "-" } else { &b.container },
+            b.times_banned,
+            evidence
+        );
+    }
+
+    fn expire(&mut self) {
+        match self.enforcer.expire(unix_now()) {
+            Ok(gone) => {
+                for b in gone {
+                    self.summary.unbans_since_start += 1;
+                    tracing::info!(IP = %b.ip, RULE = %b.rule, CATEGORY = %b.category, ACTION = "expire", "the ban of {} ended", b.ip);
+                }
+            }
+            Err(e) => self.error(format!("could not lift expired bans: {e}")),
+        }
+    }
+}
+
+fn percentile(sorted: &[f64], q: f64) -> Option<f64> {
+    if sorted.is_empty() {
+        return None;
+    }
+    let idx = ((sorted.len() as f64 - 1.0) * q).round() as usize;
+    Some(sorted[idx.min(sorted.len() - 1)])
+}

@@ -1,0 +1,492 @@
+//! `security-monitor run`: Docker log streams → detector → ban book → firewall and state
+//! file, under systemd.
+//!
+//! Tasks: the Docker watcher (one stream per container) feeds lines into a bounded
+//! channel; the main loop parses and detects (the detector is synchronous and cheap);
+//! verdicts go to the enforcement thread, which never blocks the main loop; the control
+//! socket's requests come into the main loop as messages. Shutdown is a signal plus
+//! drop-to-finish: the watcher writes its cursors, the enforcement thread applies what is
+//! queued and writes the state file, and the bans stay in the kernel.
+
+pub mod enforcement;
+pub mod logging;
+pub mod notify;
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use tokio::signal::unix::{signal, SignalKind};
+use tokio::sync::{mpsc, oneshot};
+
+use crate::api::server::{self, Call};
+use crate::api::{Request, Response};
+use crate::config::{self, Config};
+use crate::detect::parse::LineParser;
+use crate::detect::Detector;
+use crate::docker::{container_profile, LogLine, WatchSettings, Watcher};
+use crate::enforcer::{Enforcer, StateLock};
+use enforcement::{Msg, Summary};
+
+/// How the daemon was asked to run.
+#[derive(Debug, Clone)]
+pub struct Options {
+    pub config: PathBuf,
+    pub socket: PathBuf,
+    /// Group allowed to use the control socket (gid), besides root.
+    pub socket_group: Option<u32>,
+}
+
+/// Lines waiting between the Docker streams and the detector.
+const LINE_QUEUE: usize = 16_384;
+
+fn unix_now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
+}
+
+/// Runs the daemon until SIGTERM/SIGINT. Returns the exit code.
+pub fn run(opts: Options) -> i32 {
+    logging::init();
+    let cfg = match config::load(&opts.config) {
+        Ok(c) => c,
+        Err(e) => {
+            for line in e.to_string().lines() {
+                tracing::error!("{line}");
+            }
+            tracing::error!(
+                "not starting: fix the config (check it with `security-monitor check-config {}`)",
+                opts.config.display()
+            );
+            notify::status(&format!("config error in {}", opts.config.display()));
+            return 1;
+        }
+    };
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            tracing::error!("cannot start the async runtime: {e}");
+            return 1;
+        }
+    };
+    runtime.block_on(main_loop(opts, cfg))
+}
+
+struct Source {
+    parser: LineParser,
+    categories: Option<Vec<String>>,
+}
+
+struct State {
+    cfg: Config,
+    detector: Detector,
+    sources: HashMap<String, Source>,
+    lines: u64,
+    parsed: u64,
+    started: Instant,
+    last_rate: (Instant, u64, f64),
+    reload_error: Option<String>,
+}
+
+async fn main_loop(opts: Options, cfg: Config) -> i32 {
+    let _lock = match StateLock::acquire(&cfg.state.dir) {
+        Ok(l) => l,
+        Err(e) => {
+            tracing::error!("{e}");
+            return 1;
+        }
+    };
+    let detector = match Detector::new(&cfg) {
+        Ok(d) => d,
+        Err(e) => {
+            tracing::error!("the rules cannot be compiled: {e}");
+            return 1;
+        }
+    };
+    let (enforcer, report) = match Enforcer::start(&cfg, unix_now()) {
+        Ok(x) => x,
+        Err(e) => {
+            tracing::error!("cannot start enforcement: {e}");
+            notify::status(&format!("firewall error: {e}"));
+            return 1;
+        }
+    };
+    if let Some(err) = &report.state_error {
+        tracing::error!("{err}");
+    }
+    tracing::info!(
+        "firewall: {}; restored {} ban(s) in {} ms ({} from the state file, {} adopted from the firewall, {} expired while down, {} lifted as never-ban)",
+        report.backend,
+        enforcer.book.len(),
+        report.restore_ms,
+        report.restored,
+        report.adopted,
+        report.expired,
+        report.lifted.len()
+    );
+    let enforce = enforcement::spawn(enforcer);
+
+    let (line_tx, mut line_rx) = mpsc::channel::<LogLine>(LINE_QUEUE);
+    let mut watcher = match WatchSettings::from_config(&cfg) {
+        Ok(s) => Some(Watcher::spawn(s, line_tx.clone())),
+        Err(e) => {
+            tracing::error!("cannot watch Docker: {e}");
+            None
+        }
+    };
+
+    let (call_tx, mut call_rx) = mpsc::channel::<Call>(64);
+    let listener = match server::bind(&opts.socket, opts.socket_group) {
+        Ok(l) => l,
+        Err(e) => {
+            tracing::error!("{e}");
+            return 1;
+        }
+    };
+    let server_task = tokio::spawn(server::serve(listener, call_tx, opts.socket.clone()));
+
+    let mut st = State {
+        cfg,
+        detector,
+        sources: HashMap::new(),
+        lines: 0,
+        parsed: 0,
+        started: Instant::now(),
+        last_rate: (Instant::now(), 0, 0.0),
+        reload_error: None,
+    };
+
+    let (mut hup, mut term, mut int) = match (
+        signal(SignalKind::hangup()),
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) {
+        (Ok(h), Ok(t), Ok(i)) => (h, t, i),
+        _ => {
+            tracing::error!("cannot install signal handlers");
+            return 1;
+        }
+    };
+    let watchdog = notify::watchdog_interval();
+    let mut tick = tokio::time::interval(
+        watchdog
+            .map(|w| w / 2)
+            .unwrap_or(Duration::from_secs(5))
+            .min(Duration::from_secs(5)),
+    );
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+
+    notify::ready(&status_line(
+        &st,
+        watcher.as_ref(),
+        &summary(&enforce).await,
+    ));
+    tracing::info!(
+        "security-monitor {} running; control socket {}",
+        env!("CARGO_PKG_VERSION"),
+        opts.socket.display()
+    );
+
+    loop {
+        tokio::select! {
+            Some(line) = line_rx.recv() => {
+                handle_line(&mut st, &enforce, watcher.as_ref(), line);
+                // Drain what is already queued before looking at anything else.
+                for _ in 0..1024 {
+                    match line_rx.try_recv() {
+                        Ok(line) => handle_line(&mut st, &enforce, watcher.as_ref(), line),
+                        Err(_) => break,
+                    }
+                }
+            }
+            Some((req, reply)) = call_rx.recv() => {
+                let resp = handle_call(&mut st, &enforce, &mut watcher, &line_tx, &opts, req).await;
+                let _ = reply.send(resp);
+            }
+            _ = hup.recv() => {
+                let _ = reload(&mut st, &enforce, &mut watcher, &line_tx, &opts).await;
+            }
+            _ = term.recv() => break,
+            _ = int.recv() => break,
+            _ = tick.tick() => {
+                notify::watchdog();
+                let s = summary(&enforce).await;
+                notify::status(&status_line(&st, watcher.as_ref(), &s));
+            }
+        }
+    }
+
+    notify::stopping();
+    tracing::info!("stopping: writing cursors and the state file; bans stay in the firewall");
+    server_task.abort();
+    let _ = std::fs::remove_file(&opts.socket);
+    if let Some(w) = watcher.take() {
+        let _ = tokio::time::timeout(Duration::from_secs(5), w.shutdown()).await;
+    }
+    while let Ok(line) = line_rx.try_recv() {
+        handle_line(&mut st, &enforce, None, line);
+    }
+    tokio::task::spawn_blocking(move || enforce.shutdown())
+        .await
+        .ok();
+    tracing::info!("stopped");
+    0
+}
+
+fn handle_line(
+    st: &mut State,
+    enforce: &enforcement::Handle,
+    watcher: Option<&Watcher>,
+    line: LogLine,
+) {
+    st.lines += 1;
+    if !st.sources.contains_key(&line.container_id) {
+        let source = new_source(&st.cfg, watcher, &line);
+        st.sources.insert(line.container_id.clone(), source);
+    }
+    let Some(source) = st.sources.get_mut(&line.container_id) else {
+        return;
+    };
+    let Some(req) = source.parser.parse(&line.bytes) else {
+        return;
+    };
+    st.parsed += 1;
+    // Docker's receive time is the clock: it cannot be forged by what a line says.
+    let now = line.docker_ts_ns.div_euclid(1_000_000_000);
+    let obs = st
+        .detector
+        .observe_in(&req, &line.bytes, now, source.categories.as_deref());
+    if let Some(v) = obs.verdict {
+        enforce.verdict(v, line.container.clone(), line.docker_ts_ns);
+    }
+}
+
+/// How a newly seen container's lines are read: its labels (from the watcher), then the
+/// `containers` section, then the global `log_format`.
+fn new_source(cfg: &Config, watcher: Option<&Watcher>, line: &LogLine) -> Source {
+    let labels: HashMap<String, String> = watcher
+        .and_then(|w| {
+            w.status()
+                .containers
+                .into_iter()
+                .find(|c| c.id == line.container_id)
+        })
+        .map(|c| c.labels.into_iter().collect())
+        .unwrap_or_default();
+    let (profile, warnings) = container_profile(cfg, &line.container, &labels);
+    for w in warnings {
+        tracing::warn!(CONTAINER = %line.container, "{w}");
+    }
+    let parser = match LineParser::new(&profile.format) {
+        Ok(p) => p,
+        Err(e) => {
+            tracing::warn!(CONTAINER = %line.container, "container {}: log format {}: {e}; reading it as auto", line.container, profile.format.name());
+            LineParser::auto()
+        }
+    };
+    tracing::info!(CONTAINER = %line.container, "reading {} as {}{}", line.container, profile.format.name(), profile.categories.as_ref().map(|c| format!(" (rules: {})", c.join(", "))).unwrap_or_default());
+    Source {
+        parser,
+        categories: profile.categories,
+    }
+}
+
+async fn summary(enforce: &enforcement::Handle) -> Summary {
+    let (tx, rx) = oneshot::channel();
+    if !enforce.send(Msg::Summary { reply: tx }) {
+        return Summary::default();
+    }
+    rx.await.unwrap_or_default()
+}
+
+fn rate(st: &mut State) -> f64 {
+    let (at, lines, last) = st.last_rate;
+    let dt = at.elapsed().as_secs_f64();
+    if dt >= 1.0 {
+        let r = (st.lines - lines) as f64 / dt;
+        st.last_rate = (Instant::now(), st.lines, r);
+        r
+    } else {
+        last
+    }
+}
+
+fn status_line(st: &State, watcher: Option<&Watcher>, s: &Summary) -> String {
+    let (docker, n) = match watcher.map(|w| w.status()) {
+        Some(ws) if ws.connected => ("", ws.containers.len()),
+        Some(ws) => {
+            let _ = ws;
+            ("Docker unreachable, retrying; ", 0)
+        }
+        None => ("Docker not watched; ", 0),
+    };
+    let reload = st
+        .reload_error
+        .as_deref()
+        .map(|e| format!("; RELOAD FAILED: {e}"))
+        .unwrap_or_default();
+    format!(
+        "{docker}{n} containers watched, {} active bans, {:.0} lines/s{reload}",
+        s.active_bans, st.last_rate.2
+    )
+}
+
+async fn reload(
+    st: &mut State,
+    enforce: &enforcement::Handle,
+    watcher: &mut Option<Watcher>,
+    line_tx: &mpsc::Sender<LogLine>,
+    opts: &Options,
+) -> Result<String, String> {
+    notify::reloading();
+    let result = apply_reload(st, enforce, watcher, line_tx, &opts.config).await;
+    match &result {
+        Ok(msg) => {
+            st.reload_error = None;
+            tracing::info!(ACTION = "reload", "{msg}");
+        }
+        Err(e) => {
+            for line in e.lines() {
+                tracing::error!(ACTION = "reload", "{line}");
+            }
+            // The errors without the "N errors in the config:" heading, on one line.
+            let lines: Vec<&str> = e
+                .lines()
+                .map(str::trim)
+                .filter(|l| !l.is_empty() && !l.ends_with("in the config:"))
+                .collect();
+            st.reload_error = Some(if lines.is_empty() {
+                e.trim().to_string()
+            } else {
+                lines.join("; ")
+            });
+            tracing::error!(
+                ACTION = "reload",
+                "the new config was rejected; carrying on with the old one"
+            );
+        }
+    }
+    let s = summary(enforce).await;
+    notify::ready(&status_line(st, watcher.as_ref(), &s));
+    result
+}
+
+async fn apply_reload(
+    st: &mut State,
+    enforce: &enforcement::Handle,
+    watcher: &mut Option<Watcher>,
+    line_tx: &mpsc::Sender<LogLine>,
+    path: &Path,
+) -> Result<String, String> {
+    let cfg = config::load(path).map_err(|e| e.to_string().trim_end().to_string())?;
+    let detector = Detector::new(&cfg).map_err(|e| format!("the rules cannot be compiled: {e}"))?;
+    let settings = WatchSettings::from_config(&cfg)?;
+    // The new config is good: swap everything over. Active bans are untouched.
+    st.detector = detector;
+    st.sources.clear();
+    let _ = enforce.send(Msg::Reconfigure {
+        cfg: Box::new(cfg.clone()),
+        gateways: Vec::new(),
+    });
+    if let Some(w) = watcher.take() {
+        let _ = tokio::time::timeout(Duration::from_secs(5), w.shutdown()).await;
+    }
+    *watcher = Some(Watcher::spawn(settings, line_tx.clone()));
+    let n = st.detector.rules().rules().len();
+    st.cfg = cfg;
+    Ok(format!("reloaded {}: {n} rules", path.display()))
+}
+
+async fn handle_call(
+    st: &mut State,
+    enforce: &enforcement::Handle,
+    watcher: &mut Option<Watcher>,
+    line_tx: &mpsc::Sender<LogLine>,
+    opts: &Options,
+    req: Request,
+) -> Response {
+    match req {
+        Request::Status => {
+            let s = summary(enforce).await;
+            let r = rate(st);
+            let ws = watcher.as_ref().map(|w| w.status());
+            Response::ok(serde_json::json!({
+                "version": env!("CARGO_PKG_VERSION"),
+                "uptime_s": st.started.elapsed().as_secs(),
+                "config": opts.config,
+                "firewall": s,
+                "lines_read": st.lines,
+                "lines_parsed": st.parsed,
+                "lines_per_second": r,
+                "tracked_ips": st.detector.tracked_ips(),
+                "reload_error": st.reload_error,
+                "docker": ws,
+            }))
+        }
+        Request::List => {
+            let (tx, rx) = oneshot::channel();
+            if !enforce.send(Msg::List { reply: tx }) {
+                return Response::err("enforcement has stopped");
+            }
+            match rx.await {
+                Ok(list) => Response::ok(serde_json::to_value(list).unwrap_or_default()),
+                Err(_) => Response::err("enforcement has stopped"),
+            }
+        }
+        Request::Ban {
+            ip,
+            seconds,
+            reason,
+        } => {
+            let Some(ip) = parse_ip(&ip) else {
+                return Response::err(format!("{ip:?} is not an IPv4 or IPv6 address"));
+            };
+            let (tx, rx) = oneshot::channel();
+            if !enforce.send(Msg::Ban {
+                ip,
+                seconds,
+                reason,
+                reply: tx,
+            }) {
+                return Response::err("enforcement has stopped");
+            }
+            answer(rx.await)
+        }
+        Request::Unban { ip } => {
+            let Some(ip) = parse_ip(&ip) else {
+                return Response::err(format!("{ip:?} is not an IPv4 or IPv6 address"));
+            };
+            st.detector.forget(ip);
+            let (tx, rx) = oneshot::channel();
+            if !enforce.send(Msg::Unban { ip, reply: tx }) {
+                return Response::err("enforcement has stopped");
+            }
+            answer(rx.await)
+        }
+        Request::Reload => match reload(st, enforce, watcher, line_tx, opts).await {
+            Ok(msg) => Response::ok(serde_json::Value::String(msg)),
+            Err(e) => Response::err(format!(
+                "the new config was rejected; the daemon carries on with the old one:\n{e}"
+            )),
+        },
+    }
+}
+
+fn answer(r: Result<Result<String, String>, oneshot::error::RecvError>) -> Response {
+    match r {
+        Ok(Ok(msg)) => Response::ok(serde_json::Value::String(msg)),
+        Ok(Err(e)) => Response::err(e),
+        Err(_) => Response::err("enforcement has stopped"),
+    }
+}
+
+fn parse_ip(s: &str) -> Option<IpAddr> {
+    crate::netaddr::parse_client_ip(s.as_bytes())
+}
