@@ -115,6 +115,14 @@ enum Command {
         #[arg(long, value_name = "DIR")]
         state_dir: Option<PathBuf>,
     },
+    /// Remove security-monitor's own firewall table/chains/sets (lifts every ban; used by
+    /// `install.sh --uninstall`).
+    RemoveFirewall {
+        #[arg(long, short)]
+        config: Option<PathBuf>,
+    },
+    /// Print shell completions (bash, zsh, fish, elvish, powershell).
+    Completions { shell: clap_complete::Shell },
     /// List the rules in effect: built-in and the config's own patterns.
     Rules {
         #[arg(long, short)]
@@ -136,6 +144,17 @@ pub fn run() -> Result<i32> {
         Command::CheckConfig { file } => check_config(file.as_deref()),
         Command::Rules { config, json } => rules(config.as_deref(), json),
         Command::Run { config } => run_daemon(&config),
+        Command::RemoveFirewall { config } => remove_firewall(config.as_deref()),
+        Command::Completions { shell } => {
+            use clap::CommandFactory;
+            clap_complete::generate(
+                shell,
+                &mut Cli::command(),
+                "security-monitor",
+                &mut io::stdout(),
+            );
+            Ok(0)
+        }
         Command::Status { config, json } => status(config.as_deref(), json),
         Command::Reload { config } => reload(config.as_deref()),
         Command::Ban {
@@ -301,9 +320,10 @@ fn direct(cfg: &Config) -> Result<(StateLock, Enforcer, StartReport)> {
     Ok((lock, enforcer, report))
 }
 
-/// Asks the running daemon; None when it is not running.
-fn ask(cfg: &Config, req: &Request) -> Result<Option<Response>> {
-    match client::call(&cfg.control.socket, req) {
+/// Asks the running daemon (found even when the config is otherwise broken); None when
+/// it is not running.
+fn ask(config: Option<&Path>, req: &Request) -> Result<Option<Response>> {
+    match client::call(&socket_of(config), req) {
         Ok(r) => Ok(Some(r)),
         Err(ClientError::NotRunning(_)) => Ok(None),
         Err(e) => anyhow::bail!("{e}"),
@@ -476,6 +496,18 @@ fn status(config: Option<&Path>, json: bool) -> Result<i32> {
     Ok(0)
 }
 
+fn remove_firewall(config: Option<&Path>) -> Result<i32> {
+    let cfg = load_config(config, true)?;
+    if client::call(&cfg.control.socket, &Request::Status).is_ok() {
+        anyhow::bail!("the daemon is running; stop it first (systemctl stop security-monitor)");
+    }
+    let (mut backend, how) =
+        security_monitor::firewall::open(&cfg.firewall).map_err(|e| anyhow::anyhow!(e))?;
+    backend.teardown().map_err(|e| anyhow::anyhow!(e))?;
+    println!("removed security-monitor's firewall objects ({how}); every ban is lifted");
+    Ok(0)
+}
+
 fn reload(config: Option<&Path>) -> Result<i32> {
     Ok(show_answer(need_daemon(
         &socket_of(config),
@@ -484,7 +516,6 @@ fn reload(config: Option<&Path>) -> Result<i32> {
 }
 
 fn ban(ip: &str, duration: Option<&str>, reason: &str, config: Option<&Path>) -> Result<i32> {
-    let cfg = load_config(config, true)?;
     let ip = parse_ip(ip)?;
     let secs = duration
         .map(config::parse_duration)
@@ -494,7 +525,7 @@ fn ban(ip: &str, duration: Option<&str>, reason: &str, config: Option<&Path>) ->
         anyhow::bail!("--for: a ban must last at least one second");
     }
     if let Some(resp) = ask(
-        &cfg,
+        config,
         &Request::Ban {
             ip: ip.to_string(),
             seconds: secs,
@@ -503,6 +534,7 @@ fn ban(ip: &str, duration: Option<&str>, reason: &str, config: Option<&Path>) ->
     )? {
         return Ok(show_answer(resp));
     }
+    let cfg = load_config(config, true)?;
     let (_lock, mut enforcer, _) = direct(&cfg)?;
     let now = unix_now();
     let decision = enforcer.book.manual_ban(ip, secs, reason, now);
@@ -540,11 +572,11 @@ fn ban(ip: &str, duration: Option<&str>, reason: &str, config: Option<&Path>) ->
 }
 
 fn unban(ip: &str, config: Option<&Path>) -> Result<i32> {
-    let cfg = load_config(config, true)?;
     let ip = parse_ip(ip)?;
-    if let Some(resp) = ask(&cfg, &Request::Unban { ip: ip.to_string() })? {
+    if let Some(resp) = ask(config, &Request::Unban { ip: ip.to_string() })? {
         return Ok(show_answer(resp));
     }
+    let cfg = load_config(config, true)?;
     let (_lock, mut enforcer, _) = direct(&cfg)?;
     let was = enforcer.unban(ip).map_err(|e| anyhow::anyhow!(e))?;
     enforcer
@@ -562,16 +594,18 @@ fn unban(ip: &str, config: Option<&Path>) -> Result<i32> {
 }
 
 fn list(config: Option<&Path>, json: bool) -> Result<i32> {
-    let cfg = load_config(config, true)?;
-    let path = cfg.state.blocked_ips_file();
     let now = unix_now();
+    let mut path = PathBuf::from("the daemon");
     // The daemon's book is the freshest; without a daemon, the state file.
-    let bans: Vec<state::BanRecord> = match ask(&cfg, &Request::List)? {
+    let bans: Vec<state::BanRecord> = match ask(config, &Request::List)? {
         Some(resp) if resp.ok => {
             serde_json::from_value(resp.data).context("the daemon's list is not valid")?
         }
         Some(resp) => anyhow::bail!("{}", resp.error.unwrap_or_default()),
-        None => match state::load_readonly(&path) {
+        None => match state::load_readonly({
+            path = load_config(config, true)?.state.blocked_ips_file();
+            &path
+        }) {
             Ok(Some(f)) => f.bans.into_iter().filter(|b| b.expires_at > now).collect(),
             Ok(None) => Vec::new(),
             Err(e) => anyhow::bail!("{e}"),

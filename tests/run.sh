@@ -22,7 +22,7 @@ missing() {
 
 # Debian packages the tests use. One `apt-get update`, one install, only if something is
 # missing.
-packages=(python3 ca-certificates iproute2 nftables iptables ipset docker.io busybox-static)
+packages=(python3 ca-certificates iproute2 nftables iptables ipset docker.io busybox-static debootstrap)
 need=()
 for p in "${packages[@]}"; do
     dpkg -s "$p" >/dev/null 2>&1 || need+=("$p")
@@ -130,6 +130,13 @@ start_dockerd
 
 say "unit and integration tests"
 cargo test --release -- --color never
+
+say "end to end on a real systemd (install.sh, systemctl, journalctl)"
+if [ "$dockerd_started" = true ] && [ -n "${SECMON_DOCKER_SOCK:-}" ]; then
+    tests/systemd_e2e.sh
+else
+    missing "the systemd end-to-end test needs the private dockerd"
+fi
 
 say "detection quality on the labelled corpus"
 if [ -f "$shared/corpus/attack.log" ]; then

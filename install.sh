@@ -1,0 +1,135 @@
+#!/usr/bin/env bash
+# Installs security-monitor on Debian or Ubuntu:   sudo ./install.sh
+#
+#   sudo ./install.sh                 build (cargo) or take target/release/security-monitor, install, enable, start
+#   sudo ./install.sh --binary PATH   install a prebuilt binary instead of building
+#   sudo ./install.sh --uninstall     stop and remove it; keep /etc/security-monitor and /var/lib/security-monitor
+#   sudo ./install.sh --uninstall --purge   also remove the config and the state (blocked_ips.json)
+#
+# Running it again is safe: an existing config is never overwritten (the new default is
+# put beside it as monitor_config.json.dist), and a running service is restarted on the
+# new binary with its bans kept.
+set -euo pipefail
+
+src=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+prefix=${PREFIX:-/usr/local}
+bin_dest="$prefix/bin/security-monitor"
+conf_dir=/etc/security-monitor
+conf="$conf_dir/monitor_config.json"
+state_dir=/var/lib/security-monitor
+unit_dest=/etc/systemd/system/security-monitor.service
+completion_dest=/usr/share/bash-completion/completions/security-monitor
+
+binary=""
+uninstall=false
+purge=false
+while [ $# -gt 0 ]; do
+    case "$1" in
+        --binary) binary=${2:?--binary needs a path}; shift 2 ;;
+        --uninstall) uninstall=true; shift ;;
+        --purge) purge=true; shift ;;
+        -h|--help) sed -n '2,11p' "$0"; exit 0 ;;
+        *) echo "install.sh: unknown option $1 (see --help)" >&2; exit 2 ;;
+    esac
+done
+
+say() { printf 'security-monitor: %s\n' "$*"; }
+die() { printf 'security-monitor: %s\n' "$*" >&2; exit 1; }
+have() { command -v "$1" >/dev/null 2>&1; }
+systemd_running() { [ -d /run/systemd/system ] && have systemctl; }
+
+[ "$(id -u)" = 0 ] || die "run me as root: sudo $0 $*"
+
+if $uninstall; then
+    if systemd_running && systemctl list-unit-files security-monitor.service >/dev/null 2>&1; then
+        systemctl disable --now security-monitor.service 2>/dev/null || true
+    fi
+    if [ -x "$bin_dest" ]; then
+        # Lift the bans: with the service gone nothing would keep them current.
+        "$bin_dest" remove-firewall --config "$conf" 2>/dev/null || "$bin_dest" remove-firewall 2>/dev/null || true
+    fi
+    rm -f "$unit_dest" "$bin_dest" "$completion_dest"
+    systemd_running && systemctl daemon-reload || true
+    if $purge; then
+        rm -rf "$conf_dir" "$state_dir"
+        say "removed, with its config and state"
+    else
+        say "removed; kept $conf_dir and $state_dir (use --uninstall --purge to remove them too)"
+    fi
+    exit 0
+fi
+
+# Prerequisites: say everything that is missing at once.
+missing=()
+if ! have nft && ! have iptables; then
+    missing+=("a firewall tool: apt-get install nftables (or iptables ipset)")
+fi
+if [ -z "$binary" ] && [ ! -x "$src/target/release/security-monitor" ] && ! have cargo; then
+    missing+=("cargo to build the binary (https://rustup.rs), or a prebuilt one: --binary PATH")
+fi
+for f in config/monitor_config.json systemd/security-monitor.service; do
+    [ -f "$src/$f" ] || missing+=("$src/$f (run install.sh from the source tree)")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+    printf 'security-monitor: cannot install, missing:\n' >&2
+    printf '  - %s\n' "${missing[@]}" >&2
+    exit 1
+fi
+have docker || [ -S /run/docker.sock ] || say "note: Docker does not seem to be installed; the daemon will wait for it"
+
+# The binary: the one given, else build, else a build already there.
+if [ -z "$binary" ]; then
+    if have cargo; then
+        say "building the release binary (cargo build --release)"
+        (cd "$src" && cargo build --release --locked 2>&1 | tail -3) || die "the build failed (see above)"
+    else
+        say "cargo is not installed: using the binary already built in target/release"
+    fi
+    binary="$src/target/release/security-monitor"
+fi
+[ -x "$binary" ] || die "$binary is not an executable file"
+"$binary" --version >/dev/null || die "$binary does not run on this machine"
+
+say "installing $bin_dest"
+install -D -m 0755 "$binary" "$bin_dest.new"
+mv -f "$bin_dest.new" "$bin_dest"
+
+install -d -m 0750 "$conf_dir" "$state_dir"
+if [ -e "$conf" ]; then
+    install -m 0600 "$src/config/monitor_config.json" "$conf.dist"
+    say "kept your $conf; the new default is beside it as $conf.dist"
+    "$bin_dest" check-config "$conf" || say "WARNING: your config has errors (above); the service will not start until they are fixed"
+else
+    # It may hold an SMTP password: root only.
+    install -m 0600 "$src/config/monitor_config.json" "$conf"
+    say "installed the default config $conf"
+fi
+
+if [ -d "$(dirname "$completion_dest")" ] || mkdir -p "$(dirname "$completion_dest")"; then
+    "$bin_dest" completions bash >"$completion_dest" 2>/dev/null || true
+fi
+
+install -D -m 0644 "$src/systemd/security-monitor.service" "$unit_dest"
+if [ "$prefix" != /usr/local ]; then
+    sed -i "s#/usr/local/bin/security-monitor#$bin_dest#g" "$unit_dest"
+fi
+
+if systemd_running; then
+    systemctl daemon-reload
+    systemctl enable security-monitor.service >/dev/null 2>&1
+    if systemctl is-active --quiet security-monitor.service; then
+        say "restarting the running service on the new binary (bans are kept)"
+        systemctl restart security-monitor.service
+    else
+        systemctl start security-monitor.service || true
+    fi
+    if systemctl is-active --quiet security-monitor.service; then
+        say "installed and running:  systemctl status security-monitor   journalctl -u security-monitor   security-monitor status"
+    else
+        systemctl status --no-pager security-monitor.service || true
+        die "installed, but the service did not start (see above and journalctl -u security-monitor)"
+    fi
+else
+    say "installed. systemd is not running here, so nothing was started. Run it in the foreground with:"
+    say "  $bin_dest run --config $conf"
+fi
