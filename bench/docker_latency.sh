@@ -11,8 +11,6 @@ set -euo pipefail
 repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$repo"
 lines=${LATENCY_LINES:-2000}
-test_run=/run/secmon-test
-test_lib=/var/lib/secmon-test
 image=${SECMON_TEST_IMAGE:-secmon-busybox:test}
 export SECMON_TEST_IMAGE=$image
 started_dockerd=false
@@ -26,35 +24,20 @@ cleanup() {
     # shellcheck disable=SC2086
     [ -n "$ids" ] && docker rm -f $ids >/dev/null 2>&1 || true
     if [ "$started_dockerd" = true ]; then
-        pid=$(cat "$test_run/dockerd.pid" 2>/dev/null || true)
-        [ -n "$pid" ] && kill "$pid" 2>/dev/null || true
+        stop_private_dockerd
     fi
 }
 trap cleanup EXIT
 
 if [ -z "${SECMON_DOCKER_SOCK:-}" ]; then
-    command -v dockerd >/dev/null && [ -x /bin/busybox ] || {
-        echo "needs dockerd (docker.io) and /bin/busybox (busybox-static), or SECMON_DOCKER_SOCK" >&2
-        exit 1
-    }
-    mkdir -p "$test_run" "$test_lib"
-    say "starting a private dockerd on $test_run/docker.sock"
-    setsid dockerd --host "unix://$test_run/docker.sock" --data-root "$test_lib/docker" \
-        --exec-root "$test_run/exec" --pidfile "$test_run/dockerd.pid" --live-restore \
-        >"$test_lib/dockerd.log" 2>&1 </dev/null &
+    # shellcheck source=tests/dockerd.sh
+    . "$repo/tests/dockerd.sh"
+    say "starting the private dockerd (tests/dockerd.sh)"
+    start_dockerd
     started_dockerd=true
-    export SECMON_DOCKER_SOCK="unix://$test_run/docker.sock"
 fi
 export DOCKER_HOST=$SECMON_DOCKER_SOCK
-for _ in $(seq 1 150); do docker version >/dev/null 2>&1 && break; sleep 0.2; done
 docker version >/dev/null
-if ! docker image inspect "$image" >/dev/null 2>&1; then
-    ctx=$(mktemp -d)
-    cp /bin/busybox "$ctx/busybox"
-    printf 'FROM scratch\nCOPY busybox /bin/busybox\nENTRYPOINT ["/bin/busybox"]\n' >"$ctx/Dockerfile"
-    DOCKER_BUILDKIT=0 docker build -q -t "$image" "$ctx" >/dev/null
-    rm -rf "$ctx"
-fi
 
 say "building (release)"
 cargo build --release --quiet --example docker_bench

@@ -38,86 +38,16 @@ if [ ${#need[@]} -gt 0 ]; then
     fi
 fi
 
-# A private dockerd for the Docker tests: its own socket, data root, exec root and
-# pidfile, so it neither needs nor touches a Docker the machine may already run.
-# --live-restore keeps containers running while it is down, which the dockerd-restart
-# test relies on ("lines written while dockerd was down are read once").
-test_run=/run/secmon-test
-test_lib=/var/lib/secmon-test
-test_image=secmon-busybox:test
-# dockerd runs in a network namespace of its own (entered with nsenter, which unlike
-# `ip netns exec` leaves /sys and the cgroup mounts alone): its bridge, its iptables
-# rules and every ban the tests make stay out of the host's ruleset.
-test_netns=secmon-test
-dockerd_cmd="nsenter --net=/run/netns/$test_netns dockerd --host unix://$test_run/docker.sock --data-root $test_lib/docker --exec-root $test_run/exec --pidfile $test_run/dockerd.pid --live-restore"
-dockerd_started=false
-
-stop_dockerd() {
-    local pid
-    pid=$(cat "$test_run/dockerd.pid" 2>/dev/null) || return 0
-    kill "$pid" 2>/dev/null || return 0
-    for _ in $(seq 1 100); do
-        kill -0 "$pid" 2>/dev/null || return 0
-        sleep 0.1
-    done
-    echo "dockerd $pid did not stop within 10 s" >&2
-}
-
+# The private dockerd (in a network namespace of its own): see tests/dockerd.sh.
+# shellcheck source=tests/dockerd.sh
+. "$repo/tests/dockerd.sh"
 cleanup() {
     if [ "$dockerd_started" = true ]; then
         say "stopping the private dockerd"
-        # Containers the tests made carry the label secmon-test (their log files go
-        # with them); the image stays for the next run.
-        ids=$(DOCKER_HOST="unix://$test_run/docker.sock" docker ps -aq --filter label=secmon-test 2>/dev/null || true)
-        if [ -n "$ids" ]; then
-            # shellcheck disable=SC2086
-            DOCKER_HOST="unix://$test_run/docker.sock" docker rm -f $ids >/dev/null 2>&1 || true
-        fi
-        stop_dockerd
-        ip netns del "$test_netns" 2>/dev/null || true
+        stop_private_dockerd
     fi
 }
 trap cleanup EXIT
-
-start_dockerd() {
-    if ! command -v dockerd >/dev/null || [ ! -x /bin/busybox ] || [ "$(id -u)" != 0 ]; then
-        missing "the Docker tests need root, dockerd (docker.io) and /bin/busybox (busybox-static)"
-        return 0
-    fi
-    say "starting a private dockerd on $test_run/docker.sock"
-    mkdir -p "$test_run" "$test_lib"
-    stop_dockerd # one left over from an interrupted run
-    ip netns del "$test_netns" 2>/dev/null || true
-    ip netns add "$test_netns"
-    ip -n "$test_netns" link set lo up
-    # shellcheck disable=SC2086
-    setsid $dockerd_cmd >"$test_lib/dockerd.log" 2>&1 </dev/null &
-    dockerd_started=true
-    export DOCKER_HOST="unix://$test_run/docker.sock"
-    for _ in $(seq 1 150); do
-        docker version >/dev/null 2>&1 && break
-        sleep 0.2
-    done
-    if ! docker version >/dev/null 2>&1; then
-        tail -20 "$test_lib/dockerd.log" >&2
-        missing "the private dockerd did not answer within 30 s (log above)"
-        return 0
-    fi
-    if ! docker image inspect "$test_image" >/dev/null 2>&1; then
-        say "building $test_image FROM scratch with Debian's static busybox"
-        ctx=$(mktemp -d)
-        cp /bin/busybox "$ctx/busybox"
-        printf 'FROM scratch\nCOPY busybox /bin/busybox\nENTRYPOINT ["/bin/busybox"]\n' >"$ctx/Dockerfile"
-        DOCKER_BUILDKIT=0 docker build -q -t "$test_image" "$ctx" >/dev/null
-        rm -rf "$ctx"
-    fi
-    export SECMON_DOCKER_SOCK="unix://$test_run/docker.sock"
-    export SECMON_DOCKERD_CMD="$dockerd_cmd"
-    export SECMON_DOCKERD_PIDFILE="$test_run/dockerd.pid"
-    export SECMON_DOCKERD_LOG="$test_lib/dockerd.log"
-    export SECMON_TEST_IMAGE="$test_image"
-    export SECMON_DOCKER_NETNS="$test_netns"
-}
 
 say "format and lints"
 cargo fmt --all -- --check
@@ -126,7 +56,8 @@ cargo clippy --release --all-targets -- -D warnings
 say "build"
 cargo build --release
 
-start_dockerd
+say "starting a private dockerd"
+start_dockerd || missing "the private dockerd (see the message above)"
 
 say "unit and integration tests"
 cargo test --release -- --color never
