@@ -110,9 +110,10 @@ if [ -d "$(dirname "$completion_dest")" ] || mkdir -p "$(dirname "$completion_de
 fi
 
 install -D -m 0644 "$src/systemd/security-monitor.service" "$unit_dest"
-if [ "$prefix" != /usr/local ]; then
-    sed -i "s#/usr/local/bin/security-monitor#$bin_dest#g" "$unit_dest"
-fi
+case "$prefix" in
+    /usr/local|/usr) ;; # systemd finds the command there by itself
+    *) sed -i -E "s#^(ExecStartPre|ExecStart|ExecReload)=security-monitor #\1=$bin_dest #" "$unit_dest" ;;
+esac
 
 if systemd_running; then
     systemctl daemon-reload

@@ -472,3 +472,57 @@ fn the_text_report_lists_hits_and_bans() {
     assert!(text.contains("Would ban: 1 IP"), "{text}");
     assert!(text.contains(ATTACKER) && text.contains("xss"), "{text}");
 }
+
+#[test]
+fn the_shipped_completions_match_the_command_line() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("packaging/completions");
+    for shell in ["bash", "zsh", "fish"] {
+        let out = bin().args(["completions", shell]).output().unwrap();
+        assert!(out.status.success());
+        let shipped = std::fs::read(dir.join(format!("security-monitor.{shell}"))).unwrap();
+        assert!(
+            shipped == out.stdout,
+            "packaging/completions/security-monitor.{shell} is out of date; regenerate it (see packaging/README.md)"
+        );
+    }
+}
+
+/// Every key of the shipped config is documented in the README's configuration reference.
+#[test]
+fn every_shipped_config_key_is_in_the_readme() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let readme = std::fs::read_to_string(root.join("README.md")).unwrap();
+    let reference = &readme[readme
+        .find("## Configuration reference")
+        .expect("a configuration reference section")..];
+    let text = std::fs::read_to_string(root.join("config/monitor_config.json")).unwrap();
+    // Strip // comments (the shipped config has no /* */ ones and no // inside strings
+    // other than the socket path, which starts with a slash, not two).
+    let json: String = text
+        .lines()
+        .map(|l| l.split("  //").next().unwrap_or(l))
+        .filter(|l| !l.trim_start().starts_with("//"))
+        .collect::<Vec<_>>()
+        .join("\n");
+    let value: Value =
+        serde_json::from_str(&json).expect("the shipped config, without comments, is JSON");
+    fn keys(v: &Value, out: &mut Vec<String>) {
+        if let Value::Object(m) = v {
+            for (k, child) in m {
+                out.push(k.clone());
+                keys(child, out);
+            }
+        }
+    }
+    let mut all = Vec::new();
+    keys(&value, &mut all);
+    assert!(all.len() > 30, "{all:?}");
+    let missing: Vec<&String> = all
+        .iter()
+        .filter(|k| !reference.contains(&format!("`{k}`")))
+        .collect();
+    assert!(
+        missing.is_empty(),
+        "keys of config/monitor_config.json not documented in the README: {missing:?}"
+    );
+}

@@ -1,0 +1,90 @@
+# Print an optspec for argparse to handle cmd's options that are independent of any subcommand.
+function __fish_security_monitor_global_optspecs
+    string join \n h/help V/version
+end
+
+function __fish_security_monitor_needs_command
+    # Figure out if the current invocation already has a command.
+    set -l cmd (commandline -opc)
+    set -e cmd[1]
+    argparse -s (__fish_security_monitor_global_optspecs) -- $cmd 2>/dev/null
+    or return
+    if set -q argv[1]
+        # Also print the command, so this can be used to figure out what it is.
+        echo $argv[1]
+        return 1
+    end
+    return 0
+end
+
+function __fish_security_monitor_using_subcommand
+    set -l cmd (__fish_security_monitor_needs_command)
+    test -z "$cmd"
+    and return 1
+    contains -- $cmd[1] $argv
+end
+
+complete -c security-monitor -n "__fish_security_monitor_needs_command" -s h -l help -d 'Print help'
+complete -c security-monitor -n "__fish_security_monitor_needs_command" -s V -l version -d 'Print version'
+complete -c security-monitor -n "__fish_security_monitor_needs_command" -f -a "check" -d 'Replay log files through the detector and report what the daemon would do'
+complete -c security-monitor -n "__fish_security_monitor_needs_command" -f -a "check-config" -d 'Validate a config file (like `nginx -t`); exits non-zero on any error'
+complete -c security-monitor -n "__fish_security_monitor_needs_command" -f -a "run" -d 'Run the daemon: follow Docker logs, detect, ban (what systemd starts)'
+complete -c security-monitor -n "__fish_security_monitor_needs_command" -f -a "status" -d 'How the running daemon is doing: uptime, firewall, containers and their streams, bans, rates'
+complete -c security-monitor -n "__fish_security_monitor_needs_command" -f -a "reload" -d 'Make the running daemon re-read its config (like `systemctl reload security-monitor`)'
+complete -c security-monitor -n "__fish_security_monitor_needs_command" -f -a "ban" -d 'Ban an IP now (in the firewall and blocked_ips.json)'
+complete -c security-monitor -n "__fish_security_monitor_needs_command" -f -a "unban" -d 'Lift a ban now. Unbanning an IP that is not banned is not an error'
+complete -c security-monitor -n "__fish_security_monitor_needs_command" -f -a "list" -d 'List the active bans'
+complete -c security-monitor -n "__fish_security_monitor_needs_command" -f -a "restore" -d 'Reconcile blocked_ips.json with the firewall and apply every active ban in one batch (what the daemon does at start)'
+complete -c security-monitor -n "__fish_security_monitor_needs_command" -f -a "watch" -d 'Follow the selected containers\' logs through the Docker API and print each line (a debugging tool: what the daemon would read)'
+complete -c security-monitor -n "__fish_security_monitor_needs_command" -f -a "remove-firewall" -d 'Remove security-monitor\'s own firewall table/chains/sets (lifts every ban; used by `install.sh --uninstall`)'
+complete -c security-monitor -n "__fish_security_monitor_needs_command" -f -a "completions" -d 'Print shell completions (bash, zsh, fish, elvish, powershell)'
+complete -c security-monitor -n "__fish_security_monitor_needs_command" -f -a "rules" -d 'List the rules in effect: built-in and the config\'s own patterns'
+complete -c security-monitor -n "__fish_security_monitor_needs_command" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c security-monitor -n "__fish_security_monitor_using_subcommand check" -s c -l config -d 'Config file (default: /etc/security-monitor/monitor_config.json if it exists, else built-in defaults)' -r -F
+complete -c security-monitor -n "__fish_security_monitor_using_subcommand check" -s f -l format -d 'Log format: auto, combined, common, json, or a name under "formats" in the config' -r
+complete -c security-monitor -n "__fish_security_monitor_using_subcommand check" -l json -d 'Print one JSON object instead of the report'
+complete -c security-monitor -n "__fish_security_monitor_using_subcommand check" -s h -l help -d 'Print help'
+complete -c security-monitor -n "__fish_security_monitor_using_subcommand check-config" -s h -l help -d 'Print help'
+complete -c security-monitor -n "__fish_security_monitor_using_subcommand run" -s c -l config -r -F
+complete -c security-monitor -n "__fish_security_monitor_using_subcommand run" -s h -l help -d 'Print help'
+complete -c security-monitor -n "__fish_security_monitor_using_subcommand status" -s c -l config -r -F
+complete -c security-monitor -n "__fish_security_monitor_using_subcommand status" -l json
+complete -c security-monitor -n "__fish_security_monitor_using_subcommand status" -s h -l help -d 'Print help'
+complete -c security-monitor -n "__fish_security_monitor_using_subcommand reload" -s c -l config -r -F
+complete -c security-monitor -n "__fish_security_monitor_using_subcommand reload" -s h -l help -d 'Print help'
+complete -c security-monitor -n "__fish_security_monitor_using_subcommand ban" -l for -d 'How long, e.g. 90s, 10m, 24h, 7d (default: ban.duration with repeat escalation)' -r
+complete -c security-monitor -n "__fish_security_monitor_using_subcommand ban" -l reason -d 'Why, kept in blocked_ips.json' -r
+complete -c security-monitor -n "__fish_security_monitor_using_subcommand ban" -s c -l config -r -F
+complete -c security-monitor -n "__fish_security_monitor_using_subcommand ban" -s h -l help -d 'Print help'
+complete -c security-monitor -n "__fish_security_monitor_using_subcommand unban" -s c -l config -r -F
+complete -c security-monitor -n "__fish_security_monitor_using_subcommand unban" -s h -l help -d 'Print help'
+complete -c security-monitor -n "__fish_security_monitor_using_subcommand list" -s c -l config -r -F
+complete -c security-monitor -n "__fish_security_monitor_using_subcommand list" -l json
+complete -c security-monitor -n "__fish_security_monitor_using_subcommand list" -s h -l help -d 'Print help'
+complete -c security-monitor -n "__fish_security_monitor_using_subcommand restore" -s c -l config -r -F
+complete -c security-monitor -n "__fish_security_monitor_using_subcommand restore" -l json
+complete -c security-monitor -n "__fish_security_monitor_using_subcommand restore" -s h -l help -d 'Print help'
+complete -c security-monitor -n "__fish_security_monitor_using_subcommand watch" -s c -l config -d 'Config file (default: /etc/security-monitor/monitor_config.json if it exists, else built-in defaults)' -r -F
+complete -c security-monitor -n "__fish_security_monitor_using_subcommand watch" -l state-dir -d 'Keep log cursors in this directory and resume from them (by default `watch` keeps none and starts docker.max_backlog back; never point it at the daemon\'s state.dir while the daemon runs)' -r -F
+complete -c security-monitor -n "__fish_security_monitor_using_subcommand watch" -l json -d 'Print one JSON object per line'
+complete -c security-monitor -n "__fish_security_monitor_using_subcommand watch" -s h -l help -d 'Print help'
+complete -c security-monitor -n "__fish_security_monitor_using_subcommand remove-firewall" -s c -l config -r -F
+complete -c security-monitor -n "__fish_security_monitor_using_subcommand remove-firewall" -s h -l help -d 'Print help'
+complete -c security-monitor -n "__fish_security_monitor_using_subcommand completions" -s h -l help -d 'Print help'
+complete -c security-monitor -n "__fish_security_monitor_using_subcommand rules" -s c -l config -r -F
+complete -c security-monitor -n "__fish_security_monitor_using_subcommand rules" -l json
+complete -c security-monitor -n "__fish_security_monitor_using_subcommand rules" -s h -l help -d 'Print help'
+complete -c security-monitor -n "__fish_security_monitor_using_subcommand help; and not __fish_seen_subcommand_from check check-config run status reload ban unban list restore watch remove-firewall completions rules help" -f -a "check" -d 'Replay log files through the detector and report what the daemon would do'
+complete -c security-monitor -n "__fish_security_monitor_using_subcommand help; and not __fish_seen_subcommand_from check check-config run status reload ban unban list restore watch remove-firewall completions rules help" -f -a "check-config" -d 'Validate a config file (like `nginx -t`); exits non-zero on any error'
+complete -c security-monitor -n "__fish_security_monitor_using_subcommand help; and not __fish_seen_subcommand_from check check-config run status reload ban unban list restore watch remove-firewall completions rules help" -f -a "run" -d 'Run the daemon: follow Docker logs, detect, ban (what systemd starts)'
+complete -c security-monitor -n "__fish_security_monitor_using_subcommand help; and not __fish_seen_subcommand_from check check-config run status reload ban unban list restore watch remove-firewall completions rules help" -f -a "status" -d 'How the running daemon is doing: uptime, firewall, containers and their streams, bans, rates'
+complete -c security-monitor -n "__fish_security_monitor_using_subcommand help; and not __fish_seen_subcommand_from check check-config run status reload ban unban list restore watch remove-firewall completions rules help" -f -a "reload" -d 'Make the running daemon re-read its config (like `systemctl reload security-monitor`)'
+complete -c security-monitor -n "__fish_security_monitor_using_subcommand help; and not __fish_seen_subcommand_from check check-config run status reload ban unban list restore watch remove-firewall completions rules help" -f -a "ban" -d 'Ban an IP now (in the firewall and blocked_ips.json)'
+complete -c security-monitor -n "__fish_security_monitor_using_subcommand help; and not __fish_seen_subcommand_from check check-config run status reload ban unban list restore watch remove-firewall completions rules help" -f -a "unban" -d 'Lift a ban now. Unbanning an IP that is not banned is not an error'
+complete -c security-monitor -n "__fish_security_monitor_using_subcommand help; and not __fish_seen_subcommand_from check check-config run status reload ban unban list restore watch remove-firewall completions rules help" -f -a "list" -d 'List the active bans'
+complete -c security-monitor -n "__fish_security_monitor_using_subcommand help; and not __fish_seen_subcommand_from check check-config run status reload ban unban list restore watch remove-firewall completions rules help" -f -a "restore" -d 'Reconcile blocked_ips.json with the firewall and apply every active ban in one batch (what the daemon does at start)'
+complete -c security-monitor -n "__fish_security_monitor_using_subcommand help; and not __fish_seen_subcommand_from check check-config run status reload ban unban list restore watch remove-firewall completions rules help" -f -a "watch" -d 'Follow the selected containers\' logs through the Docker API and print each line (a debugging tool: what the daemon would read)'
+complete -c security-monitor -n "__fish_security_monitor_using_subcommand help; and not __fish_seen_subcommand_from check check-config run status reload ban unban list restore watch remove-firewall completions rules help" -f -a "remove-firewall" -d 'Remove security-monitor\'s own firewall table/chains/sets (lifts every ban; used by `install.sh --uninstall`)'
+complete -c security-monitor -n "__fish_security_monitor_using_subcommand help; and not __fish_seen_subcommand_from check check-config run status reload ban unban list restore watch remove-firewall completions rules help" -f -a "completions" -d 'Print shell completions (bash, zsh, fish, elvish, powershell)'
+complete -c security-monitor -n "__fish_security_monitor_using_subcommand help; and not __fish_seen_subcommand_from check check-config run status reload ban unban list restore watch remove-firewall completions rules help" -f -a "rules" -d 'List the rules in effect: built-in and the config\'s own patterns'
+complete -c security-monitor -n "__fish_security_monitor_using_subcommand help; and not __fish_seen_subcommand_from check check-config run status reload ban unban list restore watch remove-firewall completions rules help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
