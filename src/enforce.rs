@@ -512,6 +512,12 @@ mod tests {
     }
 
     #[test]
+    fn host_addresses_are_read() {
+        let own = host_addresses();
+        assert!(own.contains(&ip("127.0.0.1")), "{own:?}");
+    }
+
+    #[test]
     fn never_ban_list() {
         let mut b = book();
         for (addr, why) in [

@@ -429,3 +429,61 @@ fn systemd_hears_ready_status_watchdog_reloading_and_stopping() {
     assert_eq!(d.wait_exit(Duration::from_secs(10)), Some(0));
     let _ = Path::new(&path);
 }
+
+/// A Docker network created while the daemon runs brings a new gateway (connections
+/// through docker-proxy appear to come from it): it must join the never-ban list.
+#[test]
+fn a_new_docker_networks_gateway_is_never_banned() {
+    let Some((env, netns)) = setup("a_new_docker_networks_gateway_is_never_banned") else {
+        return;
+    };
+    let d = Daemon::new(&netns, "smt_gw", "");
+    let net = format!("{}net", common::prefix("gw"));
+    struct Net<'a>(&'a Env, String);
+    impl Drop for Net<'_> {
+        fn drop(&mut self) {
+            let _ = Command::new("docker")
+                .env("DOCKER_HOST", &self.0.host)
+                .args(["network", "rm", &self.1])
+                .output();
+        }
+    }
+    env.docker(&["network", "create", "--label", "secmon-test=1", &net]);
+    let _net = Net(&env, net.clone());
+    let gateway = env
+        .docker(&[
+            "network",
+            "inspect",
+            "-f",
+            "{{(index .IPAM.Config 0).Gateway}}",
+            &net,
+        ])
+        .trim()
+        .to_string();
+    assert!(gateway.parse::<std::net::IpAddr>().is_ok(), "{gateway:?}");
+    // Give the daemon time to read the host's addresses again.
+    std::thread::sleep(Duration::from_secs(6));
+    let name = format!("{}proxy", common::prefix("gw"));
+    let script = format!(
+        "sleep 1; echo \"{}\"; echo \"{}\"; sleep 600",
+        attack_line(&gateway),
+        attack_line("203.0.113.150")
+    );
+    let _c = Container::run(&env, &name, &d.label(), &script);
+    assert!(
+        wait_until(Duration::from_secs(15), || d
+            .kernel_set()
+            .contains("203.0.113.150")),
+        "{}",
+        d.log()
+    );
+    assert!(
+        !d.kernel_set().contains(&gateway),
+        "the gateway {gateway} was banned"
+    );
+    assert!(
+        d.log().contains(&format!("not banning {gateway}")),
+        "no never-ban notice for the gateway:\n{}",
+        d.log()
+    );
+}

@@ -27,6 +27,9 @@ const QUEUE: usize = 65_536;
 const SAVE_EVERY: Duration = Duration::from_millis(250);
 /// Time-to-ban samples kept for the figures in `status`.
 const SAMPLES: usize = 1024;
+/// How often the host's own addresses are read again: a Docker network created since
+/// brings a bridge whose gateway address must never be banned.
+const HOST_ADDRESSES_EVERY: Duration = Duration::from_secs(5);
 
 pub enum Msg {
     Verdict {
@@ -151,6 +154,7 @@ struct Worker {
     samples: VecDeque<f64>,
     dropped: std::sync::Arc<std::sync::atomic::AtomicU64>,
     last_save: Instant,
+    last_host_refresh: Instant,
 }
 
 impl Worker {
@@ -165,6 +169,7 @@ impl Worker {
             samples: VecDeque::new(),
             dropped,
             last_save: Instant::now(),
+            last_host_refresh: Instant::now(),
         }
     }
 
@@ -197,6 +202,10 @@ impl Worker {
             self.expire();
             if self.last_save.elapsed() >= SAVE_EVERY {
                 self.save();
+            }
+            if self.last_host_refresh.elapsed() >= HOST_ADDRESSES_EVERY {
+                self.enforcer.book.never_ban().host = crate::enforce::host_addresses();
+                self.last_host_refresh = Instant::now();
             }
         }
         self.expire();
