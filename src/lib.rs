@@ -9,6 +9,7 @@ pub mod detect;
 pub mod docker;
 pub mod enforce;
 pub mod enforcer;
+pub mod events;
 pub mod firewall;
 pub mod netaddr;
 pub mod state;

@@ -18,6 +18,7 @@ use crate::detect::parse::format_time;
 use crate::detect::Verdict;
 use crate::enforce::{Decision, NeverBan};
 use crate::enforcer::Enforcer;
+use crate::events::{Bus, Event};
 use crate::state::BanRecord;
 
 /// Verdicts waiting for the firewall; beyond this they are dropped and counted (a flood
@@ -119,13 +120,13 @@ impl Handle {
     }
 }
 
-pub fn spawn(enforcer: Enforcer) -> Handle {
+pub fn spawn(enforcer: Enforcer, events: Bus) -> Handle {
     let (tx, rx) = mpsc::sync_channel(QUEUE);
     let dropped = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
     let d = dropped.clone();
     let thread = std::thread::Builder::new()
         .name("enforcement".into())
-        .spawn(move || Worker::new(enforcer, d).run(rx))
+        .spawn(move || Worker::new(enforcer, d, events).run(rx))
         .ok();
     Handle {
         tx: Some(tx),
@@ -155,10 +156,15 @@ struct Worker {
     dropped: std::sync::Arc<std::sync::atomic::AtomicU64>,
     last_save: Instant,
     last_host_refresh: Instant,
+    events: Bus,
 }
 
 impl Worker {
-    fn new(enforcer: Enforcer, dropped: std::sync::Arc<std::sync::atomic::AtomicU64>) -> Worker {
+    fn new(
+        enforcer: Enforcer,
+        dropped: std::sync::Arc<std::sync::atomic::AtomicU64>,
+        events: Bus,
+    ) -> Worker {
         let summary = Summary {
             backend: enforcer.backend_name().to_string(),
             ..Summary::default()
@@ -170,6 +176,7 @@ impl Worker {
             dropped,
             last_save: Instant::now(),
             last_host_refresh: Instant::now(),
+            events,
         }
     }
 
@@ -224,6 +231,10 @@ impl Worker {
 
     fn error(&mut self, e: String) {
         tracing::error!(ACTION = "error", "{e}");
+        self.events.send(Event::FirewallError {
+            at: unix_now(),
+            error: e.clone(),
+        });
         self.summary.firewall_errors += 1;
         self.summary.last_error = Some(e);
     }
@@ -244,12 +255,30 @@ impl Worker {
                         Decision::NeverBan { ip, reason } => {
                             self.summary.never_banned += 1;
                             tracing::warn!(IP = %ip, CONTAINER = %container, RULE = %verdict.rule, CATEGORY = %verdict.category, ACTION = "never-ban", "not banning {ip} ({} in {container}): it is {reason}", verdict.rule);
+                            self.events.send(Event::NeverBan {
+                                at: now,
+                                ip: *ip,
+                                rule: verdict.rule.clone(),
+                                category: verdict.category.clone(),
+                                severity: verdict.severity.to_string(),
+                                container: container.clone(),
+                                reason: reason.clone(),
+                            });
                         }
                         Decision::AlreadyBanned { ip } => {
                             tracing::debug!(IP = %ip, "{ip} is already banned for this offence");
                         }
                         Decision::Held { ip, reason } => {
                             tracing::error!(IP = %ip, CONTAINER = %container, RULE = %verdict.rule, CATEGORY = %verdict.category, ACTION = "held", "held back the ban of {ip}: {reason}");
+                            self.events.send(Event::Held {
+                                at: now,
+                                ip: *ip,
+                                rule: verdict.rule.clone(),
+                                category: verdict.category.clone(),
+                                severity: verdict.severity.to_string(),
+                                container: container.clone(),
+                                reason: reason.clone(),
+                            });
                         }
                     }
                 }
@@ -265,7 +294,7 @@ impl Worker {
                             record, seconds, ..
                         } => match self.enforcer.apply(&d) {
                             Ok(()) => {
-                                self.log_ban(record, *seconds, None);
+                                self.log_ban(record, *seconds, None, false);
                                 Ok(format!(
                                     "banned {ip} for {} (until {})",
                                     config::format_duration(*seconds),
@@ -290,6 +319,11 @@ impl Worker {
                         Ok(Some(b)) => {
                             self.summary.unbans_since_start += 1;
                             tracing::info!(IP = %ip, RULE = %b.rule, CATEGORY = %b.category, ACTION = "unban", "unbanned {ip} by request");
+                            self.events.send(Event::Unban {
+                                at: now,
+                                record: b.clone(),
+                                reason: "unbanned".into(),
+                            });
                             Ok(format!(
                                 "unbanned {ip} (was banned for {} until {})",
                                 b.rule,
@@ -338,7 +372,9 @@ impl Worker {
                 let applied_ns = unix_now_ns();
                 for (d, log_ts_ns) in decisions {
                     if let Decision::Ban {
-                        record, seconds, ..
+                        record,
+                        seconds,
+                        extended,
                     } = d
                     {
                         let ms = (applied_ns - log_ts_ns) as f64 / 1e6;
@@ -346,7 +382,7 @@ impl Worker {
                         if self.samples.len() > SAMPLES {
                             self.samples.pop_front();
                         }
-                        self.log_ban(&record, seconds, Some(ms));
+                        self.log_ban(&record, seconds, Some(ms), extended);
                     }
                 }
             }
@@ -354,8 +390,21 @@ impl Worker {
         }
     }
 
-    fn log_ban(&mut self, b: &BanRecord, seconds: u64, time_to_ban_ms: Option<f64>) {
+    fn log_ban(
+        &mut self,
+        b: &BanRecord,
+        seconds: u64,
+        time_to_ban_ms: Option<f64>,
+        extended: bool,
+    ) {
         self.summary.bans_since_start += 1;
+        self.events.send(Event::Ban {
+            at: b.banned_at,
+            record: b.clone(),
+            seconds,
+            extended,
+            time_to_ban_ms,
+        });
         let evidence = b.evidence.last().map(String::as_str).unwrap_or("");
         tracing::warn!(
             IP = %b.ip,
@@ -384,6 +433,11 @@ impl Worker {
                 for b in gone {
                     self.summary.unbans_since_start += 1;
                     tracing::info!(IP = %b.ip, RULE = %b.rule, CATEGORY = %b.category, ACTION = "expire", "the ban of {} ended", b.ip);
+                    self.events.send(Event::Unban {
+                        at: unix_now(),
+                        record: b,
+                        reason: "expired".into(),
+                    });
                 }
             }
             Err(e) => self.error(format!("could not lift expired bans: {e}")),

@@ -27,6 +27,7 @@ use crate::detect::parse::LineParser;
 use crate::detect::Detector;
 use crate::docker::{container_profile, LogLine, WatchSettings, Watcher};
 use crate::enforcer::{Enforcer, StateLock};
+use crate::events::{Bus, Event};
 use enforcement::{Msg, Summary};
 
 /// How the daemon was asked to run.
@@ -93,6 +94,7 @@ struct State {
     started: Instant,
     last_rate: (Instant, u64, f64),
     reload_error: Option<String>,
+    events: Bus,
 }
 
 async fn main_loop(opts: Options, cfg: Config) -> i32 {
@@ -131,7 +133,8 @@ async fn main_loop(opts: Options, cfg: Config) -> i32 {
         report.expired,
         report.lifted.len()
     );
-    let enforce = enforcement::spawn(enforcer);
+    let events = Bus::new();
+    let enforce = enforcement::spawn(enforcer, events.clone());
 
     let (line_tx, mut line_rx) = mpsc::channel::<LogLine>(LINE_QUEUE);
     let mut watcher = match WatchSettings::from_config(&cfg) {
@@ -161,6 +164,7 @@ async fn main_loop(opts: Options, cfg: Config) -> i32 {
         started: Instant::now(),
         last_rate: (Instant::now(), 0, 0.0),
         reload_error: None,
+        events,
     };
 
     let (mut hup, mut term, mut int) = match (
@@ -265,6 +269,24 @@ fn handle_line(
         .observe_in(&req, &line.bytes, now, source.categories.as_deref());
     if let Some(v) = obs.verdict {
         enforce.verdict(v, line.container.clone(), line.docker_ts_ns);
+    } else if !obs.hits.is_empty() {
+        let rules = st.detector.rules();
+        let worst = obs
+            .hits
+            .iter()
+            .map(|&i| rules.rule(i))
+            .max_by_key(|r| r.severity);
+        if let Some(w) = worst {
+            st.events.send(Event::RuleHit {
+                at: now,
+                ip: req.ip,
+                rules: obs.hits.iter().map(|&i| rules.rule(i).id.clone()).collect(),
+                category: w.category.clone(),
+                severity: w.severity.to_string(),
+                container: line.container.clone(),
+                line: crate::detect::decode::escape_excerpt(&line.bytes, 300),
+            });
+        }
     }
 }
 
@@ -351,6 +373,10 @@ async fn reload(
         Ok(msg) => {
             st.reload_error = None;
             tracing::info!(ACTION = "reload", "{msg}");
+            st.events.send(Event::Reload {
+                at: unix_now(),
+                error: None,
+            });
         }
         Err(e) => {
             for line in e.lines() {
@@ -371,6 +397,10 @@ async fn reload(
                 ACTION = "reload",
                 "the new config was rejected; carrying on with the old one"
             );
+            st.events.send(Event::Reload {
+                at: unix_now(),
+                error: st.reload_error.clone(),
+            });
         }
     }
     let s = summary(enforce).await;
