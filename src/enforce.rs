@@ -20,8 +20,19 @@ pub struct NeverBan {
     pub allowlist: Vec<IpNet>,
     /// The host's own addresses (which include the Docker bridge gateways).
     pub host: Vec<IpAddr>,
-    /// Docker network gateways, kept current by the Docker watcher.
-    pub docker_gateways: Vec<IpAddr>,
+    /// Docker's networks, kept current by the daemon.
+    pub docker_networks: Vec<DockerNetwork>,
+    /// Whether addresses inside Docker's networks may be banned (`docker.ban_internal_addresses`);
+    /// gateways never are.
+    pub ban_internal: bool,
+}
+
+/// One Docker network, as the never-ban list needs it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DockerNetwork {
+    pub name: String,
+    pub subnet: IpNet,
+    pub gateway: Option<IpAddr>,
 }
 
 impl NeverBan {
@@ -29,7 +40,8 @@ impl NeverBan {
         NeverBan {
             allowlist: cfg.allowlist.clone(),
             host: host_addresses(),
-            docker_gateways: Vec::new(),
+            docker_networks: Vec::new(),
+            ban_internal: cfg.docker.ban_internal_addresses,
         }
     }
 
@@ -41,8 +53,18 @@ impl NeverBan {
         if self.host.contains(&ip) {
             return Some("an address of this host".into());
         }
-        if self.docker_gateways.contains(&ip) {
-            return Some("a Docker network gateway (connections through docker-proxy appear to come from it)".into());
+        if let Some(n) = self.docker_networks.iter().find(|n| n.gateway == Some(ip)) {
+            return Some(format!("the gateway of Docker network {} (connections through docker-proxy appear to come from it)", n.name));
+        }
+        if !self.ban_internal {
+            if let Some(n) = self.docker_networks.iter().find(|n| n.subnet.contains(ip)) {
+                return Some(format!(
+                    "inside Docker network {} ({}): most likely a reverse-proxy container in front of the app, and banning it would cut every visitor off. \
+                     Watch the proxy container's log instead, or add \"docker\" (or its address) to trusted_proxies so the client is taken from X-Forwarded-For; \
+                     docker.ban_internal_addresses allows such bans",
+                    n.name, n.subnet
+                ));
+            }
         }
         self.allowlist
             .iter()
@@ -437,6 +459,7 @@ mod tests {
             last_seen: now,
             evidence: vec!["GET /?q=union select".into()],
             allowlisted: None,
+            via: None,
         }
     }
 
@@ -447,7 +470,12 @@ mod tests {
             NeverBan {
                 allowlist: vec!["198.51.100.0/24".parse().unwrap()],
                 host: vec![ip("192.0.2.1")],
-                docker_gateways: vec![ip("172.17.0.1")],
+                docker_networks: vec![DockerNetwork {
+                    name: "bridge".into(),
+                    subnet: "172.17.0.0/16".parse().unwrap(),
+                    gateway: Some(ip("172.17.0.1")),
+                }],
+                ban_internal: false,
             },
         )
     }
@@ -523,7 +551,8 @@ mod tests {
         for (addr, why) in [
             ("127.0.0.1", "loopback"),
             ("192.0.2.1", "this host"),
-            ("172.17.0.1", "Docker"),
+            ("172.17.0.1", "gateway of Docker network bridge"),
+            ("172.17.0.9", "trusted_proxies"),
             ("198.51.100.7", "allowlist"),
             ("fe80::1", "link-local"),
         ] {
@@ -539,6 +568,20 @@ mod tests {
             Decision::NeverBan { .. }
         ));
         assert!(b.is_empty());
+    }
+
+    #[test]
+    fn docker_internal_addresses_may_be_banned_when_asked_but_gateways_never() {
+        let mut b = book();
+        b.never_ban().ban_internal = true;
+        assert!(matches!(
+            b.on_verdict(&verdict("172.17.0.9", 0), "web", 0),
+            Decision::Ban { .. }
+        ));
+        assert!(matches!(
+            b.on_verdict(&verdict("172.17.0.1", 0), "web", 0),
+            Decision::NeverBan { .. }
+        ));
     }
 
     #[test]

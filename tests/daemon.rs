@@ -487,3 +487,217 @@ fn a_new_docker_networks_gateway_is_never_banned() {
         d.log()
     );
 }
+
+/// Runs a shell command, panicking with its output when it fails.
+fn sh_ok(cmd: &str) -> String {
+    common::must(cmd)
+}
+
+/// An HTTP GET from inside network namespace `ns`; the body, or None if it could not
+/// connect.
+fn http_get(ns: &str, host: &str, port: u16, target: &str, extra_header: &str) -> Option<String> {
+    let script = format!(
+        "import socket,sys\ntry:\n  s=socket.create_connection(('{host}',{port}),timeout=3)\nexcept OSError:\n  sys.exit(3)\ns.settimeout(5)\ns.send(b'GET {target} HTTP/1.0\\r\\nHost: x\\r\\nUser-Agent: test\\r\\n{extra_header}\\r\\n')\nd=b''\nwhile True:\n  c=s.recv(4096)\n  if not c: break\n  d+=c\nsys.stdout.write(d.decode(errors='replace'))"
+    );
+    let out = Command::new("ip")
+        .args(["netns", "exec", ns, "python3", "-c", &script])
+        .output()
+        .ok()?;
+    out.status
+        .success()
+        .then(|| String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+/// Clients behind a proxy container. The app logs the proxy's (Docker-internal) address
+/// as the client and the real one in a forwarded field. Without trust, the verdict is
+/// against the proxy and no ban is made (cutting everyone off), with an explanation.
+/// With `trusted_proxies: ["docker"]` the attacker, named by the proxy in
+/// X-Forwarded-For, is banned; a victim address the attacker wrote into its own
+/// X-Forwarded-For is not; the proxy and other visitors keep working; no Docker-internal
+/// address ever lands in the ban set.
+#[test]
+fn behind_a_proxy_container_the_real_client_is_banned_and_never_the_proxy() {
+    let Some((env, netns)) =
+        setup("behind_a_proxy_container_the_real_client_is_banned_and_never_the_proxy")
+    else {
+        return;
+    };
+    let pfx = common::prefix("px");
+    let (net, app, proxy) = (
+        format!("{pfx}net"),
+        format!("{pfx}app"),
+        format!("{pfx}proxy"),
+    );
+    let (attacker_ns, visitor_ns) = ("smt-px-a", "smt-px-v");
+    struct Cleanup(String, String, Vec<String>);
+    impl Drop for Cleanup {
+        fn drop(&mut self) {
+            for c in &self.2 {
+                let _ = common::sh(&format!("docker -H {} rm -f {c} >/dev/null 2>&1", self.0));
+            }
+            let _ = common::sh(&format!(
+                "docker -H {} network rm {} >/dev/null 2>&1; ip netns del smt-px-a 2>/dev/null; ip netns del smt-px-v 2>/dev/null; ip -n {} link del smtbr0 2>/dev/null",
+                self.0, self.1, std::env::var("SECMON_DOCKER_NETNS").unwrap_or_default()
+            ));
+        }
+    }
+    let _cleanup = Cleanup(
+        env.host.clone(),
+        net.clone(),
+        vec![app.clone(), proxy.clone()],
+    );
+
+    // Two client hosts on a bridge into the dockerd's namespace.
+    let _ = common::sh(&format!("ip netns del {attacker_ns} 2>/dev/null; ip netns del {visitor_ns} 2>/dev/null; ip -n {netns} link del smtbr0 2>/dev/null"));
+    sh_ok(&format!("set -e; ip -n {netns} link add smtbr0 type bridge; ip -n {netns} addr add 10.234.0.1/24 dev smtbr0; ip -n {netns} link set smtbr0 up"));
+    for (n, ns) in [(2, attacker_ns), (3, visitor_ns)] {
+        sh_ok(&format!(
+            "set -e; ip netns add {ns}; ip link add smtpx{n} type veth peer name smtpx{n}c; ip link set smtpx{n} netns {netns}; ip link set smtpx{n}c netns {ns}; \
+             ip -n {netns} link set smtpx{n} master smtbr0 up; ip -n {ns} addr add 10.234.0.{n}/24 dev smtpx{n}c; ip -n {ns} link set smtpx{n}c up; ip -n {ns} link set lo up"
+        ));
+    }
+
+    // The app logs: the peer (the proxy), the request, and the forwarded field.
+    let app_cgi = r#"#!/bin/sh
+echo "$REMOTE_ADDR - - [$(date +%d/%b/%Y:%H:%M:%S) +0000] \"GET $REQUEST_URI HTTP/1.0\" 200 7 \"-\" \"$HTTP_USER_AGENT\" \"$HTTP_X_FORWARDED_FOR\"" > /proc/1/fd/1
+printf 'Content-Type: text/plain\n\napp ok\n'
+"#;
+    // The proxy appends the address it received the request from, as real proxies do.
+    let proxy_cgi = format!(
+        r#"#!/bin/sh
+XFF="${{HTTP_X_FORWARDED_FOR:+$HTTP_X_FORWARDED_FOR, }}$REMOTE_ADDR"
+printf 'Content-Type: text/plain\n\n'
+printf 'GET %s HTTP/1.0\r\nHost: app\r\nUser-Agent: %s\r\nX-Forwarded-For: %s\r\n\r\n' "$REQUEST_URI" "$HTTP_USER_AGENT" "$XFF" | nc {app} 8080 | sed '1,/^\r*$/d'
+"#
+    );
+    let serve = |cgi: &str| {
+        format!("busybox --install -s /bin; mkdir -p /www/cgi-bin; cat > /www/cgi-bin/app <<'EOF'\n{cgi}EOF\nchmod +x /www/cgi-bin/app; exec httpd -f -p 8080 -h /www")
+    };
+    env.docker(&["network", "create", "--label", "secmon-test=1", &net]);
+    // Both daemons below watch the app by this label.
+    let watched = format!("smt-px-{}=1", std::process::id());
+    env.docker(&[
+        "run",
+        "-d",
+        "--name",
+        &app,
+        "--network",
+        &net,
+        "--label",
+        "secmon-test=1",
+        "--label",
+        &watched,
+        &env.image,
+        "sh",
+        "-c",
+        &serve(app_cgi),
+    ]);
+    env.docker(&[
+        "run",
+        "-d",
+        "--name",
+        &proxy,
+        "--network",
+        &net,
+        "--label",
+        "secmon-test=1",
+        "-p",
+        "18096:8080",
+        &env.image,
+        "sh",
+        "-c",
+        &serve(&proxy_cgi),
+    ]);
+    let proxy_ip = env
+        .docker(&[
+            "inspect",
+            "-f",
+            &format!("{{{{(index .NetworkSettings.Networks \"{net}\").IPAddress}}}}"),
+            &proxy,
+        ])
+        .trim()
+        .to_string();
+    let get = |ns: &str, target: &str, hdr: &str| http_get(ns, "10.234.0.1", 18096, target, hdr);
+    assert!(
+        wait_until(Duration::from_secs(15), || get(
+            visitor_ns,
+            "/cgi-bin/app",
+            ""
+        )
+        .is_some_and(|b| b.contains("app ok"))),
+        "the proxy never answered"
+    );
+
+    // 1. Without trust: the app's log names the proxy as the client.
+    let mut untrusted = Daemon::new(&netns, "smt_px1", "");
+    std::fs::write(
+        &untrusted.cfg,
+        untrusted
+            .config_text("")
+            .replace(&untrusted.label(), &watched),
+    )
+    .unwrap();
+    untrusted.signal("-TERM");
+    untrusted.wait_exit(Duration::from_secs(10));
+    untrusted.start(&[]);
+    let attack = "/cgi-bin/app?q=%3Cscript%3Ealert(document.cookie)%3C/script%3E";
+    let spoof = r"X-Forwarded-For: 203.0.113.250\r\n";
+    assert!(get(attacker_ns, attack, spoof).is_some());
+    assert!(
+        wait_until(Duration::from_secs(15), || untrusted
+            .log()
+            .contains(&format!("not banning {proxy_ip}"))),
+        "no never-ban notice for the proxy {proxy_ip}:\n{}",
+        untrusted.log()
+    );
+    assert!(
+        untrusted.log().contains("trusted_proxies"),
+        "the notice does not say how to fix the setup:\n{}",
+        untrusted.log()
+    );
+    assert!(
+        !untrusted.kernel_set().contains("10.234.0.")
+            && !untrusted.kernel_set().contains(&proxy_ip)
+    );
+    untrusted.signal("-TERM");
+    assert_eq!(untrusted.wait_exit(Duration::from_secs(10)), Some(0));
+
+    // 2. Trusting Docker's networks: the attacker is banned, from the line already logged.
+    let mut trusted = Daemon::new(&netns, "smt_px2", "");
+    std::fs::write(
+        &trusted.cfg,
+        trusted
+            .config_text(", \"trusted_proxies\": [\"docker\"]")
+            .replace(&trusted.label(), &watched),
+    )
+    .unwrap();
+    trusted.signal("-TERM");
+    trusted.wait_exit(Duration::from_secs(10));
+    trusted.start(&[]);
+    assert!(
+        wait_until(Duration::from_secs(15), || trusted
+            .kernel_set()
+            .contains("10.234.0.2")),
+        "the attacker behind the proxy was not banned:\n{}",
+        trusted.log()
+    );
+    // A new attack through the proxy is blocked at the door now; the visitor is fine.
+    assert!(
+        get(attacker_ns, attack, "").is_none(),
+        "the banned attacker still reaches the proxy"
+    );
+    assert!(
+        get(visitor_ns, "/cgi-bin/app", "").is_some_and(|b| b.contains("app ok")),
+        "the proxy stopped working for other visitors"
+    );
+    let set = trusted.kernel_set();
+    assert!(
+        !set.contains("203.0.113.250"),
+        "the victim named in a spoofed X-Forwarded-For was banned: {set}"
+    );
+    assert!(
+        !set.contains("172.") && !set.contains(&proxy_ip),
+        "a Docker-internal address is in the ban set: {set}"
+    );
+    assert!(!set.contains("10.234.0.3"), "the visitor was banned: {set}");
+}

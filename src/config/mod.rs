@@ -236,6 +236,10 @@ impl Default for JsonFields {
                 "x_forwarded_for",
                 "forwarded_for",
                 "request_X-Forwarded-For",
+                "request.headers.X-Forwarded-For",
+                "http_x_real_ip",
+                "x_real_ip",
+                "request_X-Real-Ip",
             ]),
             message: strings(&["message", "msg"]),
         }
@@ -402,6 +406,10 @@ pub struct DockerConfig {
     /// Lines per second (by Docker's timestamp) passed on per container; beyond this
     /// they are dropped and counted, so one flooding container cannot starve the rest.
     pub max_lines_per_second: u32,
+    /// Whether addresses inside Docker's own networks may be banned. Off: such an address
+    /// in a log is a proxy container (or docker-proxy), and banning it would cut every
+    /// visitor off; the verdict becomes an alert that explains how to fix the setup.
+    pub ban_internal_addresses: bool,
 }
 
 impl Default for DockerConfig {
@@ -413,8 +421,18 @@ impl Default for DockerConfig {
             label: Some(DEFAULT_SELECT_LABEL.into()),
             max_backlog: 600,
             max_lines_per_second: 20_000,
+            ban_internal_addresses: false,
         }
     }
+}
+
+/// Proxies whose forwarded header (`X-Forwarded-For`, `X-Real-IP`, or a format's
+/// forwarded field) names the real client.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct TrustedProxies {
+    pub nets: Vec<IpNet>,
+    /// `"docker"` in the list: every subnet of every Docker network is trusted.
+    pub docker: bool,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -425,6 +443,7 @@ pub struct Config {
     pub docker: DockerConfig,
     pub ban: BanPolicy,
     pub allowlist: Vec<IpNet>,
+    pub trusted_proxies: TrustedProxies,
     pub log_format: String,
     pub formats: BTreeMap<String, LogFormat>,
     pub containers: BTreeMap<String, ContainerSettings>,
@@ -464,6 +483,7 @@ impl Default for Config {
             docker: DockerConfig::default(),
             ban: BanPolicy::default(),
             allowlist: Vec::new(),
+            trusted_proxies: TrustedProxies::default(),
             log_format: "auto".into(),
             formats: BTreeMap::new(),
             containers: BTreeMap::new(),
@@ -870,6 +890,24 @@ impl Validator {
         if let Some(n) = o.get("ban") {
             self.ban(n, &mut cfg.ban);
         }
+        if let Some(n) = o.get("trusted_proxies") {
+            if let Some(list) = self.string_list(n, "trusted_proxies") {
+                for (i, (s, pos)) in list.iter().enumerate() {
+                    if s == "docker" {
+                        cfg.trusted_proxies.docker = true;
+                        continue;
+                    }
+                    match s.parse::<IpNet>() {
+                        Ok(net) => cfg.trusted_proxies.nets.push(net),
+                        Err(e) => self.err(
+                            &format!("trusted_proxies[{i}]"),
+                            *pos,
+                            format!("{e} (expected \"docker\" for Docker's own networks, an IP address, or a CIDR range such as 172.18.0.0/16)"),
+                        ),
+                    }
+                }
+            }
+        }
         if let Some(n) = o.get("allowlist") {
             if let Some(list) = self.string_list(n, "allowlist") {
                 for (i, (s, pos)) in list.iter().enumerate() {
@@ -1174,6 +1212,11 @@ impl Validator {
                     Ok(()) => d.socket = (!s.is_empty()).then(|| s.to_string()),
                     Err(e) => self.err("docker.socket", n.pos, e),
                 }
+            }
+        }
+        if let Some(n) = o.get("ban_internal_addresses") {
+            if let Some(b) = self.bool(n, "docker.ban_internal_addresses") {
+                d.ban_internal_addresses = b;
             }
         }
         if let Some(n) = o.get("all_containers") {
@@ -1787,6 +1830,20 @@ mod tests {
                 && errs[1].to_string().contains("look-around"),
             "{}",
             errs[1]
+        );
+    }
+
+    #[test]
+    fn trusted_proxies_take_docker_and_cidrs() {
+        let cfg = parse_str(r#"{"trusted_proxies": ["docker", "10.0.0.5", "192.168.0.0/16"], "docker": {"ban_internal_addresses": true}}"#).unwrap();
+        assert!(cfg.trusted_proxies.docker);
+        assert_eq!(cfg.trusted_proxies.nets.len(), 2);
+        assert!(cfg.docker.ban_internal_addresses);
+        let errs = parse_str(r#"{"trusted_proxies": ["dokcer"]}"#).unwrap_err();
+        assert!(
+            errs[0].to_string().contains("trusted_proxies[0]"),
+            "{}",
+            errs[0]
         );
     }
 

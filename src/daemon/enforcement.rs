@@ -16,7 +16,7 @@ use tokio::sync::oneshot;
 use crate::config::{self, Config};
 use crate::detect::parse::format_time;
 use crate::detect::Verdict;
-use crate::enforce::{Decision, NeverBan};
+use crate::enforce::{Decision, DockerNetwork, NeverBan};
 use crate::enforcer::Enforcer;
 use crate::events::{Bus, Event};
 use crate::state::BanRecord;
@@ -55,9 +55,11 @@ pub enum Msg {
     Summary {
         reply: oneshot::Sender<Summary>,
     },
+    /// Docker's networks changed.
+    DockerNetworks(Vec<DockerNetwork>),
     Reconfigure {
         cfg: Box<Config>,
-        gateways: Vec<IpAddr>,
+        docker_networks: Vec<DockerNetwork>,
     },
 }
 
@@ -354,9 +356,15 @@ impl Worker {
                     s.time_to_ban_ms_p99 = percentile(&v, 0.99);
                     let _ = reply.send(s);
                 }
-                Msg::Reconfigure { cfg, gateways } => {
+                Msg::DockerNetworks(nets) => {
+                    self.enforcer.book.never_ban().docker_networks = nets;
+                }
+                Msg::Reconfigure {
+                    cfg,
+                    docker_networks,
+                } => {
                     let mut never = NeverBan::from_config(&cfg);
-                    never.docker_gateways = gateways;
+                    never.docker_networks = docker_networks;
                     self.enforcer
                         .book
                         .reconfigure(cfg.ban.clone(), cfg.log_retention_days, never);

@@ -26,6 +26,7 @@ use crate::config::{self, Config};
 use crate::detect::parse::LineParser;
 use crate::detect::Detector;
 use crate::docker::{container_profile, LogLine, WatchSettings, Watcher};
+use crate::enforce::DockerNetwork;
 use crate::enforcer::{Enforcer, StateLock};
 use crate::events::{Bus, Event};
 use enforcement::{Msg, Summary};
@@ -95,6 +96,8 @@ struct State {
     last_rate: (Instant, u64, f64),
     reload_error: Option<String>,
     events: Bus,
+    /// Docker's networks as last read (never-ban list, trusted proxies).
+    docker_networks: Vec<DockerNetwork>,
 }
 
 async fn main_loop(opts: Options, cfg: Config) -> i32 {
@@ -137,6 +140,11 @@ async fn main_loop(opts: Options, cfg: Config) -> i32 {
     let enforce = enforcement::spawn(enforcer, events.clone());
 
     let (line_tx, mut line_rx) = mpsc::channel::<LogLine>(LINE_QUEUE);
+    let (nets_tx, mut nets_rx) = mpsc::channel::<Vec<DockerNetwork>>(4);
+    let networks_task = crate::docker::networks::spawn_poller(
+        crate::docker::docker_host(cfg.docker.socket.as_deref()),
+        nets_tx,
+    );
     let mut watcher = match WatchSettings::from_config(&cfg) {
         Ok(s) => Some(Watcher::spawn(s, line_tx.clone())),
         Err(e) => {
@@ -165,6 +173,7 @@ async fn main_loop(opts: Options, cfg: Config) -> i32 {
         last_rate: (Instant::now(), 0, 0.0),
         reload_error: None,
         events,
+        docker_networks: Vec::new(),
     };
 
     let (mut hup, mut term, mut int) = match (
@@ -210,6 +219,12 @@ async fn main_loop(opts: Options, cfg: Config) -> i32 {
                     }
                 }
             }
+            Some(nets) = nets_rx.recv() => {
+                tracing::info!("Docker networks: {}", nets.iter().map(|n| format!("{} {}", n.name, n.subnet)).collect::<Vec<_>>().join(", "));
+                st.detector.set_docker_networks(nets.iter().map(|n| n.subnet).collect());
+                st.docker_networks = nets.clone();
+                enforce.send(Msg::DockerNetworks(nets));
+            }
             Some((req, reply)) = call_rx.recv() => {
                 let resp = handle_call(&mut st, &enforce, &mut watcher, &line_tx, &opts, req).await;
                 let _ = reply.send(resp);
@@ -230,6 +245,7 @@ async fn main_loop(opts: Options, cfg: Config) -> i32 {
     notify::stopping();
     tracing::info!("stopping: writing cursors and the state file; bans stay in the firewall");
     server_task.abort();
+    networks_task.abort();
     let _ = std::fs::remove_file(&opts.socket);
     if let Some(w) = watcher.take() {
         let _ = tokio::time::timeout(Duration::from_secs(5), w.shutdown()).await;
@@ -420,10 +436,12 @@ async fn apply_reload(
     let settings = WatchSettings::from_config(&cfg)?;
     // The new config is good: swap everything over. Active bans are untouched.
     st.detector = detector;
+    st.detector
+        .set_docker_networks(st.docker_networks.iter().map(|n| n.subnet).collect());
     st.sources.clear();
     let _ = enforce.send(Msg::Reconfigure {
         cfg: Box::new(cfg.clone()),
-        gateways: Vec::new(),
+        docker_networks: st.docker_networks.clone(),
     });
     if let Some(w) = watcher.take() {
         let _ = tokio::time::timeout(Duration::from_secs(5), w.shutdown()).await;

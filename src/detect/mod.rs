@@ -6,6 +6,7 @@
 
 pub mod decode;
 pub mod parse;
+pub mod proxy;
 pub mod rules;
 pub mod window;
 
@@ -46,11 +47,17 @@ pub struct Verdict {
     pub evidence: Vec<String>,
     /// Set when the IP must never be banned (loopback, link-local, allowlist): why.
     pub allowlisted: Option<String>,
+    /// The trusted proxy that logged the requests, when the client came from its
+    /// forwarded header.
+    pub via: Option<IpAddr>,
 }
 
 /// What one line did.
 #[derive(Debug, Default)]
 pub struct Observation {
+    /// The client the line is about (the logged peer, or the real client behind a
+    /// trusted proxy).
+    pub client: Option<IpAddr>,
     /// Indexes of the rules it matched (see [`Detector::rules`]).
     pub hits: Vec<usize>,
     pub verdict: Option<Verdict>,
@@ -98,6 +105,7 @@ pub struct Detector {
     ban_seconds: u64,
     max_tracked: usize,
     ips: HashMap<IpAddr, IpState, foldhash::fast::RandomState>,
+    proxies: proxy::ProxyResolver,
     view: View,
     hasher: foldhash::fast::RandomState,
     observed: u64,
@@ -114,6 +122,7 @@ impl Detector {
             ban_seconds: cfg.ban.duration,
             max_tracked: cfg.limits.max_tracked_ips,
             ips: HashMap::with_hasher(foldhash::fast::RandomState::default()),
+            proxies: proxy::ProxyResolver::new(&cfg.trusted_proxies),
             view: View::default(),
             hasher: foldhash::fast::RandomState::default(),
             observed: 0,
@@ -144,6 +153,11 @@ impl Detector {
             .iter()
             .find(|n| n.contains(ip))
             .map(|n| format!("allowlist {n}"))
+    }
+
+    /// Docker's networks as they are now, for `trusted_proxies: ["docker"]`.
+    pub fn set_docker_networks(&mut self, nets: Vec<IpNet>) {
+        self.proxies.set_docker_networks(nets);
     }
 
     /// Forget what is known about `ip` (after an operator lifts its ban, say).
@@ -179,7 +193,9 @@ impl Detector {
         }
 
         let t = &self.thresholds;
-        let state = self.ips.entry(req.ip).or_default();
+        let client = self.proxies.client(req.ip, &req.forwarded_for);
+        obs.client = Some(client.ip);
+        let state = self.ips.entry(client.ip).or_default();
         // Out-of-order lines are treated as happening now for this IP, so windows never
         // run backwards.
         let now = now.max(state.last_seen);
@@ -287,7 +303,7 @@ impl Detector {
                 .push(decode::escape_excerpt(line, EVIDENCE_CHARS));
         }
         let verdict = Verdict {
-            ip: req.ip,
+            ip: client.ip,
             rule,
             category,
             severity,
@@ -296,12 +312,13 @@ impl Detector {
             last_seen: now,
             evidence: std::mem::take(&mut off.evidence),
             allowlisted: None,
+            via: client.via,
         };
         // A verdict starts the IP afresh: the next one needs new evidence, after the ban.
         state.quiet_until = now.saturating_add(self.ban_seconds as i64);
         state.offences = None;
         state.requests.clear();
-        let allowlisted = self.never_ban(req.ip);
+        let allowlisted = self.never_ban(client.ip);
         obs.verdict = Some(Verdict {
             allowlisted,
             ..verdict
@@ -447,6 +464,24 @@ mod tests {
                 .rule,
             "b"
         );
+    }
+
+    #[test]
+    fn behind_a_trusted_proxy_the_forwarded_client_is_the_one_judged() {
+        let mut d = detector(r#"{"trusted_proxies": ["172.18.0.0/16"]}"#);
+        let attack = |peer: &str, xff: &str| {
+            format!("{peer} - - [21/Nov/2026:00:00:00 +0000] \"GET /?q=%3Cscript%3Ealert(1)%3C/script%3E HTTP/1.1\" 200 10 \"-\" \"x\" \"{xff}\"").into_bytes()
+        };
+        // Through the trusted proxy: the real client is banned.
+        let raw = attack("172.18.0.5", "203.0.113.9");
+        let v = feed(&mut d, &raw, 0).verdict.unwrap();
+        assert_eq!(v.ip, "203.0.113.9".parse::<IpAddr>().unwrap());
+        assert_eq!(v.via, Some("172.18.0.5".parse().unwrap()));
+        // Straight from an untrusted client naming a victim: the client itself.
+        let raw = attack("198.51.100.66", "203.0.113.77");
+        let v = feed(&mut d, &raw, 1).verdict.unwrap();
+        assert_eq!(v.ip, "198.51.100.66".parse::<IpAddr>().unwrap());
+        assert_eq!(v.via, None);
     }
 
     #[test]

@@ -116,7 +116,7 @@ fn compile_custom(pattern: &str) -> Result<CustomFormat, String> {
         ua: group(&["ua", "user_agent"]),
         referer: group(&["referer"]),
         time: group(&["time"]),
-        forwarded_for: group(&["forwarded_for", "xff"]),
+        forwarded_for: group(&["forwarded_for", "xff", "real_ip"]),
         message: group(&["message", "msg"]),
         regex,
     })

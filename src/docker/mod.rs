@@ -14,6 +14,7 @@
 
 pub mod cursor;
 pub mod lines;
+pub mod networks;
 pub mod select;
 pub mod status;
 mod stream;
