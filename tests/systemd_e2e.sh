@@ -9,6 +9,8 @@
 # Needs what tests/run.sh prepares: DOCKER_HOST / SECMON_DOCKER_SOCK for the private
 # dockerd, the busybox image, the release binary, debootstrap.
 set -euo pipefail
+# Note: `cmd | grep -q` is not used here: with pipefail, grep -q exiting at the first
+# match can fail the pipeline through SIGPIPE in the writer; grep >/dev/null reads all.
 
 repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 sock=${SECMON_DOCKER_SOCK:?SECMON_DOCKER_SOCK is not set (tests/run.sh sets it)}
@@ -69,13 +71,13 @@ ip=203.0.113.$((RANDOM % 200 + 20))
 docker run -d --name "$attacker" --label secmon-test=1 --label security-monitor.enable=true "$image" \
     sh -c "sleep 2; echo '$ip - - [21/Nov/2026:10:00:00 +0000] \"GET /?q=%3Cscript%3Ealert(document.cookie)%3C/script%3E HTTP/1.1\" 200 5 \"-\" \"x\"'; sleep 300" >/dev/null
 for _ in $(seq 1 50); do
-    docker exec "$box" security-monitor list 2>/dev/null | grep -q "$ip" && break
+    docker exec "$box" security-monitor list 2>/dev/null | grep "$ip" >/dev/null && break
     sleep 0.3
 done
 docker exec "$box" security-monitor list | tee "$work/list"
 grep -q "$ip" "$work/list" || fail "security-monitor list does not show $ip"
-docker exec "$box" cat /var/lib/security-monitor/blocked_ips.json | grep -q "\"ip\": \"$ip\"" || fail "blocked_ips.json does not hold $ip"
-docker exec "$box" nft list set inet security_monitor banned_v4 | grep -q "$ip" || fail "$ip is not in the kernel set"
+docker exec "$box" cat /var/lib/security-monitor/blocked_ips.json | grep "\"ip\": \"$ip\"" >/dev/null || fail "blocked_ips.json does not hold $ip"
+docker exec "$box" nft list set inet security_monitor banned_v4 | grep "$ip" >/dev/null || fail "$ip is not in the kernel set"
 docker exec "$box" journalctl -u security-monitor --no-pager -o verbose "IP=$ip" | tee "$work/journal" | grep -E '^ *(IP|ACTION|RULE|CATEGORY|CONTAINER)=' || true
 grep -q "ACTION=ban" "$work/journal" || fail "no structured ban event for IP=$ip in the journal"
 docker exec "$box" security-monitor status
@@ -88,16 +90,16 @@ if docker exec "$box" systemctl reload security-monitor; then fail "a broken con
 docker exec "$box" systemctl is-active security-monitor || fail "the service died on a bad reload"
 docker exec "$box" journalctl -u security-monitor --no-pager -n 20 | grep "thresholds.max_failed_auth" || fail "the reload error is not in the journal"
 docker exec "$box" systemctl status --no-pager security-monitor | grep -i "Status:" || true
-docker exec "$box" security-monitor list | grep -q "$ip" || fail "the ban was lost on the bad reload"
+docker exec "$box" security-monitor list | grep "$ip" >/dev/null || fail "the ban was lost on the bad reload"
 docker exec "$box" cp /root/good.json /etc/security-monitor/monitor_config.json
 docker exec "$box" systemctl reload security-monitor || fail "a good config did not reload"
 docker exec "$box" systemctl is-active security-monitor >/dev/null || fail "not active after a good reload"
 
 step "stop keeps the bans in the kernel; start restores the book"
 docker exec "$box" systemctl stop security-monitor
-docker exec "$box" nft list set inet security_monitor banned_v4 | grep -q "$ip" || fail "stopping lifted the ban"
+docker exec "$box" nft list set inet security_monitor banned_v4 | grep "$ip" >/dev/null || fail "stopping lifted the ban"
 docker exec "$box" systemctl start security-monitor
-docker exec "$box" security-monitor list | grep -q "$ip" || fail "the restart lost the ban"
+docker exec "$box" security-monitor list | grep "$ip" >/dev/null || fail "the restart lost the ban"
 
 step "systemd-analyze"
 docker exec "$box" systemd-analyze verify /etc/systemd/system/security-monitor.service && echo "systemd-analyze verify: clean"
