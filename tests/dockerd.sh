@@ -8,10 +8,13 @@
 # dockerd runs in a network namespace of its own (entered with nsenter, which unlike
 # `ip netns exec` leaves /sys and the cgroup mounts alone): its bridge, its iptables
 # rules and every ban the tests make stay out of the host's ruleset.
-test_run=/run/secmon-test
-test_lib=/var/lib/secmon-test
+# SECMON_TEST_INSTANCE names the socket directory, data root and namespace, so two
+# suites on one machine (two checkouts, say) do not stop each other's dockerd.
+test_instance=${SECMON_TEST_INSTANCE:-secmon-test}
+test_run=/run/$test_instance
+test_lib=/var/lib/$test_instance
 test_image=secmon-busybox:test
-test_netns=secmon-test
+test_netns=$test_instance
 dockerd_cmd="nsenter --net=/run/netns/$test_netns dockerd --host unix://$test_run/docker.sock --data-root $test_lib/docker --exec-root $test_run/exec --pidfile $test_run/dockerd.pid --live-restore"
 dockerd_started=false
 
