@@ -236,6 +236,7 @@ async fn main_loop(opts: Options, cfg: Config) -> i32 {
             _ = int.recv() => break,
             _ = tick.tick() => {
                 notify::watchdog();
+                rate(&mut st);
                 let s = summary(&enforce).await;
                 notify::status(&status_line(&st, watcher.as_ref(), &s));
             }
@@ -359,10 +360,7 @@ fn rate(st: &mut State) -> f64 {
 fn status_line(st: &State, watcher: Option<&Watcher>, s: &Summary) -> String {
     let (docker, n) = match watcher.map(|w| w.status()) {
         Some(ws) if ws.connected => ("", ws.containers.len()),
-        Some(ws) => {
-            let _ = ws;
-            ("Docker unreachable, retrying; ", 0)
-        }
+        Some(_) => ("Docker unreachable, retrying; ", 0),
         None => ("Docker not watched; ", 0),
     };
     let reload = st
