@@ -1930,6 +1930,30 @@ mod tests {
     }
 
     #[test]
+    fn metrics_listen_defaults_to_loopback_and_takes_addresses_only() {
+        assert_eq!(parse_listen(""), Ok(None));
+        let lo: std::net::SocketAddr = "127.0.0.1:9184".parse().unwrap();
+        assert_eq!(parse_listen("9184"), Ok(Some(lo)));
+        assert_eq!(parse_listen(":9184"), Ok(Some(lo)));
+        assert_eq!(
+            parse_listen("[::1]:9184"),
+            Ok(Some("[::1]:9184".parse().unwrap()))
+        );
+        assert!(parse_listen("localhost:9184")
+            .unwrap_err()
+            .contains("IP:PORT"));
+        assert!(parse_listen("0").is_err());
+        let cfg = parse_str(
+            r#"{"metrics": {"listen": "0.0.0.0:9100"}, "alerts": {"cooldown": "2m", "keep": 50}}"#,
+        )
+        .unwrap();
+        assert_eq!(cfg.metrics.listen, Some("0.0.0.0:9100".parse().unwrap()));
+        assert_eq!((cfg.alerts.cooldown, cfg.alerts.keep), (120, 50));
+        let e = parse_str(r#"{"metrics": {"listn": "9100"}}"#).unwrap_err();
+        assert!(e[0].message.contains("did you mean \"listen\""), "{e:?}");
+    }
+
+    #[test]
     fn durations() {
         assert_eq!(parse_duration("90"), Ok(90));
         assert_eq!(parse_duration("10m"), Ok(600));

@@ -398,4 +398,37 @@ mod tests {
             );
         }
     }
+
+    /// The shipped Grafana dashboard asks only for metrics the daemon exports.
+    #[test]
+    fn the_grafana_dashboard_uses_only_exported_metrics() {
+        let path = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/packaging/grafana/security-monitor.json"
+        );
+        let dashboard = std::fs::read_to_string(path).expect("the dashboard");
+        let _: serde_json::Value = serde_json::from_str(&dashboard).expect("valid JSON");
+        let s = Summary::default();
+        let text = render(
+            &Metrics::default(),
+            &Snapshot {
+                summary: &s,
+                docker: None,
+                uptime_s: 0,
+                alerts_kept: 0,
+                risk_score: 0,
+            },
+        );
+        let re = regex::Regex::new(r"security_monitor_[a-z_]+").unwrap();
+        let mut used = 0;
+        for m in re.find_iter(&dashboard) {
+            let name = m.as_str().trim_end_matches("_bucket");
+            assert!(
+                text.contains(&format!("# TYPE {name} ")),
+                "the dashboard uses {name}, which is not exported"
+            );
+            used += 1;
+        }
+        assert!(used > 10, "{used}");
+    }
 }
