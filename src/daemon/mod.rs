@@ -650,6 +650,8 @@ async fn apply_reload(
         let _ = tokio::time::timeout(Duration::from_secs(5), w.shutdown()).await;
     }
     *watcher = Some(Watcher::spawn(settings, line_tx.clone()));
+    // The new watcher starts unconnected: that is not a lost connection.
+    st.docker_connected = None;
     let n = st.detector.rules().rules().len();
     st.alerts.reconfigure(cfg.alerts.cooldown, cfg.alerts.keep);
     st.alert_log.set_retention(cfg.log_retention_days);
