@@ -715,13 +715,15 @@ fn python_with_prometheus_client() -> Option<String> {
 /// test); returns every sample as (name, labels, value).
 fn parse_prometheus(python: &str, text: &str) -> Vec<(String, serde_json::Value, f64)> {
     use std::io::Write as _;
-    let script = "import sys, json\n\
-from prometheus_client.parser import text_string_to_metric_families\n\
-out = []\n\
-for fam in text_string_to_metric_families(sys.stdin.read()):\n\
-    for s in fam.samples:\n\
-        out.append([s.name, s.labels, s.value])\n\
-print(json.dumps(out))\n";
+    let script = r#"
+import sys, json
+from prometheus_client.parser import text_string_to_metric_families
+out = []
+for fam in text_string_to_metric_families(sys.stdin.read()):
+    for s in fam.samples:
+        out.append([s.name, s.labels, s.value])
+print(json.dumps(out))
+"#;
     let mut child = Command::new(python)
         .args(["-c", script])
         .stdin(Stdio::piped())

@@ -241,6 +241,14 @@ fn cut(s: &str) -> String {
     }
 }
 
+/// The alert with `id`: the ring is ordered by id (new alerts take the next id; a
+/// restore puts them back in order), so a binary search.
+fn find(ring: &VecDeque<Alert>, id: u64) -> Option<&Alert> {
+    ring.binary_search_by_key(&id, |a| a.id)
+        .ok()
+        .and_then(|i| ring.get(i))
+}
+
 /// What [`AlertBook::record`] did with an alert.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Recorded {
@@ -298,8 +306,13 @@ impl AlertBook {
 
     /// Puts back alerts read from the log (oldest first), so `alerts` and `insights`
     /// survive a restart. Repeats after the restart fold into them as before.
-    pub fn restore(&mut self, alerts: Vec<Alert>) {
+    pub fn restore(&mut self, mut alerts: Vec<Alert>) {
+        alerts.sort_by_key(|a| a.id);
         for a in alerts {
+            // The ring stays ordered by id (lookups are binary searches).
+            if self.ring.back().is_some_and(|b| b.id >= a.id) {
+                continue;
+            }
             self.next_id = self.next_id.max(a.id + 1);
             self.open.insert(a.fold_key(), a.id);
             self.ring.push_back(a);
@@ -341,22 +354,12 @@ impl AlertBook {
     }
 
     pub fn get(&self, id: u64) -> Option<&Alert> {
-        let first = self.ring.front()?.id;
-        let i = id.checked_sub(first)? as usize;
-        // Ids are consecutive in the ring except after a restore from a pruned log.
-        match self.ring.get(i) {
-            Some(a) if a.id == id => Some(a),
-            _ => self.ring.iter().find(|a| a.id == id),
-        }
+        find(&self.ring, id)
     }
 
     fn get_mut(&mut self, id: u64) -> Option<&mut Alert> {
-        let first = self.ring.front()?.id;
-        let i = id.checked_sub(first)? as usize;
-        if self.ring.get(i).is_some_and(|a| a.id == id) {
-            return self.ring.get_mut(i);
-        }
-        self.ring.iter_mut().find(|a| a.id == id)
+        let i = self.ring.binary_search_by_key(&id, |a| a.id).ok()?;
+        self.ring.get_mut(i)
     }
 
     /// The folded alerts changed since the last call, to write to the log again.
@@ -374,15 +377,8 @@ impl AlertBook {
         }
         let cooldown = self.cooldown;
         let ring = &self.ring;
-        let first = ring.front().map(|a| a.id).unwrap_or(u64::MAX);
-        self.open.retain(|_, id| {
-            *id >= first
-                && ring
-                    .iter()
-                    .rev()
-                    .find(|a| a.id == *id)
-                    .is_some_and(|a| a.time + cooldown > now)
-        });
+        self.open
+            .retain(|_, id| find(ring, *id).is_some_and(|a| a.time + cooldown > now));
     }
 
     fn trim(&mut self) {
