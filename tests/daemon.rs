@@ -764,7 +764,7 @@ fn sample_sum(
 }
 
 /// Fetches a path from the metrics listener inside the daemon's network namespace.
-fn http_get(netns: &str, python: &str, url: &str) -> (u16, String) {
+fn metrics_get(netns: &str, python: &str, url: &str) -> (u16, String) {
     let out = in_netns(netns)
         .args([python, "-c"])
         .arg(format!(
@@ -810,7 +810,7 @@ fn metrics_alerts_and_insights_follow_an_attack_and_survive_a_restart() {
     );
     let url = format!("http://127.0.0.1:{port}");
 
-    let (code, before) = http_get(&netns, &python, &format!("{url}/metrics"));
+    let (code, before) = metrics_get(&netns, &python, &format!("{url}/metrics"));
     assert_eq!(code, 200, "{before}");
     let before = parse_prometheus(&python, &before);
     assert_eq!(sample_sum(&before, "security_monitor_bans_total", &[]), 0.0);
@@ -818,7 +818,7 @@ fn metrics_alerts_and_insights_follow_an_attack_and_survive_a_restart() {
         sample_sum(&before, "security_monitor_notification_failures_total", &[]),
         0.0
     );
-    let (code, body) = http_get(&netns, &python, &format!("{url}/nothing"));
+    let (code, body) = metrics_get(&netns, &python, &format!("{url}/nothing"));
     assert_eq!(code, 404, "{body}");
 
     // One benign line, two attack lines from one IP (folded into one rule-hit alert or a
@@ -895,11 +895,11 @@ fn metrics_alerts_and_insights_follow_an_attack_and_survive_a_restart() {
     );
     assert!(sample_sum(&after, "security_monitor_alerts_total", &[]) >= 2.0);
     // Over HTTP too.
-    let (code, text) = http_get(&netns, &python, &format!("{url}/metrics"));
+    let (code, text) = metrics_get(&netns, &python, &format!("{url}/metrics"));
     assert_eq!(code, 200);
     let http = parse_prometheus(&python, &text);
     assert_eq!(sample_sum(&http, "security_monitor_bans_total", &[]), 1.0);
-    let (code, health) = http_get(&netns, &python, &format!("{url}/health"));
+    let (code, health) = metrics_get(&netns, &python, &format!("{url}/health"));
     assert_eq!(code, 200, "{health}");
 
     // The alerts: the ban and the error-rate jump.
