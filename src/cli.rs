@@ -7,6 +7,8 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
 
+use security_monitor::alerts::log::AlertLog;
+use security_monitor::alerts::{Alert, AlertBook, Filter};
 use security_monitor::api::client::{self, ClientError};
 use security_monitor::api::{Request, Response};
 use security_monitor::check::{render_text, Checker};
@@ -121,6 +123,50 @@ enum Command {
         #[arg(long, short)]
         config: Option<PathBuf>,
     },
+    /// Recent alerts: rule hits, bans, unbans, held bans, error-rate jumps, lost Docker
+    /// connections (repeats folded, with a count). Without a running daemon, read from
+    /// the alerts log in state.dir.
+    Alerts {
+        /// Only alerts seen within this long (`1h`, `30m`) or since this time
+        /// (`2026-11-21T10:00:00Z`).
+        #[arg(long)]
+        since: Option<String>,
+        /// The least severity shown: low, medium, high, critical.
+        #[arg(long, value_parser = ["low", "medium", "high", "critical"])]
+        severity: Option<String>,
+        /// Only alerts about this IP.
+        #[arg(long)]
+        ip: Option<String>,
+        /// Only alerts about this container (by name).
+        #[arg(long)]
+        container: Option<String>,
+        /// At most this many, the newest.
+        #[arg(long, short = 'n', default_value_t = 50)]
+        limit: usize,
+        #[arg(long, short)]
+        config: Option<PathBuf>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// The risk summary: a score from 0 to 100, its band, and the signals behind it.
+    Insights {
+        #[arg(long, short)]
+        config: Option<PathBuf>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Whether the running daemon is well (exit 0) or degraded (exit 1), and why.
+    Health {
+        #[arg(long, short)]
+        config: Option<PathBuf>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Print the daemon's Prometheus metrics (what `metrics.listen` serves over HTTP).
+    Metrics {
+        #[arg(long, short)]
+        config: Option<PathBuf>,
+    },
     /// Print shell completions (bash, zsh, fish, elvish, powershell).
     Completions { shell: clap_complete::Shell },
     /// List the rules in effect: built-in and the config's own patterns.
@@ -166,6 +212,28 @@ pub fn run() -> Result<i32> {
         Command::Unban { ip, config } => unban(&ip, config.as_deref()),
         Command::List { config, json } => list(config.as_deref(), json),
         Command::Restore { config, json } => restore(config.as_deref(), json),
+        Command::Alerts {
+            since,
+            severity,
+            ip,
+            container,
+            limit,
+            config,
+            json,
+        } => alerts(
+            Request::Alerts {
+                since,
+                severity,
+                ip,
+                container,
+                limit: Some(limit),
+            },
+            config.as_deref(),
+            json,
+        ),
+        Command::Insights { config, json } => insights(config.as_deref(), json),
+        Command::Health { config, json } => health(config.as_deref(), json),
+        Command::Metrics { config } => metrics(config.as_deref()),
         Command::Watch {
             config,
             json,
@@ -683,4 +751,180 @@ fn restore(config: Option<&Path>, json: bool) -> Result<i32> {
         );
     }
     Ok(0)
+}
+
+fn alerts(req: Request, config: Option<&Path>, json: bool) -> Result<i32> {
+    let list: Vec<Alert> = match ask(config, &req)? {
+        Some(resp) if resp.ok => {
+            serde_json::from_value(resp.data).context("the daemon's alerts are not valid")?
+        }
+        Some(resp) => return Ok(show_answer(resp)),
+        None => alerts_from_log(config, &req)?,
+    };
+    let mut out = io::stdout().lock();
+    if json {
+        serde_json::to_writer_pretty(&mut out, &list)?;
+        writeln!(out)?;
+        return Ok(0);
+    }
+    if list.is_empty() {
+        writeln!(out, "no alerts")?;
+        return Ok(0);
+    }
+    let w =
+        |f: &dyn Fn(&Alert) -> usize, min: usize| list.iter().map(f).max().unwrap_or(min).max(min);
+    let ipw = w(&|a| a.ip.map(|i| i.to_string().len()).unwrap_or(1), 2);
+    let kw = w(&|a| a.kind.len(), 4);
+    let cw = w(&|a| a.container.len().min(24), 9);
+    let rw = w(&|a| a.rule.len().min(24), 4);
+    writeln!(
+        out,
+        "{:<20}  {:<8}  {:<kw$}  {:<ipw$}  {:<cw$}  {:<rw$}  {:>5}  WHAT",
+        "LAST SEEN", "SEVERITY", "KIND", "IP", "CONTAINER", "RULE", "COUNT"
+    )?;
+    for a in &list {
+        let dash = |s: &str| {
+            if s.is_empty() {
+                "-".to_string()
+            } else {
+                s.chars().take(24).collect()
+            }
+        };
+        writeln!(
+            out,
+            "{:<20}  {:<8}  {:<kw$}  {:<ipw$}  {:<cw$}  {:<rw$}  {:>5}  {}",
+            format_time(a.last_seen),
+            a.severity,
+            a.kind,
+            a.ip.map(|i| i.to_string()).unwrap_or_else(|| "-".into()),
+            dash(&a.container),
+            dash(&a.rule),
+            a.count,
+            a.line.chars().take(120).collect::<String>()
+        )?;
+    }
+    writeln!(
+        out,
+        "{} alert{}",
+        list.len(),
+        if list.len() == 1 { "" } else { "s" }
+    )?;
+    Ok(0)
+}
+
+/// Without a daemon: the alerts log in state.dir, with the same filters.
+fn alerts_from_log(config: Option<&Path>, req: &Request) -> Result<Vec<Alert>> {
+    let Request::Alerts {
+        since,
+        severity,
+        ip,
+        container,
+        limit,
+    } = req
+    else {
+        return Ok(Vec::new());
+    };
+    let cfg = load_config(config, true)?;
+    let now = unix_now();
+    let log = AlertLog::new(&cfg.state.dir, cfg.log_retention_days);
+    let loaded = log.load(now, cfg.alerts.keep);
+    let mut book = AlertBook::new(cfg.alerts.cooldown, cfg.alerts.keep);
+    book.restore(loaded.alerts);
+    let since = match since.as_deref() {
+        None => None,
+        Some(s) => Some(match config::parse_duration(s) {
+            Ok(d) => now - d as i64,
+            Err(_) => security_monitor::detect::parse::parse_time(s.as_bytes()).ok_or_else(|| {
+                anyhow::anyhow!("--since: {s:?} is neither a duration (1h, 30m) nor a time (2026-11-21T10:00:00Z)")
+            })?,
+        }),
+    };
+    let ip = ip.as_deref().map(parse_ip).transpose()?;
+    eprintln!(
+        "security-monitor: the daemon is not running; reading {}",
+        log.path().display()
+    );
+    Ok(book.query(&Filter {
+        since,
+        severity: severity.clone(),
+        ip,
+        container: container.clone(),
+        limit: *limit,
+    }))
+}
+
+fn insights(config: Option<&Path>, json: bool) -> Result<i32> {
+    let resp = need_daemon(&socket_of(config), &Request::Insights)?;
+    if !resp.ok {
+        return Ok(show_answer(resp));
+    }
+    let d = resp.data;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&d)?);
+        return Ok(0);
+    }
+    println!(
+        "risk {}/100: {}",
+        d["risk_score"],
+        d["risk_level"].as_str().unwrap_or("?").to_uppercase()
+    );
+    println!("  {}", d["summary"].as_str().unwrap_or(""));
+    println!();
+    println!("  {:<18} {:>7} {:>7}  WHY", "SIGNAL", "POINTS", "OF");
+    let empty = Vec::new();
+    for s in d["signals"].as_array().unwrap_or(&empty) {
+        println!(
+            "  {:<18} {:>7.1} {:>7.0}  {}",
+            s["name"].as_str().unwrap_or("?"),
+            s["points"].as_f64().unwrap_or(0.0),
+            s["max_points"].as_f64().unwrap_or(0.0),
+            s["explanation"].as_str().unwrap_or("")
+        );
+    }
+    let top = d["top_ips"].as_array().unwrap_or(&empty);
+    if !top.is_empty() {
+        println!();
+        println!("  most alerts in the last hour:");
+        for t in top {
+            println!("    {:<40} {}", t[0].as_str().unwrap_or("?"), t[1]);
+        }
+    }
+    Ok(0)
+}
+
+fn health(config: Option<&Path>, json: bool) -> Result<i32> {
+    let resp = need_daemon(&socket_of(config), &Request::Health)?;
+    if !resp.ok {
+        return Ok(show_answer(resp));
+    }
+    let d = resp.data;
+    let ok = d["status"] == "ok";
+    if json {
+        println!("{}", serde_json::to_string_pretty(&d)?);
+    } else {
+        println!("{}", d["status"].as_str().unwrap_or("?"));
+        let empty = Vec::new();
+        for p in d["problems"].as_array().unwrap_or(&empty) {
+            println!("  {}", p.as_str().unwrap_or(""));
+        }
+    }
+    Ok(if ok { 0 } else { 1 })
+}
+
+fn metrics(config: Option<&Path>) -> Result<i32> {
+    let resp = need_daemon(&socket_of(config), &Request::Metrics)?;
+    match (resp.ok, resp.data) {
+        (true, serde_json::Value::String(text)) => {
+            print!("{text}");
+            Ok(0)
+        }
+        (_, _) => {
+            eprintln!(
+                "security-monitor: {}",
+                resp.error
+                    .unwrap_or_else(|| "the daemon sent no metrics".into())
+            );
+            Ok(1)
+        }
+    }
 }

@@ -65,6 +65,24 @@ pub enum Event {
     Reload { at: i64, error: Option<String> },
     /// A firewall change failed.
     FirewallError { at: i64, error: String },
+    /// The connection to dockerd was lost (`connected: false`, with the error) or is back.
+    DockerConnection {
+        at: i64,
+        connected: bool,
+        error: Option<String>,
+    },
+    /// A container's error lines (5xx, tracebacks) jumped above its own baseline; see
+    /// `alerts::errors`.
+    ErrorRate {
+        at: i64,
+        container: String,
+        /// Error lines in the current minute.
+        errors: u64,
+        /// Its usual errors per minute.
+        baseline: f64,
+        /// The last error line, escaped and truncated.
+        sample: String,
+    },
 }
 
 impl Event {
@@ -76,7 +94,9 @@ impl Event {
             | Event::NeverBan { at, .. }
             | Event::RuleHit { at, .. }
             | Event::Reload { at, .. }
-            | Event::FirewallError { at, .. } => *at,
+            | Event::FirewallError { at, .. }
+            | Event::DockerConnection { at, .. }
+            | Event::ErrorRate { at, .. } => *at,
         }
     }
 }

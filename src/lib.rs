@@ -1,6 +1,7 @@
 //! security-monitor: watches Docker container logs, recognises attacks per client IP and
 //! bans offenders in the kernel firewall. See DESIGN.md for the flow of data.
 
+pub mod alerts;
 pub mod api;
 pub mod check;
 pub mod config;
@@ -11,5 +12,6 @@ pub mod enforce;
 pub mod enforcer;
 pub mod events;
 pub mod firewall;
+pub mod metrics;
 pub mod netaddr;
 pub mod state;

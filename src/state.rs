@@ -71,7 +71,7 @@ pub struct StateFile {
 }
 
 /// Times are RFC 3339 in the file, for people; Unix seconds in memory.
-mod rfc3339 {
+pub mod rfc3339 {
     use serde::{Deserialize, Deserializer, Serializer};
 
     pub fn serialize<S: Serializer>(t: &i64, s: S) -> Result<S::Ok, S::Error> {

@@ -700,3 +700,282 @@ printf 'GET %s HTTP/1.0\r\nHost: app\r\nUser-Agent: %s\r\nX-Forwarded-For: %s\r\
     );
     assert!(!set.contains("10.234.0.3"), "the visitor was banned: {set}");
 }
+
+/// A Python that has the `prometheus_client` package (Debian's python3-prometheus-client
+/// goes to /usr/bin/python3, which may not be the first python3 on PATH).
+fn python_with_prometheus_client() -> Option<String> {
+    ["python3", "/usr/bin/python3"]
+        .into_iter()
+        .find(|p| have(p, &["-c", "import prometheus_client.parser"]))
+        .map(str::to_string)
+}
+
+/// Parses exposition text with prometheus_client's own parser (a parse error fails the
+/// test); returns every sample as (name, labels, value).
+fn parse_prometheus(python: &str, text: &str) -> Vec<(String, serde_json::Value, f64)> {
+    use std::io::Write as _;
+    let script = r#"
+import sys, json
+from prometheus_client.parser import text_string_to_metric_families
+out = []
+for fam in text_string_to_metric_families(sys.stdin.read()):
+    for s in fam.samples:
+        out.append([s.name, s.labels, s.value])
+print(json.dumps(out))
+"#;
+    let mut child = Command::new(python)
+        .args(["-c", script])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run python");
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(text.as_bytes())
+        .expect("write the metrics to python");
+    let out = child.wait_with_output().expect("python");
+    assert!(
+        out.status.success(),
+        "prometheus_client could not parse the metrics: {}\n{text}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: Vec<(String, serde_json::Value, f64)> =
+        serde_json::from_slice(&out.stdout).expect("the parser's JSON");
+    v
+}
+
+/// The sum of a metric's samples whose labels include `want`.
+fn sample_sum(
+    samples: &[(String, serde_json::Value, f64)],
+    name: &str,
+    want: &[(&str, &str)],
+) -> f64 {
+    samples
+        .iter()
+        .filter(|(n, labels, _)| {
+            n == name && want.iter().all(|(k, v)| labels[*k].as_str() == Some(*v))
+        })
+        .map(|(_, _, v)| v)
+        .sum()
+}
+
+/// Fetches a path from the metrics listener inside the daemon's network namespace.
+fn metrics_get(netns: &str, python: &str, url: &str) -> (u16, String) {
+    let out = in_netns(netns)
+        .args([python, "-c"])
+        .arg(format!(
+            "import urllib.request, urllib.error, sys\n\
+try:\n    r = urllib.request.urlopen('{url}', timeout=5); code, body = r.status, r.read()\n\
+except urllib.error.HTTPError as e:\n    code, body = e.code, e.read()\n\
+sys.stdout.write(str(code) + '\\n' + body.decode())\n"
+        ))
+        .output()
+        .expect("run python in the daemon's namespace");
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let (code, body) = text.split_once('\n').unwrap_or(("0", ""));
+    (
+        code.trim().parse().unwrap_or_else(|_| {
+            panic!(
+                "no HTTP answer from {url}: {}",
+                String::from_utf8_lossy(&out.stderr)
+            )
+        }),
+        body.to_string(),
+    )
+}
+
+#[test]
+fn metrics_alerts_and_insights_follow_an_attack_and_survive_a_restart() {
+    let test = "metrics_alerts_and_insights_follow_an_attack_and_survive_a_restart";
+    let Some((env, netns)) = setup(test) else {
+        return;
+    };
+    let Some(python) = python_with_prometheus_client() else {
+        require(
+            "the prometheus_client Python package (apt-get install python3-prometheus-client)",
+            false,
+        );
+        return;
+    };
+    // The daemon runs in the test dockerd's namespace: its loopback is its own.
+    let port = 19184;
+    let mut d = Daemon::new(
+        &netns,
+        "smt_metrics",
+        &format!(r#", "metrics": {{"listen": "{port}"}}, "alerts": {{"cooldown": "10m"}}"#),
+    );
+    let url = format!("http://127.0.0.1:{port}");
+
+    let (code, before) = metrics_get(&netns, &python, &format!("{url}/metrics"));
+    assert_eq!(code, 200, "{before}");
+    let before = parse_prometheus(&python, &before);
+    assert_eq!(sample_sum(&before, "security_monitor_bans_total", &[]), 0.0);
+    assert_eq!(
+        sample_sum(&before, "security_monitor_notification_failures_total", &[]),
+        0.0
+    );
+    let (code, body) = metrics_get(&netns, &python, &format!("{url}/nothing"));
+    assert_eq!(code, 404, "{body}");
+
+    // One benign line, two attack lines from one IP (folded into one rule-hit alert or a
+    // ban), and a burst of tracebacks (an error-rate jump).
+    let name = format!("{}metrics", common::prefix("metrics"));
+    let script = format!(
+        "sleep 1; echo \"{}\"; echo \"{}\"; echo \"{}\"; \
+         for i in $(seq 1 45); do echo 'Traceback (most recent call last):'; done; sleep 600",
+        benign_line("203.0.113.162"),
+        attack_line("203.0.113.161"),
+        attack_line("203.0.113.161"),
+    );
+    let _container = Container::run(&env, &name, &d.label(), &script);
+    assert!(
+        wait_until(Duration::from_secs(15), || d
+            .kernel_set()
+            .contains("203.0.113.161")),
+        "no ban in the kernel:\n{}",
+        d.log()
+    );
+
+    // The counters moved, and the CLI's text parses the same.
+    let mut after = Vec::new();
+    let moved = wait_until(Duration::from_secs(10), || {
+        let out = d.cli(&["metrics"]);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        after = parse_prometheus(&python, &String::from_utf8_lossy(&out.stdout));
+        sample_sum(
+            &after,
+            "security_monitor_error_lines_total",
+            &[("container", &name)],
+        ) >= 45.0
+    });
+    assert!(moved, "the error lines were not counted: {after:?}");
+    let c = [("container", name.as_str())];
+    assert!(
+        sample_sum(&after, "security_monitor_lines_read_total", &c) >= 48.0,
+        "{after:?}"
+    );
+    assert!(sample_sum(&after, "security_monitor_parse_failures_total", &c) >= 45.0);
+    assert!(sample_sum(&after, "security_monitor_rule_hits_total", &[]) >= 1.0);
+    assert_eq!(
+        sample_sum(&after, "security_monitor_bans_total", &[]),
+        1.0,
+        "{after:?}"
+    );
+    assert_eq!(sample_sum(&after, "security_monitor_active_bans", &[]), 1.0);
+    assert_eq!(
+        sample_sum(&after, "security_monitor_time_to_ban_seconds_count", &[]),
+        1.0
+    );
+    assert_eq!(
+        sample_sum(
+            &after,
+            "security_monitor_time_to_ban_seconds_bucket",
+            &[("le", "+Inf")]
+        ),
+        1.0
+    );
+    assert_eq!(
+        sample_sum(&after, "security_monitor_docker_connected", &[]),
+        1.0
+    );
+    assert!(
+        sample_sum(
+            &after,
+            "security_monitor_docker_streams",
+            &[("state", "following")]
+        ) >= 1.0
+    );
+    assert!(sample_sum(&after, "security_monitor_alerts_total", &[]) >= 2.0);
+    // Over HTTP too.
+    let (code, text) = metrics_get(&netns, &python, &format!("{url}/metrics"));
+    assert_eq!(code, 200);
+    let http = parse_prometheus(&python, &text);
+    assert_eq!(sample_sum(&http, "security_monitor_bans_total", &[]), 1.0);
+    let (code, health) = metrics_get(&netns, &python, &format!("{url}/health"));
+    assert_eq!(code, 200, "{health}");
+
+    // The alerts: the ban and the error-rate jump.
+    let alerts: serde_json::Value =
+        serde_json::from_slice(&d.cli(&["alerts", "--json"]).stdout).expect("alerts --json");
+    let list = alerts.as_array().expect("a list").clone();
+    let has = |kind: &str, f: &dyn Fn(&serde_json::Value) -> bool| {
+        list.iter().any(|a| a["kind"] == kind && f(a))
+    };
+    assert!(
+        has("ban", &|a| a["ip"] == "203.0.113.161"
+            && a["container"] == name.as_str()),
+        "{alerts:#}"
+    );
+    assert!(
+        has("error_rate", &|a| a["container"] == name.as_str()
+            && a["severity"] == "high"),
+        "{alerts:#}"
+    );
+    assert!(
+        !list.iter().any(|a| a["ip"] == "203.0.113.162"),
+        "{alerts:#}"
+    );
+    // Filters.
+    let only: serde_json::Value = serde_json::from_slice(
+        &d.cli(&[
+            "alerts",
+            "--json",
+            "--ip",
+            "203.0.113.161",
+            "--severity",
+            "high",
+        ])
+        .stdout,
+    )
+    .expect("filtered alerts");
+    assert!(only
+        .as_array()
+        .is_some_and(|l| !l.is_empty() && l.iter().all(|a| a["ip"] == "203.0.113.161")));
+    let table = String::from_utf8_lossy(&d.cli(&["alerts"]).stdout).into_owned();
+    assert!(
+        table.contains("LAST SEEN") && table.contains("error_rate"),
+        "{table}"
+    );
+    let out = d.cli(&["alerts", "--since", "yesterday-ish"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("since"));
+
+    // Insights: a score with its signals.
+    let ins: serde_json::Value =
+        serde_json::from_slice(&d.cli(&["insights", "--json"]).stdout).expect("insights");
+    assert!(ins["risk_score"].as_u64().is_some_and(|s| s > 0), "{ins:#}");
+    assert_eq!(ins["active_bans"], 1);
+    assert_eq!(ins["signals"].as_array().map(Vec::len), Some(4), "{ins:#}");
+    let text = String::from_utf8_lossy(&d.cli(&["insights"]).stdout).into_owned();
+    assert!(
+        text.contains("risk ") && text.contains("severity_mix"),
+        "{text}"
+    );
+    assert!(d.cli(&["health"]).status.success());
+
+    // A restart: the alerts come back from the log.
+    d.signal("-TERM");
+    assert_eq!(d.wait_exit(Duration::from_secs(10)), Some(0), "{}", d.log());
+    let log = std::fs::read_to_string(d.dir.path().join("state/alerts.jsonl")).expect("alerts log");
+    assert!(log.contains("\"kind\":\"ban\""), "{log}");
+    // Without the daemon, `alerts` reads the log.
+    let out = d.cli(&["alerts", "--json", "--ip", "203.0.113.161"]);
+    assert!(out.status.success());
+    assert!(String::from_utf8_lossy(&out.stdout).contains("\"ban\""));
+    d.start(&[]);
+    let again: serde_json::Value =
+        serde_json::from_slice(&d.cli(&["alerts", "--json"]).stdout).expect("alerts --json");
+    assert!(
+        again.as_array().is_some_and(|l| l
+            .iter()
+            .any(|a| a["kind"] == "ban" && a["ip"] == "203.0.113.161")),
+        "the alerts did not survive the restart: {again:#}"
+    );
+}

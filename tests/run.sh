@@ -20,9 +20,10 @@ missing() {
     printf '\n!!!!!!!!\n!!! SKIPPING: %s\n!!!!!!!!\n\n' "$*" >&2
 }
 
-# Debian packages the tests use. One `apt-get update`, one install, only if something is
+# Debian packages the tests use (python3-prometheus-client: its text parser checks the
+# metrics output). One `apt-get update`, one install, only if something is
 # missing.
-packages=(python3 ca-certificates iproute2 nftables iptables ipset docker.io busybox-static debootstrap)
+packages=(python3 python3-prometheus-client ca-certificates iproute2 nftables iptables ipset docker.io busybox-static debootstrap)
 need=()
 for p in "${packages[@]}"; do
     dpkg -s "$p" >/dev/null 2>&1 || need+=("$p")

@@ -16,6 +16,9 @@ _security__monitor() {
             ",$1")
                 cmd="security__monitor"
                 ;;
+            security__monitor,alerts)
+                cmd="security__monitor__subcmd__alerts"
+                ;;
             security__monitor,ban)
                 cmd="security__monitor__subcmd__ban"
                 ;;
@@ -28,11 +31,20 @@ _security__monitor() {
             security__monitor,completions)
                 cmd="security__monitor__subcmd__completions"
                 ;;
+            security__monitor,health)
+                cmd="security__monitor__subcmd__health"
+                ;;
             security__monitor,help)
                 cmd="security__monitor__subcmd__help"
                 ;;
+            security__monitor,insights)
+                cmd="security__monitor__subcmd__insights"
+                ;;
             security__monitor,list)
                 cmd="security__monitor__subcmd__list"
+                ;;
+            security__monitor,metrics)
+                cmd="security__monitor__subcmd__metrics"
                 ;;
             security__monitor,reload)
                 cmd="security__monitor__subcmd__reload"
@@ -58,6 +70,9 @@ _security__monitor() {
             security__monitor,watch)
                 cmd="security__monitor__subcmd__watch"
                 ;;
+            security__monitor__subcmd__help,alerts)
+                cmd="security__monitor__subcmd__help__subcmd__alerts"
+                ;;
             security__monitor__subcmd__help,ban)
                 cmd="security__monitor__subcmd__help__subcmd__ban"
                 ;;
@@ -70,11 +85,20 @@ _security__monitor() {
             security__monitor__subcmd__help,completions)
                 cmd="security__monitor__subcmd__help__subcmd__completions"
                 ;;
+            security__monitor__subcmd__help,health)
+                cmd="security__monitor__subcmd__help__subcmd__health"
+                ;;
             security__monitor__subcmd__help,help)
                 cmd="security__monitor__subcmd__help__subcmd__help"
                 ;;
+            security__monitor__subcmd__help,insights)
+                cmd="security__monitor__subcmd__help__subcmd__insights"
+                ;;
             security__monitor__subcmd__help,list)
                 cmd="security__monitor__subcmd__help__subcmd__list"
+                ;;
+            security__monitor__subcmd__help,metrics)
+                cmd="security__monitor__subcmd__help__subcmd__metrics"
                 ;;
             security__monitor__subcmd__help,reload)
                 cmd="security__monitor__subcmd__help__subcmd__reload"
@@ -107,12 +131,58 @@ _security__monitor() {
 
     case "${cmd}" in
         security__monitor)
-            opts="-h -V --help --version check check-config run status reload ban unban list restore watch remove-firewall completions rules help"
+            opts="-h -V --help --version check check-config run status reload ban unban list restore watch remove-firewall alerts insights health metrics completions rules help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi
             case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        security__subcmd__monitor__subcmd__alerts)
+            opts="-n -c -h --since --severity --ip --container --limit --config --json --help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --since)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --severity)
+                    COMPREPLY=($(compgen -W "low medium high critical" -- "${cur}"))
+                    return 0
+                    ;;
+                --ip)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --container)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --limit)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                -n)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --config)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                -c)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 *)
                     COMPREPLY=()
                     ;;
@@ -208,9 +278,45 @@ _security__monitor() {
             COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
             return 0
             ;;
-        security__subcmd__monitor__subcmd__help)
-            opts="check check-config run status reload ban unban list restore watch remove-firewall completions rules help"
+        security__subcmd__monitor__subcmd__health)
+            opts="-c -h --config --json --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --config)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                -c)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        security__subcmd__monitor__subcmd__help)
+            opts="check check-config run status reload ban unban list restore watch remove-firewall alerts insights health metrics completions rules help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        security__subcmd__monitor__subcmd__help__subcmd__alerts)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi
@@ -278,6 +384,20 @@ _security__monitor() {
             COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
             return 0
             ;;
+        security__subcmd__monitor__subcmd__help__subcmd__health)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
         security__subcmd__monitor__subcmd__help__subcmd__help)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
@@ -292,7 +412,35 @@ _security__monitor() {
             COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
             return 0
             ;;
+        security__subcmd__monitor__subcmd__help__subcmd__insights)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
         security__subcmd__monitor__subcmd__help__subcmd__list)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        security__subcmd__monitor__subcmd__help__subcmd__metrics)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
@@ -418,8 +566,52 @@ _security__monitor() {
             COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
             return 0
             ;;
+        security__subcmd__monitor__subcmd__insights)
+            opts="-c -h --config --json --help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --config)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                -c)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
         security__subcmd__monitor__subcmd__list)
             opts="-c -h --config --json --help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --config)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                -c)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        security__subcmd__monitor__subcmd__metrics)
+            opts="-c -h --config --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0

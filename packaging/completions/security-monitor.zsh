@@ -128,6 +128,47 @@ _arguments "${_arguments_options[@]}" : \
 '--help[Print help]' \
 && ret=0
 ;;
+(alerts)
+_arguments "${_arguments_options[@]}" : \
+'--since=[Only alerts seen within this long (\`1h\`, \`30m\`) or since this time (\`2026-11-21T10\:00\:00Z\`)]:SINCE:_default' \
+'--severity=[The least severity shown\: low, medium, high, critical]:SEVERITY:(low medium high critical)' \
+'--ip=[Only alerts about this IP]:IP:_default' \
+'--container=[Only alerts about this container (by name)]:CONTAINER:_default' \
+'-n+[At most this many, the newest]:LIMIT:_default' \
+'--limit=[At most this many, the newest]:LIMIT:_default' \
+'-c+[]:CONFIG:_files' \
+'--config=[]:CONFIG:_files' \
+'--json[]' \
+'-h[Print help]' \
+'--help[Print help]' \
+&& ret=0
+;;
+(insights)
+_arguments "${_arguments_options[@]}" : \
+'-c+[]:CONFIG:_files' \
+'--config=[]:CONFIG:_files' \
+'--json[]' \
+'-h[Print help]' \
+'--help[Print help]' \
+&& ret=0
+;;
+(health)
+_arguments "${_arguments_options[@]}" : \
+'-c+[]:CONFIG:_files' \
+'--config=[]:CONFIG:_files' \
+'--json[]' \
+'-h[Print help]' \
+'--help[Print help]' \
+&& ret=0
+;;
+(metrics)
+_arguments "${_arguments_options[@]}" : \
+'-c+[]:CONFIG:_files' \
+'--config=[]:CONFIG:_files' \
+'-h[Print help]' \
+'--help[Print help]' \
+&& ret=0
+;;
 (completions)
 _arguments "${_arguments_options[@]}" : \
 '-h[Print help]' \
@@ -200,6 +241,22 @@ _arguments "${_arguments_options[@]}" : \
 _arguments "${_arguments_options[@]}" : \
 && ret=0
 ;;
+(alerts)
+_arguments "${_arguments_options[@]}" : \
+&& ret=0
+;;
+(insights)
+_arguments "${_arguments_options[@]}" : \
+&& ret=0
+;;
+(health)
+_arguments "${_arguments_options[@]}" : \
+&& ret=0
+;;
+(metrics)
+_arguments "${_arguments_options[@]}" : \
+&& ret=0
+;;
 (completions)
 _arguments "${_arguments_options[@]}" : \
 && ret=0
@@ -235,11 +292,20 @@ _security-monitor_commands() {
 'restore:Reconcile blocked_ips.json with the firewall and apply every active ban in one batch (what the daemon does at start)' \
 'watch:Follow the selected containers'\'' logs through the Docker API and print each line (a debugging tool\: what the daemon would read)' \
 'remove-firewall:Remove security-monitor'\''s own firewall table/chains/sets (lifts every ban; used by \`install.sh --uninstall\`)' \
+'alerts:Recent alerts\: rule hits, bans, unbans, held bans, error-rate jumps, lost Docker connections (repeats folded, with a count). Without a running daemon, read from the alerts log in state.dir' \
+'insights:The risk summary\: a score from 0 to 100, its band, and the signals behind it' \
+'health:Whether the running daemon is well (exit 0) or degraded (exit 1), and why' \
+'metrics:Print the daemon'\''s Prometheus metrics (what \`metrics.listen\` serves over HTTP)' \
 'completions:Print shell completions (bash, zsh, fish, elvish, powershell)' \
 'rules:List the rules in effect\: built-in and the config'\''s own patterns' \
 'help:Print this message or the help of the given subcommand(s)' \
     )
     _describe -t commands 'security-monitor commands' commands "$@"
+}
+(( $+functions[_security-monitor__subcmd__alerts_commands] )) ||
+_security-monitor__subcmd__alerts_commands() {
+    local commands; commands=()
+    _describe -t commands 'security-monitor alerts commands' commands "$@"
 }
 (( $+functions[_security-monitor__subcmd__ban_commands] )) ||
 _security-monitor__subcmd__ban_commands() {
@@ -261,6 +327,11 @@ _security-monitor__subcmd__completions_commands() {
     local commands; commands=()
     _describe -t commands 'security-monitor completions commands' commands "$@"
 }
+(( $+functions[_security-monitor__subcmd__health_commands] )) ||
+_security-monitor__subcmd__health_commands() {
+    local commands; commands=()
+    _describe -t commands 'security-monitor health commands' commands "$@"
+}
 (( $+functions[_security-monitor__subcmd__help_commands] )) ||
 _security-monitor__subcmd__help_commands() {
     local commands; commands=(
@@ -275,11 +346,20 @@ _security-monitor__subcmd__help_commands() {
 'restore:Reconcile blocked_ips.json with the firewall and apply every active ban in one batch (what the daemon does at start)' \
 'watch:Follow the selected containers'\'' logs through the Docker API and print each line (a debugging tool\: what the daemon would read)' \
 'remove-firewall:Remove security-monitor'\''s own firewall table/chains/sets (lifts every ban; used by \`install.sh --uninstall\`)' \
+'alerts:Recent alerts\: rule hits, bans, unbans, held bans, error-rate jumps, lost Docker connections (repeats folded, with a count). Without a running daemon, read from the alerts log in state.dir' \
+'insights:The risk summary\: a score from 0 to 100, its band, and the signals behind it' \
+'health:Whether the running daemon is well (exit 0) or degraded (exit 1), and why' \
+'metrics:Print the daemon'\''s Prometheus metrics (what \`metrics.listen\` serves over HTTP)' \
 'completions:Print shell completions (bash, zsh, fish, elvish, powershell)' \
 'rules:List the rules in effect\: built-in and the config'\''s own patterns' \
 'help:Print this message or the help of the given subcommand(s)' \
     )
     _describe -t commands 'security-monitor help commands' commands "$@"
+}
+(( $+functions[_security-monitor__subcmd__help__subcmd__alerts_commands] )) ||
+_security-monitor__subcmd__help__subcmd__alerts_commands() {
+    local commands; commands=()
+    _describe -t commands 'security-monitor help alerts commands' commands "$@"
 }
 (( $+functions[_security-monitor__subcmd__help__subcmd__ban_commands] )) ||
 _security-monitor__subcmd__help__subcmd__ban_commands() {
@@ -301,15 +381,30 @@ _security-monitor__subcmd__help__subcmd__completions_commands() {
     local commands; commands=()
     _describe -t commands 'security-monitor help completions commands' commands "$@"
 }
+(( $+functions[_security-monitor__subcmd__help__subcmd__health_commands] )) ||
+_security-monitor__subcmd__help__subcmd__health_commands() {
+    local commands; commands=()
+    _describe -t commands 'security-monitor help health commands' commands "$@"
+}
 (( $+functions[_security-monitor__subcmd__help__subcmd__help_commands] )) ||
 _security-monitor__subcmd__help__subcmd__help_commands() {
     local commands; commands=()
     _describe -t commands 'security-monitor help help commands' commands "$@"
 }
+(( $+functions[_security-monitor__subcmd__help__subcmd__insights_commands] )) ||
+_security-monitor__subcmd__help__subcmd__insights_commands() {
+    local commands; commands=()
+    _describe -t commands 'security-monitor help insights commands' commands "$@"
+}
 (( $+functions[_security-monitor__subcmd__help__subcmd__list_commands] )) ||
 _security-monitor__subcmd__help__subcmd__list_commands() {
     local commands; commands=()
     _describe -t commands 'security-monitor help list commands' commands "$@"
+}
+(( $+functions[_security-monitor__subcmd__help__subcmd__metrics_commands] )) ||
+_security-monitor__subcmd__help__subcmd__metrics_commands() {
+    local commands; commands=()
+    _describe -t commands 'security-monitor help metrics commands' commands "$@"
 }
 (( $+functions[_security-monitor__subcmd__help__subcmd__reload_commands] )) ||
 _security-monitor__subcmd__help__subcmd__reload_commands() {
@@ -351,10 +446,20 @@ _security-monitor__subcmd__help__subcmd__watch_commands() {
     local commands; commands=()
     _describe -t commands 'security-monitor help watch commands' commands "$@"
 }
+(( $+functions[_security-monitor__subcmd__insights_commands] )) ||
+_security-monitor__subcmd__insights_commands() {
+    local commands; commands=()
+    _describe -t commands 'security-monitor insights commands' commands "$@"
+}
 (( $+functions[_security-monitor__subcmd__list_commands] )) ||
 _security-monitor__subcmd__list_commands() {
     local commands; commands=()
     _describe -t commands 'security-monitor list commands' commands "$@"
+}
+(( $+functions[_security-monitor__subcmd__metrics_commands] )) ||
+_security-monitor__subcmd__metrics_commands() {
+    local commands; commands=()
+    _describe -t commands 'security-monitor metrics commands' commands "$@"
 }
 (( $+functions[_security-monitor__subcmd__reload_commands] )) ||
 _security-monitor__subcmd__reload_commands() {

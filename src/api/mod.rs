@@ -26,6 +26,28 @@ pub enum Request {
         ip: String,
     },
     Reload,
+    /// Whether the daemon is well: Docker connected, firewall working, config loaded.
+    Health,
+    /// Recent alerts, filtered.
+    Alerts {
+        /// A duration back from now (`1h`) or a time (`2026-11-21T10:00:00Z`).
+        #[serde(default)]
+        since: Option<String>,
+        /// The least severity shown: low, medium, high or critical.
+        #[serde(default)]
+        severity: Option<String>,
+        #[serde(default)]
+        ip: Option<String>,
+        #[serde(default)]
+        container: Option<String>,
+        /// At most this many, the newest.
+        #[serde(default)]
+        limit: Option<usize>,
+    },
+    /// The risk summary.
+    Insights,
+    /// The Prometheus exposition text.
+    Metrics,
 }
 
 /// `ok` with a `data` payload, or an `error` for people.

@@ -455,6 +455,58 @@ pub struct Config {
     pub email: EmailConfig,
     pub limits: Limits,
     pub control: ControlConfig,
+    pub alerts: AlertsConfig,
+    pub metrics: MetricsConfig,
+}
+
+/// How alerts are kept (see `crate::alerts`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct AlertsConfig {
+    /// Repeats of the same rule by the same IP (or the same kind of trouble in the same
+    /// container) within this many seconds fold into one alert with a count.
+    pub cooldown: u64,
+    /// Alerts kept in memory for `security-monitor alerts` (the log keeps more).
+    pub keep: usize,
+}
+
+impl Default for AlertsConfig {
+    fn default() -> Self {
+        AlertsConfig {
+            cooldown: 300,
+            keep: 10_000,
+        }
+    }
+}
+
+/// The Prometheus listener.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct MetricsConfig {
+    /// Where to serve `GET /metrics`; None: no listener (the default).
+    pub listen: Option<std::net::SocketAddr>,
+}
+
+/// Reads `metrics.listen`: `""` (off), `PORT` or `:PORT` (127.0.0.1), `IP:PORT`,
+/// `[IPv6]:PORT`. Only addresses, not host names: what a daemon binds must not depend
+/// on DNS at start.
+pub fn parse_listen(s: &str) -> Result<Option<std::net::SocketAddr>, String> {
+    let s = s.trim();
+    if s.is_empty() {
+        return Ok(None);
+    }
+    let port_only = s.strip_prefix(':').unwrap_or(s);
+    if let Ok(port) = port_only.parse::<u16>() {
+        if port == 0 {
+            return Err("port 0 is not a port to listen on; use e.g. \"9184\"".into());
+        }
+        return Ok(Some(std::net::SocketAddr::from(([127, 0, 0, 1], port))));
+    }
+    match s.parse::<std::net::SocketAddr>() {
+        Ok(a) if a.port() != 0 => Ok(Some(a)),
+        Ok(_) => Err("port 0 is not a port to listen on; use e.g. \"127.0.0.1:9184\"".into()),
+        Err(_) => Err(format!(
+            "{s:?} is not an address to listen on: use \"PORT\" (127.0.0.1), \"IP:PORT\" or \"[IPv6]:PORT\", e.g. \"127.0.0.1:9184\", or \"\" for no listener"
+        )),
+    }
 }
 
 /// The control socket of the running daemon.
@@ -495,6 +547,8 @@ impl Default for Config {
             email: EmailConfig::default(),
             limits: Limits::default(),
             control: ControlConfig::default(),
+            alerts: AlertsConfig::default(),
+            metrics: MetricsConfig::default(),
         }
     }
 }
@@ -1012,6 +1066,34 @@ impl Validator {
                     }
                 }
                 self.finish(c);
+            }
+        }
+        if let Some(n) = o.get("alerts") {
+            if let Some(mut a) = self.object(n, "alerts") {
+                if let Some(v) = a.get("cooldown") {
+                    if let Some(x) = self.duration(v, "alerts.cooldown", 0) {
+                        cfg.alerts.cooldown = x;
+                    }
+                }
+                if let Some(v) = a.get("keep") {
+                    if let Some(x) = self.uint(v, "alerts.keep", 10, 1_000_000) {
+                        cfg.alerts.keep = x as usize;
+                    }
+                }
+                self.finish(a);
+            }
+        }
+        if let Some(n) = o.get("metrics") {
+            if let Some(mut m) = self.object(n, "metrics") {
+                if let Some(v) = m.get("listen") {
+                    if let Some(s) = self.string(v, "metrics.listen") {
+                        match parse_listen(s) {
+                            Ok(a) => cfg.metrics.listen = a,
+                            Err(e) => self.err("metrics.listen", v.pos, e),
+                        }
+                    }
+                }
+                self.finish(m);
             }
         }
         if let Some(n) = o.get("limits") {
@@ -1845,6 +1927,30 @@ mod tests {
             "{}",
             errs[0]
         );
+    }
+
+    #[test]
+    fn metrics_listen_defaults_to_loopback_and_takes_addresses_only() {
+        assert_eq!(parse_listen(""), Ok(None));
+        let lo: std::net::SocketAddr = "127.0.0.1:9184".parse().unwrap();
+        assert_eq!(parse_listen("9184"), Ok(Some(lo)));
+        assert_eq!(parse_listen(":9184"), Ok(Some(lo)));
+        assert_eq!(
+            parse_listen("[::1]:9184"),
+            Ok(Some("[::1]:9184".parse().unwrap()))
+        );
+        assert!(parse_listen("localhost:9184")
+            .unwrap_err()
+            .contains("IP:PORT"));
+        assert!(parse_listen("0").is_err());
+        let cfg = parse_str(
+            r#"{"metrics": {"listen": "0.0.0.0:9100"}, "alerts": {"cooldown": "2m", "keep": 50}}"#,
+        )
+        .unwrap();
+        assert_eq!(cfg.metrics.listen, Some("0.0.0.0:9100".parse().unwrap()));
+        assert_eq!((cfg.alerts.cooldown, cfg.alerts.keep), (120, 50));
+        let e = parse_str(r#"{"metrics": {"listn": "9100"}}"#).unwrap_err();
+        assert!(e[0].message.contains("did you mean \"listen\""), "{e:?}");
     }
 
     #[test]

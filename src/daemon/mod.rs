@@ -20,6 +20,9 @@ use std::time::{Duration, Instant};
 use tokio::signal::unix::{signal, SignalKind};
 use tokio::sync::{mpsc, oneshot};
 
+use crate::alerts::errors::{self as error_rate, ErrorRates};
+use crate::alerts::log::AlertLog;
+use crate::alerts::{AlertBook, Filter, Recorded};
 use crate::api::server::{self, Call};
 use crate::api::{Request, Response};
 use crate::config::{self, Config};
@@ -29,6 +32,7 @@ use crate::docker::{container_profile, LogLine, WatchSettings, Watcher};
 use crate::enforce::DockerNetwork;
 use crate::enforcer::{Enforcer, StateLock};
 use crate::events::{Bus, Event};
+use crate::metrics::Metrics;
 use enforcement::{Msg, Summary};
 
 /// How the daemon was asked to run.
@@ -98,6 +102,17 @@ struct State {
     events: Bus,
     /// Docker's networks as last read (never-ban list, trusted proxies).
     docker_networks: Vec<DockerNetwork>,
+    alerts: AlertBook,
+    alert_log: AlertLog,
+    /// Set after a failed write, so a full disk is logged once, not per alert.
+    alert_log_error: Option<String>,
+    error_rates: ErrorRates,
+    metrics: Metrics,
+    /// Whether the watcher was connected at the last look (None: not looked yet).
+    docker_connected: Option<bool>,
+    /// The Prometheus listener and the address it is on.
+    metrics_server: Option<(std::net::SocketAddr, tokio::task::JoinHandle<()>)>,
+    calls: mpsc::Sender<Call>,
 }
 
 async fn main_loop(opts: Options, cfg: Config) -> i32 {
@@ -161,8 +176,14 @@ async fn main_loop(opts: Options, cfg: Config) -> i32 {
             return 1;
         }
     };
-    let server_task = tokio::spawn(server::serve(listener, call_tx, opts.socket.clone()));
+    let server_task = tokio::spawn(server::serve(
+        listener,
+        call_tx.clone(),
+        opts.socket.clone(),
+    ));
 
+    let mut events_rx = events.subscribe();
+    let (alerts, alert_log) = open_alerts(&cfg);
     let mut st = State {
         cfg,
         detector,
@@ -174,7 +195,19 @@ async fn main_loop(opts: Options, cfg: Config) -> i32 {
         reload_error: None,
         events,
         docker_networks: Vec::new(),
+        alerts,
+        alert_log,
+        alert_log_error: None,
+        error_rates: ErrorRates::new(),
+        metrics: Metrics::default(),
+        docker_connected: None,
+        metrics_server: None,
+        calls: call_tx,
     };
+    if let Err(e) = start_metrics_server(&mut st).await {
+        tracing::error!("{e}");
+        return 1;
+    }
 
     let (mut hup, mut term, mut int) = match (
         signal(SignalKind::hangup()),
@@ -225,6 +258,14 @@ async fn main_loop(opts: Options, cfg: Config) -> i32 {
                 st.docker_networks = nets.clone();
                 enforce.send(Msg::DockerNetworks(nets));
             }
+            ev = events_rx.recv() => match ev {
+                Ok(e) => on_event(&mut st, e),
+                Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => {
+                    st.metrics.events_lost += n;
+                    tracing::warn!("alerts and metrics fell behind and missed {n} event(s)");
+                }
+                Err(tokio::sync::broadcast::error::RecvError::Closed) => {}
+            },
             Some((req, reply)) = call_rx.recv() => {
                 let resp = handle_call(&mut st, &enforce, &mut watcher, &line_tx, &opts, req).await;
                 let _ = reply.send(resp);
@@ -237,6 +278,8 @@ async fn main_loop(opts: Options, cfg: Config) -> i32 {
             _ = tick.tick() => {
                 notify::watchdog();
                 rate(&mut st);
+                watch_docker_connection(&mut st, watcher.as_ref());
+                flush_alerts(&mut st);
                 let s = summary(&enforce).await;
                 notify::status(&status_line(&st, watcher.as_ref(), &s));
             }
@@ -257,6 +300,13 @@ async fn main_loop(opts: Options, cfg: Config) -> i32 {
     tokio::task::spawn_blocking(move || enforce.shutdown())
         .await
         .ok();
+    while let Ok(e) = events_rx.try_recv() {
+        on_event(&mut st, e);
+    }
+    flush_alerts(&mut st);
+    if let Some((_, task)) = st.metrics_server.take() {
+        task.abort();
+    }
     tracing::info!("stopped");
     0
 }
@@ -268,6 +318,12 @@ fn handle_line(
     line: LogLine,
 ) {
     st.lines += 1;
+    match st.metrics.lines_read.get_mut(&line.container) {
+        Some(n) => *n += 1,
+        None => {
+            st.metrics.lines_read.insert(line.container.clone(), 1);
+        }
+    }
     if !st.sources.contains_key(&line.container_id) {
         let source = new_source(&st.cfg, watcher, &line);
         st.sources.insert(line.container_id.clone(), source);
@@ -275,15 +331,33 @@ fn handle_line(
     let Some(source) = st.sources.get_mut(&line.container_id) else {
         return;
     };
+    // Docker's receive time is the clock: it cannot be forged by what a line says.
+    let now = line.docker_ts_ns.div_euclid(1_000_000_000);
     let Some(req) = source.parser.parse(&line.bytes) else {
+        *st.metrics
+            .parse_failures
+            .entry(line.container.clone())
+            .or_default() += 1;
+        if error_rate::is_error(None, false, &line.bytes) {
+            error_line(st, &line, now);
+        }
         return;
     };
     st.parsed += 1;
-    // Docker's receive time is the clock: it cannot be forged by what a line says.
-    let now = line.docker_ts_ns.div_euclid(1_000_000_000);
+    if error_rate::is_error(req.status, true, &line.bytes) {
+        error_line(st, &line, now);
+    }
+    let Some(source) = st.sources.get_mut(&line.container_id) else {
+        return;
+    };
     let obs = st
         .detector
         .observe_in(&req, &line.bytes, now, source.categories.as_deref());
+    for &i in &obs.hits {
+        let r = st.detector.rules().rule(i);
+        let key = (r.id.clone(), r.category.clone());
+        *st.metrics.rule_hits.entry(key).or_default() += 1;
+    }
     if let Some(v) = obs.verdict {
         enforce.verdict(v, line.container.clone(), line.docker_ts_ns);
     } else if !obs.hits.is_empty() {
@@ -305,6 +379,135 @@ fn handle_line(
             });
         }
     }
+}
+
+/// Counts an error line (5xx, traceback) and raises an error-rate event on a jump.
+fn error_line(st: &mut State, line: &LogLine, now: i64) {
+    *st.metrics
+        .error_lines
+        .entry(line.container.clone())
+        .or_default() += 1;
+    if let Some(jump) = st.error_rates.error(&line.container, now) {
+        tracing::warn!(CONTAINER = %line.container, ACTION = "error-rate", "{}: {} error lines this minute against a usual {:.1}/min", line.container, jump.errors, jump.baseline);
+        st.events.send(Event::ErrorRate {
+            at: now,
+            container: line.container.clone(),
+            errors: jump.errors,
+            baseline: jump.baseline,
+            sample: crate::detect::decode::escape_excerpt(&line.bytes, 200),
+        });
+    }
+}
+
+/// The alert ring, reloaded from the alerts log so alerts survive a restart.
+fn open_alerts(cfg: &Config) -> (AlertBook, AlertLog) {
+    let mut book = AlertBook::new(cfg.alerts.cooldown, cfg.alerts.keep);
+    let mut log = AlertLog::new(&cfg.state.dir, cfg.log_retention_days);
+    let now = unix_now();
+    for gone in log.prune(now) {
+        tracing::info!("deleted {} (older than log_retention_days)", gone.display());
+    }
+    let loaded = log.load(now, cfg.alerts.keep);
+    if loaded.bad_lines > 0 {
+        tracing::warn!(
+            "{}: skipped {} line(s) that are not alerts (a write cut short by a crash?)",
+            log.path().display(),
+            loaded.bad_lines
+        );
+    }
+    book.restore(loaded.alerts);
+    (book, log)
+}
+
+/// An event from the bus: counted, and recorded as an alert when noteworthy.
+fn on_event(st: &mut State, e: Event) {
+    st.metrics.on_event(&e);
+    let Some(alert) = crate::alerts::from_event(&e) else {
+        return;
+    };
+    let severity = alert.severity.clone();
+    if let Recorded::New(id) = st.alerts.record(alert) {
+        *st.metrics.alerts.entry(severity).or_default() += 1;
+        if let Some(a) = st.alerts.get(id).cloned() {
+            let r = st.alert_log.append(&[a], unix_now());
+            alert_log_result(st, r);
+        }
+    }
+}
+
+fn alert_log_result(st: &mut State, r: std::io::Result<()>) {
+    match r {
+        Ok(()) => {
+            if st.alert_log_error.take().is_some() {
+                tracing::info!("writing {} again", st.alert_log.path().display());
+            }
+        }
+        Err(e) => {
+            if st.alert_log_error.is_none() {
+                tracing::error!(
+                    "cannot write the alerts log {}: {e}; alerts are kept in memory until it can be written (is the disk full?)",
+                    st.alert_log.path().display()
+                );
+            }
+            st.alert_log_error = Some(e.to_string());
+        }
+    }
+}
+
+/// Writes folded alerts whose counts moved, and applies the retention.
+fn flush_alerts(st: &mut State) {
+    let now = unix_now();
+    let dirty = st.alerts.take_dirty();
+    let r = st.alert_log.append(&dirty, now);
+    alert_log_result(st, r);
+    let cutoff = now - i64::from(st.cfg.log_retention_days) * 86_400;
+    st.alerts.prune(cutoff, now);
+    for gone in st.alert_log.prune(now) {
+        tracing::info!("deleted {} (older than log_retention_days)", gone.display());
+    }
+}
+
+/// Raises an event when the watcher loses or regains dockerd (looked at every tick).
+fn watch_docker_connection(st: &mut State, watcher: Option<&Watcher>) {
+    let Some(ws) = watcher.map(|w| w.status()) else {
+        return;
+    };
+    let was = st.docker_connected.replace(ws.connected);
+    // At start the watcher needs a moment to connect: only a change from connected, or
+    // a first look that finds an error, is news.
+    let news = match was {
+        Some(was) => was != ws.connected,
+        None => !ws.connected && ws.error.is_some(),
+    };
+    if news {
+        st.events.send(Event::DockerConnection {
+            at: unix_now(),
+            connected: ws.connected,
+            error: ws.error,
+        });
+    }
+}
+
+/// Starts, moves or stops the Prometheus listener to match `metrics.listen`.
+async fn start_metrics_server(st: &mut State) -> Result<(), String> {
+    let want = st.cfg.metrics.listen;
+    if st.metrics_server.as_ref().map(|(a, _)| *a) == want {
+        return Ok(());
+    }
+    let listener = match want {
+        Some(addr) => Some(crate::metrics::http::bind(addr).await?),
+        None => None,
+    };
+    if let Some((old, task)) = st.metrics_server.take() {
+        task.abort();
+        tracing::info!("stopped the metrics listener on {old}");
+    }
+    if let (Some(addr), Some(l)) = (want, listener) {
+        let task = tokio::spawn(crate::metrics::http::serve(l, st.calls.clone()));
+        tracing::info!("serving Prometheus metrics on http://{addr}/metrics");
+        st.metrics_server = Some((addr, task));
+    }
+    Ok(())
 }
 
 /// How a newly seen container's lines are read: its labels (from the watcher), then the
@@ -445,8 +648,14 @@ async fn apply_reload(
         let _ = tokio::time::timeout(Duration::from_secs(5), w.shutdown()).await;
     }
     *watcher = Some(Watcher::spawn(settings, line_tx.clone()));
+    // The new watcher starts unconnected: that is not a lost connection.
+    st.docker_connected = None;
     let n = st.detector.rules().rules().len();
+    st.alerts.reconfigure(cfg.alerts.cooldown, cfg.alerts.keep);
+    st.alert_log.set_retention(cfg.log_retention_days);
     st.cfg = cfg;
+    // A port that cannot be bound leaves the old listener as it was; the rest applies.
+    start_metrics_server(st).await?;
     Ok(format!("reloaded {}: {n} rules", path.display()))
 }
 
@@ -516,6 +725,46 @@ async fn handle_call(
             }
             answer(rx.await)
         }
+        Request::Health => {
+            let s = summary(enforce).await;
+            let ws = watcher.as_ref().map(|w| w.status());
+            Response::ok(health(st, &s, ws.as_ref()))
+        }
+        Request::Alerts {
+            since,
+            severity,
+            ip,
+            container,
+            limit,
+        } => match alert_filter(since, severity, ip, container, limit) {
+            Ok(f) => {
+                let list = st.alerts.query(&f);
+                Response::ok(serde_json::to_value(list).unwrap_or_default())
+            }
+            Err(e) => Response::err(e),
+        },
+        Request::Insights => {
+            let bans = active_bans(enforce).await;
+            let i = crate::alerts::insights::compute(&st.alerts, &bans, unix_now());
+            Response::ok(serde_json::to_value(i).unwrap_or_default())
+        }
+        Request::Metrics => {
+            let s = summary(enforce).await;
+            let bans = active_bans(enforce).await;
+            let ws = watcher.as_ref().map(|w| w.status());
+            let risk = crate::alerts::insights::compute(&st.alerts, &bans, unix_now()).risk_score;
+            let text = crate::metrics::render(
+                &st.metrics,
+                &crate::metrics::Snapshot {
+                    summary: &s,
+                    docker: ws.as_ref(),
+                    uptime_s: st.started.elapsed().as_secs(),
+                    alerts_kept: st.alerts.len(),
+                    risk_score: risk,
+                },
+            );
+            Response::ok(serde_json::Value::String(text))
+        }
         Request::Reload => match reload(st, enforce, watcher, line_tx, opts).await {
             Ok(msg) => Response::ok(serde_json::Value::String(msg)),
             Err(e) => Response::err(format!(
@@ -523,6 +772,86 @@ async fn handle_call(
             )),
         },
     }
+}
+
+async fn active_bans(enforce: &enforcement::Handle) -> Vec<crate::state::BanRecord> {
+    let (tx, rx) = oneshot::channel();
+    if !enforce.send(Msg::List { reply: tx }) {
+        return Vec::new();
+    }
+    rx.await.unwrap_or_default()
+}
+
+/// `ok` when Docker is connected, the firewall works and the config loaded; otherwise
+/// `degraded` with the problems in words.
+fn health(st: &State, s: &Summary, ws: Option<&crate::docker::WatcherStatus>) -> serde_json::Value {
+    let mut problems = Vec::new();
+    match ws {
+        None => problems.push("Docker is not watched (see the daemon's log)".to_string()),
+        Some(w) if !w.connected => problems.push(format!(
+            "not connected to dockerd at {}: {}",
+            w.docker_host,
+            w.error.as_deref().unwrap_or("connecting")
+        )),
+        Some(_) => {}
+    }
+    if let Some(e) = &s.last_error {
+        problems.push(format!("last firewall error: {e}"));
+    }
+    if let Some(e) = &st.reload_error {
+        problems.push(format!("the last reload failed: {e}"));
+    }
+    if let Some(e) = &st.alert_log_error {
+        problems.push(format!("cannot write the alerts log: {e}"));
+    }
+    serde_json::json!({
+        "status": if problems.is_empty() { "ok" } else { "degraded" },
+        "problems": problems,
+        "docker_connected": ws.is_some_and(|w| w.connected),
+        "firewall": s.backend,
+        "active_bans": s.active_bans,
+        "uptime_s": st.started.elapsed().as_secs(),
+    })
+}
+
+/// The control socket's alert filters, checked.
+fn alert_filter(
+    since: Option<String>,
+    severity: Option<String>,
+    ip: Option<String>,
+    container: Option<String>,
+    limit: Option<usize>,
+) -> Result<Filter, String> {
+    let since = match since.as_deref().map(str::trim) {
+        None | Some("") => None,
+        Some(s) => Some(match config::parse_duration(s) {
+            Ok(d) => unix_now() - d as i64,
+            Err(_) => crate::detect::parse::parse_time(s.as_bytes()).ok_or_else(|| {
+                format!("since: {s:?} is neither a duration (\"1h\", \"30m\") nor a time (\"2026-11-21T10:00:00Z\")")
+            })?,
+        }),
+    };
+    let severity = match severity {
+        Some(s) if !crate::alerts::SEVERITIES.contains(&s.as_str()) => {
+            return Err(format!(
+                "severity: {s:?} is not one of low, medium, high, critical"
+            ))
+        }
+        other => other,
+    };
+    let ip = match ip {
+        Some(s) => {
+            Some(parse_ip(&s).ok_or_else(|| format!("ip: {s:?} is not an IPv4 or IPv6 address"))?)
+        }
+        None => None,
+    };
+    Ok(Filter {
+        since,
+        severity,
+        ip,
+        container: container.map(|c| c.trim_start_matches('/').to_string()),
+        limit,
+    })
 }
 
 fn answer(r: Result<Result<String, String>, oneshot::error::RecvError>) -> Response {

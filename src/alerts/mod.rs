@@ -1,0 +1,556 @@
+//! Alerts: every noteworthy thing the daemon saw or did, as a record an operator can
+//! list (`security-monitor alerts`), and the risk summary computed from them
+//! (`security-monitor insights`).
+//!
+//! Sans-IO: [`AlertBook`] takes `now` and returns what to write; the alerts log on disk
+//! is [`log::AlertLog`], the error-rate detector [`errors::ErrorRates`], the risk
+//! summary [`insights`].
+//!
+//! Repeats are folded so an attacker hammering one rule makes one alert with a count, not
+//! thousands: an alert with the same kind, IP, rule and container as one opened less than
+//! `alerts.cooldown` ago adds to that one's `count` and `last_seen`.
+
+pub mod errors;
+pub mod insights;
+pub mod log;
+
+use std::collections::{HashMap, VecDeque};
+use std::net::IpAddr;
+
+use serde::{Deserialize, Serialize};
+
+use crate::events::Event;
+use crate::state::rfc3339;
+
+/// Severities, least to most serious.
+pub const SEVERITIES: [&str; 4] = ["low", "medium", "high", "critical"];
+
+/// 0 (low) to 3 (critical); an unknown name counts as low.
+pub fn severity_rank(s: &str) -> usize {
+    SEVERITIES.iter().position(|v| *v == s).unwrap_or(0)
+}
+
+/// One alert as listed and as written to `alerts.jsonl`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Alert {
+    /// Increasing; a folded alert is written again under the same id (the last line wins).
+    pub id: u64,
+    /// When it first happened.
+    #[serde(with = "rfc3339")]
+    pub time: i64,
+    /// When it last happened (folded repeats move this on).
+    #[serde(with = "rfc3339")]
+    pub last_seen: i64,
+    /// critical, high, medium or low.
+    pub severity: String,
+    /// What happened: rule_hit, ban, unban, held, never_ban, error_rate,
+    /// docker_disconnected, docker_reconnected, firewall_error, reload_failed.
+    pub kind: String,
+    /// The rule's category (sqli, xss, …), or what the kind is about (docker, firewall, …).
+    pub category: String,
+    /// The rule id, when a rule was involved.
+    #[serde(default)]
+    pub rule: String,
+    #[serde(default)]
+    pub ip: Option<IpAddr>,
+    #[serde(default)]
+    pub container: String,
+    /// The offending line (escaped, truncated) or what happened, in words.
+    #[serde(default)]
+    pub line: String,
+    /// How many times it happened within the cooldown (1: once).
+    pub count: u64,
+}
+
+impl Alert {
+    /// A new alert (id and count are set when it is recorded).
+    pub fn new(time: i64, severity: &str, kind: &str, category: &str) -> Alert {
+        Alert {
+            id: 0,
+            time,
+            last_seen: time,
+            severity: severity.to_string(),
+            kind: kind.to_string(),
+            category: category.to_string(),
+            rule: String::new(),
+            ip: None,
+            container: String::new(),
+            line: String::new(),
+            count: 1,
+        }
+    }
+
+    fn fold_key(&self) -> FoldKey {
+        (
+            self.kind.clone(),
+            self.ip,
+            self.rule.clone(),
+            self.container.clone(),
+        )
+    }
+}
+
+type FoldKey = (String, Option<IpAddr>, String, String);
+
+/// Longest line kept in an alert, in characters.
+pub const LINE_MAX: usize = 300;
+
+/// The alert an event makes, if it is noteworthy. Reloads that worked are not.
+pub fn from_event(e: &Event) -> Option<Alert> {
+    Some(match e {
+        Event::RuleHit {
+            at,
+            ip,
+            rules,
+            category,
+            severity,
+            container,
+            line,
+        } => Alert {
+            rule: rules.join(","),
+            ip: Some(*ip),
+            container: container.clone(),
+            line: cut(line),
+            ..Alert::new(*at, severity, "rule_hit", category)
+        },
+        Event::Ban {
+            at,
+            record,
+            seconds,
+            extended,
+            ..
+        } => Alert {
+            rule: record.rule.clone(),
+            ip: Some(record.ip),
+            container: record.container.clone(),
+            line: cut(&format!(
+                "{} for {} (ban #{}){}",
+                if *extended { "ban extended" } else { "banned" },
+                crate::config::format_duration(*seconds),
+                record.times_banned,
+                record
+                    .evidence
+                    .last()
+                    .map(|l| format!(": {l}"))
+                    .unwrap_or_default()
+            )),
+            ..Alert::new(
+                *at,
+                if SEVERITIES.contains(&record.severity.as_str()) {
+                    &record.severity
+                } else {
+                    "medium"
+                },
+                "ban",
+                &record.category,
+            )
+        },
+        Event::Unban { at, record, reason } => Alert {
+            rule: record.rule.clone(),
+            ip: Some(record.ip),
+            container: record.container.clone(),
+            line: format!("ban lifted: {reason}"),
+            ..Alert::new(*at, "low", "unban", &record.category)
+        },
+        // The safety valve fired: a flood of bans, or someone injecting log lines.
+        Event::Held {
+            at,
+            ip,
+            rule,
+            category,
+            container,
+            reason,
+            ..
+        } => Alert {
+            rule: rule.clone(),
+            ip: Some(*ip),
+            container: container.clone(),
+            line: cut(&format!("ban held back: {reason}")),
+            ..Alert::new(*at, "critical", "held", category)
+        },
+        Event::NeverBan {
+            at,
+            ip,
+            rule,
+            category,
+            container,
+            reason,
+            ..
+        } => Alert {
+            rule: rule.clone(),
+            ip: Some(*ip),
+            container: container.clone(),
+            line: cut(&format!("not banned: it is {reason}")),
+            ..Alert::new(*at, "medium", "never_ban", category)
+        },
+        Event::Reload {
+            at,
+            error: Some(error),
+        } => Alert {
+            line: cut(&format!("the new config was rejected: {error}")),
+            ..Alert::new(*at, "medium", "reload_failed", "config")
+        },
+        Event::Reload { error: None, .. } => return None,
+        Event::FirewallError { at, error } => Alert {
+            line: cut(error),
+            ..Alert::new(*at, "critical", "firewall_error", "firewall")
+        },
+        Event::DockerConnection {
+            at,
+            connected,
+            error,
+        } => {
+            if *connected {
+                Alert {
+                    line: "connected to dockerd again; streams resume from their cursors".into(),
+                    ..Alert::new(*at, "low", "docker_reconnected", "docker")
+                }
+            } else {
+                Alert {
+                    line: cut(&format!(
+                        "lost the connection to dockerd: {}; no logs are read until it is back",
+                        error.as_deref().unwrap_or("unknown error")
+                    )),
+                    ..Alert::new(*at, "high", "docker_disconnected", "docker")
+                }
+            }
+        }
+        Event::ErrorRate {
+            at,
+            container,
+            errors,
+            baseline,
+            sample,
+        } => Alert {
+            container: container.clone(),
+            line: cut(&format!(
+                "{errors} errors (5xx responses, tracebacks, panics) in the last minute against a usual {baseline:.1}/min; last: {sample}"
+            )),
+            ..Alert::new(*at, "high", "error_rate", "errors")
+        },
+    })
+}
+
+fn cut(s: &str) -> String {
+    if s.chars().count() <= LINE_MAX {
+        s.to_string()
+    } else {
+        let mut out: String = s.chars().take(LINE_MAX).collect();
+        out.push('…');
+        out
+    }
+}
+
+/// The alert with `id`: the ring is ordered by id (new alerts take the next id; a
+/// restore puts them back in order), so a binary search.
+fn find(ring: &VecDeque<Alert>, id: u64) -> Option<&Alert> {
+    ring.binary_search_by_key(&id, |a| a.id)
+        .ok()
+        .and_then(|i| ring.get(i))
+}
+
+/// What [`AlertBook::record`] did with an alert.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Recorded {
+    /// A new alert with this id: append it to the log now.
+    New(u64),
+    /// Folded into this earlier alert: its new count is written later
+    /// ([`AlertBook::take_dirty`]), so a flood of repeats is not a flood of writes.
+    Folded(u64),
+}
+
+/// Which alerts to list.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Filter {
+    /// Only alerts last seen at or after this time (Unix seconds).
+    pub since: Option<i64>,
+    /// Only alerts at least this severe.
+    pub severity: Option<String>,
+    pub ip: Option<IpAddr>,
+    /// Only alerts about this container (its name).
+    pub container: Option<String>,
+    /// At most this many, the newest.
+    pub limit: Option<usize>,
+}
+
+/// The bounded ring of recent alerts, with the folding state.
+#[derive(Debug)]
+pub struct AlertBook {
+    ring: VecDeque<Alert>,
+    keep: usize,
+    cooldown: i64,
+    next_id: u64,
+    /// Fold key → id of the alert repeats currently fold into.
+    open: HashMap<FoldKey, u64>,
+    dirty: Vec<u64>,
+}
+
+impl AlertBook {
+    pub fn new(cooldown_secs: u64, keep: usize) -> AlertBook {
+        AlertBook {
+            ring: VecDeque::new(),
+            keep: keep.max(1),
+            cooldown: cooldown_secs as i64,
+            next_id: 1,
+            open: HashMap::new(),
+            dirty: Vec::new(),
+        }
+    }
+
+    /// Takes the settings of a reloaded config; kept alerts stay.
+    pub fn reconfigure(&mut self, cooldown_secs: u64, keep: usize) {
+        self.cooldown = cooldown_secs as i64;
+        self.keep = keep.max(1);
+        self.trim();
+    }
+
+    /// Puts back alerts read from the log (oldest first), so `alerts` and `insights`
+    /// survive a restart. Repeats after the restart fold into them as before.
+    pub fn restore(&mut self, mut alerts: Vec<Alert>) {
+        alerts.sort_by_key(|a| a.id);
+        for a in alerts {
+            // The ring stays ordered by id (lookups are binary searches).
+            if self.ring.back().is_some_and(|b| b.id >= a.id) {
+                continue;
+            }
+            self.next_id = self.next_id.max(a.id + 1);
+            self.open.insert(a.fold_key(), a.id);
+            self.ring.push_back(a);
+        }
+        self.trim();
+    }
+
+    /// Records an alert that happened at `a.time`: folded into an open one when it repeats
+    /// within the cooldown, else added.
+    pub fn record(&mut self, mut a: Alert) -> Recorded {
+        let key = a.fold_key();
+        if let Some(&id) = self.open.get(&key) {
+            let cooldown = self.cooldown;
+            if let Some(open) = self.get_mut(id) {
+                if a.time >= open.time && a.time < open.time + cooldown {
+                    open.count += a.count.max(1);
+                    open.last_seen = open.last_seen.max(a.time);
+                    if severity_rank(&a.severity) > severity_rank(&open.severity) {
+                        open.severity = a.severity;
+                    }
+                    if !a.line.is_empty() {
+                        open.line = a.line;
+                    }
+                    if !self.dirty.contains(&id) {
+                        self.dirty.push(id);
+                    }
+                    return Recorded::Folded(id);
+                }
+            }
+        }
+        a.id = self.next_id;
+        a.count = a.count.max(1);
+        a.last_seen = a.last_seen.max(a.time);
+        self.next_id += 1;
+        self.open.insert(key, a.id);
+        self.ring.push_back(a);
+        self.trim();
+        Recorded::New(self.next_id - 1)
+    }
+
+    pub fn get(&self, id: u64) -> Option<&Alert> {
+        find(&self.ring, id)
+    }
+
+    fn get_mut(&mut self, id: u64) -> Option<&mut Alert> {
+        let i = self.ring.binary_search_by_key(&id, |a| a.id).ok()?;
+        self.ring.get_mut(i)
+    }
+
+    /// The folded alerts changed since the last call, to write to the log again.
+    pub fn take_dirty(&mut self) -> Vec<Alert> {
+        let ids = std::mem::take(&mut self.dirty);
+        ids.into_iter()
+            .filter_map(|id| self.get(id).cloned())
+            .collect()
+    }
+
+    /// Forgets alerts last seen before `cutoff` (the retention) and closed fold windows.
+    pub fn prune(&mut self, cutoff: i64, now: i64) {
+        while self.ring.front().is_some_and(|a| a.last_seen < cutoff) {
+            self.ring.pop_front();
+        }
+        let cooldown = self.cooldown;
+        let ring = &self.ring;
+        self.open
+            .retain(|_, id| find(ring, *id).is_some_and(|a| a.time + cooldown > now));
+    }
+
+    fn trim(&mut self) {
+        while self.ring.len() > self.keep {
+            self.ring.pop_front();
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.ring.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.ring.is_empty()
+    }
+
+    /// All kept alerts, oldest first.
+    pub fn iter(&self) -> impl DoubleEndedIterator<Item = &Alert> {
+        self.ring.iter()
+    }
+
+    /// The alerts that pass `f`, oldest first (the newest `limit` of them).
+    pub fn query(&self, f: &Filter) -> Vec<Alert> {
+        let min = f.severity.as_deref().map(severity_rank).unwrap_or(0);
+        let mut out: Vec<Alert> = self
+            .ring
+            .iter()
+            .rev()
+            .filter(|a| f.since.is_none_or(|t| a.last_seen >= t))
+            .filter(|a| severity_rank(&a.severity) >= min)
+            .filter(|a| f.ip.is_none_or(|ip| a.ip == Some(ip)))
+            .filter(|a| f.container.as_deref().is_none_or(|c| a.container == c))
+            .take(f.limit.unwrap_or(usize::MAX))
+            .cloned()
+            .collect();
+        out.reverse();
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn hit(t: i64, ip: &str, rule: &str) -> Alert {
+        Alert {
+            rule: rule.into(),
+            ip: Some(ip.parse().unwrap()),
+            container: "web".into(),
+            line: format!("line at {t}"),
+            ..Alert::new(t, "high", "rule_hit", "sqli")
+        }
+    }
+
+    #[test]
+    fn repeats_within_the_cooldown_fold_into_one_alert_with_a_count() {
+        let mut book = AlertBook::new(300, 100);
+        assert_eq!(
+            book.record(hit(1000, "203.0.113.1", "sqli-union")),
+            Recorded::New(1)
+        );
+        assert_eq!(
+            book.record(hit(1010, "203.0.113.1", "sqli-union")),
+            Recorded::Folded(1)
+        );
+        assert_eq!(
+            book.record(hit(1299, "203.0.113.1", "sqli-union")),
+            Recorded::Folded(1)
+        );
+        // Another IP, another rule: their own alerts.
+        assert_eq!(
+            book.record(hit(1020, "203.0.113.2", "sqli-union")),
+            Recorded::New(2)
+        );
+        assert_eq!(
+            book.record(hit(1030, "203.0.113.1", "xss-script")),
+            Recorded::New(3)
+        );
+        // The cooldown is over: a new alert.
+        assert_eq!(
+            book.record(hit(1300, "203.0.113.1", "sqli-union")),
+            Recorded::New(4)
+        );
+        let a = book.get(1).unwrap();
+        assert_eq!((a.count, a.time, a.last_seen), (3, 1000, 1299));
+        assert_eq!(a.line, "line at 1299");
+        let dirty = book.take_dirty();
+        assert_eq!(dirty.len(), 1);
+        assert_eq!(dirty[0].count, 3);
+        assert!(book.take_dirty().is_empty());
+    }
+
+    #[test]
+    fn the_ring_is_bounded_and_retention_prunes_by_last_seen() {
+        let mut book = AlertBook::new(60, 3);
+        for i in 0..5 {
+            book.record(hit(1000 + i * 100, &format!("203.0.113.{i}"), "r"));
+        }
+        assert_eq!(book.len(), 3);
+        assert_eq!(book.iter().next().unwrap().id, 3);
+        // Alert 5 is folded into later, so it is kept when 3 and 4 go.
+        book.record(hit(1430, "203.0.113.4", "r"));
+        book.prune(1400, 1500);
+        let ids: Vec<u64> = book.iter().map(|a| a.id).collect();
+        assert_eq!(ids, vec![5]);
+        // Its window (1400 + 60) has closed: a repeat now is a new alert.
+        assert_eq!(book.record(hit(1500, "203.0.113.4", "r")), Recorded::New(6));
+    }
+
+    #[test]
+    fn filters_select_by_time_severity_ip_and_container() {
+        let mut book = AlertBook::new(0, 100);
+        book.record(hit(100, "203.0.113.1", "a"));
+        book.record(Alert {
+            severity: "low".into(),
+            container: "db".into(),
+            ..hit(200, "203.0.113.2", "b")
+        });
+        book.record(Alert {
+            severity: "critical".into(),
+            ..hit(300, "203.0.113.1", "c")
+        });
+        let ids = |f: Filter| -> Vec<u64> { book.query(&f).iter().map(|a| a.id).collect() };
+        assert_eq!(ids(Filter::default()), vec![1, 2, 3]);
+        assert_eq!(
+            ids(Filter {
+                since: Some(150),
+                ..Filter::default()
+            }),
+            vec![2, 3]
+        );
+        assert_eq!(
+            ids(Filter {
+                severity: Some("high".into()),
+                ..Filter::default()
+            }),
+            vec![1, 3]
+        );
+        assert_eq!(
+            ids(Filter {
+                ip: Some("203.0.113.1".parse().unwrap()),
+                limit: Some(1),
+                ..Filter::default()
+            }),
+            vec![3]
+        );
+        assert_eq!(
+            ids(Filter {
+                container: Some("db".into()),
+                ..Filter::default()
+            }),
+            vec![2]
+        );
+    }
+
+    #[test]
+    fn events_become_alerts_with_the_right_severity() {
+        let ev = Event::DockerConnection {
+            at: 5,
+            connected: false,
+            error: Some("connection refused".into()),
+        };
+        let a = from_event(&ev).unwrap();
+        assert_eq!(
+            (a.kind.as_str(), a.severity.as_str()),
+            ("docker_disconnected", "high")
+        );
+        assert!(a.line.contains("connection refused"));
+        assert!(from_event(&Event::Reload { at: 1, error: None }).is_none());
+        let long = "x".repeat(1000);
+        let a = from_event(&Event::FirewallError { at: 1, error: long }).unwrap();
+        assert_eq!(a.line.chars().count(), LINE_MAX + 1);
+        assert_eq!(a.severity, "critical");
+    }
+}
