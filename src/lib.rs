@@ -12,4 +12,5 @@ pub mod enforcer;
 pub mod events;
 pub mod firewall;
 pub mod netaddr;
+pub mod notify;
 pub mod state;
