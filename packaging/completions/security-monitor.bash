@@ -52,6 +52,9 @@ _security__monitor() {
             security__monitor,status)
                 cmd="security__monitor__subcmd__status"
                 ;;
+            security__monitor,test-notify)
+                cmd="security__monitor__subcmd__test__subcmd__notify"
+                ;;
             security__monitor,unban)
                 cmd="security__monitor__subcmd__unban"
                 ;;
@@ -94,6 +97,9 @@ _security__monitor() {
             security__monitor__subcmd__help,status)
                 cmd="security__monitor__subcmd__help__subcmd__status"
                 ;;
+            security__monitor__subcmd__help,test-notify)
+                cmd="security__monitor__subcmd__help__subcmd__test__subcmd__notify"
+                ;;
             security__monitor__subcmd__help,unban)
                 cmd="security__monitor__subcmd__help__subcmd__unban"
                 ;;
@@ -107,7 +113,7 @@ _security__monitor() {
 
     case "${cmd}" in
         security__monitor)
-            opts="-h -V --help --version check check-config run status reload ban unban list restore watch remove-firewall completions rules help"
+            opts="-h -V --help --version check check-config run status reload ban unban list restore watch remove-firewall test-notify completions rules help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -209,7 +215,7 @@ _security__monitor() {
             return 0
             ;;
         security__subcmd__monitor__subcmd__help)
-            opts="check check-config run status reload ban unban list restore watch remove-firewall completions rules help"
+            opts="check check-config run status reload ban unban list restore watch remove-firewall test-notify completions rules help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -390,6 +396,20 @@ _security__monitor() {
             COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
             return 0
             ;;
+        security__subcmd__monitor__subcmd__help__subcmd__test__subcmd__notify)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
         security__subcmd__monitor__subcmd__help__subcmd__unban)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
@@ -552,6 +572,28 @@ _security__monitor() {
             ;;
         security__subcmd__monitor__subcmd__status)
             opts="-c -h --config --json --help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --config)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                -c)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        security__subcmd__monitor__subcmd__test__subcmd__notify)
+            opts="-c -h --config --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0

@@ -128,6 +128,14 @@ _arguments "${_arguments_options[@]}" : \
 '--help[Print help]' \
 && ret=0
 ;;
+(test-notify)
+_arguments "${_arguments_options[@]}" : \
+'-c+[Config file (default\: /etc/security-monitor/monitor_config.json)]:CONFIG:_files' \
+'--config=[Config file (default\: /etc/security-monitor/monitor_config.json)]:CONFIG:_files' \
+'-h[Print help]' \
+'--help[Print help]' \
+&& ret=0
+;;
 (completions)
 _arguments "${_arguments_options[@]}" : \
 '-h[Print help]' \
@@ -200,6 +208,10 @@ _arguments "${_arguments_options[@]}" : \
 _arguments "${_arguments_options[@]}" : \
 && ret=0
 ;;
+(test-notify)
+_arguments "${_arguments_options[@]}" : \
+&& ret=0
+;;
 (completions)
 _arguments "${_arguments_options[@]}" : \
 && ret=0
@@ -235,6 +247,7 @@ _security-monitor_commands() {
 'restore:Reconcile blocked_ips.json with the firewall and apply every active ban in one batch (what the daemon does at start)' \
 'watch:Follow the selected containers'\'' logs through the Docker API and print each line (a debugging tool\: what the daemon would read)' \
 'remove-firewall:Remove security-monitor'\''s own firewall table/chains/sets (lifts every ban; used by \`install.sh --uninstall\`)' \
+'test-notify:Send a test notice through every configured channel (mail, each webhook) now and report each result; exits non-zero if any failed' \
 'completions:Print shell completions (bash, zsh, fish, elvish, powershell)' \
 'rules:List the rules in effect\: built-in and the config'\''s own patterns' \
 'help:Print this message or the help of the given subcommand(s)' \
@@ -275,6 +288,7 @@ _security-monitor__subcmd__help_commands() {
 'restore:Reconcile blocked_ips.json with the firewall and apply every active ban in one batch (what the daemon does at start)' \
 'watch:Follow the selected containers'\'' logs through the Docker API and print each line (a debugging tool\: what the daemon would read)' \
 'remove-firewall:Remove security-monitor'\''s own firewall table/chains/sets (lifts every ban; used by \`install.sh --uninstall\`)' \
+'test-notify:Send a test notice through every configured channel (mail, each webhook) now and report each result; exits non-zero if any failed' \
 'completions:Print shell completions (bash, zsh, fish, elvish, powershell)' \
 'rules:List the rules in effect\: built-in and the config'\''s own patterns' \
 'help:Print this message or the help of the given subcommand(s)' \
@@ -341,6 +355,11 @@ _security-monitor__subcmd__help__subcmd__status_commands() {
     local commands; commands=()
     _describe -t commands 'security-monitor help status commands' commands "$@"
 }
+(( $+functions[_security-monitor__subcmd__help__subcmd__test-notify_commands] )) ||
+_security-monitor__subcmd__help__subcmd__test-notify_commands() {
+    local commands; commands=()
+    _describe -t commands 'security-monitor help test-notify commands' commands "$@"
+}
 (( $+functions[_security-monitor__subcmd__help__subcmd__unban_commands] )) ||
 _security-monitor__subcmd__help__subcmd__unban_commands() {
     local commands; commands=()
@@ -385,6 +404,11 @@ _security-monitor__subcmd__run_commands() {
 _security-monitor__subcmd__status_commands() {
     local commands; commands=()
     _describe -t commands 'security-monitor status commands' commands "$@"
+}
+(( $+functions[_security-monitor__subcmd__test-notify_commands] )) ||
+_security-monitor__subcmd__test-notify_commands() {
+    local commands; commands=()
+    _describe -t commands 'security-monitor test-notify commands' commands "$@"
 }
 (( $+functions[_security-monitor__subcmd__unban_commands] )) ||
 _security-monitor__subcmd__unban_commands() {

@@ -95,6 +95,8 @@ struct State {
     last_rate: (Instant, u64, f64),
     reload_error: Option<String>,
     events: Bus,
+    /// Mail and webhook notices; listens on `events`.
+    notifier: crate::notify::Notifier,
 }
 
 async fn main_loop(opts: Options, cfg: Config) -> i32 {
@@ -134,6 +136,9 @@ async fn main_loop(opts: Options, cfg: Config) -> i32 {
         report.lifted.len()
     );
     let events = Bus::new();
+    // Subscribed before enforcement starts, so no ban is missed; bans restored above are
+    // not events and send nothing.
+    let notifier = crate::notify::Notifier::spawn(&cfg, events.subscribe());
     let enforce = enforcement::spawn(enforcer, events.clone());
 
     let (line_tx, mut line_rx) = mpsc::channel::<LogLine>(LINE_QUEUE);
@@ -165,6 +170,7 @@ async fn main_loop(opts: Options, cfg: Config) -> i32 {
         last_rate: (Instant::now(), 0, 0.0),
         reload_error: None,
         events,
+        notifier,
     };
 
     let (mut hup, mut term, mut int) = match (
@@ -240,6 +246,7 @@ async fn main_loop(opts: Options, cfg: Config) -> i32 {
     tokio::task::spawn_blocking(move || enforce.shutdown())
         .await
         .ok();
+    st.notifier.abort();
     tracing::info!("stopped");
     0
 }
@@ -430,6 +437,7 @@ async fn apply_reload(
     }
     *watcher = Some(Watcher::spawn(settings, line_tx.clone()));
     let n = st.detector.rules().rules().len();
+    st.notifier.reconfigure(&cfg);
     st.cfg = cfg;
     Ok(format!("reloaded {}: {n} rules", path.display()))
 }
@@ -458,6 +466,7 @@ async fn handle_call(
                 "tracked_ips": st.detector.tracked_ips(),
                 "reload_error": st.reload_error,
                 "docker": ws,
+                "notify": st.notifier.status(),
             }))
         }
         Request::List => {
