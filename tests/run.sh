@@ -22,7 +22,8 @@ missing() {
 
 # Debian packages the tests use. One `apt-get update`, one install, only if something is
 # missing.
-packages=(python3 ca-certificates iproute2 nftables iptables ipset docker.io busybox-static debootstrap)
+packages=(python3 ca-certificates iproute2 nftables iptables ipset docker.io busybox-static debootstrap
+          python3-aiosmtpd openssl)
 need=()
 for p in "${packages[@]}"; do
     dpkg -s "$p" >/dev/null 2>&1 || need+=("$p")
