@@ -167,6 +167,13 @@ enum Command {
         #[arg(long, short)]
         config: Option<PathBuf>,
     },
+    /// Send a test notice through every configured channel (mail, each webhook) now and
+    /// report each result; exits non-zero if any failed.
+    TestNotify {
+        /// Config file (default: /etc/security-monitor/monitor_config.json).
+        #[arg(long, short)]
+        config: Option<PathBuf>,
+    },
     /// Print shell completions (bash, zsh, fish, elvish, powershell).
     Completions { shell: clap_complete::Shell },
     /// List the rules in effect: built-in and the config's own patterns.
@@ -191,6 +198,7 @@ pub fn run() -> Result<i32> {
         Command::Rules { config, json } => rules(config.as_deref(), json),
         Command::Run { config } => run_daemon(&config),
         Command::RemoveFirewall { config } => remove_firewall(config.as_deref()),
+        Command::TestNotify { config } => test_notify(config.as_deref()),
         Command::Completions { shell } => {
             use clap::CommandFactory;
             clap_complete::generate(
@@ -525,6 +533,41 @@ fn status(config: Option<&Path>, json: bool) -> Result<i32> {
         d["lines_per_second"].as_f64().unwrap_or(0.0),
         d["tracked_ips"]
     );
+    let nt = &d["notify"];
+    let empty = Vec::new();
+    let channels = nt["channels"].as_array().unwrap_or(&empty);
+    if channels.is_empty() {
+        println!("  notices      none configured (email, webhooks)");
+    }
+    for c in channels {
+        let n = |k: &str| c[k].as_u64().unwrap_or(0);
+        let mut line = format!(
+            "  notices      {}: {} sent, {} failed, {} pending",
+            c["name"].as_str().unwrap_or("?"),
+            n("sent"),
+            n("failed"),
+            n("pending")
+        );
+        if let Some(e) = c["last_error"].as_str() {
+            line.push_str(&format!(
+                "; last error at {}: {e}",
+                c["last_error_at"].as_str().unwrap_or("?")
+            ));
+        }
+        if let Some(r) = c["retry_in_s"].as_u64() {
+            line.push_str(&format!("; retrying in {r}s"));
+        }
+        println!("{line}");
+    }
+    for e in nt["setup_errors"].as_array().unwrap_or(&empty) {
+        println!("  NOTICES OFF: {}", e.as_str().unwrap_or("?"));
+    }
+    if nt["events_missed"].as_u64().unwrap_or(0) > 0 {
+        println!(
+            "  notices      {} events missed (fell behind)",
+            nt["events_missed"]
+        );
+    }
     let dk = &d["docker"];
     if dk.is_null() {
         println!("  docker       not watched");
@@ -562,6 +605,41 @@ fn status(config: Option<&Path>, json: bool) -> Result<i32> {
         }
     }
     Ok(0)
+}
+
+fn test_notify(config: Option<&Path>) -> Result<i32> {
+    let path = config
+        .map(Path::to_path_buf)
+        .unwrap_or_else(|| PathBuf::from(DEFAULT_CONFIG_PATH));
+    let cfg = config::load(&path).map_err(|e| anyhow::anyhow!("{}", e.to_string().trim_end()))?;
+    if !cfg.email.enabled && cfg.webhooks.is_empty() {
+        eprintln!(
+            "security-monitor: {} configures no notices: set email.enabled to true or add webhooks",
+            path.display()
+        );
+        return Ok(1);
+    }
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    let results = runtime.block_on(security_monitor::notify::test_all(&cfg));
+    let mut failed = 0;
+    for (name, r) in &results {
+        match r {
+            Ok(()) => println!("{name}: sent"),
+            Err(e) => {
+                failed += 1;
+                println!("{name}: FAILED: {e}");
+            }
+        }
+    }
+    println!(
+        "{} of {} channel(s) delivered the test notice",
+        results.len() - failed,
+        results.len()
+    );
+    Ok(if failed == 0 { 0 } else { 1 })
 }
 
 fn remove_firewall(config: Option<&Path>) -> Result<i32> {

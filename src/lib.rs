@@ -14,4 +14,5 @@ pub mod events;
 pub mod firewall;
 pub mod metrics;
 pub mod netaddr;
+pub mod notify;
 pub mod state;

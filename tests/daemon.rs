@@ -7,7 +7,7 @@ mod common;
 
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::os::unix::net::UnixDatagram;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
@@ -978,4 +978,115 @@ fn metrics_alerts_and_insights_follow_an_attack_and_survive_a_restart() {
             .any(|a| a["kind"] == "ban" && a["ip"] == "203.0.113.161")),
         "the alerts did not survive the restart: {again:#}"
     );
+}
+
+/// The whole path: a container's attack line, the ban, and the notice mailed by the
+/// daemon to a real SMTP server (aiosmtpd, in the daemon's network namespace); a restart
+/// restores the ban and mails nothing more.
+#[test]
+fn a_ban_is_mailed_once_and_a_restored_ban_sends_nothing() {
+    let Some((env, netns)) = setup("a_ban_is_mailed_once_and_a_restored_ban_sends_nothing") else {
+        return;
+    };
+    let python = if Path::new("/usr/bin/python3").exists() {
+        "/usr/bin/python3"
+    } else {
+        "python3"
+    };
+    if !require(
+        "python3-aiosmtpd (apt-get install python3-aiosmtpd; tests/run.sh installs it)",
+        have(python, &["-c", "import aiosmtpd"]),
+    ) {
+        return;
+    }
+    let mail = tempfile::tempdir().expect("temp dir");
+    let port = 20_000 + (std::process::id() % 20_000) as u16;
+    struct Smtp(Child);
+    impl Drop for Smtp {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let mut child = in_netns(&netns)
+        .arg(python)
+        .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/smtp_server.py"))
+        .arg(port.to_string())
+        .arg(mail.path())
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("start the SMTP server");
+    let mut ready = [0u8; 6];
+    use std::io::Read;
+    child
+        .stdout
+        .take()
+        .expect("stdout")
+        .read_exact(&mut ready)
+        .expect("the SMTP server did not start");
+    let _smtp = Smtp(child);
+    let mails = || -> Vec<serde_json::Value> {
+        let mut v: Vec<PathBuf> = std::fs::read_dir(mail.path())
+            .map(|d| d.filter_map(|e| e.ok().map(|e| e.path())).collect())
+            .unwrap_or_default();
+        v.retain(|p| p.extension().is_some_and(|x| x == "json"));
+        v.sort();
+        v.iter()
+            .filter_map(|p| serde_json::from_slice(&std::fs::read(p).ok()?).ok())
+            .collect()
+    };
+
+    let mut d = Daemon::new(
+        &netns,
+        "smt_mail",
+        &format!(
+            r#", "email": {{"enabled": true, "smtp_host": "127.0.0.1", "smtp_port": {port},
+                "security": "none", "from": "monitor@example.com", "to": ["ops@example.com"],
+                "digest_interval": 0}}"#
+        ),
+    );
+    let name = format!("{}attacker", common::prefix("mail"));
+    let script = format!(
+        "sleep 1; echo \"{}\"; sleep 600",
+        attack_line("203.0.113.121")
+    );
+    let _c = Container::run(&env, &name, &d.label(), &script);
+    assert!(
+        wait_until(Duration::from_secs(20), || !mails().is_empty()),
+        "no mail arrived:\n{}",
+        d.log()
+    );
+    let m = &mails()[0];
+    let subject = m["headers"]
+        .as_array()
+        .and_then(|h| h.iter().find(|h| h[0] == "Subject"))
+        .and_then(|h| h[1].as_str())
+        .unwrap_or_default()
+        .to_string();
+    assert!(subject.ends_with(": banned 203.0.113.121"), "{subject}");
+    let body = m["body"].as_str().unwrap_or_default();
+    assert!(body.contains(&format!("container: {name}")), "{body}");
+    assert!(
+        body.contains("to lift it: security-monitor unban 203.0.113.121"),
+        "{body}"
+    );
+    assert!(body.contains("UNION%20SELECT"), "{body}");
+    let status = String::from_utf8_lossy(&d.cli(&["status"]).stdout).into_owned();
+    assert!(
+        status.contains(&format!(
+            "notices      email via 127.0.0.1:{port} (no encryption): 1 sent, 0 failed, 0 pending"
+        )),
+        "{status}"
+    );
+
+    // A restart restores the ban: that is not a new ban, so no mail.
+    d.signal("-TERM");
+    assert_eq!(d.wait_exit(Duration::from_secs(10)), Some(0), "{}", d.log());
+    d.start(&[]);
+    assert!(d.kernel_set().contains("203.0.113.121"));
+    std::thread::sleep(Duration::from_secs(3));
+    assert_eq!(mails().len(), 1, "a restored ban was mailed");
+    let st: serde_json::Value =
+        serde_json::from_slice(&d.cli(&["status", "--json"]).stdout).expect("status --json");
+    assert_eq!(st["notify"]["channels"][0]["sent"], 0, "{st}");
 }

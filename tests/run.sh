@@ -23,7 +23,8 @@ missing() {
 # Debian packages the tests use (python3-prometheus-client: its text parser checks the
 # metrics output). One `apt-get update`, one install, only if something is
 # missing.
-packages=(python3 python3-prometheus-client ca-certificates iproute2 nftables iptables ipset docker.io busybox-static debootstrap)
+packages=(python3 python3-prometheus-client ca-certificates iproute2 nftables iptables ipset docker.io busybox-static debootstrap
+          python3-aiosmtpd openssl)
 need=()
 for p in "${packages[@]}"; do
     dpkg -s "$p" >/dev/null 2>&1 || need+=("$p")

@@ -64,6 +64,9 @@ _security__monitor() {
             security__monitor,status)
                 cmd="security__monitor__subcmd__status"
                 ;;
+            security__monitor,test-notify)
+                cmd="security__monitor__subcmd__test__subcmd__notify"
+                ;;
             security__monitor,unban)
                 cmd="security__monitor__subcmd__unban"
                 ;;
@@ -118,6 +121,9 @@ _security__monitor() {
             security__monitor__subcmd__help,status)
                 cmd="security__monitor__subcmd__help__subcmd__status"
                 ;;
+            security__monitor__subcmd__help,test-notify)
+                cmd="security__monitor__subcmd__help__subcmd__test__subcmd__notify"
+                ;;
             security__monitor__subcmd__help,unban)
                 cmd="security__monitor__subcmd__help__subcmd__unban"
                 ;;
@@ -131,7 +137,7 @@ _security__monitor() {
 
     case "${cmd}" in
         security__monitor)
-            opts="-h -V --help --version check check-config run status reload ban unban list restore watch remove-firewall alerts insights health metrics completions rules help"
+            opts="-h -V --help --version check check-config run status reload ban unban list restore watch remove-firewall alerts insights health metrics test-notify completions rules help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -301,7 +307,7 @@ _security__monitor() {
             return 0
             ;;
         security__subcmd__monitor__subcmd__help)
-            opts="check check-config run status reload ban unban list restore watch remove-firewall alerts insights health metrics completions rules help"
+            opts="check check-config run status reload ban unban list restore watch remove-firewall alerts insights health metrics test-notify completions rules help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -538,6 +544,20 @@ _security__monitor() {
             COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
             return 0
             ;;
+        security__subcmd__monitor__subcmd__help__subcmd__test__subcmd__notify)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
         security__subcmd__monitor__subcmd__help__subcmd__unban)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
@@ -744,6 +764,28 @@ _security__monitor() {
             ;;
         security__subcmd__monitor__subcmd__status)
             opts="-c -h --config --json --help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --config)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                -c)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        security__subcmd__monitor__subcmd__test__subcmd__notify)
+            opts="-c -h --config --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0

@@ -169,6 +169,14 @@ _arguments "${_arguments_options[@]}" : \
 '--help[Print help]' \
 && ret=0
 ;;
+(test-notify)
+_arguments "${_arguments_options[@]}" : \
+'-c+[Config file (default\: /etc/security-monitor/monitor_config.json)]:CONFIG:_files' \
+'--config=[Config file (default\: /etc/security-monitor/monitor_config.json)]:CONFIG:_files' \
+'-h[Print help]' \
+'--help[Print help]' \
+&& ret=0
+;;
 (completions)
 _arguments "${_arguments_options[@]}" : \
 '-h[Print help]' \
@@ -257,6 +265,10 @@ _arguments "${_arguments_options[@]}" : \
 _arguments "${_arguments_options[@]}" : \
 && ret=0
 ;;
+(test-notify)
+_arguments "${_arguments_options[@]}" : \
+&& ret=0
+;;
 (completions)
 _arguments "${_arguments_options[@]}" : \
 && ret=0
@@ -296,6 +308,7 @@ _security-monitor_commands() {
 'insights:The risk summary\: a score from 0 to 100, its band, and the signals behind it' \
 'health:Whether the running daemon is well (exit 0) or degraded (exit 1), and why' \
 'metrics:Print the daemon'\''s Prometheus metrics (what \`metrics.listen\` serves over HTTP)' \
+'test-notify:Send a test notice through every configured channel (mail, each webhook) now and report each result; exits non-zero if any failed' \
 'completions:Print shell completions (bash, zsh, fish, elvish, powershell)' \
 'rules:List the rules in effect\: built-in and the config'\''s own patterns' \
 'help:Print this message or the help of the given subcommand(s)' \
@@ -350,6 +363,7 @@ _security-monitor__subcmd__help_commands() {
 'insights:The risk summary\: a score from 0 to 100, its band, and the signals behind it' \
 'health:Whether the running daemon is well (exit 0) or degraded (exit 1), and why' \
 'metrics:Print the daemon'\''s Prometheus metrics (what \`metrics.listen\` serves over HTTP)' \
+'test-notify:Send a test notice through every configured channel (mail, each webhook) now and report each result; exits non-zero if any failed' \
 'completions:Print shell completions (bash, zsh, fish, elvish, powershell)' \
 'rules:List the rules in effect\: built-in and the config'\''s own patterns' \
 'help:Print this message or the help of the given subcommand(s)' \
@@ -436,6 +450,11 @@ _security-monitor__subcmd__help__subcmd__status_commands() {
     local commands; commands=()
     _describe -t commands 'security-monitor help status commands' commands "$@"
 }
+(( $+functions[_security-monitor__subcmd__help__subcmd__test-notify_commands] )) ||
+_security-monitor__subcmd__help__subcmd__test-notify_commands() {
+    local commands; commands=()
+    _describe -t commands 'security-monitor help test-notify commands' commands "$@"
+}
 (( $+functions[_security-monitor__subcmd__help__subcmd__unban_commands] )) ||
 _security-monitor__subcmd__help__subcmd__unban_commands() {
     local commands; commands=()
@@ -490,6 +509,11 @@ _security-monitor__subcmd__run_commands() {
 _security-monitor__subcmd__status_commands() {
     local commands; commands=()
     _describe -t commands 'security-monitor status commands' commands "$@"
+}
+(( $+functions[_security-monitor__subcmd__test-notify_commands] )) ||
+_security-monitor__subcmd__test-notify_commands() {
+    local commands; commands=()
+    _describe -t commands 'security-monitor test-notify commands' commands "$@"
 }
 (( $+functions[_security-monitor__subcmd__unban_commands] )) ||
 _security-monitor__subcmd__unban_commands() {

@@ -344,6 +344,9 @@ pub struct EmailConfig {
     pub max_per_hour: u32,
     /// Only for test servers with self-signed certificates.
     pub accept_invalid_certs: bool,
+    /// A PEM file of extra CA certificates to trust (a private CA or a self-signed
+    /// server certificate), so verification can stay on.
+    pub ca_file: Option<PathBuf>,
 }
 
 impl Default for EmailConfig {
@@ -362,6 +365,55 @@ impl Default for EmailConfig {
             digest_interval: 300,
             max_per_hour: 12,
             accept_invalid_certs: false,
+            ca_file: None,
+        }
+    }
+}
+
+/// The shape of a webhook's JSON body.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WebhookFormat {
+    /// Every field of every ban, for your own tooling.
+    Generic,
+    /// `{"text": …}` for a Slack incoming webhook.
+    Slack,
+    /// `{"content": …}` for a Discord webhook, with mentions switched off.
+    Discord,
+}
+
+impl WebhookFormat {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            WebhookFormat::Generic => "generic",
+            WebhookFormat::Slack => "slack",
+            WebhookFormat::Discord => "discord",
+        }
+    }
+}
+
+/// One entry of `webhooks`: where ban notices are posted as JSON.
+#[derive(Debug, Clone, PartialEq)]
+pub struct WebhookConfig {
+    /// http:// or https://; may hold a secret token, so only its host is ever shown.
+    pub url: String,
+    pub format: WebhookFormat,
+    pub min_severity: Severity,
+    /// Extra request headers (an `Authorization` token, say).
+    pub headers: BTreeMap<String, String>,
+    /// Seconds to collect bans into one post.
+    pub digest_interval: u64,
+    pub max_per_hour: u32,
+}
+
+impl WebhookConfig {
+    pub fn new(url: &str, format: WebhookFormat) -> WebhookConfig {
+        WebhookConfig {
+            url: url.to_string(),
+            format,
+            min_severity: Severity::High,
+            headers: BTreeMap::new(),
+            digest_interval: 60,
+            max_per_hour: 60,
         }
     }
 }
@@ -453,6 +505,7 @@ pub struct Config {
     pub firewall: FirewallConfig,
     pub state: StateConfig,
     pub email: EmailConfig,
+    pub webhooks: Vec<WebhookConfig>,
     pub limits: Limits,
     pub control: ControlConfig,
     pub alerts: AlertsConfig,
@@ -545,6 +598,7 @@ impl Default for Config {
             firewall: FirewallConfig::default(),
             state: StateConfig::default(),
             email: EmailConfig::default(),
+            webhooks: Vec::new(),
             limits: Limits::default(),
             control: ControlConfig::default(),
             alerts: AlertsConfig::default(),
@@ -1048,6 +1102,9 @@ impl Validator {
         }
         if let Some(n) = o.get("email") {
             self.email(n, &mut cfg.email);
+        }
+        if let Some(n) = o.get("webhooks") {
+            cfg.webhooks = self.webhooks(n);
         }
         if let Some(n) = o.get("control") {
             if let Some(mut c) = self.object(n, "control") {
@@ -1650,6 +1707,17 @@ impl Validator {
                 e.accept_invalid_certs = b;
             }
         }
+        if let Some((p, pos)) = opt(self, &mut o, "ca_file") {
+            if p.starts_with('/') {
+                e.ca_file = Some(PathBuf::from(p));
+            } else {
+                self.err(
+                    "email.ca_file",
+                    pos,
+                    "must be an absolute path to a PEM file, such as /etc/security-monitor/smtp-ca.pem",
+                );
+            }
+        }
         if e.enabled {
             if e.smtp_host.is_empty() {
                 self.err(
@@ -1674,6 +1742,123 @@ impl Validator {
             }
         }
         self.finish(o);
+    }
+}
+
+impl Validator {
+    fn webhooks(&mut self, node: &Node) -> Vec<WebhookConfig> {
+        let mut out = Vec::new();
+        let Value::Array(items) = &node.value else {
+            self.err(
+                "webhooks",
+                node.pos,
+                format!(
+                    "expected a list of webhooks such as [{{\"url\": \"https://…\", \"format\": \"slack\"}}], found {}",
+                    node.value.kind()
+                ),
+            );
+            return out;
+        };
+        for (i, item) in items.iter().enumerate() {
+            let path = format!("webhooks[{i}]");
+            let Some(mut o) = self.object(item, &path) else {
+                continue;
+            };
+            let mut w = WebhookConfig::new("", WebhookFormat::Generic);
+            match o.get("url") {
+                Some(n) => {
+                    if let Some(u) = self.string(n, &format!("{path}.url")) {
+                        match check_webhook_url(u) {
+                            Ok(()) => w.url = u.to_string(),
+                            Err(e) => self.err(&format!("{path}.url"), n.pos, e),
+                        }
+                    }
+                }
+                None => self.err(&path, item.pos, "a webhook needs a \"url\""),
+            }
+            if let Some(n) = o.get("format") {
+                if let Some(f) = self.string(n, &format!("{path}.format")) {
+                    match f {
+                        "generic" => w.format = WebhookFormat::Generic,
+                        "slack" => w.format = WebhookFormat::Slack,
+                        "discord" => w.format = WebhookFormat::Discord,
+                        other => {
+                            let hint = did_you_mean(other, &["generic", "slack", "discord"])
+                                .map(|k| format!("; did you mean \"{k}\"?"))
+                                .unwrap_or_default();
+                            self.err(
+                                &format!("{path}.format"),
+                                n.pos,
+                                format!(
+                                    "unknown format \"{other}\"{hint} (generic, slack or discord)"
+                                ),
+                            )
+                        }
+                    }
+                }
+            }
+            if let Some(n) = o.get("min_severity") {
+                if let Some(s) = self.severity(n, &format!("{path}.min_severity")) {
+                    w.min_severity = s;
+                }
+            }
+            if let Some(n) = o.get("digest_interval") {
+                if let Some(d) = self.duration(n, &format!("{path}.digest_interval"), 0) {
+                    w.digest_interval = d;
+                }
+            }
+            if let Some(n) = o.get("max_per_hour") {
+                if let Some(x) = self.uint(n, &format!("{path}.max_per_hour"), 1, 10_000) {
+                    w.max_per_hour = x as u32;
+                }
+            }
+            if let Some(n) = o.get("headers") {
+                let hpath = format!("{path}.headers");
+                if let Some(h) = self.object(n, &hpath) {
+                    for m in h.members {
+                        let kpath = format!("{hpath}.{}", m.key);
+                        let Some(v) = self.string(&m.node, &kpath) else {
+                            continue;
+                        };
+                        if m.key.is_empty()
+                            || !m.key.bytes().all(|b| {
+                                b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
+                            })
+                        {
+                            self.err(&kpath, m.key_pos, "not a valid HTTP header name (letters, digits and -, such as Authorization or X-Token)");
+                        } else if v.chars().any(|c| c.is_control()) {
+                            self.err(
+                                &kpath,
+                                m.node.pos,
+                                "a header value cannot hold control characters (line breaks, tabs)",
+                            );
+                        } else {
+                            w.headers.insert(m.key.clone(), v.to_string());
+                        }
+                    }
+                }
+            }
+            self.finish(o);
+            out.push(w);
+        }
+        out
+    }
+}
+
+/// A webhook URL must be http:// or https:// with a host.
+pub fn check_webhook_url(u: &str) -> Result<(), String> {
+    match reqwest::Url::parse(u) {
+        Ok(url) if !matches!(url.scheme(), "http" | "https") => Err(format!(
+            "\"{}\" URLs are not supported: use an http:// or https:// URL",
+            url.scheme()
+        )),
+        Ok(url) if url.host_str().is_none_or(str::is_empty) => {
+            Err("the URL has no host, e.g. https://hooks.slack.com/services/…".into())
+        }
+        Ok(_) => Ok(()),
+        Err(e) => Err(format!(
+            "not a URL ({e}); expected something like https://hooks.slack.com/services/…"
+        )),
     }
 }
 
@@ -1984,6 +2169,35 @@ mod tests {
         assert!(all.contains("no recipient"), "{all}");
         assert!(all.contains("not both"), "{all}");
         assert!(all.contains("no username"), "{all}");
+    }
+
+    #[test]
+    fn webhooks_are_checked() {
+        let ok = parse_str(r#"{"webhooks": [{"url": "https://hooks.slack.com/services/T/B/x", "format": "slack", "min_severity": "critical", "digest_interval": "30s", "max_per_hour": 10, "headers": {"X-Token": "abc"}}], "email": {"ca_file": "/etc/ca.pem"}}"#).unwrap();
+        let w = &ok.webhooks[0];
+        assert_eq!(w.format, WebhookFormat::Slack);
+        assert_eq!(w.min_severity, Severity::Critical);
+        assert_eq!((w.digest_interval, w.max_per_hour), (30, 10));
+        assert_eq!(w.headers.get("X-Token").map(String::as_str), Some("abc"));
+        assert_eq!(ok.email.ca_file, Some(PathBuf::from("/etc/ca.pem")));
+        let errs = parse_str(r#"{"webhooks": [{"url": "ftp://x/y", "format": "slak"}, {"format": "generic", "headers": {"Bad Name": "v", "X": "a\nb"}}, {"url": "not a url", "bogus": 1}], "email": {"ca_file": "ca.pem"}}"#).unwrap_err();
+        let all = errs
+            .iter()
+            .map(|e| e.to_string())
+            .collect::<Vec<_>>()
+            .join("\n");
+        for want in [
+            "webhooks[0].url: \"ftp\" URLs are not supported",
+            "webhooks[0].format: unknown format \"slak\"; did you mean \"slack\"?",
+            "webhooks[1]: a webhook needs a \"url\"",
+            "webhooks[1].headers.Bad Name: not a valid HTTP header name",
+            "webhooks[1].headers.X: a header value cannot hold control characters",
+            "webhooks[2].url: not a URL",
+            "webhooks[2].bogus: unknown key",
+            "email.ca_file: must be an absolute path",
+        ] {
+            assert!(all.contains(want), "{want:?} not in\n{all}");
+        }
     }
 
     #[test]

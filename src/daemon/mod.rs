@@ -113,6 +113,8 @@ struct State {
     /// The Prometheus listener and the address it is on.
     metrics_server: Option<(std::net::SocketAddr, tokio::task::JoinHandle<()>)>,
     calls: mpsc::Sender<Call>,
+    /// Mail and webhook notices; listens on `events`.
+    notifier: crate::notify::Notifier,
 }
 
 async fn main_loop(opts: Options, cfg: Config) -> i32 {
@@ -152,6 +154,9 @@ async fn main_loop(opts: Options, cfg: Config) -> i32 {
         report.lifted.len()
     );
     let events = Bus::new();
+    // Subscribed before enforcement starts, so no ban is missed; bans restored above are
+    // not events and send nothing.
+    let notifier = crate::notify::Notifier::spawn(&cfg, events.subscribe());
     let enforce = enforcement::spawn(enforcer, events.clone());
 
     let (line_tx, mut line_rx) = mpsc::channel::<LogLine>(LINE_QUEUE);
@@ -203,6 +208,7 @@ async fn main_loop(opts: Options, cfg: Config) -> i32 {
         docker_connected: None,
         metrics_server: None,
         calls: call_tx,
+        notifier,
     };
     if let Err(e) = start_metrics_server(&mut st).await {
         tracing::error!("{e}");
@@ -307,6 +313,7 @@ async fn main_loop(opts: Options, cfg: Config) -> i32 {
     if let Some((_, task)) = st.metrics_server.take() {
         task.abort();
     }
+    st.notifier.abort();
     tracing::info!("stopped");
     0
 }
@@ -653,6 +660,7 @@ async fn apply_reload(
     let n = st.detector.rules().rules().len();
     st.alerts.reconfigure(cfg.alerts.cooldown, cfg.alerts.keep);
     st.alert_log.set_retention(cfg.log_retention_days);
+    st.notifier.reconfigure(&cfg);
     st.cfg = cfg;
     // A port that cannot be bound leaves the old listener as it was; the rest applies.
     start_metrics_server(st).await?;
@@ -683,6 +691,7 @@ async fn handle_call(
                 "tracked_ips": st.detector.tracked_ips(),
                 "reload_error": st.reload_error,
                 "docker": ws,
+                "notify": st.notifier.status(),
             }))
         }
         Request::List => {
@@ -753,6 +762,9 @@ async fn handle_call(
             let bans = active_bans(enforce).await;
             let ws = watcher.as_ref().map(|w| w.status());
             let risk = crate::alerts::insights::compute(&st.alerts, &bans, unix_now()).risk_score;
+            // Failed delivery attempts over every channel (each retry counts).
+            st.metrics.notification_failures =
+                st.notifier.status().channels.iter().map(|c| c.failed).sum();
             let text = crate::metrics::render(
                 &st.metrics,
                 &crate::metrics::Snapshot {

@@ -1,0 +1,467 @@
+//! Ban notices by mail and webhooks, without flooding anyone and without ever holding up
+//! a ban.
+//!
+//! The notifier is one task that listens on the event bus. Each channel (the mail
+//! settings, each webhook) has a `Batcher` that collects bans into a digest, keeps to
+//! `max_per_hour`, and retries failed sends with a capped backoff. Sends run in tasks of
+//! their own, so a dead SMTP server or webhook delays nothing but its own channel; the
+//! bus is the bounded queue in front (a notifier that falls behind loses the oldest
+//! events and says how many), and each channel holds at most one digest waiting and one
+//! in flight, each of bounded size. Bans restored at start are not events, so they send
+//! nothing.
+
+pub mod batch;
+pub mod email;
+pub mod message;
+pub mod webhook;
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use serde::Serialize;
+use tokio::sync::{broadcast, mpsc};
+use tokio::task::JoinHandle;
+use tokio::time::Instant;
+
+use crate::config::{Config, Severity};
+use crate::detect::parse::format_time;
+use crate::events::Event;
+use batch::Batcher;
+use message::{BanNotice, Digest, HeldNotice};
+
+/// Where a channel sends.
+pub enum Sender {
+    Email(email::Mailer),
+    Webhook(webhook::Poster),
+}
+
+impl Sender {
+    pub fn name(&self) -> String {
+        match self {
+            Sender::Email(m) => m.name(),
+            Sender::Webhook(w) => w.name().to_string(),
+        }
+    }
+
+    pub async fn send(&self, d: &Digest) -> Result<(), String> {
+        match self {
+            Sender::Email(m) => m.send(d).await,
+            Sender::Webhook(w) => w.send(d).await,
+        }
+    }
+}
+
+/// One channel's settings, as the config gives them.
+pub struct ChannelSpec {
+    /// Identifies the channel across reloads: `email`, or the webhook's URL.
+    pub key: String,
+    pub sender: Sender,
+    pub interval: Duration,
+    pub max_per_hour: u32,
+    pub min_severity: Severity,
+}
+
+/// The channels a config asks for. A channel that cannot be set up (an unreadable
+/// password file, a bad CA file) is reported and left out; the others go on.
+pub fn channels(cfg: &Config) -> (Vec<ChannelSpec>, Vec<String>) {
+    let mut out = Vec::new();
+    let mut errors = Vec::new();
+    if cfg.email.enabled {
+        match email::Mailer::new(&cfg.email) {
+            Ok(m) => out.push(ChannelSpec {
+                key: "email".into(),
+                sender: Sender::Email(m),
+                interval: Duration::from_secs(cfg.email.digest_interval),
+                max_per_hour: cfg.email.max_per_hour,
+                min_severity: cfg.email.min_severity,
+            }),
+            Err(e) => errors.push(format!("email: {e}")),
+        }
+    }
+    for (i, w) in cfg.webhooks.iter().enumerate() {
+        match webhook::Poster::new(w, i) {
+            Ok(p) => out.push(ChannelSpec {
+                key: format!("webhook {}", w.url),
+                sender: Sender::Webhook(p),
+                interval: Duration::from_secs(w.digest_interval),
+                max_per_hour: w.max_per_hour,
+                min_severity: w.min_severity,
+            }),
+            Err(e) => errors.push(e),
+        }
+    }
+    (out, errors)
+}
+
+/// One channel's counters, as `status` shows them.
+#[derive(Debug, Clone, Default, Serialize, PartialEq)]
+pub struct ChannelStatus {
+    pub name: String,
+    /// Notices delivered.
+    pub sent: u64,
+    /// Attempts that failed (each retry counts).
+    pub failed: u64,
+    /// Bans and held verdicts not yet delivered (waiting, retrying or being sent).
+    pub pending: u64,
+    /// Bans told about in delivered notices (listed or counted).
+    pub bans_notified: u64,
+    pub last_sent: Option<String>,
+    pub last_error: Option<String>,
+    pub last_error_at: Option<String>,
+    /// When the next try is, while a failed notice waits for it.
+    pub retry_in_s: Option<u64>,
+}
+
+#[derive(Debug, Clone, Default, Serialize, PartialEq)]
+pub struct NotifyStatus {
+    pub channels: Vec<ChannelStatus>,
+    /// Events lost because the notifier fell behind (the bus dropped them).
+    pub events_missed: u64,
+    /// Channels the config asks for that could not be set up.
+    pub setup_errors: Vec<String>,
+}
+
+struct Channel {
+    id: u64,
+    key: String,
+    sender: Arc<Sender>,
+    batch: Batcher,
+    /// How many bans the digest in flight holds.
+    in_flight: u64,
+    status: ChannelStatus,
+}
+
+enum Control {
+    Reconfigure(Vec<ChannelSpec>, Vec<String>),
+}
+
+/// The running notifier: its status, and a way to give it a new config.
+pub struct Notifier {
+    status: Arc<Mutex<NotifyStatus>>,
+    control: mpsc::Sender<Control>,
+    task: JoinHandle<()>,
+}
+
+impl Notifier {
+    /// Starts the notifier on `events`, with the channels `cfg` asks for.
+    pub fn spawn(cfg: &Config, events: broadcast::Receiver<Event>) -> Notifier {
+        let (specs, errors) = channels(cfg);
+        Notifier::spawn_with(specs, errors, events)
+    }
+
+    pub fn spawn_with(
+        specs: Vec<ChannelSpec>,
+        errors: Vec<String>,
+        events: broadcast::Receiver<Event>,
+    ) -> Notifier {
+        for e in &errors {
+            tracing::error!(
+                ACTION = "notify-error",
+                "notices: {e}; this channel is off until the config is fixed"
+            );
+        }
+        let status = Arc::new(Mutex::new(NotifyStatus::default()));
+        let (control, control_rx) = mpsc::channel(4);
+        let mut task = Task {
+            host: host_name(),
+            channels: Vec::new(),
+            next_id: 0,
+            missed: 0,
+            setup_errors: Vec::new(),
+            status: status.clone(),
+        };
+        task.reconfigure(specs, errors);
+        let handle = tokio::spawn(task.run(events, control_rx));
+        Notifier {
+            status,
+            control,
+            task: handle,
+        }
+    }
+
+    pub fn status(&self) -> NotifyStatus {
+        self.status.lock().map(|s| s.clone()).unwrap_or_default()
+    }
+
+    /// Applies a reloaded config: channels that stay keep what they have waiting.
+    pub fn reconfigure(&self, cfg: &Config) {
+        let (specs, errors) = channels(cfg);
+        for e in &errors {
+            tracing::error!(
+                ACTION = "notify-error",
+                "notices: {e}; this channel is off until the config is fixed"
+            );
+        }
+        let _ = self.control.try_send(Control::Reconfigure(specs, errors));
+    }
+
+    /// Stops the notifier (what is waiting is not sent).
+    pub fn abort(&self) {
+        self.task.abort();
+    }
+}
+
+struct Task {
+    host: String,
+    channels: Vec<Channel>,
+    next_id: u64,
+    missed: u64,
+    setup_errors: Vec<String>,
+    status: Arc<Mutex<NotifyStatus>>,
+}
+
+struct Done {
+    id: u64,
+    digest: Digest,
+    result: Result<(), String>,
+}
+
+impl Task {
+    async fn run(
+        mut self,
+        mut events: broadcast::Receiver<Event>,
+        mut control: mpsc::Receiver<Control>,
+    ) {
+        let (done_tx, mut done_rx) = mpsc::channel::<Done>(64);
+        loop {
+            let next = self.channels.iter().filter_map(|c| c.batch.due()).min();
+            let far = Instant::now() + Duration::from_secs(3600);
+            tokio::select! {
+                r = events.recv() => match r {
+                    Ok(e) => self.event(e),
+                    Err(broadcast::error::RecvError::Lagged(n)) => {
+                        self.missed += n;
+                        tracing::warn!(ACTION = "notify-error", "notices fell behind: {n} events were missed");
+                        let now = Instant::now();
+                        for c in &mut self.channels {
+                            c.batch.missed(n, now);
+                        }
+                    }
+                    Err(broadcast::error::RecvError::Closed) => break,
+                },
+                Some(Control::Reconfigure(specs, errors)) = control.recv() => {
+                    self.reconfigure(specs, errors);
+                }
+                Some(done) = done_rx.recv() => self.done(done),
+                _ = tokio::time::sleep_until(next.unwrap_or(far)), if next.is_some() => {
+                    self.start_sends(&done_tx);
+                }
+            }
+            self.publish();
+        }
+    }
+
+    fn event(&mut self, e: Event) {
+        let now = Instant::now();
+        match e {
+            Event::Ban {
+                record,
+                seconds,
+                extended,
+                ..
+            } => {
+                let n = BanNotice::new(&record, seconds, extended);
+                for c in &mut self.channels {
+                    c.batch.offer_ban(n.clone(), now);
+                }
+            }
+            Event::Held {
+                at,
+                ip,
+                rule,
+                category,
+                severity,
+                container,
+                reason,
+            } => {
+                let n = HeldNotice::new(at, ip, &rule, &category, &severity, &container, &reason);
+                for c in &mut self.channels {
+                    c.batch.offer_held(n.clone(), now);
+                }
+            }
+            _ => {}
+        }
+    }
+
+    fn start_sends(&mut self, done: &mpsc::Sender<Done>) {
+        let now = Instant::now();
+        for c in &mut self.channels {
+            let Some(digest) = c.batch.take(now) else {
+                continue;
+            };
+            c.in_flight = digest.len();
+            let sender = c.sender.clone();
+            let done = done.clone();
+            let id = c.id;
+            tokio::spawn(async move {
+                let result = sender.send(&digest).await;
+                let _ = done.send(Done { id, digest, result }).await;
+            });
+        }
+    }
+
+    fn done(&mut self, d: Done) {
+        let now = Instant::now();
+        let Some(c) = self.channels.iter_mut().find(|c| c.id == d.id) else {
+            return;
+        };
+        c.in_flight = 0;
+        match d.result {
+            Ok(()) => {
+                c.batch.delivered(now);
+                c.status.sent += 1;
+                c.status.bans_notified += d.digest.total_bans();
+                c.status.last_sent = Some(format_time(unix_now()));
+                c.status.retry_in_s = None;
+                tracing::info!(
+                    ACTION = "notify",
+                    "notice sent by {}: {} ban(s), {} held back",
+                    c.status.name,
+                    d.digest.total_bans(),
+                    d.digest.total_held()
+                );
+            }
+            Err(e) => {
+                let n = d.digest.len();
+                let wait = c.batch.failed(d.digest, now);
+                c.status.failed += 1;
+                c.status.last_error = Some(e.clone());
+                c.status.last_error_at = Some(format_time(unix_now()));
+                c.status.retry_in_s = Some(wait.as_secs().max(1));
+                tracing::warn!(
+                    ACTION = "notify-error",
+                    "notice by {} failed ({n} ban(s) waiting); retrying in {}s: {e}",
+                    c.status.name,
+                    wait.as_secs().max(1)
+                );
+            }
+        }
+    }
+
+    fn reconfigure(&mut self, specs: Vec<ChannelSpec>, errors: Vec<String>) {
+        let mut old: HashMap<String, Channel> = self
+            .channels
+            .drain(..)
+            .map(|c| (c.key.clone(), c))
+            .collect();
+        for s in specs {
+            let name = s.sender.name();
+            let c = match old.remove(&s.key) {
+                Some(mut c) => {
+                    c.sender = Arc::new(s.sender);
+                    c.batch
+                        .reconfigure(s.interval, s.max_per_hour, s.min_severity);
+                    c.status.name = name;
+                    c
+                }
+                None => {
+                    self.next_id += 1;
+                    Channel {
+                        id: self.next_id,
+                        key: s.key,
+                        sender: Arc::new(s.sender),
+                        batch: Batcher::new(&self.host, s.interval, s.max_per_hour, s.min_severity),
+                        in_flight: 0,
+                        status: ChannelStatus {
+                            name,
+                            ..ChannelStatus::default()
+                        },
+                    }
+                }
+            };
+            self.channels.push(c);
+        }
+        for (_, c) in old {
+            let n = c.batch.waiting() + c.in_flight;
+            if n > 0 {
+                tracing::warn!(
+                    ACTION = "notify-error",
+                    "{} is no longer configured; {n} waiting notice item(s) dropped",
+                    c.status.name
+                );
+            }
+        }
+        self.setup_errors = errors;
+        self.publish();
+    }
+
+    fn publish(&mut self) {
+        let now = Instant::now();
+        let channels = self
+            .channels
+            .iter_mut()
+            .map(|c| {
+                c.status.pending = c.batch.waiting() + c.in_flight;
+                if c.status.retry_in_s.is_some() {
+                    c.status.retry_in_s = c
+                        .batch
+                        .due()
+                        .map(|t| t.saturating_duration_since(now).as_secs());
+                }
+                c.status.clone()
+            })
+            .collect();
+        if let Ok(mut s) = self.status.lock() {
+            *s = NotifyStatus {
+                channels,
+                events_missed: self.missed,
+                setup_errors: self.setup_errors.clone(),
+            };
+        }
+    }
+}
+
+/// Sends a test notice through every channel `cfg` configures, now, and reports each
+/// result as (channel, outcome). Channels that cannot be set up are reported as failed.
+pub async fn test_all(cfg: &Config) -> Vec<(String, Result<(), String>)> {
+    let (specs, errors) = channels(cfg);
+    let mut out: Vec<(String, Result<(), String>)> = errors
+        .into_iter()
+        .map(|e| ("setup".to_string(), Err(e)))
+        .collect();
+    let digest = Digest::test(&host_name());
+    for s in specs {
+        let r = s.sender.send(&digest).await;
+        out.push((s.sender.name(), r));
+    }
+    out
+}
+
+/// The error and its causes, one after another ("connection error: … : refused").
+pub fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut cur = e.source();
+    while let Some(c) = cur {
+        let t = c.to_string();
+        if !s.contains(&t) {
+            s.push_str(": ");
+            s.push_str(&t);
+        }
+        cur = c.source();
+    }
+    // Some errors repeat their kind in their source ("Connection error: Connection
+    // error: …"): say it once.
+    let mut parts: Vec<&str> = Vec::new();
+    for p in s.split(": ") {
+        if parts.last() != Some(&p) {
+            parts.push(p);
+        }
+    }
+    parts.join(": ")
+}
+
+fn host_name() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_string())
+        .ok()
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "localhost".into())
+}
+
+fn unix_now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
+}

@@ -1,0 +1,89 @@
+//! Webhooks: a digest posted as JSON, in a generic shape or shaped for Slack or Discord.
+
+use std::time::Duration;
+
+use reqwest::header::{HeaderMap, HeaderName, HeaderValue, CONTENT_TYPE};
+
+use super::error_chain;
+use super::message::Digest;
+use crate::config::{WebhookConfig, WebhookFormat};
+
+const HTTP_TIMEOUT: Duration = Duration::from_secs(15);
+
+pub struct Poster {
+    url: reqwest::Url,
+    format: WebhookFormat,
+    client: reqwest::Client,
+    name: String,
+}
+
+impl Poster {
+    pub fn new(cfg: &WebhookConfig, index: usize) -> Result<Poster, String> {
+        let url = reqwest::Url::parse(&cfg.url)
+            .map_err(|e| format!("webhooks[{index}].url: not a URL: {e}"))?;
+        let mut headers = HeaderMap::new();
+        for (k, v) in &cfg.headers {
+            let name = HeaderName::from_bytes(k.as_bytes())
+                .map_err(|e| format!("webhooks[{index}].headers.{k}: {e}"))?;
+            let mut value = HeaderValue::from_str(v)
+                .map_err(|e| format!("webhooks[{index}].headers.{k}: {e}"))?;
+            value.set_sensitive(true);
+            headers.insert(name, value);
+        }
+        let client = reqwest::Client::builder()
+            .timeout(HTTP_TIMEOUT)
+            .redirect(reqwest::redirect::Policy::none())
+            .user_agent(concat!("security-monitor/", env!("CARGO_PKG_VERSION")))
+            .default_headers(headers)
+            .build()
+            .map_err(|e| format!("webhooks[{index}]: cannot set up HTTP: {}", error_chain(&e)))?;
+        // The path and query of a Slack or Discord URL are its secret: show the host only.
+        let name = format!(
+            "webhook {} {}://{}{}",
+            cfg.format.as_str(),
+            url.scheme(),
+            url.host_str().unwrap_or("?"),
+            url.port().map(|p| format!(":{p}")).unwrap_or_default()
+        );
+        Ok(Poster {
+            url,
+            format: cfg.format,
+            client,
+            name,
+        })
+    }
+
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    pub fn body(&self, d: &Digest) -> serde_json::Value {
+        match self.format {
+            WebhookFormat::Generic => d.generic_json(),
+            WebhookFormat::Slack => d.slack_json(),
+            WebhookFormat::Discord => d.discord_json(),
+        }
+    }
+
+    pub async fn send(&self, d: &Digest) -> Result<(), String> {
+        let body = serde_json::to_vec(&self.body(d)).map_err(|e| e.to_string())?;
+        let resp = self
+            .client
+            .post(self.url.clone())
+            .header(CONTENT_TYPE, "application/json")
+            .body(body)
+            .send()
+            .await
+            .map_err(|e| format!("{}: {}", self.name, error_chain(&e.without_url())))?;
+        let status = resp.status();
+        if status.is_success() {
+            return Ok(());
+        }
+        let text = resp.text().await.unwrap_or_default();
+        Err(format!(
+            "{}: HTTP {status}: {}",
+            self.name,
+            super::message::clean(text.trim(), 200)
+        ))
+    }
+}
