@@ -488,16 +488,31 @@ fn group_id(name: &str) -> Option<u32> {
     }
 }
 
-fn status(config: Option<&Path>, json: bool) -> Result<i32> {
-    let resp = need_daemon(&socket_of(config), &Request::Status)?;
+/// Asks the running daemon for `req` (exit 3 if it is not running). `Err(code)`: the
+/// answer was an error, already shown; `Ok(None)`: `--json` was asked and the data is
+/// printed; `Ok(Some(data))`: the caller prints it for people.
+fn daemon_data(
+    config: Option<&Path>,
+    req: &Request,
+    json: bool,
+) -> Result<std::result::Result<Option<serde_json::Value>, i32>> {
+    let resp = need_daemon(&socket_of(config), req)?;
     if !resp.ok {
-        return Ok(show_answer(resp));
+        return Ok(Err(show_answer(resp)));
     }
-    let d = resp.data;
     if json {
-        println!("{}", serde_json::to_string_pretty(&d)?);
-        return Ok(0);
+        println!("{}", serde_json::to_string_pretty(&resp.data)?);
+        return Ok(Ok(None));
     }
+    Ok(Ok(Some(resp.data)))
+}
+
+fn status(config: Option<&Path>, json: bool) -> Result<i32> {
+    let d = match daemon_data(config, &Request::Status, json)? {
+        Ok(Some(d)) => d,
+        Ok(None) => return Ok(0),
+        Err(code) => return Ok(code),
+    };
     let fw = &d["firewall"];
     println!(
         "security-monitor {} running for {}",
@@ -932,15 +947,11 @@ fn alerts_from_log(config: Option<&Path>, req: &Request) -> Result<Vec<Alert>> {
 }
 
 fn insights(config: Option<&Path>, json: bool) -> Result<i32> {
-    let resp = need_daemon(&socket_of(config), &Request::Insights)?;
-    if !resp.ok {
-        return Ok(show_answer(resp));
-    }
-    let d = resp.data;
-    if json {
-        println!("{}", serde_json::to_string_pretty(&d)?);
-        return Ok(0);
-    }
+    let d = match daemon_data(config, &Request::Insights, json)? {
+        Ok(Some(d)) => d,
+        Ok(None) => return Ok(0),
+        Err(code) => return Ok(code),
+    };
     println!(
         "risk {}/100: {}",
         d["risk_score"],
