@@ -1,5 +1,6 @@
 //! Subcommands.
 
+use security_monitor::clock::unix_now;
 use std::fs::File;
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
@@ -372,13 +373,6 @@ fn rules(config: Option<&Path>, json: bool) -> Result<i32> {
         }
     }
     Ok(0)
-}
-
-fn unix_now() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs() as i64)
-        .unwrap_or(0)
 }
 
 fn parse_ip(text: &str) -> Result<std::net::IpAddr> {

@@ -4,6 +4,7 @@
 //! thread and never hold up log reading. Verdicts that arrive together are applied in one
 //! firewall batch; state-file writes are coalesced.
 
+use crate::clock::{unix_now, unix_now_ns};
 use std::collections::VecDeque;
 use std::net::IpAddr;
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, SyncSender, TrySendError};
@@ -135,20 +136,6 @@ pub fn spawn(enforcer: Enforcer, events: Bus) -> Handle {
         thread,
         dropped,
     }
-}
-
-fn unix_now() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs() as i64)
-        .unwrap_or(0)
-}
-
-fn unix_now_ns() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_nanos() as i64)
-        .unwrap_or(0)
 }
 
 struct Worker {

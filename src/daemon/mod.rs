@@ -12,8 +12,8 @@ pub mod enforcement;
 pub mod logging;
 pub mod notify;
 
+use crate::clock::unix_now;
 use std::collections::HashMap;
-use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -46,13 +46,6 @@ pub struct Options {
 
 /// Lines waiting between the Docker streams and the detector.
 const LINE_QUEUE: usize = 16_384;
-
-fn unix_now() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs() as i64)
-        .unwrap_or(0)
-}
 
 /// Runs the daemon until SIGTERM/SIGINT. Returns the exit code.
 pub fn run(opts: Options) -> i32 {
@@ -709,7 +702,7 @@ async fn handle_call(
             seconds,
             reason,
         } => {
-            let Some(ip) = parse_ip(&ip) else {
+            let Some(ip) = crate::netaddr::parse_client_ip(ip.as_bytes()) else {
                 return Response::err(format!("{ip:?} is not an IPv4 or IPv6 address"));
             };
             let (tx, rx) = oneshot::channel();
@@ -724,7 +717,7 @@ async fn handle_call(
             answer(rx.await)
         }
         Request::Unban { ip } => {
-            let Some(ip) = parse_ip(&ip) else {
+            let Some(ip) = crate::netaddr::parse_client_ip(ip.as_bytes()) else {
                 return Response::err(format!("{ip:?} is not an IPv4 or IPv6 address"));
             };
             st.detector.forget(ip);
@@ -852,9 +845,10 @@ fn alert_filter(
         other => other,
     };
     let ip = match ip {
-        Some(s) => {
-            Some(parse_ip(&s).ok_or_else(|| format!("ip: {s:?} is not an IPv4 or IPv6 address"))?)
-        }
+        Some(s) => Some(
+            crate::netaddr::parse_client_ip(s.as_bytes())
+                .ok_or_else(|| format!("ip: {s:?} is not an IPv4 or IPv6 address"))?,
+        ),
         None => None,
     };
     Ok(Filter {
@@ -872,8 +866,4 @@ fn answer(r: Result<Result<String, String>, oneshot::error::RecvError>) -> Respo
         Ok(Err(e)) => Response::err(e),
         Err(_) => Response::err("enforcement has stopped"),
     }
-}
-
-fn parse_ip(s: &str) -> Option<IpAddr> {
-    crate::netaddr::parse_client_ip(s.as_bytes())
 }

@@ -6,6 +6,7 @@
 //! with capped backoff and lists again; each stream resumes from its own cursor. The
 //! cursors are written to the state directory at most once a second and on shutdown.
 
+use crate::clock::unix_now_ns;
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
@@ -540,13 +541,6 @@ enum Drain {
     IfUnread,
     /// Its stream just ended, having read it to the end.
     No,
-}
-
-fn unix_now_ns() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_nanos() as i64)
-        .unwrap_or(0)
 }
 
 /// Resolves once the watcher is told to stop (or its handle is gone).
