@@ -95,6 +95,8 @@ struct State {
     events: Bus,
     /// Docker's networks as last read (never-ban list, trusted proxies).
     docker_networks: Vec<DockerNetwork>,
+    /// Where the watcher reports Docker's networks (kept for the watcher a reload makes).
+    networks_tx: mpsc::Sender<Vec<DockerNetwork>>,
     alerts: AlertBook,
     alert_log: AlertLog,
     /// Set after a failed write, so a full disk is logged once, not per alert.
@@ -154,12 +156,12 @@ async fn main_loop(opts: Options, cfg: Config) -> i32 {
 
     let (line_tx, mut line_rx) = mpsc::channel::<LogLine>(LINE_QUEUE);
     let (nets_tx, mut nets_rx) = mpsc::channel::<Vec<DockerNetwork>>(4);
-    let networks_task = crate::docker::networks::spawn_poller(
-        crate::docker::docker_host(cfg.docker.socket.as_deref()),
-        nets_tx,
-    );
     let mut watcher = match WatchSettings::from_config(&cfg) {
-        Ok(s) => Some(Watcher::spawn(s, line_tx.clone())),
+        Ok(s) => Some(Watcher::spawn_reporting_networks(
+            s,
+            line_tx.clone(),
+            nets_tx.clone(),
+        )),
         Err(e) => {
             tracing::error!("cannot watch Docker: {e}");
             None
@@ -193,6 +195,7 @@ async fn main_loop(opts: Options, cfg: Config) -> i32 {
         reload_error: None,
         events,
         docker_networks: Vec::new(),
+        networks_tx: nets_tx,
         alerts,
         alert_log,
         alert_log_error: None,
@@ -241,21 +244,25 @@ async fn main_loop(opts: Options, cfg: Config) -> i32 {
 
     loop {
         tokio::select! {
+            // Networks before lines: a line is never judged before the networks the
+            // watcher reported ahead of it are applied (see spawn_reporting_networks).
+            biased;
+            Some(nets) = nets_rx.recv() => apply_networks(&mut st, &enforce, nets),
             Some(line) = line_rx.recv() => {
+                while let Ok(nets) = nets_rx.try_recv() {
+                    apply_networks(&mut st, &enforce, nets);
+                }
                 handle_line(&mut st, &enforce, watcher.as_ref(), line);
                 // Drain what is already queued before looking at anything else.
                 for _ in 0..1024 {
+                    while let Ok(nets) = nets_rx.try_recv() {
+                        apply_networks(&mut st, &enforce, nets);
+                    }
                     match line_rx.try_recv() {
                         Ok(line) => handle_line(&mut st, &enforce, watcher.as_ref(), line),
                         Err(_) => break,
                     }
                 }
-            }
-            Some(nets) = nets_rx.recv() => {
-                tracing::info!("Docker networks: {}", nets.iter().map(|n| format!("{} {}", n.name, n.subnet)).collect::<Vec<_>>().join(", "));
-                st.detector.set_docker_networks(nets.iter().map(|n| n.subnet).collect());
-                st.docker_networks = nets.clone();
-                enforce.send(Msg::DockerNetworks(nets));
             }
             ev = events_rx.recv() => match ev {
                 Ok(e) => on_event(&mut st, e),
@@ -288,7 +295,6 @@ async fn main_loop(opts: Options, cfg: Config) -> i32 {
     notify::stopping();
     tracing::info!("stopping: writing cursors and the state file; bans stay in the firewall");
     server_task.abort();
-    networks_task.abort();
     let _ = std::fs::remove_file(&opts.socket);
     if let Some(w) = watcher.take() {
         let _ = tokio::time::timeout(Duration::from_secs(5), w.shutdown()).await;
@@ -309,6 +315,22 @@ async fn main_loop(opts: Options, cfg: Config) -> i32 {
     st.notifier.abort();
     tracing::info!("stopped");
     0
+}
+
+/// Docker's networks changed: the detector (trusted proxies) and the never-ban list
+/// follow, in that order before any later line.
+fn apply_networks(st: &mut State, enforce: &enforcement::Handle, nets: Vec<DockerNetwork>) {
+    tracing::info!(
+        "Docker networks: {}",
+        nets.iter()
+            .map(|n| format!("{} {}", n.name, n.subnet))
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+    st.detector
+        .set_docker_networks(nets.iter().map(|n| n.subnet).collect());
+    st.docker_networks = nets.clone();
+    enforce.send(Msg::DockerNetworks(nets));
 }
 
 fn handle_line(
@@ -647,7 +669,11 @@ async fn apply_reload(
     if let Some(w) = watcher.take() {
         let _ = tokio::time::timeout(Duration::from_secs(5), w.shutdown()).await;
     }
-    *watcher = Some(Watcher::spawn(settings, line_tx.clone()));
+    *watcher = Some(Watcher::spawn_reporting_networks(
+        settings,
+        line_tx.clone(),
+        st.networks_tx.clone(),
+    ));
     // The new watcher starts unconnected: that is not a lost connection.
     st.docker_connected = None;
     let n = st.detector.rules().rules().len();

@@ -7,14 +7,10 @@
 
 use std::time::Duration;
 
-use tokio::sync::mpsc;
-use tokio::task::JoinHandle;
-
-use super::connect;
 use crate::enforce::DockerNetwork;
 use crate::netaddr::parse_client_ip;
 
-/// How often the list is read again. Networks change rarely; a few seconds is "current".
+/// How often the watcher reads the list again, besides whenever a network event says so.
 pub const POLL_EVERY: Duration = Duration::from_secs(3);
 
 /// Every subnet of every Docker network.
@@ -42,35 +38,4 @@ pub async fn list(docker: &bollard::Docker) -> Result<Vec<DockerNetwork>, String
     }
     out.sort_by(|a, b| (&a.name, a.subnet.to_string()).cmp(&(&b.name, b.subnet.to_string())));
     Ok(out)
-}
-
-/// Reads the networks every [`POLL_EVERY`] and sends the list whenever it changes
-/// (the first successful read always). Connection errors are retried quietly: the log
-/// watcher already reports a lost Docker.
-pub fn spawn_poller(docker_host: String, tx: mpsc::Sender<Vec<DockerNetwork>>) -> JoinHandle<()> {
-    tokio::spawn(async move {
-        let mut last: Option<Vec<DockerNetwork>> = None;
-        let mut docker = None;
-        loop {
-            if docker.is_none() {
-                docker = connect(&docker_host).ok();
-            }
-            if let Some(d) = &docker {
-                match list(d).await {
-                    Ok(nets) if last.as_ref() != Some(&nets) => {
-                        if tx.send(nets.clone()).await.is_err() {
-                            return;
-                        }
-                        last = Some(nets);
-                    }
-                    Ok(_) => {}
-                    Err(e) => {
-                        tracing::debug!("{e}");
-                        docker = None;
-                    }
-                }
-            }
-            tokio::time::sleep(POLL_EVERY).await;
-        }
-    })
 }

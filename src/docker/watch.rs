@@ -13,7 +13,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bollard::errors::Error as DockerError;
-use bollard::models::{ContainerInspectResponse, EventMessage};
+use bollard::models::{ContainerInspectResponse, EventMessage, EventMessageTypeEnum};
 use bollard::query_parameters::{EventsOptions, ListContainersOptions};
 use bollard::Docker;
 use futures_util::StreamExt;
@@ -23,10 +23,14 @@ use tracing::{info, warn};
 
 use super::cursor::{self, CursorEntry};
 use super::lines::parse_rfc3339_ns;
+use super::networks;
 use super::status::{lock, ContainerStatus, StreamState, Tracker, WatcherStatus};
 use super::stream::{describe, Backoff, Follow, StreamSettings};
 use super::{connect, docker_host, LogLine, Selection, READABLE_DRIVERS};
 use crate::config::Config;
+use crate::enforce::DockerNetwork;
+use crate::netaddr::parse_client_ip;
+use std::net::IpAddr;
 
 /// Everything the watcher takes from the config.
 #[derive(Debug, Clone)]
@@ -74,13 +78,36 @@ pub struct Watcher {
 impl Watcher {
     /// Starts watching on the current tokio runtime.
     pub fn spawn(settings: WatchSettings, lines: mpsc::Sender<LogLine>) -> Watcher {
+        Self::spawn_inner(settings, lines, None)
+    }
+
+    /// Like [`Watcher::spawn`], and also sends Docker's networks into `networks`: on
+    /// connecting, whenever a network changes, and — the point of it — *before* the
+    /// first line of a container on a network not yet sent. A receiver that applies
+    /// what is waiting in `networks` before each line therefore never judges a line
+    /// without knowing the network it came from (a proxy container on a new network
+    /// must not be banned because its network was learned a moment too late).
+    pub fn spawn_reporting_networks(
+        settings: WatchSettings,
+        lines: mpsc::Sender<LogLine>,
+        networks: mpsc::Sender<Vec<DockerNetwork>>,
+    ) -> Watcher {
+        Self::spawn_inner(settings, lines, Some(networks))
+    }
+
+    fn spawn_inner(
+        settings: WatchSettings,
+        lines: mpsc::Sender<LogLine>,
+        networks: Option<mpsc::Sender<Vec<DockerNetwork>>>,
+    ) -> Watcher {
         let shared = Arc::new(Shared {
             docker_host: settings.docker_host.clone(),
             connection: Mutex::new((false, None)),
             trackers: Mutex::new(BTreeMap::new()),
         });
         let (stop_tx, stop_rx) = watch::channel(false);
-        let supervisor = Supervisor::new(settings, shared.clone(), lines);
+        let mut supervisor = Supervisor::new(settings, shared.clone(), lines);
+        supervisor.networks = networks;
         let task = tokio::spawn(supervisor.run(stop_rx));
         Watcher {
             shared,
@@ -134,6 +161,8 @@ struct ContainerInfo {
     finished_ns: Option<i64>,
     tty: bool,
     driver: String,
+    /// Its addresses on its Docker networks.
+    addresses: Vec<IpAddr>,
 }
 
 fn container_info(r: ContainerInspectResponse) -> Option<ContainerInfo> {
@@ -145,6 +174,15 @@ fn container_info(r: ContainerInspectResponse) -> Option<ContainerInfo> {
         .to_string();
     let config = r.config.unwrap_or_default();
     let state = r.state.unwrap_or_default();
+    let addresses = r
+        .network_settings
+        .and_then(|n| n.networks)
+        .unwrap_or_default()
+        .values()
+        .flat_map(|e| [e.ip_address.as_deref(), e.global_ipv6_address.as_deref()])
+        .flatten()
+        .filter_map(|a| parse_client_ip(a.as_bytes()))
+        .collect();
     Some(ContainerInfo {
         id,
         name,
@@ -161,6 +199,7 @@ fn container_info(r: ContainerInspectResponse) -> Option<ContainerInfo> {
             .and_then(|h| h.log_config)
             .and_then(|l| l.typ)
             .unwrap_or_default(),
+        addresses,
     })
 }
 
@@ -179,6 +218,9 @@ struct Supervisor {
     /// Containers already warned about (unreadable driver), so each is told once.
     warned: HashSet<String>,
     save_failed: bool,
+    /// Where Docker's networks are reported, if anywhere, and what was last reported.
+    networks: Option<mpsc::Sender<Vec<DockerNetwork>>>,
+    reported_networks: Option<Vec<DockerNetwork>>,
 }
 
 impl Supervisor {
@@ -210,6 +252,8 @@ impl Supervisor {
             ended_rx,
             warned: HashSet::new(),
             save_failed: false,
+            networks: None,
+            reported_networks: None,
         }
     }
 
@@ -277,7 +321,11 @@ impl Supervisor {
             .map(|d| d.as_secs().saturating_sub(2))
             .unwrap_or(0);
         let mut filters = HashMap::new();
-        filters.insert("type".to_string(), vec!["container".to_string()]);
+        let mut types = vec!["container".to_string()];
+        if self.networks.is_some() {
+            types.push("network".to_string());
+        }
+        filters.insert("type".to_string(), types);
         let mut events = docker.events(Some(EventsOptions {
             since: Some(since.to_string()),
             until: None,
@@ -285,7 +333,10 @@ impl Supervisor {
         }));
         let listed = tokio::select! {
             _ = stopping(stop) => return None,
-            r = self.reconcile(&docker) => r,
+            r = async {
+                self.report_networks(&docker).await;
+                self.reconcile(&docker).await
+            } => r,
         };
         if let Err(e) = listed {
             return Some(format!("cannot list containers: {}", describe(&e)));
@@ -294,6 +345,7 @@ impl Supervisor {
         info!("connected to dockerd at {}", self.settings.docker_host);
         backoff.reset();
         let mut flush = tokio::time::interval(Duration::from_secs(1));
+        let mut ticks: u64 = 0;
         loop {
             tokio::select! {
                 _ = stopping(stop) => return None,
@@ -311,6 +363,12 @@ impl Supervisor {
                         return None;
                     }
                     self.save_cursors().await;
+                    // Network events already say when to look again; this catches
+                    // anything they missed.
+                    ticks += 1;
+                    if ticks % networks::POLL_EVERY.as_secs().max(1) == 0 {
+                        self.report_networks(&docker).await;
+                    }
                 }
             }
         }
@@ -355,6 +413,10 @@ impl Supervisor {
     }
 
     async fn on_event(&mut self, docker: &Docker, ev: EventMessage) {
+        if ev.typ == Some(EventMessageTypeEnum::NETWORK) {
+            self.report_networks(docker).await;
+            return;
+        }
         let Some(id) = ev.actor.and_then(|a| a.id) else {
             return;
         };
@@ -440,6 +502,17 @@ impl Supervisor {
                 let _ = task.await;
             }
         }
+        let unknown_network = info.addresses.iter().any(|&a| {
+            !self
+                .reported_networks
+                .iter()
+                .flatten()
+                .any(|n| n.subnet.contains(a))
+        });
+        if unknown_network {
+            // Its lines must not be judged before its networks are known.
+            self.report_networks(docker).await;
+        }
         info!(container = %info.name, "following container {} ({})", info.name, short(&info.id));
         let follow = Follow {
             docker: docker.clone(),
@@ -451,6 +524,21 @@ impl Supervisor {
             ended: self.ended_tx.clone(),
         };
         self.tasks.insert(info.id, tokio::spawn(follow.run()));
+    }
+
+    /// Reads Docker's networks and sends them when they changed (the first time always).
+    /// Returns once they are in the channel.
+    async fn report_networks(&mut self, docker: &Docker) {
+        let Some(tx) = &self.networks else { return };
+        match networks::list(docker).await {
+            Ok(nets) if self.reported_networks.as_ref() != Some(&nets) => {
+                if tx.send(nets.clone()).await.is_ok() {
+                    self.reported_networks = Some(nets);
+                }
+            }
+            Ok(_) => {}
+            Err(e) => tracing::debug!("{e}"),
+        }
     }
 
     fn task_alive(&self, id: &str) -> bool {
