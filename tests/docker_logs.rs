@@ -224,6 +224,43 @@ async fn tty_output_is_read_and_long_tty_lines_are_joined() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tty_line_without_end_is_cut_at_the_cap_and_the_next_line_is_whole() {
+    let Some(env) = env("a_tty_line_without_end_is_cut_at_the_cap_and_the_next_line_is_whole")
+    else {
+        return;
+    };
+    let p = prefix("ttylong");
+    let name = format!("{p}term");
+    // 8 MiB without a newline (512 of Docker's 16 KiB pieces), then ordinary lines; the
+    // container then exits with a last line that has no newline.
+    env.run(
+        &name,
+        &["-t"],
+        "head -c 8388608 /dev/zero | tr '\\0' z; echo; echo after; sleep 2; printf 'last words'",
+    );
+    let dir = state_dir();
+    let mut w =
+        Watch::start(env.settings(&p, dir.path(), r#""limits": {"max_line_bytes": 65536}"#));
+    w.until(T, "three TTY lines", |g| g.len() >= 3).await;
+    w.settle(Duration::from_millis(300)).await;
+    let l = &w.got;
+    assert_eq!(l.len(), 3, "{:?}", l.iter().map(|r| r.line.bytes.len()).collect::<Vec<_>>());
+    assert_eq!(l[0].line.bytes.len(), 65_536);
+    assert!(l[0].line.truncated);
+    assert!(
+        l[0].line.bytes.iter().all(|&b| b == b'z'),
+        "inner timestamps or other bytes in the kept part"
+    );
+    assert_eq!(text(&l[1].line), "after");
+    assert_eq!(text(&l[2].line), "last words");
+    assert!(!l[2].line.truncated);
+    let status = w.status();
+    assert_eq!(status.containers[0].lines_truncated, 1, "{status:#?}");
+    w.stop().await;
+    env.remove_all(&p);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_line_over_16k_is_joined_and_one_over_the_cap_is_cut() {
     let Some(env) = env("a_line_over_16k_is_joined_and_one_over_the_cap_is_cut") else {
         return;

@@ -12,6 +12,7 @@
 //!     └──── logs, one per container ──▶ stream: lines ─▶ cursor ─▶ rate ─▶ channel
 //! ```
 
+mod console;
 pub mod cursor;
 pub mod lines;
 pub mod networks;

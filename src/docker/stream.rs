@@ -18,6 +18,7 @@ use futures_util::StreamExt;
 use tokio::sync::mpsc;
 use tracing::{info, warn};
 
+use super::console::{ConsoleLog, ConsoleSplitter};
 use super::cursor::Position;
 use super::lines::{Assembled, Assembler};
 use super::status::{lock, StreamState, Tracker};
@@ -113,6 +114,9 @@ pub(crate) struct Follow {
     pub tracker: Arc<Tracker>,
     pub name: String,
     pub tty: bool,
+    /// dockerd's Unix socket, where a TTY container's log is read directly (see
+    /// [`super::console`]); None for a TCP address.
+    pub unix_socket: Option<std::path::PathBuf>,
     pub settings: Arc<StreamSettings>,
     pub lines: mpsc::Sender<LogLine>,
     /// Told the container id when the stream ends (the container stopped or is gone).
@@ -184,6 +188,11 @@ impl Follow {
         gate: &mut RateGate,
         backoff: &mut Backoff,
     ) -> Result<Option<String>, Closed> {
+        if self.tty {
+            if let Some(socket) = &self.unix_socket {
+                return self.read_console(socket, follow, gate, backoff).await;
+            }
+        }
         let mut pos = Position::resume(*lock(&self.tracker.cursor));
         let options = LogsOptions {
             follow,
@@ -196,6 +205,8 @@ impl Follow {
         };
         let mut logs = self.docker.logs(&self.tracker.id, Some(options));
         let mut assembler = Assembler::new(self.settings.max_line_bytes);
+        // Over TCP bollard hands TTY output on in whatever chunks arrive: cut them into lines.
+        let mut console = ConsoleSplitter::new(self.settings.max_line_bytes);
         let mut batch: Vec<Assembled> = Vec::new();
         let mut first = true;
         while let Some(item) = logs.next().await {
@@ -211,13 +222,60 @@ impl Follow {
             let (stream, message) = match output {
                 LogOutput::StdOut { message } => (Stream::Stdout, message),
                 LogOutput::StdErr { message } => (Stream::Stderr, message),
-                LogOutput::Console { message } => (Stream::Console, message),
+                LogOutput::Console { message } => {
+                    console.push(&message, &mut |m: &[u8]| {
+                        assembler.push(Stream::Console, m, &mut batch)
+                    });
+                    self.deliver(&mut batch, &mut pos, gate).await?;
+                    continue;
+                }
                 LogOutput::StdIn { .. } => continue,
             };
             assembler.push(stream, &message, &mut batch);
             self.deliver(&mut batch, &mut pos, gate).await?;
         }
         if !follow {
+            console.finish(&mut |m: &[u8]| assembler.push(Stream::Console, m, &mut batch));
+            assembler.flush(&mut batch);
+            self.deliver(&mut batch, &mut pos, gate).await?;
+        }
+        Ok(None)
+    }
+
+    /// [`Follow::read`] for a TTY container, with the bytes read straight from dockerd's
+    /// Unix socket so that no line is held beyond its bound.
+    async fn read_console(
+        &self,
+        socket: &std::path::Path,
+        follow: bool,
+        gate: &mut RateGate,
+        backoff: &mut Backoff,
+    ) -> Result<Option<String>, Closed> {
+        let mut pos = Position::resume(*lock(&self.tracker.cursor));
+        let mut log =
+            match ConsoleLog::open(socket, &self.tracker.id, follow, self.since(&pos)).await {
+                Ok(l) => l,
+                Err(e) => return Ok(Some(e)),
+            };
+        if follow {
+            self.tracker.set_state(StreamState::Following);
+            backoff.reset();
+        }
+        let mut assembler = Assembler::new(self.settings.max_line_bytes);
+        let mut console = ConsoleSplitter::new(self.settings.max_line_bytes);
+        let mut batch: Vec<Assembled> = Vec::new();
+        while let Some(item) = log.next().await {
+            let bytes = match item {
+                Ok(b) => b,
+                Err(e) => return Ok(Some(e)),
+            };
+            console.push(&bytes, &mut |m: &[u8]| {
+                assembler.push(Stream::Console, m, &mut batch)
+            });
+            self.deliver(&mut batch, &mut pos, gate).await?;
+        }
+        if !follow {
+            console.finish(&mut |m: &[u8]| assembler.push(Stream::Console, m, &mut batch));
             assembler.flush(&mut batch);
             self.deliver(&mut batch, &mut pos, gate).await?;
         }

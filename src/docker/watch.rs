@@ -519,6 +519,11 @@ impl Supervisor {
             tracker,
             name: info.name,
             tty: info.tty,
+            unix_socket: self
+                .settings
+                .docker_host
+                .strip_prefix("unix://")
+                .map(std::path::PathBuf::from),
             settings: self.stream_settings.clone(),
             lines: self.lines.clone(),
             ended: self.ended_tx.clone(),
