@@ -244,7 +244,12 @@ async fn a_tty_line_without_end_is_cut_at_the_cap_and_the_next_line_is_whole() {
     w.until(T, "three TTY lines", |g| g.len() >= 3).await;
     w.settle(Duration::from_millis(300)).await;
     let l = &w.got;
-    assert_eq!(l.len(), 3, "{:?}", l.iter().map(|r| r.line.bytes.len()).collect::<Vec<_>>());
+    assert_eq!(
+        l.len(),
+        3,
+        "{:?}",
+        l.iter().map(|r| r.line.bytes.len()).collect::<Vec<_>>()
+    );
     assert_eq!(l[0].line.bytes.len(), 65_536);
     assert!(l[0].line.truncated);
     assert!(

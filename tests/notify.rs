@@ -470,6 +470,48 @@ fn a_dead_server_delays_nothing_and_gets_the_notice_when_it_returns() {
 }
 
 #[test]
+fn bans_waiting_for_their_digest_are_sent_when_the_daemon_stops() {
+    if !have_aiosmtpd() {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let smtp = Server::smtp(port, &tmp.path().join("mail"), &[]);
+    let rt = runtime();
+    let _g = rt.enter();
+    let bus = Bus::new();
+    let n = Notifier::spawn(
+        &cfg(&email_cfg(port, r#", "digest_interval": "1h""#)),
+        bus.subscribe(),
+    );
+    let ips: Vec<String> = (1..=5).map(|i| format!("198.18.7.{i}")).collect();
+    for ip in &ips {
+        bus.send(ban_event(ip, "GET /x", "critical"));
+    }
+    // The hour-long digest holds (at least some of) them.
+    let s = wait_status(&n, Duration::from_secs(5), |s| {
+        s.channels[0].pending > 0 && s.channels[0].pending + s.channels[0].bans_notified == 5
+    });
+    let waiting = s.channels[0].pending;
+    assert!(waiting > 0, "{s:?}");
+    let before = smtp.received().len();
+    let (sent, lost) = rt.block_on(n.shutdown(Duration::from_secs(10)));
+    assert_eq!((sent, lost), (waiting, 0));
+    let mails = smtp.wait_for(before + 1, Duration::from_secs(5));
+    assert_eq!(mails.len(), before + 1, "one last digest");
+    let bodies: String = mails
+        .iter()
+        .map(|m| m["body"].as_str().unwrap_or("").to_string())
+        .collect();
+    for ip in &ips {
+        assert!(
+            bodies.contains(ip.as_str()),
+            "{ip} was never mailed:\n{bodies}"
+        );
+    }
+}
+
+#[test]
 fn webhooks_post_generic_slack_and_discord_json_and_retry() {
     let tmp = tempfile::tempdir().unwrap();
     let port = free_port();

@@ -312,7 +312,17 @@ async fn main_loop(opts: Options, cfg: Config) -> i32 {
     if let Some((_, task)) = st.metrics_server.take() {
         task.abort();
     }
-    st.notifier.abort();
+    // Bans still waiting for their digest are mailed now rather than forgotten.
+    let (sent, lost) = st.notifier.shutdown(NOTICES_AT_STOP).await;
+    if sent > 0 {
+        tracing::info!(
+            ACTION = "notify",
+            "sent {sent} waiting notice item(s) before stopping"
+        );
+    }
+    if lost > 0 {
+        tracing::warn!(ACTION = "notify-error", "stopping without sending {lost} notice item(s): the channel failed or took longer than {}s", NOTICES_AT_STOP.as_secs());
+    }
     tracing::info!("stopped");
     0
 }
@@ -332,6 +342,9 @@ fn apply_networks(st: &mut State, enforce: &enforcement::Handle, nets: Vec<Docke
     st.docker_networks = nets.clone();
     enforce.send(Msg::DockerNetworks(nets));
 }
+
+/// How long a stop waits for the last notices to go out.
+const NOTICES_AT_STOP: Duration = Duration::from_secs(5);
 
 fn handle_line(
     st: &mut State,

@@ -125,6 +125,20 @@ impl Batcher {
         ))
     }
 
+    /// Everything waiting, at once: the last digest before the daemon stops, sent
+    /// whatever the interval and the hourly cap say, so no ban goes unreported.
+    pub fn take_final(&mut self) -> Option<Digest> {
+        if self.in_flight || self.waiting() == 0 {
+            return None;
+        }
+        self.in_flight = true;
+        self.since = None;
+        Some(std::mem::replace(
+            &mut self.waiting,
+            Digest::new(&self.host),
+        ))
+    }
+
     pub fn delivered(&mut self, now: Instant) {
         self.in_flight = false;
         self.retry_at = None;

@@ -21,7 +21,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use serde::Serialize;
-use tokio::sync::{broadcast, mpsc};
+use tokio::sync::{broadcast, mpsc, oneshot};
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
@@ -135,6 +135,9 @@ struct Channel {
 
 enum Control {
     Reconfigure(Vec<ChannelSpec>, Vec<String>),
+    /// Send what is waiting now, wait for what is in flight, then end; the reply says
+    /// how many notice items were sent and how many were lost.
+    Flush(oneshot::Sender<(u64, u64)>),
 }
 
 /// The running notifier: its status, and a way to give it a new config.
@@ -197,9 +200,25 @@ impl Notifier {
         let _ = self.control.try_send(Control::Reconfigure(specs, errors));
     }
 
-    /// Stops the notifier (what is waiting is not sent).
-    pub fn abort(&self) {
+    /// Stops the notifier after sending what is waiting, whatever the digest interval
+    /// and hourly cap say (one last digest per channel), giving up after `within`.
+    /// Returns (items sent, items given up on).
+    pub async fn shutdown(&self, within: Duration) -> (u64, u64) {
+        let waiting: u64 = self.status().channels.iter().map(|c| c.pending).sum();
+        let (tx, rx) = oneshot::channel();
+        let result = tokio::time::timeout(within, async {
+            self.control.send(Control::Flush(tx)).await.ok()?;
+            rx.await.ok()
+        })
+        .await;
         self.task.abort();
+        match result {
+            Ok(Some(r)) => r,
+            _ => (
+                0,
+                waiting.max(self.status().channels.iter().map(|c| c.pending).sum()),
+            ),
+        }
     }
 }
 
@@ -225,11 +244,12 @@ impl Task {
         mut control: mpsc::Receiver<Control>,
     ) {
         let (done_tx, mut done_rx) = mpsc::channel::<Done>(64);
+        let mut flushing: Option<(oneshot::Sender<(u64, u64)>, u64)> = None;
         loop {
             let next = self.channels.iter().filter_map(|c| c.batch.due()).min();
             let far = Instant::now() + Duration::from_secs(3600);
             tokio::select! {
-                r = events.recv() => match r {
+                r = events.recv(), if flushing.is_none() => match r {
                     Ok(e) => self.event(e),
                     Err(broadcast::error::RecvError::Lagged(n)) => {
                         self.missed += n;
@@ -241,16 +261,66 @@ impl Task {
                     }
                     Err(broadcast::error::RecvError::Closed) => break,
                 },
-                Some(Control::Reconfigure(specs, errors)) = control.recv() => {
-                    self.reconfigure(specs, errors);
+                Some(ctl) = control.recv() => match ctl {
+                    Control::Reconfigure(specs, errors) => self.reconfigure(specs, errors),
+                    Control::Flush(reply) => {
+                        // Events sent before the stop are still queued: take them first.
+                        while let Ok(e) = events.try_recv() {
+                            self.event(e);
+                        }
+                        let in_flight: u64 = self.channels.iter().map(|c| c.in_flight).sum();
+                        let sent = in_flight + self.start_final_sends(&done_tx);
+                        flushing = Some((reply, sent));
+                    }
+                },
+                Some(done) = done_rx.recv() => {
+                    let ok = done.result.is_ok();
+                    let items = done.digest.len();
+                    self.done(done);
+                    if let Some((_, sent)) = &mut flushing {
+                        if ok {
+                            // A channel that was busy when the stop came sends its rest
+                            // now. A failed one is not retried: the stop is waiting.
+                            *sent += self.start_final_sends(&done_tx);
+                        } else {
+                            *sent = sent.saturating_sub(items);
+                        }
+                    }
                 }
-                Some(done) = done_rx.recv() => self.done(done),
-                _ = tokio::time::sleep_until(next.unwrap_or(far)), if next.is_some() => {
+                _ = tokio::time::sleep_until(next.unwrap_or(far)), if next.is_some() && flushing.is_none() => {
                     self.start_sends(&done_tx);
                 }
             }
             self.publish();
+            if flushing.is_some() && self.channels.iter().all(|c| c.in_flight == 0) {
+                if let Some((reply, sent)) = flushing.take() {
+                    let lost = self.channels.iter().map(|c| c.batch.waiting()).sum();
+                    let _ = reply.send((sent, lost));
+                }
+                return;
+            }
         }
+    }
+
+    /// The last digests, at shutdown: everything waiting in every channel that is not
+    /// busy. Returns how many items they hold.
+    fn start_final_sends(&mut self, done: &mpsc::Sender<Done>) -> u64 {
+        let mut items = 0;
+        for c in &mut self.channels {
+            let Some(digest) = c.batch.take_final() else {
+                continue;
+            };
+            items += digest.len();
+            c.in_flight = digest.len();
+            let sender = c.sender.clone();
+            let done = done.clone();
+            let id = c.id;
+            tokio::spawn(async move {
+                let result = sender.send(&digest).await;
+                let _ = done.send(Done { id, digest, result }).await;
+            });
+        }
+        items
     }
 
     fn event(&mut self, e: Event) {
