@@ -355,6 +355,56 @@ fn starttls_with_a_trusted_certificate_and_a_login() {
 }
 
 #[test]
+fn implicit_tls_is_verified_and_delivers() {
+    if !have_aiosmtpd() {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let Some((ca, cert, key)) = make_certs(tmp.path()) else {
+        return;
+    };
+    let port = free_port();
+    let smtp = Server::smtp(
+        port,
+        &tmp.path().join("mail"),
+        &[
+            "--cert",
+            cert.to_str().unwrap(),
+            "--key",
+            key.to_str().unwrap(),
+            "--implicit-tls",
+        ],
+    );
+    let rt = runtime();
+    let _g = rt.enter();
+    let bus = Bus::new();
+    let ok = Notifier::spawn(
+        &cfg(&email_cfg(
+            port,
+            &format!(r#", "security": "tls", "ca_file": "{}""#, ca.display()),
+        )),
+        bus.subscribe(),
+    );
+    let untrusted = Notifier::spawn(
+        &cfg(&email_cfg(port, r#", "security": "tls""#)),
+        bus.subscribe(),
+    );
+    bus.send(ban_event("203.0.113.9", "GET /.env", "critical"));
+    let mails = smtp.wait_for(1, Duration::from_secs(10));
+    assert_eq!(mails.len(), 1);
+    assert_eq!(mails[0]["tls"], true, "{}", mails[0]);
+    let s = wait_status(&ok, Duration::from_secs(5), |s| s.channels[0].sent == 1);
+    assert_eq!(s.channels[0].sent, 1, "{s:?}");
+    let s = wait_status(&untrusted, Duration::from_secs(10), |s| {
+        s.channels[0].failed > 0
+    });
+    let err = s.channels[0].last_error.as_deref().unwrap_or("");
+    assert!(err.to_lowercase().contains("certificate"), "{err}");
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(smtp.received().len(), 1, "the untrusted one sent nothing");
+}
+
+#[test]
 fn a_thousand_bans_make_a_few_mails_that_count_every_ban() {
     if !have_aiosmtpd() {
         return;

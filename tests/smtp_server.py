@@ -5,7 +5,10 @@ Writes each message it accepts to DIR as N.eml (raw), N.json (envelope sender an
 recipients, the headers as parsed, the decoded body). Optional STARTTLS (required when
 given a certificate) and AUTH with one user. Prints READY when it listens.
 
-usage: smtp_server.py PORT DIR [--cert CERT --key KEY] [--user USER --password PW]
+usage: smtp_server.py PORT DIR [--cert CERT --key KEY [--implicit-tls]] [--user USER --password PW]
+
+With --implicit-tls the certificate is used for TLS from the first byte (SMTPS, as on
+port 465) instead of STARTTLS.
 """
 import argparse
 import asyncio
@@ -42,7 +45,8 @@ class Store:
             "rcpt_tos": envelope.rcpt_tos,
             "headers": [[k, str(v)] for k, v in msg.items()],
             "body": body,
-            "tls": session.ssl is not None,
+            "tls": session.ssl is not None
+            or server.transport.get_extra_info("ssl_object") is not None,
             "authenticated": bool(getattr(session, "authenticated", False)),
         }
         base = os.path.join(self.dir, "%04d" % n)
@@ -63,12 +67,16 @@ def main():
     p.add_argument("--key")
     p.add_argument("--user")
     p.add_argument("--password")
+    p.add_argument("--implicit-tls", action="store_true")
     a = p.parse_args()
     kw = {}
     if a.cert:
         ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
         ctx.load_cert_chain(a.cert, a.key)
-        kw.update(tls_context=ctx, require_starttls=True)
+        if a.implicit_tls:
+            kw.update(ssl_context=ctx)
+        else:
+            kw.update(tls_context=ctx, require_starttls=True)
     if a.user:
         def check(server, session, envelope, mechanism, auth_data):
             ok = (
