@@ -3,12 +3,15 @@
 ({"path", "headers", "body"}) and answers 204, or 500 for the first --fail-first
 requests. Prints READY when it listens.
 
-usage: http_receiver.py PORT DIR [--fail-first N]
+usage: http_receiver.py PORT DIR [--fail-first N] [--cert CERT --key KEY]
+
+With a certificate it speaks HTTPS.
 """
 import argparse
 import http.server
 import json
 import os
+import ssl
 import threading
 
 lock = threading.Lock()
@@ -20,6 +23,8 @@ def main():
     p.add_argument("port", type=int)
     p.add_argument("dir")
     p.add_argument("--fail-first", type=int, default=0)
+    p.add_argument("--cert")
+    p.add_argument("--key")
     a = p.parse_args()
     state["fail"] = a.fail_first
 
@@ -52,6 +57,10 @@ def main():
             pass
 
     srv = http.server.ThreadingHTTPServer(("127.0.0.1", a.port), Handler)
+    if a.cert:
+        ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        ctx.load_cert_chain(a.cert, a.key)
+        srv.socket = ctx.wrap_socket(srv.socket, server_side=True)
     print("READY", flush=True)
     srv.serve_forever()
 

@@ -562,6 +562,62 @@ fn bans_waiting_for_their_digest_are_sent_when_the_daemon_stops() {
 }
 
 #[test]
+fn an_https_webhook_is_verified_against_its_ca_file() {
+    let tmp = tempfile::tempdir().unwrap();
+    let Some((ca, cert, key)) = make_certs(tmp.path()) else {
+        return;
+    };
+    let port = free_port();
+    let http = Server::http(
+        port,
+        &tmp.path().join("hooks"),
+        &[
+            "--cert",
+            cert.to_str().unwrap(),
+            "--key",
+            key.to_str().unwrap(),
+        ],
+    );
+    let hook = |extra: &str| {
+        cfg(&format!(
+            r#"{{"webhooks": [{{"url": "https://127.0.0.1:{port}/hook", "digest_interval": 0 {extra}}}]}}"#
+        ))
+    };
+    let rt = runtime();
+    let _g = rt.enter();
+    let bus = Bus::new();
+    let trusted = Notifier::spawn(
+        &hook(&format!(r#", "ca_file": "{}""#, ca.display())),
+        bus.subscribe(),
+    );
+    let untrusted = Notifier::spawn(&hook(""), bus.subscribe());
+    bus.send(ban_event("203.0.113.10", "GET /.git/config", "critical"));
+    let posts = http.wait_for(1, Duration::from_secs(10));
+    assert_eq!(posts.len(), 1, "{posts:?}");
+    let s = wait_status(&trusted, Duration::from_secs(5), |s| {
+        s.channels[0].sent == 1
+    });
+    assert_eq!(s.channels[0].sent, 1, "{s:?}");
+    let s = wait_status(&untrusted, Duration::from_secs(10), |s| {
+        s.channels[0].failed > 0
+    });
+    let err = s.channels[0].last_error.as_deref().unwrap_or("");
+    eprintln!("untrusted webhook certificate: {err}");
+    assert!(err.to_lowercase().contains("certificate"), "{err}");
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(http.received().len(), 1, "the untrusted one posted nothing");
+    // A CA file that is not PEM is a setup error naming the key; the channel is off.
+    let junk = tmp.path().join("junk.pem");
+    std::fs::write(&junk, "not a certificate").unwrap();
+    let (_, errors) =
+        security_monitor::notify::channels(&hook(&format!(r#", "ca_file": "{}""#, junk.display())));
+    assert!(
+        errors.len() == 1 && errors[0].starts_with("webhooks[0].ca_file"),
+        "{errors:?}"
+    );
+}
+
+#[test]
 fn webhooks_post_generic_slack_and_discord_json_and_retry() {
     let tmp = tempfile::tempdir().unwrap();
     let port = free_port();

@@ -403,6 +403,8 @@ pub struct WebhookConfig {
     /// Seconds to collect bans into one post.
     pub digest_interval: u64,
     pub max_per_hour: u32,
+    /// A PEM file of CA certificates trusted besides the system's (a private CA).
+    pub ca_file: Option<PathBuf>,
 }
 
 impl WebhookConfig {
@@ -414,6 +416,7 @@ impl WebhookConfig {
             headers: BTreeMap::new(),
             digest_interval: 60,
             max_per_hour: 60,
+            ca_file: None,
         }
     }
 }
@@ -1838,6 +1841,20 @@ impl Validator {
                     }
                 }
             }
+            if let Some(n) = o.get("ca_file") {
+                let cpath = format!("{path}.ca_file");
+                if let Some(f) = self.string(n, &cpath) {
+                    if f.starts_with('/') {
+                        w.ca_file = Some(PathBuf::from(f));
+                    } else {
+                        self.err(
+                            &cpath,
+                            n.pos,
+                            "must be an absolute path to a PEM file, such as /etc/security-monitor/webhook-ca.pem",
+                        );
+                    }
+                }
+            }
             self.finish(o);
             out.push(w);
         }
@@ -2173,14 +2190,15 @@ mod tests {
 
     #[test]
     fn webhooks_are_checked() {
-        let ok = parse_str(r#"{"webhooks": [{"url": "https://hooks.slack.com/services/T/B/x", "format": "slack", "min_severity": "critical", "digest_interval": "30s", "max_per_hour": 10, "headers": {"X-Token": "abc"}}], "email": {"ca_file": "/etc/ca.pem"}}"#).unwrap();
+        let ok = parse_str(r#"{"webhooks": [{"url": "https://hooks.slack.com/services/T/B/x", "format": "slack", "min_severity": "critical", "digest_interval": "30s", "max_per_hour": 10, "headers": {"X-Token": "abc"}, "ca_file": "/etc/hook-ca.pem"}], "email": {"ca_file": "/etc/ca.pem"}}"#).unwrap();
         let w = &ok.webhooks[0];
         assert_eq!(w.format, WebhookFormat::Slack);
         assert_eq!(w.min_severity, Severity::Critical);
         assert_eq!((w.digest_interval, w.max_per_hour), (30, 10));
         assert_eq!(w.headers.get("X-Token").map(String::as_str), Some("abc"));
         assert_eq!(ok.email.ca_file, Some(PathBuf::from("/etc/ca.pem")));
-        let errs = parse_str(r#"{"webhooks": [{"url": "ftp://x/y", "format": "slak"}, {"format": "generic", "headers": {"Bad Name": "v", "X": "a\nb"}}, {"url": "not a url", "bogus": 1}], "email": {"ca_file": "ca.pem"}}"#).unwrap_err();
+        assert_eq!(w.ca_file, Some(PathBuf::from("/etc/hook-ca.pem")));
+        let errs = parse_str(r#"{"webhooks": [{"url": "ftp://x/y", "format": "slak", "ca_file": "ca.pem"}, {"format": "generic", "headers": {"Bad Name": "v", "X": "a\nb"}}, {"url": "not a url", "bogus": 1}], "email": {"ca_file": "ca.pem"}}"#).unwrap_err();
         let all = errs
             .iter()
             .map(|e| e.to_string())
@@ -2195,6 +2213,7 @@ mod tests {
             "webhooks[2].url: not a URL",
             "webhooks[2].bogus: unknown key",
             "email.ca_file: must be an absolute path",
+            "webhooks[0].ca_file: must be an absolute path",
         ] {
             assert!(all.contains(want), "{want:?} not in\n{all}");
         }

@@ -30,7 +30,32 @@ impl Poster {
             value.set_sensitive(true);
             headers.insert(name, value);
         }
-        let client = reqwest::Client::builder()
+        let mut builder = reqwest::Client::builder();
+        if let Some(path) = &cfg.ca_file {
+            let pem = std::fs::read(path).map_err(|e| {
+                format!(
+                    "webhooks[{index}].ca_file {}: cannot read it: {e}",
+                    path.display()
+                )
+            })?;
+            let certs = reqwest::Certificate::from_pem_bundle(&pem).map_err(|e| {
+                format!(
+                    "webhooks[{index}].ca_file {}: not a PEM certificate: {}",
+                    path.display(),
+                    error_chain(&e)
+                )
+            })?;
+            if certs.is_empty() {
+                return Err(format!(
+                    "webhooks[{index}].ca_file {}: no certificate in it",
+                    path.display()
+                ));
+            }
+            for c in certs {
+                builder = builder.add_root_certificate(c);
+            }
+        }
+        let client = builder
             .timeout(HTTP_TIMEOUT)
             .redirect(reqwest::redirect::Policy::none())
             .user_agent(concat!("security-monitor/", env!("CARGO_PKG_VERSION")))
