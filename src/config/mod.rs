@@ -68,6 +68,11 @@ pub struct Thresholds {
     /// Distinct paths answered 404/410 within `not_found_window` that ban (probing).
     pub max_not_found: u32,
     pub not_found_window: u64,
+    /// Distinct paths answered 404/410 within `not_found_burst_window` that ban when
+    /// each came without a referer and is not a static asset (a scanner's burst);
+    /// 0: off.
+    pub max_not_found_burst: u32,
+    pub not_found_burst_window: u64,
     /// Whether one hit of a critical rule bans by itself.
     pub ban_on_critical: bool,
 }
@@ -82,6 +87,8 @@ impl Default for Thresholds {
             max_requests_per_minute: 300,
             max_not_found: 10,
             not_found_window: 300,
+            max_not_found_burst: 5,
+            not_found_burst_window: 60,
             ban_on_critical: true,
         }
     }
@@ -1325,10 +1332,16 @@ impl Validator {
             &mut t.max_requests_per_minute,
         );
         count(self, &mut o, "max_not_found", &mut t.max_not_found);
+        if let Some(n) = o.get("max_not_found_burst") {
+            if let Some(x) = self.uint(n, "thresholds.max_not_found_burst", 0, 1_000_000) {
+                t.max_not_found_burst = x as u32;
+            }
+        }
         for (key, field) in [
             ("failed_auth_window", &mut t.failed_auth_window),
             ("pattern_window", &mut t.pattern_window),
             ("not_found_window", &mut t.not_found_window),
+            ("not_found_burst_window", &mut t.not_found_burst_window),
         ] {
             if let Some(n) = o.get(key) {
                 if let Some(x) = self.duration(n, &format!("thresholds.{key}"), 1) {

@@ -24,6 +24,8 @@ use window::{DistinctWindow, EventWindow, RateCounter};
 pub const FLOOD_RULE: &str = "request-flood";
 pub const FLOOD_CATEGORY: &str = "flood";
 pub const PROBING_RULE: &str = "not-found-probing";
+/// A quick burst of 404s for distinct, referer-less, non-asset paths: a scanner.
+pub const PROBING_BURST_RULE: &str = "not-found-burst";
 pub const PROBING_CATEGORY: &str = "probing";
 pub const FAILED_AUTH_CATEGORY: &str = "failed_auth";
 
@@ -81,10 +83,29 @@ struct Offences {
     points: EventWindow,
     failed_auth: EventWindow,
     not_found: DistinctWindow,
+    not_found_burst: DistinctWindow,
     /// The most severe rule seen since the windows were last reset.
     worst: Option<(usize, Severity)>,
     last_failed_auth_rule: Option<usize>,
     evidence: Vec<String>,
+}
+
+/// Whether a request target names a static file a page embeds (image, style, script,
+/// font): a 404 for one is a broken page, not a probe.
+fn is_static_asset(target: &[u8]) -> bool {
+    let path = target.split(|&b| b == b'?').next().unwrap_or(target);
+    let Some(dot) = path.iter().rposition(|&b| b == b'.') else {
+        return false;
+    };
+    let ext = &path[dot + 1..];
+    if ext.contains(&b'/') {
+        return false;
+    }
+    const ASSETS: &[&[u8]] = &[
+        b"png", b"jpg", b"jpeg", b"gif", b"ico", b"svg", b"webp", b"avif", b"bmp", b"css", b"js",
+        b"mjs", b"map", b"woff", b"woff2", b"ttf", b"otf", b"eot", b"mp4", b"webm", b"mp3",
+    ];
+    ASSETS.iter().any(|a| ext.eq_ignore_ascii_case(a))
 }
 
 /// Points a rule hit adds toward `max_pattern_matches`.
@@ -268,12 +289,10 @@ impl Detector {
         if not_found {
             let mut h = self.hasher.build_hasher();
             h.write(&req.target);
-            let n = off.not_found.push(
-                h.finish(),
-                now,
-                t.not_found_window,
-                t.max_not_found as usize,
-            );
+            let path_hash = h.finish();
+            let n =
+                off.not_found
+                    .push(path_hash, now, t.not_found_window, t.max_not_found as usize);
             if decided.is_none() && n >= t.max_not_found {
                 decided = Some((
                     PROBING_RULE.into(),
@@ -281,6 +300,25 @@ impl Detector {
                     Severity::Medium,
                     n,
                 ));
+            }
+            // A browser's missing image or stylesheet comes with a referer; a scanner
+            // guessing paths sends none, and quickly.
+            if t.max_not_found_burst > 0 && req.referer.is_empty() && !is_static_asset(&req.target)
+            {
+                let n = off.not_found_burst.push(
+                    path_hash,
+                    now,
+                    t.not_found_burst_window,
+                    t.max_not_found_burst as usize,
+                );
+                if decided.is_none() && n >= t.max_not_found_burst {
+                    decided = Some((
+                        PROBING_BURST_RULE.into(),
+                        PROBING_CATEGORY.into(),
+                        Severity::Medium,
+                        n,
+                    ));
+                }
             }
         }
         if decided.is_none() && rpm > t.max_requests_per_minute {
@@ -334,6 +372,7 @@ impl Detector {
             .pattern_window
             .max(t.failed_auth_window)
             .max(t.not_found_window)
+            .max(t.not_found_burst_window)
             .max(60) as i64;
         let before = self.ips.len();
         self.ips
@@ -381,6 +420,88 @@ mod tests {
         assert_eq!(verdicts.len(), 1);
         assert_eq!(verdicts[0].rule, FLOOD_RULE);
         assert_eq!(verdicts[0].hits, 11);
+    }
+
+    #[test]
+    fn a_quick_burst_of_referer_less_404s_is_a_scanner() {
+        let mut d = detector("{}");
+        // A page with broken images and styles: assets, even without a referer.
+        for (i, p) in [
+            "/a.png",
+            "/b.css",
+            "/c.js",
+            "/d.woff2",
+            "/e.JPG?v=2",
+            "/f.ico",
+        ]
+        .iter()
+        .enumerate()
+        {
+            assert!(
+                feed(&mut d, &line("203.0.113.3", p, 404, "x"), 1000 + i as i64)
+                    .verdict
+                    .is_none()
+            );
+        }
+        // Dead links followed from another page carry a referer: not counted.
+        for i in 0..6 {
+            let raw = format!("203.0.113.4 - - [21/Nov/2026:00:00:00 +0000] \"GET /old/{i} HTTP/1.1\" 404 10 \"https://example.org/\" \"x\"");
+            assert!(feed(&mut d, raw.as_bytes(), 1000 + i).verdict.is_none());
+        }
+        // Four guesses, then a pause longer than the window, then four more: no ban.
+        for i in 0..4 {
+            assert!(feed(
+                &mut d,
+                &line("203.0.113.5", &format!("/g{i}/"), 404, "x"),
+                1000 + i
+            )
+            .verdict
+            .is_none());
+        }
+        for i in 0..4 {
+            assert!(feed(
+                &mut d,
+                &line("203.0.113.5", &format!("/h{i}"), 404, "x"),
+                1100 + i
+            )
+            .verdict
+            .is_none());
+        }
+        // Five distinct guesses within a minute: banned as a burst.
+        let mut v = None;
+        for (i, p) in [
+            "/install.php",
+            "/INSTALL.pgsql",
+            "/installer/",
+            "/rst.php",
+            "/RootCA.crt",
+        ]
+        .iter()
+        .enumerate()
+        {
+            v = v.or(feed(
+                &mut d,
+                &line("203.0.113.6", p, 404, "x"),
+                2000 + 3 * i as i64,
+            )
+            .verdict);
+        }
+        let v = v.expect("a burst of five probes bans");
+        assert_eq!(
+            (v.rule.as_str(), v.category.as_str()),
+            (PROBING_BURST_RULE, PROBING_CATEGORY)
+        );
+        // Switched off with 0.
+        let mut off = detector(r#"{"thresholds": {"max_not_found_burst": 0}}"#);
+        for i in 0..8 {
+            assert!(feed(
+                &mut off,
+                &line("203.0.113.6", &format!("/p{i}"), 404, "x"),
+                2000 + i
+            )
+            .verdict
+            .is_none());
+        }
     }
 
     #[test]
