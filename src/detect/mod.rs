@@ -423,6 +423,44 @@ mod tests {
     }
 
     #[test]
+    fn one_line_of_each_unambiguous_attack_class_bans_and_look_alikes_do_not() {
+        let attacks = [
+            ("/p?id=1%20UNION%20ALL%20SELECT%20NULL,NULL--", "sqli"),
+            ("/p?q=%3Cscript%3Ealert(1)%3C/script%3E", "xss"),
+            ("/download?file=../../../../etc/passwd", "traversal"),
+            ("/p?cmd=;uname%20-a", "cmdi"),
+            ("/p?x=%27i%27fconfig", "cmdi"),
+            ("/p?cmd=w%27h%27o%27am%27i", "cmdi"),
+            ("/.git/config", "sensitive_file"),
+        ];
+        for (i, (target, category)) in attacks.iter().enumerate() {
+            let mut d = detector("{}");
+            let ip = format!("203.0.113.{}", i + 10);
+            let v = feed(&mut d, &line(&ip, target, 200, "Mozilla/5.0"), 1000)
+                .verdict
+                .unwrap_or_else(|| panic!("{target} was not banned"));
+            assert_eq!(&v.category, category, "{target}: {v:?}");
+        }
+        let benign = [
+            "/search?q=select%20a%20wine%20for%20dinner",
+            "/people?name=O%27Brien%27s%20bakery",
+            "/search?q=%22union%20station%22%20hours",
+            "/shop;jsessionid=74B0CB414BD77D17B5680A6386EF1666?item=3",
+            "/api/items?$filter=name%20eq%20%27Joe%27",
+            "/blog/why-cat-and-grep-beat-ifconfig",
+        ];
+        let mut d = detector("{}");
+        for (i, target) in benign.iter().enumerate() {
+            let v = feed(
+                &mut d,
+                &line("198.51.100.7", target, 200, "Mozilla/5.0"),
+                1000 + i as i64,
+            );
+            assert!(v.verdict.is_none(), "{target} banned: {:?}", v.verdict);
+        }
+    }
+
+    #[test]
     fn a_quick_burst_of_referer_less_404s_is_a_scanner() {
         let mut d = detector("{}");
         // A page with broken images and styles: assets, even without a referer.
