@@ -432,6 +432,15 @@ mod tests {
             ("/p?x=%27i%27fconfig", "cmdi"),
             ("/p?cmd=w%27h%27o%27am%27i", "cmdi"),
             ("/.git/config", "sensitive_file"),
+            ("/p?v=%BCscript%BEalert(1)%BC/script%BE", "xss"),
+            (
+                "/api/users?created_by__password__startswith=pbkdf2",
+                "code_injection",
+            ),
+            (
+                "/api/users?user__metadata__has_keys=is_staff",
+                "code_injection",
+            ),
         ];
         for (i, (target, category)) in attacks.iter().enumerate() {
             let mut d = detector("{}");
@@ -448,6 +457,8 @@ mod tests {
             "/shop;jsessionid=74B0CB414BD77D17B5680A6386EF1666?item=3",
             "/api/items?$filter=name%20eq%20%27Joe%27",
             "/blog/why-cat-and-grep-beat-ifconfig",
+            "/recipes?q=%C2%BC%20cup%20sugar",
+            "/api/users?name__icontains=bob",
         ];
         let mut d = detector("{}");
         for (i, target) in benign.iter().enumerate() {
