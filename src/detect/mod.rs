@@ -459,7 +459,24 @@ mod tests {
             "/blog/why-cat-and-grep-beat-ifconfig",
             "/recipes?q=%C2%BC%20cup%20sugar",
             "/api/users?name__icontains=bob",
+            "/search?q=%22exact%20phrase%22",
         ];
+        // String break-out probes, one fragment per request: three make a ban.
+        let mut d = detector("{}");
+        let v = ["/p?pay=%22:%2265", "/p?pay=%27%5C2nq5", "/p?%22:60"]
+            .iter()
+            .enumerate()
+            .filter_map(|(i, t)| {
+                feed(
+                    &mut d,
+                    &line("203.0.113.30", t, 200, "Mozilla/5.0"),
+                    1000 + i as i64,
+                )
+                .verdict
+            })
+            .next()
+            .expect("three break-out probes ban");
+        assert_eq!(v.category, "sqli");
         let mut d = detector("{}");
         for (i, target) in benign.iter().enumerate() {
             let v = feed(
