@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Figures for the Docker log path (see bench/README.md): latency from a container writing
 # a line to the watcher handing it over (median, p99), lines/s through the Docker API for
-# one container and for 50, and the memory of `security-monitor watch` following 50
-# containers. Prints figures; exits non-zero only when something failed to run.
+# one container and for 50, and the memory of `security-monitor watch` and of the
+# daemon (`security-monitor run`) following 50 containers. Prints figures; exits
+# non-zero only when something failed to run.
 #
 # Uses the dockerd at $SECMON_DOCKER_SOCK if set; otherwise (as root) starts the same
 # private dockerd tests/run.sh starts, and stops it at the end.
@@ -79,4 +80,21 @@ echo "following $following containers: RSS $((rss / 1024)) MiB ($rss kB), peak $
 kill "$watch_pid"
 wait "$watch_pid" 2>/dev/null || true
 watch_pid=
-rm -f "$cfg" "$errlog"
+
+say "memory: the daemon (security-monitor run, firewall none) following the same 50 containers"
+state=$(mktemp -d)
+printf '{"docker": {"socket": "%s", "name_pattern": "^smbench-rss-", "label": ""}, "firewall": {"backend": "none"}, "state": {"dir": "%s"}, "control": {"socket": "%s/control.sock"}}\n' \
+    "$SECMON_DOCKER_SOCK" "$state" "$state" >"$cfg"
+target/release/security-monitor run --config "$cfg" 2>"$errlog" &
+watch_pid=$!
+sleep 15
+watched=$(target/release/security-monitor status --config "$cfg" --json |
+    python3 -c 'import json,sys; s=json.load(sys.stdin); print(sum(1 for c in s["docker"]["containers"] if c["state"] == "following"))' || echo "?")
+rss=$(awk '/^VmRSS/{print $2}' "/proc/$watch_pid/status")
+hwm=$(awk '/^VmHWM/{print $2}' "/proc/$watch_pid/status")
+threads=$(awk '/^Threads/{print $2}' "/proc/$watch_pid/status")
+echo "daemon following $watched containers: RSS $((rss / 1024)) MiB ($rss kB), peak $((hwm / 1024)) MiB, $threads threads"
+kill "$watch_pid"
+wait "$watch_pid" 2>/dev/null || true
+watch_pid=
+rm -rf "$cfg" "$errlog" "$state"
