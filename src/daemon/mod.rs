@@ -243,12 +243,13 @@ async fn main_loop(opts: Options, cfg: Config) -> i32 {
     );
 
     loop {
+        // Not `biased`: under a flood of lines the signals, calls and the watchdog tick
+        // must still get their turn.
         tokio::select! {
-            // Networks before lines: a line is never judged before the networks the
-            // watcher reported ahead of it are applied (see spawn_reporting_networks).
-            biased;
             Some(nets) = nets_rx.recv() => apply_networks(&mut st, &enforce, nets),
             Some(line) = line_rx.recv() => {
+                // Networks before lines: a line is never judged before the networks the
+                // watcher reported ahead of it (see spawn_reporting_networks).
                 while let Ok(nets) = nets_rx.try_recv() {
                     apply_networks(&mut st, &enforce, nets);
                 }
@@ -276,6 +277,12 @@ async fn main_loop(opts: Options, cfg: Config) -> i32 {
                 let resp = handle_call(&mut st, &enforce, &mut watcher, &line_tx, &opts, req).await;
                 let _ = reply.send(resp);
             }
+            _ = async {
+                match watcher.as_ref() {
+                    Some(w) => w.connection_changed().await,
+                    None => std::future::pending().await,
+                }
+            } => watch_docker_connection(&mut st, watcher.as_ref()),
             _ = hup.recv() => {
                 let _ = reload(&mut st, &enforce, &mut watcher, &line_tx, &opts).await;
             }

@@ -64,6 +64,8 @@ impl WatchSettings {
 struct Shared {
     docker_host: String,
     connection: Mutex<(bool, Option<String>)>,
+    /// Woken whenever `connection` is set, so the daemon hears of a lost dockerd at once.
+    connection_changed: tokio::sync::Notify,
     trackers: Mutex<BTreeMap<String, Arc<Tracker>>>,
 }
 
@@ -103,6 +105,7 @@ impl Watcher {
         let shared = Arc::new(Shared {
             docker_host: settings.docker_host.clone(),
             connection: Mutex::new((false, None)),
+            connection_changed: tokio::sync::Notify::new(),
             trackers: Mutex::new(BTreeMap::new()),
         });
         let (stop_tx, stop_rx) = watch::channel(false);
@@ -130,6 +133,12 @@ impl Watcher {
             error,
             containers,
         }
+    }
+
+    /// Returns when the connection to dockerd was made or lost since the last call
+    /// (see [`Watcher::status`] for which).
+    pub async fn connection_changed(&self) {
+        self.shared.connection_changed.notified().await
     }
 
     /// Stops every stream and writes the cursors. Lines already in the channel stay
@@ -273,6 +282,7 @@ impl Supervisor {
                 warn!("Docker at {}: {error}", self.settings.docker_host);
             }
             *lock(&self.shared.connection) = (false, Some(error.clone()));
+            self.shared.connection_changed.notify_one();
             last_error = Some(error);
             let delay = backoff.next_delay();
             tokio::select! {
@@ -342,6 +352,7 @@ impl Supervisor {
             return Some(format!("cannot list containers: {}", describe(&e)));
         }
         *lock(&self.shared.connection) = (true, None);
+        self.shared.connection_changed.notify_one();
         info!("connected to dockerd at {}", self.settings.docker_host);
         backoff.reset();
         let mut flush = tokio::time::interval(Duration::from_secs(1));
