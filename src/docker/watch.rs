@@ -8,6 +8,7 @@
 
 use crate::clock::unix_now_ns;
 use std::collections::{BTreeMap, HashMap, HashSet};
+use std::net::IpAddr;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -30,7 +31,6 @@ use super::{connect, docker_host, LogLine, Selection, READABLE_DRIVERS};
 use crate::config::Config;
 use crate::enforce::DockerNetwork;
 use crate::netaddr::parse_client_ip;
-use std::net::IpAddr;
 
 /// Everything the watcher takes from the config.
 #[derive(Debug, Clone)]
