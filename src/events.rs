@@ -31,25 +31,9 @@ pub enum Event {
         reason: String,
     },
     /// A verdict the safety valve held back.
-    Held {
-        at: i64,
-        ip: IpAddr,
-        rule: String,
-        category: String,
-        severity: String,
-        container: String,
-        reason: String,
-    },
+    Held(Refusal),
     /// A verdict against an address that is never banned.
-    NeverBan {
-        at: i64,
-        ip: IpAddr,
-        rule: String,
-        category: String,
-        severity: String,
-        container: String,
-        reason: String,
-    },
+    NeverBan(Refusal),
     /// A line matched rules but did not (yet) lead to a ban.
     RuleHit {
         at: i64,
@@ -85,13 +69,25 @@ pub enum Event {
     },
 }
 
+/// A verdict that did not become a ban, and why (`reason`).
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct Refusal {
+    pub at: i64,
+    pub ip: IpAddr,
+    pub rule: String,
+    pub category: String,
+    pub severity: String,
+    pub container: String,
+    pub reason: String,
+}
+
 impl Event {
     pub fn at(&self) -> i64 {
         match self {
             Event::Ban { at, .. }
             | Event::Unban { at, .. }
-            | Event::Held { at, .. }
-            | Event::NeverBan { at, .. }
+            | Event::Held(Refusal { at, .. })
+            | Event::NeverBan(Refusal { at, .. })
             | Event::RuleHit { at, .. }
             | Event::Reload { at, .. }
             | Event::FirewallError { at, .. }

@@ -6,7 +6,7 @@ mod common;
 use std::collections::HashSet;
 use std::time::{Duration, Instant};
 
-use common::{assert_each_once, env, numbers, prefix, state_dir, text, Watch};
+use common::{assert_each_once, env, numbers, prefix, state_dir, text, Watch, COUNTER};
 use security_monitor::docker::{Stream, StreamState};
 
 const T: Duration = Duration::from_secs(30);
@@ -417,11 +417,7 @@ async fn a_security_monitor_restart_resumes_from_the_cursor() {
     };
     let p = prefix("resume");
     let name = format!("{p}counter");
-    env.run(
-        &name,
-        &[],
-        "i=0; while true; do echo \"seq $i\"; i=$((i+1)); sleep 0.02; done",
-    );
+    env.run(&name, &[], COUNTER);
     let dir = state_dir();
     let mut first = Watch::start(env.settings(&p, dir.path(), ""));
     first.until(T, "100 lines", |g| g.len() >= 100).await;

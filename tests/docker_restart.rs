@@ -10,7 +10,7 @@ mod common;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{assert_each_once, env, numbers, prefix, state_dir, text, Watch};
+use common::{assert_each_once, env, numbers, prefix, state_dir, text, Watch, COUNTER};
 use security_monitor::docker::StreamState;
 
 fn dockerd_pid(pidfile: &str) -> Option<i32> {
@@ -37,15 +37,19 @@ async fn a_dockerd_restart_loses_and_repeats_nothing() {
     };
     let p = prefix("dockerd");
     let name = format!("{p}counter");
-    env.run(
-        &name,
-        &[],
-        "i=0; while true; do echo \"seq $i\"; i=$((i+1)); sleep 0.02; done",
-    );
+    env.run(&name, &[], COUNTER);
     let dir = state_dir();
     let mut w = Watch::start(env.settings(&p, dir.path(), ""));
     w.until(Duration::from_secs(30), "100 lines", |g| g.len() >= 100)
         .await;
+
+    // The watcher woke its listener when it connected; take that wake-up now, so the
+    // next one below can only come from losing dockerd.
+    let _ = tokio::time::timeout(
+        Duration::from_secs(1),
+        w.watcher.as_ref().expect("a watcher").connection_changed(),
+    )
+    .await;
 
     // Stop dockerd and keep it down for a while; the container goes on writing.
     let pid = dockerd_pid(&pidfile).expect("the test dockerd's pid");
@@ -62,6 +66,19 @@ async fn a_dockerd_restart_loses_and_repeats_nothing() {
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+    // The daemon's alert and STATUS hang on this wake-up: it comes at once.
+    let woke = Instant::now();
+    tokio::time::timeout(
+        Duration::from_secs(5),
+        w.watcher.as_ref().expect("a watcher").connection_changed(),
+    )
+    .await
+    .expect("the watcher did not say that dockerd went away");
+    eprintln!(
+        "dockerd gone -> watcher woke its listener: {:?}",
+        woke.elapsed()
+    );
+    assert!(!w.status().connected, "{:#?}", w.status());
     w.settle(Duration::from_secs(2)).await;
     let status = w.status();
     let c = &status.containers[0];

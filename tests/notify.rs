@@ -48,6 +48,18 @@ fn script(name: &str) -> PathBuf {
         .join(name)
 }
 
+/// `--cert CERT --key KEY` for a test server, then `extra`.
+fn tls_args<'a>(cert: &'a Path, key: &'a Path, extra: &[&'a str]) -> Vec<&'a str> {
+    let mut args = vec![
+        "--cert",
+        cert.to_str().expect("a UTF-8 path"),
+        "--key",
+        key.to_str().expect("a UTF-8 path"),
+    ];
+    args.extend_from_slice(extra);
+    args
+}
+
 /// A helper server process, killed on drop.
 struct Server {
     child: Child,
@@ -266,16 +278,11 @@ fn starttls_with_a_trusted_certificate_and_a_login() {
     let smtp = Server::smtp(
         port,
         &tmp.path().join("mail"),
-        &[
-            "--cert",
-            cert.to_str().unwrap(),
-            "--key",
-            key.to_str().unwrap(),
-            "--user",
-            "monitor",
-            "--password",
-            "s3cret pass",
-        ],
+        &tls_args(
+            &cert,
+            &key,
+            &["--user", "monitor", "--password", "s3cret pass"],
+        ),
     );
     let pwfile = tmp.path().join("smtp-password");
     std::fs::write(&pwfile, "s3cret pass\n").unwrap();
@@ -367,13 +374,7 @@ fn implicit_tls_is_verified_and_delivers() {
     let smtp = Server::smtp(
         port,
         &tmp.path().join("mail"),
-        &[
-            "--cert",
-            cert.to_str().unwrap(),
-            "--key",
-            key.to_str().unwrap(),
-            "--implicit-tls",
-        ],
+        &tls_args(&cert, &key, &["--implicit-tls"]),
     );
     let rt = runtime();
     let _g = rt.enter();
@@ -570,16 +571,7 @@ fn an_https_webhook_is_verified_against_its_ca_file() {
         return;
     };
     let port = free_port();
-    let http = Server::http(
-        port,
-        &tmp.path().join("hooks"),
-        &[
-            "--cert",
-            cert.to_str().unwrap(),
-            "--key",
-            key.to_str().unwrap(),
-        ],
-    );
+    let http = Server::http(port, &tmp.path().join("hooks"), &tls_args(&cert, &key, &[]));
     let hook = |extra: &str| {
         cfg(&format!(
             r#"{{"webhooks": [{{"url": "https://127.0.0.1:{port}/hook", "digest_interval": 0 {extra}}}]}}"#

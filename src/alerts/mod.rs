@@ -19,7 +19,7 @@ use std::net::IpAddr;
 
 use serde::{Deserialize, Serialize};
 
-use crate::events::Event;
+use crate::events::{Event, Refusal};
 use crate::state::rfc3339;
 
 /// Severities, least to most serious.
@@ -153,36 +153,8 @@ pub fn from_event(e: &Event) -> Option<Alert> {
             ..Alert::new(*at, "low", "unban", &record.category)
         },
         // The safety valve fired: a flood of bans, or someone injecting log lines.
-        Event::Held {
-            at,
-            ip,
-            rule,
-            category,
-            container,
-            reason,
-            ..
-        } => Alert {
-            rule: rule.clone(),
-            ip: Some(*ip),
-            container: container.clone(),
-            line: cut(&format!("ban held back: {reason}")),
-            ..Alert::new(*at, "critical", "held", category)
-        },
-        Event::NeverBan {
-            at,
-            ip,
-            rule,
-            category,
-            container,
-            reason,
-            ..
-        } => Alert {
-            rule: rule.clone(),
-            ip: Some(*ip),
-            container: container.clone(),
-            line: cut(&format!("not banned: it is {reason}")),
-            ..Alert::new(*at, "medium", "never_ban", category)
-        },
+        Event::Held(r) => refused(r, "critical", "held", "ban held back:"),
+        Event::NeverBan(r) => refused(r, "medium", "never_ban", "not banned: it is"),
         Event::Reload {
             at,
             error: Some(error),
@@ -229,6 +201,17 @@ pub fn from_event(e: &Event) -> Option<Alert> {
             ..Alert::new(*at, "high", "error_rate", "errors")
         },
     })
+}
+
+/// The alert for a verdict that did not become a ban.
+fn refused(r: &Refusal, severity: &str, kind: &str, what: &str) -> Alert {
+    Alert {
+        rule: r.rule.clone(),
+        ip: Some(r.ip),
+        container: r.container.clone(),
+        line: cut(&format!("{what} {}", r.reason)),
+        ..Alert::new(r.at, severity, kind, &r.category)
+    }
 }
 
 fn cut(s: &str) -> String {

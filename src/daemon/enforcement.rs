@@ -19,7 +19,7 @@ use crate::detect::parse::format_time;
 use crate::detect::Verdict;
 use crate::enforce::{Decision, DockerNetwork, NeverBan};
 use crate::enforcer::Enforcer;
-use crate::events::{Bus, Event};
+use crate::events::{Bus, Event, Refusal};
 use crate::state::BanRecord;
 
 /// Verdicts waiting for the firewall; beyond this they are dropped and counted (a flood
@@ -239,35 +239,28 @@ impl Worker {
                     log_ts_ns,
                 } => {
                     let d = self.enforcer.book.on_verdict(&verdict, &container, now);
+                    let refusal = |ip: IpAddr, reason: &String| Refusal {
+                        at: now,
+                        ip,
+                        rule: verdict.rule.clone(),
+                        category: verdict.category.clone(),
+                        severity: verdict.severity.to_string(),
+                        container: container.clone(),
+                        reason: reason.clone(),
+                    };
                     match &d {
                         Decision::Ban { .. } => decisions.push((d, log_ts_ns)),
                         Decision::NeverBan { ip, reason } => {
                             self.summary.never_banned += 1;
                             tracing::warn!(IP = %ip, CONTAINER = %container, RULE = %verdict.rule, CATEGORY = %verdict.category, ACTION = "never-ban", "not banning {ip} ({} in {container}): it is {reason}", verdict.rule);
-                            self.events.send(Event::NeverBan {
-                                at: now,
-                                ip: *ip,
-                                rule: verdict.rule.clone(),
-                                category: verdict.category.clone(),
-                                severity: verdict.severity.to_string(),
-                                container: container.clone(),
-                                reason: reason.clone(),
-                            });
+                            self.events.send(Event::NeverBan(refusal(*ip, reason)));
                         }
                         Decision::AlreadyBanned { ip } => {
                             tracing::debug!(IP = %ip, "{ip} is already banned for this offence");
                         }
                         Decision::Held { ip, reason } => {
                             tracing::error!(IP = %ip, CONTAINER = %container, RULE = %verdict.rule, CATEGORY = %verdict.category, ACTION = "held", "held back the ban of {ip}: {reason}");
-                            self.events.send(Event::Held {
-                                at: now,
-                                ip: *ip,
-                                rule: verdict.rule.clone(),
-                                category: verdict.category.clone(),
-                                severity: verdict.severity.to_string(),
-                                container: container.clone(),
-                                reason: reason.clone(),
-                            });
+                            self.events.send(Event::Held(refusal(*ip, reason)));
                         }
                     }
                 }

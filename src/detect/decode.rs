@@ -143,7 +143,14 @@ pub fn lower_into(input: &[u8], out: &mut Vec<u8>) {
 /// Makes a log excerpt safe to show: control characters and invalid UTF-8 are escaped,
 /// and it is cut to `max` characters with a marker.
 pub fn escape_excerpt(input: &[u8], max: usize) -> String {
-    let text = String::from_utf8_lossy(input);
+    escape_text(&String::from_utf8_lossy(input), max, true)
+}
+
+/// Escapes control characters, bidirectional overrides and line separators as `\xHH` or
+/// `\u{H}`, and cuts to `max` characters with a marker. `double_backslashes` for raw
+/// text; text that is already escaped (evidence from the ban book) keeps its
+/// backslashes as they are.
+pub fn escape_text(text: &str, max: usize, double_backslashes: bool) -> String {
     let mut out = String::with_capacity(text.len().min(max) + 8);
     for (n, c) in text.chars().enumerate() {
         if n >= max {
@@ -151,7 +158,7 @@ pub fn escape_excerpt(input: &[u8], max: usize) -> String {
             break;
         }
         match c {
-            '\\' => out.push_str("\\\\"),
+            '\\' if double_backslashes => out.push_str("\\\\"),
             c if c.is_control() => {
                 let v = c as u32;
                 if v < 0x100 {
@@ -161,7 +168,7 @@ pub fn escape_excerpt(input: &[u8], max: usize) -> String {
                 }
             }
             // Bidirectional overrides can make a log line read differently from what it is.
-            '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}' => {
+            '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}' | '\u{2028}' | '\u{2029}' => {
                 out.push_str(&format!("\\u{{{:x}}}", c as u32))
             }
             c => out.push(c),

@@ -5,8 +5,9 @@
 //! newlines, and a program that writes megabytes without one would have them buffered
 //! whole by a reader that waits for the newline (as bollard's log decoder does on a Unix
 //! socket). So TTY logs are read here: the HTTP request to dockerd is made directly on
-//! its Unix socket, and [`ConsoleSplitter`] cuts the bytes into messages at newlines and,
-//! past `limits.max_line_bytes`, at the bound, skipping the rest of that line.
+//! its Unix socket, and [`ConsoleSplitter`] (inside the line assembler) cuts the bytes
+//! into messages at newlines and, past `limits.max_line_bytes`, at the bound, skipping
+//! the rest of that line.
 
 use std::path::Path;
 
@@ -21,7 +22,7 @@ use super::lines::PIECE_BYTES;
 /// Cuts a TTY log's bytes into the messages [`super::lines::Assembler`] takes: each
 /// whole line with its newline; a line longer than the bound as its first part (no
 /// newline) and then a bare newline once the line ends, the bytes between skipped.
-#[derive(Debug)]
+#[derive(Debug, Default)]
 pub struct ConsoleSplitter {
     buf: Vec<u8>,
     cap: usize,

@@ -12,8 +12,9 @@
 //! its pieces, each behind its own timestamp. Those inner timestamps are found at the
 //! piece boundaries (every 16,384 bytes) and removed.
 
+use super::console::ConsoleSplitter;
 use super::Stream;
-use crate::detect::parse::{civil_from_days, days_from_civil};
+use crate::detect::parse::{days_from_civil, format_time};
 
 /// The size of the pieces Docker's log copier cuts long lines into.
 pub const PIECE_BYTES: usize = 16 * 1024;
@@ -44,6 +45,8 @@ pub struct Assembler {
     partial: [Partial; 3],
     /// The last timestamp seen, for the (unexpected) message without one.
     last_ts: i64,
+    /// Cuts raw TTY bytes into messages (see [`Assembler::push_console_bytes`]).
+    console: ConsoleSplitter,
 }
 
 impl Assembler {
@@ -52,7 +55,16 @@ impl Assembler {
             max: max_line_bytes.max(1),
             partial: Default::default(),
             last_ts: 0,
+            console: ConsoleSplitter::new(max_line_bytes),
         }
+    }
+
+    /// Takes raw bytes of a TTY container's log, in whatever chunks they arrive: no
+    /// line is held beyond the bound (see [`super::console`]).
+    pub fn push_console_bytes(&mut self, bytes: &[u8], out: &mut Vec<Assembled>) {
+        let mut console = std::mem::take(&mut self.console);
+        console.push(bytes, &mut |m: &[u8]| self.push_console(m, out));
+        self.console = console;
     }
 
     /// Takes one message from the log API; whole lines go to `out`.
@@ -140,6 +152,9 @@ impl Assembler {
     /// Hands out lines whose last piece never came: at the end of a stopped container's
     /// log, where the output did not end with a newline.
     pub fn flush(&mut self, out: &mut Vec<Assembled>) {
+        let mut console = std::mem::take(&mut self.console);
+        console.finish(&mut |m: &[u8]| self.push_console(m, out));
+        self.console = console;
         for stream in [Stream::Stdout, Stream::Stderr, Stream::Console] {
             let p = &mut self.partial[stream as usize];
             if p.active {
@@ -224,16 +239,9 @@ pub fn parse_rfc3339_ns(s: &[u8]) -> Option<i64> {
 
 /// Formats Unix ns as RFC 3339 UTC with nanoseconds, as Docker writes it.
 pub fn format_ts_ns(ns: i64) -> String {
-    let secs = ns.div_euclid(1_000_000_000);
+    let seconds = format_time(ns.div_euclid(1_000_000_000));
     let frac = ns.rem_euclid(1_000_000_000);
-    let (y, m, d) = civil_from_days(secs.div_euclid(86400));
-    let rem = secs.rem_euclid(86400);
-    format!(
-        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{frac:09}Z",
-        rem / 3600,
-        rem % 3600 / 60,
-        rem % 60
-    )
+    format!("{}.{frac:09}Z", seconds.trim_end_matches('Z'))
 }
 
 #[cfg(test)]

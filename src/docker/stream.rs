@@ -6,6 +6,7 @@
 //! dropped and counted), and when the channel is full only its own stream waits — Docker
 //! keeps what it has not read yet, so nothing piles up in memory here.
 
+use std::pin::Pin;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -15,10 +16,11 @@ use bollard::errors::Error as DockerError;
 use bollard::query_parameters::LogsOptions;
 use bollard::Docker;
 use futures_util::StreamExt;
+use hyper::body::Bytes;
 use tokio::sync::mpsc;
 use tracing::{info, warn};
 
-use super::console::{ConsoleLog, ConsoleSplitter};
+use super::console::ConsoleLog;
 use super::cursor::Position;
 use super::lines::{Assembled, Assembler};
 use super::status::{lock, StreamState, Tracker};
@@ -126,6 +128,35 @@ pub(crate) struct Follow {
 /// The receiver of the lines is gone: nothing more to do.
 struct Closed;
 
+/// Where a log is read from: bollard's framed stream, or a TTY log read raw.
+enum Source {
+    Api(Pin<Box<dyn futures_util::Stream<Item = Result<LogOutput, DockerError>> + Send>>),
+    Console(ConsoleLog),
+}
+
+/// What a source yields: a framed message of one stream, or raw TTY bytes.
+enum Chunk {
+    Framed(Stream, Bytes),
+    Console(Bytes),
+}
+
+impl Source {
+    async fn next(&mut self) -> Option<Result<Chunk, String>> {
+        match self {
+            Source::Api(logs) => loop {
+                return Some(match logs.next().await? {
+                    Ok(LogOutput::StdOut { message }) => Ok(Chunk::Framed(Stream::Stdout, message)),
+                    Ok(LogOutput::StdErr { message }) => Ok(Chunk::Framed(Stream::Stderr, message)),
+                    Ok(LogOutput::Console { message }) => Ok(Chunk::Console(message)),
+                    Ok(LogOutput::StdIn { .. }) => continue,
+                    Err(e) => Err(describe(&e)),
+                });
+            },
+            Source::Console(log) => log.next().await.map(|r| r.map(Chunk::Console)),
+        }
+    }
+}
+
 impl Follow {
     pub async fn run(self) {
         let id = self.tracker.id.clone();
@@ -188,94 +219,51 @@ impl Follow {
         gate: &mut RateGate,
         backoff: &mut Backoff,
     ) -> Result<Option<String>, Closed> {
-        if self.tty {
-            if let Some(socket) = &self.unix_socket {
-                return self.read_console(socket, follow, gate, backoff).await;
-            }
-        }
         let mut pos = Position::resume(*lock(&self.tracker.cursor));
-        let options = LogsOptions {
-            follow,
-            stdout: true,
-            stderr: true,
-            since: self.since(&pos),
-            until: 0,
-            timestamps: true,
-            tail: "all".into(),
+        let since = self.since(&pos);
+        let mut source = match (&self.unix_socket, self.tty) {
+            // A TTY log has no frames: read it straight from dockerd, so no line is held
+            // beyond its bound (see super::console).
+            (Some(socket), true) => {
+                match ConsoleLog::open(socket, &self.tracker.id, follow, since).await {
+                    Ok(log) => Source::Console(log),
+                    Err(e) => return Ok(Some(e)),
+                }
+            }
+            _ => Source::Api(Box::pin(self.docker.logs(
+                &self.tracker.id,
+                Some(LogsOptions {
+                    follow,
+                    stdout: true,
+                    stderr: true,
+                    since,
+                    until: 0,
+                    timestamps: true,
+                    tail: "all".into(),
+                }),
+            ))),
         };
-        let mut logs = self.docker.logs(&self.tracker.id, Some(options));
         let mut assembler = Assembler::new(self.settings.max_line_bytes);
-        // Over TCP bollard hands TTY output on in whatever chunks arrive: cut them into lines.
-        let mut console = ConsoleSplitter::new(self.settings.max_line_bytes);
         let mut batch: Vec<Assembled> = Vec::new();
         let mut first = true;
-        while let Some(item) = logs.next().await {
-            let output = match item {
-                Ok(o) => o,
-                Err(e) => return Ok(Some(describe(&e))),
+        while let Some(item) = source.next().await {
+            let chunk = match item {
+                Ok(c) => c,
+                Err(e) => return Ok(Some(e)),
             };
             if first && follow {
                 first = false;
                 self.tracker.set_state(StreamState::Following);
                 backoff.reset();
             }
-            let (stream, message) = match output {
-                LogOutput::StdOut { message } => (Stream::Stdout, message),
-                LogOutput::StdErr { message } => (Stream::Stderr, message),
-                LogOutput::Console { message } => {
-                    console.push(&message, &mut |m: &[u8]| {
-                        assembler.push(Stream::Console, m, &mut batch)
-                    });
-                    self.deliver(&mut batch, &mut pos, gate).await?;
-                    continue;
-                }
-                LogOutput::StdIn { .. } => continue,
-            };
-            assembler.push(stream, &message, &mut batch);
+            match chunk {
+                Chunk::Framed(stream, message) => assembler.push(stream, &message, &mut batch),
+                // Over TCP bollard hands TTY output on in whatever chunks arrive.
+                Chunk::Console(bytes) => assembler.push_console_bytes(&bytes, &mut batch),
+            }
             self.deliver(&mut batch, &mut pos, gate).await?;
         }
         if !follow {
-            console.finish(&mut |m: &[u8]| assembler.push(Stream::Console, m, &mut batch));
-            assembler.flush(&mut batch);
-            self.deliver(&mut batch, &mut pos, gate).await?;
-        }
-        Ok(None)
-    }
-
-    /// [`Follow::read`] for a TTY container, with the bytes read straight from dockerd's
-    /// Unix socket so that no line is held beyond its bound.
-    async fn read_console(
-        &self,
-        socket: &std::path::Path,
-        follow: bool,
-        gate: &mut RateGate,
-        backoff: &mut Backoff,
-    ) -> Result<Option<String>, Closed> {
-        let mut pos = Position::resume(*lock(&self.tracker.cursor));
-        let mut log =
-            match ConsoleLog::open(socket, &self.tracker.id, follow, self.since(&pos)).await {
-                Ok(l) => l,
-                Err(e) => return Ok(Some(e)),
-            };
-        if follow {
-            self.tracker.set_state(StreamState::Following);
-            backoff.reset();
-        }
-        let mut assembler = Assembler::new(self.settings.max_line_bytes);
-        let mut console = ConsoleSplitter::new(self.settings.max_line_bytes);
-        let mut batch: Vec<Assembled> = Vec::new();
-        while let Some(item) = log.next().await {
-            let bytes = match item {
-                Ok(b) => b,
-                Err(e) => return Ok(Some(e)),
-            };
-            console.push(&bytes, &mut |m: &[u8]| {
-                assembler.push(Stream::Console, m, &mut batch)
-            });
-            self.deliver(&mut batch, &mut pos, gate).await?;
-        }
-        if !follow {
-            console.finish(&mut |m: &[u8]| assembler.push(Stream::Console, m, &mut batch));
             assembler.flush(&mut batch);
             self.deliver(&mut batch, &mut pos, gate).await?;
         }
@@ -291,10 +279,7 @@ impl Follow {
     /// The `since` for a (re)connect: the cursor's second, but never further back than
     /// `docker.max_backlog`.
     fn since(&self, pos: &Position) -> i32 {
-        let now = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_secs() as i64)
-            .unwrap_or(0);
+        let now = crate::clock::unix_now();
         let floor = now - self.settings.max_backlog_secs as i64;
         let mut since = floor;
         if pos.cursor.ts_ns != 0 {

@@ -326,10 +326,7 @@ impl Supervisor {
         };
         // Events from a moment ago on: those between this request and the listing
         // below are delivered too (and handling one twice does no harm).
-        let since = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_secs().saturating_sub(2))
-            .unwrap_or(0);
+        let since = (crate::clock::unix_now() - 2).max(0);
         let mut filters = HashMap::new();
         let mut types = vec!["container".to_string()];
         if self.networks.is_some() {

@@ -90,8 +90,8 @@ impl Metrics {
                     .entry((record.category.clone(), reason.clone()))
                     .or_default() += 1;
             }
-            Event::Held { .. } => self.held += 1,
-            Event::NeverBan { .. } => self.never_ban += 1,
+            Event::Held(_) => self.held += 1,
+            Event::NeverBan(_) => self.never_ban += 1,
             Event::FirewallError { .. } => self.firewall_errors += 1,
             _ => {}
         }

@@ -54,19 +54,27 @@ impl Batcher {
     /// Takes a ban if its severity is at least `min_severity` (an unknown severity counts
     /// as high). Returns whether it was taken.
     pub fn offer_ban(&mut self, n: BanNotice, now: Instant) -> bool {
-        if !self.wants(&n.severity) {
-            return false;
+        let taken = self.admit(&n.severity, now);
+        if taken {
+            self.waiting.add_ban(n);
         }
-        self.waiting.add_ban(n);
-        self.since.get_or_insert(now);
-        true
+        taken
     }
 
     pub fn offer_held(&mut self, n: HeldNotice, now: Instant) -> bool {
-        if !self.wants(&n.severity) {
+        let taken = self.admit(&n.severity, now);
+        if taken {
+            self.waiting.add_held(n);
+        }
+        taken
+    }
+
+    /// Whether an item of `severity` goes into the waiting digest (which then starts
+    /// its interval, if it had not).
+    fn admit(&mut self, severity: &str, now: Instant) -> bool {
+        if !self.wants(severity) {
             return false;
         }
-        self.waiting.add_held(n);
         self.since.get_or_insert(now);
         true
     }
@@ -117,12 +125,7 @@ impl Batcher {
         if self.due()? > now {
             return None;
         }
-        self.in_flight = true;
-        self.since = None;
-        Some(std::mem::replace(
-            &mut self.waiting,
-            Digest::new(&self.host),
-        ))
+        Some(self.take_waiting())
     }
 
     /// Everything waiting, at once: the last digest before the daemon stops, sent
@@ -131,12 +134,13 @@ impl Batcher {
         if self.in_flight || self.waiting() == 0 {
             return None;
         }
+        Some(self.take_waiting())
+    }
+
+    fn take_waiting(&mut self) -> Digest {
         self.in_flight = true;
         self.since = None;
-        Some(std::mem::replace(
-            &mut self.waiting,
-            Digest::new(&self.host),
-        ))
+        std::mem::replace(&mut self.waiting, Digest::new(&self.host))
     }
 
     pub fn delivered(&mut self, now: Instant) {

@@ -14,6 +14,7 @@ use serde_json::{json, Value};
 
 use crate::config::format_duration;
 use crate::detect::parse::format_time;
+use crate::events::Refusal;
 use crate::state::BanRecord;
 
 /// Bans listed one by one in a notice; beyond this they are counted per category.
@@ -71,37 +72,19 @@ impl BanNotice {
     }
 }
 
-/// A verdict the safety valve held back instead of banning.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct HeldNotice {
-    pub at: i64,
-    pub ip: IpAddr,
-    pub rule: String,
-    pub category: String,
-    pub severity: String,
-    pub container: String,
-    pub reason: String,
-}
+/// A verdict the safety valve held back instead of banning: the event's fields, cut
+/// and escaped for a notice.
+pub type HeldNotice = Refusal;
 
-impl HeldNotice {
-    pub fn new(
-        at: i64,
-        ip: IpAddr,
-        rule: &str,
-        category: &str,
-        severity: &str,
-        container: &str,
-        reason: &str,
-    ) -> HeldNotice {
-        HeldNotice {
-            at,
-            ip,
-            rule: clean(rule, 100),
-            category: clean(category, 50),
-            severity: clean(severity, 20),
-            container: clean(container, 100),
-            reason: clean(reason, 300),
-        }
+pub fn held_notice(r: &Refusal) -> HeldNotice {
+    Refusal {
+        at: r.at,
+        ip: r.ip,
+        rule: clean(&r.rule, 100),
+        category: clean(&r.category, 50),
+        severity: clean(&r.severity, 20),
+        container: clean(&r.container, 100),
+        reason: clean(&r.reason, 300),
     }
 }
 
@@ -367,28 +350,7 @@ impl Digest {
 /// characters. Text that is already escaped (evidence from the ban book) is left as it
 /// is: backslashes are not doubled.
 pub fn clean(s: &str, max: usize) -> String {
-    let mut out = String::with_capacity(s.len().min(max) + 8);
-    for (n, c) in s.chars().enumerate() {
-        if n >= max {
-            out.push('…');
-            break;
-        }
-        match c {
-            c if c.is_control() => {
-                let v = c as u32;
-                if v < 0x100 {
-                    out.push_str(&format!("\\x{v:02x}"));
-                } else {
-                    out.push_str(&format!("\\u{{{v:x}}}"));
-                }
-            }
-            '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}' | '\u{2028}' | '\u{2029}' => {
-                out.push_str(&format!("\\u{{{:x}}}", c as u32))
-            }
-            c => out.push(c),
-        }
-    }
-    out
+    crate::detect::decode::escape_text(s, max, false)
 }
 
 /// The host name as it may appear in a subject: letters, digits, '.', '-' and '_'.

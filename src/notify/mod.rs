@@ -29,7 +29,7 @@ use crate::config::{Config, Severity};
 use crate::detect::parse::format_time;
 use crate::events::Event;
 use batch::Batcher;
-use message::{BanNotice, Digest, HeldNotice};
+use message::{BanNotice, Digest};
 
 /// Where a channel sends.
 pub enum Sender {
@@ -269,7 +269,7 @@ impl Task {
                             self.event(e);
                         }
                         let in_flight: u64 = self.channels.iter().map(|c| c.in_flight).sum();
-                        let sent = in_flight + self.start_final_sends(&done_tx);
+                        let sent = in_flight + self.start_sends(&done_tx, true);
                         flushing = Some((reply, sent));
                     }
                 },
@@ -281,14 +281,14 @@ impl Task {
                         if ok {
                             // A channel that was busy when the stop came sends its rest
                             // now. A failed one is not retried: the stop is waiting.
-                            *sent += self.start_final_sends(&done_tx);
+                            *sent += self.start_sends(&done_tx, true);
                         } else {
                             *sent = sent.saturating_sub(items);
                         }
                     }
                 }
                 _ = tokio::time::sleep_until(next.unwrap_or(far)), if next.is_some() && flushing.is_none() => {
-                    self.start_sends(&done_tx);
+                    self.start_sends(&done_tx, false);
                 }
             }
             self.publish();
@@ -300,27 +300,6 @@ impl Task {
                 return;
             }
         }
-    }
-
-    /// The last digests, at shutdown: everything waiting in every channel that is not
-    /// busy. Returns how many items they hold.
-    fn start_final_sends(&mut self, done: &mpsc::Sender<Done>) -> u64 {
-        let mut items = 0;
-        for c in &mut self.channels {
-            let Some(digest) = c.batch.take_final() else {
-                continue;
-            };
-            items += digest.len();
-            c.in_flight = digest.len();
-            let sender = c.sender.clone();
-            let done = done.clone();
-            let id = c.id;
-            tokio::spawn(async move {
-                let result = sender.send(&digest).await;
-                let _ = done.send(Done { id, digest, result }).await;
-            });
-        }
-        items
     }
 
     fn event(&mut self, e: Event) {
@@ -337,16 +316,8 @@ impl Task {
                     c.batch.offer_ban(n.clone(), now);
                 }
             }
-            Event::Held {
-                at,
-                ip,
-                rule,
-                category,
-                severity,
-                container,
-                reason,
-            } => {
-                let n = HeldNotice::new(at, ip, &rule, &category, &severity, &container, &reason);
+            Event::Held(r) => {
+                let n = message::held_notice(&r);
                 for c in &mut self.channels {
                     c.batch.offer_held(n.clone(), now);
                 }
@@ -355,12 +326,21 @@ impl Task {
         }
     }
 
-    fn start_sends(&mut self, done: &mpsc::Sender<Done>) {
+    /// Starts the sends that are due, or at shutdown (`last`) everything waiting in
+    /// every channel that is not busy. Returns how many items they hold.
+    fn start_sends(&mut self, done: &mpsc::Sender<Done>, last: bool) -> u64 {
         let now = Instant::now();
+        let mut items = 0;
         for c in &mut self.channels {
-            let Some(digest) = c.batch.take(now) else {
+            let taken = if last {
+                c.batch.take_final()
+            } else {
+                c.batch.take(now)
+            };
+            let Some(digest) = taken else {
                 continue;
             };
+            items += digest.len();
             c.in_flight = digest.len();
             let sender = c.sender.clone();
             let done = done.clone();
@@ -370,6 +350,7 @@ impl Task {
                 let _ = done.send(Done { id, digest, result }).await;
             });
         }
+        items
     }
 
     fn done(&mut self, d: Done) {

@@ -109,6 +109,10 @@ impl Env {
 }
 
 /// A unique container-name prefix for one test.
+/// A container script that writes `seq 0`, `seq 1`, … every 20 ms, for tests that
+/// count lines across restarts.
+pub const COUNTER: &str = "i=0; while true; do echo \"seq $i\"; i=$((i+1)); sleep 0.02; done";
+
 pub fn prefix(test: &str) -> String {
     format!("smt-{test}-{}-", std::process::id())
 }
