@@ -344,10 +344,16 @@ fn apply_networks(st: &mut State, enforce: &enforcement::Handle, nets: Vec<Docke
             .collect::<Vec<_>>()
             .join(", ")
     );
-    st.detector
-        .set_docker_networks(nets.iter().map(|n| n.subnet).collect());
+    set_detector_networks(&mut st.detector, &nets);
     st.docker_networks = nets.clone();
     enforce.send(Msg::DockerNetworks(nets));
+}
+
+fn set_detector_networks(detector: &mut Detector, nets: &[DockerNetwork]) {
+    detector.set_docker_networks(
+        nets.iter().map(|n| n.subnet).collect(),
+        nets.iter().filter_map(|n| n.gateway).collect(),
+    );
 }
 
 /// How long a stop waits for the last notices to go out.
@@ -679,8 +685,7 @@ async fn apply_reload(
     let settings = WatchSettings::from_config(&cfg)?;
     // The new config is good: swap everything over. Active bans are untouched.
     st.detector = detector;
-    st.detector
-        .set_docker_networks(st.docker_networks.iter().map(|n| n.subnet).collect());
+    set_detector_networks(&mut st.detector, &st.docker_networks);
     st.sources.clear();
     let _ = enforce.send(Msg::Reconfigure {
         cfg: Box::new(cfg.clone()),
