@@ -789,7 +789,7 @@ async fn handle_call(
             ip,
             container,
             limit,
-        } => match alert_filter(since, severity, ip, container, limit) {
+        } => match alert_filter(since, severity, ip, container, limit, unix_now()) {
             Ok(f) => {
                 let list = st.alerts.query(&f);
                 Response::ok(serde_json::to_value(list).unwrap_or_default())
@@ -870,18 +870,19 @@ fn health(st: &State, s: &Summary, ws: Option<&crate::docker::WatcherStatus>) ->
     })
 }
 
-/// The control socket's alert filters, checked.
-fn alert_filter(
+/// The control socket's alert filters, checked (`now` resolves a `since` duration).
+pub fn alert_filter(
     since: Option<String>,
     severity: Option<String>,
     ip: Option<String>,
     container: Option<String>,
     limit: Option<usize>,
+    now: i64,
 ) -> Result<Filter, String> {
     let since = match since.as_deref().map(str::trim) {
         None | Some("") => None,
         Some(s) => Some(match config::parse_duration(s) {
-            Ok(d) => unix_now() - d as i64,
+            Ok(d) => now.saturating_sub(i64::try_from(d).unwrap_or(i64::MAX)),
             Err(_) => crate::detect::parse::parse_time(s.as_bytes()).ok_or_else(|| {
                 format!("since: {s:?} is neither a duration (\"1h\", \"30m\") nor a time (\"2026-11-21T10:00:00Z\")")
             })?,
