@@ -702,12 +702,13 @@ fn ban(ip: &str, duration: Option<&str>, reason: &str, config: Option<&Path>) ->
             enforcer.apply(&decision).map_err(|e| anyhow::anyhow!(e))?;
             enforcer.save(now).context("writing blocked_ips.json")?;
             println!(
-                "{} {ip} for {} (until {}, ban #{} of this IP) with {}",
+                "{} {ip} for {} (until {}, ban #{} of this IP) with {}{}",
                 if *extended { "re-banned" } else { "banned" },
                 config::format_duration(*seconds),
                 format_time(record.expires_at),
                 record.times_banned,
-                enforcer.backend_name()
+                enforcer.backend_name(),
+                security_monitor::daemon::enforcement::clamp_note(secs, *seconds)
             );
             Ok(0)
         }

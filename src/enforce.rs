@@ -11,7 +11,7 @@ use std::net::IpAddr;
 use crate::config::{BanPolicy, Config};
 use crate::detect::Verdict;
 use crate::firewall::KernelBan;
-use crate::netaddr::{never_ban_reason, IpNet};
+use crate::netaddr::{never_ban_reason, source_prefix, IpNet};
 use crate::state::{BanRecord, HistoryRecord, StateFile, STATE_VERSION};
 
 /// Addresses that are never banned, whatever the logs say.
@@ -144,9 +144,99 @@ pub struct BanBook {
     never: NeverBan,
     bans: HashMap<IpAddr, BanRecord>,
     history: HashMap<IpAddr, HistoryRecord>,
-    /// Times of recent detector bans, for the safety valve.
-    recent: VecDeque<i64>,
+    valve: Valve,
     held: u64,
+}
+
+/// Source prefixes the burst valve remembers at most. Each live entry stands for at least
+/// one ban within the window, so this is only reached by a flood from this many distinct
+/// networks; then the prefixes whose last ban is oldest are forgotten first, down to three
+/// quarters of the cap so the sweep runs once per many bans, not on each.
+const VALVE_PREFIXES: usize = 65_536;
+
+/// The burst valve's memory: the times of recent new detector bans per source prefix
+/// (IPv4 /24, IPv6 /64), and overall when `ban.burst_max_bans_total` is set.
+///
+/// Counting per prefix is what keeps the valve from being an off-switch: a flood from one
+/// network (one IPv6 /64 holds 2^64 addresses) is held, while an unrelated attacker from
+/// elsewhere is still banned.
+#[derive(Debug)]
+struct Valve {
+    per_prefix: HashMap<IpNet, VecDeque<i64>>,
+    total: VecDeque<i64>,
+    cap: usize,
+}
+
+impl Default for Valve {
+    fn default() -> Self {
+        Valve {
+            per_prefix: HashMap::new(),
+            total: VecDeque::new(),
+            cap: VALVE_PREFIXES,
+        }
+    }
+}
+
+impl Valve {
+    /// Counts a new ban of `ip` at `now`, or says why it must be held (and counts nothing).
+    fn admit(&mut self, policy: &BanPolicy, ip: IpAddr, now: i64) -> Result<(), String> {
+        let since = now.saturating_sub(i64::try_from(policy.burst_window).unwrap_or(i64::MAX));
+        let prefix = source_prefix(ip);
+        let times = self.per_prefix.entry(prefix).or_default();
+        forget_before(times, since);
+        if times.len() >= policy.burst_max_bans as usize {
+            return Err(format!(
+                "more than {} new bans from {prefix} within {}s (ban.burst_max_bans, counted per source prefix): a flood from one network, possibly injected or spoofed log lines; not banned{}",
+                policy.burst_max_bans,
+                policy.burst_window,
+                if prefix.addr().is_ipv6() { ". If it is one host hopping addresses, ban.ipv6_prefix: 64 bans its whole /64 at once" } else { "" }
+            ));
+        }
+        let total = policy.burst_max_bans_total as usize;
+        if total > 0 {
+            forget_before(&mut self.total, since);
+            if self.total.len() >= total {
+                return Err(format!(
+                    "more than {total} new bans from all networks within {}s (ban.burst_max_bans_total): not banned",
+                    policy.burst_window
+                ));
+            }
+            self.total.push_back(now);
+        }
+        times.push_back(now);
+        if self.per_prefix.len() > self.cap {
+            self.evict(since);
+        }
+        Ok(())
+    }
+
+    /// Drops prefixes with no ban inside the window; if that is not enough, those whose
+    /// last ban is oldest.
+    fn evict(&mut self, since: i64) {
+        self.per_prefix.retain(|_, t| {
+            forget_before(t, since);
+            !t.is_empty()
+        });
+        let over = self.per_prefix.len().saturating_sub(self.cap / 4 * 3);
+        if over > 0 {
+            let mut by_age: Vec<(i64, IpNet)> = self
+                .per_prefix
+                .iter()
+                .map(|(p, t)| (t.back().copied().unwrap_or(i64::MIN), *p))
+                .collect();
+            by_age.sort_unstable_by_key(|(t, _)| *t);
+            for (_, p) in by_age.into_iter().take(over) {
+                self.per_prefix.remove(&p);
+            }
+        }
+    }
+}
+
+/// Drops the times at or before `since` from the front of an ordered queue.
+fn forget_before(times: &mut VecDeque<i64>, since: i64) {
+    while times.front().is_some_and(|t| *t <= since) {
+        times.pop_front();
+    }
 }
 
 impl BanBook {
@@ -157,7 +247,7 @@ impl BanBook {
             never,
             bans: HashMap::new(),
             history: HashMap::new(),
-            recent: VecDeque::new(),
+            valve: Valve::default(),
             held: 0,
         }
     }
@@ -205,12 +295,15 @@ impl BanBook {
             for h in f.history {
                 self.history.insert(h.ip, h);
             }
-            for b in f.bans {
+            for mut b in f.bans {
                 if b.expires_at <= now {
                     r.expired += 1;
                     self.remember(&b);
                     continue;
                 }
+                // A file written by hand (or by an older build) may hold a ban longer
+                // than the policy allows: it ends at the cap from now.
+                b.expires_at = b.expires_at.min(self.expiry(now, u64::MAX));
                 r.from_file += 1;
                 self.bans.insert(b.ip, b);
             }
@@ -219,7 +312,9 @@ impl BanBook {
             if self.bans.contains_key(&k.ip) {
                 continue;
             }
-            let remaining = k.remaining.unwrap_or(self.policy.duration).max(1);
+            let remaining = self
+                .policy
+                .clamp_ban(k.remaining.unwrap_or(self.policy.duration));
             r.adopted += 1;
             let times = self.history.get(&k.ip).map_or(1, |h| h.times_banned.max(1));
             self.bans.insert(
@@ -233,7 +328,7 @@ impl BanBook {
                     first_offence: now,
                     last_offence: now,
                     banned_at: now,
-                    expires_at: now + remaining as i64,
+                    expires_at: self.expiry(now, remaining),
                     times_banned: times,
                     evidence: vec![
                         "found in the firewall but not in blocked_ips.json; adopted".into()
@@ -256,7 +351,10 @@ impl BanBook {
         r.apply = self
             .bans
             .values()
-            .map(|b| (b.ip, (b.expires_at - now).max(1) as u64))
+            .map(|b| {
+                let left = b.expires_at.saturating_sub(now).max(1) as u64;
+                (b.ip, self.policy.clamp_ban(left))
+            })
             .collect();
         r.apply.sort();
         r
@@ -276,23 +374,13 @@ impl BanBook {
         {
             return Decision::AlreadyBanned { ip: v.ip };
         }
-        let window = self.policy.burst_window as i64;
-        while self.recent.front().is_some_and(|t| *t <= now - window) {
-            self.recent.pop_front();
+        // Only new bans count: extending an active one adds nobody to the firewall.
+        if !self.bans.contains_key(&v.ip) {
+            if let Err(reason) = self.valve.admit(&self.policy, v.ip, now) {
+                self.held += 1;
+                return Decision::Held { ip: v.ip, reason };
+            }
         }
-        if !self.bans.contains_key(&v.ip)
-            && self.recent.len() >= self.policy.burst_max_bans as usize
-        {
-            self.held += 1;
-            return Decision::Held {
-                ip: v.ip,
-                reason: format!(
-                    "more than {} new bans within {}s (ban.burst_max_bans): a flood of offences from many addresses, possibly injected or spoofed log lines; not banned",
-                    self.policy.burst_max_bans, self.policy.burst_window
-                ),
-            };
-        }
-        self.recent.push_back(now);
         let record = BanRecord {
             ip: v.ip,
             rule: v.rule.clone(),
@@ -310,7 +398,8 @@ impl BanBook {
         self.put(record, None, now)
     }
 
-    /// An operator's ban. `seconds` None: the policy's duration with escalation.
+    /// An operator's ban. `seconds` None: the policy's duration with escalation; any
+    /// length is brought within `ban.max_duration` (the answer's `seconds` says how long).
     pub fn manual_ban(
         &mut self,
         ip: IpAddr,
@@ -354,15 +443,15 @@ impl BanBook {
             Some(b) => previous.max(b.times_banned),
             None => previous,
         };
-        let secs = seconds
-            .unwrap_or_else(|| self.policy.duration_for(previous))
-            .max(1);
+        let secs = self
+            .policy
+            .clamp_ban(seconds.unwrap_or_else(|| self.policy.duration_for(previous)));
         if let Some(b) = existing {
             record.first_offence = record.first_offence.min(b.first_offence);
         }
-        record.times_banned = previous + 1;
+        record.times_banned = previous.saturating_add(1);
         record.banned_at = now;
-        record.expires_at = now + secs as i64;
+        record.expires_at = self.expiry(now, secs);
         self.history.insert(
             record.ip,
             HistoryRecord {
@@ -377,6 +466,13 @@ impl BanBook {
             seconds: secs,
             extended,
         }
+    }
+
+    /// When a ban of `seconds` given at `now` ends: never later than the policy's cap and
+    /// never wrapped round into the past, whatever the inputs.
+    fn expiry(&self, now: i64, seconds: u64) -> i64 {
+        let secs = self.policy.clamp_ban(seconds);
+        now.saturating_add(i64::try_from(secs).unwrap_or(i64::MAX))
     }
 
     /// Lifts a ban now; returns it if there was one.
@@ -420,7 +516,7 @@ impl BanBook {
     }
 
     fn prune_history(&mut self, now: i64) {
-        let keep_after = now - self.retention;
+        let keep_after = now.saturating_sub(self.retention);
         self.history.retain(|_, h| h.last_banned_at > keep_after);
     }
 
@@ -618,6 +714,152 @@ mod tests {
             b.manual_ban(ip("203.0.113.200"), Some(60), "", 161),
             Decision::Ban { .. }
         ));
+    }
+
+    fn valve(max: u32, total: u32) -> BanBook {
+        BanBook::new(
+            BanPolicy {
+                burst_max_bans: max,
+                burst_max_bans_total: total,
+                burst_window: 60,
+                ..BanPolicy::default()
+            },
+            30,
+            NeverBan::default(),
+        )
+    }
+
+    #[test]
+    fn a_flood_from_one_ipv6_64_is_held_but_an_unrelated_attacker_is_still_banned() {
+        let mut b = valve(50, 0);
+        let (mut banned, mut held) = (0, 0);
+        for i in 1..=98 {
+            match b.on_verdict(&verdict(&format!("2001:db8:1:2::{i:x}"), 100), "web", 100) {
+                Decision::Ban { .. } => banned += 1,
+                Decision::Held { reason, .. } => {
+                    assert!(
+                        reason.contains("2001:db8:1:2::/64") && reason.contains("ipv6_prefix"),
+                        "{reason}"
+                    );
+                    held += 1
+                }
+                other => panic!("{other:?}"),
+            }
+        }
+        assert_eq!((banned, held), (50, 48), "the /64 flood is held");
+        for other in ["203.0.113.5", "2001:db8:1:3::1"] {
+            assert!(
+                matches!(
+                    b.on_verdict(&verdict(other, 101), "web", 101),
+                    Decision::Ban { .. }
+                ),
+                "{other} is another network's attacker"
+            );
+        }
+        assert_eq!(b.held(), 48);
+    }
+
+    #[test]
+    fn a_total_ceiling_applies_only_when_configured() {
+        let mut b = valve(5, 10);
+        let mut banned = 0;
+        for net in 0..4 {
+            for host in 1..=5 {
+                let d = b.on_verdict(&verdict(&format!("203.0.{net}.{host}"), 100), "web", 100);
+                if let Decision::Ban { .. } = d {
+                    banned += 1;
+                } else if let Decision::Held { reason, .. } = d {
+                    assert!(reason.contains("burst_max_bans_total"), "{reason}");
+                }
+            }
+        }
+        assert_eq!(banned, 10);
+        let mut off = valve(5, 0);
+        for net in 0..40 {
+            assert!(matches!(
+                off.on_verdict(&verdict(&format!("203.0.{net}.1"), 100), "web", 100),
+                Decision::Ban { .. }
+            ));
+        }
+    }
+
+    #[test]
+    fn the_valve_remembers_a_bounded_number_of_prefixes() {
+        let mut b = valve(1, 0);
+        b.valve.cap = 1000;
+        for n in 0..5000u32 {
+            let a = std::net::Ipv6Addr::from((0x2001_0db8_u128 << 96) | ((n as u128) << 64) | 1);
+            assert!(matches!(
+                b.on_verdict(&verdict(&a.to_string(), 100), "web", 100),
+                Decision::Ban { .. }
+            ));
+            assert!(
+                b.valve.per_prefix.len() <= 1000,
+                "{}",
+                b.valve.per_prefix.len()
+            );
+        }
+        // The newest prefixes are the ones kept: a second ban from the last /64 is held.
+        let last = std::net::Ipv6Addr::from((0x2001_0db8_u128 << 96) | (4999u128 << 64) | 2);
+        assert!(matches!(
+            b.on_verdict(&verdict(&last.to_string(), 100), "web", 100),
+            Decision::Held { .. }
+        ));
+        // Once the window has passed, the old prefixes go at the next eviction.
+        b.valve.evict(200);
+        assert!(b.valve.per_prefix.is_empty());
+    }
+
+    #[test]
+    fn a_ban_of_u64_max_seconds_is_clamped_to_max_duration_and_ends_then() {
+        let mut b = book();
+        let now = 1_000_000;
+        let Decision::Ban {
+            seconds, record, ..
+        } = b.manual_ban(ip("203.0.113.9"), Some(u64::MAX), "", now)
+        else {
+            panic!()
+        };
+        assert_eq!(seconds, 30 * 86400);
+        assert_eq!(record.expires_at, now + 30 * 86400);
+        assert!(b.expire(now + 1).is_empty(), "not expired at once");
+        assert!(b.expire(now + 30 * 86400 - 1).is_empty());
+        assert_eq!(b.expire(now + 30 * 86400).len(), 1);
+    }
+
+    #[test]
+    fn huge_times_from_the_file_or_the_kernel_are_clamped() {
+        let mut first = book();
+        first.manual_ban(ip("203.0.113.1"), Some(60), "", 0);
+        let mut file = first.snapshot(0);
+        file.bans[0].expires_at = i64::MAX;
+        file.history.push(HistoryRecord {
+            ip: ip("203.0.113.2"),
+            times_banned: u32::MAX,
+            last_banned_at: 0,
+        });
+        let mut b = book();
+        let kernel = [KernelBan {
+            ip: ip("203.0.113.3"),
+            remaining: Some(u64::MAX),
+        }];
+        let r = b.restore(Some(file), &kernel, 100);
+        let cap = 30 * 86400;
+        assert_eq!(
+            r.apply,
+            vec![(ip("203.0.113.1"), cap), (ip("203.0.113.3"), cap)]
+        );
+        assert_eq!(
+            b.get(ip("203.0.113.1")).unwrap().expires_at,
+            100 + cap as i64
+        );
+        let Decision::Ban {
+            seconds, record, ..
+        } = b.on_verdict(&verdict("203.0.113.2", 100), "web", 100)
+        else {
+            panic!()
+        };
+        assert_eq!((seconds, record.times_banned), (cap, u32::MAX));
     }
 
     #[test]

@@ -174,15 +174,21 @@ impl Enforcer {
     }
 
     /// Drops expired bans from the book; lifts them in the firewall where the kernel does
-    /// not expire them itself.
+    /// not expire them itself (no kernel expiry, or a ban longer than its longest timeout).
     pub fn expire(&mut self, now: i64) -> Result<Vec<BanRecord>, String> {
         let gone = self.book.expire(now);
         if !gone.is_empty() {
             self.dirty = true;
-            if !self.backend.kernel_expiry() {
-                let ips: Vec<IpAddr> = gone.iter().map(|b| b.ip).collect();
-                self.backend.unban(&ips).map_err(|e| e.to_string())?;
-            }
+            let by_kernel = self.backend.kernel_expiry();
+            let max = self.backend.kernel_max_timeout();
+            let ips: Vec<IpAddr> = gone
+                .iter()
+                .filter(|b| {
+                    !by_kernel || b.expires_at.saturating_sub(b.banned_at).max(0) as u64 > max
+                })
+                .map(|b| b.ip)
+                .collect();
+            self.backend.unban(&ips).map_err(|e| e.to_string())?;
         }
         Ok(gone)
     }

@@ -109,6 +109,17 @@ impl IpNet {
     }
 }
 
+/// The source prefix an address is counted under by the burst valve: its IPv4 /24 or its
+/// IPv6 /64, the block one operator (one subscriber, one host) typically holds.
+pub fn source_prefix(ip: IpAddr) -> IpNet {
+    let ip = normalize(ip);
+    let prefix = if ip.is_ipv4() { 24 } else { 64 };
+    IpNet {
+        addr: mask(ip, prefix),
+        prefix,
+    }
+}
+
 fn mask(ip: IpAddr, prefix: u8) -> IpAddr {
     match ip {
         IpAddr::V4(v4) => {
@@ -214,6 +225,22 @@ mod tests {
             .unwrap_err()
             .contains("host bits"));
         assert!("10.0.0.0/33".parse::<IpNet>().is_err());
+    }
+
+    #[test]
+    fn source_prefixes_are_a_v4_24_and_a_v6_64() {
+        assert_eq!(
+            source_prefix(ip("203.0.113.77")).to_string(),
+            "203.0.113.0/24"
+        );
+        assert_eq!(
+            source_prefix(ip("2001:db8:1:2:aaaa::9")).to_string(),
+            "2001:db8:1:2::/64"
+        );
+        assert_eq!(
+            source_prefix(ip("::ffff:10.1.2.3")).to_string(),
+            "10.1.2.0/24"
+        );
     }
 
     #[test]

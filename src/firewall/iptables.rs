@@ -55,6 +55,20 @@ fn set_definition(f: &Family) -> String {
     )
 }
 
+/// The longest per-entry timeout ipset takes (2^31 ms, about 24.8 days). Longer bans get
+/// no timeout (0) and the daemon lifts them when they end, rather than the kernel
+/// silently dropping a 30-day ban after 24.8 days while `list` still shows it.
+const IPSET_MAX_TIMEOUT: u64 = 2_147_483;
+
+/// The `timeout` value of an ipset entry for a ban of `secs` seconds.
+fn ipset_timeout(secs: u64) -> u64 {
+    if secs > IPSET_MAX_TIMEOUT {
+        0
+    } else {
+        secs.max(1)
+    }
+}
+
 impl Iptables {
     pub fn new(chain: &str) -> Self {
         Iptables {
@@ -217,7 +231,7 @@ impl Backend for Iptables {
                 script.push_str(&format!(
                     "add {} {ip} timeout {} -exist\n",
                     self.set_name(Self::family_of(ip)),
-                    (*secs).clamp(1, 2_147_483)
+                    ipset_timeout(*secs)
                 ));
             }
             return self.ipset_restore(&format!("adding {} ban(s) to ipsets", bans.len()), &script);
@@ -286,7 +300,7 @@ impl Backend for Iptables {
                 for (ip, secs) in bans.iter().filter(|(ip, _)| ip.is_ipv4() == f.v4) {
                     script.push_str(&format!(
                         "add {tmp} {ip} timeout {} -exist\n",
-                        (*secs).clamp(1, 2_147_483)
+                        ipset_timeout(*secs)
                     ));
                 }
                 script.push_str(&format!("swap {tmp} {set}\ndestroy {tmp}\n"));
@@ -335,7 +349,9 @@ impl Backend for Iptables {
                                 .iter()
                                 .position(|x| *x == "timeout")
                                 .and_then(|i| w.get(i + 1))
-                                .and_then(|t| t.parse().ok());
+                                .and_then(|t| t.parse().ok())
+                                // 0: no kernel timeout (a ban longer than ipset keeps).
+                                .filter(|t| *t > 0);
                             out.push(KernelBan { ip, remaining });
                         }
                     }
@@ -352,6 +368,10 @@ impl Backend for Iptables {
 
     fn kernel_expiry(&self) -> bool {
         self.ipset
+    }
+
+    fn kernel_max_timeout(&self) -> u64 {
+        IPSET_MAX_TIMEOUT
     }
 
     fn teardown(&mut self) -> Result<()> {

@@ -67,6 +67,12 @@ pub trait Backend: Send {
     /// Whether the kernel expires bans by itself. When false the daemon must unban on time.
     fn kernel_expiry(&self) -> bool;
 
+    /// The longest timeout the kernel keeps on an entry, in seconds. A longer ban is put in
+    /// without a timeout and the daemon lifts it on time, as when `kernel_expiry` is false.
+    fn kernel_max_timeout(&self) -> u64 {
+        u64::MAX
+    }
+
     /// Removes our table/chains/sets entirely (`install.sh --uninstall`).
     fn teardown(&mut self) -> Result<()>;
 }

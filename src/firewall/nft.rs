@@ -307,6 +307,10 @@ impl Backend for Nftables {
         true
     }
 
+    fn kernel_max_timeout(&self) -> u64 {
+        u32::MAX as u64
+    }
+
     fn teardown(&mut self) -> Result<()> {
         // `add` then `delete`: removing a table that is not there is not an error.
         let mut b = Batch::new();
