@@ -71,6 +71,34 @@ impl NeverBan {
             .find(|n| n.contains(ip))
             .map(|n| format!("on the allowlist ({n})"))
     }
+
+    /// Why the range `net` must never be banned, if it must not: for a network (an IPv6
+    /// /64), when it holds any never-ban address or overlaps a never-ban range.
+    pub fn reason_net(&self, net: IpNet) -> Option<String> {
+        if net.is_host() {
+            return self.reason(net.addr());
+        }
+        if let Some(r) = never_ban_reason(net.addr()) {
+            return Some(format!("{net}: {r}"));
+        }
+        if let Some(h) = self.host.iter().find(|h| net.contains(**h)) {
+            return Some(format!("{net}, which holds an address of this host ({h})"));
+        }
+        for n in &self.docker_networks {
+            if n.gateway.is_some_and(|g| net.contains(g))
+                || (!self.ban_internal && n.subnet.overlaps(&net))
+            {
+                return Some(format!(
+                    "{net}, which overlaps Docker network {} ({})",
+                    n.name, n.subnet
+                ));
+            }
+        }
+        self.allowlist
+            .iter()
+            .find(|n| n.overlaps(&net))
+            .map(|n| format!("{net}, which overlaps the allowlist ({n})"))
+    }
 }
 
 /// The addresses of this host's interfaces (in the current network namespace).
@@ -128,7 +156,7 @@ pub enum Decision {
 #[derive(Debug, Default)]
 pub struct Restore {
     /// Every active ban with its remaining seconds: apply in one batch.
-    pub apply: Vec<(IpAddr, u64)>,
+    pub apply: Vec<(IpNet, u64)>,
     pub from_file: usize,
     /// In the kernel but not in the file (the file was lost or corrupt): adopted.
     pub adopted: usize,
@@ -263,8 +291,55 @@ impl BanBook {
         &mut self.never
     }
 
+    /// The active ban that covers `ip`: its own, or its /64's.
     pub fn get(&self, ip: IpAddr) -> Option<&BanRecord> {
-        self.bans.get(&ip)
+        self.covering(ip).and_then(|k| self.bans.get(&k))
+    }
+
+    /// The book's key of the ban covering `ip`, if any.
+    fn covering(&self, ip: IpAddr) -> Option<IpAddr> {
+        if self.bans.contains_key(&ip) {
+            return Some(ip);
+        }
+        let net = source_prefix(ip);
+        (ip.is_ipv6() && self.bans.get(&net.addr()).is_some_and(|b| b.covers(ip)))
+            .then(|| net.addr())
+    }
+
+    /// What a new ban of `ip` covers: with `ban.ipv6_prefix: 64`, an IPv6 address's /64,
+    /// unless that /64 holds a never-ban address (then the address alone); else `ip`.
+    /// An active ban that already covers `ip` is extended as it is.
+    fn target(&self, ip: IpAddr) -> IpNet {
+        if let Some(b) = self.covering(ip).and_then(|k| self.bans.get(&k)) {
+            return b.net();
+        }
+        let host = IpNet::host(ip);
+        if !ip.is_ipv6() || self.policy.ipv6_prefix >= 128 {
+            return host;
+        }
+        match IpNet::new(ip, self.policy.ipv6_prefix) {
+            Ok(net) if self.never.reason_net(net).is_none() => net,
+            _ => host,
+        }
+    }
+
+    /// A fresh record for a ban of `net`; `put` fills in the times.
+    fn record(net: IpNet, rule: &str, category: &str, severity: &str, now: i64) -> BanRecord {
+        BanRecord {
+            ip: net.addr(),
+            rule: rule.into(),
+            category: category.into(),
+            severity: severity.into(),
+            container: String::new(),
+            first_offence: now,
+            last_offence: now,
+            banned_at: now,
+            expires_at: now,
+            times_banned: 0,
+            evidence: vec![],
+            source: String::new(),
+            prefix: (!net.is_host()).then(|| net.prefix()),
+        }
     }
 
     /// Active bans, soonest expiry first.
@@ -309,39 +384,27 @@ impl BanBook {
             }
         }
         for k in kernel {
-            if self.bans.contains_key(&k.ip) {
+            let key = k.net.addr();
+            if self.bans.contains_key(&key) {
                 continue;
             }
             let remaining = self
                 .policy
                 .clamp_ban(k.remaining.unwrap_or(self.policy.duration));
             r.adopted += 1;
-            let times = self.history.get(&k.ip).map_or(1, |h| h.times_banned.max(1));
-            self.bans.insert(
-                k.ip,
-                BanRecord {
-                    ip: k.ip,
-                    rule: "unknown".into(),
-                    category: "unknown".into(),
-                    severity: "high".into(),
-                    container: String::new(),
-                    first_offence: now,
-                    last_offence: now,
-                    banned_at: now,
-                    expires_at: self.expiry(now, remaining),
-                    times_banned: times,
-                    evidence: vec![
-                        "found in the firewall but not in blocked_ips.json; adopted".into()
-                    ],
-                    source: "kernel".into(),
-                },
-            );
+            let times = self.history.get(&key).map_or(1, |h| h.times_banned.max(1));
+            let mut b = Self::record(k.net, "unknown", "unknown", "high", now);
+            b.expires_at = self.expiry(now, remaining);
+            b.times_banned = times;
+            b.evidence = vec!["found in the firewall but not in blocked_ips.json; adopted".into()];
+            b.source = "kernel".into();
+            self.bans.insert(key, b);
         }
         let never: Vec<IpAddr> = self
             .bans
-            .keys()
-            .copied()
-            .filter(|ip| self.never.reason(*ip).is_some())
+            .values()
+            .filter(|b| self.never.reason_net(b.net()).is_some())
+            .map(|b| b.ip)
             .collect();
         for ip in never {
             self.bans.remove(&ip);
@@ -353,7 +416,7 @@ impl BanBook {
             .values()
             .map(|b| {
                 let left = b.expires_at.saturating_sub(now).max(1) as u64;
-                (b.ip, self.policy.clamp_ban(left))
+                (b.net(), self.policy.clamp_ban(left))
             })
             .collect();
         r.apply.sort();
@@ -367,39 +430,30 @@ impl BanBook {
         }
         // An offence no newer than the one the active ban was given for is not a new one:
         // escalating on it would punish the same line twice.
-        if self
-            .bans
-            .get(&v.ip)
-            .is_some_and(|b| v.last_seen <= b.last_offence)
-        {
+        let active = self.get(v.ip).map(|b| b.last_offence);
+        if active.is_some_and(|last| v.last_seen <= last) {
             return Decision::AlreadyBanned { ip: v.ip };
         }
         // Only new bans count: extending an active one adds nobody to the firewall.
-        if !self.bans.contains_key(&v.ip) {
+        if active.is_none() {
             if let Err(reason) = self.valve.admit(&self.policy, v.ip, now) {
                 self.held += 1;
                 return Decision::Held { ip: v.ip, reason };
             }
         }
-        let record = BanRecord {
-            ip: v.ip,
-            rule: v.rule.clone(),
-            category: v.category.clone(),
-            severity: v.severity.to_string(),
-            container: container.to_string(),
-            first_offence: v.first_seen,
-            last_offence: v.last_seen,
-            banned_at: now,
-            expires_at: now,
-            times_banned: 0,
-            evidence: v.evidence.clone(),
-            source: "detector".into(),
-        };
+        let net = self.target(v.ip);
+        let mut record = Self::record(net, &v.rule, &v.category, v.severity.as_str(), now);
+        record.container = container.to_string();
+        record.first_offence = v.first_seen;
+        record.last_offence = v.last_seen;
+        record.evidence = v.evidence.clone();
+        record.source = "detector".into();
         self.put(record, None, now)
     }
 
     /// An operator's ban. `seconds` None: the policy's duration with escalation; any
     /// length is brought within `ban.max_duration` (the answer's `seconds` says how long).
+    /// Like a detector's ban, it covers the address's /64 with `ban.ipv6_prefix: 64`.
     pub fn manual_ban(
         &mut self,
         ip: IpAddr,
@@ -410,27 +464,14 @@ impl BanBook {
         if let Some(reason) = self.never.reason(ip) {
             return Decision::NeverBan { ip, reason };
         }
-        let record = BanRecord {
-            ip,
-            rule: "manual".into(),
-            category: "manual".into(),
-            severity: "high".into(),
-            container: String::new(),
-            first_offence: now,
-            last_offence: now,
-            banned_at: now,
-            expires_at: now,
-            times_banned: 0,
-            evidence: if reason.is_empty() {
-                vec![]
-            } else {
-                vec![crate::detect::decode::escape_excerpt(
-                    reason.as_bytes(),
-                    300,
-                )]
-            },
-            source: "manual".into(),
-        };
+        let mut record = Self::record(self.target(ip), "manual", "manual", "high", now);
+        if !reason.is_empty() {
+            record.evidence = vec![crate::detect::decode::escape_excerpt(
+                reason.as_bytes(),
+                300,
+            )];
+        }
+        record.source = "manual".into();
         self.put(record, seconds, now)
     }
 
@@ -475,9 +516,10 @@ impl BanBook {
         now.saturating_add(i64::try_from(secs).unwrap_or(i64::MAX))
     }
 
-    /// Lifts a ban now; returns it if there was one.
+    /// Lifts the ban that covers `ip` now (the address's own, or its /64's: the whole
+    /// network is lifted, and the returned record says which); returns it if there was one.
     pub fn unban(&mut self, ip: IpAddr) -> Option<BanRecord> {
-        self.bans.remove(&ip)
+        self.covering(ip).and_then(|k| self.bans.remove(&k))
     }
 
     /// Removes the bans that have expired by `now` and returns them (the kernel lifts them
@@ -542,6 +584,10 @@ mod tests {
 
     fn ip(s: &str) -> IpAddr {
         s.parse().unwrap()
+    }
+
+    fn host(s: &str) -> IpNet {
+        IpNet::host(ip(s))
     }
 
     fn verdict(addr: &str, now: i64) -> Verdict {
@@ -810,6 +856,89 @@ mod tests {
         assert!(b.valve.per_prefix.is_empty());
     }
 
+    fn by_64(never: NeverBan) -> BanBook {
+        BanBook::new(
+            BanPolicy {
+                ipv6_prefix: 64,
+                ..BanPolicy::default()
+            },
+            30,
+            never,
+        )
+    }
+
+    #[test]
+    fn with_ipv6_prefix_64_an_offender_bans_its_whole_64() {
+        let mut b = by_64(NeverBan::default());
+        let Decision::Ban { record, .. } =
+            b.on_verdict(&verdict("2001:db8:1:2::77", 100), "web", 100)
+        else {
+            panic!()
+        };
+        assert_eq!(
+            (record.shown(), record.prefix),
+            ("2001:db8:1:2::/64".into(), Some(64))
+        );
+        // Another address of that /64 is covered: its old offence is no new ban.
+        assert!(matches!(
+            b.on_verdict(&verdict("2001:db8:1:2::99", 100), "web", 101),
+            Decision::AlreadyBanned { .. }
+        ));
+        assert_eq!(b.len(), 1);
+        // IPv4 is unchanged, and so is a manual ban's /64 rule.
+        let Decision::Ban { record, .. } = b.on_verdict(&verdict("203.0.113.4", 100), "web", 100)
+        else {
+            panic!()
+        };
+        assert_eq!(record.prefix, None);
+        // Unbanning any address inside the /64 lifts the /64.
+        let lifted = b.unban(ip("2001:db8:1:2::1234")).unwrap();
+        assert_eq!(lifted.shown(), "2001:db8:1:2::/64");
+        assert!(b.get(ip("2001:db8:1:2::77")).is_none());
+    }
+
+    #[test]
+    fn a_64_holding_a_never_ban_address_is_never_banned_whole() {
+        let never = NeverBan {
+            allowlist: vec!["2001:db8:a:1::10/128".parse().unwrap()],
+            host: vec![ip("2001:db8:b:1::1")],
+            docker_networks: vec![DockerNetwork {
+                name: "v6net".into(),
+                subnet: "2001:db8:c:1::/80".parse().unwrap(),
+                gateway: Some(ip("2001:db8:c:1::1")),
+            }],
+            ban_internal: false,
+        };
+        for (net, offender) in [
+            ("allowlist", "2001:db8:a:1::66"),
+            ("this host", "2001:db8:b:1::66"),
+            ("Docker network v6net", "2001:db8:c:1:1::66"),
+        ] {
+            let mut b = by_64(never.clone());
+            let d = b.on_verdict(&verdict(offender, 100), "web", 100);
+            let Decision::Ban { record, .. } = d else {
+                panic!("{net}: {d:?}")
+            };
+            assert_eq!(record.prefix, None, "{net}: the address alone, not its /64");
+            assert_eq!(record.ip, ip(offender));
+            assert!(never
+                .reason_net("2001:db8:a:1::/64".parse().unwrap())
+                .unwrap()
+                .contains("allowlist"));
+        }
+        // A kernel /64 that now holds a never-ban address is lifted at restore.
+        let mut b = by_64(never);
+        let r = b.restore(
+            None,
+            &[KernelBan {
+                net: "2001:db8:b:1::/64".parse().unwrap(),
+                remaining: Some(60),
+            }],
+            0,
+        );
+        assert_eq!(r.lifted, vec![ip("2001:db8:b:1::")]);
+    }
+
     #[test]
     fn a_ban_of_u64_max_seconds_is_clamped_to_max_duration_and_ends_then() {
         let mut b = book();
@@ -840,14 +969,14 @@ mod tests {
         });
         let mut b = book();
         let kernel = [KernelBan {
-            ip: ip("203.0.113.3"),
+            net: host("203.0.113.3"),
             remaining: Some(u64::MAX),
         }];
         let r = b.restore(Some(file), &kernel, 100);
         let cap = 30 * 86400;
         assert_eq!(
             r.apply,
-            vec![(ip("203.0.113.1"), cap), (ip("203.0.113.3"), cap)]
+            vec![(host("203.0.113.1"), cap), (host("203.0.113.3"), cap)]
         );
         assert_eq!(
             b.get(ip("203.0.113.1")).unwrap().expires_at,
@@ -872,11 +1001,11 @@ mod tests {
         let mut b = book();
         let kernel = [
             KernelBan {
-                ip: ip("203.0.113.1"),
+                net: host("203.0.113.1"),
                 remaining: Some(50),
             },
             KernelBan {
-                ip: ip("203.0.113.3"),
+                net: host("203.0.113.3"),
                 remaining: Some(500),
             },
         ];
@@ -886,7 +1015,7 @@ mod tests {
         assert_eq!(r.lifted, vec![ip("198.51.100.9")]);
         assert_eq!(
             r.apply,
-            vec![(ip("203.0.113.1"), 86300), (ip("203.0.113.3"), 500)]
+            vec![(host("203.0.113.1"), 86300), (host("203.0.113.3"), 500)]
         );
         assert_eq!(b.get(ip("203.0.113.3")).unwrap().source, "kernel");
     }

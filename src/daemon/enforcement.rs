@@ -279,7 +279,8 @@ impl Worker {
                             Ok(()) => {
                                 self.log_ban(record, *seconds, None, false);
                                 Ok(format!(
-                                    "banned {ip} for {} (until {}){}",
+                                    "banned {} for {} (until {}){}",
+                                    record.shown(),
                                     config::format_duration(*seconds),
                                     format_time(record.expires_at),
                                     clamp_note(asked, *seconds)
@@ -309,7 +310,8 @@ impl Worker {
                                 reason: "unbanned".into(),
                             });
                             Ok(format!(
-                                "unbanned {ip} (was banned for {} until {})",
+                                "unbanned {} (was banned for {} until {})",
+                                unbanned_what(&b, ip),
                                 b.rule,
                                 format_time(b.expires_at)
                             ))
@@ -432,6 +434,17 @@ impl Worker {
             }
             Err(e) => self.error(format!("could not lift expired bans: {e}")),
         }
+    }
+}
+
+/// What an unban lifted: the address, or the whole banned network that held it.
+pub fn unbanned_what(b: &BanRecord, asked: IpAddr) -> String {
+    match b.prefix {
+        Some(_) => format!(
+            "{}, the banned network that holds {asked} (the whole network is lifted)",
+            b.shown()
+        ),
+        None => asked.to_string(),
     }
 }
 
