@@ -200,6 +200,21 @@ pub fn from_event(e: &Event) -> Option<Alert> {
             )),
             ..Alert::new(*at, "high", "error_rate", "errors")
         },
+        // A container whose requests are not examined: an attack there bans nobody.
+        Event::Unparsed {
+            at,
+            container,
+            format,
+            lines,
+            unparsed,
+            sample,
+        } => Alert {
+            container: container.clone(),
+            line: cut(&format!(
+                "{unparsed} of its first {lines} lines are not in log format {format:?}: its requests are not examined; set its log_format. A line that did not parse: {sample}"
+            )),
+            ..Alert::new(*at, "high", "unparsed_lines", "log_format")
+        },
     })
 }
 

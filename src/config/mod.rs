@@ -128,6 +128,9 @@ impl BanPolicy {
     }
 }
 
+/// The log formats every config knows, as `log_format` and containers name them.
+pub const BUILTIN_FORMATS: [&str; 5] = ["auto", "combined", "common", "vhost_combined", "json"];
+
 /// How a source's lines are read.
 #[derive(Debug, Clone, PartialEq)]
 pub enum LogFormat {
@@ -136,6 +139,9 @@ pub enum LogFormat {
     /// nginx/Apache combined (and common, which lacks referer and user agent).
     Combined,
     Common,
+    /// Apache's `vhost_combined` and nginx-proxy's format: combined with the virtual host
+    /// (`name`, `name:port`, or an address) in front of the client address.
+    VhostCombined,
     /// One JSON object per line.
     Json(JsonFields),
     /// A regex with named groups; `ip` is required.
@@ -151,6 +157,7 @@ impl LogFormat {
             LogFormat::Auto => "auto",
             LogFormat::Combined => "combined",
             LogFormat::Common => "common",
+            LogFormat::VhostCombined => "vhost_combined",
             LogFormat::Json(_) => "json",
             LogFormat::Custom { name, .. } => name,
         }
@@ -624,6 +631,7 @@ impl Config {
             "auto" => Some(LogFormat::Auto),
             "combined" => Some(LogFormat::Combined),
             "common" => Some(LogFormat::Common),
+            "vhost_combined" => Some(LogFormat::VhostCombined),
             "json" => Some(LogFormat::Json(JsonFields::default())),
             other => self.formats.get(other).cloned(),
         }
@@ -1045,7 +1053,7 @@ impl Validator {
         if let Some(n) = o.get("formats") {
             cfg.formats = self.formats(n);
         }
-        let format_names: Vec<String> = ["auto", "combined", "common", "json"]
+        let format_names: Vec<String> = BUILTIN_FORMATS
             .iter()
             .map(|s| s.to_string())
             .chain(cfg.formats.keys().cloned())
@@ -1190,7 +1198,14 @@ impl Validator {
         let hint = did_you_mean(name, &refs)
             .map(|k| format!("; did you mean \"{k}\"?"))
             .unwrap_or_default();
-        self.err(path, pos, format!("unknown log format \"{name}\"{hint} (auto, combined, common, json, or a name defined under \"formats\")"));
+        self.err(
+            path,
+            pos,
+            format!(
+                "unknown log format \"{name}\"{hint} ({}, or a name defined under \"formats\")",
+                BUILTIN_FORMATS.join(", ")
+            ),
+        );
         false
     }
 
@@ -1477,7 +1492,7 @@ impl Validator {
         };
         for m in o.members {
             let path = format!("formats.{}", m.key);
-            if ["auto", "combined", "common", "json"].contains(&m.key.as_str()) {
+            if BUILTIN_FORMATS.contains(&m.key.as_str()) {
                 self.err(
                     &path,
                     m.key_pos,
