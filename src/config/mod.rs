@@ -2267,6 +2267,27 @@ mod tests {
     }
 
     #[test]
+    fn vhost_combined_is_a_builtin_format() {
+        let ok = parse_str(
+            r#"{"log_format": "vhost_combined", "containers": {"proxy": {"log_format": "vhost_combined"}, "web": {"log_format": "combined"}}}"#,
+        )
+        .unwrap();
+        assert_eq!(ok.format_for_container("proxy"), LogFormat::VhostCombined);
+        assert_eq!(ok.format_for_container("other"), LogFormat::VhostCombined);
+        assert_eq!(ok.format_for_container("web").name(), "combined");
+        let all = parse_str(
+            r#"{"containers": {"proxy": {"log_format": "vhost_combind"}}, "formats": {"vhost_combined": {"regex": "(?P<ip>x)"}}}"#,
+        )
+        .unwrap_err()
+        .iter()
+        .map(|e| e.to_string())
+        .collect::<Vec<_>>()
+        .join("\n");
+        assert!(all.contains("did you mean \"vhost_combined\""), "{all}");
+        assert!(all.contains("this name is a built-in format"), "{all}");
+    }
+
+    #[test]
     fn docker_section_defaults_and_values() {
         let d = Config::default().docker;
         assert_eq!(d.socket, None);
