@@ -533,6 +533,29 @@ mod tests {
     }
 
     #[test]
+    fn a_container_whose_lines_do_not_parse_is_an_alert() {
+        let a = from_event(&Event::Unparsed {
+            at: 7,
+            container: "proxy".into(),
+            format: "combined".into(),
+            lines: 100,
+            unparsed: 100,
+            sample: "example.com 198.51.100.7 - - [...]".into(),
+        })
+        .unwrap();
+        assert_eq!(
+            (a.kind.as_str(), a.severity.as_str()),
+            ("unparsed_lines", "high")
+        );
+        assert_eq!(a.container, "proxy");
+        assert!(
+            a.line.contains("\"combined\"") && a.line.contains("example.com"),
+            "{}",
+            a.line
+        );
+    }
+
+    #[test]
     fn events_become_alerts_with_the_right_severity() {
         let ev = Event::DockerConnection {
             at: 5,
