@@ -82,7 +82,7 @@ enum AutoKind {
 
 /// What comes before the access log's ident field.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
-pub enum Layout {
+enum Layout {
     /// `combined`/`common`: the client address is the first token.
     Plain,
     /// `vhost_combined` (Apache) and nginx-proxy: a virtual host (`name`, `name:port`,
