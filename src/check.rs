@@ -9,7 +9,7 @@ use std::time::Instant;
 use serde::Serialize;
 
 use crate::config::{Config, LogFormat};
-use crate::detect::parse::{format_time, LineParser};
+use crate::detect::parse::{format_time, LineParser, ParseHealth};
 use crate::detect::Detector;
 
 /// One IP that would be banned (or would have been, were it not allowlisted).
@@ -43,6 +43,9 @@ pub struct Report {
     /// Client IPs the detector held at the end, and how many it let go (memory bound).
     pub tracked_ips: usize,
     pub evicted_ips: u64,
+    /// Inputs most of whose lines did not parse, in words (also printed to stderr).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub notices: Vec<String>,
 }
 
 /// Reads lines from any reader in large chunks. A line longer than `max` is cut: its
@@ -172,14 +175,23 @@ impl Checker {
 
     /// Reads one source to its end. Each source gets its own format recognition.
     pub fn read<R: Read>(&mut self, input: R) -> io::Result<()> {
+        self.read_named(input, "the input").map(|_| ())
+    }
+
+    /// [`read`](Self::read) for a source called `name` in notices: when most of its lines
+    /// do not parse, a notice saying so is added to [`Report::notices`] and returned.
+    pub fn read_named<R: Read>(&mut self, input: R, name: &str) -> io::Result<Option<String>> {
         let mut parser = LineParser::new(&self.format).map_err(io::Error::other)?;
         let mut reader = LineReader::new(input, self.max_line);
+        let mut health = ParseHealth::default();
         while let Some((line, truncated)) = reader.next_line()? {
             self.report.lines += 1;
             if truncated {
                 self.report.truncated += 1;
             }
-            let Some(req) = parser.parse(line) else {
+            let parsed = parser.parse(line);
+            health.record(line, parsed.is_some());
+            let Some(req) = parsed else {
                 self.report.unparsed += 1;
                 continue;
             };
@@ -236,7 +248,11 @@ impl Checker {
                 }
             }
         }
-        Ok(())
+        let notice = health
+            .notice()
+            .map(|n| n.describe(name, self.format.name()));
+        self.report.notices.extend(notice.clone());
+        Ok(notice)
     }
 
     /// The report so far, with the elapsed time and memory figures filled in.

@@ -38,7 +38,7 @@ enum Command {
         /// Config file (default: /etc/security-monitor/monitor_config.json if it exists, else built-in defaults).
         #[arg(long, short)]
         config: Option<PathBuf>,
-        /// Log format: auto, combined, common, json, or a name under "formats" in the config.
+        /// Log format: auto, combined, common, vhost_combined, json, or a name under "formats" in the config.
         #[arg(long, short)]
         format: Option<String>,
         /// Print one JSON object instead of the report.
@@ -275,7 +275,7 @@ fn check(
     let cfg = load_config(config, json)?;
     let format_name = format.unwrap_or(&cfg.log_format);
     let Some(log_format) = cfg.format(format_name) else {
-        let mut known: Vec<String> = ["auto", "combined", "common", "json"]
+        let mut known: Vec<String> = config::BUILTIN_FORMATS
             .iter()
             .map(|s| s.to_string())
             .collect();
@@ -287,16 +287,19 @@ fn check(
     };
     let mut checker = Checker::new(&cfg, log_format).map_err(|e| anyhow::anyhow!(e))?;
     for path in logfiles {
-        if path.as_os_str() == "-" {
+        let notice = if path.as_os_str() == "-" {
             checker
-                .read(io::stdin().lock())
-                .context("reading standard input")?;
+                .read_named(io::stdin().lock(), "standard input")
+                .context("reading standard input")?
         } else {
             let file =
                 File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
             checker
-                .read(file)
-                .with_context(|| format!("reading {}", path.display()))?;
+                .read_named(file, &path.display().to_string())
+                .with_context(|| format!("reading {}", path.display()))?
+        };
+        if let Some(n) = notice {
+            eprintln!("warning: {n}");
         }
     }
     let report = checker.finish();
@@ -575,6 +578,16 @@ fn status(config: Option<&Path>, json: bool) -> Result<i32> {
         println!(
             "  notices      {} events missed (fell behind)",
             nt["events_missed"]
+        );
+    }
+    for u in d["unparsed"].as_array().unwrap_or(&empty) {
+        println!(
+            "  UNPARSED     container {}: {} of its first {} lines are not {}; set its log_format. Sample: {}",
+            u["container"].as_str().unwrap_or("?"),
+            u["unparsed"],
+            u["lines"],
+            u["format"].as_str().unwrap_or("?"),
+            u["sample"].as_str().unwrap_or("")
         );
     }
     let dk = &d["docker"];
@@ -923,7 +936,7 @@ fn alerts_from_log(config: Option<&Path>, req: &Request) -> Result<Vec<Alert>> {
     let since = match since.as_deref() {
         None => None,
         Some(s) => Some(match config::parse_duration(s) {
-            Ok(d) => now - d as i64,
+            Ok(d) => now.saturating_sub(i64::try_from(d).unwrap_or(i64::MAX)),
             Err(_) => security_monitor::detect::parse::parse_time(s.as_bytes()).ok_or_else(|| {
                 anyhow::anyhow!("--since: {s:?} is neither a duration (1h, 30m) nor a time (2026-11-21T10:00:00Z)")
             })?,

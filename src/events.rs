@@ -67,6 +67,17 @@ pub enum Event {
         /// The last error line, escaped and truncated.
         sample: String,
     },
+    /// Most of a container's lines do not parse in its log format (said once per
+    /// container); see `detect::parse::ParseHealth`.
+    Unparsed {
+        at: i64,
+        container: String,
+        format: String,
+        lines: u64,
+        unparsed: u64,
+        /// A line that did not parse, escaped and truncated.
+        sample: String,
+    },
 }
 
 /// A verdict that did not become a ban, and why (`reason`).
@@ -92,7 +103,8 @@ impl Event {
             | Event::Reload { at, .. }
             | Event::FirewallError { at, .. }
             | Event::DockerConnection { at, .. }
-            | Event::ErrorRate { at, .. } => *at,
+            | Event::ErrorRate { at, .. }
+            | Event::Unparsed { at, .. } => *at,
         }
     }
 }

@@ -273,4 +273,22 @@ mod tests {
         }
         assert!(matches!(load(&p), Loaded::Missing));
     }
+
+    #[test]
+    fn a_time_of_400_digits_makes_the_file_unreadable_not_the_daemon_hang() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("blocked_ips.json");
+        let mut text = serde_json::to_string(&sample()).unwrap();
+        text = text.replace("2025-11-21T23:59:10Z", &"9".repeat(400));
+        fs::write(&p, &text).unwrap();
+        match load(&p) {
+            Loaded::Corrupt { error, .. } => {
+                assert!(error.contains("is not an RFC 3339 time"), "{error}")
+            }
+            other => panic!("{other:?}"),
+        }
+        // So is a year no ban can have.
+        fs::write(&p, text.replace(&"9".repeat(400), "99999-01-01T00:00:00Z")).unwrap();
+        assert!(matches!(load(&p), Loaded::Corrupt { .. }));
+    }
 }

@@ -526,3 +526,140 @@ fn every_shipped_config_key_is_in_the_readme() {
         "keys of config/monitor_config.json not documented in the README: {missing:?}"
     );
 }
+
+/// Runs `check --json` on `files`, killing it after a generous 20 s: a hang fails the
+/// test instead of stalling the suite. Returns the report and stderr.
+fn check_json_bounded(args: &[&str], files: &[&Path]) -> (Value, String) {
+    let mut child = bin()
+        .arg("check")
+        .arg("--json")
+        .args(args)
+        .args(files)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run check");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while child.try_wait().expect("wait for check").is_none() {
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("check was still running after 20 s: a line hangs the detector");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let out = child.wait_with_output().expect("check output");
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(out.status.success(), "check failed: {stderr}");
+    let report = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+        panic!(
+            "check --json printed no JSON ({e}): {}",
+            String::from_utf8_lossy(&out.stdout)
+        )
+    });
+    (report, stderr)
+}
+
+const ATTACK_REQUEST: &str = "GET /item?id=1' UNION SELECT 1,2-- HTTP/1.1";
+
+#[test]
+fn a_time_of_400_digits_does_not_hang_check() {
+    let d = Dir::new();
+    let digits = "9".repeat(400);
+    let mut log = String::new();
+    // nginx logs a Basic-auth user name as sent, brackets included.
+    log += &format!("203.0.113.30 - [{digits}] [21/Nov/2026:10:00:00 +0000] \"GET / HTTP/1.1\" 200 5 \"-\" \"-\"\n");
+    log += &format!("{{\"remote_addr\":\"203.0.113.31\",\"request\":\"GET / HTTP/1.1\",\"time\":\"{digits}\"}}\n");
+    log += &format!(
+        "{ATTACKER} - - [21/Nov/2026:10:00:01 +0000] \"{ATTACK_REQUEST}\" 200 5 \"-\" \"-\"\n"
+    );
+    let f = d.file("huge-times.log", log.as_bytes());
+    let (r, _) = check_json_bounded(&[], &[&f]);
+    assert_eq!(r["lines"], 3, "{r}");
+    assert_eq!(r["parsed"], 3, "{r}");
+    assert_eq!(banned(&r), vec![ATTACKER.to_string()], "{r}");
+}
+
+#[test]
+fn a_bracketed_user_field_does_not_hide_an_attack() {
+    let d = Dir::new();
+    let mut log = String::new();
+    for (i, user) in ["[x]", "[", "a ] [b", "x y"].iter().enumerate() {
+        log += &format!("203.0.113.{} - {user} [21/Nov/2026:00:06:0{i} +0000] \"{ATTACK_REQUEST}\" 200 5 \"-\" \"-\"\n", 10 + i);
+    }
+    let f = d.file("user.log", log.as_bytes());
+    for format in ["auto", "combined"] {
+        let (r, _) = check_json_bounded(&["--format", format], &[&f]);
+        assert_eq!(r["unparsed"], 0, "{format}: {r}");
+        let mut ips = banned(&r);
+        ips.sort();
+        assert_eq!(
+            ips,
+            [
+                "203.0.113.10",
+                "203.0.113.11",
+                "203.0.113.12",
+                "203.0.113.13"
+            ],
+            "{format}: {r}"
+        );
+    }
+}
+
+#[test]
+fn a_virtual_host_in_front_of_the_client_is_never_banned() {
+    let d = Dir::new();
+    let tail = "- - [21/Nov/2026:00:06:01 +0000] \"GET /?id=1' union select 1,2-- HTTP/1.1\" 200 5 \"-\" \"-\" \"172.17.0.5:80\"\n";
+    let mut log = String::new();
+    log += &format!("8.8.8.8 {ATTACKER} {tail}");
+    log += &format!("example.com 198.51.100.67 {tail}");
+    log += &format!("example.com:443 198.51.100.68 {tail}");
+    let f = d.file("vhost.log", log.as_bytes());
+    for format in ["auto", "vhost_combined"] {
+        let (r, _) = check_json_bounded(&["--format", format], &[&f]);
+        assert_eq!(r["unparsed"], 0, "{format}: {r}");
+        let mut ips = banned(&r);
+        ips.sort();
+        assert_eq!(
+            ips,
+            [ATTACKER, "198.51.100.67", "198.51.100.68"],
+            "{format}: {r}"
+        );
+    }
+    // Told plain combined, the lines are refused, never blamed on 8.8.8.8.
+    let (r, _) = check_json_bounded(&["--format", "combined"], &[&f]);
+    assert!(banned(&r).is_empty(), "{r}");
+}
+
+#[test]
+fn check_says_when_most_lines_do_not_parse() {
+    let d = Dir::new();
+    let mut log = String::new();
+    for i in 0..150 {
+        log += &format!("{{\"level\":\"info\",\"msg\":\"tick {i}\"}}\n");
+    }
+    log += &format!(
+        "{ATTACKER} - - [21/Nov/2026:10:00:01 +0000] \"{ATTACK_REQUEST}\" 200 5 \"-\" \"-\"\n"
+    );
+    let f = d.file("app.log", log.as_bytes());
+    let (r, stderr) = check_json_bounded(&[], &[&f]);
+    assert!(
+        stderr.contains("app.log") && stderr.contains("not in log format \"auto\""),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("tick 99"),
+        "the notice names a sample line: {stderr}"
+    );
+    assert_eq!(r["notices"].as_array().map(Vec::len), Some(1), "{r}");
+    // A log that parses says nothing.
+    let g = d.file(
+        "ok.log",
+        line(ATTACKER, "21/Nov/2026:10:00:00", "/", 200, "-", "-")
+            .repeat(150)
+            .as_bytes(),
+    );
+    let (r, stderr) = check_json_bounded(&[], &[&g]);
+    assert!(!stderr.contains("not in log format"), "{stderr}");
+    assert!(r.get("notices").is_none(), "{r}");
+}

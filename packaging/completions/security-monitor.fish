@@ -46,7 +46,7 @@ complete -c security-monitor -n "__fish_security_monitor_needs_command" -f -a "c
 complete -c security-monitor -n "__fish_security_monitor_needs_command" -f -a "rules" -d 'List the rules in effect: built-in and the config\'s own patterns'
 complete -c security-monitor -n "__fish_security_monitor_needs_command" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
 complete -c security-monitor -n "__fish_security_monitor_using_subcommand check" -s c -l config -d 'Config file (default: /etc/security-monitor/monitor_config.json if it exists, else built-in defaults)' -r -F
-complete -c security-monitor -n "__fish_security_monitor_using_subcommand check" -s f -l format -d 'Log format: auto, combined, common, json, or a name under "formats" in the config' -r
+complete -c security-monitor -n "__fish_security_monitor_using_subcommand check" -s f -l format -d 'Log format: auto, combined, common, vhost_combined, json, or a name under "formats" in the config' -r
 complete -c security-monitor -n "__fish_security_monitor_using_subcommand check" -l json -d 'Print one JSON object instead of the report'
 complete -c security-monitor -n "__fish_security_monitor_using_subcommand check" -s h -l help -d 'Print help'
 complete -c security-monitor -n "__fish_security_monitor_using_subcommand check-config" -s h -l help -d 'Print help'

@@ -32,8 +32,8 @@ _security-monitor() {
 _arguments "${_arguments_options[@]}" : \
 '-c+[Config file (default\: /etc/security-monitor/monitor_config.json if it exists, else built-in defaults)]:CONFIG:_files' \
 '--config=[Config file (default\: /etc/security-monitor/monitor_config.json if it exists, else built-in defaults)]:CONFIG:_files' \
-'-f+[Log format\: auto, combined, common, json, or a name under "formats" in the config]:FORMAT:_default' \
-'--format=[Log format\: auto, combined, common, json, or a name under "formats" in the config]:FORMAT:_default' \
+'-f+[Log format\: auto, combined, common, vhost_combined, json, or a name under "formats" in the config]:FORMAT:_default' \
+'--format=[Log format\: auto, combined, common, vhost_combined, json, or a name under "formats" in the config]:FORMAT:_default' \
 '--json[Print one JSON object instead of the report]' \
 '-h[Print help]' \
 '--help[Print help]' \

@@ -200,6 +200,21 @@ pub fn from_event(e: &Event) -> Option<Alert> {
             )),
             ..Alert::new(*at, "high", "error_rate", "errors")
         },
+        // A container whose requests are not examined: an attack there bans nobody.
+        Event::Unparsed {
+            at,
+            container,
+            format,
+            lines,
+            unparsed,
+            sample,
+        } => Alert {
+            container: container.clone(),
+            line: cut(&format!(
+                "{unparsed} of its first {lines} lines are not in log format {format:?}: its requests are not examined; set its log_format. A line that did not parse: {sample}"
+            )),
+            ..Alert::new(*at, "high", "unparsed_lines", "log_format")
+        },
     })
 }
 
@@ -514,6 +529,29 @@ mod tests {
                 ..Filter::default()
             }),
             vec![2]
+        );
+    }
+
+    #[test]
+    fn a_container_whose_lines_do_not_parse_is_an_alert() {
+        let a = from_event(&Event::Unparsed {
+            at: 7,
+            container: "proxy".into(),
+            format: "combined".into(),
+            lines: 100,
+            unparsed: 100,
+            sample: "example.com 198.51.100.7 - - [...]".into(),
+        })
+        .unwrap();
+        assert_eq!(
+            (a.kind.as_str(), a.severity.as_str()),
+            ("unparsed_lines", "high")
+        );
+        assert_eq!(a.container, "proxy");
+        assert!(
+            a.line.contains("\"combined\"") && a.line.contains("example.com"),
+            "{}",
+            a.line
         );
     }
 

@@ -162,6 +162,9 @@ impl BanPolicy {
     }
 }
 
+/// The log formats every config knows, as `log_format` and containers name them.
+pub const BUILTIN_FORMATS: [&str; 5] = ["auto", "combined", "common", "vhost_combined", "json"];
+
 /// How a source's lines are read.
 #[derive(Debug, Clone, PartialEq)]
 pub enum LogFormat {
@@ -170,6 +173,9 @@ pub enum LogFormat {
     /// nginx/Apache combined (and common, which lacks referer and user agent).
     Combined,
     Common,
+    /// Apache's `vhost_combined` and nginx-proxy's format: combined with the virtual host
+    /// (`name`, `name:port`, or an address) in front of the client address.
+    VhostCombined,
     /// One JSON object per line.
     Json(JsonFields),
     /// A regex with named groups; `ip` is required.
@@ -185,6 +191,7 @@ impl LogFormat {
             LogFormat::Auto => "auto",
             LogFormat::Combined => "combined",
             LogFormat::Common => "common",
+            LogFormat::VhostCombined => "vhost_combined",
             LogFormat::Json(_) => "json",
             LogFormat::Custom { name, .. } => name,
         }
@@ -658,6 +665,7 @@ impl Config {
             "auto" => Some(LogFormat::Auto),
             "combined" => Some(LogFormat::Combined),
             "common" => Some(LogFormat::Common),
+            "vhost_combined" => Some(LogFormat::VhostCombined),
             "json" => Some(LogFormat::Json(JsonFields::default())),
             other => self.formats.get(other).cloned(),
         }
@@ -1083,7 +1091,7 @@ impl Validator {
         if let Some(n) = o.get("formats") {
             cfg.formats = self.formats(n);
         }
-        let format_names: Vec<String> = ["auto", "combined", "common", "json"]
+        let format_names: Vec<String> = BUILTIN_FORMATS
             .iter()
             .map(|s| s.to_string())
             .chain(cfg.formats.keys().cloned())
@@ -1228,7 +1236,14 @@ impl Validator {
         let hint = did_you_mean(name, &refs)
             .map(|k| format!("; did you mean \"{k}\"?"))
             .unwrap_or_default();
-        self.err(path, pos, format!("unknown log format \"{name}\"{hint} (auto, combined, common, json, or a name defined under \"formats\")"));
+        self.err(
+            path,
+            pos,
+            format!(
+                "unknown log format \"{name}\"{hint} ({}, or a name defined under \"formats\")",
+                BUILTIN_FORMATS.join(", ")
+            ),
+        );
         false
     }
 
@@ -1533,7 +1548,7 @@ impl Validator {
         };
         for m in o.members {
             let path = format!("formats.{}", m.key);
-            if ["auto", "combined", "common", "json"].contains(&m.key.as_str()) {
+            if BUILTIN_FORMATS.contains(&m.key.as_str()) {
                 self.err(
                     &path,
                     m.key_pos,
@@ -2394,6 +2409,27 @@ mod tests {
             .join("\n");
         assert!(all.contains("named group `ip`"), "{all}");
         assert!(all.contains("did you mean \"combined\""), "{all}");
+    }
+
+    #[test]
+    fn vhost_combined_is_a_builtin_format() {
+        let ok = parse_str(
+            r#"{"log_format": "vhost_combined", "containers": {"proxy": {"log_format": "vhost_combined"}, "web": {"log_format": "combined"}}}"#,
+        )
+        .unwrap();
+        assert_eq!(ok.format_for_container("proxy"), LogFormat::VhostCombined);
+        assert_eq!(ok.format_for_container("other"), LogFormat::VhostCombined);
+        assert_eq!(ok.format_for_container("web").name(), "combined");
+        let all = parse_str(
+            r#"{"containers": {"proxy": {"log_format": "vhost_combind"}}, "formats": {"vhost_combined": {"regex": "(?P<ip>x)"}}}"#,
+        )
+        .unwrap_err()
+        .iter()
+        .map(|e| e.to_string())
+        .collect::<Vec<_>>()
+        .join("\n");
+        assert!(all.contains("did you mean \"vhost_combined\""), "{all}");
+        assert!(all.contains("this name is a built-in format"), "{all}");
     }
 
     #[test]

@@ -26,7 +26,7 @@ use crate::alerts::{AlertBook, Filter, Recorded};
 use crate::api::server::{self, Call};
 use crate::api::{Request, Response};
 use crate::config::{self, Config};
-use crate::detect::parse::LineParser;
+use crate::detect::parse::{LineParser, ParseHealth, UnparsedNotice};
 use crate::detect::Detector;
 use crate::docker::{container_profile, LogLine, WatchSettings, Watcher};
 use crate::enforce::DockerNetwork;
@@ -81,6 +81,11 @@ pub fn run(opts: Options) -> i32 {
 struct Source {
     parser: LineParser,
     categories: Option<Vec<String>>,
+    /// The container's name and format name, for the unparsed-lines notice.
+    container: String,
+    format: String,
+    /// Lines that did not parse; says once when most of them fail.
+    health: ParseHealth,
 }
 
 struct State {
@@ -381,7 +386,12 @@ fn handle_line(
     };
     // Docker's receive time is the clock: it cannot be forged by what a line says.
     let now = line.docker_ts_ns.div_euclid(1_000_000_000);
-    let Some(req) = source.parser.parse(&line.bytes) else {
+    let parsed = source.parser.parse(&line.bytes);
+    if let Some(notice) = source.health.record(&line.bytes, parsed.is_some()) {
+        let (notice, format) = (notice.clone(), source.format.clone());
+        unparsed_notice(st, &line, &format, notice, now);
+    }
+    let Some(req) = parsed else {
         *st.metrics
             .parse_failures
             .entry(line.container.clone())
@@ -427,6 +437,20 @@ fn handle_line(
             });
         }
     }
+}
+
+/// Most of a container's lines do not parse: said once, in the journal and as an alert
+/// (`status` lists it from the source).
+fn unparsed_notice(st: &State, line: &LogLine, format: &str, n: UnparsedNotice, now: i64) {
+    tracing::warn!(CONTAINER = %line.container, ACTION = "unparsed", "{}", n.describe(&format!("container {}", line.container), format));
+    st.events.send(Event::Unparsed {
+        at: now,
+        container: line.container.clone(),
+        format: format.to_string(),
+        lines: n.lines,
+        unparsed: n.unparsed,
+        sample: n.sample,
+    });
 }
 
 /// Counts an error line (5xx, traceback) and raises an error-rate event on a jump.
@@ -585,6 +609,9 @@ fn new_source(cfg: &Config, watcher: Option<&Watcher>, line: &LogLine) -> Source
     Source {
         parser,
         categories: profile.categories,
+        container: line.container.clone(),
+        format: profile.format.name().to_string(),
+        health: ParseHealth::default(),
     }
 }
 
@@ -736,6 +763,7 @@ async fn handle_call(
                 "reload_error": st.reload_error,
                 "docker": ws,
                 "notify": st.notifier.status(),
+                "unparsed": unparsed_sources(st),
             }))
         }
         Request::List => {
@@ -828,6 +856,26 @@ async fn handle_call(
             )),
         },
     }
+}
+
+/// Containers most of whose lines do not parse, for `status`.
+fn unparsed_sources(st: &State) -> Vec<serde_json::Value> {
+    let mut list: Vec<serde_json::Value> = st
+        .sources
+        .values()
+        .filter_map(|s| {
+            let n = s.health.notice()?;
+            Some(serde_json::json!({
+                "container": s.container,
+                "format": s.format,
+                "lines": n.lines,
+                "unparsed": n.unparsed,
+                "sample": n.sample,
+            }))
+        })
+        .collect();
+    list.sort_by(|a, b| a["container"].as_str().cmp(&b["container"].as_str()));
+    list
 }
 
 async fn active_bans(enforce: &enforcement::Handle) -> Vec<crate::state::BanRecord> {

@@ -10,6 +10,7 @@ use std::borrow::Cow;
 use std::net::IpAddr;
 
 use regex::bytes::Regex;
+use serde::Serialize;
 
 use crate::config::{JsonFields, LogFormat};
 use crate::netaddr::parse_client_ip;
@@ -59,12 +60,16 @@ pub struct LineParser {
     json_fields: JsonFields,
     /// For `auto`: the last format that parsed a line of this source.
     auto_last: Option<AutoKind>,
+    /// For `auto`: set once a line of this source had the unmistakable virtual-host shape;
+    /// from then on every access line is read that way, so a crafted `Host:` header can
+    /// never make a later line look like plain combined.
+    auto_vhost: bool,
     times: TimeCache,
 }
 
 enum Kind {
     Auto,
-    Access,
+    Access(Layout),
     Json,
     Custom(CustomFormat),
 }
@@ -73,6 +78,18 @@ enum Kind {
 enum AutoKind {
     Access,
     Json,
+}
+
+/// What comes before the access log's ident field.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Layout {
+    /// `combined`/`common`: the client address is the first token.
+    Plain,
+    /// `vhost_combined` (Apache) and nginx-proxy: a virtual host (`name`, `name:port`,
+    /// or an address: it comes from the client's `Host:` header) and then the client.
+    VHost,
+    /// `auto`: `VHost` when the line says so (see [`access_layout`]), else `Plain`.
+    Guess,
 }
 
 struct CustomFormat {
@@ -126,7 +143,10 @@ impl LineParser {
     pub fn new(format: &LogFormat) -> Result<Self, String> {
         let (kind, json_fields) = match format {
             LogFormat::Auto => (Kind::Auto, JsonFields::default()),
-            LogFormat::Combined | LogFormat::Common => (Kind::Access, JsonFields::default()),
+            LogFormat::Combined | LogFormat::Common => {
+                (Kind::Access(Layout::Plain), JsonFields::default())
+            }
+            LogFormat::VhostCombined => (Kind::Access(Layout::VHost), JsonFields::default()),
             LogFormat::Json(f) => (Kind::Json, f.clone()),
             LogFormat::Custom { regex, .. } => {
                 (Kind::Custom(compile_custom(regex)?), JsonFields::default())
@@ -136,6 +156,7 @@ impl LineParser {
             kind,
             json_fields,
             auto_last: None,
+            auto_vhost: false,
             times: TimeCache::default(),
         })
     }
@@ -146,6 +167,7 @@ impl LineParser {
             kind: Kind::Auto,
             json_fields: JsonFields::default(),
             auto_last: None,
+            auto_vhost: false,
             times: TimeCache::default(),
         }
     }
@@ -155,7 +177,7 @@ impl LineParser {
     pub fn parse<'a>(&mut self, line: &'a [u8]) -> Option<Request<'a>> {
         let line = trim_end(line);
         match &self.kind {
-            Kind::Access => parse_access_cached(line, &mut self.times),
+            Kind::Access(layout) => parse_access_cached(line, &mut self.times, *layout).0,
             Kind::Json => parse_json(line, &self.json_fields),
             Kind::Custom(c) => parse_custom(c, line),
             Kind::Auto => {
@@ -169,7 +191,16 @@ impl LineParser {
                         continue;
                     }
                     let parsed = match k {
-                        AutoKind::Access => parse_access_cached(line, &mut self.times),
+                        AutoKind::Access => {
+                            let layout = if self.auto_vhost {
+                                Layout::VHost
+                            } else {
+                                Layout::Guess
+                            };
+                            let (parsed, used) = parse_access_cached(line, &mut self.times, layout);
+                            self.auto_vhost |= parsed.is_some() && used == Layout::VHost;
+                            parsed
+                        }
                         AutoKind::Json => parse_json(line, &self.json_fields),
                     };
                     if parsed.is_some() {
@@ -220,7 +251,13 @@ fn quoted(s: &[u8]) -> Option<(&[u8], &[u8])> {
 /// nginx/Apache `combined` and `common`, with or without extra trailing fields:
 /// `IP ident user [time] "request" status bytes ["referer" "user agent" ...]`.
 pub fn parse_access(line: &[u8]) -> Option<Request<'_>> {
-    parse_access_cached(line, &mut TimeCache::default())
+    parse_access_cached(line, &mut TimeCache::default(), Layout::Plain).0
+}
+
+/// Apache's `vhost_combined` and nginx-proxy's default:
+/// `host[:port] IP ident user [time] "request" status bytes ["referer" "user agent" ...]`.
+pub fn parse_vhost_access(line: &[u8]) -> Option<Request<'_>> {
+    parse_access_cached(line, &mut TimeCache::default(), Layout::VHost).0
 }
 
 /// The last timestamp text parsed and its value: consecutive lines of a busy log mostly
@@ -242,17 +279,77 @@ impl TimeCache {
     }
 }
 
-fn parse_access_cached<'a>(line: &'a [u8], times: &mut TimeCache) -> Option<Request<'a>> {
-    let (ip, rest) = token(line);
-    let ip = parse_client_ip(ip)?;
-    let (_ident, rest) = token(rest);
-    // The user field may itself be quoted or contain spaces in odd setups; the timestamp
-    // starts at the first " [".
-    let open = memchr::memmem::find(rest, b"[")?;
-    let rest = &rest[open + 1..];
-    let close = memchr::memchr(b']', rest)?;
-    let time = times.parse(&rest[..close]);
-    let rest = rest[close + 1..].strip_prefix(b" ")?;
+/// Which layout an access line has, and its client token and the rest after it.
+///
+/// `Plain` and `VHost` are what the operator said. `Guess` (for `auto`) reads the line as
+/// virtual-host when its first token is no address but the second is (`example.com
+/// 198.51.100.7 - - [...]`), or when both are (`8.8.8.8 198.51.100.7 ...`: the first is the
+/// visitor's `Host:` header, which must never be taken for the client). In plain combined
+/// the second token is the ident field, `-` in practice.
+///
+/// Two addresses in front are never read as plain combined: with `Plain` such a line is
+/// refused rather than blamed on the first one.
+fn access_layout(line: &[u8], layout: Layout) -> Option<(Layout, IpAddr, &[u8])> {
+    let (first, rest) = token(line);
+    let (second, after) = token(rest);
+    let first_ip = parse_client_ip(first);
+    let second_ip = parse_client_ip(second);
+    match (layout, first_ip, second_ip) {
+        (Layout::Plain, Some(_), Some(_)) => None,
+        (Layout::Plain, Some(ip), None) => Some((Layout::Plain, ip, rest)),
+        (Layout::VHost | Layout::Guess, _, Some(ip)) if !first.is_empty() => {
+            Some((Layout::VHost, ip, after))
+        }
+        (Layout::Guess, Some(ip), None) => Some((Layout::Plain, ip, rest)),
+        _ => None,
+    }
+}
+
+/// The first `"` that is not escaped by a backslash (Apache writes `\"` inside fields).
+fn first_unescaped_quote(s: &[u8]) -> Option<usize> {
+    let mut from = 0;
+    loop {
+        let i = from + memchr::memchr(b'"', &s[from..])?;
+        let backslashes = s[..i].iter().rev().take_while(|&&b| b == b'\\').count();
+        if backslashes % 2 == 0 {
+            return Some(i);
+        }
+        from = i + 1;
+    }
+}
+
+/// Splits `ident user [time] "request"...` into the time text and the rest from the
+/// request's opening quote. The ident and user fields are never read: the user field is
+/// the visitor's (nginx logs a Basic-auth name as sent, brackets, spaces and all), so the
+/// time is the LAST `[...]` before the first unescaped quote, which must follow it at
+/// once. Nothing the user field holds can move the time or the request.
+fn time_and_request(rest: &[u8]) -> Option<(&[u8], &[u8])> {
+    let q = first_unescaped_quote(rest)?;
+    let head = rest[..q].strip_suffix(b"] ")?;
+    let open = memchr::memrchr(b'[', head)?;
+    Some((&head[open + 1..], &rest[q..]))
+}
+
+/// Parses one access line; also says which layout it was read with (for `auto`).
+fn parse_access_cached<'a>(
+    line: &'a [u8],
+    times: &mut TimeCache,
+    layout: Layout,
+) -> (Option<Request<'a>>, Layout) {
+    let Some((used, ip, rest)) = access_layout(line, layout) else {
+        return (None, layout);
+    };
+    (parse_access_fields(ip, rest, times, used), used)
+}
+
+fn parse_access_fields<'a>(
+    ip: IpAddr,
+    rest: &'a [u8],
+    times: &mut TimeCache,
+    layout: Layout,
+) -> Option<Request<'a>> {
+    let (time_text, rest) = time_and_request(rest)?;
+    let time = times.parse(time_text);
     let (request, rest) = quoted(rest)?;
     let rest = rest.strip_prefix(b" ").unwrap_or(rest);
     let (status, rest) = token(rest);
@@ -270,8 +367,10 @@ fn parse_access_cached<'a>(line: &'a [u8], times: &mut TimeCache) -> Option<Requ
         if let Some((ua, rest)) = quoted(rest) {
             req.user_agent = Cow::Borrowed(dash_empty(ua));
             // nginx setups often append "$http_x_forwarded_for" as the next quoted field.
+            // nginx-proxy's virtual-host format appends "$upstream_addr" there instead: a
+            // backend's address, never a client, so it is not read as one.
             let rest = rest.strip_prefix(b" ").unwrap_or(rest);
-            if let Some((xff, _)) = quoted(rest) {
+            if let (Layout::Plain, Some((xff, _))) = (layout, quoted(rest)) {
                 req.forwarded_for = Cow::Borrowed(dash_empty(xff));
             }
         }
@@ -437,25 +536,39 @@ fn parse_json<'a>(line: &'a [u8], f: &JsonFields) -> Option<Request<'a>> {
     );
     req.message = Cow::Owned(text(&f.message).unwrap_or_default());
     req.time = json_lookup(&value, &f.time).and_then(|v| match v {
-        serde_json::Value::Number(n) => n.as_f64().map(epoch_number),
+        serde_json::Value::Number(n) => n.as_f64().and_then(epoch_number),
         serde_json::Value::String(s) => parse_time(s.as_bytes()),
         _ => None,
     });
     Some(req)
 }
 
+/// The years a log line's time may fall in. Others are nobody's log line; rejecting them
+/// keeps every later sum in range.
+const YEARS: std::ops::RangeInclusive<i64> = 1970..=9999;
+/// Seconds up to this (the year 5138), else milliseconds, microseconds or nanoseconds.
+const EPOCH_SECONDS_MAX: f64 = 1e11;
+
 /// Epoch seconds, or milliseconds/microseconds/nanoseconds when the number is that large.
-fn epoch_number(n: f64) -> i64 {
-    let mut v = n;
-    while v.abs() > 1e11 {
-        v /= 1000.0;
+/// None for what is no time: negative, not finite (`inf` from 309 digits), or too large
+/// to be nanoseconds. No loop: the scale is one of four.
+fn epoch_number(n: f64) -> Option<i64> {
+    if !n.is_finite() || n < 0.0 {
+        return None;
     }
-    v as i64
+    let v = [1.0, 1e3, 1e6, 1e9]
+        .iter()
+        .map(|scale| n / scale)
+        .find(|v| *v <= EPOCH_SECONDS_MAX)?;
+    // In range by the test above, so the cast neither saturates nor wraps.
+    Some(v as i64)
 }
 
 /// Parses the timestamp formats logs use into Unix seconds: nginx/Apache
 /// `21/Nov/2026:00:06:01 +0000`, ISO 8601 / RFC 3339 (`2026-11-21T00:06:01.5Z`,
-/// `2026-11-21 00:06:01+01:00`; no offset means UTC), and epoch seconds.
+/// `2026-11-21 00:06:01+01:00`; no offset means UTC), and epoch seconds (or ms, µs, ns).
+/// Total: any input gives an answer at once, None for anything outside the years
+/// 1970..=9999 or not a time at all.
 pub fn parse_time(s: &[u8]) -> Option<i64> {
     let s = trim_ascii(s);
     if s.len() >= 20 && s[2] == b'/' && s[6] == b'/' && s[11] == b':' {
@@ -464,7 +577,7 @@ pub fn parse_time(s: &[u8]) -> Option<i64> {
         let year = num(&s[7..11])?;
         let (h, m, sec) = (num(&s[12..14])?, num(&s[15..17])?, num(&s[18..20])?);
         let offset = parse_offset(trim_ascii(&s[20..])).unwrap_or(0);
-        return Some(civil_to_unix(year, month, day, h, m, sec) - offset);
+        return civil_to_unix(year, month, day, h, m, sec)?.checked_sub(offset);
     }
     if s.len() >= 19
         && s[4] == b'-'
@@ -480,11 +593,13 @@ pub fn parse_time(s: &[u8]) -> Option<i64> {
             rest = &rest[1 + digits..];
         }
         let offset = parse_offset(trim_ascii(rest)).unwrap_or(0);
-        return Some(civil_to_unix(year, month, day, h, m, sec) - offset);
+        return civil_to_unix(year, month, day, h, m, sec)?.checked_sub(offset);
     }
-    if !s.is_empty() && s.iter().all(|b| b.is_ascii_digit() || *b == b'.') {
+    // Epoch numbers: nanoseconds of the year 9999 have 20 digits; a longer run of digits
+    // is no time (and is not worth converting).
+    if !s.is_empty() && s.len() <= 40 && s.iter().all(|b| b.is_ascii_digit() || *b == b'.') {
         let v: f64 = std::str::from_utf8(s).ok()?.parse().ok()?;
-        return Some(epoch_number(v));
+        return epoch_number(v);
     }
     None
 }
@@ -549,8 +664,22 @@ pub(crate) fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
     era * 146097 + doe - 719468
 }
 
-fn civil_to_unix(y: i64, mo: i64, d: i64, h: i64, mi: i64, s: i64) -> i64 {
-    days_from_civil(y, mo, d) * 86400 + h * 3600 + mi * 60 + s
+/// Unix seconds of a civil date and time, or None when a field is out of its range
+/// (years 1970..=9999, 60 allowed for a leap second). The ranges keep the sums far from
+/// overflow; the arithmetic is checked all the same.
+fn civil_to_unix(y: i64, mo: i64, d: i64, h: i64, mi: i64, s: i64) -> Option<i64> {
+    if !YEARS.contains(&y)
+        || !(1..=12).contains(&mo)
+        || !(1..=31).contains(&d)
+        || !(0..=23).contains(&h)
+        || !(0..=59).contains(&mi)
+        || !(0..=60).contains(&s)
+    {
+        return None;
+    }
+    days_from_civil(y, mo, d)
+        .checked_mul(86_400)?
+        .checked_add(h * 3600 + mi * 60 + s)
 }
 
 /// The (year, month, day) of a day number since 1970-01-01: the inverse of
@@ -579,6 +708,74 @@ pub fn format_time(t: i64) -> String {
     )
 }
 
+/// Lines a source must have written before the share that failed to parse is judged.
+pub const UNPARSED_MIN_LINES: u64 = 100;
+/// How much of the latest unparsed line is kept as the notice's sample.
+const UNPARSED_SAMPLE_BYTES: usize = 200;
+
+/// Counts one source's lines and those that did not parse, and says once when most of
+/// them fail: a wrong `log_format`, or a format this tool does not read, must not leave
+/// a container silently unwatched. Sans-IO: the caller reports the notice.
+#[derive(Debug, Default)]
+pub struct ParseHealth {
+    lines: u64,
+    unparsed: u64,
+    /// The latest unparsed line, cut (copied raw; escaped only for the notice).
+    sample: Vec<u8>,
+    notice: Option<UnparsedNotice>,
+}
+
+/// Most of a source's lines did not parse (more than three in four, after at least
+/// [`UNPARSED_MIN_LINES`]). A quarter is left for what every container writes besides
+/// its access log: start-up banners, error-log lines (nginx logs one per 404).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct UnparsedNotice {
+    pub lines: u64,
+    pub unparsed: u64,
+    /// The latest line that did not parse, escaped and truncated.
+    pub sample: String,
+}
+
+impl ParseHealth {
+    /// Counts one line. Returns the notice the first time (only) that most lines failed.
+    pub fn record(&mut self, line: &[u8], parsed: bool) -> Option<&UnparsedNotice> {
+        self.lines += 1;
+        if !parsed {
+            self.unparsed += 1;
+            self.sample.clear();
+            self.sample
+                .extend_from_slice(&line[..line.len().min(UNPARSED_SAMPLE_BYTES)]);
+        }
+        if self.notice.is_some()
+            || self.lines < UNPARSED_MIN_LINES
+            || self.unparsed.saturating_mul(4) <= self.lines.saturating_mul(3)
+        {
+            return None;
+        }
+        self.notice = Some(UnparsedNotice {
+            lines: self.lines,
+            unparsed: self.unparsed,
+            sample: crate::detect::decode::escape_excerpt(&self.sample, UNPARSED_SAMPLE_BYTES),
+        });
+        self.notice.as_ref()
+    }
+
+    /// The notice, once it has been given.
+    pub fn notice(&self) -> Option<&UnparsedNotice> {
+        self.notice.as_ref()
+    }
+}
+
+impl UnparsedNotice {
+    /// The notice in words, for the journal, `check` and the alert.
+    pub fn describe(&self, source: &str, format: &str) -> String {
+        format!(
+            "{source}: {} of its first {} lines are not in log format {format:?}, so their requests are not examined; set the right log_format for it (see \"Log formats\" in the README). A line that did not parse: {}",
+            self.unparsed, self.lines, self.sample
+        )
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -587,12 +784,16 @@ mod tests {
         s.parse().unwrap()
     }
 
+    fn unix(y: i64, mo: i64, d: i64, h: i64, mi: i64, s: i64) -> i64 {
+        civil_to_unix(y, mo, d, h, mi, s).expect("a valid date")
+    }
+
     #[test]
     fn combined_line() {
         let line = br#"198.51.100.4 - frank [21/Nov/2026:00:06:01 +0100] "GET /a?b=1 HTTP/1.1" 404 594 "http://x/" "curl/8" "203.0.113.9""#;
         let r = parse_access(line).unwrap();
         assert_eq!(r.ip, ip("198.51.100.4"));
-        assert_eq!(r.time, Some(civil_to_unix(2026, 11, 20, 23, 6, 1)));
+        assert_eq!(r.time, Some(unix(2026, 11, 20, 23, 6, 1)));
         assert_eq!(&*r.method, b"GET");
         assert_eq!(&*r.target, b"/a?b=1");
         assert_eq!(r.status, Some(404));
@@ -648,7 +849,7 @@ mod tests {
         assert_eq!(r.ip, ip("203.0.113.5"));
         assert_eq!(&*r.target, b"/x?id=1");
         assert_eq!(r.status, Some(403));
-        assert_eq!(r.time, Some(civil_to_unix(2026, 11, 21, 10, 0, 0)));
+        assert_eq!(r.time, Some(unix(2026, 11, 21, 10, 0, 0)));
         let r = p.parse(br#"{"request":{"remote_ip":"2001:db8::1","method":"GET","uri":"/y","headers":{"User-Agent":["nikto"]}},"status":404,"ts":1763719200.5}"#).unwrap();
         assert_eq!(r.ip, ip("2001:db8::1"));
         assert_eq!(&*r.target, b"/y");
@@ -686,15 +887,167 @@ mod tests {
     fn times() {
         assert_eq!(
             parse_time(b"2026-11-21T00:06:01.250+01:00"),
-            Some(civil_to_unix(2026, 11, 20, 23, 6, 1))
+            Some(unix(2026, 11, 20, 23, 6, 1))
         );
         assert_eq!(parse_time(b"1763683561"), Some(1763683561));
         assert_eq!(parse_time(b"1763683561123"), Some(1763683561));
         assert_eq!(
-            format_time(civil_to_unix(2026, 11, 21, 0, 6, 1)),
+            format_time(unix(2026, 11, 21, 0, 6, 1)),
             "2026-11-21T00:06:01Z"
         );
         assert_eq!(format_time(0), "1970-01-01T00:00:00Z");
         assert_eq!(parse_time(b"garbage"), None);
+    }
+
+    #[test]
+    fn huge_and_absurd_times_are_no_times_and_return_at_once() {
+        let digits = "9".repeat(400);
+        assert_eq!(parse_time(digits.as_bytes()), None);
+        assert_eq!(parse_time(format!("{digits}.5").as_bytes()), None);
+        assert_eq!(epoch_number(f64::INFINITY), None);
+        assert_eq!(epoch_number(f64::NEG_INFINITY), None);
+        assert_eq!(epoch_number(f64::NAN), None);
+        assert_eq!(epoch_number(-5.0), None);
+        assert_eq!(epoch_number(1e300), None);
+        // Nanoseconds are the finest scale read.
+        assert_eq!(
+            epoch_number(1_763_683_561_123_456_789.0),
+            Some(1_763_683_561)
+        );
+        assert_eq!(epoch_number(1e21), None);
+        // Years outside 1970..=9999, and fields out of range, are no dates.
+        assert_eq!(parse_time(b"0000-01-01T00:00:00Z"), None);
+        assert_eq!(parse_time(b"1969-12-31T23:59:59Z"), None);
+        assert_eq!(parse_time(b"21/Nov/0001:00:06:01 +0000"), None);
+        assert_eq!(parse_time(b"2026-13-01T00:00:00Z"), None);
+        assert_eq!(parse_time(b"2026-11-21T24:00:00Z"), None);
+        assert_eq!(parse_time(b"2026-11-00T00:00:00Z"), None);
+        assert_eq!(
+            parse_time(b"9999-12-31T23:59:59Z"),
+            Some(unix(9999, 12, 31, 23, 59, 59))
+        );
+        assert_eq!(civil_to_unix(i64::MAX, 1, 1, 0, 0, 0), None);
+        assert_eq!(civil_to_unix(i64::MIN, 1, 1, 0, 0, 0), None);
+    }
+
+    #[test]
+    fn a_json_time_of_400_digits_leaves_the_line_without_a_time() {
+        let digits = "9".repeat(400);
+        let mut p = LineParser::new(&LogFormat::Json(JsonFields::default())).unwrap();
+        let line = format!(r#"{{"remote_addr":"203.0.113.5","uri":"/","time":"{digits}"}}"#);
+        let r = p.parse(line.as_bytes()).expect("the line parses");
+        assert_eq!(r.time, None);
+        let line = br#"{"remote_addr":"203.0.113.5","uri":"/","time":1e300}"#;
+        assert_eq!(p.parse(line).expect("parses").time, None);
+    }
+
+    #[test]
+    fn the_user_field_cannot_hide_or_shift_the_request() {
+        let time = unix(2026, 11, 21, 0, 6, 1);
+        for user in [
+            "[x]",
+            "[",
+            "]",
+            "a b c",
+            "[21/Nov/2030:00:00:00 +0000]",
+            "x] [y",
+            r#"a\"b"#,
+            "- - -",
+            &format!("[{}]", "9".repeat(400)),
+        ] {
+            let line = format!(
+                r#"203.0.113.10 - {user} [21/Nov/2026:00:06:01 +0000] "GET /item?id=1' UNION SELECT 1,2-- HTTP/1.1" 200 5 "-" "curl/8""#
+            );
+            let r = parse_access(line.as_bytes())
+                .unwrap_or_else(|| panic!("user {user:?} hid the line"));
+            assert_eq!(r.ip, ip("203.0.113.10"), "{user:?}");
+            assert_eq!(r.time, Some(time), "{user:?}");
+            assert_eq!(&*r.target, b"/item?id=1' UNION SELECT 1,2--", "{user:?}");
+            assert_eq!(r.status, Some(200), "{user:?}");
+            assert_eq!(&*r.user_agent, b"curl/8", "{user:?}");
+        }
+        // A request line with brackets of its own changes nothing either.
+        let r = parse_access(
+            br#"203.0.113.10 - - [21/Nov/2026:00:06:01 +0000] "GET /a[1]=] [x HTTP/1.1" 404 5"#,
+        )
+        .unwrap();
+        assert_eq!(&*r.target, b"/a[1]=] [x");
+        assert_eq!(r.time, Some(time));
+    }
+
+    #[test]
+    fn a_virtual_host_in_front_is_never_the_client() {
+        let rest = r#"- - [21/Nov/2026:00:06:01 +0000] "GET /?id=1' union select 1,2-- HTTP/1.1" 200 5 "-" "curl/8" "172.17.0.5:80""#;
+        for (host, client) in [
+            ("8.8.8.8", "198.51.100.66"),
+            ("example.com", "198.51.100.67"),
+            ("example.com:443", "198.51.100.68"),
+            ("8.8.8.8:80", "2001:db8::9"),
+            ("_", "198.51.100.69"),
+        ] {
+            let line = format!("{host} {client} {rest}");
+            for format in [LogFormat::Auto, LogFormat::VhostCombined] {
+                let mut p = LineParser::new(&format).unwrap();
+                let r = p
+                    .parse(line.as_bytes())
+                    .unwrap_or_else(|| panic!("{} did not read {line}", format.name()));
+                assert_eq!(r.ip, ip(client), "{} {line}", format.name());
+                assert_eq!(&*r.target, b"/?id=1' union select 1,2--");
+                // nginx-proxy's last field is the upstream, not a forwarded client.
+                assert!(r.forwarded_for.is_empty());
+            }
+            // Told plain combined, such a line is refused rather than blamed on the host.
+            assert!(parse_access(line.as_bytes()).is_none(), "{line}");
+        }
+        // Plain combined lines still read under `auto`, and vhost_combined refuses them.
+        let plain = format!("198.51.100.70 {rest}");
+        assert_eq!(
+            LineParser::auto().parse(plain.as_bytes()).unwrap().ip,
+            ip("198.51.100.70")
+        );
+        assert!(parse_vhost_access(plain.as_bytes()).is_none());
+    }
+
+    #[test]
+    fn once_auto_has_seen_a_virtual_host_it_reads_every_line_that_way() {
+        let tail = r#"[21/Nov/2026:00:06:01 +0000] "GET / HTTP/1.1" 200 5 "-" "-""#;
+        let mut p = LineParser::auto();
+        let first = format!("example.com 198.51.100.67 - - {tail}");
+        assert_eq!(p.parse(first.as_bytes()).unwrap().ip, ip("198.51.100.67"));
+        // A Host header of "8.8.8.8 -" (where a proxy lets spaces through) would make the
+        // line look like plain combined with 8.8.8.8 as the client.
+        let crafted = format!("8.8.8.8 - 198.51.100.67 - - {tail}");
+        assert!(p.parse(crafted.as_bytes()).is_none());
+    }
+
+    #[test]
+    fn parse_health_says_once_when_most_lines_fail() {
+        let mut h = ParseHealth::default();
+        let mut notices = 0;
+        for i in 0..1000u32 {
+            // One line in ten parses: well under the bar.
+            let parsed = i % 10 == 0;
+            let line = format!("\x1b[31mstartup line {i}");
+            if let Some(n) = h.record(line.as_bytes(), parsed) {
+                notices += 1;
+                assert_eq!(n.lines, UNPARSED_MIN_LINES);
+                assert!(n.unparsed * 4 > n.lines * 3);
+                assert!(
+                    n.sample.starts_with("\\x1b[31mstartup line"),
+                    "{}",
+                    n.sample
+                );
+            }
+        }
+        assert_eq!(notices, 1);
+        assert!(h.notice().is_some());
+        // Half the lines failing (nginx's error log beside its access log) is no notice.
+        let mut h = ParseHealth::default();
+        for i in 0..1000u32 {
+            assert!(h
+                .record(b"2026/11/21 [error] open() failed", i % 2 == 0)
+                .is_none());
+        }
+        assert!(h.notice().is_none());
     }
 }

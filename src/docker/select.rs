@@ -112,7 +112,8 @@ pub fn container_profile(
         match cfg.format(f.trim()) {
             Some(lf) => format = lf,
             None => warnings.push(format!(
-                "container {name}: label {LABEL_LOG_FORMAT}={f} names no known log format (auto, combined, common, json, or one under \"formats\"); using {}",
+                "container {name}: label {LABEL_LOG_FORMAT}={f} names no known log format ({}, or one under \"formats\"); using {}",
+                crate::config::BUILTIN_FORMATS.join(", "),
                 format.name()
             )),
         }
