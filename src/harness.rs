@@ -19,6 +19,7 @@ pub fn log_format(name: &str) -> Option<LogFormat> {
     Some(match name {
         "auto" => LogFormat::Auto,
         "combined" => LogFormat::Combined,
+        "vhost_combined" => LogFormat::VhostCombined,
         "json" => LogFormat::Json(JsonFields::default()),
         // A typical application-log regex of the kind the README shows.
         "custom" => LogFormat::Custom {

@@ -73,6 +73,9 @@ fn log(target: &'static str) {
     fn run_combined(d: &[u8]) {
         harness::log_lines(&harness::log_format("combined").unwrap(), d)
     }
+    fn run_vhost(d: &[u8]) {
+        harness::log_lines(&harness::log_format("vhost_combined").unwrap(), d)
+    }
     fn run_json(d: &[u8]) {
         harness::log_lines(&harness::log_format("json").unwrap(), d)
     }
@@ -82,6 +85,7 @@ fn log(target: &'static str) {
     let run: fn(&[u8]) = match target {
         "log_auto" => run_auto,
         "log_combined" => run_combined,
+        "log_vhost_combined" => run_vhost,
         "log_json" => run_json,
         "log_custom" => run_custom,
         other => panic!("no log target {other}"),
@@ -97,6 +101,11 @@ fn log_auto_corpus() {
 #[test]
 fn log_combined_corpus() {
     log("log_combined");
+}
+
+#[test]
+fn log_vhost_combined_corpus() {
+    log("log_vhost_combined");
 }
 
 #[test]
@@ -141,5 +150,5 @@ fn every_target_has_a_replayed_corpus() {
         assert!(root.join("corpus").join(t).is_dir(), "no corpus for {t}");
         assert!(this.contains(&format!("\"{t}\"")), "corpus {t} is not replayed");
     }
-    assert!(targets.len() >= 7, "targets: {targets:?}");
+    assert!(targets.len() >= 8, "targets: {targets:?}");
 }

@@ -577,7 +577,7 @@ pub fn parse_time(s: &[u8]) -> Option<i64> {
         let year = num(&s[7..11])?;
         let (h, m, sec) = (num(&s[12..14])?, num(&s[15..17])?, num(&s[18..20])?);
         let offset = parse_offset(trim_ascii(&s[20..])).unwrap_or(0);
-        return civil_to_unix(year, month, day, h, m, sec)?.checked_sub(offset);
+        return in_time_range(civil_to_unix(year, month, day, h, m, sec)?.checked_sub(offset)?);
     }
     if s.len() >= 19
         && s[4] == b'-'
@@ -593,7 +593,7 @@ pub fn parse_time(s: &[u8]) -> Option<i64> {
             rest = &rest[1 + digits..];
         }
         let offset = parse_offset(trim_ascii(rest)).unwrap_or(0);
-        return civil_to_unix(year, month, day, h, m, sec)?.checked_sub(offset);
+        return in_time_range(civil_to_unix(year, month, day, h, m, sec)?.checked_sub(offset)?);
     }
     // Epoch numbers: nanoseconds of the year 9999 have 20 digits; a longer run of digits
     // is no time (and is not worth converting).
@@ -602,6 +602,14 @@ pub fn parse_time(s: &[u8]) -> Option<i64> {
         return epoch_number(v);
     }
     None
+}
+
+/// A time an offset moved outside the years we read (`31/Dec/9999:23:59:59 -2359`) is no
+/// time either: every time read must format and read back as itself.
+fn in_time_range(t: i64) -> Option<i64> {
+    /// 9999-12-31T23:59:59Z.
+    const LAST: i64 = 253_402_300_799;
+    (0..=LAST).contains(&t).then_some(t)
 }
 
 fn trim_ascii(mut s: &[u8]) -> &[u8] {
@@ -926,6 +934,9 @@ mod tests {
             parse_time(b"9999-12-31T23:59:59Z"),
             Some(unix(9999, 12, 31, 23, 59, 59))
         );
+        // An offset cannot carry a time past the years read, nor before 1970.
+        assert_eq!(parse_time(b"31/Dec/9999:23:59:59 -2359"), None);
+        assert_eq!(parse_time(b"1970-01-01T00:00:00+01:00"), None);
         assert_eq!(civil_to_unix(i64::MAX, 1, 1, 0, 0, 0), None);
         assert_eq!(civil_to_unix(i64::MIN, 1, 1, 0, 0, 0), None);
     }
