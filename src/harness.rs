@@ -55,11 +55,20 @@ pub fn log_lines(format: &LogFormat, data: &[u8]) {
                 continue;
             };
             if let Some(s) = req.status {
-                assert!((100..1000).contains(&s), "status {s} from {:?}", String::from_utf8_lossy(line));
+                assert!(
+                    (100..1000).contains(&s),
+                    "status {s} from {:?}",
+                    String::from_utf8_lossy(line)
+                );
             }
             if let Some(t) = req.time {
                 let text = format_time(t);
-                assert_eq!(parse_time(text.as_bytes()), Some(t), "time {t} from {:?}", String::from_utf8_lossy(line));
+                assert_eq!(
+                    parse_time(text.as_bytes()),
+                    Some(t),
+                    "time {t} from {:?}",
+                    String::from_utf8_lossy(line)
+                );
                 now = t;
             }
             let obs = detector.observe(&req, line, now);
@@ -84,7 +93,10 @@ pub fn config_text(data: &[u8]) {
     };
     let lines = text.split('\n').count() as u32;
     if let Err(e) = config::jsonc::parse(text) {
-        assert!(e.pos.line >= 1 && e.pos.line <= lines, "{e:?} outside the text");
+        assert!(
+            e.pos.line >= 1 && e.pos.line <= lines,
+            "{e:?} outside the text"
+        );
     }
     match config::parse_str(text) {
         Ok(cfg) => {

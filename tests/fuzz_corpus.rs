@@ -148,7 +148,10 @@ fn every_target_has_a_replayed_corpus() {
         .expect("this file");
     for t in &targets {
         assert!(root.join("corpus").join(t).is_dir(), "no corpus for {t}");
-        assert!(this.contains(&format!("\"{t}\"")), "corpus {t} is not replayed");
+        assert!(
+            this.contains(&format!("\"{t}\"")),
+            "corpus {t} is not replayed"
+        );
     }
     assert!(targets.len() >= 8, "targets: {targets:?}");
 }

@@ -19,9 +19,12 @@ const MAX_RSS_MIB: u64 = 200;
 
 const TIME: &str = "02/Dec/2026:10:00:00 +0000";
 
-/// One hostile log and what must come of it.
+/// Hostile logs and what must come of them.
 struct Case {
+    /// Written by one container each (one file each for `check`).
     lines: Vec<String>,
+    /// A proxy's log with the virtual host first: a source of its own, as in life.
+    vhost_lines: Vec<String>,
     /// Must be banned.
     attackers: Vec<&'static str>,
     /// Must never be banned.
@@ -38,11 +41,11 @@ fn sqli(ip: &str, user: &str) -> String {
 /// a lazy DFA keeps meeting new state combinations: the input that used to take 1 GiB.
 fn crafted_field(seed: &mut u64, len: usize) -> String {
     const PARTS: &[&str] = &[
-        "union", "select", "%27", "'", "\"", "(", ")", ";", "=", "--", "/*", "*/", "<scr",
-        "ipt", "on", "error", "../", "..%2f", "etc/", "passwd", "${", "jndi", "{{", "}}",
-        "exec", "cmd", "&&", "|", "%00", "or", "1", "and", "sleep", "char", "0x", "eval",
-        "base64", "php://", "file:", "wget", "curl", "<", ">", "%3c", "%3e", "alert", "+",
-        " ", "a", "z", "9", "_", "-", ".", "/", "\\x",
+        "union", "select", "%27", "'", "\"", "(", ")", ";", "=", "--", "/*", "*/", "<scr", "ipt",
+        "on", "error", "../", "..%2f", "etc/", "passwd", "${", "jndi", "{{", "}}", "exec", "cmd",
+        "&&", "|", "%00", "or", "1", "and", "sleep", "char", "0x", "eval", "base64", "php://",
+        "file:", "wget", "curl", "<", ">", "%3c", "%3e", "alert", "+", " ", "a", "z", "9", "_",
+        "-", ".", "/", "\\x",
     ];
     let mut s = String::with_capacity(len + 16);
     while s.len() < len {
@@ -69,11 +72,13 @@ fn hostile_case() -> Case {
     // 2. A user field that used to hide the request.
     lines.push(sqli("203.0.113.10", "[x]"));
     lines.push(sqli("203.0.113.11", "[a] b]"));
-    // 3. A Host header first (nginx-proxy, Nginx Proxy Manager, Apache vhost_combined):
-    //    the client is the second token, never the first.
-    lines.push(sqli("8.8.8.8 198.51.100.66", "-"));
-    lines.push(sqli("example.com 198.51.100.67", "-"));
-    lines.push(sqli("example.com:443 198.51.100.68", "-"));
+    // 3. A Host header first (nginx-proxy, Apache vhost_combined): the client is the
+    //    second token, never the first.
+    let vhost_lines = vec![
+        sqli("8.8.8.8 198.51.100.66", "-"),
+        sqli("example.com 198.51.100.67", "-"),
+        sqli("example.com:443 198.51.100.68", "-"),
+    ];
     // 4. Lines crafted to make the regex engine build state without end.
     let mut seed = 11;
     for i in 0..250 {
@@ -91,6 +96,7 @@ fn hostile_case() -> Case {
     ));
     Case {
         lines,
+        vhost_lines,
         attackers: vec![
             "203.0.113.10",
             "203.0.113.11",
@@ -104,13 +110,13 @@ fn hostile_case() -> Case {
     }
 }
 
-/// Runs `check --json` on `log` and returns its report and the child's peak RSS in MiB.
+/// Runs `check --json` on `logs` and returns its report and the child's peak RSS in MiB.
 /// A run that does not finish within 120 s (a hang) is killed and fails the test.
-fn check(log: &Path, config: &Path) -> (serde_json::Value, u64) {
+fn check(logs: &[&Path], config: &Path) -> (serde_json::Value, u64) {
     let child = common::bin()
         .args(["check", "--json", "--config"])
         .arg(config)
-        .arg(log)
+        .args(logs)
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
@@ -176,9 +182,11 @@ fn check_survives_every_hostile_line() {
     let dir = tempfile::tempdir().expect("temp dir");
     let log = dir.path().join("hostile.log");
     std::fs::write(&log, case.lines.join("\n") + "\n").expect("write the log");
+    let vhost_log = dir.path().join("proxy.log");
+    std::fs::write(&vhost_log, case.vhost_lines.join("\n") + "\n").expect("write the log");
     let config = dir.path().join("monitor_config.json");
     std::fs::write(&config, "{}").expect("write config");
-    let (report, rss) = check(&log, &config);
+    let (report, rss) = check(&[&log, &vhost_log], &config);
     let bans = banned(&report);
     eprintln!(
         "check: {} lines, peak RSS {rss} MiB, {:.2} s, bans {bans:?}",
@@ -232,6 +240,7 @@ fn the_daemon_survives_every_hostile_line() {
         text.push_str(&(case.lines.join("\n") + "\n"));
     }
     std::fs::write(data.join("hostile.log"), &text).unwrap();
+    std::fs::write(data.join("proxy.log"), case.vhost_lines.join("\n") + "\n").unwrap();
     let label = format!("smt-hostile-{}=1", std::process::id());
     let socket = dir.path().join("control.sock");
     let config = dir.path().join("monitor_config.json");
@@ -262,23 +271,6 @@ fn the_daemon_survives_every_hostile_line() {
         "no control socket:\n{}",
         daemon_log()
     );
-    let name = format!("{}hostile", common::prefix("hostile"));
-    env.docker(&[
-        "run",
-        "-d",
-        "--name",
-        &name,
-        "--label",
-        "secmon-test=1",
-        "--label",
-        &label,
-        "-v",
-        &format!("{}:/data:ro", data.display()),
-        &env.image,
-        "sh",
-        "-c",
-        "sleep 1; cat /data/hostile.log; sleep 600",
-    ]);
     struct Remove<'a>(&'a common::Env, String);
     impl Drop for Remove<'_> {
         fn drop(&mut self) {
@@ -288,10 +280,30 @@ fn the_daemon_survives_every_hostile_line() {
                 .output();
         }
     }
-    let _container = Remove(&env, name);
+    let mut containers = Vec::new();
+    for (what, file) in [("app", "hostile.log"), ("proxy", "proxy.log")] {
+        let name = format!("{}hostile-{what}", common::prefix("hostile"));
+        env.docker(&[
+            "run",
+            "-d",
+            "--name",
+            &name,
+            "--label",
+            "secmon-test=1",
+            "--label",
+            &label,
+            "-v",
+            &format!("{}:/data:ro", data.display()),
+            &env.image,
+            "sh",
+            "-c",
+            &format!("sleep 1; cat /data/{file}; sleep 600"),
+        ]);
+        containers.push(Remove(&env, name));
+    }
 
     // Ask for status all the while the lines are judged.
-    let want = text.lines().count() as u64;
+    let want = (text.lines().count() + case.vhost_lines.len()) as u64;
     let mut slowest = Duration::ZERO;
     let mut asked = 0;
     let start = Instant::now();

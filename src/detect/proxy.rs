@@ -125,7 +125,10 @@ mod tests {
             docker,
         });
         r.set_docker_networks(
-            vec!["172.18.0.0/16".parse().unwrap(), "fd00:d0c::/64".parse().unwrap()],
+            vec![
+                "172.18.0.0/16".parse().unwrap(),
+                "fd00:d0c::/64".parse().unwrap(),
+            ],
             vec![ip("172.18.0.1"), ip("fd00:d0c::1")],
         );
         r
