@@ -64,6 +64,9 @@ pub fn run(opts: Options) -> i32 {
             return 1;
         }
     };
+    for w in cfg.warnings() {
+        tracing::warn!("{}: {w}", opts.config.display());
+    }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
