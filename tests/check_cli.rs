@@ -422,7 +422,10 @@ fn reload_with_a_broken_config_says_what_is_wrong_with_it() {
         .unwrap();
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{err}");
-    assert!(err.contains("broken.json:3:1: unexpected end of file"), "{err}");
+    assert!(
+        err.contains("broken.json:3:1: unexpected end of file"),
+        "{err}"
+    );
     assert!(
         err.contains("nothing was reloaded") && err.contains("check-config"),
         "{err}"

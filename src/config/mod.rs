@@ -2209,8 +2209,10 @@ mod tests {
                 r#"{{"email": {{"enabled": true, "smtp_host": "mail.example.net", "smtp_port": 25, "from": "m@example.net", "to": ["ops@example.net"]{extra}}}}}"#
             )
         };
-        let cfg = parse_str(&mail(r#", "security": "none", "username": "u", "password": "p""#))
-            .expect("valid");
+        let cfg = parse_str(&mail(
+            r#", "security": "none", "username": "u", "password": "p""#,
+        ))
+        .expect("valid");
         let w = cfg.warnings();
         assert_eq!(w.len(), 1, "{w:?}");
         assert!(

@@ -233,10 +233,7 @@ impl Worker {
                 }
             }
             Err(e) => {
-                let e = format!(
-                    "cannot write {}: {e}",
-                    self.enforcer.state_path().display()
-                );
+                let e = format!("cannot write {}: {e}", self.enforcer.state_path().display());
                 self.summary.state_file_error = Some(e.clone());
                 self.error(e);
             }
@@ -573,7 +570,11 @@ mod tests {
         let (mut w, failing) = worker(dir.path());
         failing.store(true, Ordering::SeqCst);
         assert!(ban(&mut w, "203.0.113.7").is_err());
-        let e = w.summary.firewall_error.clone().expect("the failure is current");
+        let e = w
+            .summary
+            .firewall_error
+            .clone()
+            .expect("the failure is current");
         assert!(e.contains("no buffer space"), "{e}");
         failing.store(false, Ordering::SeqCst);
         assert!(ban(&mut w, "203.0.113.8").is_ok());
@@ -594,7 +595,11 @@ mod tests {
         std::fs::rename(&state, dir.path().join("moved")).expect("move");
         std::fs::write(&state, b"not a directory").expect("file");
         w.save();
-        let e = w.summary.state_file_error.clone().expect("the failure is current");
+        let e = w
+            .summary
+            .state_file_error
+            .clone()
+            .expect("the failure is current");
         assert!(e.contains("blocked_ips.json"), "{e}");
         std::fs::remove_file(&state).expect("remove");
         std::fs::create_dir(&state).expect("state dir again");

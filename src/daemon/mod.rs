@@ -1048,7 +1048,10 @@ mod tests {
         };
         let p = health_problems(ALL_RUN, &failing, Some(&connected()), None, None);
         assert_eq!(p.len(), 2, "{p:?}");
-        assert!(p[0].contains("the firewall is failing: adding 1 ban"), "{p:?}");
+        assert!(
+            p[0].contains("the firewall is failing: adding 1 ban"),
+            "{p:?}"
+        );
         assert!(p[1].contains("No space left"), "{p:?}");
         let cleared = Summary {
             last_error: failing.last_error.clone(),

@@ -531,6 +531,9 @@ mod tests {
         while n.alive() && Instant::now() < deadline {
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
-        assert!(!n.alive(), "a notifier whose task ended still counts as alive");
+        assert!(
+            !n.alive(),
+            "a notifier whose task ended still counts as alive"
+        );
     }
 }
