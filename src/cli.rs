@@ -748,12 +748,14 @@ fn ban(ip: &str, duration: Option<&str>, reason: &str, config: Option<&Path>) ->
             enforcer.apply(&decision).map_err(|e| anyhow::anyhow!(e))?;
             enforcer.save(now).context("writing blocked_ips.json")?;
             println!(
-                "{} {ip} for {} (until {}, ban #{} of this IP) with {}",
+                "{} {} for {} (until {}, ban #{} of this IP) with {}{}",
                 if *extended { "re-banned" } else { "banned" },
+                record.shown(),
                 config::format_duration(*seconds),
                 format_time(record.expires_at),
                 record.times_banned,
-                enforcer.backend_name()
+                enforcer.backend_name(),
+                security_monitor::daemon::enforcement::clamp_note(secs, *seconds)
             );
             Ok(0)
         }
@@ -785,7 +787,8 @@ fn unban(ip: &str, config: Option<&Path>) -> Result<i32> {
         .context("writing blocked_ips.json")?;
     match was {
         Some(b) => println!(
-            "unbanned {ip} (was banned for {} until {})",
+            "unbanned {} (was banned for {} until {})",
+            security_monitor::daemon::enforcement::unbanned_what(&b, ip),
             b.rule,
             format_time(b.expires_at)
         ),
@@ -824,7 +827,7 @@ fn list(config: Option<&Path>, json: bool) -> Result<i32> {
     }
     let ipw = bans
         .iter()
-        .map(|b| b.ip.to_string().len())
+        .map(|b| b.shown().len())
         .max()
         .unwrap_or(2)
         .max(2);
@@ -838,7 +841,7 @@ fn list(config: Option<&Path>, json: bool) -> Result<i32> {
         writeln!(
             out,
             "{:<ipw$}  {:<rw$}  {:<16} {:<10} {:<20}  {:>9}  {:>5}",
-            b.ip.to_string(),
+            b.shown(),
             b.rule,
             b.category,
             if b.container.is_empty() {

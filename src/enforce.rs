@@ -11,7 +11,7 @@ use std::net::IpAddr;
 use crate::config::{BanPolicy, Config};
 use crate::detect::Verdict;
 use crate::firewall::KernelBan;
-use crate::netaddr::{never_ban_reason, IpNet};
+use crate::netaddr::{never_ban_reason, source_prefix, IpNet};
 use crate::state::{BanRecord, HistoryRecord, StateFile, STATE_VERSION};
 
 /// Addresses that are never banned, whatever the logs say.
@@ -71,6 +71,34 @@ impl NeverBan {
             .find(|n| n.contains(ip))
             .map(|n| format!("on the allowlist ({n})"))
     }
+
+    /// Why the range `net` must never be banned, if it must not: for a network (an IPv6
+    /// /64), when it holds any never-ban address or overlaps a never-ban range.
+    pub fn reason_net(&self, net: IpNet) -> Option<String> {
+        if net.is_host() {
+            return self.reason(net.addr());
+        }
+        if let Some(r) = never_ban_reason(net.addr()) {
+            return Some(format!("{net}: {r}"));
+        }
+        if let Some(h) = self.host.iter().find(|h| net.contains(**h)) {
+            return Some(format!("{net}, which holds an address of this host ({h})"));
+        }
+        for n in &self.docker_networks {
+            if n.gateway.is_some_and(|g| net.contains(g))
+                || (!self.ban_internal && n.subnet.overlaps(&net))
+            {
+                return Some(format!(
+                    "{net}, which overlaps Docker network {} ({})",
+                    n.name, n.subnet
+                ));
+            }
+        }
+        self.allowlist
+            .iter()
+            .find(|n| n.overlaps(&net))
+            .map(|n| format!("{net}, which overlaps the allowlist ({n})"))
+    }
 }
 
 /// The addresses of this host's interfaces (in the current network namespace).
@@ -128,7 +156,7 @@ pub enum Decision {
 #[derive(Debug, Default)]
 pub struct Restore {
     /// Every active ban with its remaining seconds: apply in one batch.
-    pub apply: Vec<(IpAddr, u64)>,
+    pub apply: Vec<(IpNet, u64)>,
     pub from_file: usize,
     /// In the kernel but not in the file (the file was lost or corrupt): adopted.
     pub adopted: usize,
@@ -144,9 +172,99 @@ pub struct BanBook {
     never: NeverBan,
     bans: HashMap<IpAddr, BanRecord>,
     history: HashMap<IpAddr, HistoryRecord>,
-    /// Times of recent detector bans, for the safety valve.
-    recent: VecDeque<i64>,
+    valve: Valve,
     held: u64,
+}
+
+/// Source prefixes the burst valve remembers at most. Each live entry stands for at least
+/// one ban within the window, so this is only reached by a flood from this many distinct
+/// networks; then the prefixes whose last ban is oldest are forgotten first, down to three
+/// quarters of the cap so the sweep runs once per many bans, not on each.
+const VALVE_PREFIXES: usize = 65_536;
+
+/// The burst valve's memory: the times of recent new detector bans per source prefix
+/// (IPv4 /24, IPv6 /64), and overall when `ban.burst_max_bans_total` is set.
+///
+/// Counting per prefix is what keeps the valve from being an off-switch: a flood from one
+/// network (one IPv6 /64 holds 2^64 addresses) is held, while an unrelated attacker from
+/// elsewhere is still banned.
+#[derive(Debug)]
+struct Valve {
+    per_prefix: HashMap<IpNet, VecDeque<i64>>,
+    total: VecDeque<i64>,
+    cap: usize,
+}
+
+impl Default for Valve {
+    fn default() -> Self {
+        Valve {
+            per_prefix: HashMap::new(),
+            total: VecDeque::new(),
+            cap: VALVE_PREFIXES,
+        }
+    }
+}
+
+impl Valve {
+    /// Counts a new ban of `ip` at `now`, or says why it must be held (and counts nothing).
+    fn admit(&mut self, policy: &BanPolicy, ip: IpAddr, now: i64) -> Result<(), String> {
+        let since = now.saturating_sub(i64::try_from(policy.burst_window).unwrap_or(i64::MAX));
+        let prefix = source_prefix(ip);
+        let times = self.per_prefix.entry(prefix).or_default();
+        forget_before(times, since);
+        if times.len() >= policy.burst_max_bans as usize {
+            return Err(format!(
+                "more than {} new bans from {prefix} within {}s (ban.burst_max_bans, counted per source prefix): a flood from one network, possibly injected or spoofed log lines; not banned{}",
+                policy.burst_max_bans,
+                policy.burst_window,
+                if prefix.addr().is_ipv6() { ". If it is one host hopping addresses, ban.ipv6_prefix: 64 bans its whole /64 at once" } else { "" }
+            ));
+        }
+        let total = policy.burst_max_bans_total as usize;
+        if total > 0 {
+            forget_before(&mut self.total, since);
+            if self.total.len() >= total {
+                return Err(format!(
+                    "more than {total} new bans from all networks within {}s (ban.burst_max_bans_total): not banned",
+                    policy.burst_window
+                ));
+            }
+            self.total.push_back(now);
+        }
+        times.push_back(now);
+        if self.per_prefix.len() > self.cap {
+            self.evict(since);
+        }
+        Ok(())
+    }
+
+    /// Drops prefixes with no ban inside the window; if that is not enough, those whose
+    /// last ban is oldest.
+    fn evict(&mut self, since: i64) {
+        self.per_prefix.retain(|_, t| {
+            forget_before(t, since);
+            !t.is_empty()
+        });
+        let over = self.per_prefix.len().saturating_sub(self.cap / 4 * 3);
+        if over > 0 {
+            let mut by_age: Vec<(i64, IpNet)> = self
+                .per_prefix
+                .iter()
+                .map(|(p, t)| (t.back().copied().unwrap_or(i64::MIN), *p))
+                .collect();
+            by_age.sort_unstable_by_key(|(t, _)| *t);
+            for (_, p) in by_age.into_iter().take(over) {
+                self.per_prefix.remove(&p);
+            }
+        }
+    }
+}
+
+/// Drops the times at or before `since` from the front of an ordered queue.
+fn forget_before(times: &mut VecDeque<i64>, since: i64) {
+    while times.front().is_some_and(|t| *t <= since) {
+        times.pop_front();
+    }
 }
 
 impl BanBook {
@@ -157,7 +275,7 @@ impl BanBook {
             never,
             bans: HashMap::new(),
             history: HashMap::new(),
-            recent: VecDeque::new(),
+            valve: Valve::default(),
             held: 0,
         }
     }
@@ -173,8 +291,55 @@ impl BanBook {
         &mut self.never
     }
 
+    /// The active ban that covers `ip`: its own, or its /64's.
     pub fn get(&self, ip: IpAddr) -> Option<&BanRecord> {
-        self.bans.get(&ip)
+        self.covering(ip).and_then(|k| self.bans.get(&k))
+    }
+
+    /// The book's key of the ban covering `ip`, if any.
+    fn covering(&self, ip: IpAddr) -> Option<IpAddr> {
+        if self.bans.contains_key(&ip) {
+            return Some(ip);
+        }
+        let net = source_prefix(ip);
+        (ip.is_ipv6() && self.bans.get(&net.addr()).is_some_and(|b| b.covers(ip)))
+            .then(|| net.addr())
+    }
+
+    /// What a new ban of `ip` covers: with `ban.ipv6_prefix: 64`, an IPv6 address's /64,
+    /// unless that /64 holds a never-ban address (then the address alone); else `ip`.
+    /// An active ban that already covers `ip` is extended as it is.
+    fn target(&self, ip: IpAddr) -> IpNet {
+        if let Some(b) = self.covering(ip).and_then(|k| self.bans.get(&k)) {
+            return b.net();
+        }
+        let host = IpNet::host(ip);
+        if !ip.is_ipv6() || self.policy.ipv6_prefix >= 128 {
+            return host;
+        }
+        match IpNet::new(ip, self.policy.ipv6_prefix) {
+            Ok(net) if self.never.reason_net(net).is_none() => net,
+            _ => host,
+        }
+    }
+
+    /// A fresh record for a ban of `net`; `put` fills in the times.
+    fn record(net: IpNet, rule: &str, category: &str, severity: &str, now: i64) -> BanRecord {
+        BanRecord {
+            ip: net.addr(),
+            rule: rule.into(),
+            category: category.into(),
+            severity: severity.into(),
+            container: String::new(),
+            first_offence: now,
+            last_offence: now,
+            banned_at: now,
+            expires_at: now,
+            times_banned: 0,
+            evidence: vec![],
+            source: String::new(),
+            prefix: (!net.is_host()).then(|| net.prefix()),
+        }
     }
 
     /// Active bans, soonest expiry first.
@@ -205,48 +370,41 @@ impl BanBook {
             for h in f.history {
                 self.history.insert(h.ip, h);
             }
-            for b in f.bans {
+            for mut b in f.bans {
                 if b.expires_at <= now {
                     r.expired += 1;
                     self.remember(&b);
                     continue;
                 }
+                // A file written by hand (or by an older build) may hold a ban longer
+                // than the policy allows: it ends at the cap from now.
+                b.expires_at = b.expires_at.min(self.expiry(now, u64::MAX));
                 r.from_file += 1;
                 self.bans.insert(b.ip, b);
             }
         }
         for k in kernel {
-            if self.bans.contains_key(&k.ip) {
+            let key = k.net.addr();
+            if self.bans.contains_key(&key) {
                 continue;
             }
-            let remaining = k.remaining.unwrap_or(self.policy.duration).max(1);
+            let remaining = self
+                .policy
+                .clamp_ban(k.remaining.unwrap_or(self.policy.duration));
             r.adopted += 1;
-            let times = self.history.get(&k.ip).map_or(1, |h| h.times_banned.max(1));
-            self.bans.insert(
-                k.ip,
-                BanRecord {
-                    ip: k.ip,
-                    rule: "unknown".into(),
-                    category: "unknown".into(),
-                    severity: "high".into(),
-                    container: String::new(),
-                    first_offence: now,
-                    last_offence: now,
-                    banned_at: now,
-                    expires_at: now + remaining as i64,
-                    times_banned: times,
-                    evidence: vec![
-                        "found in the firewall but not in blocked_ips.json; adopted".into()
-                    ],
-                    source: "kernel".into(),
-                },
-            );
+            let times = self.history.get(&key).map_or(1, |h| h.times_banned.max(1));
+            let mut b = Self::record(k.net, "unknown", "unknown", "high", now);
+            b.expires_at = self.expiry(now, remaining);
+            b.times_banned = times;
+            b.evidence = vec!["found in the firewall but not in blocked_ips.json; adopted".into()];
+            b.source = "kernel".into();
+            self.bans.insert(key, b);
         }
         let never: Vec<IpAddr> = self
             .bans
-            .keys()
-            .copied()
-            .filter(|ip| self.never.reason(*ip).is_some())
+            .values()
+            .filter(|b| self.never.reason_net(b.net()).is_some())
+            .map(|b| b.ip)
             .collect();
         for ip in never {
             self.bans.remove(&ip);
@@ -256,7 +414,10 @@ impl BanBook {
         r.apply = self
             .bans
             .values()
-            .map(|b| (b.ip, (b.expires_at - now).max(1) as u64))
+            .map(|b| {
+                let left = b.expires_at.saturating_sub(now).max(1) as u64;
+                (b.net(), self.policy.clamp_ban(left))
+            })
             .collect();
         r.apply.sort();
         r
@@ -269,48 +430,30 @@ impl BanBook {
         }
         // An offence no newer than the one the active ban was given for is not a new one:
         // escalating on it would punish the same line twice.
-        if self
-            .bans
-            .get(&v.ip)
-            .is_some_and(|b| v.last_seen <= b.last_offence)
-        {
+        let active = self.get(v.ip).map(|b| b.last_offence);
+        if active.is_some_and(|last| v.last_seen <= last) {
             return Decision::AlreadyBanned { ip: v.ip };
         }
-        let window = self.policy.burst_window as i64;
-        while self.recent.front().is_some_and(|t| *t <= now - window) {
-            self.recent.pop_front();
+        // Only new bans count: extending an active one adds nobody to the firewall.
+        if active.is_none() {
+            if let Err(reason) = self.valve.admit(&self.policy, v.ip, now) {
+                self.held += 1;
+                return Decision::Held { ip: v.ip, reason };
+            }
         }
-        if !self.bans.contains_key(&v.ip)
-            && self.recent.len() >= self.policy.burst_max_bans as usize
-        {
-            self.held += 1;
-            return Decision::Held {
-                ip: v.ip,
-                reason: format!(
-                    "more than {} new bans within {}s (ban.burst_max_bans): a flood of offences from many addresses, possibly injected or spoofed log lines; not banned",
-                    self.policy.burst_max_bans, self.policy.burst_window
-                ),
-            };
-        }
-        self.recent.push_back(now);
-        let record = BanRecord {
-            ip: v.ip,
-            rule: v.rule.clone(),
-            category: v.category.clone(),
-            severity: v.severity.to_string(),
-            container: container.to_string(),
-            first_offence: v.first_seen,
-            last_offence: v.last_seen,
-            banned_at: now,
-            expires_at: now,
-            times_banned: 0,
-            evidence: v.evidence.clone(),
-            source: "detector".into(),
-        };
+        let net = self.target(v.ip);
+        let mut record = Self::record(net, &v.rule, &v.category, v.severity.as_str(), now);
+        record.container = container.to_string();
+        record.first_offence = v.first_seen;
+        record.last_offence = v.last_seen;
+        record.evidence = v.evidence.clone();
+        record.source = "detector".into();
         self.put(record, None, now)
     }
 
-    /// An operator's ban. `seconds` None: the policy's duration with escalation.
+    /// An operator's ban. `seconds` None: the policy's duration with escalation; any
+    /// length is brought within `ban.max_duration` (the answer's `seconds` says how long).
+    /// Like a detector's ban, it covers the address's /64 with `ban.ipv6_prefix: 64`.
     pub fn manual_ban(
         &mut self,
         ip: IpAddr,
@@ -321,27 +464,14 @@ impl BanBook {
         if let Some(reason) = self.never.reason(ip) {
             return Decision::NeverBan { ip, reason };
         }
-        let record = BanRecord {
-            ip,
-            rule: "manual".into(),
-            category: "manual".into(),
-            severity: "high".into(),
-            container: String::new(),
-            first_offence: now,
-            last_offence: now,
-            banned_at: now,
-            expires_at: now,
-            times_banned: 0,
-            evidence: if reason.is_empty() {
-                vec![]
-            } else {
-                vec![crate::detect::decode::escape_excerpt(
-                    reason.as_bytes(),
-                    300,
-                )]
-            },
-            source: "manual".into(),
-        };
+        let mut record = Self::record(self.target(ip), "manual", "manual", "high", now);
+        if !reason.is_empty() {
+            record.evidence = vec![crate::detect::decode::escape_excerpt(
+                reason.as_bytes(),
+                300,
+            )];
+        }
+        record.source = "manual".into();
         self.put(record, seconds, now)
     }
 
@@ -354,15 +484,15 @@ impl BanBook {
             Some(b) => previous.max(b.times_banned),
             None => previous,
         };
-        let secs = seconds
-            .unwrap_or_else(|| self.policy.duration_for(previous))
-            .max(1);
+        let secs = self
+            .policy
+            .clamp_ban(seconds.unwrap_or_else(|| self.policy.duration_for(previous)));
         if let Some(b) = existing {
             record.first_offence = record.first_offence.min(b.first_offence);
         }
-        record.times_banned = previous + 1;
+        record.times_banned = previous.saturating_add(1);
         record.banned_at = now;
-        record.expires_at = now + secs as i64;
+        record.expires_at = self.expiry(now, secs);
         self.history.insert(
             record.ip,
             HistoryRecord {
@@ -379,9 +509,17 @@ impl BanBook {
         }
     }
 
-    /// Lifts a ban now; returns it if there was one.
+    /// When a ban of `seconds` given at `now` ends: never later than the policy's cap and
+    /// never wrapped round into the past, whatever the inputs.
+    fn expiry(&self, now: i64, seconds: u64) -> i64 {
+        let secs = self.policy.clamp_ban(seconds);
+        now.saturating_add(i64::try_from(secs).unwrap_or(i64::MAX))
+    }
+
+    /// Lifts the ban that covers `ip` now (the address's own, or its /64's: the whole
+    /// network is lifted, and the returned record says which); returns it if there was one.
     pub fn unban(&mut self, ip: IpAddr) -> Option<BanRecord> {
-        self.bans.remove(&ip)
+        self.covering(ip).and_then(|k| self.bans.remove(&k))
     }
 
     /// Removes the bans that have expired by `now` and returns them (the kernel lifts them
@@ -420,7 +558,7 @@ impl BanBook {
     }
 
     fn prune_history(&mut self, now: i64) {
-        let keep_after = now - self.retention;
+        let keep_after = now.saturating_sub(self.retention);
         self.history.retain(|_, h| h.last_banned_at > keep_after);
     }
 
@@ -446,6 +584,10 @@ mod tests {
 
     fn ip(s: &str) -> IpAddr {
         s.parse().unwrap()
+    }
+
+    fn host(s: &str) -> IpNet {
+        IpNet::host(ip(s))
     }
 
     fn verdict(addr: &str, now: i64) -> Verdict {
@@ -620,6 +762,235 @@ mod tests {
         ));
     }
 
+    fn valve(max: u32, total: u32) -> BanBook {
+        BanBook::new(
+            BanPolicy {
+                burst_max_bans: max,
+                burst_max_bans_total: total,
+                burst_window: 60,
+                ..BanPolicy::default()
+            },
+            30,
+            NeverBan::default(),
+        )
+    }
+
+    #[test]
+    fn a_flood_from_one_ipv6_64_is_held_but_an_unrelated_attacker_is_still_banned() {
+        let mut b = valve(50, 0);
+        let (mut banned, mut held) = (0, 0);
+        for i in 1..=98 {
+            match b.on_verdict(&verdict(&format!("2001:db8:1:2::{i:x}"), 100), "web", 100) {
+                Decision::Ban { .. } => banned += 1,
+                Decision::Held { reason, .. } => {
+                    assert!(
+                        reason.contains("2001:db8:1:2::/64") && reason.contains("ipv6_prefix"),
+                        "{reason}"
+                    );
+                    held += 1
+                }
+                other => panic!("{other:?}"),
+            }
+        }
+        assert_eq!((banned, held), (50, 48), "the /64 flood is held");
+        for other in ["203.0.113.5", "2001:db8:1:3::1"] {
+            assert!(
+                matches!(
+                    b.on_verdict(&verdict(other, 101), "web", 101),
+                    Decision::Ban { .. }
+                ),
+                "{other} is another network's attacker"
+            );
+        }
+        assert_eq!(b.held(), 48);
+    }
+
+    #[test]
+    fn a_total_ceiling_applies_only_when_configured() {
+        let mut b = valve(5, 10);
+        let mut banned = 0;
+        for net in 0..4 {
+            for host in 1..=5 {
+                let d = b.on_verdict(&verdict(&format!("203.0.{net}.{host}"), 100), "web", 100);
+                if let Decision::Ban { .. } = d {
+                    banned += 1;
+                } else if let Decision::Held { reason, .. } = d {
+                    assert!(reason.contains("burst_max_bans_total"), "{reason}");
+                }
+            }
+        }
+        assert_eq!(banned, 10);
+        let mut off = valve(5, 0);
+        for net in 0..40 {
+            assert!(matches!(
+                off.on_verdict(&verdict(&format!("203.0.{net}.1"), 100), "web", 100),
+                Decision::Ban { .. }
+            ));
+        }
+    }
+
+    #[test]
+    fn the_valve_remembers_a_bounded_number_of_prefixes() {
+        let mut b = valve(1, 0);
+        b.valve.cap = 1000;
+        for n in 0..5000u32 {
+            let a = std::net::Ipv6Addr::from((0x2001_0db8_u128 << 96) | ((n as u128) << 64) | 1);
+            assert!(matches!(
+                b.on_verdict(&verdict(&a.to_string(), 100), "web", 100),
+                Decision::Ban { .. }
+            ));
+            assert!(
+                b.valve.per_prefix.len() <= 1000,
+                "{}",
+                b.valve.per_prefix.len()
+            );
+        }
+        // The newest prefixes are the ones kept: a second ban from the last /64 is held.
+        let last = std::net::Ipv6Addr::from((0x2001_0db8_u128 << 96) | (4999u128 << 64) | 2);
+        assert!(matches!(
+            b.on_verdict(&verdict(&last.to_string(), 100), "web", 100),
+            Decision::Held { .. }
+        ));
+        // Once the window has passed, the old prefixes go at the next eviction.
+        b.valve.evict(200);
+        assert!(b.valve.per_prefix.is_empty());
+    }
+
+    fn by_64(never: NeverBan) -> BanBook {
+        BanBook::new(
+            BanPolicy {
+                ipv6_prefix: 64,
+                ..BanPolicy::default()
+            },
+            30,
+            never,
+        )
+    }
+
+    #[test]
+    fn with_ipv6_prefix_64_an_offender_bans_its_whole_64() {
+        let mut b = by_64(NeverBan::default());
+        let Decision::Ban { record, .. } =
+            b.on_verdict(&verdict("2001:db8:1:2::77", 100), "web", 100)
+        else {
+            panic!()
+        };
+        assert_eq!(
+            (record.shown(), record.prefix),
+            ("2001:db8:1:2::/64".into(), Some(64))
+        );
+        // Another address of that /64 is covered: its old offence is no new ban.
+        assert!(matches!(
+            b.on_verdict(&verdict("2001:db8:1:2::99", 100), "web", 101),
+            Decision::AlreadyBanned { .. }
+        ));
+        assert_eq!(b.len(), 1);
+        // IPv4 is unchanged, and so is a manual ban's /64 rule.
+        let Decision::Ban { record, .. } = b.on_verdict(&verdict("203.0.113.4", 100), "web", 100)
+        else {
+            panic!()
+        };
+        assert_eq!(record.prefix, None);
+        // Unbanning any address inside the /64 lifts the /64.
+        let lifted = b.unban(ip("2001:db8:1:2::1234")).unwrap();
+        assert_eq!(lifted.shown(), "2001:db8:1:2::/64");
+        assert!(b.get(ip("2001:db8:1:2::77")).is_none());
+    }
+
+    #[test]
+    fn a_64_holding_a_never_ban_address_is_never_banned_whole() {
+        let never = NeverBan {
+            allowlist: vec!["2001:db8:a:1::10/128".parse().unwrap()],
+            host: vec![ip("2001:db8:b:1::1")],
+            docker_networks: vec![DockerNetwork {
+                name: "v6net".into(),
+                subnet: "2001:db8:c:1::/80".parse().unwrap(),
+                gateway: Some(ip("2001:db8:c:1::1")),
+            }],
+            ban_internal: false,
+        };
+        for (net, offender) in [
+            ("allowlist", "2001:db8:a:1::66"),
+            ("this host", "2001:db8:b:1::66"),
+            ("Docker network v6net", "2001:db8:c:1:1::66"),
+        ] {
+            let mut b = by_64(never.clone());
+            let d = b.on_verdict(&verdict(offender, 100), "web", 100);
+            let Decision::Ban { record, .. } = d else {
+                panic!("{net}: {d:?}")
+            };
+            assert_eq!(record.prefix, None, "{net}: the address alone, not its /64");
+            assert_eq!(record.ip, ip(offender));
+            assert!(never
+                .reason_net("2001:db8:a:1::/64".parse().unwrap())
+                .unwrap()
+                .contains("allowlist"));
+        }
+        // A kernel /64 that now holds a never-ban address is lifted at restore.
+        let mut b = by_64(never);
+        let r = b.restore(
+            None,
+            &[KernelBan {
+                net: "2001:db8:b:1::/64".parse().unwrap(),
+                remaining: Some(60),
+            }],
+            0,
+        );
+        assert_eq!(r.lifted, vec![ip("2001:db8:b:1::")]);
+    }
+
+    #[test]
+    fn a_ban_of_u64_max_seconds_is_clamped_to_max_duration_and_ends_then() {
+        let mut b = book();
+        let now = 1_000_000;
+        let Decision::Ban {
+            seconds, record, ..
+        } = b.manual_ban(ip("203.0.113.9"), Some(u64::MAX), "", now)
+        else {
+            panic!()
+        };
+        assert_eq!(seconds, 30 * 86400);
+        assert_eq!(record.expires_at, now + 30 * 86400);
+        assert!(b.expire(now + 1).is_empty(), "not expired at once");
+        assert!(b.expire(now + 30 * 86400 - 1).is_empty());
+        assert_eq!(b.expire(now + 30 * 86400).len(), 1);
+    }
+
+    #[test]
+    fn huge_times_from_the_file_or_the_kernel_are_clamped() {
+        let mut first = book();
+        first.manual_ban(ip("203.0.113.1"), Some(60), "", 0);
+        let mut file = first.snapshot(0);
+        file.bans[0].expires_at = i64::MAX;
+        file.history.push(HistoryRecord {
+            ip: ip("203.0.113.2"),
+            times_banned: u32::MAX,
+            last_banned_at: 0,
+        });
+        let mut b = book();
+        let kernel = [KernelBan {
+            net: host("203.0.113.3"),
+            remaining: Some(u64::MAX),
+        }];
+        let r = b.restore(Some(file), &kernel, 100);
+        let cap = 30 * 86400;
+        assert_eq!(
+            r.apply,
+            vec![(host("203.0.113.1"), cap), (host("203.0.113.3"), cap)]
+        );
+        assert_eq!(
+            b.get(ip("203.0.113.1")).unwrap().expires_at,
+            100 + cap as i64
+        );
+        let Decision::Ban {
+            seconds, record, ..
+        } = b.on_verdict(&verdict("203.0.113.2", 100), "web", 100)
+        else {
+            panic!()
+        };
+        assert_eq!((seconds, record.times_banned), (cap, u32::MAX));
+    }
+
     #[test]
     fn restore_drops_expired_adopts_kernel_only_and_lifts_newly_allowlisted() {
         let mut first = BanBook::new(BanPolicy::default(), 30, NeverBan::default());
@@ -630,11 +1001,11 @@ mod tests {
         let mut b = book();
         let kernel = [
             KernelBan {
-                ip: ip("203.0.113.1"),
+                net: host("203.0.113.1"),
                 remaining: Some(50),
             },
             KernelBan {
-                ip: ip("203.0.113.3"),
+                net: host("203.0.113.3"),
                 remaining: Some(500),
             },
         ];
@@ -644,7 +1015,7 @@ mod tests {
         assert_eq!(r.lifted, vec![ip("198.51.100.9")]);
         assert_eq!(
             r.apply,
-            vec![(ip("203.0.113.1"), 86300), (ip("203.0.113.3"), 500)]
+            vec![(host("203.0.113.1"), 86300), (host("203.0.113.3"), 500)]
         );
         assert_eq!(b.get(ip("203.0.113.3")).unwrap().source, "kernel");
     }

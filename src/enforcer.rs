@@ -9,6 +9,7 @@ use std::time::Instant;
 use crate::config::Config;
 use crate::enforce::{BanBook, Decision, NeverBan};
 use crate::firewall::{self, Backend};
+use crate::netaddr::IpNet;
 use crate::state::{self, BanRecord, Loaded};
 
 /// An exclusive lock on the state directory: one process at a time changes the bans.
@@ -133,7 +134,7 @@ impl Enforcer {
         } = d
         {
             self.dirty = true;
-            if let Err(e) = self.backend.ban(&[(record.ip, *seconds)]) {
+            if let Err(e) = self.backend.ban(&[(record.net(), *seconds)]) {
                 // The kernel refused: the book must not claim a ban that is not in force.
                 self.book.unban(record.ip);
                 return Err(e.to_string());
@@ -144,12 +145,12 @@ impl Enforcer {
 
     /// Applies many decisions in one firewall batch.
     pub fn apply_all(&mut self, ds: &[Decision]) -> Result<(), String> {
-        let bans: Vec<(IpAddr, u64)> = ds
+        let bans: Vec<(IpNet, u64)> = ds
             .iter()
             .filter_map(|d| match d {
                 Decision::Ban {
                     record, seconds, ..
-                } => Some((record.ip, *seconds)),
+                } => Some((record.net(), *seconds)),
                 _ => None,
             })
             .collect();
@@ -158,31 +159,43 @@ impl Enforcer {
         }
         self.dirty = true;
         self.backend.ban(&bans).map_err(|e| {
-            for (ip, _) in &bans {
-                self.book.unban(*ip);
+            for (net, _) in &bans {
+                self.book.unban(net.addr());
             }
             e.to_string()
         })
     }
 
     /// Lifts a ban in the firewall and the book. Lifting an IP that is not banned is fine.
+    /// An address inside a banned network (an IPv6 /64) lifts that network's ban: the
+    /// returned record's `prefix` says so.
     pub fn unban(&mut self, ip: IpAddr) -> Result<Option<BanRecord>, String> {
-        self.backend.unban(&[ip]).map_err(|e| e.to_string())?;
+        let net = self
+            .book
+            .get(ip)
+            .map_or_else(|| IpNet::host(ip), BanRecord::net);
+        self.backend.unban(&[net]).map_err(|e| e.to_string())?;
         let r = self.book.unban(ip);
         self.dirty = true;
         Ok(r)
     }
 
     /// Drops expired bans from the book; lifts them in the firewall where the kernel does
-    /// not expire them itself.
+    /// not expire them itself (no kernel expiry, or a ban longer than its longest timeout).
     pub fn expire(&mut self, now: i64) -> Result<Vec<BanRecord>, String> {
         let gone = self.book.expire(now);
         if !gone.is_empty() {
             self.dirty = true;
-            if !self.backend.kernel_expiry() {
-                let ips: Vec<IpAddr> = gone.iter().map(|b| b.ip).collect();
-                self.backend.unban(&ips).map_err(|e| e.to_string())?;
-            }
+            let by_kernel = self.backend.kernel_expiry();
+            let max = self.backend.kernel_max_timeout();
+            let nets: Vec<IpNet> = gone
+                .iter()
+                .filter(|b| {
+                    !by_kernel || b.expires_at.saturating_sub(b.banned_at).max(0) as u64 > max
+                })
+                .map(BanRecord::net)
+                .collect();
+            self.backend.unban(&nets).map_err(|e| e.to_string())?;
         }
         Ok(gone)
     }

@@ -13,6 +13,8 @@ pub mod enforce;
 pub mod enforcer;
 pub mod events;
 pub mod firewall;
+#[doc(hidden)]
+pub mod harness;
 pub mod metrics;
 pub mod netaddr;
 pub mod notify;

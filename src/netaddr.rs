@@ -76,7 +76,7 @@ pub fn never_ban_reason(ip: IpAddr) -> Option<&'static str> {
 }
 
 /// An address range such as `10.0.0.0/8`, `2001:db8::/32`, or one address (`/32`, `/128`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct IpNet {
     addr: IpAddr,
     prefix: u8,
@@ -95,6 +95,27 @@ impl IpNet {
         })
     }
 
+    /// One address as a range (`/32` or `/128`).
+    pub fn host(ip: IpAddr) -> Self {
+        let addr = normalize(ip);
+        IpNet {
+            addr,
+            prefix: if addr.is_ipv4() { 32 } else { 128 },
+        }
+    }
+
+    /// Whether this range is a single address.
+    pub fn is_host(&self) -> bool {
+        self.prefix == if self.addr.is_ipv4() { 32 } else { 128 }
+    }
+
+    /// Whether the two ranges share any address (one then contains the other).
+    pub fn overlaps(&self, other: &IpNet) -> bool {
+        let shorter = self.prefix.min(other.prefix);
+        self.addr.is_ipv4() == other.addr.is_ipv4()
+            && mask(self.addr, shorter) == mask(other.addr, shorter)
+    }
+
     pub fn addr(&self) -> IpAddr {
         self.addr
     }
@@ -106,6 +127,17 @@ impl IpNet {
     pub fn contains(&self, ip: IpAddr) -> bool {
         let ip = normalize(ip);
         ip.is_ipv4() == self.addr.is_ipv4() && mask(ip, self.prefix) == self.addr
+    }
+}
+
+/// The source prefix an address is counted under by the burst valve: its IPv4 /24 or its
+/// IPv6 /64, the block one operator (one subscriber, one host) typically holds.
+pub fn source_prefix(ip: IpAddr) -> IpNet {
+    let ip = normalize(ip);
+    let prefix = if ip.is_ipv4() { 24 } else { 64 };
+    IpNet {
+        addr: mask(ip, prefix),
+        prefix,
     }
 }
 
@@ -214,6 +246,33 @@ mod tests {
             .unwrap_err()
             .contains("host bits"));
         assert!("10.0.0.0/33".parse::<IpNet>().is_err());
+    }
+
+    #[test]
+    fn hosts_and_overlaps() {
+        let h = IpNet::host(ip("2001:db8:1:2::9"));
+        assert!(h.is_host() && h.to_string() == "2001:db8:1:2::9/128");
+        let n: IpNet = "2001:db8:1:2::/64".parse().unwrap();
+        assert!(!n.is_host() && n.overlaps(&h) && h.overlaps(&n));
+        assert!(!n.overlaps(&IpNet::host(ip("2001:db8:1:3::9"))));
+        assert!(!n.overlaps(&"10.0.0.0/8".parse().unwrap()));
+        assert!(n.overlaps(&"2001:db8::/32".parse().unwrap()));
+    }
+
+    #[test]
+    fn source_prefixes_are_a_v4_24_and_a_v6_64() {
+        assert_eq!(
+            source_prefix(ip("203.0.113.77")).to_string(),
+            "203.0.113.0/24"
+        );
+        assert_eq!(
+            source_prefix(ip("2001:db8:1:2:aaaa::9")).to_string(),
+            "2001:db8:1:2::/64"
+        );
+        assert_eq!(
+            source_prefix(ip("::ffff:10.1.2.3")).to_string(),
+            "10.1.2.0/24"
+        );
     }
 
     #[test]

@@ -14,6 +14,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 use crate::detect::parse::{format_time, parse_time};
+use crate::netaddr::IpNet;
 
 pub const STATE_VERSION: u32 = 1;
 
@@ -44,6 +45,33 @@ pub struct BanRecord {
     /// `detector`, `manual`, or `kernel` (found in the firewall but not in the file).
     #[serde(default = "default_source")]
     pub source: String,
+    /// Set when the ban covers a whole network rather than one address (`ban.ipv6_prefix`:
+    /// 64); `ip` is then the network's first address. Absent in files of older builds and
+    /// for single addresses, so those files load unchanged.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prefix: Option<u8>,
+}
+
+impl BanRecord {
+    /// What the firewall holds for this ban: the address, or the network.
+    pub fn net(&self) -> IpNet {
+        self.prefix
+            .and_then(|p| IpNet::new(self.ip, p).ok())
+            .unwrap_or_else(|| IpNet::host(self.ip))
+    }
+
+    /// The banned address, or the network as `2001:db8:1:2::/64`: for `list` and messages.
+    pub fn shown(&self) -> String {
+        match self.prefix {
+            Some(_) => self.net().to_string(),
+            None => self.ip.to_string(),
+        }
+    }
+
+    /// Whether this ban covers `ip`.
+    pub fn covers(&self, ip: IpAddr) -> bool {
+        self.net().contains(ip)
+    }
 }
 
 fn default_source() -> String {
@@ -183,6 +211,7 @@ mod tests {
                 times_banned: 1,
                 evidence: vec!["GET /?q=union select".into()],
                 source: "detector".into(),
+                prefix: None,
             }],
             history: vec![],
         }
@@ -203,6 +232,27 @@ mod tests {
             Loaded::Ok(s) => assert_eq!(s, sample()),
             other => panic!("{other:?}"),
         }
+    }
+
+    #[test]
+    fn network_bans_round_trip_and_older_files_still_load() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("blocked_ips.json");
+        let mut s = sample();
+        s.bans[0].ip = "2001:db8:1:2::".parse().unwrap();
+        s.bans[0].prefix = Some(64);
+        save(&p, &s).unwrap();
+        assert!(fs::read_to_string(&p).unwrap().contains("\"prefix\": 64"));
+        let Loaded::Ok(back) = load(&p) else { panic!() };
+        assert_eq!(back, s);
+        assert_eq!(back.bans[0].net().to_string(), "2001:db8:1:2::/64");
+        assert!(back.bans[0].covers("2001:db8:1:2:ffff::1".parse().unwrap()));
+        // A file written before the field existed: no "prefix", one address.
+        save(&p, &sample()).unwrap();
+        let text = fs::read_to_string(&p).unwrap();
+        assert!(!text.contains("prefix"), "{text}");
+        let Loaded::Ok(old) = load(&p) else { panic!() };
+        assert_eq!(old.bans[0].net().to_string(), "203.0.113.7/32");
     }
 
     #[test]

@@ -260,3 +260,97 @@ fn a_published_docker_port_is_closed_to_a_banned_client() {
         ));
     }
 }
+
+/// Whether the client connects to the server from source address `src`.
+fn reachable_from(net: &TestNet, src: &str) -> bool {
+    let dst = format!("fd31:{}::1", net.n);
+    Command::new("ip")
+        .args(["netns", "exec", &net.cli, "python3", "-c"])
+        .arg(format!("import socket,sys\ns=socket.socket(socket.AF_INET6)\ns.settimeout(0.7)\ns.bind(('{src}',0))\nsys.exit(0 if s.connect_ex(('{dst}',8080))==0 else 1)"))
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
+/// `ban.ipv6_prefix: 64`: banning one address of a /64 drops every other address of it,
+/// the ban survives a lost state file (adopted back from the kernel as the /64), unbanning
+/// any address inside lifts it, and a /64 holding the host's own address is never banned
+/// whole (the offender's address alone is).
+fn a_64_ban_drops_the_whole_64(backend: &str, tag: &str, n: u8) {
+    if !ready(backend) {
+        return;
+    }
+    let net = TestNet::new(tag, n);
+    // A second /64 on the client, routed from the server over the same link.
+    common::must(&format!(
+        "set -e; ip -n {c} addr add fd33:{n}:0:1::2/64 dev smt{n}c nodad; \
+         ip -n {c} addr add fd33:{n}:0:1::3/64 dev smt{n}c nodad; \
+         ip -n {s} route add fd33:{n}:0:1::/64 dev smt{n}s",
+        c = net.cli,
+        s = net.srv
+    ));
+    let (a, b) = (format!("fd33:{n}:0:1::2"), format!("fd33:{n}:0:1::3"));
+    assert!(
+        wait_until(Duration::from_secs(5), || reachable_from(&net, &a)) && reachable_from(&net, &b),
+        "the second /64 is not reachable before any ban"
+    );
+    let setup = Setup::new(&format!(
+        "\"firewall\": {{\"backend\": \"{backend}\"}}, \"ban\": {{\"ipv6_prefix\": 64}}"
+    ));
+    let cfg = setup.config();
+    let out = ok(net.monitor(&[
+        "ban",
+        &format!("fd33:{n}:0:1::99"),
+        "--for",
+        "1h",
+        "-c",
+        cfg,
+    ]));
+    assert!(out.contains(&format!("fd33:{n}:0:1::/64")), "{out}");
+    assert!(
+        !reachable_from(&net, &a),
+        "{backend}: {a} still connects after its /64 was banned"
+    );
+    assert!(
+        !reachable_from(&net, &b),
+        "{backend}: {b} still connects after its /64 was banned"
+    );
+    assert!(
+        net.reachable(true) && net.reachable(false),
+        "only that /64 is banned"
+    );
+
+    std::fs::remove_file(setup.state_file()).unwrap();
+    let v: serde_json::Value =
+        serde_json::from_str(ok(net.monitor(&["restore", "--json", "-c", cfg])).trim()).unwrap();
+    assert_eq!(v["adopted"], 1, "{v}");
+    let list = ok(net.monitor(&["list", "-c", cfg]));
+    assert!(list.contains(&format!("fd33:{n}:0:1::/64")), "{list}");
+    assert!(
+        !reachable_from(&net, &a),
+        "{backend}: the adopted /64 ban is not in force"
+    );
+
+    let out = ok(net.monitor(&["unban", &b, "-c", cfg]));
+    assert!(out.contains("the banned network that holds"), "{out}");
+    assert!(
+        reachable_from(&net, &a) && reachable_from(&net, &b),
+        "{backend}: still blocked after unban"
+    );
+
+    // The server's own /64: only the offender's address is banned.
+    let own = format!("fd31:{n}::2");
+    let out = ok(net.monitor(&["ban", &own, "--for", "1h", "-c", cfg]));
+    assert!(out.contains(&format!("banned {own} for")), "{out}");
+    assert!(!net.reachable(true), "the address itself is banned");
+    assert!(reachable_from(&net, &a), "nothing else is");
+}
+
+#[test]
+fn nftables_a_64_ban_drops_the_whole_64() {
+    a_64_ban_drops_the_whole_64("nftables", "n64", 16);
+}
+
+#[test]
+fn iptables_a_64_ban_drops_the_whole_64() {
+    a_64_ban_drops_the_whole_64("iptables", "i64", 17);
+}

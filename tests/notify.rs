@@ -152,6 +152,7 @@ fn ban_event(ip: &str, evidence: &str, severity: &str) -> Event {
             times_banned: 1,
             evidence: vec![evidence.into()],
             source: "detector".into(),
+            prefix: None,
         },
         seconds: 86400,
         extended: false,

@@ -221,6 +221,7 @@ mod tests {
             times_banned: times,
             evidence: vec![],
             source: "detector".into(),
+            prefix: None,
         }
     }
 

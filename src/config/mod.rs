@@ -102,9 +102,17 @@ pub struct BanPolicy {
     pub repeat_multiplier: f64,
     /// The longest a ban can last, however often the IP came back.
     pub max_duration: u64,
-    /// Safety valve: more new bans than this within `burst_window` are held back and alerted.
+    /// Safety valve: more new bans than this from one source prefix (IPv4 /24, IPv6 /64)
+    /// within `burst_window` are held back and alerted. Per prefix, so a flood from one
+    /// network never stops the bans of an unrelated attacker.
     pub burst_max_bans: u32,
     pub burst_window: u64,
+    /// An optional last-resort ceiling on new bans from all prefixes together within
+    /// `burst_window`; 0 (the default) means none. See the README for why it is off.
+    pub burst_max_bans_total: u32,
+    /// How much of an IPv6 offender's address a ban covers: 128 (the address, the default)
+    /// or 64 (its whole /64, which one host can hop around in at will).
+    pub ipv6_prefix: u8,
 }
 
 impl Default for BanPolicy {
@@ -115,16 +123,42 @@ impl Default for BanPolicy {
             max_duration: 30 * 24 * 3600,
             burst_max_bans: 100,
             burst_window: 60,
+            burst_max_bans_total: 0,
+            ipv6_prefix: 128,
         }
     }
 }
 
+/// The longest duration any config key, command-line option or control call accepts:
+/// ten years. Longer is "for ever" in practice, and every larger figure is a typo or an
+/// attack on the arithmetic (nftables would keep a u32::MAX-second element 136 years).
+pub const MAX_DURATION_SECS: u64 = 10 * 365 * 86400;
+
 impl BanPolicy {
     /// How long a ban lasts for an IP that has been banned `previous_bans` times before.
+    ///
+    /// Never more than `max_duration` and never less than a second, whatever the count
+    /// and multiplier: the product is computed in floating point (2^40 does not overflow,
+    /// it is capped) and a result that is not a finite number is taken as the cap.
     pub fn duration_for(&self, previous_bans: u32) -> u64 {
         let factor = self.repeat_multiplier.powi(previous_bans.min(64) as i32);
-        let secs = (self.duration as f64 * factor).min(self.max_duration as f64);
-        (secs as u64).max(1)
+        let secs = self.duration as f64 * factor;
+        let cap = self.max_ban();
+        if !secs.is_finite() || secs >= cap as f64 {
+            return cap;
+        }
+        (secs as u64).clamp(1, cap)
+    }
+
+    /// The longest ban this policy allows, in seconds (at least 1, at most
+    /// [`MAX_DURATION_SECS`] even for a policy built in code rather than read from a file).
+    pub fn max_ban(&self) -> u64 {
+        self.max_duration.clamp(1, MAX_DURATION_SECS)
+    }
+
+    /// `seconds` brought into 1..=`max_ban()`: every ban length, whoever asked for it.
+    pub fn clamp_ban(&self, seconds: u64) -> u64 {
+        seconds.clamp(1, self.max_ban())
     }
 }
 
@@ -942,6 +976,10 @@ impl Validator {
 
     fn duration(&mut self, node: &Node, path: &str, min: u64) -> Option<u64> {
         let secs = match &node.value {
+            Value::Number(n) if !n.is_finite() || *n > MAX_DURATION_SECS as f64 => {
+                self.err(path, node.pos, too_long(&n.to_string()));
+                return None;
+            }
             Value::Number(n) if n.fract() == 0.0 && *n >= 0.0 => Some(*n as u64),
             Value::String(s) => match parse_duration(s) {
                 Ok(v) => Some(v),
@@ -1472,6 +1510,24 @@ impl Validator {
                 b.burst_window = x;
             }
         }
+        if let Some(n) = o.get("burst_max_bans_total") {
+            if let Some(x) = self.uint(n, "ban.burst_max_bans_total", 0, 100_000_000) {
+                b.burst_max_bans_total = x as u32;
+            }
+        }
+        if let Some(n) = o.get("ipv6_prefix") {
+            match self.uint(n, "ban.ipv6_prefix", 0, 128) {
+                Some(x @ (64 | 128)) => b.ipv6_prefix = x as u8,
+                Some(x) => self.err(
+                    "ban.ipv6_prefix",
+                    n.pos,
+                    format!(
+                        "{x} is not supported: use 128 (ban the address) or 64 (ban its whole /64)"
+                    ),
+                ),
+                None => {}
+            }
+        }
         if b.max_duration < b.duration {
             self.err(
                 "ban.max_duration",
@@ -1966,12 +2022,24 @@ fn describe(v: &Value) -> String {
     }
 }
 
+/// Says that a duration is beyond [`MAX_DURATION_SECS`] (or not a finite number).
+fn too_long(shown: &str) -> String {
+    format!(
+        "{shown} is too long: durations are at most {} (ten years); for a ban, that is for ever in practice",
+        format_duration(MAX_DURATION_SECS)
+    )
+}
+
 /// Parses "90", "90s", "10m", "24h", "7d", "2w" and sums such as "1h30m" into seconds.
+///
+/// At most [`MAX_DURATION_SECS`]: a longer duration (or one too long to count) is an
+/// error, not a wrapped or saturated number. Exponents ("1e20s") are not durations.
 pub fn parse_duration(s: &str) -> Result<u64, String> {
     let t = s.trim();
     let bad = || {
-        format!("\"{s}\" is not a duration: use a number with a unit, such as \"90s\", \"10m\", \"24h\", \"7d\" or \"1h30m\"")
+        format!("\"{s}\" is not a duration: use a whole number with a unit, such as \"90s\", \"10m\", \"24h\", \"7d\" or \"1h30m\"")
     };
+    let huge = || too_long(&format!("\"{s}\""));
     if t.is_empty() {
         return Err(bad());
     }
@@ -2004,20 +2072,31 @@ pub fn parse_duration(s: &str) -> Result<u64, String> {
             "w" | "week" | "weeks" => 7 * 86400,
             _ => return Err(bad()),
         };
-        let n: u64 = num.parse().map_err(|_| bad())?;
+        let n = whole_number(&num).ok_or_else(bad)?.ok_or_else(huge)?;
         num.clear();
         saw_unit = true;
         total = total
-            .checked_add(n.checked_mul(mult).ok_or_else(bad)?)
-            .ok_or_else(bad)?;
+            .checked_add(n.checked_mul(mult).ok_or_else(huge)?)
+            .ok_or_else(huge)?;
     }
     if !num.is_empty() {
         if saw_unit {
             return Err(bad());
         }
-        total = num.parse().map_err(|_| bad())?;
+        total = whole_number(&num).ok_or_else(bad)?.ok_or_else(huge)?;
+    }
+    if total > MAX_DURATION_SECS {
+        return Err(huge());
     }
     Ok(total)
+}
+
+/// A run of ASCII digits as a number: None when empty, Some(None) when too large to count.
+fn whole_number(digits: &str) -> Option<Option<u64>> {
+    if digits.is_empty() {
+        return None;
+    }
+    Some(digits.parse().ok())
 }
 
 /// Formats seconds the way operators write them: "24h", "1h30m", "45s".
@@ -2192,6 +2271,72 @@ mod tests {
         assert!(parse_duration("10 parsecs").is_err());
         assert!(parse_duration("1h5").is_err());
         assert_eq!(format_duration(5400), "1h30m");
+    }
+
+    #[test]
+    fn huge_and_non_finite_durations_are_refused_with_key_and_position() {
+        for (value, says) in [
+            ("1e20", "too long"),
+            ("1e400", "too long"),
+            ("\"1e20s\"", "not a duration"),
+            ("\"99999999999999999999999s\"", "too long"),
+            ("\"99999999999999w\"", "too long"),
+            ("\"3651d\"", "too long"),
+        ] {
+            let text =
+                format!("{{\n  \"ban\": {{\"duration\": {value}, \"max_duration\": {value}}}\n}}");
+            let errs = parse_str(&text).expect_err(&text);
+            let shown: Vec<String> = errs.iter().map(|e| e.to_string()).collect();
+            assert!(
+                shown[0].starts_with("2:23: ban.duration:") && shown[0].contains(says),
+                "{value}: {shown:#?}"
+            );
+            assert!(
+                shown.iter().any(|e| e.starts_with("2:")
+                    && e.contains("ban.max_duration:")
+                    && e.contains(says)),
+                "{value}: {shown:#?}"
+            );
+        }
+        assert_eq!(parse_duration("3650d"), Ok(MAX_DURATION_SECS));
+        assert!(parse_duration("18446744073709551615").is_err());
+    }
+
+    #[test]
+    fn ipv6_prefix_and_total_ceiling_are_read_and_checked() {
+        let cfg =
+            parse_str("{\"ban\": {\"ipv6_prefix\": 64, \"burst_max_bans_total\": 5000}}").unwrap();
+        assert_eq!(
+            (cfg.ban.ipv6_prefix, cfg.ban.burst_max_bans_total),
+            (64, 5000)
+        );
+        let d = parse_str("{}").unwrap();
+        assert_eq!((d.ban.ipv6_prefix, d.ban.burst_max_bans_total), (128, 0));
+        let errs = parse_str("{\"ban\": {\"ipv6_prefix\": 48}}").unwrap_err();
+        assert!(
+            errs[0]
+                .to_string()
+                .contains("ban.ipv6_prefix: 48 is not supported"),
+            "{errs:?}"
+        );
+    }
+
+    #[test]
+    fn escalation_never_overflows() {
+        let b = BanPolicy {
+            max_duration: u64::MAX,
+            ..BanPolicy::default()
+        };
+        assert_eq!(b.duration_for(40), MAX_DURATION_SECS, "2^40 days is capped");
+        assert_eq!(b.duration_for(u32::MAX), MAX_DURATION_SECS);
+        let steep = BanPolicy {
+            repeat_multiplier: 100.0,
+            max_duration: MAX_DURATION_SECS,
+            ..BanPolicy::default()
+        };
+        assert_eq!(steep.duration_for(u32::MAX), MAX_DURATION_SECS);
+        assert_eq!(BanPolicy::default().clamp_ban(u64::MAX), 30 * 86400);
+        assert_eq!(BanPolicy::default().clamp_ban(0), 1);
     }
 
     #[test]

@@ -307,6 +307,7 @@ impl Worker {
                     reason,
                     reply,
                 } => {
+                    let asked = seconds;
                     let d = self.enforcer.book.manual_ban(ip, seconds, &reason, now);
                     let answer = match &d {
                         Decision::Ban {
@@ -316,9 +317,11 @@ impl Worker {
                                 self.firewall_worked();
                                 self.log_ban(record, *seconds, None, false);
                                 Ok(format!(
-                                    "banned {ip} for {} (until {})",
+                                    "banned {} for {} (until {}){}",
+                                    record.shown(),
                                     config::format_duration(*seconds),
-                                    format_time(record.expires_at)
+                                    format_time(record.expires_at),
+                                    clamp_note(asked, *seconds)
                                 ))
                             }
                             Err(e) => {
@@ -346,7 +349,8 @@ impl Worker {
                                 reason: "unbanned".into(),
                             });
                             Ok(format!(
-                                "unbanned {ip} (was banned for {} until {})",
+                                "unbanned {} (was banned for {} until {})",
+                                unbanned_what(&b, ip),
                                 b.rule,
                                 format_time(b.expires_at)
                             ))
@@ -473,6 +477,32 @@ impl Worker {
             }
             Err(e) => self.firewall_failed(format!("could not lift expired bans: {e}")),
         }
+    }
+}
+
+/// What an unban lifted: the address, or the whole banned network that held it.
+pub fn unbanned_what(b: &BanRecord, asked: IpAddr) -> String {
+    match b.prefix {
+        Some(_) => format!(
+            "{}, the banned network that holds {asked} (the whole network is lifted)",
+            b.shown()
+        ),
+        None => asked.to_string(),
+    }
+}
+
+/// Says so when a requested ban length was cut to `ban.max_duration`.
+pub fn clamp_note(asked: Option<u64>, given: u64) -> String {
+    match asked {
+        Some(a) if a > given => format!(
+            "; {} was asked, cut to the longest ban.max_duration allows",
+            if a > config::MAX_DURATION_SECS {
+                format!("{a}s")
+            } else {
+                config::format_duration(a)
+            }
+        ),
+        _ => String::new(),
     }
 }
 

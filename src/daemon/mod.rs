@@ -347,10 +347,16 @@ fn apply_networks(st: &mut State, enforce: &enforcement::Handle, nets: Vec<Docke
             .collect::<Vec<_>>()
             .join(", ")
     );
-    st.detector
-        .set_docker_networks(nets.iter().map(|n| n.subnet).collect());
+    set_detector_networks(&mut st.detector, &nets);
     st.docker_networks = nets.clone();
     enforce.send(Msg::DockerNetworks(nets));
+}
+
+fn set_detector_networks(detector: &mut Detector, nets: &[DockerNetwork]) {
+    detector.set_docker_networks(
+        nets.iter().map(|n| n.subnet).collect(),
+        nets.iter().filter_map(|n| n.gateway).collect(),
+    );
 }
 
 /// How long a stop waits for the last notices to go out.
@@ -685,8 +691,7 @@ async fn apply_reload(
     let settings = WatchSettings::from_config(&cfg)?;
     // The new config is good: swap everything over. Active bans are untouched.
     st.detector = detector;
-    st.detector
-        .set_docker_networks(st.docker_networks.iter().map(|n| n.subnet).collect());
+    set_detector_networks(&mut st.detector, &st.docker_networks);
     st.sources.clear();
     let _ = enforce.send(Msg::Reconfigure {
         cfg: Box::new(cfg.clone()),
@@ -789,7 +794,7 @@ async fn handle_call(
             ip,
             container,
             limit,
-        } => match alert_filter(since, severity, ip, container, limit) {
+        } => match alert_filter(since, severity, ip, container, limit, unix_now()) {
             Ok(f) => {
                 let list = st.alerts.query(&f);
                 Response::ok(serde_json::to_value(list).unwrap_or_default())
@@ -928,18 +933,19 @@ fn health_problems(
     problems
 }
 
-/// The control socket's alert filters, checked.
-fn alert_filter(
+/// The control socket's alert filters, checked (`now` resolves a `since` duration).
+pub fn alert_filter(
     since: Option<String>,
     severity: Option<String>,
     ip: Option<String>,
     container: Option<String>,
     limit: Option<usize>,
+    now: i64,
 ) -> Result<Filter, String> {
     let since = match since.as_deref().map(str::trim) {
         None | Some("") => None,
         Some(s) => Some(match config::parse_duration(s) {
-            Ok(d) => unix_now() - d as i64,
+            Ok(d) => now.saturating_sub(i64::try_from(d).unwrap_or(i64::MAX)),
             Err(_) => crate::detect::parse::parse_time(s.as_bytes()).ok_or_else(|| {
                 format!("since: {s:?} is neither a duration (\"1h\", \"30m\") nor a time (\"2026-11-21T10:00:00Z\")")
             })?,

@@ -176,9 +176,10 @@ impl Detector {
             .map(|n| format!("allowlist {n}"))
     }
 
-    /// Docker's networks as they are now, for `trusted_proxies: ["docker"]`.
-    pub fn set_docker_networks(&mut self, nets: Vec<IpNet>) {
-        self.proxies.set_docker_networks(nets);
+    /// Docker's networks and their gateways as they are now, for
+    /// `trusted_proxies: ["docker"]` (containers are trusted, gateways never).
+    pub fn set_docker_networks(&mut self, nets: Vec<IpNet>, gateways: Vec<IpAddr>) {
+        self.proxies.set_docker_networks(nets, gateways);
     }
 
     /// Forget what is known about `ip` (after an operator lifts its ban, say).

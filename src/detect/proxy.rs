@@ -26,6 +26,10 @@ pub struct ProxyResolver {
     trusted: Vec<IpNet>,
     trust_docker: bool,
     docker_networks: Vec<IpNet>,
+    /// The networks' gateways: the host's side of each bridge. Connections through
+    /// docker-proxy (published IPv6 ports, hairpin to 127.0.0.1) arrive from them with
+    /// whatever `X-Forwarded-For` the client itself wrote, so they are never trusted.
+    docker_gateways: Vec<IpAddr>,
 }
 
 impl ProxyResolver {
@@ -34,13 +38,16 @@ impl ProxyResolver {
             trusted: cfg.nets.clone(),
             trust_docker: cfg.docker,
             docker_networks: Vec::new(),
+            docker_gateways: Vec::new(),
         }
     }
 
-    /// Docker's networks as they are now (kept current by the daemon); they are trusted
-    /// when `trusted_proxies` says `"docker"`.
-    pub fn set_docker_networks(&mut self, nets: Vec<IpNet>) {
+    /// Docker's networks and their gateways as they are now (kept current by the
+    /// daemon). With `trusted_proxies: ["docker"]` the containers' addresses inside those
+    /// networks are trusted; the gateways never are.
+    pub fn set_docker_networks(&mut self, nets: Vec<IpNet>, gateways: Vec<IpAddr>) {
         self.docker_networks = nets;
+        self.docker_gateways = gateways;
     }
 
     pub fn is_active(&self) -> bool {
@@ -48,8 +55,18 @@ impl ProxyResolver {
     }
 
     pub fn is_trusted(&self, ip: IpAddr) -> bool {
-        self.trusted.iter().any(|n| n.contains(ip))
-            || (self.trust_docker && self.docker_networks.iter().any(|n| n.contains(ip)))
+        self.trusted.iter().any(|n| n.contains(ip)) || self.is_docker_container(ip)
+    }
+
+    /// A container's address on a Docker network, when `"docker"` is trusted: inside a
+    /// network's subnet and not its gateway (nor the network's own address).
+    fn is_docker_container(&self, ip: IpAddr) -> bool {
+        self.trust_docker
+            && !self.docker_gateways.contains(&ip)
+            && self
+                .docker_networks
+                .iter()
+                .any(|n| n.contains(ip) && ip != n.addr())
     }
 
     /// The client of a request logged with peer address `peer` and forwarded field
@@ -107,7 +124,10 @@ mod tests {
             nets: nets.iter().map(|n| n.parse().unwrap()).collect(),
             docker,
         });
-        r.set_docker_networks(vec!["172.18.0.0/16".parse().unwrap()]);
+        r.set_docker_networks(
+            vec!["172.18.0.0/16".parse().unwrap(), "fd00:d0c::/64".parse().unwrap()],
+            vec![ip("172.18.0.1"), ip("fd00:d0c::1")],
+        );
         r
     }
 
@@ -164,6 +184,23 @@ mod tests {
                 .client(ip("172.18.0.5"), b"203.0.113.1")
                 .ip,
             ip("172.18.0.5")
+        );
+    }
+
+    #[test]
+    fn a_docker_gateway_is_never_a_proxy() {
+        // docker-proxy forwards published IPv6 ports and hairpin connections from the
+        // bridge gateway, carrying the client's own X-Forwarded-For: a victim's address.
+        let r = resolver(&[], true);
+        for gw in ["172.18.0.1", "fd00:d0c::1"] {
+            assert_eq!(r.client(ip(gw), b"203.0.113.200").ip, ip(gw));
+        }
+        assert!(!r.is_trusted(ip("172.18.0.1")));
+        assert!(!r.is_trusted(ip("172.18.0.0")));
+        // A container on the same network is still the proxy it is.
+        assert_eq!(
+            r.client(ip("fd00:d0c::5"), b"203.0.113.1").ip,
+            ip("203.0.113.1")
         );
     }
 

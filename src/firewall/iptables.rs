@@ -3,12 +3,13 @@
 //! One chain of our own (named like the nftables table) jumped from INPUT and from
 //! DOCKER-USER (FORWARD where Docker is absent): DOCKER-USER is where Docker lets others
 //! filter forwarded traffic to published ports, and the jump there survives a Docker
-//! restart. With `ipset`, the chain matches one set per family whose entries carry their
-//! own timeout; without it, the chain holds one DROP rule per IP and the daemon lifts them.
-
-use std::net::IpAddr;
+//! restart. With `ipset`, the chain matches two sets per family whose entries carry their
+//! own timeout: `hash:ip` for addresses and `hash:net` for networks (`ban.ipv6_prefix: 64`;
+//! a set of its own, so sets made by older builds stay as they are). Without ipset, the
+//! chain holds one DROP rule per address or network and the daemon lifts them.
 
 use super::{run, works, Backend, FirewallError, KernelBan, Result};
+use crate::netaddr::IpNet;
 
 pub struct Iptables {
     chain: String,
@@ -48,11 +49,26 @@ const FAMILIES: [Family; 2] = [
 /// One definition for our sets and the temporary ones swapped in, since `create -exist`
 /// refuses a set of the same name with other parameters. Per-entry timeouts; room for
 /// a million bans.
-fn set_definition(f: &Family) -> String {
+fn set_definition(f: &Family, nets: bool) -> String {
     format!(
-        "hash:ip family {} timeout 0 maxelem 1048576",
+        "{} family {} timeout 0 maxelem 1048576",
+        if nets { "hash:net" } else { "hash:ip" },
         f.ipset_family
     )
+}
+
+/// The longest per-entry timeout ipset takes (2^31 ms, about 24.8 days). Longer bans get
+/// no timeout (0) and the daemon lifts them when they end, rather than the kernel
+/// silently dropping a 30-day ban after 24.8 days while `list` still shows it.
+const IPSET_MAX_TIMEOUT: u64 = 2_147_483;
+
+/// The `timeout` value of an ipset entry for a ban of `secs` seconds.
+fn ipset_timeout(secs: u64) -> u64 {
+    if secs > IPSET_MAX_TIMEOUT {
+        0
+    } else {
+        secs.max(1)
+    }
 }
 
 impl Iptables {
@@ -67,15 +83,35 @@ impl Iptables {
         self.ipset
     }
 
-    fn set_name(&self, f: &Family) -> String {
-        format!("{}{}", self.chain, f.suffix)
+    /// `security_monitor_v4` for addresses, `security_monitor_v4net` for networks.
+    fn set_name(&self, f: &Family, nets: bool) -> String {
+        format!(
+            "{}{}{}",
+            self.chain,
+            f.suffix,
+            if nets { "net" } else { "" }
+        )
     }
 
-    fn family_of(ip: &IpAddr) -> &'static Family {
-        if ip.is_ipv4() {
+    fn family_of(net: &IpNet) -> &'static Family {
+        if net.addr().is_ipv4() {
             &FAMILIES[0]
         } else {
             &FAMILIES[1]
+        }
+    }
+
+    /// The set an address or network goes in.
+    fn set_of(&self, net: &IpNet) -> String {
+        self.set_name(Self::family_of(net), !net.is_host())
+    }
+
+    /// How ipset and iptables write it: `203.0.113.7` or `2001:db8:1:2::/64`.
+    fn entry(net: &IpNet) -> String {
+        if net.is_host() {
+            net.addr().to_string()
+        } else {
+            net.to_string()
         }
     }
 
@@ -106,14 +142,14 @@ impl Iptables {
         run(action, "ipset", &["restore"], Some(script.as_bytes())).map(|_| ())
     }
 
-    fn rule_ips(&self, f: &Family) -> Result<Vec<IpAddr>> {
+    fn rule_nets(&self, f: &Family) -> Result<Vec<IpNet>> {
         let out = run(
             &format!("listing chain {}", self.chain),
             f.tool,
             &["-w", "-S", &self.chain],
             None,
         )?;
-        let mut ips = Vec::new();
+        let mut nets = Vec::new();
         for line in out.lines() {
             let mut words = line.split_whitespace();
             if words.next() != Some("-A") {
@@ -121,15 +157,38 @@ impl Iptables {
             }
             let words: Vec<&str> = words.collect();
             if let Some(pos) = words.iter().position(|w| *w == "-s") {
-                if let Some(addr) = words.get(pos + 1) {
-                    let addr = addr.split('/').next().unwrap_or(addr);
-                    if let Ok(ip) = addr.parse() {
-                        ips.push(ip);
-                    }
+                if let Some(net) = words.get(pos + 1).and_then(|a| a.parse().ok()) {
+                    nets.push(net);
                 }
             }
         }
-        Ok(ips)
+        Ok(nets)
+    }
+
+    /// Appends the entries of one ipset (`ipset save` lines) to `out`.
+    fn list_ipset(&self, set: &str, out: &mut Vec<KernelBan>) -> Result<()> {
+        let text = run(
+            &format!("listing ipset {set}"),
+            "ipset",
+            &["save", set],
+            None,
+        )?;
+        for line in text.lines() {
+            let w: Vec<&str> = line.split_whitespace().collect();
+            if w.len() >= 3 && w[0] == "add" {
+                if let Ok(net) = w[2].parse() {
+                    let remaining = w
+                        .iter()
+                        .position(|x| *x == "timeout")
+                        .and_then(|i| w.get(i + 1))
+                        .and_then(|t| t.parse().ok())
+                        // 0: no kernel timeout (a ban longer than ipset keeps).
+                        .filter(|t| *t > 0);
+                    out.push(KernelBan { net, remaining });
+                }
+            }
+        }
+        Ok(())
     }
 
     fn restore_rules(&self, f: &Family, action: &str, lines: &[String]) -> Result<()> {
@@ -166,27 +225,29 @@ impl Backend for Iptables {
                 run(&action, f.tool, &["-w", "-N", &self.chain], None)?;
             }
             if self.ipset {
-                let set = self.set_name(f);
-                let create = format!("create {set} {} -exist\n", set_definition(f));
-                self.ipset_restore(&format!("creating ipset {set}"), &create)?;
                 run(&action, f.tool, &["-w", "-F", &self.chain], None)?;
-                run(
-                    &action,
-                    f.tool,
-                    &[
-                        "-w",
-                        "-A",
-                        &self.chain,
-                        "-m",
-                        "set",
-                        "--match-set",
-                        &set,
-                        "src",
-                        "-j",
-                        "DROP",
-                    ],
-                    None,
-                )?;
+                for nets in [false, true] {
+                    let set = self.set_name(f, nets);
+                    let create = format!("create {set} {} -exist\n", set_definition(f, nets));
+                    self.ipset_restore(&format!("creating ipset {set}"), &create)?;
+                    run(
+                        &action,
+                        f.tool,
+                        &[
+                            "-w",
+                            "-A",
+                            &self.chain,
+                            "-m",
+                            "set",
+                            "--match-set",
+                            &set,
+                            "src",
+                            "-j",
+                            "DROP",
+                        ],
+                        None,
+                    )?;
+                }
             }
             self.ensure_jump(f, "INPUT")?;
             let parent = if Self::has_chain(f.tool, "DOCKER-USER") {
@@ -206,28 +267,29 @@ impl Backend for Iptables {
         Ok(())
     }
 
-    fn ban(&mut self, bans: &[(IpAddr, u64)]) -> Result<()> {
+    fn ban(&mut self, bans: &[(IpNet, u64)]) -> Result<()> {
         if bans.is_empty() {
             return Ok(());
         }
         if self.ipset {
             // `-exist` on add replaces the timeout of an entry that is already there.
             let mut script = String::new();
-            for (ip, secs) in bans {
+            for (net, secs) in bans {
                 script.push_str(&format!(
-                    "add {} {ip} timeout {} -exist\n",
-                    self.set_name(Self::family_of(ip)),
-                    (*secs).clamp(1, 2_147_483)
+                    "add {} {} timeout {} -exist\n",
+                    self.set_of(net),
+                    Self::entry(net),
+                    ipset_timeout(*secs)
                 ));
             }
             return self.ipset_restore(&format!("adding {} ban(s) to ipsets", bans.len()), &script);
         }
         for f in FAMILIES.iter() {
-            let existing = self.rule_ips(f).unwrap_or_default();
+            let existing = self.rule_nets(f).unwrap_or_default();
             let lines: Vec<String> = bans
                 .iter()
-                .filter(|(ip, _)| ip.is_ipv4() == f.v4 && !existing.contains(ip))
-                .map(|(ip, _)| format!("-A {} -s {ip} -j DROP", self.chain))
+                .filter(|(net, _)| net.addr().is_ipv4() == f.v4 && !existing.contains(net))
+                .map(|(net, _)| format!("-A {} -s {net} -j DROP", self.chain))
                 .collect();
             self.restore_rules(
                 f,
@@ -238,26 +300,26 @@ impl Backend for Iptables {
         Ok(())
     }
 
-    fn unban(&mut self, ips: &[IpAddr]) -> Result<()> {
-        if ips.is_empty() {
+    fn unban(&mut self, nets: &[IpNet]) -> Result<()> {
+        if nets.is_empty() {
             return Ok(());
         }
         if self.ipset {
-            let script: String = ips
+            let script: String = nets
                 .iter()
-                .map(|ip| format!("del {} {ip} -exist\n", self.set_name(Self::family_of(ip))))
+                .map(|n| format!("del {} {} -exist\n", self.set_of(n), Self::entry(n)))
                 .collect();
             return self.ipset_restore(
-                &format!("removing {} ban(s) from ipsets", ips.len()),
+                &format!("removing {} ban(s) from ipsets", nets.len()),
                 &script,
             );
         }
         for f in FAMILIES.iter() {
-            let existing = self.rule_ips(f).unwrap_or_default();
-            let lines: Vec<String> = ips
+            let existing = self.rule_nets(f).unwrap_or_default();
+            let lines: Vec<String> = nets
                 .iter()
-                .filter(|ip| ip.is_ipv4() == f.v4 && existing.contains(ip))
-                .map(|ip| format!("-D {} -s {ip} -j DROP", self.chain))
+                .filter(|n| n.addr().is_ipv4() == f.v4 && existing.contains(n))
+                .map(|n| format!("-D {} -s {n} -j DROP", self.chain))
                 .collect();
             self.restore_rules(
                 f,
@@ -272,24 +334,30 @@ impl Backend for Iptables {
         Ok(())
     }
 
-    fn replace_all(&mut self, bans: &[(IpAddr, u64)]) -> Result<()> {
+    fn replace_all(&mut self, bans: &[(IpNet, u64)]) -> Result<()> {
         if self.ipset {
             // Fill a fresh set and swap it in: the old bans stay in force until the swap.
             let mut script = String::new();
             for f in self.families() {
-                let set = self.set_name(f);
-                let tmp = format!("{set}_n");
-                script.push_str(&format!(
-                    "create {tmp} {} -exist\nflush {tmp}\n",
-                    set_definition(f)
-                ));
-                for (ip, secs) in bans.iter().filter(|(ip, _)| ip.is_ipv4() == f.v4) {
+                for nets in [false, true] {
+                    let set = self.set_name(f, nets);
+                    let tmp = format!("{set}_n");
                     script.push_str(&format!(
-                        "add {tmp} {ip} timeout {} -exist\n",
-                        (*secs).clamp(1, 2_147_483)
+                        "create {tmp} {} -exist\nflush {tmp}\n",
+                        set_definition(f, nets)
                     ));
+                    for (net, secs) in bans
+                        .iter()
+                        .filter(|(n, _)| n.addr().is_ipv4() == f.v4 && n.is_host() != nets)
+                    {
+                        script.push_str(&format!(
+                            "add {tmp} {} timeout {} -exist\n",
+                            Self::entry(net),
+                            ipset_timeout(*secs)
+                        ));
+                    }
+                    script.push_str(&format!("swap {tmp} {set}\ndestroy {tmp}\n"));
                 }
-                script.push_str(&format!("swap {tmp} {set}\ndestroy {tmp}\n"));
             }
             return self.ipset_restore(
                 &format!("restoring {} ban(s) into ipsets", bans.len()),
@@ -300,8 +368,8 @@ impl Backend for Iptables {
             let mut lines = vec![format!("-F {}", self.chain)];
             lines.extend(
                 bans.iter()
-                    .filter(|(ip, _)| ip.is_ipv4() == f.v4)
-                    .map(|(ip, _)| format!("-A {} -s {ip} -j DROP", self.chain)),
+                    .filter(|(net, _)| net.addr().is_ipv4() == f.v4)
+                    .map(|(net, _)| format!("-A {} -s {net} -j DROP", self.chain)),
             );
             self.restore_rules(
                 f,
@@ -320,29 +388,12 @@ impl Backend for Iptables {
         let mut out = Vec::new();
         for f in self.families() {
             if self.ipset {
-                let set = self.set_name(f);
-                let text = run(
-                    &format!("listing ipset {set}"),
-                    "ipset",
-                    &["save", &set],
-                    None,
-                )?;
-                for line in text.lines() {
-                    let w: Vec<&str> = line.split_whitespace().collect();
-                    if w.len() >= 3 && w[0] == "add" {
-                        if let Ok(ip) = w[2].parse() {
-                            let remaining = w
-                                .iter()
-                                .position(|x| *x == "timeout")
-                                .and_then(|i| w.get(i + 1))
-                                .and_then(|t| t.parse().ok());
-                            out.push(KernelBan { ip, remaining });
-                        }
-                    }
+                for nets in [false, true] {
+                    self.list_ipset(&self.set_name(f, nets), &mut out)?;
                 }
             } else {
-                out.extend(self.rule_ips(f)?.into_iter().map(|ip| KernelBan {
-                    ip,
+                out.extend(self.rule_nets(f)?.into_iter().map(|net| KernelBan {
+                    net,
                     remaining: None,
                 }));
             }
@@ -352,6 +403,10 @@ impl Backend for Iptables {
 
     fn kernel_expiry(&self) -> bool {
         self.ipset
+    }
+
+    fn kernel_max_timeout(&self) -> u64 {
+        IPSET_MAX_TIMEOUT
     }
 
     fn teardown(&mut self) -> Result<()> {
@@ -374,14 +429,16 @@ impl Backend for Iptables {
                 )?;
             }
             if self.ipset {
-                let set = self.set_name(f);
-                if works("ipset", &["list", "-n", &set]) {
-                    run(
-                        &format!("removing ipset {set}"),
-                        "ipset",
-                        &["destroy", &set],
-                        None,
-                    )?;
+                for nets in [false, true] {
+                    let set = self.set_name(f, nets);
+                    if works("ipset", &["list", "-n", &set]) {
+                        run(
+                            &format!("removing ipset {set}"),
+                            "ipset",
+                            &["destroy", &set],
+                            None,
+                        )?;
+                    }
                 }
             }
         }

@@ -8,18 +8,19 @@ mod nft;
 mod none;
 
 use std::fmt;
-use std::net::IpAddr;
 use std::process::Command;
 
 pub use self::iptables::Iptables;
 pub use self::nft::Nftables;
 pub use self::none::DryRun;
 use crate::config::{FirewallBackend, FirewallConfig};
+use crate::netaddr::IpNet;
 
-/// An IP the kernel drops, and for how many more seconds (None: no kernel expiry).
+/// An address or network the kernel drops, and for how many more seconds (None: no
+/// kernel expiry).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct KernelBan {
-    pub ip: IpAddr,
+    pub net: IpNet,
     pub remaining: Option<u64>,
 }
 
@@ -50,22 +51,28 @@ pub trait Backend: Send {
     /// elements (active bans) that are already there are kept. Safe to call again.
     fn setup(&mut self) -> Result<()>;
 
-    /// Bans each IP for its number of seconds. An IP that is already banned gets the new
-    /// duration (its ban is extended or shortened to exactly that).
-    fn ban(&mut self, bans: &[(IpAddr, u64)]) -> Result<()>;
+    /// Bans each address or network (an IPv6 /64, say) for its number of seconds. One
+    /// that is already banned gets the new duration (extended or shortened to exactly that).
+    fn ban(&mut self, bans: &[(IpNet, u64)]) -> Result<()>;
 
-    /// Lifts bans. An IP that is not banned is not an error.
-    fn unban(&mut self, ips: &[IpAddr]) -> Result<()>;
+    /// Lifts bans. One that is not banned is not an error.
+    fn unban(&mut self, nets: &[IpNet]) -> Result<()>;
 
     /// Replaces every ban the kernel holds with exactly `bans`, in one transaction where
     /// the backend can (no moment without the bans in force).
-    fn replace_all(&mut self, bans: &[(IpAddr, u64)]) -> Result<()>;
+    fn replace_all(&mut self, bans: &[(IpNet, u64)]) -> Result<()>;
 
     /// The bans the kernel holds now.
     fn list(&mut self) -> Result<Vec<KernelBan>>;
 
     /// Whether the kernel expires bans by itself. When false the daemon must unban on time.
     fn kernel_expiry(&self) -> bool;
+
+    /// The longest timeout the kernel keeps on an entry, in seconds. A longer ban is put in
+    /// without a timeout and the daemon lifts it on time, as when `kernel_expiry` is false.
+    fn kernel_max_timeout(&self) -> u64 {
+        u64::MAX
+    }
 
     /// Removes our table/chains/sets entirely (`install.sh --uninstall`).
     fn teardown(&mut self) -> Result<()>;

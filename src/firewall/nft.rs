@@ -4,7 +4,10 @@
 //! table inet security_monitor {
 //!     set banned_v4 { type ipv4_addr; flags timeout; }
 //!     set banned_v6 { type ipv6_addr; flags timeout; }
-//!     chain input   { type filter hook input   priority -10; ip saddr @banned_v4 counter drop; ip6 saddr @banned_v6 counter drop; }
+//!     set banned_v4_nets { type ipv4_addr; flags interval, timeout; }
+//!     set banned_v6_nets { type ipv6_addr; flags interval, timeout; }
+//!     chain input   { type filter hook input   priority -10; ip saddr @banned_v4 counter drop; ip6 saddr @banned_v6 counter drop;
+//!                     ip saddr @banned_v4_nets counter drop; ip6 saddr @banned_v6_nets counter drop; }
 //!     chain forward { type filter hook forward priority -10; (the same) }
 //! }
 //! ```
@@ -13,13 +16,14 @@
 //! forwarded, it never reaches input. The input hook covers the host's own services and
 //! connections that docker-proxy accepts. Set elements carry their own timeout, so the
 //! kernel lifts every ban on time even while the daemon is down.
-
-use std::borrow::Cow;
-use std::collections::HashSet;
-use std::net::IpAddr;
+//!
+//! Network bans (`ban.ipv6_prefix: 64`) live in sets of their own: a prefix needs
+//! `flags interval`, and the flags of an existing set cannot be changed in place. Keeping
+//! the address sets as they were means a table made by an older build needs no migration:
+//! `setup` only adds the two network sets and their rules.
 
 use nftables::batch::Batch;
-use nftables::expr::{Elem, Expression, NamedExpression, Payload, PayloadField};
+use nftables::expr::{Elem, Expression, NamedExpression, Payload, PayloadField, Prefix};
 use nftables::helper::{self, NftablesError};
 use nftables::schema::{
     Chain, Element, FlushObject, NfCmd, NfListObject, NfObject, Nftables as Ruleset, Rule, Set,
@@ -27,11 +31,23 @@ use nftables::schema::{
 };
 use nftables::stmt::{Counter, Match, Operator, Statement};
 use nftables::types::{NfChainPolicy, NfChainType, NfFamily, NfHook};
+use std::borrow::Cow;
+use std::collections::HashSet;
 
 use super::{Backend, FirewallError, KernelBan, Result};
+use crate::netaddr::IpNet;
 
 const SET_V4: &str = "banned_v4";
 const SET_V6: &str = "banned_v6";
+const NETS_V4: &str = "banned_v4_nets";
+const NETS_V6: &str = "banned_v6_nets";
+/// Every set of ours: name, element type, whether it holds prefixes, match protocol.
+const SETS: [(&str, SetType, bool, &str); 4] = [
+    (SET_V4, SetType::Ipv4Addr, false, "ip"),
+    (SET_V6, SetType::Ipv6Addr, false, "ip6"),
+    (NETS_V4, SetType::Ipv4Addr, true, "ip"),
+    (NETS_V6, SetType::Ipv6Addr, true, "ip6"),
+];
 /// Before the usual filter priority (0) and Docker's own chains, so our drop comes first.
 const PRIORITY: i32 = -10;
 
@@ -79,9 +95,9 @@ impl Nftables {
         })
     }
 
-    fn timed(ip: &IpAddr, secs: u64) -> Expression<'static> {
+    fn timed(net: &IpNet, secs: u64) -> Expression<'static> {
         Expression::Named(NamedExpression::Elem(Elem {
-            val: Box::new(Expression::String(Cow::Owned(ip.to_string()))),
+            val: Box::new(Self::plain(net)),
             timeout: Some(secs.clamp(1, u32::MAX as u64) as u32),
             expires: None,
             comment: None,
@@ -89,26 +105,36 @@ impl Nftables {
         }))
     }
 
-    fn plain(ip: &IpAddr) -> Expression<'static> {
-        Expression::String(Cow::Owned(ip.to_string()))
+    /// An address, or a network as a prefix expression.
+    fn plain(net: &IpNet) -> Expression<'static> {
+        let addr = Expression::String(Cow::Owned(net.addr().to_string()));
+        if net.is_host() {
+            addr
+        } else {
+            Expression::Named(NamedExpression::Prefix(Prefix {
+                addr: Box::new(addr),
+                len: net.prefix() as u32,
+            }))
+        }
     }
 
-    /// Splits `items` by address family into per-set element lists.
-    fn by_set<T, F: Fn(&T) -> (IpAddr, Expression<'static>)>(
+    /// Splits `items` by address family and by address or network into per-set lists.
+    fn by_set<T, F: Fn(&T) -> (IpNet, Expression<'static>)>(
         items: &[T],
         f: F,
-    ) -> [(&'static str, Vec<Expression<'static>>); 2] {
-        let mut v4 = Vec::new();
-        let mut v6 = Vec::new();
+    ) -> [(&'static str, Vec<Expression<'static>>); 4] {
+        let mut out = SETS.map(|(name, ..)| (name, Vec::new()));
         for it in items {
-            let (ip, e) = f(it);
-            if ip.is_ipv4() {
-                v4.push(e)
-            } else {
-                v6.push(e)
-            }
+            let (net, e) = f(it);
+            let i = match (net.addr().is_ipv4(), net.is_host()) {
+                (true, true) => 0,
+                (false, true) => 1,
+                (true, false) => 2,
+                (false, false) => 3,
+            };
+            out[i].1.push(e);
         }
-        [(SET_V4, v4), (SET_V6, v6)]
+        out
     }
 
     fn drop_rule<'a>(
@@ -149,6 +175,18 @@ impl Nftables {
     }
 }
 
+/// An element's value as `nft -j` lists it: an address string or a prefix.
+fn parse_element(val: &Expression<'_>) -> Option<IpNet> {
+    match val {
+        Expression::String(s) => s.parse().ok().map(IpNet::host),
+        Expression::Named(NamedExpression::Prefix(p)) => match p.addr.as_ref() {
+            Expression::String(s) => IpNet::new(s.parse().ok()?, u8::try_from(p.len).ok()?).ok(),
+            _ => None,
+        },
+        _ => None,
+    }
+}
+
 impl Backend for Nftables {
     fn name(&self) -> &'static str {
         "nftables"
@@ -157,13 +195,18 @@ impl Backend for Nftables {
     fn setup(&mut self) -> Result<()> {
         let mut b = Batch::new();
         b.add(NfListObject::Table(self.table_obj()));
-        for (set, ty) in [(SET_V4, SetType::Ipv4Addr), (SET_V6, SetType::Ipv6Addr)] {
+        for (set, ty, nets, _) in SETS {
+            let flags = if nets {
+                HashSet::from([SetFlag::Interval, SetFlag::Timeout])
+            } else {
+                HashSet::from([SetFlag::Timeout])
+            };
             b.add(NfListObject::Set(Box::new(Set {
                 family: NfFamily::INet,
                 table: Cow::Borrowed(&self.table),
                 name: Cow::Borrowed(set),
                 set_type: SetTypeValue::Single(ty),
-                flags: Some(HashSet::from([SetFlag::Timeout])),
+                flags: Some(flags),
                 ..Set::default()
             })));
         }
@@ -185,8 +228,9 @@ impl Backend for Nftables {
                 name: Cow::Borrowed(name),
                 ..Chain::default()
             })));
-            b.add(self.drop_rule(name, "ip", SET_V4));
-            b.add(self.drop_rule(name, "ip6", SET_V6));
+            for (set, _, _, proto) in SETS {
+                b.add(self.drop_rule(name, proto, set));
+            }
         }
         self.apply(
             &format!("creating the nftables table inet {}", self.table),
@@ -194,20 +238,20 @@ impl Backend for Nftables {
         )
     }
 
-    fn ban(&mut self, bans: &[(IpAddr, u64)]) -> Result<()> {
+    fn ban(&mut self, bans: &[(IpNet, u64)]) -> Result<()> {
         if bans.is_empty() {
             return Ok(());
         }
         // add (so the element exists), delete, add with the timeout: kernels before 6.12
         // keep an existing element's old timeout on a plain re-add.
         let mut b = Batch::new();
-        for (set, elems) in Self::by_set(bans, |(ip, _)| (*ip, Self::plain(ip))) {
+        for (set, elems) in Self::by_set(bans, |(net, _)| (*net, Self::plain(net))) {
             if !elems.is_empty() {
                 b.add(self.element(set, elems.clone()));
                 b.delete(self.element(set, elems));
             }
         }
-        for (set, elems) in Self::by_set(bans, |(ip, secs)| (*ip, Self::timed(ip, *secs))) {
+        for (set, elems) in Self::by_set(bans, |(net, secs)| (*net, Self::timed(net, *secs))) {
             if !elems.is_empty() {
                 b.add(self.element(set, elems));
             }
@@ -222,13 +266,13 @@ impl Backend for Nftables {
         )
     }
 
-    fn unban(&mut self, ips: &[IpAddr]) -> Result<()> {
-        if ips.is_empty() {
+    fn unban(&mut self, nets: &[IpNet]) -> Result<()> {
+        if nets.is_empty() {
             return Ok(());
         }
         // Adding first makes deleting an IP that is not banned a no-op, not an error.
         let mut b = Batch::new();
-        for (set, elems) in Self::by_set(ips, |ip| (*ip, Self::plain(ip))) {
+        for (set, elems) in Self::by_set(nets, |net| (*net, Self::plain(net))) {
             if !elems.is_empty() {
                 b.add(self.element(set, elems.clone()));
                 b.delete(self.element(set, elems));
@@ -237,16 +281,16 @@ impl Backend for Nftables {
         self.apply(
             &format!(
                 "removing {} ban(s) from table inet {}",
-                ips.len(),
+                nets.len(),
                 self.table
             ),
             b,
         )
     }
 
-    fn replace_all(&mut self, bans: &[(IpAddr, u64)]) -> Result<()> {
+    fn replace_all(&mut self, bans: &[(IpNet, u64)]) -> Result<()> {
         let mut b = Batch::new();
-        for set in [SET_V4, SET_V6] {
+        for (set, ..) in SETS {
             b.add_cmd(NfCmd::Flush(FlushObject::Set(Box::new(Set {
                 family: NfFamily::INet,
                 table: Cow::Borrowed(&self.table),
@@ -254,7 +298,7 @@ impl Backend for Nftables {
                 ..Set::default()
             }))));
         }
-        for (set, elems) in Self::by_set(bans, |(ip, secs)| (*ip, Self::timed(ip, *secs))) {
+        for (set, elems) in Self::by_set(bans, |(net, secs)| (*net, Self::timed(net, *secs))) {
             if !elems.is_empty() {
                 b.add(self.element(set, elems));
             }
@@ -271,7 +315,7 @@ impl Backend for Nftables {
 
     fn list(&mut self) -> Result<Vec<KernelBan>> {
         let mut out = Vec::new();
-        for set in [SET_V4, SET_V6] {
+        for (set, ..) in SETS {
             let action = format!("listing set {set} of table inet {}", self.table);
             let ruleset: Ruleset = helper::get_current_ruleset_with_args(
                 helper::DEFAULT_NFT,
@@ -284,16 +328,14 @@ impl Backend for Nftables {
                 };
                 for e in s.elem.iter().flat_map(|v| v.iter()) {
                     let (val, expires) = match e {
-                        Expression::String(s) => (s.as_ref(), None),
-                        Expression::Named(NamedExpression::Elem(el)) => match el.val.as_ref() {
-                            Expression::String(s) => (s.as_ref(), el.expires.or(el.timeout)),
-                            _ => continue,
-                        },
-                        _ => continue,
+                        Expression::Named(NamedExpression::Elem(el)) => {
+                            (el.val.as_ref(), el.expires.or(el.timeout))
+                        }
+                        other => (other, None),
                     };
-                    if let Ok(ip) = val.parse::<IpAddr>() {
+                    if let Some(net) = parse_element(val) {
                         out.push(KernelBan {
-                            ip,
+                            net,
                             remaining: expires.map(u64::from),
                         });
                     }
@@ -305,6 +347,10 @@ impl Backend for Nftables {
 
     fn kernel_expiry(&self) -> bool {
         true
+    }
+
+    fn kernel_max_timeout(&self) -> u64 {
+        u32::MAX as u64
     }
 
     fn teardown(&mut self) -> Result<()> {

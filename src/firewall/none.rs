@@ -1,13 +1,13 @@
 //! `none`: a dry run. Decisions are recorded and logged, nothing is blocked.
 
 use std::collections::BTreeMap;
-use std::net::IpAddr;
 
 use super::{Backend, KernelBan, Result};
+use crate::netaddr::IpNet;
 
 #[derive(Default)]
 pub struct DryRun {
-    bans: BTreeMap<IpAddr, u64>,
+    bans: BTreeMap<IpNet, u64>,
 }
 
 impl Backend for DryRun {
@@ -19,19 +19,19 @@ impl Backend for DryRun {
         Ok(())
     }
 
-    fn ban(&mut self, bans: &[(IpAddr, u64)]) -> Result<()> {
+    fn ban(&mut self, bans: &[(IpNet, u64)]) -> Result<()> {
         self.bans.extend(bans.iter().copied());
         Ok(())
     }
 
-    fn unban(&mut self, ips: &[IpAddr]) -> Result<()> {
-        for ip in ips {
-            self.bans.remove(ip);
+    fn unban(&mut self, nets: &[IpNet]) -> Result<()> {
+        for net in nets {
+            self.bans.remove(net);
         }
         Ok(())
     }
 
-    fn replace_all(&mut self, bans: &[(IpAddr, u64)]) -> Result<()> {
+    fn replace_all(&mut self, bans: &[(IpNet, u64)]) -> Result<()> {
         self.bans = bans.iter().copied().collect();
         Ok(())
     }
@@ -40,8 +40,8 @@ impl Backend for DryRun {
         Ok(self
             .bans
             .iter()
-            .map(|(ip, s)| KernelBan {
-                ip: *ip,
+            .map(|(net, s)| KernelBan {
+                net: *net,
                 remaining: Some(*s),
             })
             .collect())

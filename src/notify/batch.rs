@@ -203,6 +203,7 @@ mod tests {
                 times_banned: 1,
                 evidence: vec![],
                 source: "detector".into(),
+                prefix: None,
             },
             60,
             false,

@@ -396,6 +396,7 @@ mod tests {
             times_banned: 1,
             evidence: vec![evidence.into()],
             source: "detector".into(),
+            prefix: None,
         }
     }
 

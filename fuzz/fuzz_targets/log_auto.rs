@@ -1,0 +1,9 @@
+#![no_main]
+//! Log lines in the `auto` format through the parser and the detector.
+use libfuzzer_sys::fuzz_target;
+use security_monitor::harness;
+
+fuzz_target!(|data: &[u8]| {
+    let format = harness::log_format("auto").expect("a known format");
+    harness::log_lines(&format, data);
+});
