@@ -518,6 +518,7 @@ fn percentile(sorted: &[f64], q: f64) -> Option<f64> {
 mod tests {
     use super::*;
     use crate::firewall::{Backend, FirewallError, KernelBan};
+    use crate::netaddr::IpNet;
     use std::sync::atomic::{AtomicBool, Ordering};
     use std::sync::Arc;
 
@@ -545,13 +546,13 @@ mod tests {
         fn setup(&mut self) -> crate::firewall::Result<()> {
             Ok(())
         }
-        fn ban(&mut self, _: &[(IpAddr, u64)]) -> crate::firewall::Result<()> {
+        fn ban(&mut self, _: &[(IpNet, u64)]) -> crate::firewall::Result<()> {
             self.check()
         }
-        fn unban(&mut self, _: &[IpAddr]) -> crate::firewall::Result<()> {
+        fn unban(&mut self, _: &[IpNet]) -> crate::firewall::Result<()> {
             self.check()
         }
-        fn replace_all(&mut self, _: &[(IpAddr, u64)]) -> crate::firewall::Result<()> {
+        fn replace_all(&mut self, _: &[(IpNet, u64)]) -> crate::firewall::Result<()> {
             Ok(())
         }
         fn list(&mut self) -> crate::firewall::Result<Vec<KernelBan>> {
@@ -669,13 +670,13 @@ mod tests {
         fn setup(&mut self) -> crate::firewall::Result<()> {
             Ok(())
         }
-        fn ban(&mut self, _: &[(IpAddr, u64)]) -> crate::firewall::Result<()> {
+        fn ban(&mut self, _: &[(IpNet, u64)]) -> crate::firewall::Result<()> {
             panic!("a bug in the firewall backend")
         }
-        fn unban(&mut self, _: &[IpAddr]) -> crate::firewall::Result<()> {
+        fn unban(&mut self, _: &[IpNet]) -> crate::firewall::Result<()> {
             Ok(())
         }
-        fn replace_all(&mut self, _: &[(IpAddr, u64)]) -> crate::firewall::Result<()> {
+        fn replace_all(&mut self, _: &[(IpNet, u64)]) -> crate::firewall::Result<()> {
             Ok(())
         }
         fn list(&mut self) -> crate::firewall::Result<Vec<KernelBan>> {
