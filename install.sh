@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs security-monitor on Debian or Ubuntu:   sudo ./install.sh
 #
-#   sudo ./install.sh                 build (cargo) or take target/release/security-monitor, install, enable, start
+#   sudo ./install.sh                 build (cargo, as the user who ran sudo) or take target/release/security-monitor, install, enable, start
 #   sudo ./install.sh --binary PATH   install a prebuilt binary instead of building
 #   sudo ./install.sh --uninstall     stop and remove it; keep /etc/security-monitor and /var/lib/security-monitor
 #   sudo ./install.sh --uninstall --purge   also remove the config and the state (blocked_ips.json)
@@ -59,13 +59,43 @@ if $uninstall; then
     exit 0
 fi
 
+# Who builds. Under sudo, the user who ran it, in their own source tree with their own
+# cargo: root building there would leave root-owned files in target/ and ~/.cargo that
+# break the user's next `cargo build`. Root builds only when that cannot be done.
+build_as=""          # a user name, or empty for root
+build_path=$PATH     # PATH for the build, with the user's ~/.cargo/bin
+build_note=""
+# as_user USER HOME PATH COMMAND...: runs COMMAND as USER with that home and PATH
+# (runuser is util-linux's, always there on Debian and Ubuntu; sudo may not be).
+as_user() {
+    local user=$1 home=$2 path=$3
+    shift 3
+    runuser -u "$user" -- env HOME="$home" USER="$user" LOGNAME="$user" PATH="$path" "$@"
+}
+if [ -z "$binary" ] && [ -n "${SUDO_USER:-}" ] && [ "$SUDO_USER" != root ]; then
+    user_home=$(getent passwd "$SUDO_USER" | cut -d: -f6)
+    owner=$(stat -c %U "$src")
+    if [ "$owner" != "$SUDO_USER" ]; then
+        build_note="$src belongs to $owner, not $SUDO_USER"
+    elif ! as_user "$SUDO_USER" "$user_home" "$user_home/.cargo/bin:$PATH" sh -c 'command -v cargo' >/dev/null 2>&1; then
+        build_note="$SUDO_USER has no cargo (looked in PATH and $user_home/.cargo/bin)"
+    elif [ -n "$(find "$src/target" -maxdepth 2 ! -user "$SUDO_USER" -print -quit 2>/dev/null)" ]; then
+        build_note="$src/target holds files that are not $SUDO_USER's (an earlier build as root?); to build as $SUDO_USER: sudo chown -R $SUDO_USER $src/target"
+    else
+        build_as=$SUDO_USER
+        build_home=$user_home
+        build_path="$user_home/.cargo/bin:$PATH"
+    fi
+fi
+can_build() { [ -n "$build_as" ] || have cargo; }
+
 # Prerequisites: say everything that is missing at once.
 missing=()
 if ! have nft && ! have iptables; then
     missing+=("a firewall tool: apt-get install nftables (or iptables ipset)")
 fi
-if [ -z "$binary" ] && [ ! -x "$src/target/release/security-monitor" ] && ! have cargo; then
-    missing+=("cargo to build the binary (https://rustup.rs), or a prebuilt one: --binary PATH")
+if [ -z "$binary" ] && [ ! -x "$src/target/release/security-monitor" ] && ! can_build; then
+    missing+=("cargo to build the binary (https://rustup.rs)${build_note:+ ($build_note)}, or a prebuilt one: --binary PATH")
 fi
 for f in config/monitor_config.json systemd/security-monitor.service; do
     [ -f "$src/$f" ] || missing+=("$src/$f (run install.sh from the source tree)")
@@ -79,11 +109,18 @@ have docker || [ -S /run/docker.sock ] || say "note: Docker does not seem to be 
 
 # The binary: the one given, else build, else a build already there.
 if [ -z "$binary" ]; then
-    if have cargo; then
+    if [ -n "$build_as" ]; then
+        say "building the release binary as $build_as (cargo build --release)"
+        (cd "$src" && as_user "$build_as" "$build_home" "$build_path" \
+            cargo build --release --locked --target-dir "$src/target" 2>&1 | tail -3) ||
+            die "the build as $build_as failed (see above)"
+    elif have cargo; then
+        [ -z "$build_note" ] || say "building as root: $build_note"
         say "building the release binary (cargo build --release)"
-        (cd "$src" && cargo build --release --locked 2>&1 | tail -3) || die "the build failed (see above)"
+        (cd "$src" && cargo build --release --locked --target-dir "$src/target" 2>&1 | tail -3) ||
+            die "the build failed (see above)"
     else
-        say "cargo is not installed: using the binary already built in target/release"
+        say "cargo is not available${build_note:+ ($build_note)}: using the binary already built in target/release"
     fi
     binary="$src/target/release/security-monitor"
 fi

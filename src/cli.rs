@@ -320,6 +320,9 @@ fn check_config(file: Option<&Path>) -> Result<i32> {
     match config::load(&path) {
         Ok(cfg) => match RuleSet::new(cfg.builtin_rules, &cfg.disabled_rules, &cfg.patterns) {
             Ok(rules) => {
+                for w in cfg.warnings() {
+                    eprintln!("{}: warning: {w}", path.display());
+                }
                 println!(
                     "{}: the configuration is valid ({} rules, {} containers listed, firewall {}, state in {})",
                     path.display(),
@@ -676,11 +679,54 @@ fn remove_firewall(config: Option<&Path>) -> Result<i32> {
     Ok(0)
 }
 
+/// Asks the daemon to re-read its config. A running daemon checks the file itself and
+/// answers with its errors; when none answers and the file is broken, the file is the
+/// news (a syntax error can hide the `control.socket` it names, so "not running" alone
+/// would send the operator to the wrong problem).
 fn reload(config: Option<&Path>) -> Result<i32> {
-    Ok(show_answer(need_daemon(
-        &socket_of(config),
-        &Request::Reload,
-    )?))
+    let path = config
+        .map(Path::to_path_buf)
+        .unwrap_or_else(|| PathBuf::from(DEFAULT_CONFIG_PATH));
+    let socket = socket_of(config);
+    match client::call(&socket, &Request::Reload) {
+        Ok(resp) => Ok(show_answer(resp)),
+        Err(ClientError::NotRunning(msg)) => match config::load(&path) {
+            Ok(_) => {
+                eprintln!("security-monitor: {msg}");
+                Ok(3)
+            }
+            Err(errors) => {
+                eprint!("{errors}");
+                eprintln!("{}", reload_refused(&path, &socket));
+                Ok(1)
+            }
+        },
+        Err(e) => {
+            eprintln!("security-monitor: {e}");
+            Ok(3)
+        }
+    }
+}
+
+/// What `reload` says when no daemon answers and the config has errors.
+fn reload_refused(path: &Path, socket: &Path) -> String {
+    let named = std::fs::read_to_string(path)
+        .ok()
+        .and_then(|t| config::control_socket_of(&t))
+        .is_some();
+    let which = if named {
+        format!("the control socket it names, {}", socket.display())
+    } else {
+        format!(
+            "the default control socket {} (the errors hide any control.socket the file sets)",
+            socket.display()
+        )
+    };
+    format!(
+        "security-monitor: nothing was reloaded: {} has the errors above, and no daemon answers on {which}. Fix the file (security-monitor check-config {}) and reload again.",
+        path.display(),
+        path.display()
+    )
 }
 
 fn ban(ip: &str, duration: Option<&str>, reason: &str, config: Option<&Path>) -> Result<i32> {

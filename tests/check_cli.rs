@@ -390,6 +390,50 @@ fn check_config_reports_syntax_errors_and_missing_files() {
 }
 
 #[test]
+fn check_config_warns_of_a_password_sent_in_clear_text() {
+    let out = check_config(br#"{"email": {"enabled": true, "smtp_host": "mail.example.net", "smtp_port": 25, "security": "none",
+        "username": "u", "password": "p", "from": "m@example.net", "to": ["ops@example.net"]}}"#);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "a warning is not an error: {err}");
+    assert!(
+        err.contains("warning: email: the SMTP password is sent in clear text"),
+        "{err}"
+    );
+}
+
+#[test]
+fn reload_with_a_broken_config_says_what_is_wrong_with_it() {
+    // A daemon on the default socket would be asked: leave a real one alone.
+    if Path::new("/run/security-monitor/control.sock").exists() {
+        eprintln!("skipped: a daemon listens on the default control socket");
+        return;
+    }
+    let d = Dir::new();
+    let sock = d.0.path().join("x.sock");
+    let text = format!(
+        "{{\"control\": {{\"socket\": \"{}\"}},\n \"thresholds\": {{\n",
+        sock.display()
+    );
+    let broken = d.file("broken.json", text.as_bytes());
+    let out = bin()
+        .args(["reload", "--config"])
+        .arg(&broken)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("broken.json:3:1: unexpected end of file"),
+        "{err}"
+    );
+    assert!(
+        err.contains("nothing was reloaded") && err.contains("check-config"),
+        "{err}"
+    );
+    assert!(!err.contains("is not running"), "{err}");
+}
+
+#[test]
 fn check_refuses_a_bad_config_and_an_unknown_format() {
     let d = Dir::new();
     let cfg = d.file("c.json", br#"{"patterns": {"p": "a(?<=b)"}}"#);

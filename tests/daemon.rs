@@ -256,8 +256,10 @@ fn an_attack_in_a_container_log_is_banned_and_survives_kill_9() {
         list.contains("203.0.113.101") && list.contains(&name),
         "{list}"
     );
+    // The ban is logged just after the kernel took it: wait for the line.
     assert!(
-        d.log().contains("ACTION") || d.log().contains("banned 203.0.113.101"),
+        wait_until(Duration::from_secs(10), || d.log().contains("ACTION")
+            || d.log().contains("banned 203.0.113.101")),
         "{}",
         d.log()
     );
@@ -849,13 +851,20 @@ fn metrics_alerts_and_insights_follow_an_attack_and_survive_a_restart() {
             String::from_utf8_lossy(&out.stderr)
         );
         after = parse_prometheus(&python, &String::from_utf8_lossy(&out.stdout));
+        // The ban's counters and alerts follow the kernel change through the event
+        // bus: they are waited for too, not read at the moment the kernel had it.
         sample_sum(
             &after,
             "security_monitor_error_lines_total",
             &[("container", &name)],
         ) >= 45.0
+            && sample_sum(&after, "security_monitor_bans_total", &[]) >= 1.0
+            && sample_sum(&after, "security_monitor_alerts_total", &[]) >= 2.0
     });
-    assert!(moved, "the error lines were not counted: {after:?}");
+    assert!(
+        moved,
+        "the error lines, the ban or its alerts were not counted: {after:?}"
+    );
     let c = [("container", name.as_str())];
     assert!(
         sample_sum(&after, "security_monitor_lines_read_total", &c) >= 48.0,
@@ -1071,13 +1080,17 @@ fn a_ban_is_mailed_once_and_a_restored_ban_sends_nothing() {
         "{body}"
     );
     assert!(body.contains("UNION%20SELECT"), "{body}");
-    let status = String::from_utf8_lossy(&d.cli(&["status"]).stdout).into_owned();
-    assert!(
-        status.contains(&format!(
-            "notices      email via 127.0.0.1:{port} (no encryption): 1 sent, 0 failed, 0 pending"
-        )),
-        "{status}"
+    // The mail is on the server's disk before the daemon has the server's answer: wait
+    // for the daemon to count it sent.
+    let want = format!(
+        "notices      email via 127.0.0.1:{port} (no encryption): 1 sent, 0 failed, 0 pending"
     );
+    let mut status = String::new();
+    let counted = wait_until(Duration::from_secs(10), || {
+        status = String::from_utf8_lossy(&d.cli(&["status"]).stdout).into_owned();
+        status.contains(&want)
+    });
+    assert!(counted, "{status}");
 
     // A restart restores the ban: that is not a new ban, so no mail.
     d.signal("-TERM");

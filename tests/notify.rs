@@ -433,9 +433,11 @@ fn a_thousand_bans_make_a_few_mails_that_count_every_ban() {
             std::thread::sleep(Duration::from_millis(200));
         }
     }
-    std::thread::sleep(Duration::from_secs(3));
-    let mails = smtp.received();
+    // Wait for the three the cap allows, and for the notifier to have their answers
+    // (the server stores a mail before the notifier hears it was taken).
+    let mails = smtp.wait_for(3, Duration::from_secs(20));
     assert_eq!(mails.len(), 3, "the hourly cap of 3: {} mails", mails.len());
+    wait_status(&n, Duration::from_secs(10), |s| s.channels[0].sent == 3);
     let mut told = 0u64;
     for m in &mails {
         let subject = header(m, "Subject")[0];

@@ -27,6 +27,24 @@ cleanup() {
 }
 trap cleanup EXIT
 step() { printf '\n--- %s\n' "$*"; }
+# Runs a command until it succeeds, for at most $1 seconds; fails if it never does. The
+# daemon writes blocked_ips.json, the kernel set and the journal a moment after `list`
+# shows a ban (the state file is written coalesced, every 250 ms): wait for each.
+wait_for() {
+    local limit=$1 end
+    shift
+    end=$((SECONDS + limit))
+    until "$@"; do
+        [ "$SECONDS" -lt "$end" ] || return 1
+        sleep 0.2
+    done
+}
+state_holds() { docker exec "$box" cat /var/lib/security-monitor/blocked_ips.json 2>/dev/null | grep "\"ip\": \"$1\"" >/dev/null; }
+kernel_holds() { docker exec "$box" nft list set inet security_monitor banned_v4 2>/dev/null | grep "$1" >/dev/null; }
+journal_has_ban() {
+    docker exec "$box" journalctl -u security-monitor --no-pager -o verbose "IP=$1" >"$work/journal" 2>/dev/null || true
+    grep -q "ACTION=ban" "$work/journal"
+}
 
 if ! docker image inspect "$rootfs_image" >/dev/null 2>&1; then
     step "building a Debian 12 root filesystem with systemd (debootstrap, once per run)"
@@ -76,10 +94,10 @@ for _ in $(seq 1 50); do
 done
 docker exec "$box" security-monitor list | tee "$work/list"
 grep -q "$ip" "$work/list" || fail "security-monitor list does not show $ip"
-docker exec "$box" cat /var/lib/security-monitor/blocked_ips.json | grep "\"ip\": \"$ip\"" >/dev/null || fail "blocked_ips.json does not hold $ip"
-docker exec "$box" nft list set inet security_monitor banned_v4 | grep "$ip" >/dev/null || fail "$ip is not in the kernel set"
-docker exec "$box" journalctl -u security-monitor --no-pager -o verbose "IP=$ip" | tee "$work/journal" | grep -E '^ *(IP|ACTION|RULE|CATEGORY|CONTAINER)=' || true
-grep -q "ACTION=ban" "$work/journal" || fail "no structured ban event for IP=$ip in the journal"
+wait_for 15 state_holds "$ip" || fail "blocked_ips.json does not hold $ip (waited 15 s)"
+wait_for 15 kernel_holds "$ip" || fail "$ip is not in the kernel set (waited 15 s)"
+wait_for 15 journal_has_ban "$ip" || fail "no structured ban event for IP=$ip in the journal (waited 15 s)"
+grep -E '^ *(IP|ACTION|RULE|CATEGORY|CONTAINER)=' "$work/journal" || true
 docker exec "$box" security-monitor status
 
 step "systemctl reload with a broken config: still active, errors in the journal"
@@ -88,7 +106,8 @@ docker exec "$box" sh -c 'sed -i "s/\"max_failed_auth\": 6/\"max_failed_auth\": 
 # The reload job fails (ExecReload reports the rejected config) but the service carries on.
 if docker exec "$box" systemctl reload security-monitor; then fail "a broken config was reloaded without complaint"; fi
 docker exec "$box" systemctl is-active security-monitor || fail "the service died on a bad reload"
-docker exec "$box" journalctl -u security-monitor --no-pager -n 20 | grep "thresholds.max_failed_auth" || fail "the reload error is not in the journal"
+reload_error_logged() { docker exec "$box" journalctl -u security-monitor --no-pager -n 50 | grep "thresholds.max_failed_auth"; }
+wait_for 15 reload_error_logged || fail "the reload error is not in the journal (waited 15 s)"
 docker exec "$box" systemctl status --no-pager security-monitor | grep -i "Status:" || true
 docker exec "$box" security-monitor list | grep "$ip" >/dev/null || fail "the ban was lost on the bad reload"
 docker exec "$box" cp /root/good.json /etc/security-monitor/monitor_config.json

@@ -659,6 +659,21 @@ impl Default for Config {
 }
 
 impl Config {
+    /// What is valid but unwise, one sentence each: `check-config` prints these and the
+    /// daemon logs them at start. They never stop it.
+    pub fn warnings(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        let e = &self.email;
+        let has_password = e.password.is_some() || e.password_file.is_some();
+        if e.enabled && has_password && e.security == SmtpSecurity::None {
+            out.push(format!(
+                "email: the SMTP password is sent in clear text: \"security\" is \"none\", so anyone on the way to {}:{} can read it (and every notice); set \"security\" to \"starttls\" (port 587) or \"tls\" (port 465)",
+                e.smtp_host, e.smtp_port
+            ));
+        }
+        out
+    }
+
     /// The format named `name`: a built-in one or one from `formats`.
     pub fn format(&self, name: &str) -> Option<LogFormat> {
         match name {
@@ -2345,6 +2360,40 @@ mod tests {
         assert_eq!(b.duration_for(0), 86400);
         assert_eq!(b.duration_for(1), 2 * 86400);
         assert_eq!(b.duration_for(50), 30 * 86400);
+    }
+
+    #[test]
+    fn a_password_without_encryption_is_warned_about() {
+        let mail = |extra: &str| {
+            format!(
+                r#"{{"email": {{"enabled": true, "smtp_host": "mail.example.net", "smtp_port": 25, "from": "m@example.net", "to": ["ops@example.net"]{extra}}}}}"#
+            )
+        };
+        let cfg = parse_str(&mail(
+            r#", "security": "none", "username": "u", "password": "p""#,
+        ))
+        .expect("valid");
+        let w = cfg.warnings();
+        assert_eq!(w.len(), 1, "{w:?}");
+        assert!(
+            w[0].contains("clear text") && w[0].contains("mail.example.net:25"),
+            "{w:?}"
+        );
+        let from_file = parse_str(&mail(
+            r#", "security": "none", "username": "u", "password_file": "/etc/security-monitor/smtp-password""#,
+        ))
+        .expect("valid");
+        assert_eq!(from_file.warnings().len(), 1);
+        // Encrypted, or without a password, or mail off: nothing to warn about.
+        for quiet in [
+            mail(r#", "security": "starttls", "username": "u", "password": "p""#),
+            mail(r#", "security": "none""#),
+            r#"{"email": {"enabled": false, "security": "none", "username": "u", "password": "p"}}"#
+                .to_string(),
+        ] {
+            let cfg = parse_str(&quiet).expect("valid");
+            assert!(cfg.warnings().is_empty(), "{quiet}: {:?}", cfg.warnings());
+        }
     }
 
     #[test]

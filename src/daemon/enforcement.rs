@@ -75,7 +75,14 @@ pub struct Summary {
     pub never_banned: u64,
     pub dropped_verdicts: u64,
     pub firewall_errors: u64,
+    /// The last error of any kind, kept for `status` after it has cleared.
     pub last_error: Option<String>,
+    /// The firewall is failing now: the last change it was asked for failed. Cleared by
+    /// the next ban or unban that succeeds, so `health` recovers with it.
+    pub firewall_error: Option<String>,
+    /// The state file cannot be written now. Cleared by the next successful write (a
+    /// failed write is retried, so one full disk is not reported for ever).
+    pub state_file_error: Option<String>,
     /// Log timestamp to firewall applied, in milliseconds, over the last bans.
     pub time_to_ban_ms_p50: Option<f64>,
     pub time_to_ban_ms_p99: Option<f64>,
@@ -107,6 +114,13 @@ impl Handle {
         }
         self.dropped
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// Whether the enforcement thread is still running. It only ends at shutdown; ended
+    /// before that (a panic, or a thread that could not be started) means nothing bans
+    /// or unbans any more, which `health` must say.
+    pub fn alive(&self) -> bool {
+        self.thread.as_ref().is_some_and(|t| !t.is_finished())
     }
 
     /// Sends a control message (blocking only if the queue is full).
@@ -209,13 +223,36 @@ impl Worker {
     }
 
     fn save(&mut self) {
-        if let Err(e) = self.enforcer.save(unix_now()) {
-            self.error(format!(
-                "cannot write {}: {e}",
-                self.enforcer.state_path().display()
-            ));
+        match self.enforcer.save(unix_now()) {
+            Ok(()) => {
+                if let Some(was) = self.summary.state_file_error.take() {
+                    tracing::info!(
+                        "{} is written again (it failed with: {was})",
+                        self.enforcer.state_path().display()
+                    );
+                }
+            }
+            Err(e) => {
+                let e = format!("cannot write {}: {e}", self.enforcer.state_path().display());
+                self.summary.state_file_error = Some(e.clone());
+                self.error(e);
+            }
         }
         self.last_save = Instant::now();
+    }
+
+    /// A firewall change failed: counted, logged, and the firewall is failing until the
+    /// next change succeeds.
+    fn firewall_failed(&mut self, e: String) {
+        self.summary.firewall_error = Some(e.clone());
+        self.error(e);
+    }
+
+    /// A firewall change succeeded: an earlier failure has cleared.
+    fn firewall_worked(&mut self) {
+        if let Some(was) = self.summary.firewall_error.take() {
+            tracing::info!("the firewall takes changes again (it failed with: {was})");
+        }
     }
 
     fn error(&mut self, e: String) {
@@ -277,6 +314,7 @@ impl Worker {
                             record, seconds, ..
                         } => match self.enforcer.apply(&d) {
                             Ok(()) => {
+                                self.firewall_worked();
                                 self.log_ban(record, *seconds, None, false);
                                 Ok(format!(
                                     "banned {} for {} (until {}){}",
@@ -287,7 +325,7 @@ impl Worker {
                                 ))
                             }
                             Err(e) => {
-                                self.error(e.clone());
+                                self.firewall_failed(e.clone());
                                 Err(e)
                             }
                         },
@@ -302,6 +340,7 @@ impl Worker {
                 Msg::Unban { ip, reply } => {
                     let answer = match self.enforcer.unban(ip) {
                         Ok(Some(b)) => {
+                            self.firewall_worked();
                             self.summary.unbans_since_start += 1;
                             tracing::info!(IP = %ip, RULE = %b.rule, CATEGORY = %b.category, ACTION = "unban", "unbanned {ip} by request");
                             self.events.send(Event::Unban {
@@ -316,11 +355,14 @@ impl Worker {
                                 format_time(b.expires_at)
                             ))
                         }
-                        Ok(None) => Ok(format!(
-                            "{ip} was not banned; made sure the firewall does not hold it"
-                        )),
+                        Ok(None) => {
+                            self.firewall_worked();
+                            Ok(format!(
+                                "{ip} was not banned; made sure the firewall does not hold it"
+                            ))
+                        }
                         Err(e) => {
-                            self.error(e.clone());
+                            self.firewall_failed(e.clone());
                             Err(e)
                         }
                     };
@@ -361,6 +403,7 @@ impl Worker {
         let only: Vec<Decision> = decisions.iter().map(|(d, _)| d.clone()).collect();
         match self.enforcer.apply_all(&only) {
             Ok(()) => {
+                self.firewall_worked();
                 let applied_ns = unix_now_ns();
                 for (d, log_ts_ns) in decisions {
                     if let Decision::Ban {
@@ -378,7 +421,7 @@ impl Worker {
                     }
                 }
             }
-            Err(e) => self.error(format!("could not apply {} ban(s): {e}", only.len())),
+            Err(e) => self.firewall_failed(format!("could not apply {} ban(s): {e}", only.len())),
         }
     }
 
@@ -432,7 +475,7 @@ impl Worker {
                     });
                 }
             }
-            Err(e) => self.error(format!("could not lift expired bans: {e}")),
+            Err(e) => self.firewall_failed(format!("could not lift expired bans: {e}")),
         }
     }
 }
@@ -469,4 +512,181 @@ fn percentile(sorted: &[f64], q: f64) -> Option<f64> {
     }
     let idx = ((sorted.len() as f64 - 1.0) * q).round() as usize;
     Some(sorted[idx.min(sorted.len() - 1)])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::firewall::{Backend, FirewallError, KernelBan};
+    use crate::netaddr::IpNet;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::Arc;
+
+    /// A firewall that refuses every change while `failing` is set.
+    struct Flaky {
+        failing: Arc<AtomicBool>,
+    }
+
+    impl Flaky {
+        fn check(&self) -> crate::firewall::Result<()> {
+            if self.failing.load(Ordering::SeqCst) {
+                return Err(FirewallError {
+                    action: "adding bans".into(),
+                    detail: "no buffer space available".into(),
+                });
+            }
+            Ok(())
+        }
+    }
+
+    impl Backend for Flaky {
+        fn name(&self) -> &'static str {
+            "none"
+        }
+        fn setup(&mut self) -> crate::firewall::Result<()> {
+            Ok(())
+        }
+        fn ban(&mut self, _: &[(IpNet, u64)]) -> crate::firewall::Result<()> {
+            self.check()
+        }
+        fn unban(&mut self, _: &[IpNet]) -> crate::firewall::Result<()> {
+            self.check()
+        }
+        fn replace_all(&mut self, _: &[(IpNet, u64)]) -> crate::firewall::Result<()> {
+            Ok(())
+        }
+        fn list(&mut self) -> crate::firewall::Result<Vec<KernelBan>> {
+            Ok(Vec::new())
+        }
+        fn kernel_expiry(&self) -> bool {
+            true
+        }
+        fn teardown(&mut self) -> crate::firewall::Result<()> {
+            Ok(())
+        }
+    }
+
+    fn enforcer(dir: &std::path::Path, backend: Box<dyn Backend>) -> Enforcer {
+        let mut cfg = Config::default();
+        cfg.state.dir = dir.to_path_buf();
+        let (enforcer, _) =
+            Enforcer::start_with(&cfg, backend, "test".into(), unix_now()).expect("start");
+        enforcer
+    }
+
+    fn worker(dir: &std::path::Path) -> (Worker, Arc<AtomicBool>) {
+        let failing = Arc::new(AtomicBool::new(false));
+        let backend = Box::new(Flaky {
+            failing: failing.clone(),
+        });
+        let dropped = Arc::new(std::sync::atomic::AtomicU64::new(0));
+        let w = Worker::new(enforcer(dir, backend), dropped, Bus::new());
+        (w, failing)
+    }
+
+    fn ban(w: &mut Worker, ip: &str) -> Result<String, String> {
+        let (tx, mut rx) = oneshot::channel();
+        w.handle(vec![Msg::Ban {
+            ip: ip.parse().expect("test address"),
+            seconds: Some(60),
+            reason: "test".into(),
+            reply: tx,
+        }]);
+        rx.try_recv().expect("the worker answers at once")
+    }
+
+    #[test]
+    fn a_firewall_error_clears_with_the_next_change_that_works() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (mut w, failing) = worker(dir.path());
+        failing.store(true, Ordering::SeqCst);
+        assert!(ban(&mut w, "203.0.113.7").is_err());
+        let e = w
+            .summary
+            .firewall_error
+            .clone()
+            .expect("the failure is current");
+        assert!(e.contains("no buffer space"), "{e}");
+        failing.store(false, Ordering::SeqCst);
+        assert!(ban(&mut w, "203.0.113.8").is_ok());
+        assert_eq!(w.summary.firewall_error, None);
+        // The history is kept for `status`.
+        assert_eq!(w.summary.firewall_errors, 1);
+        assert!(w.summary.last_error.is_some());
+    }
+
+    #[test]
+    fn a_state_file_error_clears_with_the_next_write() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let state = dir.path().join("state");
+        std::fs::create_dir(&state).expect("state dir");
+        let (mut w, _) = worker(&state);
+        assert!(ban(&mut w, "203.0.113.9").is_ok());
+        // The directory is gone and a file stands in its place: the write fails.
+        std::fs::rename(&state, dir.path().join("moved")).expect("move");
+        std::fs::write(&state, b"not a directory").expect("file");
+        w.save();
+        let e = w
+            .summary
+            .state_file_error
+            .clone()
+            .expect("the failure is current");
+        assert!(e.contains("blocked_ips.json"), "{e}");
+        std::fs::remove_file(&state).expect("remove");
+        std::fs::create_dir(&state).expect("state dir again");
+        w.save();
+        assert_eq!(w.summary.state_file_error, None);
+        assert!(state.join("blocked_ips.json").exists());
+    }
+
+    #[test]
+    fn a_thread_that_panicked_is_not_alive() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        // The first firewall change panics, as a bug in a backend would.
+        let h = spawn(enforcer(dir.path(), Box::new(Panics)), Bus::new());
+        assert!(h.alive());
+        let (tx, rx) = oneshot::channel();
+        assert!(h.send(Msg::Ban {
+            ip: "203.0.113.10".parse().expect("test address"),
+            seconds: Some(60),
+            reason: "test".into(),
+            reply: tx,
+        }));
+        // The reply is dropped with the thread.
+        assert!(rx.blocking_recv().is_err());
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while h.alive() && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        assert!(!h.alive(), "a thread that panicked still counts as alive");
+    }
+
+    struct Panics;
+
+    impl Backend for Panics {
+        fn name(&self) -> &'static str {
+            "none"
+        }
+        fn setup(&mut self) -> crate::firewall::Result<()> {
+            Ok(())
+        }
+        fn ban(&mut self, _: &[(IpNet, u64)]) -> crate::firewall::Result<()> {
+            panic!("a bug in the firewall backend")
+        }
+        fn unban(&mut self, _: &[IpNet]) -> crate::firewall::Result<()> {
+            Ok(())
+        }
+        fn replace_all(&mut self, _: &[(IpNet, u64)]) -> crate::firewall::Result<()> {
+            Ok(())
+        }
+        fn list(&mut self) -> crate::firewall::Result<Vec<KernelBan>> {
+            Ok(Vec::new())
+        }
+        fn kernel_expiry(&self) -> bool {
+            true
+        }
+        fn teardown(&mut self) -> crate::firewall::Result<()> {
+            Ok(())
+        }
+    }
 }

@@ -64,6 +64,9 @@ pub fn run(opts: Options) -> i32 {
             return 1;
         }
     };
+    for w in cfg.warnings() {
+        tracing::warn!("{}: {w}", opts.config.display());
+    }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -530,8 +533,11 @@ fn alert_log_result(st: &mut State, r: std::io::Result<()>) {
 fn flush_alerts(st: &mut State) {
     let now = unix_now();
     let dirty = st.alerts.take_dirty();
-    let r = st.alert_log.append(&dirty, now);
-    alert_log_result(st, r);
+    // Nothing to write proves nothing: an earlier failure stays until a write works.
+    if !dirty.is_empty() {
+        let r = st.alert_log.append(&dirty, now);
+        alert_log_result(st, r);
+    }
     let cutoff = now - i64::from(st.cfg.log_retention_days) * 86_400;
     st.alerts.prune(cutoff, now);
     for gone in st.alert_log.prune(now) {
@@ -808,8 +814,7 @@ async fn handle_call(
         }
         Request::Health => {
             let s = summary(enforce).await;
-            let ws = watcher.as_ref().map(|w| w.status());
-            Response::ok(health(st, &s, ws.as_ref()))
+            Response::ok(health(st, enforce, watcher.as_ref(), &s))
         }
         Request::Alerts {
             since,
@@ -886,36 +891,94 @@ async fn active_bans(enforce: &enforcement::Handle) -> Vec<crate::state::BanReco
     rx.await.unwrap_or_default()
 }
 
-/// `ok` when Docker is connected, the firewall works and the config loaded; otherwise
-/// `degraded` with the problems in words.
-fn health(st: &State, s: &Summary, ws: Option<&crate::docker::WatcherStatus>) -> serde_json::Value {
+/// Whether each long-running part still runs. Each ends only at shutdown, so one that
+/// has ended while the daemon runs died (a panic: its message is in the daemon's log).
+/// A release build aborts on panic and systemd restarts it; this is for every other case.
+#[derive(Debug, Clone, Copy)]
+struct Alive {
+    enforcement: bool,
+    /// None: Docker is not watched at all (reported from the watcher status).
+    watcher: Option<bool>,
+    notifier: bool,
+}
+
+/// `ok` when every part runs, Docker is connected, the firewall and the state file work
+/// and the config loaded; otherwise `degraded` with the problems in words. Each problem
+/// is a present one: it goes once what caused it works again.
+fn health(
+    st: &State,
+    enforce: &enforcement::Handle,
+    watcher: Option<&Watcher>,
+    s: &Summary,
+) -> serde_json::Value {
+    let ws = watcher.map(|w| w.status());
+    let alive = Alive {
+        enforcement: enforce.alive(),
+        watcher: watcher.map(Watcher::alive),
+        notifier: st.notifier.alive(),
+    };
+    let problems = health_problems(
+        alive,
+        s,
+        ws.as_ref(),
+        st.reload_error.as_deref(),
+        st.alert_log_error.as_deref(),
+    );
+    serde_json::json!({
+        "status": if problems.is_empty() { "ok" } else { "degraded" },
+        "problems": problems,
+        "docker_connected": alive.watcher == Some(true) && ws.as_ref().is_some_and(|w| w.connected),
+        "firewall": s.backend,
+        "active_bans": s.active_bans,
+        "uptime_s": st.started.elapsed().as_secs(),
+    })
+}
+
+/// What `health` lists, most serious first.
+fn health_problems(
+    alive: Alive,
+    s: &Summary,
+    ws: Option<&crate::docker::WatcherStatus>,
+    reload_error: Option<&str>,
+    alert_log_error: Option<&str>,
+) -> Vec<String> {
+    const RESTART: &str = "see the daemon's log for why, and restart the service (systemctl restart security-monitor)";
     let mut problems = Vec::new();
+    if !alive.enforcement {
+        problems.push(format!("the enforcement thread has stopped: no ban is applied or lifted and blocked_ips.json is not written; {RESTART}"));
+    }
+    if alive.watcher == Some(false) {
+        problems.push(format!(
+            "the Docker watcher has stopped: no container's log is read; {RESTART}"
+        ));
+    }
+    if !alive.notifier {
+        problems.push(format!(
+            "the notifier has stopped: no mail or webhook notice is sent; {RESTART}"
+        ));
+    }
     match ws {
         None => problems.push("Docker is not watched (see the daemon's log)".to_string()),
-        Some(w) if !w.connected => problems.push(format!(
+        Some(w) if !w.connected && alive.watcher != Some(false) => problems.push(format!(
             "not connected to dockerd at {}: {}",
             w.docker_host,
             w.error.as_deref().unwrap_or("connecting")
         )),
         Some(_) => {}
     }
-    if let Some(e) = &s.last_error {
-        problems.push(format!("last firewall error: {e}"));
+    if let Some(e) = &s.firewall_error {
+        problems.push(format!("the firewall is failing: {e}"));
     }
-    if let Some(e) = &st.reload_error {
+    if let Some(e) = &s.state_file_error {
+        problems.push(format!("the state file cannot be written: {e}"));
+    }
+    if let Some(e) = reload_error {
         problems.push(format!("the last reload failed: {e}"));
     }
-    if let Some(e) = &st.alert_log_error {
+    if let Some(e) = alert_log_error {
         problems.push(format!("cannot write the alerts log: {e}"));
     }
-    serde_json::json!({
-        "status": if problems.is_empty() { "ok" } else { "degraded" },
-        "problems": problems,
-        "docker_connected": ws.is_some_and(|w| w.connected),
-        "firewall": s.backend,
-        "active_bans": s.active_bans,
-        "uptime_s": st.started.elapsed().as_secs(),
-    })
+    problems
 }
 
 /// The control socket's alert filters, checked (`now` resolves a `since` duration).
@@ -965,5 +1028,91 @@ fn answer(r: Result<Result<String, String>, oneshot::error::RecvError>) -> Respo
         Ok(Ok(msg)) => Response::ok(serde_json::Value::String(msg)),
         Ok(Err(e)) => Response::err(e),
         Err(_) => Response::err("enforcement has stopped"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::docker::WatcherStatus;
+
+    const ALL_RUN: Alive = Alive {
+        enforcement: true,
+        watcher: Some(true),
+        notifier: true,
+    };
+
+    fn connected() -> WatcherStatus {
+        WatcherStatus {
+            docker_host: "unix:///run/docker.sock".into(),
+            connected: true,
+            error: None,
+            containers: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn healthy_when_every_part_runs_and_nothing_fails() {
+        let p = health_problems(ALL_RUN, &Summary::default(), Some(&connected()), None, None);
+        assert!(p.is_empty(), "{p:?}");
+    }
+
+    #[test]
+    fn a_dead_part_is_reported_by_name() {
+        let cases = [
+            (
+                Alive {
+                    enforcement: false,
+                    ..ALL_RUN
+                },
+                "the enforcement thread has stopped",
+            ),
+            (
+                Alive {
+                    watcher: Some(false),
+                    ..ALL_RUN
+                },
+                "the Docker watcher has stopped",
+            ),
+            (
+                Alive {
+                    notifier: false,
+                    ..ALL_RUN
+                },
+                "the notifier has stopped",
+            ),
+        ];
+        for (alive, want) in cases {
+            // A dead watcher's last status may still say connected: it must not hide it.
+            let p = health_problems(alive, &Summary::default(), Some(&connected()), None, None);
+            assert_eq!(p.len(), 1, "{p:?}");
+            assert!(p[0].starts_with(want), "{p:?}");
+            assert!(p[0].contains("restart the service"), "{p:?}");
+        }
+    }
+
+    #[test]
+    fn a_firewall_or_state_file_failure_is_reported_while_it_lasts() {
+        let failing = Summary {
+            firewall_error: Some("adding 1 ban: no buffer space available".into()),
+            state_file_error: Some("cannot write blocked_ips.json: No space left".into()),
+            // An error in the past is history, not a present problem.
+            last_error: Some("an old one".into()),
+            ..Summary::default()
+        };
+        let p = health_problems(ALL_RUN, &failing, Some(&connected()), None, None);
+        assert_eq!(p.len(), 2, "{p:?}");
+        assert!(
+            p[0].contains("the firewall is failing: adding 1 ban"),
+            "{p:?}"
+        );
+        assert!(p[1].contains("No space left"), "{p:?}");
+        let cleared = Summary {
+            last_error: failing.last_error.clone(),
+            firewall_errors: 2,
+            ..Summary::default()
+        };
+        let p = health_problems(ALL_RUN, &cleared, Some(&connected()), None, None);
+        assert!(p.is_empty(), "{p:?}");
     }
 }

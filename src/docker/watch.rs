@@ -135,6 +135,12 @@ impl Watcher {
         }
     }
 
+    /// Whether the watcher's task still runs. It ends only when told to stop; ended
+    /// before that (a panic) means no container is followed any more.
+    pub fn alive(&self) -> bool {
+        self.task.as_ref().is_some_and(|t| !t.is_finished())
+    }
+
     /// Returns when the connection to dockerd was made or lost since the last call
     /// (see [`Watcher::status`] for which).
     pub async fn connection_changed(&self) {

@@ -184,6 +184,12 @@ impl Notifier {
         }
     }
 
+    /// Whether the notifier's task still runs. It ends only at shutdown; ended before
+    /// that (a panic) means no mail or webhook goes out any more.
+    pub fn alive(&self) -> bool {
+        !self.task.is_finished()
+    }
+
     pub fn status(&self) -> NotifyStatus {
         self.status.lock().map(|s| s.clone()).unwrap_or_default()
     }
@@ -509,4 +515,25 @@ fn host_name() -> String {
         .ok()
         .filter(|h| !h.is_empty())
         .unwrap_or_else(|| "localhost".into())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn alive_until_its_task_ends() {
+        let bus = crate::events::Bus::new();
+        let n = Notifier::spawn_with(Vec::new(), Vec::new(), bus.subscribe());
+        assert!(n.alive());
+        n.shutdown(Duration::from_secs(5)).await;
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while n.alive() && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        assert!(
+            !n.alive(),
+            "a notifier whose task ended still counts as alive"
+        );
+    }
 }
