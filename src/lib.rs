@@ -13,6 +13,7 @@ pub mod enforce;
 pub mod enforcer;
 pub mod events;
 pub mod firewall;
+pub mod fsutil;
 pub mod metrics;
 pub mod netaddr;
 pub mod notify;
