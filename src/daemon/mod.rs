@@ -445,6 +445,7 @@ fn error_line(st: &mut State, line: &LogLine, now: i64) {
 fn open_alerts(cfg: &Config) -> (AlertBook, AlertLog) {
     let mut book = AlertBook::new(cfg.alerts.cooldown, cfg.alerts.keep);
     let mut log = AlertLog::new(&cfg.state.dir, cfg.log_retention_days);
+    log.set_max_size(cfg.alerts.max_log_size);
     let now = unix_now();
     for gone in log.prune(now) {
         tracing::info!("deleted {} (older than log_retention_days)", gone.display());
@@ -699,6 +700,7 @@ async fn apply_reload(
     let n = st.detector.rules().rules().len();
     st.alerts.reconfigure(cfg.alerts.cooldown, cfg.alerts.keep);
     st.alert_log.set_retention(cfg.log_retention_days);
+    st.alert_log.set_max_size(cfg.alerts.max_log_size);
     st.notifier.reconfigure(&cfg);
     st.cfg = cfg;
     // A port that cannot be bound leaves the old listener as it was; the rest applies.
