@@ -180,6 +180,7 @@ async fn main_loop(opts: Options, cfg: Config) -> i32 {
         listener,
         call_tx.clone(),
         opts.socket.clone(),
+        server::Conns::new(server::ConnLimits::default()),
     ));
 
     let mut events_rx = events.subscribe();
@@ -546,7 +547,8 @@ async fn start_metrics_server(st: &mut State) -> Result<(), String> {
         tracing::info!("stopped the metrics listener on {old}");
     }
     if let (Some(addr), Some(l)) = (want, listener) {
-        let task = tokio::spawn(crate::metrics::http::serve(l, st.calls.clone()));
+        let conns = server::Conns::new(server::ConnLimits::default());
+        let task = tokio::spawn(crate::metrics::http::serve(l, st.calls.clone(), conns));
         tracing::info!("serving Prometheus metrics on http://{addr}/metrics");
         st.metrics_server = Some((addr, task));
     }
