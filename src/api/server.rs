@@ -362,8 +362,8 @@ mod tests {
         )
     }
 
-    #[test]
-    fn a_regular_file_or_symlink_at_the_socket_path_is_refused_not_removed() {
+    #[tokio::test]
+    async fn a_regular_file_or_symlink_at_the_socket_path_is_refused_not_removed() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("control.sock");
         std::fs::write(&path, b"not a socket").unwrap();
