@@ -99,8 +99,12 @@ fn set_mode(f: &File, path: &Path, mode: u32) -> io::Result<()> {
         ));
     }
     if meta.permissions().mode() & 0o7777 != mode {
-        f.set_permissions(fs::Permissions::from_mode(mode))
-            .map_err(|e| with_path(e, path))?;
+        match f.set_permissions(fs::Permissions::from_mode(mode)) {
+            // Someone else's file we may write (root's lock, opened by its group): theirs
+            // to set.
+            Err(e) if e.kind() == io::ErrorKind::PermissionDenied => {}
+            r => r.map_err(|e| with_path(e, path))?,
+        }
     }
     Ok(())
 }
