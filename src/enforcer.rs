@@ -1,7 +1,7 @@
 //! The ban book wired to a firewall backend and to `blocked_ips.json`: the I/O edge of
 //! enforcement, shared by the daemon and by the command line when no daemon runs.
 
-use std::fs::{File, OpenOptions};
+use std::fs::File;
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -23,12 +23,8 @@ impl StateLock {
         std::fs::create_dir_all(dir)
             .map_err(|e| format!("cannot create the state directory {}: {e}", dir.display()))?;
         let path = dir.join("lock");
-        let file = OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(&path)
-            .map_err(|e| format!("cannot open {}: {e}", path.display()))?;
+        let file =
+            crate::fsutil::open_lock(&path).map_err(|e| format!("cannot open the lock: {e}"))?;
         use std::os::fd::AsRawFd;
         // SAFETY: flock on a file descriptor we own; no memory is involved.
         let rc = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };

@@ -13,6 +13,7 @@ pub mod enforce;
 pub mod enforcer;
 pub mod events;
 pub mod firewall;
+pub mod fsutil;
 #[doc(hidden)]
 pub mod harness;
 pub mod metrics;

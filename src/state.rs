@@ -6,8 +6,8 @@
 //! moved aside with a clear error, never a reason to stop: the kernel still holds the
 //! bans, and they are adopted back from it.
 
-use std::fs::{self, File, OpenOptions};
-use std::io::{self, Write};
+use std::fs;
+use std::io;
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 
@@ -128,12 +128,12 @@ pub enum Loaded {
 
 /// Reads the state file. Never fails: a bad file is moved aside and reported.
 pub fn load(path: &Path) -> Loaded {
-    let bytes = match fs::read(path) {
+    let bytes = match crate::fsutil::read_nofollow(path) {
         Ok(b) => b,
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Loaded::Missing,
         Err(e) => {
             return Loaded::Corrupt {
-                error: format!("cannot read {}: {e}", path.display()),
+                error: format!("cannot read {e}"),
                 moved_to: None,
             }
         }
@@ -154,40 +154,21 @@ pub fn load(path: &Path) -> Loaded {
 
 /// Reads the state file without touching it (for `list`): None when there is none yet.
 pub fn load_readonly(path: &Path) -> Result<Option<StateFile>, String> {
-    match fs::read(path) {
+    match crate::fsutil::read_nofollow(path) {
         Ok(bytes) => serde_json::from_slice(&bytes)
             .map(Some)
             .map_err(|e| format!("{} is not a valid state file: {e}", path.display())),
         Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
-        Err(e) => Err(format!("cannot read {}: {e}", path.display())),
+        Err(e) => Err(format!("cannot read {e}")),
     }
 }
 
-/// Writes the state file atomically: a temp file beside it, fsync, rename, fsync the
-/// directory. Mode 0640: it names attackers, not secrets, but is nobody else's business.
+/// Writes the state file atomically through [`crate::fsutil::write_atomic`]: a new temp
+/// file beside it, fsync, rename, fsync the directory; mode 0640, never through a link.
 pub fn save(path: &Path, state: &StateFile) -> io::Result<()> {
-    let dir = path.parent().unwrap_or(Path::new("."));
-    fs::create_dir_all(dir)?;
-    let tmp = path.with_extension("json.tmp");
     let mut text = serde_json::to_vec_pretty(state).map_err(io::Error::other)?;
     text.push(b'\n');
-    {
-        let mut opts = OpenOptions::new();
-        opts.write(true).create(true).truncate(true);
-        #[cfg(unix)]
-        {
-            use std::os::unix::fs::OpenOptionsExt;
-            opts.mode(0o640);
-        }
-        let mut f = opts.open(&tmp)?;
-        f.write_all(&text)?;
-        f.sync_all()?;
-    }
-    fs::rename(&tmp, path)?;
-    if let Ok(d) = File::open(dir) {
-        let _ = d.sync_all();
-    }
-    Ok(())
+    crate::fsutil::write_atomic(path, &text, crate::fsutil::STATE_MODE)
 }
 
 #[cfg(test)]
@@ -290,5 +271,33 @@ mod tests {
         // So is a year no ban can have.
         fs::write(&p, text.replace(&"9".repeat(400), "99999-01-01T00:00:00Z")).unwrap();
         assert!(matches!(load(&p), Loaded::Corrupt { .. }));
+    }
+
+    #[test]
+    fn symlinks_at_the_state_and_temp_paths_are_not_followed() {
+        let dir = tempfile::tempdir().unwrap();
+        let victim = dir.path().join("victim.json");
+        let original = serde_json::to_vec(&sample()).unwrap();
+        fs::write(&victim, &original).unwrap();
+        let p = dir.path().join("blocked_ips.json");
+        std::os::unix::fs::symlink(&victim, &p).unwrap();
+        // Loading does not read through the link (nor move the target aside).
+        match load(&p) {
+            Loaded::Corrupt { error, .. } => assert!(error.contains("symbolic link"), "{error}"),
+            other => panic!("read through a symlink: {other:?}"),
+        }
+        assert!(load_readonly(&p).is_err());
+        // A link at the temp path is not written through; the one at the path is replaced.
+        let _ = fs::remove_file(&p);
+        std::os::unix::fs::symlink(&victim, &p).unwrap();
+        std::os::unix::fs::symlink(&victim, p.with_extension("json.tmp")).unwrap();
+        save(&p, &StateFile::default()).unwrap();
+        assert_eq!(fs::read(&victim).unwrap(), original);
+        assert!(!fs::symlink_metadata(&p).unwrap().file_type().is_symlink());
+        use std::os::unix::fs::PermissionsExt;
+        assert_eq!(
+            fs::metadata(&p).unwrap().permissions().mode() & 0o777,
+            0o640
+        );
     }
 }

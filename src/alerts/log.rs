@@ -3,20 +3,31 @@
 //!
 //! A folded alert is written again when its count changed, under the same `id`: readers
 //! take the last line of an id. The file is rotated when the day changes (UTC) or it
-//! grows past [`MAX_FILE_BYTES`]: it is renamed `alerts-YYYY-MM-DDTHHMMSSZ.jsonl` (the
-//! time of the rotation). Rotated files older than `log_retention_days` are deleted.
+//! would grow past a quarter of `alerts.max_log_size` (at most [`MAX_FILE_BYTES`]): it is
+//! renamed `alerts-YYYY-MM-DDTHHMMSSZ.jsonl` (the time of the rotation). Rotated files
+//! older than `log_retention_days` are deleted, and so are the oldest rotated files
+//! whenever the current file and the rotated ones together would pass
+//! `alerts.max_log_size`: a flood of alerts costs old alerts, never the disk.
 //! Every function takes `now`, so rotation and pruning are tested with a chosen clock.
+//!
+//! The files are opened without following symbolic links and created with mode 0640.
 
-use std::fs::{self, File, OpenOptions};
+use std::fs::{self, File};
 use std::io::{self, BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
 
 use super::Alert;
 use crate::detect::parse::{format_time, parse_time};
+use crate::fsutil::{self, with_path};
 
 pub const FILE_NAME: &str = "alerts.jsonl";
-/// A file is rotated when it grows past this size.
+/// The current file is rotated before it grows past this size (or a quarter of the
+/// total allowed, when that is smaller).
 pub const MAX_FILE_BYTES: u64 = 16 * 1024 * 1024;
+/// `alerts.max_log_size` by default: the current file and the rotated ones together.
+pub const DEFAULT_MAX_TOTAL_BYTES: u64 = 50 * 1024 * 1024;
+/// Mode of the alert files: they hold attackers' lines, for root and the group.
+pub const FILE_MODE: u32 = 0o640;
 const DAY: i64 = 86_400;
 
 pub struct AlertLog {
@@ -26,6 +37,8 @@ pub struct AlertLog {
     /// The UTC day (Unix days) the current file was started on.
     day: Option<i64>,
     retention_days: u32,
+    /// The current file and the rotated ones together stay within this many bytes.
+    max_total: u64,
 }
 
 /// What [`AlertLog::load`] found.
@@ -45,7 +58,19 @@ impl AlertLog {
             size: 0,
             day: None,
             retention_days,
+            max_total: DEFAULT_MAX_TOTAL_BYTES,
         }
+    }
+
+    /// Sets `alerts.max_log_size`; the oldest rotated files go at the next write if the
+    /// files already take more.
+    pub fn set_max_size(&mut self, bytes: u64) {
+        self.max_total = bytes.max(1);
+    }
+
+    /// The size the current file is rotated at.
+    fn segment(&self) -> u64 {
+        (self.max_total / 4).clamp(1, MAX_FILE_BYTES)
     }
 
     pub fn path(&self) -> PathBuf {
@@ -85,7 +110,9 @@ impl AlertLog {
         let mut loaded = Loaded::default();
         let mut by_id: std::collections::BTreeMap<u64, Alert> = Default::default();
         for path in files.iter().rev() {
-            let Ok(f) = File::open(path) else { continue };
+            let Ok(f) = fsutil::open_read_nofollow(path) else {
+                continue;
+            };
             for line in BufReader::new(f).lines() {
                 let Ok(line) = line else {
                     loaded.bad_lines += 1;
@@ -123,21 +150,17 @@ impl AlertLog {
         if alerts.is_empty() {
             return Ok(());
         }
-        self.rotate_if_due(now)?;
         let mut buf = Vec::new();
         for a in alerts {
             serde_json::to_writer(&mut buf, a).map_err(io::Error::other)?;
             buf.push(b'\n');
         }
+        self.rotate_if_due(now, buf.len() as u64)?;
         let file = match &mut self.file {
             Some(f) => f,
             None => {
                 let path = self.path();
-                let f = OpenOptions::new()
-                    .create(true)
-                    .append(true)
-                    .open(&path)
-                    .map_err(|e| with_path(e, &path))?;
+                let f = fsutil::open_append(&path, FILE_MODE)?;
                 let meta = f.metadata().map_err(|e| with_path(e, &path))?;
                 self.size = meta.len();
                 if self.day.is_none() {
@@ -155,11 +178,13 @@ impl AlertLog {
         Ok(())
     }
 
-    fn rotate_if_due(&mut self, now: i64) -> io::Result<()> {
+    /// Rotates before `incoming` bytes are written when the day changed or the file
+    /// would pass its segment size, then keeps the rotated files within the total.
+    fn rotate_if_due(&mut self, now: i64, incoming: u64) -> io::Result<()> {
         let path = self.path();
         if self.file.is_none() {
             // Learn the current file's day and size before appending to it.
-            match fs::metadata(&path) {
+            match fs::symlink_metadata(&path) {
                 Ok(m) if m.len() > 0 => {
                     self.size = m.len();
                     self.day = Some(first_time(&path).unwrap_or(now).div_euclid(DAY));
@@ -171,7 +196,8 @@ impl AlertLog {
             }
         }
         let new_day = self.day.is_some_and(|d| d != now.div_euclid(DAY));
-        if self.size == 0 || !(new_day || self.size >= MAX_FILE_BYTES) {
+        let full = self.size.saturating_add(incoming) > self.segment();
+        if self.size == 0 || !(new_day || full) {
             return Ok(());
         }
         self.file = None;
@@ -184,7 +210,38 @@ impl AlertLog {
         fs::rename(&path, &target).map_err(|e| with_path(e, &path))?;
         self.size = 0;
         self.day = None;
+        self.cap_rotated();
         Ok(())
+    }
+
+    /// Deletes the oldest rotated files until they and a full current file fit within
+    /// `max_total`, and says so in the journal; returns them.
+    fn cap_rotated(&self) -> Vec<PathBuf> {
+        let files: Vec<(PathBuf, u64)> = self
+            .rotated()
+            .into_iter()
+            .map(|(_, p)| {
+                let len = fs::symlink_metadata(&p).map(|m| m.len()).unwrap_or(0);
+                (p, len)
+            })
+            .collect();
+        let mut total: u64 = files.iter().map(|(_, l)| *l).sum();
+        let room = self.max_total.saturating_sub(self.segment());
+        let mut gone = Vec::new();
+        for (path, len) in files {
+            if total <= room {
+                break;
+            }
+            if fs::remove_file(&path).is_ok() {
+                tracing::info!(
+                    "deleted {} (the alerts log reached alerts.max_log_size)",
+                    path.display()
+                );
+                total -= len;
+                gone.push(path);
+            }
+        }
+        gone
     }
 
     /// Deletes rotated files whose every alert is older than the retention; returns them.
@@ -196,6 +253,8 @@ impl AlertLog {
                 gone.push(path);
             }
         }
+        // A smaller alerts.max_log_size after a reload applies here too.
+        self.cap_rotated();
         // The current file is rotated on the next write after a day change; one that
         // saw no write for longer than the retention is rotated (and so pruned) here.
         if self
@@ -213,10 +272,6 @@ impl AlertLog {
         }
         gone
     }
-}
-
-fn with_path(e: io::Error, path: &Path) -> io::Error {
-    io::Error::new(e.kind(), format!("{}: {e}", path.display()))
 }
 
 /// `alerts-2026-11-21T101500Z.jsonl`: readable, sortable, no colons.
@@ -241,7 +296,7 @@ fn rotated_time(name: &str) -> Option<i64> {
 
 /// The `time` of the first alert in a file.
 fn first_time(path: &Path) -> Option<i64> {
-    let f = File::open(path).ok()?;
+    let f = fsutil::open_read_nofollow(path).ok()?;
     let mut line = String::new();
     BufReader::new(f).read_line(&mut line).ok()?;
     serde_json::from_str::<Alert>(&line).ok().map(|a| a.time)
@@ -296,7 +351,7 @@ mod tests {
         drop(log);
 
         // A torn last line (a crash mid-write) is skipped and counted.
-        let mut f = OpenOptions::new()
+        let mut f = std::fs::OpenOptions::new()
             .append(true)
             .open(dir.path().join(FILE_NAME))
             .unwrap();
@@ -363,5 +418,63 @@ mod tests {
         let gone = log.prune(d2 + 10 * DAY);
         assert_eq!(gone.len(), 2, "{gone:?}");
         assert!(names(dir.path()).is_empty(), "{:?}", names(dir.path()));
+    }
+
+    /// Bytes taken by every file in the directory.
+    fn dir_bytes(d: &Path) -> u64 {
+        fs::read_dir(d)
+            .unwrap()
+            .map(|e| e.unwrap().metadata().unwrap().len())
+            .sum()
+    }
+
+    #[test]
+    fn the_log_stays_within_its_size_cap_keeping_the_newest() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut log = AlertLog::new(dir.path(), 30);
+        let cap = 40 * 1024;
+        log.set_max_size(cap);
+        let line = "x".repeat(200);
+        let mut written = 0u64;
+        for i in 0..2000u64 {
+            let a = Alert {
+                id: i + 1,
+                line: line.clone(),
+                ..hit(T0 + i as i64 / 10, "203.0.113.1")
+            };
+            log.append(&[a], T0 + i as i64 / 10).unwrap();
+            written += 300;
+            assert!(
+                dir_bytes(dir.path()) <= cap,
+                "over the cap after {i} alerts"
+            );
+        }
+        assert!(written > 10 * cap, "the test writes well past the cap");
+        // Rotated files exist (it rotates rather than stops), the newest alert is kept.
+        assert!(fs::read_dir(dir.path()).unwrap().count() > 1);
+        let newest = log.load(T0 + 200, 100_000).alerts;
+        assert_eq!(newest.last().map(|a| a.id), Some(2000));
+        assert!(newest.len() < 2000);
+    }
+
+    #[test]
+    fn the_log_is_not_appended_through_a_symlink() {
+        let dir = tempfile::tempdir().unwrap();
+        let victim = dir.path().join("victim");
+        fs::write(&victim, b"precious\n").unwrap();
+        std::os::unix::fs::symlink(&victim, dir.path().join(FILE_NAME)).unwrap();
+        let mut log = AlertLog::new(dir.path(), 30);
+        let e = log.append(&[hit(T0, "203.0.113.1")], T0).unwrap_err();
+        assert!(e.to_string().contains("symbolic link"), "{e}");
+        assert_eq!(fs::read(&victim).unwrap(), b"precious\n");
+        // A regular file is created with mode 0640.
+        fs::remove_file(dir.path().join(FILE_NAME)).unwrap();
+        log.append(&[hit(T0, "203.0.113.1")], T0).unwrap();
+        use std::os::unix::fs::PermissionsExt;
+        let mode = fs::metadata(dir.path().join(FILE_NAME))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o640);
     }
 }

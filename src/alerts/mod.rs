@@ -9,6 +9,12 @@
 //! Repeats are folded so an attacker hammering one rule makes one alert with a count, not
 //! thousands: an alert with the same kind, IP, rule and container as one opened less than
 //! `alerts.cooldown` ago adds to that one's `count` and `last_seen`.
+//!
+//! Floods fold per network too: an attacker who rotates addresses (an IPv6 /64 holds
+//! 2^64 of them) would otherwise make one alert per address and push every other alert
+//! out of the ring. Past [`FLOOD_ALERTS`] new alerts from one IPv4 /24 or IPv6 /64 within
+//! [`FLOOD_WINDOW`] seconds, further alerts of the same kind, rule and container from
+//! that network fold into one alert whose `prefix` names the network.
 
 pub mod errors;
 pub mod insights;
@@ -20,7 +26,13 @@ use std::net::IpAddr;
 use serde::{Deserialize, Serialize};
 
 use crate::events::{Event, Refusal};
+use crate::netaddr::IpNet;
 use crate::state::rfc3339;
+
+/// New alerts from one network within [`FLOOD_WINDOW`] before the rest fold by network.
+pub const FLOOD_ALERTS: u32 = 20;
+/// Seconds over which new alerts from one network are counted.
+pub const FLOOD_WINDOW: i64 = 60;
 
 /// Severities, least to most serious.
 pub const SEVERITIES: [&str; 4] = ["low", "medium", "high", "critical"];
@@ -60,6 +72,10 @@ pub struct Alert {
     pub line: String,
     /// How many times it happened within the cooldown (1: once).
     pub count: u64,
+    /// Set when this alert folds a flood from a whole network (`203.0.113.0/24`,
+    /// `2001:db8::/64`): `ip` is the address that opened it, `count` counts them all.
+    #[serde(default, skip_serializing_if = "Option::is_none", with = "net_text")]
+    pub prefix: Option<IpNet>,
 }
 
 impl Alert {
@@ -77,20 +93,87 @@ impl Alert {
             container: String::new(),
             line: String::new(),
             count: 1,
+            prefix: None,
         }
     }
 
     fn fold_key(&self) -> FoldKey {
+        let subject = match (self.prefix, self.ip) {
+            (Some(net), _) => Subject::Net(net),
+            (None, Some(ip)) => Subject::Ip(ip),
+            (None, None) => Subject::None,
+        };
         (
             self.kind.clone(),
-            self.ip,
+            subject,
             self.rule.clone(),
             self.container.clone(),
         )
     }
+
+    /// The same alert's key when folded by network.
+    fn net_fold_key(&self, net: IpNet) -> FoldKey {
+        (
+            self.kind.clone(),
+            Subject::Net(net),
+            self.rule.clone(),
+            self.container.clone(),
+        )
+    }
+
+    /// Whether this alert is about `ip`: its own address, or a network folding it.
+    pub fn concerns(&self, ip: IpAddr) -> bool {
+        self.ip == Some(ip) || self.prefix.is_some_and(|n| n.contains(ip))
+    }
 }
 
-type FoldKey = (String, Option<IpAddr>, String, String);
+/// What repeats fold by: one address, or a whole network under a flood.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+enum Subject {
+    None,
+    Ip(IpAddr),
+    Net(IpNet),
+}
+
+type FoldKey = (String, Subject, String, String);
+
+/// A network as text in the log (`203.0.113.0/24`).
+mod net_text {
+    use crate::netaddr::IpNet;
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(n: &Option<IpNet>, s: S) -> Result<S::Ok, S::Error> {
+        match n {
+            Some(n) => s.serialize_str(&n.to_string()),
+            None => s.serialize_none(),
+        }
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<IpNet>, D::Error> {
+        match Option::<String>::deserialize(d)? {
+            None => Ok(None),
+            Some(t) => t.parse().map(Some).map_err(serde::de::Error::custom),
+        }
+    }
+}
+
+/// The network a flood is counted in: the IPv4 /24 or IPv6 /64 of `ip`.
+pub fn flood_net(ip: IpAddr) -> IpNet {
+    let ip = crate::netaddr::normalize(ip);
+    let bits = if ip.is_ipv4() { 24 } else { 64 };
+    // 24 and 64 are valid lengths for their family: `new` only refuses longer ones.
+    match IpNet::new(ip, bits) {
+        Ok(net) => net,
+        Err(e) => unreachable!("/{bits} is refused for {ip}: {e}"),
+    }
+}
+
+/// The line of an alert that folds a network's flood.
+fn flood_line(net: IpNet, ip: IpAddr, line: &str) -> String {
+    cut(&format!(
+        "flood from {net} folded into one alert; last from {ip}: {line}"
+    ))
+}
 
 /// Longest line kept in an alert, in characters.
 pub const LINE_MAX: usize = 300;
@@ -281,6 +364,8 @@ pub struct AlertBook {
     /// Fold key → id of the alert repeats currently fold into.
     open: HashMap<FoldKey, u64>,
     dirty: Vec<u64>,
+    /// Per network: when its counting window started, and the new alerts in it.
+    floods: HashMap<IpNet, (i64, u32)>,
 }
 
 impl AlertBook {
@@ -292,6 +377,7 @@ impl AlertBook {
             next_id: 1,
             open: HashMap::new(),
             dirty: Vec::new(),
+            floods: HashMap::new(),
         }
     }
 
@@ -318,27 +404,25 @@ impl AlertBook {
         self.trim();
     }
 
-    /// Records an alert that happened at `a.time`: folded into an open one when it repeats
-    /// within the cooldown, else added.
+    /// Records an alert that happened at `a.time` (the clock: sans-IO): folded into an
+    /// open one when it repeats within the cooldown, or into its network's flood alert,
+    /// else added.
     pub fn record(&mut self, mut a: Alert) -> Recorded {
-        let key = a.fold_key();
-        if let Some(&id) = self.open.get(&key) {
-            let cooldown = self.cooldown;
-            if let Some(open) = self.get_mut(id) {
-                if a.time >= open.time && a.time < open.time + cooldown {
-                    open.count += a.count.max(1);
-                    open.last_seen = open.last_seen.max(a.time);
-                    if severity_rank(&a.severity) > severity_rank(&open.severity) {
-                        open.severity = a.severity;
-                    }
-                    if !a.line.is_empty() {
-                        open.line = a.line;
-                    }
-                    if !self.dirty.contains(&id) {
-                        self.dirty.push(id);
-                    }
-                    return Recorded::Folded(id);
-                }
+        let mut key = a.fold_key();
+        if let Some(id) = self.fold(&key, self.cooldown, &a, &a.line) {
+            return Recorded::Folded(id);
+        }
+        if let (Some(ip), None) = (a.ip, a.prefix) {
+            let net = flood_net(ip);
+            let net_key = a.net_fold_key(net);
+            let line = flood_line(net, ip, &a.line);
+            if let Some(id) = self.fold(&net_key, self.cooldown.max(FLOOD_WINDOW), &a, &line) {
+                return Recorded::Folded(id);
+            }
+            if self.count_flood(net, a.time) {
+                a.prefix = Some(net);
+                a.line = line;
+                key = net_key;
             }
         }
         a.id = self.next_id;
@@ -349,6 +433,39 @@ impl AlertBook {
         self.ring.push_back(a);
         self.trim();
         Recorded::New(self.next_id - 1)
+    }
+
+    /// Folds `a` into the alert open under `key` when `a` is within `window` of it; the
+    /// open alert's line becomes `line`.
+    fn fold(&mut self, key: &FoldKey, window: i64, a: &Alert, line: &str) -> Option<u64> {
+        let id = *self.open.get(key)?;
+        let open = self.get_mut(id)?;
+        if a.time < open.time || a.time >= open.time.saturating_add(window) {
+            return None;
+        }
+        open.count = open.count.saturating_add(a.count.max(1));
+        open.last_seen = open.last_seen.max(a.time);
+        if severity_rank(&a.severity) > severity_rank(&open.severity) {
+            open.severity.clone_from(&a.severity);
+        }
+        if !a.line.is_empty() {
+            open.line = line.to_string();
+        }
+        if !self.dirty.contains(&id) {
+            self.dirty.push(id);
+        }
+        Some(id)
+    }
+
+    /// Counts a new alert from `net`; true when the network is flooding.
+    fn count_flood(&mut self, net: IpNet, now: i64) -> bool {
+        let (start, n) = self.floods.entry(net).or_insert((now, 0));
+        if now < *start || now >= start.saturating_add(FLOOD_WINDOW) {
+            *start = now;
+            *n = 0;
+        }
+        *n = n.saturating_add(1);
+        *n > FLOOD_ALERTS
     }
 
     pub fn get(&self, id: u64) -> Option<&Alert> {
@@ -375,8 +492,15 @@ impl AlertBook {
         }
         let cooldown = self.cooldown;
         let ring = &self.ring;
-        self.open
-            .retain(|_, id| find(ring, *id).is_some_and(|a| a.time + cooldown > now));
+        self.open.retain(|key, id| {
+            let window = match key.1 {
+                Subject::Net(_) => cooldown.max(FLOOD_WINDOW),
+                _ => cooldown,
+            };
+            find(ring, *id).is_some_and(|a| a.time.saturating_add(window) > now)
+        });
+        self.floods
+            .retain(|_, (start, _)| start.saturating_add(FLOOD_WINDOW) > now);
     }
 
     fn trim(&mut self) {
@@ -407,7 +531,7 @@ impl AlertBook {
             .rev()
             .filter(|a| f.since.is_none_or(|t| a.last_seen >= t))
             .filter(|a| severity_rank(&a.severity) >= min)
-            .filter(|a| f.ip.is_none_or(|ip| a.ip == Some(ip)))
+            .filter(|a| f.ip.is_none_or(|ip| a.concerns(ip)))
             .filter(|a| f.container.as_deref().is_none_or(|c| a.container == c))
             .take(f.limit.unwrap_or(usize::MAX))
             .cloned()
@@ -573,5 +697,59 @@ mod tests {
         let a = from_event(&Event::FirewallError { at: 1, error: long }).unwrap();
         assert_eq!(a.line.chars().count(), LINE_MAX + 1);
         assert_eq!(a.severity, "critical");
+    }
+
+    #[test]
+    fn a_flood_from_one_network_folds_into_one_alert_per_rule() {
+        let mut book = AlertBook::new(300, 10_000);
+        // 1000 addresses of one /64, each once, within a minute.
+        for i in 0..1000u32 {
+            book.record(hit(
+                1000 + i64::from(i) / 20,
+                &format!("2001:db8::{i:x}"),
+                "r",
+            ));
+        }
+        assert_eq!(
+            book.len(),
+            FLOOD_ALERTS as usize + 1,
+            "one alert per address"
+        );
+        let folded = book.iter().last().unwrap().clone();
+        assert_eq!(
+            folded.prefix.map(|n| n.to_string()).as_deref(),
+            Some("2001:db8::/64")
+        );
+        assert_eq!(folded.count, 1000 - u64::from(FLOOD_ALERTS));
+        assert!(folded.line.contains("2001:db8::3e7"), "{}", folded.line);
+        // Another network is not folded with it; a filter by one address finds the fold.
+        assert!(matches!(
+            book.record(hit(1050, "2001:db8:1::1", "r")),
+            Recorded::New(_)
+        ));
+        let q = book.query(&Filter {
+            ip: Some("2001:db8::ffff".parse().unwrap()),
+            ..Filter::default()
+        });
+        assert_eq!(q.len(), 1);
+        // The folded alert reads back from its JSON line with its network.
+        let text = serde_json::to_string(&folded).unwrap();
+        assert!(text.contains("\"prefix\":\"2001:db8::/64\""), "{text}");
+        let back: Alert = serde_json::from_str(&text).unwrap();
+        assert_eq!(back, folded);
+    }
+
+    #[test]
+    fn a_few_neighbours_keep_their_own_alerts_and_the_flood_count_resets() {
+        let mut book = AlertBook::new(0, 10_000);
+        for i in 0..FLOOD_ALERTS {
+            book.record(hit(1000, &format!("203.0.113.{i}"), "r"));
+        }
+        assert!(book.iter().all(|a| a.prefix.is_none()));
+        // A minute later the window is new: the 21st neighbour is still its own alert.
+        book.prune(0, 1000 + FLOOD_WINDOW);
+        let r = book.record(hit(1000 + FLOOD_WINDOW, "203.0.113.200", "r"));
+        assert!(matches!(r, Recorded::New(_)));
+        assert!(book.iter().all(|a| a.prefix.is_none()));
     }
 }

@@ -571,6 +571,9 @@ pub struct AlertsConfig {
     pub cooldown: u64,
     /// Alerts kept in memory for `security-monitor alerts` (the log keeps more).
     pub keep: usize,
+    /// Bytes `alerts.jsonl` and its rotated files may take together; the oldest rotated
+    /// files are deleted to stay within it.
+    pub max_log_size: u64,
 }
 
 impl Default for AlertsConfig {
@@ -578,8 +581,36 @@ impl Default for AlertsConfig {
         AlertsConfig {
             cooldown: 300,
             keep: 10_000,
+            max_log_size: crate::alerts::log::DEFAULT_MAX_TOTAL_BYTES,
         }
     }
+}
+
+/// Smallest `alerts.max_log_size`: room for a few rotated files of useful size.
+pub const MIN_LOG_SIZE: u64 = 1024 * 1024;
+/// Largest `alerts.max_log_size` (1 TiB): beyond it a typo is more likely than a wish.
+pub const MAX_LOG_SIZE: u64 = 1 << 40;
+
+/// Reads a size: a number of bytes, or a number with `K`, `M`, `G` or `T`, optionally
+/// followed by `B` or `iB` (`"50M"`, `"50MB"`, `"50MiB"`). Like journald's sizes, every
+/// unit is a power of 1024, so `"50MB"` is 52,428,800 bytes.
+pub fn parse_size(s: &str) -> Result<u64, String> {
+    let bad = || {
+        format!("\"{s}\" is not a size: use bytes or a number with a unit, such as \"500K\", \"50M\" or \"1G\"")
+    };
+    let t = s.trim();
+    let digits = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+    let (num, unit) = t.split_at(digits);
+    let n: u64 = num.parse().map_err(|_| bad())?;
+    let shift = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 0,
+        "k" | "kb" | "kib" => 10,
+        "m" | "mb" | "mib" => 20,
+        "g" | "gb" | "gib" => 30,
+        "t" | "tb" | "tib" => 40,
+        _ => return Err(bad()),
+    };
+    n.checked_mul(1u64 << shift).ok_or_else(bad)
 }
 
 /// The Prometheus listener.
@@ -982,6 +1013,40 @@ impl Validator {
         }
     }
 
+    /// A size in bytes ([`parse_size`]) from `min` to `max`.
+    fn size(&mut self, node: &Node, path: &str, min: u64, max: u64) -> Option<u64> {
+        let bytes = match &node.value {
+            Value::Number(n) if n.fract() == 0.0 && *n >= 0.0 && *n <= max as f64 => *n as u64,
+            Value::String(s) => match parse_size(s) {
+                Ok(v) => v,
+                Err(e) => {
+                    self.err(path, node.pos, e);
+                    return None;
+                }
+            },
+            other => {
+                self.err(
+                    path,
+                    node.pos,
+                    format!(
+                        "expected a size such as \"50M\" or a number of bytes, found {}",
+                        describe(other)
+                    ),
+                );
+                return None;
+            }
+        };
+        if !(min..=max).contains(&bytes) {
+            self.err(
+                path,
+                node.pos,
+                format!("{bytes} bytes is out of range: expected from 1M ({min} bytes) to 1T ({max} bytes)"),
+            );
+            return None;
+        }
+        Some(bytes)
+    }
+
     fn duration(&mut self, node: &Node, path: &str, min: u64) -> Option<u64> {
         let secs = match &node.value {
             Value::Number(n) if !n.is_finite() || *n > MAX_DURATION_SECS as f64 => {
@@ -1206,6 +1271,12 @@ impl Validator {
                 if let Some(v) = a.get("keep") {
                     if let Some(x) = self.uint(v, "alerts.keep", 10, 1_000_000) {
                         cfg.alerts.keep = x as usize;
+                    }
+                }
+                if let Some(v) = a.get("max_log_size") {
+                    if let Some(x) = self.size(v, "alerts.max_log_size", MIN_LOG_SIZE, MAX_LOG_SIZE)
+                    {
+                        cfg.alerts.max_log_size = x;
                     }
                 }
                 self.finish(a);
@@ -2352,6 +2423,30 @@ mod tests {
         assert_eq!(steep.duration_for(u32::MAX), MAX_DURATION_SECS);
         assert_eq!(BanPolicy::default().clamp_ban(u64::MAX), 30 * 86400);
         assert_eq!(BanPolicy::default().clamp_ban(0), 1);
+    }
+
+    #[test]
+    fn alert_log_sizes_take_units_and_are_bounded() {
+        assert_eq!(parse_size("50M"), Ok(50 << 20));
+        assert_eq!(parse_size("50MB"), parse_size("50 MiB"));
+        assert_eq!(parse_size("1048576"), Ok(1 << 20));
+        assert!(parse_size("5 parsecs").is_err());
+        assert!(parse_size("99999999999T").is_err(), "overflow is an error");
+        let cfg = parse_str(r#"{"alerts": {"max_log_size": "200M"}}"#).unwrap();
+        assert_eq!(cfg.alerts.max_log_size, 200 << 20);
+        assert_eq!(
+            parse_str("{}").unwrap().alerts.max_log_size,
+            crate::alerts::log::DEFAULT_MAX_TOTAL_BYTES
+        );
+        for bad in [r#""10K""#, "1e20", r#""2000T""#, "true"] {
+            let errs =
+                parse_str(&format!(r#"{{"alerts": {{"max_log_size": {bad}}}}}"#)).unwrap_err();
+            assert!(
+                errs[0].to_string().contains("alerts.max_log_size"),
+                "{bad}: {}",
+                errs[0]
+            );
+        }
     }
 
     #[test]

@@ -188,6 +188,7 @@ async fn main_loop(opts: Options, cfg: Config) -> i32 {
         listener,
         call_tx.clone(),
         opts.socket.clone(),
+        server::Conns::new(server::ConnLimits::default()),
     ));
 
     let mut events_rx = events.subscribe();
@@ -478,6 +479,7 @@ fn error_line(st: &mut State, line: &LogLine, now: i64) {
 fn open_alerts(cfg: &Config) -> (AlertBook, AlertLog) {
     let mut book = AlertBook::new(cfg.alerts.cooldown, cfg.alerts.keep);
     let mut log = AlertLog::new(&cfg.state.dir, cfg.log_retention_days);
+    log.set_max_size(cfg.alerts.max_log_size);
     let now = unix_now();
     for gone in log.prune(now) {
         tracing::info!("deleted {} (older than log_retention_days)", gone.display());
@@ -581,7 +583,8 @@ async fn start_metrics_server(st: &mut State) -> Result<(), String> {
         tracing::info!("stopped the metrics listener on {old}");
     }
     if let (Some(addr), Some(l)) = (want, listener) {
-        let task = tokio::spawn(crate::metrics::http::serve(l, st.calls.clone()));
+        let conns = server::Conns::new(server::ConnLimits::default());
+        let task = tokio::spawn(crate::metrics::http::serve(l, st.calls.clone(), conns));
         tracing::info!("serving Prometheus metrics on http://{addr}/metrics");
         st.metrics_server = Some((addr, task));
     }
@@ -737,6 +740,7 @@ async fn apply_reload(
     let n = st.detector.rules().rules().len();
     st.alerts.reconfigure(cfg.alerts.cooldown, cfg.alerts.keep);
     st.alert_log.set_retention(cfg.log_retention_days);
+    st.alert_log.set_max_size(cfg.alerts.max_log_size);
     st.notifier.reconfigure(&cfg);
     st.cfg = cfg;
     // A port that cannot be bound leaves the old listener as it was; the rest applies.

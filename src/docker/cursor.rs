@@ -8,7 +8,6 @@
 //! (temp file, fsync, rename) and at most once a second.
 
 use std::collections::BTreeMap;
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
@@ -105,10 +104,10 @@ pub fn cursor_path(state_dir: &Path) -> PathBuf {
 /// Reads the cursors; a missing file is no cursors. A damaged file is an error the
 /// caller warns about and then starts without cursors (reading `max_backlog`).
 pub fn load(path: &Path) -> Result<BTreeMap<String, CursorEntry>, String> {
-    let text = match std::fs::read(path) {
+    let text = match crate::fsutil::read_nofollow(path) {
         Ok(t) => t,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(BTreeMap::new()),
-        Err(e) => return Err(format!("cannot read {}: {e}", path.display())),
+        Err(e) => return Err(format!("cannot read {e}")),
     };
     match serde_json::from_slice::<CursorFile>(&text) {
         Ok(CursorFile::V1 { containers }) => Ok(containers),
@@ -119,26 +118,15 @@ pub fn load(path: &Path) -> Result<BTreeMap<String, CursorEntry>, String> {
     }
 }
 
-/// Writes the cursors atomically: a temp file beside it, fsync, rename, fsync the dir.
+/// Writes the cursors atomically through [`crate::fsutil::write_atomic`] (mode 0640,
+/// never through a link), like `blocked_ips.json`.
 pub fn save(path: &Path, containers: &BTreeMap<String, CursorEntry>) -> std::io::Result<()> {
-    let dir = path.parent().unwrap_or(Path::new("."));
-    std::fs::create_dir_all(dir)?;
-    let tmp = path.with_extension("json.tmp");
     let file = CursorFile::V1 {
         containers: containers.clone(),
     };
-    let text = serde_json::to_vec_pretty(&file).map_err(std::io::Error::other)?;
-    {
-        let mut f = std::fs::File::create(&tmp)?;
-        f.write_all(&text)?;
-        f.write_all(b"\n")?;
-        f.sync_all()?;
-    }
-    std::fs::rename(&tmp, path)?;
-    if let Ok(d) = std::fs::File::open(dir) {
-        let _ = d.sync_all();
-    }
-    Ok(())
+    let mut text = serde_json::to_vec_pretty(&file).map_err(std::io::Error::other)?;
+    text.push(b'\n');
+    crate::fsutil::write_atomic(path, &text, crate::fsutil::STATE_MODE)
 }
 
 #[cfg(test)]
@@ -198,5 +186,25 @@ mod tests {
         assert!(!path.with_extension("json.tmp").exists());
         std::fs::write(&path, b"{not json").unwrap();
         assert!(load(&path).unwrap_err().contains("damaged"));
+    }
+
+    #[test]
+    fn symlinks_at_the_cursor_and_temp_paths_are_not_followed() {
+        use std::os::unix::fs::{symlink, PermissionsExt};
+        let dir = tempfile::tempdir().unwrap();
+        let victim = dir.path().join("victim");
+        std::fs::write(&victim, b"{\"version\": \"1\", \"containers\": {}}").unwrap();
+        let path = cursor_path(dir.path());
+        symlink(&victim, &path).unwrap();
+        assert!(load(&path).unwrap_err().contains("symbolic link"));
+        symlink(&victim, path.with_extension("json.tmp")).unwrap();
+        save(&path, &BTreeMap::new()).unwrap();
+        assert_eq!(
+            std::fs::read(&victim).unwrap(),
+            b"{\"version\": \"1\", \"containers\": {}}"
+        );
+        let meta = std::fs::symlink_metadata(&path).unwrap();
+        assert!(meta.file_type().is_file());
+        assert_eq!(meta.permissions().mode() & 0o777, 0o640);
     }
 }

@@ -4,7 +4,9 @@
 //! through the same channel as the control socket, so it holds no state of its own.
 //!
 //! It is read-only and unauthenticated, like most exporters: it binds 127.0.0.1 unless
-//! an operator gives another address on purpose.
+//! an operator gives another address on purpose. Its connections are bounded like the
+//! control socket's ([`Conns`]: at most 64, the request head within 10 s), with their
+//! own table, so a flood here never touches the control socket's.
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -13,13 +15,11 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, oneshot};
 
-use crate::api::server::Call;
+use crate::api::server::{Call, ConnGuard, Conns};
 use crate::api::Request;
 
 /// Longest request head read; scrapers send a few hundred bytes.
 const MAX_HEAD: usize = 8 * 1024;
-/// A client that has not sent its request within this time is dropped.
-const READ_TIMEOUT: Duration = Duration::from_secs(5);
 
 pub async fn bind(addr: SocketAddr) -> Result<TcpListener, String> {
     TcpListener::bind(addr).await.map_err(|e| {
@@ -27,7 +27,9 @@ pub async fn bind(addr: SocketAddr) -> Result<TcpListener, String> {
     })
 }
 
-pub async fn serve(listener: TcpListener, calls: mpsc::Sender<Call>) {
+/// Serves until the task is aborted. A client that has not sent its whole request head
+/// within `conns.limits.idle` is dropped; at most `conns.limits.max` are held.
+pub async fn serve(listener: TcpListener, calls: mpsc::Sender<Call>, conns: Conns) {
     loop {
         let (stream, _) = match listener.accept().await {
             Ok(s) => s,
@@ -37,53 +39,93 @@ pub async fn serve(listener: TcpListener, calls: mpsc::Sender<Call>) {
                 continue;
             }
         };
+        // Every held connection is busy answering: this one is closed at once.
+        let Some(guard) = conns.admit() else {
+            continue;
+        };
         let calls = calls.clone();
+        let idle = conns.limits.idle;
         tokio::spawn(async move {
-            let _ = tokio::time::timeout(Duration::from_secs(30), answer(stream, calls)).await;
+            tokio::select! {
+                _ = guard.kicked() => {}
+                _ = answer(stream, &guard, calls, idle) => {}
+            }
         });
     }
 }
 
-async fn answer(mut stream: TcpStream, calls: mpsc::Sender<Call>) {
+/// What came of reading a request head.
+enum Head {
+    Complete(Vec<u8>),
+    TooLarge,
+    /// Closed, failed, or not complete in time: nothing to answer.
+    Gone,
+}
+
+/// Reads the request head; the whole of it must arrive within `idle` (a client sending
+/// a byte now and then is not kept).
+async fn read_head(stream: &mut TcpStream, idle: Duration) -> Head {
     let mut head = Vec::with_capacity(512);
     let mut buf = [0u8; 1024];
-    loop {
-        let n = match tokio::time::timeout(READ_TIMEOUT, stream.read(&mut buf)).await {
-            Ok(Ok(0)) | Ok(Err(_)) | Err(_) => return,
-            Ok(Ok(n)) => n,
-        };
-        head.extend_from_slice(&buf[..n]);
-        if memchr::memmem::find(&head, b"\r\n\r\n").is_some()
-            || memchr::memmem::find(&head, b"\n\n").is_some()
-        {
-            break;
+    let read = async {
+        loop {
+            let n = match stream.read(&mut buf).await {
+                Ok(0) | Err(_) => return Head::Gone,
+                Ok(n) => n,
+            };
+            head.extend_from_slice(&buf[..n]);
+            if memchr::memmem::find(&head, b"\r\n\r\n").is_some()
+                || memchr::memmem::find(&head, b"\n\n").is_some()
+            {
+                return Head::Complete(std::mem::take(&mut head));
+            }
+            if head.len() > MAX_HEAD {
+                return Head::TooLarge;
+            }
         }
-        if head.len() > MAX_HEAD {
-            let _ = respond(
-                &mut stream,
-                431,
-                "text/plain",
-                b"request head too large\n",
-                false,
+    };
+    tokio::time::timeout(idle, read).await.unwrap_or(Head::Gone)
+}
+
+async fn answer(
+    mut stream: TcpStream,
+    guard: &ConnGuard,
+    calls: mpsc::Sender<Call>,
+    idle: Duration,
+) {
+    let head = match read_head(&mut stream, idle).await {
+        Head::Complete(h) => h,
+        Head::Gone => return,
+        Head::TooLarge => {
+            let _ = tokio::time::timeout(
+                idle,
+                respond(
+                    &mut stream,
+                    431,
+                    "text/plain",
+                    b"request head too large\n",
+                    false,
+                ),
             )
             .await;
             return;
         }
-    }
+    };
+    guard.busy();
+    // The daemon's main loop may take a moment under load; as before, 30 s at most.
+    let bound = idle.max(Duration::from_secs(30));
+    let _ = tokio::time::timeout(bound, reply(&mut stream, &head, calls)).await;
+}
+
+/// Answers a complete request head.
+async fn reply(stream: &mut TcpStream, head: &[u8], calls: mpsc::Sender<Call>) {
     let line = head.split(|&b| b == b'\n').next().unwrap_or(&[]);
     let line = String::from_utf8_lossy(line);
     let mut parts = line.split_whitespace();
     let (method, target) = (parts.next().unwrap_or(""), parts.next().unwrap_or(""));
     let head_only = method == "HEAD";
     if method != "GET" && !head_only {
-        let _ = respond(
-            &mut stream,
-            405,
-            "text/plain",
-            b"only GET and HEAD\n",
-            false,
-        )
-        .await;
+        let _ = respond(stream, 405, "text/plain", b"only GET and HEAD\n", false).await;
         return;
     }
     let path = target.split('?').next().unwrap_or("");
@@ -92,7 +134,7 @@ async fn answer(mut stream: TcpStream, calls: mpsc::Sender<Call>) {
         "/health" => (Request::Health, "application/json"),
         _ => {
             let _ = respond(
-                &mut stream,
+                stream,
                 404,
                 "text/plain",
                 b"not found: try /metrics or /health\n",
@@ -121,15 +163,15 @@ async fn answer(mut stream: TcpStream, calls: mpsc::Sender<Call>) {
                 }
             };
             let code = if unhealthy { 503 } else { 200 };
-            let _ = respond(&mut stream, code, content_type, &body, head_only).await;
+            let _ = respond(stream, code, content_type, &body, head_only).await;
         }
         Some(r) => {
             let msg = format!("{}\n", r.error.unwrap_or_default());
-            let _ = respond(&mut stream, 500, "text/plain", msg.as_bytes(), head_only).await;
+            let _ = respond(stream, 500, "text/plain", msg.as_bytes(), head_only).await;
         }
         None => {
             let _ = respond(
-                &mut stream,
+                stream,
                 503,
                 "text/plain",
                 b"the daemon is shutting down\n",
