@@ -50,6 +50,7 @@ const LINE_QUEUE: usize = 16_384;
 /// Runs the daemon until SIGTERM/SIGINT. Returns the exit code.
 pub fn run(opts: Options) -> i32 {
     logging::init();
+    abort_on_panic();
     let cfg = match config::load(&opts.config) {
         Ok(c) => c,
         Err(e) => {
@@ -363,6 +364,21 @@ fn set_detector_networks(detector: &mut Detector, nets: &[DockerNetwork]) {
         nets.iter().map(|n| n.subnet).collect(),
         nets.iter().filter_map(|n| n.gateway).collect(),
     );
+}
+
+/// A panic anywhere ends the daemon (SIGABRT) rather than leaving it running with a dead
+/// part: an enforcement thread that bans nothing, a watcher that reads nothing. systemd
+/// restarts it (`Restart=on-failure`) and the bans come back from the kernel and
+/// `blocked_ips.json`. `health` still names a part that has stopped for any other reason.
+fn abort_on_panic() {
+    let default = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        tracing::error!(
+            "a part of the daemon panicked ({info}); stopping so that systemd restarts it"
+        );
+        default(info);
+        std::process::abort();
+    }));
 }
 
 /// How long a stop waits for the last notices to go out.
