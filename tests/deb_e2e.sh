@@ -9,8 +9,8 @@
 #
 # DEB: built with `cargo deb`. ROOTFS: a Debian 12 tree with nftables, e.g.
 #   debootstrap --variant=minbase --include=nftables bookworm ROOTFS
-# It is changed (the package is installed and removed in it). Needs root. Not run by
-# tests/run.sh.
+# It is changed (the package is installed and removed in it). Needs root. tests/run.sh
+# runs it on the root filesystem tests/systemd_e2e.sh builds.
 set -euo pipefail
 deb=${1:?usage: tests/deb_e2e.sh DEB ROOTFS}
 root=${2:?usage: tests/deb_e2e.sh DEB ROOTFS}

@@ -71,6 +71,25 @@ else
     missing "the systemd end-to-end test needs the private dockerd"
 fi
 
+say "the Debian package: install, upgrade, remove, purge (tests/deb_e2e.sh)"
+# cargo-deb from crates.io, pinned; the package is made from the release binary above.
+if ! command -v cargo-deb >/dev/null || [ "$(cargo-deb --version 2>/dev/null)" != "cargo-deb 3.8.0" ]; then
+    cargo install cargo-deb --version 3.8.0 --locked --quiet
+fi
+rm -rf target/debian
+cargo deb --no-build --quiet
+if [ "$dockerd_started" = true ] && [ -n "${SECMON_DOCKER_SOCK:-}" ]; then
+    # The Debian 12 root filesystem tests/systemd_e2e.sh imported, as a directory.
+    debroot=$(mktemp -d)
+    cid=$(DOCKER_HOST=$SECMON_DOCKER_SOCK docker create secmon-debian-systemd:test /bin/true)
+    DOCKER_HOST=$SECMON_DOCKER_SOCK docker export "$cid" | tar -C "$debroot" -x
+    DOCKER_HOST=$SECMON_DOCKER_SOCK docker rm "$cid" >/dev/null
+    tests/deb_e2e.sh target/debian/security-monitor_*.deb "$debroot"
+    rm -rf "$debroot"
+else
+    missing "the Debian package test needs the private dockerd (for its Debian root filesystem)"
+fi
+
 say "detection quality on the labelled corpus"
 if [ -f "$shared/corpus/attack.log" ]; then
     # The bar: >= 95% of attack IPs with a non-weak line banned, <= 0.5% of
