@@ -460,7 +460,11 @@ fn engine(kind: MatchKind, size: usize, cache: usize) -> meta::Config {
 
 /// Compiles `patterns` for matching bytes; `unicode` for the operator's patterns. A set
 /// reports every pattern that matches; a single rule only whether it does.
-fn compile(patterns: &[&str], unicode: bool, set: bool) -> Result<meta::Regex, meta::BuildError> {
+fn compile(
+    patterns: &[&str],
+    unicode: bool,
+    set: bool,
+) -> Result<meta::Regex, Box<meta::BuildError>> {
     let config = if set {
         engine(MatchKind::All, SET_SIZE_LIMIT, SET_CACHE)
     } else {
@@ -470,6 +474,7 @@ fn compile(patterns: &[&str], unicode: bool, set: bool) -> Result<meta::Regex, m
         .configure(config)
         .syntax(syntax::Config::new().unicode(unicode).utf8(false))
         .build_many(patterns)
+        .map_err(Box::new)
 }
 
 /// Why one rule's pattern does not compile, in an operator's words.
@@ -660,9 +665,12 @@ impl RuleSet {
     }
 }
 
+/// Rules sharing a field, case and status condition: (field, cased, status, rule indexes).
+type Group = (Field, bool, Option<Vec<u16>>, Vec<usize>);
+
 /// Groups the pattern rules by field, case and status condition, one regex per group.
 fn compile_sets(rules: &[Rule]) -> Result<Vec<FieldSet>, String> {
-    let mut groups: Vec<(Field, bool, Option<Vec<u16>>, Vec<usize>)> = Vec::new();
+    let mut groups: Vec<Group> = Vec::new();
     for (i, rule) in rules.iter().enumerate().filter(|(_, r)| !r.oversized) {
         for &field in &rule.fields {
             let cased = !rule.builtin;
