@@ -707,3 +707,107 @@ fn check_says_when_most_lines_do_not_parse() {
     assert!(!stderr.contains("not in log format"), "{stderr}");
     assert!(r.get("notices").is_none(), "{r}");
 }
+
+/// Lines of `fields` crafted bytes per field: random mixes of the characters and words
+/// the built-in rules start with, so the lazy DFA meets a new state at nearly every
+/// byte. Deterministic (a fixed xorshift seed); bench/hostile_regex.sh makes the same kind.
+fn crafted_lines(n: usize, field: usize) -> String {
+    const TOKENS: &[&str] = &[
+        "'", "%22", "`", "(", ")", "<", ">", "%27", "%3c", ";", "=", "-", "--", "/", "\\\\", "*",
+        "|", "&", "$", "{", "}", "[", "]", "%20", "+", "select", "union", "script", "or", "and",
+        "sleep", "1", "0x", "on", "a", "..", "%2e", "@", "#", ",", ":", "!", "?", "~", "^", "x",
+    ];
+    let mut seed: u64 = 0x9e37_79b9_7f4a_7c15;
+    let mut next = move || {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        seed
+    };
+    let mut mix = || {
+        let mut s = String::new();
+        while s.len() < field {
+            s.push_str(TOKENS[(next() % TOKENS.len() as u64) as usize]);
+        }
+        s
+    };
+    (0..n)
+        .map(|i| {
+            let (q, referer, ua) = (mix(), mix(), mix());
+            let time = format!("21/Nov/2026:00:{:02}:{:02}", i / 60 % 60, i % 60);
+            line(
+                &format!("198.51.100.{}", i % 250 + 1),
+                &time,
+                &format!("/search?q={q}"),
+                200,
+                &referer,
+                &ua,
+            )
+        })
+        .collect()
+}
+
+/// Runs `check` on `log` and returns its report and the child's own peak RSS in KiB
+/// (from wait4, so other tests' children do not count). Killed after `limit`, so a
+/// matcher gone quadratic fails the test instead of hanging it.
+// The child is reaped by wait4 (for its rusage), which clippy cannot see.
+#[allow(clippy::zombie_processes)]
+fn check_peak_rss(dir: &Dir, log: &Path, limit: std::time::Duration) -> (Value, i64) {
+    let config = dir.file("empty.json", b"{}");
+    let out_path = dir.0.path().join("report.json");
+    let mut child = bin()
+        .args(["check", "--json", "--config"])
+        .arg(&config)
+        .arg(log)
+        .stdout(std::fs::File::create(&out_path).expect("report file"))
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("run check");
+    let pid = child.id() as libc::pid_t;
+    let started = std::time::Instant::now();
+    let mut status = 0;
+    // SAFETY: zeroed rusage is a valid value for wait4 to fill in.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    loop {
+        // SAFETY: pid is our own child, not yet reaped; status and usage are valid.
+        let r = unsafe { libc::wait4(pid, &mut status, libc::WNOHANG, &mut usage) };
+        assert!(r >= 0, "wait4: {}", std::io::Error::last_os_error());
+        if r == pid {
+            break;
+        }
+        if started.elapsed() > limit {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("check did not finish within {limit:?}");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    assert!(
+        libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0,
+        "check failed: wait status {status}"
+    );
+    let report = serde_json::from_slice(&std::fs::read(&out_path).unwrap()).expect("JSON report");
+    (report, usage.ru_maxrss)
+}
+
+/// 200 crafted lines of about 6 KB (the shape of the report that took 36 s and 1 GiB):
+/// the matcher's memory stays bounded. Before, each field's automaton cache could grow
+/// to 512 MiB and this run peaked at 328 MiB (debug build).
+#[test]
+fn crafted_lines_are_checked_in_bounded_memory() {
+    let dir = Dir::new();
+    let log = dir.file("crafted.log", crafted_lines(200, 2000).as_bytes());
+    let (report, peak_kib) = check_peak_rss(&dir, &log, std::time::Duration::from_secs(900));
+    eprintln!(
+        "check on 200 crafted lines: peak RSS {} MiB",
+        peak_kib / 1024
+    );
+    assert_eq!(report["parsed"], 200, "{report}");
+    // The mixes hold attack words, so the lines are judged, not skipped.
+    assert!(!banned(&report).is_empty(), "{report}");
+    assert!(
+        peak_kib < 160 * 1024,
+        "check peaked at {} MiB on crafted lines; the bound is 160 MiB",
+        peak_kib / 1024
+    );
+}

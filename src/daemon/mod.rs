@@ -264,16 +264,21 @@ async fn main_loop(opts: Options, cfg: Config) -> i32 {
                     apply_networks(&mut st, &enforce, nets);
                 }
                 handle_line(&mut st, &enforce, watcher.as_ref(), line);
-                // Drain what is already queued before looking at anything else.
-                for _ in 0..1024 {
+                // Drain what is already queued before looking at anything else, for up to
+                // LINE_TURN: costly lines must not keep the signals, calls and the
+                // watchdog waiting, however few they are.
+                for_up_to(LINE_TURN, Instant::now, || {
                     while let Ok(nets) = nets_rx.try_recv() {
                         apply_networks(&mut st, &enforce, nets);
                     }
                     match line_rx.try_recv() {
-                        Ok(line) => handle_line(&mut st, &enforce, watcher.as_ref(), line),
-                        Err(_) => break,
+                        Ok(line) => {
+                            handle_line(&mut st, &enforce, watcher.as_ref(), line);
+                            true
+                        }
+                        Err(_) => false,
                     }
-                }
+                });
             }
             ev = events_rx.recv() => match ev {
                 Ok(e) => on_event(&mut st, e),
@@ -383,6 +388,29 @@ fn abort_on_panic() {
 
 /// How long a stop waits for the last notices to go out.
 const NOTICES_AT_STOP: Duration = Duration::from_secs(5);
+
+/// How long one turn of the main loop may spend on queued lines before signals, control
+/// calls and the watchdog tick get their turn again. A line costs microseconds, so this is
+/// thousands of lines; a turn is bounded by time because a count of crafted lines is not.
+const LINE_TURN: Duration = Duration::from_millis(50);
+
+/// Runs `step` while it finds work and less than `budget` has passed on `clock` since the
+/// call; returns how many steps did work.
+fn for_up_to(
+    budget: Duration,
+    mut clock: impl FnMut() -> Instant,
+    mut step: impl FnMut() -> bool,
+) -> usize {
+    let start = clock();
+    let mut done = 0;
+    while step() {
+        done += 1;
+        if clock().saturating_duration_since(start) >= budget {
+            break;
+        }
+    }
+    done
+}
 
 fn handle_line(
     st: &mut State,
@@ -1134,5 +1162,29 @@ mod tests {
         };
         let p = health_problems(ALL_RUN, &cleared, Some(&connected()), None, None);
         assert!(p.is_empty(), "{p:?}");
+    }
+}
+
+#[cfg(test)]
+mod turn_tests {
+    use super::*;
+
+    #[test]
+    fn a_turn_of_the_main_loop_ends_when_its_time_is_up() {
+        // Every step finds work and takes 10 ms on a made-up clock: the turn stops at the
+        // budget, not after a count of steps.
+        let t0 = Instant::now();
+        let now = std::cell::Cell::new(t0);
+        let steps = for_up_to(
+            LINE_TURN,
+            || now.get(),
+            || {
+                now.set(now.get() + Duration::from_millis(10));
+                true
+            },
+        );
+        assert_eq!(steps, (LINE_TURN.as_millis() / 10) as usize);
+        // And it stops at once when there is no more work.
+        assert_eq!(for_up_to(LINE_TURN, || t0, || false), 0);
     }
 }
