@@ -66,7 +66,20 @@ async fn a_running_container_is_followed_on_stdout_and_stderr() {
         .cloned()
         .collect();
     assert_each_once(&numbers(&out, "out"), "stdout");
-    let status = w.status();
+    // The stream counts a line just after handing it over: the count may trail by a
+    // moment what has already arrived.
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    let mut status = w.status();
+    while std::time::Instant::now() < deadline
+        && status
+            .containers
+            .iter()
+            .find(|c| c.id == id)
+            .is_none_or(|c| c.lines_read < w.got.len() as u64)
+    {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        status = w.status();
+    }
     assert!(status.connected, "{status:#?}");
     let c = status
         .containers
