@@ -33,6 +33,8 @@ pub struct DockerNetwork {
     pub name: String,
     pub subnet: IpNet,
     pub gateway: Option<IpAddr>,
+    /// The containers attached to it inside `subnet`: name and address, sorted.
+    pub containers: Vec<(String, IpAddr)>,
 }
 
 impl NeverBan {
@@ -616,6 +618,7 @@ mod tests {
                     name: "bridge".into(),
                     subnet: "172.17.0.0/16".parse().unwrap(),
                     gateway: Some(ip("172.17.0.1")),
+                    containers: Vec::new(),
                 }],
                 ban_internal: false,
             },
@@ -906,6 +909,7 @@ mod tests {
                 name: "v6net".into(),
                 subnet: "2001:db8:c:1::/80".parse().unwrap(),
                 gateway: Some(ip("2001:db8:c:1::1")),
+                containers: Vec::new(),
             }],
             ban_internal: false,
         };

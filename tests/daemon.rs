@@ -515,7 +515,8 @@ fn http_get(ns: &str, host: &str, port: u16, target: &str, extra_header: &str) -
 /// With `trusted_proxies: ["docker"]` the attacker, named by the proxy in
 /// X-Forwarded-For, is banned; a victim address the attacker wrote into its own
 /// X-Forwarded-For is not; the proxy and other visitors keep working; no Docker-internal
-/// address ever lands in the ban set.
+/// address ever lands in the ban set. Trusting the proxy by name
+/// (`"container:NAME"`) does the same.
 #[test]
 fn behind_a_proxy_container_the_real_client_is_banned_and_never_the_proxy() {
     let Some((env, netns)) =
@@ -701,6 +702,34 @@ printf 'GET %s HTTP/1.0\r\nHost: app\r\nUser-Agent: %s\r\nX-Forwarded-For: %s\r\
         "a Docker-internal address is in the ban set: {set}"
     );
     assert!(!set.contains("10.234.0.3"), "the visitor was banned: {set}");
+    trusted.signal("-TERM");
+    assert_eq!(trusted.wait_exit(Duration::from_secs(10)), Some(0));
+
+    // 3. Trusting the proxy by its name ("container:NAME"): the same line bans the same
+    //    attacker, with no other container trusted.
+    let mut named = Daemon::new(&netns, "smt_px3", "");
+    std::fs::write(
+        &named.cfg,
+        named
+            .config_text(&format!(", \"trusted_proxies\": [\"container:{proxy}\"]"))
+            .replace(&named.label(), &watched),
+    )
+    .unwrap();
+    named.signal("-TERM");
+    named.wait_exit(Duration::from_secs(10));
+    named.start(&[]);
+    assert!(
+        wait_until(Duration::from_secs(15), || named
+            .kernel_set()
+            .contains("10.234.0.2")),
+        "the attacker behind the proxy trusted by name was not banned:\n{}",
+        named.log()
+    );
+    let set = named.kernel_set();
+    assert!(
+        !set.contains("203.0.113.250") && !set.contains(&proxy_ip),
+        "a spoofed victim or the proxy is in the ban set: {set}"
+    );
 }
 
 /// A Python that has the `prometheus_client` package (Debian's python3-prometheus-client

@@ -534,8 +534,10 @@ impl Default for DockerConfig {
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct TrustedProxies {
     pub nets: Vec<IpNet>,
-    /// `"docker"` in the list: every subnet of every Docker network is trusted.
+    /// `"docker"` in the list: the containers of every Docker network are trusted.
     pub docker: bool,
+    /// `"container:NAME"` entries: these containers' addresses, wherever Docker puts them.
+    pub containers: Vec<String>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -1141,12 +1143,26 @@ impl Validator {
                         cfg.trusted_proxies.docker = true;
                         continue;
                     }
+                    if let Some(name) = s.strip_prefix("container:") {
+                        let name = name.trim().trim_start_matches('/');
+                        if name.is_empty() {
+                            self.err(
+                                &format!("trusted_proxies[{i}]"),
+                                *pos,
+                                "\"container:\" needs a container name, e.g. \"container:traefik\""
+                                    .to_string(),
+                            );
+                        } else {
+                            cfg.trusted_proxies.containers.push(name.to_string());
+                        }
+                        continue;
+                    }
                     match s.parse::<IpNet>() {
                         Ok(net) => cfg.trusted_proxies.nets.push(net),
                         Err(e) => self.err(
                             &format!("trusted_proxies[{i}]"),
                             *pos,
-                            format!("{e} (expected \"docker\" for Docker's own networks, an IP address, or a CIDR range such as 172.18.0.0/16)"),
+                            format!("{e} (expected \"docker\" for the containers of Docker's networks, \"container:NAME\" for one proxy container, an IP address, or a CIDR range such as 172.18.0.0/16)"),
                         ),
                     }
                 }
@@ -2307,6 +2323,19 @@ mod tests {
                 && errs[1].to_string().contains("look-around"),
             "{}",
             errs[1]
+        );
+    }
+
+    #[test]
+    fn trusted_proxies_take_named_containers() {
+        let cfg =
+            parse_str(r#"{"trusted_proxies": ["container:traefik", "container:/npm"]}"#).unwrap();
+        assert_eq!(cfg.trusted_proxies.containers, ["traefik", "npm"]);
+        assert!(!cfg.trusted_proxies.docker);
+        let errs = parse_str(r#"{"trusted_proxies": ["container:"]}"#).unwrap_err();
+        assert!(
+            errs[0].to_string().contains("needs a container name"),
+            "{errs:?}"
         );
     }
 

@@ -365,9 +365,14 @@ fn apply_networks(st: &mut State, enforce: &enforcement::Handle, nets: Vec<Docke
 }
 
 fn set_detector_networks(detector: &mut Detector, nets: &[DockerNetwork]) {
+    let attached: Vec<(String, std::net::IpAddr)> = nets
+        .iter()
+        .flat_map(|n| n.containers.iter().cloned())
+        .collect();
     detector.set_docker_networks(
         nets.iter().map(|n| n.subnet).collect(),
         nets.iter().filter_map(|n| n.gateway).collect(),
+        &attached,
     );
 }
 

@@ -178,8 +178,15 @@ impl Detector {
 
     /// Docker's networks and their gateways as they are now, for
     /// `trusted_proxies: ["docker"]` (containers are trusted, gateways never).
-    pub fn set_docker_networks(&mut self, nets: Vec<IpNet>, gateways: Vec<IpAddr>) {
-        self.proxies.set_docker_networks(nets, gateways);
+    /// `containers` are the containers attached (name, address), for
+    /// `"container:NAME"` entries.
+    pub fn set_docker_networks(
+        &mut self,
+        nets: Vec<IpNet>,
+        gateways: Vec<IpAddr>,
+        containers: &[(String, IpAddr)],
+    ) {
+        self.proxies.set_docker_networks(nets, gateways, containers);
     }
 
     /// Forget what is known about `ip` (after an operator lifts its ban, say).

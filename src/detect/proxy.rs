@@ -30,6 +30,9 @@ pub struct ProxyResolver {
     /// docker-proxy (published IPv6 ports, hairpin to 127.0.0.1) arrive from them with
     /// whatever `X-Forwarded-For` the client itself wrote, so they are never trusted.
     docker_gateways: Vec<IpAddr>,
+    /// `"container:NAME"` entries, and the addresses those containers have now.
+    named: Vec<String>,
+    named_addrs: Vec<IpAddr>,
 }
 
 impl ProxyResolver {
@@ -39,23 +42,39 @@ impl ProxyResolver {
             trust_docker: cfg.docker,
             docker_networks: Vec::new(),
             docker_gateways: Vec::new(),
+            named: cfg.containers.clone(),
+            named_addrs: Vec::new(),
         }
     }
 
     /// Docker's networks and their gateways as they are now (kept current by the
     /// daemon). With `trusted_proxies: ["docker"]` the containers' addresses inside those
     /// networks are trusted; the gateways never are.
-    pub fn set_docker_networks(&mut self, nets: Vec<IpNet>, gateways: Vec<IpAddr>) {
+    pub fn set_docker_networks(
+        &mut self,
+        nets: Vec<IpNet>,
+        gateways: Vec<IpAddr>,
+        containers: &[(String, IpAddr)],
+    ) {
+        self.named_addrs = containers
+            .iter()
+            .filter(|(name, ip)| self.named.contains(name) && !gateways.contains(ip))
+            .map(|(_, ip)| *ip)
+            .collect();
         self.docker_networks = nets;
         self.docker_gateways = gateways;
     }
 
     pub fn is_active(&self) -> bool {
-        !self.trusted.is_empty() || (self.trust_docker && !self.docker_networks.is_empty())
+        !self.trusted.is_empty()
+            || !self.named_addrs.is_empty()
+            || (self.trust_docker && !self.docker_networks.is_empty())
     }
 
     pub fn is_trusted(&self, ip: IpAddr) -> bool {
-        self.trusted.iter().any(|n| n.contains(ip)) || self.is_docker_container(ip)
+        self.trusted.iter().any(|n| n.contains(ip))
+            || self.named_addrs.contains(&ip)
+            || self.is_docker_container(ip)
     }
 
     /// A container's address on a Docker network, when `"docker"` is trusted: inside a
@@ -123,6 +142,7 @@ mod tests {
         let mut r = ProxyResolver::new(&TrustedProxies {
             nets: nets.iter().map(|n| n.parse().unwrap()).collect(),
             docker,
+            containers: Vec::new(),
         });
         r.set_docker_networks(
             vec![
@@ -130,8 +150,39 @@ mod tests {
                 "fd00:d0c::/64".parse().unwrap(),
             ],
             vec![ip("172.18.0.1"), ip("fd00:d0c::1")],
+            &[],
         );
         r
+    }
+
+    #[test]
+    fn a_named_proxy_container_is_trusted_wherever_docker_puts_it() {
+        let mut r = ProxyResolver::new(&TrustedProxies {
+            nets: Vec::new(),
+            docker: false,
+            containers: vec!["traefik".into()],
+        });
+        let subnet = || vec!["172.18.0.0/16".parse().unwrap()];
+        let gateways = vec![ip("172.18.0.1")];
+        let attached = [
+            ("traefik".to_string(), ip("172.18.0.7")),
+            ("app".to_string(), ip("172.18.0.8")),
+        ];
+        r.set_docker_networks(subnet(), gateways.clone(), &attached);
+        assert_eq!(
+            r.client(ip("172.18.0.7"), b"203.0.113.5").ip,
+            ip("203.0.113.5")
+        );
+        // Another container on the same network is not the proxy named.
+        assert_eq!(
+            r.client(ip("172.18.0.8"), b"203.0.113.5").ip,
+            ip("172.18.0.8")
+        );
+        // Recreated with another address: the new one is trusted, the old one no more.
+        let moved = [("traefik".to_string(), ip("172.18.0.9"))];
+        r.set_docker_networks(subnet(), gateways, &moved);
+        assert!(r.is_trusted(ip("172.18.0.9")) && !r.is_trusted(ip("172.18.0.7")));
+        assert!(!r.is_trusted(ip("172.18.0.1")));
     }
 
     #[test]
