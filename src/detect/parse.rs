@@ -386,8 +386,10 @@ fn dash_empty(s: &[u8]) -> &[u8] {
     }
 }
 
+/// A three-digit HTTP status, 100 to 999: `003` or `043` is no status (the fuzzer found
+/// those read as 3 and 43).
 fn parse_status(s: &[u8]) -> Option<u16> {
-    if s.len() == 3 && s.iter().all(u8::is_ascii_digit) {
+    if s.len() == 3 && s.iter().all(u8::is_ascii_digit) && s[0] != b'0' {
         Some(s.iter().fold(0u16, |a, &d| a * 10 + (d - b'0') as u16))
     } else {
         None
@@ -889,6 +891,20 @@ mod tests {
             .is_some());
         assert!(p.parse(br#"{"client_ip":"1.2.3.4","uri":"/"}"#).is_some());
         assert!(p.parse(b"plain text without structure 1.2.3.4").is_none());
+    }
+
+    #[test]
+    fn a_status_is_three_digits_from_100() {
+        assert_eq!(parse_status(b"404"), Some(404));
+        assert_eq!(parse_status(b"100"), Some(100));
+        for bad in [&b"043"[..], b"003", b"000", b"40", b"4040", b"4x4"] {
+            assert_eq!(
+                parse_status(bad),
+                None,
+                "{:?}",
+                String::from_utf8_lossy(bad)
+            );
+        }
     }
 
     #[test]
