@@ -92,7 +92,13 @@ pub struct Handle {
     tx: Option<SyncSender<Msg>>,
     thread: Option<JoinHandle<()>>,
     dropped: std::sync::Arc<std::sync::atomic::AtomicU64>,
+    published: Published,
 }
+
+/// The worker's latest summary, published after every batch and timeout so that
+/// `status` and `health` read it without waiting for the worker: a firewall call or an
+/// fsync of the state file that takes seconds on a busy disk must not stall them.
+type Published = std::sync::Arc<std::sync::Mutex<Summary>>;
 
 impl Handle {
     /// Hands a verdict over without waiting; a full queue drops it (counted).
@@ -123,6 +129,17 @@ impl Handle {
         self.thread.as_ref().is_some_and(|t| !t.is_finished())
     }
 
+    /// The summary as the worker last published it (at most one batch old).
+    pub fn summary(&self) -> Summary {
+        let mut s = self
+            .published
+            .lock()
+            .map(|s| s.clone())
+            .unwrap_or_else(|p| p.into_inner().clone());
+        s.dropped_verdicts = self.dropped.load(std::sync::atomic::Ordering::Relaxed);
+        s
+    }
+
     /// Sends a control message (blocking only if the queue is full).
     pub fn send(&self, msg: Msg) -> bool {
         self.tx.as_ref().is_some_and(|tx| tx.send(msg).is_ok())
@@ -141,14 +158,18 @@ pub fn spawn(enforcer: Enforcer, events: Bus) -> Handle {
     let (tx, rx) = mpsc::sync_channel(QUEUE);
     let dropped = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
     let d = dropped.clone();
+    let worker = Worker::new(enforcer, d, events);
+    let published: Published = std::sync::Arc::new(std::sync::Mutex::new(worker.current()));
+    let p = published.clone();
     let thread = std::thread::Builder::new()
         .name("enforcement".into())
-        .spawn(move || Worker::new(enforcer, d, events).run(rx))
+        .spawn(move || worker.run(rx, &p))
         .ok();
     Handle {
         tx: Some(tx),
         thread,
         dropped,
+        published,
     }
 }
 
@@ -183,7 +204,7 @@ impl Worker {
         }
     }
 
-    fn run(mut self, rx: Receiver<Msg>) {
+    fn run(mut self, rx: Receiver<Msg>, published: &Published) {
         loop {
             let now = unix_now();
             let wait = self
@@ -217,9 +238,27 @@ impl Worker {
                 self.enforcer.book.never_ban().host = crate::enforce::host_addresses();
                 self.last_host_refresh = Instant::now();
             }
+            let now = self.current();
+            match published.lock() {
+                Ok(mut p) => *p = now,
+                Err(poisoned) => *poisoned.into_inner() = now,
+            }
         }
         self.expire();
         self.save();
+    }
+
+    /// How enforcement is doing now.
+    fn current(&self) -> Summary {
+        let mut s = self.summary.clone();
+        s.active_bans = self.enforcer.book.len();
+        s.held_back = self.enforcer.book.held();
+        s.dropped_verdicts = self.dropped.load(std::sync::atomic::Ordering::Relaxed);
+        let mut v: Vec<f64> = self.samples.iter().copied().collect();
+        v.sort_by(|a, b| a.total_cmp(b));
+        s.time_to_ban_ms_p50 = percentile(&v, 0.50);
+        s.time_to_ban_ms_p99 = percentile(&v, 0.99);
+        s
     }
 
     fn save(&mut self) {
@@ -372,15 +411,7 @@ impl Worker {
                     let _ = reply.send(self.enforcer.book.active().into_iter().cloned().collect());
                 }
                 Msg::Summary { reply } => {
-                    let mut s = self.summary.clone();
-                    s.active_bans = self.enforcer.book.len();
-                    s.held_back = self.enforcer.book.held();
-                    s.dropped_verdicts = self.dropped.load(std::sync::atomic::Ordering::Relaxed);
-                    let mut v: Vec<f64> = self.samples.iter().copied().collect();
-                    v.sort_by(|a, b| a.total_cmp(b));
-                    s.time_to_ban_ms_p50 = percentile(&v, 0.50);
-                    s.time_to_ban_ms_p99 = percentile(&v, 0.99);
-                    let _ = reply.send(s);
+                    let _ = reply.send(self.current());
                 }
                 Msg::DockerNetworks(nets) => {
                     self.enforcer.book.never_ban().docker_networks = nets;

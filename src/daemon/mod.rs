@@ -673,12 +673,9 @@ fn new_source(cfg: &Config, watcher: Option<&Watcher>, line: &LogLine) -> Source
     }
 }
 
+/// Enforcement's summary as last published: never waits for the worker.
 async fn summary(enforce: &enforcement::Handle) -> Summary {
-    let (tx, rx) = oneshot::channel();
-    if !enforce.send(Msg::Summary { reply: tx }) {
-        return Summary::default();
-    }
-    rx.await.unwrap_or_default()
+    enforce.summary()
 }
 
 fn rate(st: &mut State) -> f64 {
