@@ -9,7 +9,7 @@ use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
 
 use security_monitor::alerts::log::AlertLog;
-use security_monitor::alerts::{Alert, AlertBook, Filter};
+use security_monitor::alerts::{Alert, AlertBook};
 use security_monitor::api::client::{self, ClientError};
 use security_monitor::api::{Request, Response};
 use security_monitor::check::{render_text, Checker};
@@ -979,27 +979,21 @@ fn alerts_from_log(config: Option<&Path>, req: &Request) -> Result<Vec<Alert>> {
     let loaded = log.load(now, cfg.alerts.keep);
     let mut book = AlertBook::new(cfg.alerts.cooldown, cfg.alerts.keep);
     book.restore(loaded.alerts);
-    let since = match since.as_deref() {
-        None => None,
-        Some(s) => Some(match config::parse_duration(s) {
-            Ok(d) => now.saturating_sub(i64::try_from(d).unwrap_or(i64::MAX)),
-            Err(_) => security_monitor::detect::parse::parse_time(s.as_bytes()).ok_or_else(|| {
-                anyhow::anyhow!("--since: {s:?} is neither a duration (1h, 30m) nor a time (2026-11-21T10:00:00Z)")
-            })?,
-        }),
-    };
-    let ip = ip.as_deref().map(parse_ip).transpose()?;
+    // The daemon's own filter checks: one reading of --since, --severity and --ip.
+    let filter = security_monitor::daemon::alert_filter(
+        since.clone(),
+        severity.clone(),
+        ip.clone(),
+        container.clone(),
+        *limit,
+        now,
+    )
+    .map_err(|e| anyhow::anyhow!("--{e}"))?;
     eprintln!(
         "security-monitor: the daemon is not running; reading {}",
         log.path().display()
     );
-    Ok(book.query(&Filter {
-        since,
-        severity: severity.clone(),
-        ip,
-        container: container.clone(),
-        limit: *limit,
-    }))
+    Ok(book.query(&filter))
 }
 
 fn insights(config: Option<&Path>, json: bool) -> Result<i32> {
