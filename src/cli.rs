@@ -12,13 +12,13 @@ use security_monitor::alerts::log::AlertLog;
 use security_monitor::alerts::{Alert, AlertBook};
 use security_monitor::api::client::{self, ClientError};
 use security_monitor::api::{Request, Response};
+use security_monitor::ban::state_file as state;
+use security_monitor::ban::Decision;
+use security_monitor::ban::{Enforcer, StartReport, StateLock};
 use security_monitor::check::{render_text, Checker};
 use security_monitor::config::{self, Config, DEFAULT_CONFIG_PATH};
 use security_monitor::detect::parse::format_time;
 use security_monitor::detect::rules::RuleSet;
-use security_monitor::enforce::Decision;
-use security_monitor::enforcer::{Enforcer, StartReport, StateLock};
-use security_monitor::state;
 
 #[derive(Parser)]
 #[command(
@@ -768,7 +768,7 @@ fn ban(ip: &str, duration: Option<&str>, reason: &str, config: Option<&Path>) ->
                 format_time(record.expires_at),
                 record.times_banned,
                 enforcer.backend_name(),
-                security_monitor::daemon::enforcement::clamp_note(secs, *seconds)
+                security_monitor::ban::worker::clamp_note(secs, *seconds)
             );
             Ok(0)
         }
@@ -801,7 +801,7 @@ fn unban(ip: &str, config: Option<&Path>) -> Result<i32> {
     match was {
         Some(b) => println!(
             "unbanned {} (was banned for {} until {})",
-            security_monitor::daemon::enforcement::unbanned_what(&b, ip),
+            security_monitor::ban::worker::unbanned_what(&b, ip),
             b.rule,
             format_time(b.expires_at)
         ),

@@ -7,7 +7,7 @@ use std::net::IpAddr;
 use serde::Serialize;
 use tokio::sync::broadcast;
 
-use crate::state::BanRecord;
+use crate::ban::state_file::BanRecord;
 
 /// Events kept for listeners that fall behind, before the oldest are dropped for them.
 pub const CAPACITY: usize = 4096;

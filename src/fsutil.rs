@@ -224,14 +224,14 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let elsewhere = dir.path().join("elsewhere");
         symlink(&elsewhere, dir.path().join("lock")).unwrap();
-        let e = crate::enforcer::StateLock::acquire(dir.path())
+        let e = crate::ban::StateLock::acquire(dir.path())
             .err()
             .expect("a symlinked lock must be refused");
         assert!(e.contains("a symbolic link, which is not followed"), "{e}");
         assert!(!elsewhere.exists(), "the lock was created through the link");
         // A plain lock file gets mode 0600.
         fs::remove_file(dir.path().join("lock")).unwrap();
-        let lock = crate::enforcer::StateLock::acquire(dir.path()).unwrap();
+        let lock = crate::ban::StateLock::acquire(dir.path()).unwrap();
         assert_eq!(mode_of(&dir.path().join("lock")), 0o600);
         drop(lock);
     }

@@ -8,11 +8,11 @@ use std::cell::RefCell;
 use std::net::IpAddr;
 
 use crate::api::Request;
+use crate::ban::state_file::StateFile;
+use crate::ban::{BanBook, NeverBan};
 use crate::config::{self, Config, JsonFields, LogFormat};
 use crate::detect::parse::{format_time, parse_time, LineParser};
 use crate::detect::Detector;
-use crate::enforce::{BanBook, NeverBan};
-use crate::state::StateFile;
 
 /// The log formats a fuzz target can drive, by the name of its target.
 pub fn log_format(name: &str) -> Option<LogFormat> {

@@ -3,20 +3,19 @@
 
 pub mod alerts;
 pub mod api;
+pub mod ban;
 pub mod check;
 pub mod clock;
 pub mod config;
 pub mod daemon;
 pub mod detect;
 pub mod docker;
-pub mod enforce;
-pub mod enforcer;
 pub mod events;
 pub mod firewall;
 pub mod fsutil;
 #[doc(hidden)]
 pub mod harness;
+pub mod host;
 pub mod metrics;
 pub mod netaddr;
 pub mod notify;
-pub mod state;

@@ -12,10 +12,10 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::{bin, have, require, wait_until};
+use security_monitor::ban::state_file::BanRecord;
 use security_monitor::config;
 use security_monitor::events::{Bus, Event};
 use security_monitor::notify::{Notifier, NotifyStatus};
-use security_monitor::state::BanRecord;
 use serde_json::Value;
 
 /// Debian's python (where python3-aiosmtpd is), not whatever `python3` is first on PATH.

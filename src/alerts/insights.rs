@@ -15,7 +15,7 @@
 use serde::Serialize;
 
 use super::{severity_rank, AlertBook, SEVERITIES};
-use crate::state::BanRecord;
+use crate::ban::state_file::BanRecord;
 
 const HOUR: i64 = 3600;
 

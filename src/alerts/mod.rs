@@ -25,9 +25,9 @@ use std::net::IpAddr;
 
 use serde::{Deserialize, Serialize};
 
+use crate::ban::state_file::rfc3339;
 use crate::events::{Event, Refusal};
 use crate::netaddr::IpNet;
-use crate::state::rfc3339;
 
 /// New alerts from one network within [`FLOOD_WINDOW`] before the rest fold by network.
 pub const FLOOD_ALERTS: u32 = 20;

@@ -8,9 +8,8 @@
 //! drop-to-finish: the watcher writes its cursors, the enforcement thread applies what is
 //! queued and writes the state file, and the bans stay in the kernel.
 
-pub mod enforcement;
 pub mod logging;
-pub mod notify;
+pub mod systemd;
 
 use crate::clock::unix_now;
 use std::collections::HashMap;
@@ -25,15 +24,15 @@ use crate::alerts::log::AlertLog;
 use crate::alerts::{AlertBook, Filter, Recorded};
 use crate::api::server::{self, Call};
 use crate::api::{Request, Response};
+use crate::ban::worker::{self as enforcement, Msg, Summary};
+use crate::ban::DockerNetwork;
+use crate::ban::{Enforcer, StateLock};
 use crate::config::{self, Config};
 use crate::detect::parse::{LineParser, ParseHealth, UnparsedNotice};
 use crate::detect::Detector;
 use crate::docker::{container_profile, LogLine, WatchSettings, Watcher};
-use crate::enforce::DockerNetwork;
-use crate::enforcer::{Enforcer, StateLock};
 use crate::events::{Bus, Event};
 use crate::metrics::Metrics;
-use enforcement::{Msg, Summary};
 
 /// How the daemon was asked to run.
 #[derive(Debug, Clone)]
@@ -61,7 +60,7 @@ pub fn run(opts: Options) -> i32 {
                 "not starting: fix the config (check it with `security-monitor check-config {}`)",
                 opts.config.display()
             );
-            notify::status(&format!("config error in {}", opts.config.display()));
+            systemd::status(&format!("config error in {}", opts.config.display()));
             return 1;
         }
     };
@@ -140,7 +139,7 @@ async fn main_loop(opts: Options, cfg: Config) -> i32 {
         Ok(x) => x,
         Err(e) => {
             tracing::error!("cannot start enforcement: {e}");
-            notify::status(&format!("firewall error: {e}"));
+            systemd::status(&format!("firewall error: {e}"));
             return 1;
         }
     };
@@ -232,7 +231,7 @@ async fn main_loop(opts: Options, cfg: Config) -> i32 {
             return 1;
         }
     };
-    let watchdog = notify::watchdog_interval();
+    let watchdog = systemd::watchdog_interval();
     let mut tick = tokio::time::interval(
         watchdog
             .map(|w| w / 2)
@@ -241,7 +240,7 @@ async fn main_loop(opts: Options, cfg: Config) -> i32 {
     );
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
 
-    notify::ready(&status_line(
+    systemd::ready(&status_line(
         &st,
         watcher.as_ref(),
         &summary(&enforce).await,
@@ -304,17 +303,17 @@ async fn main_loop(opts: Options, cfg: Config) -> i32 {
             _ = term.recv() => break,
             _ = int.recv() => break,
             _ = tick.tick() => {
-                notify::watchdog();
+                systemd::watchdog();
                 rate(&mut st);
                 watch_docker_connection(&mut st, watcher.as_ref());
                 flush_alerts(&mut st);
                 let s = summary(&enforce).await;
-                notify::status(&status_line(&st, watcher.as_ref(), &s));
+                systemd::status(&status_line(&st, watcher.as_ref(), &s));
             }
         }
     }
 
-    notify::stopping();
+    systemd::stopping();
     tracing::info!("stopping: writing cursors and the state file; bans stay in the firewall");
     server_task.abort();
     let _ = std::fs::remove_file(&opts.socket);
@@ -714,7 +713,7 @@ async fn reload(
     line_tx: &mpsc::Sender<LogLine>,
     opts: &Options,
 ) -> Result<String, String> {
-    notify::reloading();
+    systemd::reloading();
     let result = apply_reload(st, enforce, watcher, line_tx, &opts.config).await;
     match &result {
         Ok(msg) => {
@@ -751,7 +750,7 @@ async fn reload(
         }
     }
     let s = summary(enforce).await;
-    notify::ready(&status_line(st, watcher.as_ref(), &s));
+    systemd::ready(&status_line(st, watcher.as_ref(), &s));
     result
 }
 
@@ -933,7 +932,7 @@ fn unparsed_sources(st: &State) -> Vec<serde_json::Value> {
     list
 }
 
-async fn active_bans(enforce: &enforcement::Handle) -> Vec<crate::state::BanRecord> {
+async fn active_bans(enforce: &enforcement::Handle) -> Vec<crate::ban::state_file::BanRecord> {
     let (tx, rx) = oneshot::channel();
     if !enforce.send(Msg::List { reply: tx }) {
         return Vec::new();

@@ -8,7 +8,7 @@
 use std::net::IpAddr;
 use std::time::Duration;
 
-use crate::enforce::DockerNetwork;
+use crate::ban::DockerNetwork;
 use crate::netaddr::{parse_client_ip, IpNet};
 
 /// How often the watcher reads the list again, besides whenever a network event says so.

@@ -28,8 +28,8 @@ use super::networks;
 use super::status::{lock, ContainerStatus, StreamState, Tracker, WatcherStatus};
 use super::stream::{describe, Backoff, Follow, StreamSettings};
 use super::{connect, docker_host, LogLine, Selection, READABLE_DRIVERS};
+use crate::ban::DockerNetwork;
 use crate::config::Config;
-use crate::enforce::DockerNetwork;
 use crate::netaddr::parse_client_ip;
 
 /// Everything the watcher takes from the config.

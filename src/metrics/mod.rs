@@ -10,7 +10,7 @@ pub mod http;
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
-use crate::daemon::enforcement::Summary;
+use crate::ban::worker::Summary;
 use crate::docker::WatcherStatus;
 use crate::events::Event;
 

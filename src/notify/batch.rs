@@ -186,7 +186,7 @@ impl Batcher {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::state::BanRecord;
+    use crate::ban::state_file::BanRecord;
 
     fn ban(i: u32, severity: &str) -> BanNotice {
         BanNotice::new(

@@ -14,13 +14,13 @@ use std::time::{Duration, Instant};
 use serde::Serialize;
 use tokio::sync::oneshot;
 
+use crate::ban::state_file::BanRecord;
+use crate::ban::Enforcer;
+use crate::ban::{Decision, DockerNetwork, NeverBan};
 use crate::config::{self, Config};
 use crate::detect::parse::format_time;
 use crate::detect::Verdict;
-use crate::enforce::{Decision, DockerNetwork, NeverBan};
-use crate::enforcer::Enforcer;
 use crate::events::{Bus, Event, Refusal};
-use crate::state::BanRecord;
 
 /// Verdicts waiting for the firewall; beyond this they are dropped and counted (a flood
 /// this large is also what the burst valve holds back).
@@ -235,7 +235,7 @@ impl Worker {
                 self.save();
             }
             if self.last_host_refresh.elapsed() >= HOST_ADDRESSES_EVERY {
-                self.enforcer.book.never_ban().host = crate::enforce::host_addresses();
+                self.enforcer.book.never_ban().host = crate::host::addresses();
                 self.last_host_refresh = Instant::now();
             }
             let now = self.current();
@@ -420,7 +420,7 @@ impl Worker {
                     cfg,
                     docker_networks,
                 } => {
-                    let mut never = NeverBan::from_config(&cfg);
+                    let mut never = NeverBan::from_config(&cfg, crate::host::addresses());
                     never.docker_networks = docker_networks;
                     self.enforcer
                         .book

@@ -1,6 +1,5 @@
 //! The ban book: which IPs are banned, until when, and why; and the policy that turns a
-//! detector verdict into a ban (never-ban list, repeat-offender escalation, the burst
-//! safety valve).
+//! detector verdict into a ban (repeat-offender escalation, the burst safety valve).
 //!
 //! Sans-IO like the detector: every call takes `now` and returns what to do; the caller
 //! applies it to the firewall and the state file.
@@ -8,134 +7,12 @@
 use std::collections::{HashMap, VecDeque};
 use std::net::IpAddr;
 
-use crate::config::{BanPolicy, Config};
+use super::never::NeverBan;
+use super::state_file::{BanRecord, HistoryRecord, StateFile, STATE_VERSION};
+use crate::config::BanPolicy;
 use crate::detect::Verdict;
 use crate::firewall::KernelBan;
-use crate::netaddr::{never_ban_reason, source_prefix, IpNet};
-use crate::state::{BanRecord, HistoryRecord, StateFile, STATE_VERSION};
-
-/// Addresses that are never banned, whatever the logs say.
-#[derive(Debug, Clone, Default)]
-pub struct NeverBan {
-    pub allowlist: Vec<IpNet>,
-    /// The host's own addresses (which include the Docker bridge gateways).
-    pub host: Vec<IpAddr>,
-    /// Docker's networks, kept current by the daemon.
-    pub docker_networks: Vec<DockerNetwork>,
-    /// Whether addresses inside Docker's networks may be banned (`docker.ban_internal_addresses`);
-    /// gateways never are.
-    pub ban_internal: bool,
-}
-
-/// One Docker network, as the never-ban list needs it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct DockerNetwork {
-    pub name: String,
-    pub subnet: IpNet,
-    pub gateway: Option<IpAddr>,
-    /// The containers attached to it inside `subnet`: name and address, sorted.
-    pub containers: Vec<(String, IpAddr)>,
-}
-
-impl NeverBan {
-    pub fn from_config(cfg: &Config) -> Self {
-        NeverBan {
-            allowlist: cfg.allowlist.clone(),
-            host: host_addresses(),
-            docker_networks: Vec::new(),
-            ban_internal: cfg.docker.ban_internal_addresses,
-        }
-    }
-
-    /// Why `ip` must never be banned, if it must not.
-    pub fn reason(&self, ip: IpAddr) -> Option<String> {
-        if let Some(r) = never_ban_reason(ip) {
-            return Some(r.to_string());
-        }
-        if self.host.contains(&ip) {
-            return Some("an address of this host".into());
-        }
-        if let Some(n) = self.docker_networks.iter().find(|n| n.gateway == Some(ip)) {
-            return Some(format!("the gateway of Docker network {} (connections through docker-proxy appear to come from it)", n.name));
-        }
-        if !self.ban_internal {
-            if let Some(n) = self.docker_networks.iter().find(|n| n.subnet.contains(ip)) {
-                return Some(format!(
-                    "inside Docker network {} ({}): most likely a reverse-proxy container in front of the app, and banning it would cut every visitor off. \
-                     Watch the proxy container's log instead, or add \"docker\" (or its address) to trusted_proxies so the client is taken from X-Forwarded-For; \
-                     docker.ban_internal_addresses allows such bans",
-                    n.name, n.subnet
-                ));
-            }
-        }
-        self.allowlist
-            .iter()
-            .find(|n| n.contains(ip))
-            .map(|n| format!("on the allowlist ({n})"))
-    }
-
-    /// Why the range `net` must never be banned, if it must not: for a network (an IPv6
-    /// /64), when it holds any never-ban address or overlaps a never-ban range.
-    pub fn reason_net(&self, net: IpNet) -> Option<String> {
-        if net.is_host() {
-            return self.reason(net.addr());
-        }
-        if let Some(r) = never_ban_reason(net.addr()) {
-            return Some(format!("{net}: {r}"));
-        }
-        if let Some(h) = self.host.iter().find(|h| net.contains(**h)) {
-            return Some(format!("{net}, which holds an address of this host ({h})"));
-        }
-        for n in &self.docker_networks {
-            if n.gateway.is_some_and(|g| net.contains(g))
-                || (!self.ban_internal && n.subnet.overlaps(&net))
-            {
-                return Some(format!(
-                    "{net}, which overlaps Docker network {} ({})",
-                    n.name, n.subnet
-                ));
-            }
-        }
-        self.allowlist
-            .iter()
-            .find(|n| n.overlaps(&net))
-            .map(|n| format!("{net}, which overlaps the allowlist ({n})"))
-    }
-}
-
-/// The addresses of this host's interfaces (in the current network namespace).
-pub fn host_addresses() -> Vec<IpAddr> {
-    let mut out = Vec::new();
-    // /proc/net/fib_trie lists local IPv4 addresses as "/32 host LOCAL" entries.
-    if let Ok(text) = std::fs::read_to_string("/proc/net/fib_trie") {
-        let mut last: Option<IpAddr> = None;
-        for line in text.lines() {
-            let t = line.trim_start_matches([' ', '|', '-', '+', '`']);
-            if let Ok(ip) = t.trim().parse::<IpAddr>() {
-                last = Some(ip);
-            } else if line.contains("/32 host LOCAL") {
-                if let Some(ip) = last {
-                    if !out.contains(&ip) {
-                        out.push(ip);
-                    }
-                }
-            }
-        }
-    }
-    if let Ok(text) = std::fs::read_to_string("/proc/net/if_inet6") {
-        for line in text.lines() {
-            if let Some(hex) = line.split_whitespace().next() {
-                if let Ok(bits) = u128::from_str_radix(hex, 16) {
-                    let ip = IpAddr::V6(bits.into());
-                    if !out.contains(&ip) {
-                        out.push(ip);
-                    }
-                }
-            }
-        }
-    }
-    out
-}
+use crate::netaddr::{source_prefix, IpNet};
 
 /// What to do about a verdict or a manual ban.
 #[derive(Debug, Clone, PartialEq)]
@@ -582,6 +459,7 @@ impl BanBook {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::ban::DockerNetwork;
     use crate::config::Severity;
 
     fn ip(s: &str) -> IpAddr {
@@ -682,12 +560,6 @@ mod tests {
         };
         assert!(extended);
         assert_eq!(record.times_banned, 2);
-    }
-
-    #[test]
-    fn host_addresses_are_read() {
-        let own = host_addresses();
-        assert!(own.contains(&ip("127.0.0.1")), "{own:?}");
     }
 
     #[test]

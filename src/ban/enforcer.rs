@@ -1,42 +1,16 @@
 //! The ban book wired to a firewall backend and to `blocked_ips.json`: the I/O edge of
 //! enforcement, shared by the daemon and by the command line when no daemon runs.
 
-use std::fs::File;
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
+use super::book::{BanBook, Decision};
+use super::never::NeverBan;
+use super::state_file::{self as state, BanRecord, Loaded};
 use crate::config::Config;
-use crate::enforce::{BanBook, Decision, NeverBan};
 use crate::firewall::{self, Backend};
 use crate::netaddr::IpNet;
-use crate::state::{self, BanRecord, Loaded};
-
-/// An exclusive lock on the state directory: one process at a time changes the bans.
-pub struct StateLock {
-    _file: File,
-}
-
-impl StateLock {
-    /// Takes the lock or says who holds it.
-    pub fn acquire(dir: &Path) -> Result<StateLock, String> {
-        std::fs::create_dir_all(dir)
-            .map_err(|e| format!("cannot create the state directory {}: {e}", dir.display()))?;
-        let path = dir.join("lock");
-        let file =
-            crate::fsutil::open_lock(&path).map_err(|e| format!("cannot open the lock: {e}"))?;
-        use std::os::fd::AsRawFd;
-        // SAFETY: flock on a file descriptor we own; no memory is involved.
-        let rc = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
-        if rc != 0 {
-            return Err(format!(
-                "{} is locked by another security-monitor process (is the daemon running? then use its control socket, or stop it first)",
-                path.display()
-            ));
-        }
-        Ok(StateLock { _file: file })
-    }
-}
 
 /// What happened at start-up, for the log.
 #[derive(Debug, Default)]
@@ -96,7 +70,7 @@ impl Enforcer {
         let mut book = BanBook::new(
             cfg.ban.clone(),
             cfg.log_retention_days,
-            NeverBan::from_config(cfg),
+            NeverBan::from_config(cfg, crate::host::addresses()),
         );
         let started = Instant::now();
         let restore = book.restore(file, &kernel, now);
