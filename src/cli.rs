@@ -751,14 +751,16 @@ fn ban(ip: &str, duration: Option<&str>, reason: &str, config: Option<&Path>) ->
     let cfg = load_config(config, true)?;
     let (_lock, mut enforcer, _) = direct(&cfg)?;
     let now = unix_now();
-    let decision = enforcer.book.manual_ban(ip, secs, reason, now);
+    let decision = enforcer.book.plan_manual(ip, secs, reason, now);
     match &decision {
         Decision::Ban {
             record,
             seconds,
             extended,
         } => {
-            enforcer.apply(&decision).map_err(|e| anyhow::anyhow!(e))?;
+            enforcer
+                .apply(&decision, now)
+                .map_err(|e| anyhow::anyhow!(e))?;
             enforcer.save(now).context("writing blocked_ips.json")?;
             println!(
                 "{} {} for {} (until {}, ban #{} of this IP) with {}{}",

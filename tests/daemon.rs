@@ -46,6 +46,16 @@ fn setup(test: &str) -> Option<(Env, String)> {
     Some((env, netns))
 }
 
+/// A helper process stopped when the test ends, by its pid.
+struct KillOnDrop(std::process::Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 fn in_netns(netns: &str) -> Command {
     let mut c = Command::new("nsenter");
     c.arg(format!("--net=/run/netns/{netns}"));
@@ -342,6 +352,53 @@ fn the_control_socket_is_root_only_and_reload_keeps_bans() {
     assert_eq!(status["firewall"]["active_bans"], 1);
     assert!(d.kernel_set().contains("198.51.100.44"));
 
+    // A config whose metrics port cannot be bound is rejected as a whole: nothing of it
+    // applies (here: its ban duration), and the daemon says so.
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = taken.local_addr().unwrap().port();
+    let busy = good.replace(
+        "\"log_format\"",
+        &format!(
+            "\"metrics\": {{\"listen\": \"127.0.0.1:{port}\"}}, \"ban\": {{\"duration\": \"7h\"}}, \"log_format\""
+        ),
+    );
+    // The daemon runs in its own network namespace: take the port there.
+    let _holder = in_netns(&netns)
+        .args(["python3", "-c"])
+        .arg(format!(
+            "import socket,time; s=socket.socket(); s.bind(('127.0.0.1',{port})); s.listen(); time.sleep(120)"
+        ))
+        .spawn()
+        .map(KillOnDrop)
+        .expect("port holder");
+    drop(taken);
+    assert!(wait_until(Duration::from_secs(10), || in_netns(&netns)
+        .args(["ss", "-Hltn", &format!("sport = :{port}")])
+        .output()
+        .is_ok_and(|o| !o.stdout.is_empty())));
+    std::fs::write(&d.cfg, &busy).unwrap();
+    let out = d.cli(&["reload"]);
+    let err = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("cannot listen on"), "{err}");
+    let out = d.cli(&["ban", "198.51.100.45"]);
+    let said = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        said.contains("for 1d"),
+        "the rejected config's 7h applied: {said}"
+    );
+    assert!(d.cli(&["unban", "198.51.100.45"]).status.success());
+
+    // What the running daemon holds open cannot move on reload: said, not half done.
+    let moved = good.replace("/state\"", "/elsewhere\"");
+    assert_ne!(moved, good);
+    std::fs::write(&d.cfg, &moved).unwrap();
+    let out = d.cli(&["reload"]);
+    let err = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("state.dir changed from"), "{err}");
+    assert!(err.contains("systemctl restart security-monitor"), "{err}");
+
     // A good one is applied live, still without dropping the ban.
     std::fs::write(&d.cfg, &good).unwrap();
     assert!(d.cli(&["reload"]).status.success());
@@ -462,8 +519,16 @@ fn a_new_docker_networks_gateway_is_never_banned() {
         .trim()
         .to_string();
     assert!(gateway.parse::<std::net::IpAddr>().is_ok(), "{gateway:?}");
-    // Give the daemon time to read the host's addresses again.
-    std::thread::sleep(Duration::from_secs(6));
+    // The watcher reports the new network (with its gateway) to the daemon, which logs
+    // it: wait for that rather than for a fixed time.
+    assert!(
+        wait_until(Duration::from_secs(15), || d
+            .log()
+            .lines()
+            .any(|l| l.contains("Docker networks:") && l.contains(&net))),
+        "the daemon never learned of network {net}:\n{}",
+        d.log()
+    );
     let name = format!("{}proxy", common::prefix("gw"));
     let script = format!(
         "sleep 1; echo \"{}\"; echo \"{}\"; sleep 600",
@@ -1126,9 +1191,27 @@ fn a_ban_is_mailed_once_and_a_restored_ban_sends_nothing() {
     assert_eq!(d.wait_exit(Duration::from_secs(10)), Some(0), "{}", d.log());
     d.start(&[]);
     assert!(d.kernel_set().contains("203.0.113.121"));
-    std::thread::sleep(Duration::from_secs(3));
-    assert_eq!(mails().len(), 1, "a restored ban was mailed");
-    let st: serde_json::Value =
-        serde_json::from_slice(&d.cli(&["status", "--json"]).stdout).expect("status --json");
-    assert_eq!(st["notify"]["channels"][0]["sent"], 0, "{st}");
+    // A later ban is a barrier: notices go out in order, so once its mail is here a
+    // notice of the restored ban would have come before it.
+    let out = d.cli(&["ban", "203.0.113.122", "--reason", "barrier"]);
+    assert!(out.status.success(), "{out:?}");
+    assert!(
+        wait_until(Duration::from_secs(20), || mails().len() >= 2),
+        "the barrier's mail never came:\n{}",
+        d.log()
+    );
+    let later = mails();
+    assert_eq!(later.len(), 2, "a restored ban was mailed: {later:?}");
+    let body = later[1]["body"].as_str().unwrap_or_default();
+    assert!(
+        body.contains("203.0.113.122") && !body.contains("203.0.113.121"),
+        "{body}"
+    );
+    // Counted once the server has answered: only the barrier's notice since the restart.
+    let mut st = serde_json::Value::Null;
+    let counted = wait_until(Duration::from_secs(10), || {
+        st = serde_json::from_slice(&d.cli(&["status", "--json"]).stdout).expect("status --json");
+        st["notify"]["channels"][0]["sent"] == 1
+    });
+    assert!(counted, "{st}");
 }

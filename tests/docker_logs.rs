@@ -462,6 +462,44 @@ async fn a_security_monitor_restart_resumes_from_the_cursor() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lines_read_but_never_judged_are_read_again_after_a_restart() {
+    let Some(env) = env("lines_read_but_never_judged_are_read_again_after_a_restart") else {
+        return;
+    };
+    let p = prefix("judged");
+    let name = format!("{p}counter");
+    env.run(&name, &[], COUNTER);
+    let dir = state_dir();
+    let mut first = Watch::start(env.settings(&p, dir.path(), ""));
+    first.until(T, "50 lines", |g| g.len() >= 50).await;
+    // A crash with lines still queued: from here on lines are read and never judged.
+    first.judging = false;
+    first.until(T, "30 lines more", |g| g.len() >= 80).await;
+    first.stop().await;
+    let seen = numbers(&first.texts_of(&name), "seq");
+    let last_judged = seen[49];
+    let mut second = Watch::start(env.settings(&p, dir.path(), ""));
+    second
+        .until(T, "the unjudged lines again", |g| {
+            numbers(&g.iter().map(|r| text(&r.line)).collect::<Vec<_>>(), "seq")
+                .iter()
+                .any(|&n| n > seen[seen.len() - 1])
+        })
+        .await;
+    second.stop().await;
+    let again = numbers(&second.texts_of(&name), "seq");
+    assert_eq!(
+        again.first().copied(),
+        Some(last_judged + 1),
+        "the restart reads on from the last judged line, not the last read one"
+    );
+    let mut judged: Vec<u64> = seen[..50].to_vec();
+    judged.extend(&again);
+    assert_each_once(&judged, "judged lines across the restart");
+    env.remove_all(&p);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_flooding_container_does_not_hold_up_the_others() {
     let Some(env) = env("a_flooding_container_does_not_hold_up_the_others") else {
         return;

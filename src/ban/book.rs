@@ -1,10 +1,13 @@
 //! The ban book: which IPs are banned, until when, and why; and the policy that turns a
 //! detector verdict into a ban (repeat-offender escalation, the burst safety valve).
 //!
-//! Sans-IO like the detector: every call takes `now` and returns what to do; the caller
-//! applies it to the firewall and the state file.
+//! Sans-IO like the detector: every call takes `now`. A change is planned first
+//! (`plan_verdict`, `plan_manual`, `due`), without touching the book; the enforcer applies
+//! the plan to the kernel and only then commits it (`commit`, `lift`). A change the
+//! firewall refused therefore never reaches the book: an extended ban keeps its old record
+//! and its count of bans.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{BTreeSet, HashMap, HashSet, VecDeque};
 use std::net::IpAddr;
 
 use super::never::NeverBan;
@@ -50,6 +53,9 @@ pub struct BanBook {
     retention: i64,
     never: NeverBan,
     bans: HashMap<IpAddr, BanRecord>,
+    /// Every active ban by expiry, soonest first: finding what is due costs what is due,
+    /// not a scan of every ban.
+    expiries: BTreeSet<(i64, IpAddr)>,
     history: HashMap<IpAddr, HistoryRecord>,
     valve: Valve,
     held: u64,
@@ -85,13 +91,22 @@ impl Default for Valve {
 }
 
 impl Valve {
-    /// Counts a new ban of `ip` at `now`, or says why it must be held (and counts nothing).
-    fn admit(&mut self, policy: &BanPolicy, ip: IpAddr, now: i64) -> Result<(), String> {
-        let since = now.saturating_sub(i64::try_from(policy.burst_window).unwrap_or(i64::MAX));
+    /// Whether a new ban of `ip` at `now` may go ahead, counting the `pending` new bans a
+    /// batch has planned but not committed; or why it must be held. Changes nothing.
+    fn check(
+        &self,
+        policy: &BanPolicy,
+        ip: IpAddr,
+        now: i64,
+        pending: &Pending,
+    ) -> Result<(), String> {
+        let since = window_start(policy, now);
         let prefix = source_prefix(ip);
-        let times = self.per_prefix.entry(prefix).or_default();
-        forget_before(times, since);
-        if times.len() >= policy.burst_max_bans as usize {
+        let recent = |times: Option<&VecDeque<i64>>| {
+            times.map_or(0, |t| t.iter().rev().take_while(|t| **t > since).count())
+        };
+        let times = recent(self.per_prefix.get(&prefix)) + pending.per_prefix(prefix);
+        if times >= policy.burst_max_bans as usize {
             return Err(format!(
                 "more than {} new bans from {prefix} within {}s (ban.burst_max_bans, counted per source prefix): a flood from one network, possibly injected or spoofed log lines; not banned{}",
                 policy.burst_max_bans,
@@ -100,21 +115,28 @@ impl Valve {
             ));
         }
         let total = policy.burst_max_bans_total as usize;
-        if total > 0 {
+        if total > 0 && recent(Some(&self.total)) + pending.total >= total {
+            return Err(format!(
+                "more than {total} new bans from all networks within {}s (ban.burst_max_bans_total): not banned",
+                policy.burst_window
+            ));
+        }
+        Ok(())
+    }
+
+    /// Counts a new ban of `ip` at `now` (committed: the firewall holds it).
+    fn record(&mut self, policy: &BanPolicy, ip: IpAddr, now: i64) {
+        let since = window_start(policy, now);
+        if policy.burst_max_bans_total > 0 {
             forget_before(&mut self.total, since);
-            if self.total.len() >= total {
-                return Err(format!(
-                    "more than {total} new bans from all networks within {}s (ban.burst_max_bans_total): not banned",
-                    policy.burst_window
-                ));
-            }
             self.total.push_back(now);
         }
+        let times = self.per_prefix.entry(source_prefix(ip)).or_default();
+        forget_before(times, since);
         times.push_back(now);
         if self.per_prefix.len() > self.cap {
             self.evict(since);
         }
-        Ok(())
     }
 
     /// Drops prefixes with no ban inside the window; if that is not enough, those whose
@@ -139,6 +161,46 @@ impl Valve {
     }
 }
 
+/// Where the burst valve's window starts for a ban at `now`.
+fn window_start(policy: &BanPolicy, now: i64) -> i64 {
+    now.saturating_sub(i64::try_from(policy.burst_window).unwrap_or(i64::MAX))
+}
+
+/// New detector bans one batch has planned but not yet committed. The valve counts them
+/// with the committed ones, and a second verdict for an address the batch already bans
+/// waits for the next batch (`holds`), so that one firewall call can carry the batch and a
+/// refused call leaves the book as it was.
+#[derive(Debug, Default)]
+pub struct Pending {
+    prefixes: HashMap<IpNet, usize>,
+    total: usize,
+    keys: HashSet<IpAddr>,
+}
+
+impl Pending {
+    /// Whether this batch already plans a ban that covers `ip`.
+    pub fn holds(&self, ip: IpAddr) -> bool {
+        self.keys.contains(&ip) || self.keys.contains(&source_prefix(ip).addr())
+    }
+
+    fn per_prefix(&self, prefix: IpNet) -> usize {
+        self.prefixes.get(&prefix).copied().unwrap_or(0)
+    }
+
+    fn add(&mut self, d: &Decision) {
+        if let Decision::Ban {
+            record, extended, ..
+        } = d
+        {
+            self.keys.insert(record.ip);
+            if !extended {
+                *self.prefixes.entry(source_prefix(record.ip)).or_default() += 1;
+                self.total += 1;
+            }
+        }
+    }
+}
+
 /// Drops the times at or before `since` from the front of an ordered queue.
 fn forget_before(times: &mut VecDeque<i64>, since: i64) {
     while times.front().is_some_and(|t| *t <= since) {
@@ -153,6 +215,7 @@ impl BanBook {
             retention: retention_days as i64 * 86400,
             never,
             bans: HashMap::new(),
+            expiries: BTreeSet::new(),
             history: HashMap::new(),
             valve: Valve::default(),
             held: 0,
@@ -259,7 +322,7 @@ impl BanBook {
                 // than the policy allows: it ends at the cap from now.
                 b.expires_at = b.expires_at.min(self.expiry(now, u64::MAX));
                 r.from_file += 1;
-                self.bans.insert(b.ip, b);
+                self.insert(b);
             }
         }
         for k in kernel {
@@ -277,7 +340,7 @@ impl BanBook {
             b.times_banned = times;
             b.evidence = vec!["found in the firewall but not in blocked_ips.json; adopted".into()];
             b.source = "kernel".into();
-            self.bans.insert(key, b);
+            self.insert(b);
         }
         let never: Vec<IpAddr> = self
             .bans
@@ -286,7 +349,7 @@ impl BanBook {
             .map(|b| b.ip)
             .collect();
         for ip in never {
-            self.bans.remove(&ip);
+            self.remove(ip);
             r.lifted.push(ip);
         }
         self.prune_history(now);
@@ -302,8 +365,21 @@ impl BanBook {
         r
     }
 
-    /// Turns a detector verdict into a decision.
-    pub fn on_verdict(&mut self, v: &Verdict, container: &str, now: i64) -> Decision {
+    /// What a detector verdict calls for; the book does not change until `commit`.
+    pub fn plan_verdict(&self, v: &Verdict, container: &str, now: i64) -> Decision {
+        self.plan_verdict_in(v, container, now, &mut Pending::default())
+    }
+
+    /// `plan_verdict` as one of a batch: `pending` holds the batch's planned new bans, for
+    /// the valve, and takes this one. Check `pending.holds(v.ip)` first: a second verdict
+    /// for an address the batch bans belongs in the next batch.
+    pub fn plan_verdict_in(
+        &self,
+        v: &Verdict,
+        container: &str,
+        now: i64,
+        pending: &mut Pending,
+    ) -> Decision {
         if let Some(reason) = v.allowlisted.clone().or_else(|| self.never.reason(v.ip)) {
             return Decision::NeverBan { ip: v.ip, reason };
         }
@@ -315,8 +391,7 @@ impl BanBook {
         }
         // Only new bans count: extending an active one adds nobody to the firewall.
         if active.is_none() {
-            if let Err(reason) = self.valve.admit(&self.policy, v.ip, now) {
-                self.held += 1;
+            if let Err(reason) = self.valve.check(&self.policy, v.ip, now, pending) {
                 return Decision::Held { ip: v.ip, reason };
             }
         }
@@ -327,14 +402,16 @@ impl BanBook {
         record.last_offence = v.last_seen;
         record.evidence = v.evidence.clone();
         record.source = "detector".into();
-        self.put(record, None, now)
+        let d = self.plan_put(record, None, now);
+        pending.add(&d);
+        d
     }
 
     /// An operator's ban. `seconds` None: the policy's duration with escalation; any
     /// length is brought within `ban.max_duration` (the answer's `seconds` says how long).
     /// Like a detector's ban, it covers the address's /64 with `ban.ipv6_prefix: 64`.
-    pub fn manual_ban(
-        &mut self,
+    pub fn plan_manual(
+        &self,
         ip: IpAddr,
         seconds: Option<u64>,
         reason: &str,
@@ -351,10 +428,12 @@ impl BanBook {
             )];
         }
         record.source = "manual".into();
-        self.put(record, seconds, now)
+        self.plan_put(record, seconds, now)
     }
 
-    fn put(&mut self, mut record: BanRecord, seconds: Option<u64>, now: i64) -> Decision {
+    /// A ban of `record`'s address: its length from the history (escalation) or `seconds`,
+    /// an active ban's first offence kept.
+    fn plan_put(&self, mut record: BanRecord, seconds: Option<u64>, now: i64) -> Decision {
         let previous = self.history.get(&record.ip).map_or(0, |h| h.times_banned);
         let existing = self.bans.get(&record.ip);
         let extended = existing.is_some();
@@ -372,20 +451,55 @@ impl BanBook {
         record.times_banned = previous.saturating_add(1);
         record.banned_at = now;
         record.expires_at = self.expiry(now, secs);
-        self.history.insert(
-            record.ip,
-            HistoryRecord {
-                ip: record.ip,
-                times_banned: record.times_banned,
-                last_banned_at: now,
-            },
-        );
-        self.bans.insert(record.ip, record.clone());
         Decision::Ban {
             record,
             seconds: secs,
             extended,
         }
+    }
+
+    /// Records a planned decision once it is in force: a ban the firewall took, a ban
+    /// held back (counted). Other decisions change nothing.
+    pub fn commit(&mut self, d: &Decision, now: i64) {
+        match d {
+            Decision::Ban {
+                record, extended, ..
+            } => {
+                if !extended && record.source == "detector" {
+                    let policy = self.policy.clone();
+                    self.valve.record(&policy, record.ip, now);
+                }
+                self.history.insert(
+                    record.ip,
+                    HistoryRecord {
+                        ip: record.ip,
+                        times_banned: record.times_banned,
+                        last_banned_at: record.banned_at,
+                    },
+                );
+                self.insert(record.clone());
+            }
+            Decision::Held { .. } => self.held += 1,
+            Decision::NeverBan { .. } | Decision::AlreadyBanned { .. } => {}
+        }
+    }
+
+    /// Puts a ban in the book and the expiry index, replacing the one under its key.
+    fn insert(&mut self, b: BanRecord) {
+        let key = b.ip;
+        self.expiries.insert((b.expires_at, key));
+        if let Some(old) = self.bans.insert(key, b) {
+            if old.expires_at != self.bans[&key].expires_at {
+                self.expiries.remove(&(old.expires_at, key));
+            }
+        }
+    }
+
+    /// Takes the ban under `key` out of the book and the expiry index.
+    fn remove(&mut self, key: IpAddr) -> Option<BanRecord> {
+        let b = self.bans.remove(&key)?;
+        self.expiries.remove(&(b.expires_at, key));
+        Some(b)
     }
 
     /// When a ban of `seconds` given at `now` ends: never later than the policy's cap and
@@ -398,32 +512,40 @@ impl BanBook {
     /// Lifts the ban that covers `ip` now (the address's own, or its /64's: the whole
     /// network is lifted, and the returned record says which); returns it if there was one.
     pub fn unban(&mut self, ip: IpAddr) -> Option<BanRecord> {
-        self.covering(ip).and_then(|k| self.bans.remove(&k))
+        self.covering(ip).and_then(|k| self.remove(k))
     }
 
-    /// Removes the bans that have expired by `now` and returns them (the kernel lifts them
-    /// by itself where it can; other backends need an unban).
-    pub fn expire(&mut self, now: i64) -> Vec<BanRecord> {
-        let gone: Vec<IpAddr> = self
-            .bans
-            .values()
-            .filter(|b| b.expires_at <= now)
-            .map(|b| b.ip)
-            .collect();
-        let mut out = Vec::with_capacity(gone.len());
-        for ip in gone {
-            if let Some(b) = self.bans.remove(&ip) {
+    /// The bans that have expired by `now`, soonest first; the book keeps them until
+    /// `lift` (the kernel lifts them by itself where it can; other backends need an unban
+    /// first).
+    pub fn due(&self, now: i64) -> Vec<BanRecord> {
+        self.expiries
+            .range(..=(now, IpAddr::from([0xff; 16])))
+            .filter_map(|(_, k)| self.bans.get(k).cloned())
+            .collect()
+    }
+
+    /// Removes expired bans that are out of the firewall, remembering them for escalation.
+    pub fn lift(&mut self, gone: &[BanRecord], now: i64) {
+        for b in gone {
+            if let Some(b) = self.remove(b.ip) {
                 self.remember(&b);
-                out.push(b);
             }
         }
         self.prune_history(now);
-        out
+    }
+
+    /// Plans and commits the expiry of what is due at `now` in one step, for a book with
+    /// no firewall behind it (replays, tests); returns what expired.
+    pub fn expire(&mut self, now: i64) -> Vec<BanRecord> {
+        let gone = self.due(now);
+        self.lift(&gone, now);
+        gone
     }
 
     /// When the next ban expires.
     pub fn next_expiry(&self) -> Option<i64> {
-        self.bans.values().map(|b| b.expires_at).min()
+        self.expiries.first().map(|(t, _)| *t)
     }
 
     fn remember(&mut self, b: &BanRecord) {
@@ -464,6 +586,25 @@ mod tests {
 
     fn ip(s: &str) -> IpAddr {
         s.parse().unwrap()
+    }
+
+    /// Plans and commits, as an enforcer whose firewall takes every change does.
+    trait Decide {
+        fn on_verdict(&mut self, v: &Verdict, container: &str, now: i64) -> Decision;
+        fn manual_ban(&mut self, ip: IpAddr, s: Option<u64>, r: &str, now: i64) -> Decision;
+    }
+
+    impl Decide for BanBook {
+        fn on_verdict(&mut self, v: &Verdict, container: &str, now: i64) -> Decision {
+            let d = self.plan_verdict(v, container, now);
+            self.commit(&d, now);
+            d
+        }
+        fn manual_ban(&mut self, ip: IpAddr, s: Option<u64>, r: &str, now: i64) -> Decision {
+            let d = self.plan_manual(ip, s, r, now);
+            self.commit(&d, now);
+            d
+        }
     }
 
     fn host(s: &str) -> IpNet {
@@ -909,5 +1050,90 @@ mod tests {
         assert_eq!(b.len(), 1);
         assert!(b.unban(ip("203.0.113.1")).is_some());
         assert!(b.unban(ip("203.0.113.1")).is_none());
+    }
+
+    #[test]
+    fn a_plan_changes_nothing_until_it_is_committed() {
+        let mut b = book();
+        let first = b.on_verdict(&verdict("203.0.113.1", 100), "web", 100);
+        let Decision::Ban { record: was, .. } = first else {
+            panic!("{first:?}")
+        };
+        let before = b.snapshot(300);
+        // A newer offence plans an extension with a second ban's length...
+        let d = b.plan_verdict(&verdict("203.0.113.1", 200), "web", 200);
+        let Decision::Ban {
+            record, extended, ..
+        } = &d
+        else {
+            panic!("{d:?}")
+        };
+        assert!(extended);
+        assert_eq!(record.times_banned, 2);
+        // ...but until it is committed the book is as it was: the kernel may refuse it.
+        assert_eq!(b.snapshot(300), before);
+        assert_eq!(b.get(ip("203.0.113.1")), Some(&was));
+        assert_eq!(b.next_expiry(), Some(was.expires_at));
+        b.commit(&d, 200);
+        assert_eq!(b.get(ip("203.0.113.1")).unwrap().times_banned, 2);
+        assert_eq!(b.next_expiry(), Some(record.expires_at));
+        assert_eq!(b.len(), 1, "the index holds one entry per ban");
+        assert_eq!(b.due(record.expires_at).len(), 1);
+    }
+
+    #[test]
+    fn the_valve_counts_a_batch_before_it_is_committed() {
+        let mut b = book();
+        let max = BanPolicy::default().burst_max_bans as usize;
+        let mut pending = Pending::default();
+        let mut planned = Vec::new();
+        for i in 0..max + 5 {
+            let v = verdict(&format!("203.0.113.{}", i + 1), 100);
+            assert!(!pending.holds(v.ip));
+            planned.push(b.plan_verdict_in(&v, "web", 100, &mut pending));
+        }
+        let bans = planned
+            .iter()
+            .filter(|d| matches!(d, Decision::Ban { .. }))
+            .count();
+        assert_eq!(bans, max, "the valve held the rest of one /24's batch");
+        assert!(pending.holds(ip("203.0.113.1")));
+        for d in &planned {
+            b.commit(d, 100);
+        }
+        assert_eq!((b.len(), b.held()), (max, 5));
+        // Committed, the same valve now holds the next one without a batch.
+        assert!(matches!(
+            b.plan_verdict(&verdict("203.0.113.200", 101), "web", 101),
+            Decision::Held { .. }
+        ));
+    }
+
+    #[test]
+    fn due_finds_what_expired_through_the_index_and_lift_removes_it() {
+        let mut b = BanBook::new(BanPolicy::default(), 30, NeverBan::default());
+        for i in 0..50u8 {
+            b.manual_ban(
+                ip(&format!("203.0.113.{i}")),
+                Some(100 + u64::from(i)),
+                "",
+                0,
+            );
+        }
+        // Re-banning one moves its entry in the index.
+        b.manual_ban(ip("203.0.113.0"), Some(1000), "", 10);
+        let due = b.due(120);
+        assert_eq!(
+            due.len(),
+            20,
+            "{:?}",
+            due.iter().map(|d| d.ip).collect::<Vec<_>>()
+        );
+        assert!(due.windows(2).all(|w| w[0].expires_at <= w[1].expires_at));
+        assert_eq!(b.len(), 50, "due changes nothing");
+        b.lift(&due, 120);
+        assert_eq!(b.len(), 30);
+        assert_eq!(b.next_expiry(), Some(121));
+        assert!(b.due(120).is_empty());
     }
 }

@@ -97,24 +97,16 @@ impl Enforcer {
         self.backend.name()
     }
 
-    /// Applies a decision to the firewall. The book already holds it.
-    pub fn apply(&mut self, d: &Decision) -> Result<(), String> {
-        if let Decision::Ban {
-            record, seconds, ..
-        } = d
-        {
-            self.dirty = true;
-            if let Err(e) = self.backend.ban(&[(record.net(), *seconds)]) {
-                // The kernel refused: the book must not claim a ban that is not in force.
-                self.book.unban(record.ip);
-                return Err(e.to_string());
-            }
-        }
-        Ok(())
+    /// Applies a planned decision to the firewall and, once the kernel holds it, commits
+    /// it to the book. A refused ban leaves the book as it was: an active ban that was to
+    /// be extended keeps its record, its expiry and its count.
+    pub fn apply(&mut self, d: &Decision, now: i64) -> Result<(), String> {
+        self.apply_all(std::slice::from_ref(d), now)
     }
 
-    /// Applies many decisions in one firewall batch.
-    pub fn apply_all(&mut self, ds: &[Decision]) -> Result<(), String> {
+    /// Applies many planned decisions in one firewall batch, then commits them all; if
+    /// the firewall refuses the batch, none of its bans is committed.
+    pub fn apply_all(&mut self, ds: &[Decision], now: i64) -> Result<(), String> {
         let bans: Vec<(IpNet, u64)> = ds
             .iter()
             .filter_map(|d| match d {
@@ -124,16 +116,14 @@ impl Enforcer {
                 _ => None,
             })
             .collect();
-        if bans.is_empty() {
-            return Ok(());
+        if !bans.is_empty() {
+            self.backend.ban(&bans).map_err(|e| e.to_string())?;
+            self.dirty = true;
         }
-        self.dirty = true;
-        self.backend.ban(&bans).map_err(|e| {
-            for (net, _) in &bans {
-                self.book.unban(net.addr());
-            }
-            e.to_string()
-        })
+        for d in ds {
+            self.book.commit(d, now);
+        }
+        Ok(())
     }
 
     /// Lifts a ban in the firewall and the book. Lifting an IP that is not banned is fine.
@@ -152,10 +142,10 @@ impl Enforcer {
 
     /// Drops expired bans from the book; lifts them in the firewall where the kernel does
     /// not expire them itself (no kernel expiry, or a ban longer than its longest timeout).
+    /// A lift the firewall refused keeps its bans in the book, to be tried again.
     pub fn expire(&mut self, now: i64) -> Result<Vec<BanRecord>, String> {
-        let gone = self.book.expire(now);
+        let gone = self.book.due(now);
         if !gone.is_empty() {
-            self.dirty = true;
             let by_kernel = self.backend.kernel_expiry();
             let max = self.backend.kernel_max_timeout();
             let nets: Vec<IpNet> = gone
@@ -166,6 +156,8 @@ impl Enforcer {
                 .map(BanRecord::net)
                 .collect();
             self.backend.unban(&nets).map_err(|e| e.to_string())?;
+            self.book.lift(&gone, now);
+            self.dirty = true;
         }
         Ok(gone)
     }
@@ -178,6 +170,11 @@ impl Enforcer {
         state::save(&self.state_path, &self.book.snapshot(now))?;
         self.dirty = false;
         Ok(())
+    }
+
+    /// Whether the book changed since the state file was last written.
+    pub fn dirty(&self) -> bool {
+        self.dirty
     }
 
     pub fn state_path(&self) -> &Path {

@@ -1,19 +1,25 @@
 //! The enforcement thread: owns the ban book, the firewall and the state file.
 //!
 //! Firewall changes run `nft`/`ipset` and block for milliseconds, so they live on their own
-//! thread and never hold up log reading. Verdicts that arrive together are applied in one
-//! firewall batch; state-file writes are coalesced.
+//! thread and never hold up log reading. Its queue has no bound a sender could wait on: the
+//! async main loop hands messages over and goes on (verdicts beyond `QUEUE` are dropped
+//! and counted; control messages are few, one per call). Verdicts that arrive together are
+//! applied in one firewall batch; state-file writes are coalesced. The thread sleeps until
+//! the next ban expires, the next write is due or a message arrives.
 
 use crate::clock::{unix_now, unix_now_ns};
 use std::collections::VecDeque;
 use std::net::IpAddr;
-use std::sync::mpsc::{self, Receiver, RecvTimeoutError, SyncSender, TrySendError};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
+use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use serde::Serialize;
 use tokio::sync::oneshot;
 
+use crate::ban::book::Pending;
 use crate::ban::state_file::BanRecord;
 use crate::ban::Enforcer;
 use crate::ban::{Decision, DockerNetwork, NeverBan};
@@ -89,37 +95,33 @@ pub struct Summary {
 }
 
 pub struct Handle {
-    tx: Option<SyncSender<Msg>>,
+    tx: Option<Sender<Msg>>,
     thread: Option<JoinHandle<()>>,
-    dropped: std::sync::Arc<std::sync::atomic::AtomicU64>,
+    /// Verdicts sent and not yet taken by the worker.
+    queued: Arc<AtomicUsize>,
+    dropped: Arc<AtomicU64>,
     published: Published,
 }
 
 /// The worker's latest summary, published after every batch and timeout so that
 /// `status` and `health` read it without waiting for the worker: a firewall call or an
 /// fsync of the state file that takes seconds on a busy disk must not stall them.
-type Published = std::sync::Arc<std::sync::Mutex<Summary>>;
+type Published = Arc<std::sync::Mutex<Summary>>;
 
 impl Handle {
     /// Hands a verdict over without waiting; a full queue drops it (counted).
     pub fn verdict(&self, verdict: Verdict, container: String, log_ts_ns: i64) {
-        let full = match &self.tx {
-            Some(tx) => match tx.try_send(Msg::Verdict {
-                verdict,
-                container,
-                log_ts_ns,
-            }) {
-                Ok(()) => return,
-                Err(TrySendError::Full(_)) => true,
-                Err(TrySendError::Disconnected(_)) => false,
-            },
-            None => false,
-        };
-        if full {
+        if self.queued.fetch_add(1, Ordering::Relaxed) >= QUEUE {
+            self.queued.fetch_sub(1, Ordering::Relaxed);
             tracing::warn!("the firewall queue is full: a verdict was dropped");
+        } else if self.send(Msg::Verdict {
+            verdict,
+            container,
+            log_ts_ns,
+        }) {
+            return;
         }
-        self.dropped
-            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        self.dropped.fetch_add(1, Ordering::Relaxed);
     }
 
     /// Whether the enforcement thread is still running. It only ends at shutdown; ended
@@ -136,13 +138,25 @@ impl Handle {
             .lock()
             .map(|s| s.clone())
             .unwrap_or_else(|p| p.into_inner().clone());
-        s.dropped_verdicts = self.dropped.load(std::sync::atomic::Ordering::Relaxed);
+        s.dropped_verdicts = self.dropped.load(Ordering::Relaxed);
         s
     }
 
-    /// Sends a control message (blocking only if the queue is full).
+    /// Hands a message over; never waits. False when the thread is gone.
     pub fn send(&self, msg: Msg) -> bool {
         self.tx.as_ref().is_some_and(|tx| tx.send(msg).is_ok())
+    }
+
+    /// Takes the thread over into a new handle (to stop it elsewhere, say on a blocking
+    /// thread); this one is left as a handle of a stopped thread.
+    pub fn detach(&mut self) -> Handle {
+        Handle {
+            tx: self.tx.take(),
+            thread: self.thread.take(),
+            queued: self.queued.clone(),
+            dropped: self.dropped.clone(),
+            published: self.published.clone(),
+        }
     }
 
     /// Stops the thread after it has applied what is queued and written the state file.
@@ -154,41 +168,43 @@ impl Handle {
     }
 }
 
-pub fn spawn(enforcer: Enforcer, events: Bus) -> Handle {
-    let (tx, rx) = mpsc::sync_channel(QUEUE);
-    let dropped = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
-    let d = dropped.clone();
-    let worker = Worker::new(enforcer, d, events);
-    let published: Published = std::sync::Arc::new(std::sync::Mutex::new(worker.current()));
+/// Starts the thread. A thread that cannot be started is an error, not a daemon that
+/// runs without enforcement.
+pub fn spawn(enforcer: Enforcer, events: Bus) -> std::io::Result<Handle> {
+    let (tx, rx) = mpsc::channel();
+    let dropped = Arc::new(AtomicU64::new(0));
+    let queued = Arc::new(AtomicUsize::new(0));
+    let mut worker = Worker::new(enforcer, dropped.clone(), events);
+    worker.queued = queued.clone();
+    let published: Published = Arc::new(std::sync::Mutex::new(worker.current()));
     let p = published.clone();
     let thread = std::thread::Builder::new()
         .name("enforcement".into())
-        .spawn(move || worker.run(rx, &p))
-        .ok();
-    Handle {
+        .spawn(move || worker.run(rx, &p))?;
+    Ok(Handle {
         tx: Some(tx),
-        thread,
+        thread: Some(thread),
+        queued,
         dropped,
         published,
-    }
+    })
 }
 
 struct Worker {
     enforcer: Enforcer,
     summary: Summary,
     samples: VecDeque<f64>,
-    dropped: std::sync::Arc<std::sync::atomic::AtomicU64>,
+    dropped: Arc<AtomicU64>,
+    queued: Arc<AtomicUsize>,
     last_save: Instant,
     last_host_refresh: Instant,
+    /// Set while lifting expired bans fails: the next try waits this long, not a loop.
+    expire_retry: Option<Instant>,
     events: Bus,
 }
 
 impl Worker {
-    fn new(
-        enforcer: Enforcer,
-        dropped: std::sync::Arc<std::sync::atomic::AtomicU64>,
-        events: Bus,
-    ) -> Worker {
+    fn new(enforcer: Enforcer, dropped: Arc<AtomicU64>, events: Bus) -> Worker {
         let summary = Summary {
             backend: enforcer.backend_name().to_string(),
             ..Summary::default()
@@ -198,24 +214,17 @@ impl Worker {
             summary,
             samples: VecDeque::new(),
             dropped,
+            queued: Arc::new(AtomicUsize::new(0)),
             last_save: Instant::now(),
             last_host_refresh: Instant::now(),
+            expire_retry: None,
             events,
         }
     }
 
     fn run(mut self, rx: Receiver<Msg>, published: &Published) {
         loop {
-            let now = unix_now();
-            let wait = self
-                .enforcer
-                .book
-                .next_expiry()
-                .map(|t| Duration::from_secs((t - now).clamp(0, 1) as u64))
-                .unwrap_or(Duration::from_secs(1))
-                .max(Duration::from_millis(50))
-                .min(SAVE_EVERY);
-            match rx.recv_timeout(wait) {
+            match rx.recv_timeout(self.wait(unix_now_ns())) {
                 Ok(first) => {
                     // Everything already queued goes into one batch.
                     let mut batch = vec![first];
@@ -230,7 +239,9 @@ impl Worker {
                 Err(RecvTimeoutError::Timeout) => {}
                 Err(RecvTimeoutError::Disconnected) => break,
             }
-            self.expire();
+            if self.expire_retry.is_none_or(|t| Instant::now() >= t) {
+                self.expire();
+            }
             if self.last_save.elapsed() >= SAVE_EVERY {
                 self.save();
             }
@@ -248,12 +259,30 @@ impl Worker {
         self.save();
     }
 
+    /// How long the thread may sleep at `now_ns` (Unix ns) when no message comes: until
+    /// the next ban expires, the state file's next write is due or the host's addresses
+    /// are read again, whichever is first.
+    fn wait(&self, now_ns: i64) -> Duration {
+        let mut wait = HOST_ADDRESSES_EVERY.saturating_sub(self.last_host_refresh.elapsed());
+        if self.enforcer.dirty() {
+            wait = wait.min(SAVE_EVERY.saturating_sub(self.last_save.elapsed()));
+        }
+        let expiry = match self.expire_retry {
+            Some(t) => Some(t.saturating_duration_since(Instant::now())),
+            None => self.enforcer.book.next_expiry().map(|t| {
+                let ns = t.saturating_mul(1_000_000_000).saturating_sub(now_ns);
+                Duration::from_nanos(u64::try_from(ns).unwrap_or(0))
+            }),
+        };
+        expiry.map_or(wait, |e| wait.min(e))
+    }
+
     /// How enforcement is doing now.
     fn current(&self) -> Summary {
         let mut s = self.summary.clone();
         s.active_bans = self.enforcer.book.len();
         s.held_back = self.enforcer.book.held();
-        s.dropped_verdicts = self.dropped.load(std::sync::atomic::Ordering::Relaxed);
+        s.dropped_verdicts = self.dropped.load(Ordering::Relaxed);
         let mut v: Vec<f64> = self.samples.iter().copied().collect();
         v.sort_by(|a, b| a.total_cmp(b));
         s.time_to_ban_ms_p50 = percentile(&v, 0.50);
@@ -304,9 +333,11 @@ impl Worker {
         self.summary.last_error = Some(e);
     }
 
+    /// Handles a batch of messages in order. Verdicts between two control messages are
+    /// planned together and applied in one firewall call; a verdict for an address the
+    /// batch already bans goes into the next round.
     fn handle(&mut self, batch: Vec<Msg>) {
-        let now = unix_now();
-        let mut decisions: Vec<(Decision, i64)> = Vec::new();
+        let mut verdicts: Vec<(Verdict, String, i64)> = Vec::new();
         for msg in batch {
             match msg {
                 Msg::Verdict {
@@ -314,129 +345,82 @@ impl Worker {
                     container,
                     log_ts_ns,
                 } => {
-                    let d = self.enforcer.book.on_verdict(&verdict, &container, now);
-                    let refusal = |ip: IpAddr, reason: &String| Refusal {
-                        at: now,
-                        ip,
-                        rule: verdict.rule.clone(),
-                        category: verdict.category.clone(),
-                        severity: verdict.severity.to_string(),
-                        container: container.clone(),
-                        reason: reason.clone(),
-                    };
-                    match &d {
-                        Decision::Ban { .. } => decisions.push((d, log_ts_ns)),
-                        Decision::NeverBan { ip, reason } => {
-                            self.summary.never_banned += 1;
-                            tracing::warn!(IP = %ip, CONTAINER = %container, RULE = %verdict.rule, CATEGORY = %verdict.category, ACTION = "never-ban", "not banning {ip} ({} in {container}): it is {reason}", verdict.rule);
-                            self.events.send(Event::NeverBan(refusal(*ip, reason)));
-                        }
-                        Decision::AlreadyBanned { ip } => {
-                            tracing::debug!(IP = %ip, "{ip} is already banned for this offence");
-                        }
-                        Decision::Held { ip, reason } => {
-                            tracing::error!(IP = %ip, CONTAINER = %container, RULE = %verdict.rule, CATEGORY = %verdict.category, ACTION = "held", "held back the ban of {ip}: {reason}");
-                            self.events.send(Event::Held(refusal(*ip, reason)));
-                        }
-                    }
+                    self.queued.fetch_sub(1, Ordering::Relaxed);
+                    verdicts.push((verdict, container, log_ts_ns));
                 }
-                Msg::Ban {
-                    ip,
-                    seconds,
-                    reason,
-                    reply,
-                } => {
-                    let asked = seconds;
-                    let d = self.enforcer.book.manual_ban(ip, seconds, &reason, now);
-                    let answer = match &d {
-                        Decision::Ban {
-                            record, seconds, ..
-                        } => match self.enforcer.apply(&d) {
-                            Ok(()) => {
-                                self.firewall_worked();
-                                self.log_ban(record, *seconds, None, false);
-                                Ok(format!(
-                                    "banned {} for {} (until {}){}",
-                                    record.shown(),
-                                    config::format_duration(*seconds),
-                                    format_time(record.expires_at),
-                                    clamp_note(asked, *seconds)
-                                ))
-                            }
-                            Err(e) => {
-                                self.firewall_failed(e.clone());
-                                Err(e)
-                            }
-                        },
-                        Decision::NeverBan { reason, .. } => {
-                            Err(format!("not banning {ip}: it is {reason}"))
-                        }
-                        Decision::Held { reason, .. } => Err(format!("not banning {ip}: {reason}")),
-                        Decision::AlreadyBanned { .. } => Ok(format!("{ip} is already banned")),
-                    };
-                    let _ = reply.send(answer);
-                }
-                Msg::Unban { ip, reply } => {
-                    let answer = match self.enforcer.unban(ip) {
-                        Ok(Some(b)) => {
-                            self.firewall_worked();
-                            self.summary.unbans_since_start += 1;
-                            tracing::info!(IP = %ip, RULE = %b.rule, CATEGORY = %b.category, ACTION = "unban", "unbanned {ip} by request");
-                            self.events.send(Event::Unban {
-                                at: now,
-                                record: b.clone(),
-                                reason: "unbanned".into(),
-                            });
-                            Ok(format!(
-                                "unbanned {} (was banned for {} until {})",
-                                unbanned_what(&b, ip),
-                                b.rule,
-                                format_time(b.expires_at)
-                            ))
-                        }
-                        Ok(None) => {
-                            self.firewall_worked();
-                            Ok(format!(
-                                "{ip} was not banned; made sure the firewall does not hold it"
-                            ))
-                        }
-                        Err(e) => {
-                            self.firewall_failed(e.clone());
-                            Err(e)
-                        }
-                    };
-                    let _ = reply.send(answer);
-                }
-                Msg::List { reply } => {
-                    let _ = reply.send(self.enforcer.book.active().into_iter().cloned().collect());
-                }
-                Msg::Summary { reply } => {
-                    let _ = reply.send(self.current());
-                }
-                Msg::DockerNetworks(nets) => {
-                    self.enforcer.book.never_ban().docker_networks = nets;
-                }
-                Msg::Reconfigure {
-                    cfg,
-                    docker_networks,
-                } => {
-                    let mut never = NeverBan::from_config(&cfg, crate::host::addresses());
-                    never.docker_networks = docker_networks;
-                    self.enforcer
-                        .book
-                        .reconfigure(cfg.ban.clone(), cfg.log_retention_days, never);
+                other => {
+                    self.verdicts(std::mem::take(&mut verdicts));
+                    self.control(other);
                 }
             }
         }
-        if decisions.is_empty() {
-            return;
+        self.verdicts(verdicts);
+    }
+
+    fn verdicts(&mut self, mut todo: Vec<(Verdict, String, i64)>) {
+        while !todo.is_empty() {
+            let now = unix_now();
+            let mut pending = Pending::default();
+            let mut round: Vec<(Decision, i64)> = Vec::new();
+            let mut later = Vec::new();
+            for (verdict, container, log_ts_ns) in todo {
+                if pending.holds(verdict.ip) {
+                    later.push((verdict, container, log_ts_ns));
+                    continue;
+                }
+                let d = self
+                    .enforcer
+                    .book
+                    .plan_verdict_in(&verdict, &container, now, &mut pending);
+                self.refused(&d, &verdict, &container, now);
+                round.push((d, log_ts_ns));
+            }
+            self.apply_round(round, now);
+            todo = later;
         }
-        let only: Vec<Decision> = decisions.iter().map(|(d, _)| d.clone()).collect();
-        match self.enforcer.apply_all(&only) {
+    }
+
+    /// Says so when a verdict's decision is not a ban.
+    fn refused(&mut self, d: &Decision, verdict: &Verdict, container: &str, now: i64) {
+        let refusal = |ip: IpAddr, reason: &String| Refusal {
+            at: now,
+            ip,
+            rule: verdict.rule.clone(),
+            category: verdict.category.clone(),
+            severity: verdict.severity.to_string(),
+            container: container.to_string(),
+            reason: reason.clone(),
+        };
+        match d {
+            Decision::Ban { .. } => {}
+            Decision::NeverBan { ip, reason } => {
+                self.summary.never_banned += 1;
+                tracing::warn!(IP = %ip, CONTAINER = %container, RULE = %verdict.rule, CATEGORY = %verdict.category, ACTION = "never-ban", "not banning {ip} ({} in {container}): it is {reason}", verdict.rule);
+                self.events.send(Event::NeverBan(refusal(*ip, reason)));
+            }
+            Decision::AlreadyBanned { ip } => {
+                tracing::debug!(IP = %ip, "{ip} is already banned for this offence");
+            }
+            Decision::Held { ip, reason } => {
+                tracing::error!(IP = %ip, CONTAINER = %container, RULE = %verdict.rule, CATEGORY = %verdict.category, ACTION = "held", "held back the ban of {ip}: {reason}");
+                self.events.send(Event::Held(refusal(*ip, reason)));
+            }
+        }
+    }
+
+    /// Applies one round's decisions in one firewall call, then says what was banned.
+    fn apply_round(&mut self, round: Vec<(Decision, i64)>, now: i64) {
+        let only: Vec<Decision> = round.iter().map(|(d, _)| d.clone()).collect();
+        let bans = only
+            .iter()
+            .filter(|d| matches!(d, Decision::Ban { .. }))
+            .count();
+        match self.enforcer.apply_all(&only, now) {
+            Ok(()) if bans == 0 => {}
             Ok(()) => {
                 self.firewall_worked();
                 let applied_ns = unix_now_ns();
-                for (d, log_ts_ns) in decisions {
+                for (d, log_ts_ns) in round {
                     if let Decision::Ban {
                         record,
                         seconds,
@@ -452,7 +436,105 @@ impl Worker {
                     }
                 }
             }
-            Err(e) => self.firewall_failed(format!("could not apply {} ban(s): {e}", only.len())),
+            Err(e) => self.firewall_failed(format!("could not apply {bans} ban(s): {e}")),
+        }
+    }
+
+    /// A message other than a verdict (`handle` takes those in batches).
+    fn control(&mut self, msg: Msg) {
+        let now = unix_now();
+        match msg {
+            Msg::Verdict {
+                verdict,
+                container,
+                log_ts_ns,
+            } => self.verdicts(vec![(verdict, container, log_ts_ns)]),
+            Msg::Ban {
+                ip,
+                seconds,
+                reason,
+                reply,
+            } => {
+                let asked = seconds;
+                let d = self.enforcer.book.plan_manual(ip, seconds, &reason, now);
+                let answer = match &d {
+                    Decision::Ban {
+                        record, seconds, ..
+                    } => match self.enforcer.apply(&d, now) {
+                        Ok(()) => {
+                            self.firewall_worked();
+                            self.log_ban(record, *seconds, None, false);
+                            Ok(format!(
+                                "banned {} for {} (until {}){}",
+                                record.shown(),
+                                config::format_duration(*seconds),
+                                format_time(record.expires_at),
+                                clamp_note(asked, *seconds)
+                            ))
+                        }
+                        Err(e) => {
+                            self.firewall_failed(e.clone());
+                            Err(e)
+                        }
+                    },
+                    Decision::NeverBan { reason, .. } => {
+                        Err(format!("not banning {ip}: it is {reason}"))
+                    }
+                    Decision::Held { reason, .. } => Err(format!("not banning {ip}: {reason}")),
+                    Decision::AlreadyBanned { .. } => Ok(format!("{ip} is already banned")),
+                };
+                let _ = reply.send(answer);
+            }
+            Msg::Unban { ip, reply } => {
+                let answer = match self.enforcer.unban(ip) {
+                    Ok(Some(b)) => {
+                        self.firewall_worked();
+                        self.summary.unbans_since_start += 1;
+                        tracing::info!(IP = %ip, RULE = %b.rule, CATEGORY = %b.category, ACTION = "unban", "unbanned {ip} by request");
+                        self.events.send(Event::Unban {
+                            at: now,
+                            record: b.clone(),
+                            reason: "unbanned".into(),
+                        });
+                        Ok(format!(
+                            "unbanned {} (was banned for {} until {})",
+                            unbanned_what(&b, ip),
+                            b.rule,
+                            format_time(b.expires_at)
+                        ))
+                    }
+                    Ok(None) => {
+                        self.firewall_worked();
+                        Ok(format!(
+                            "{ip} was not banned; made sure the firewall does not hold it"
+                        ))
+                    }
+                    Err(e) => {
+                        self.firewall_failed(e.clone());
+                        Err(e)
+                    }
+                };
+                let _ = reply.send(answer);
+            }
+            Msg::List { reply } => {
+                let _ = reply.send(self.enforcer.book.active().into_iter().cloned().collect());
+            }
+            Msg::Summary { reply } => {
+                let _ = reply.send(self.current());
+            }
+            Msg::DockerNetworks(nets) => {
+                self.enforcer.book.never_ban().docker_networks = nets;
+            }
+            Msg::Reconfigure {
+                cfg,
+                docker_networks,
+            } => {
+                let mut never = NeverBan::from_config(&cfg, crate::host::addresses());
+                never.docker_networks = docker_networks;
+                self.enforcer
+                    .book
+                    .reconfigure(cfg.ban.clone(), cfg.log_retention_days, never);
+            }
         }
     }
 
@@ -550,38 +632,54 @@ mod tests {
     use super::*;
     use crate::firewall::{Backend, FirewallError, KernelBan};
     use crate::netaddr::IpNet;
-    use std::sync::atomic::{AtomicBool, Ordering};
-    use std::sync::Arc;
+    use std::sync::atomic::AtomicU8;
 
-    /// A firewall that refuses every change while `failing` is set.
-    struct Flaky {
-        failing: Arc<AtomicBool>,
+    /// What the fake firewall does with the next change.
+    const WORKS: u8 = 0;
+    const REFUSES: u8 = 1;
+    const PANICS: u8 = 2;
+
+    /// A firewall whose changes work, are refused or panic (as a bug in a backend would),
+    /// as `mode` says; it remembers what it holds.
+    struct Fake {
+        mode: Arc<AtomicU8>,
+        held: Arc<std::sync::Mutex<Vec<IpNet>>>,
     }
 
-    impl Flaky {
-        fn check(&self) -> crate::firewall::Result<()> {
-            if self.failing.load(Ordering::SeqCst) {
-                return Err(FirewallError {
+    impl Fake {
+        fn change(&self) -> crate::firewall::Result<()> {
+            match self.mode.load(Ordering::SeqCst) {
+                REFUSES => Err(FirewallError {
                     action: "adding bans".into(),
                     detail: "no buffer space available".into(),
-                });
+                }),
+                PANICS => panic!("a bug in the firewall backend"),
+                _ => Ok(()),
             }
-            Ok(())
         }
     }
 
-    impl Backend for Flaky {
+    impl Backend for Fake {
         fn name(&self) -> &'static str {
             "none"
         }
         fn setup(&mut self) -> crate::firewall::Result<()> {
             Ok(())
         }
-        fn ban(&mut self, _: &[(IpNet, u64)]) -> crate::firewall::Result<()> {
-            self.check()
+        fn ban(&mut self, bans: &[(IpNet, u64)]) -> crate::firewall::Result<()> {
+            self.change()?;
+            let mut held = self.held.lock().unwrap();
+            for (n, _) in bans {
+                if !held.contains(n) {
+                    held.push(*n);
+                }
+            }
+            Ok(())
         }
-        fn unban(&mut self, _: &[IpNet]) -> crate::firewall::Result<()> {
-            self.check()
+        fn unban(&mut self, nets: &[IpNet]) -> crate::firewall::Result<()> {
+            self.change()?;
+            self.held.lock().unwrap().retain(|n| !nets.contains(n));
+            Ok(())
         }
         fn replace_all(&mut self, _: &[(IpNet, u64)]) -> crate::firewall::Result<()> {
             Ok(())
@@ -597,6 +695,15 @@ mod tests {
         }
     }
 
+    fn fake() -> (Box<Fake>, Arc<AtomicU8>) {
+        let mode = Arc::new(AtomicU8::new(WORKS));
+        let f = Box::new(Fake {
+            mode: mode.clone(),
+            held: Arc::default(),
+        });
+        (f, mode)
+    }
+
     fn enforcer(dir: &std::path::Path, backend: Box<dyn Backend>) -> Enforcer {
         let mut cfg = Config::default();
         cfg.state.dir = dir.to_path_buf();
@@ -605,14 +712,11 @@ mod tests {
         enforcer
     }
 
-    fn worker(dir: &std::path::Path) -> (Worker, Arc<AtomicBool>) {
-        let failing = Arc::new(AtomicBool::new(false));
-        let backend = Box::new(Flaky {
-            failing: failing.clone(),
-        });
-        let dropped = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    fn worker(dir: &std::path::Path) -> (Worker, Arc<AtomicU8>) {
+        let (backend, mode) = fake();
+        let dropped = Arc::new(AtomicU64::new(0));
         let w = Worker::new(enforcer(dir, backend), dropped, Bus::new());
-        (w, failing)
+        (w, mode)
     }
 
     fn ban(w: &mut Worker, ip: &str) -> Result<String, String> {
@@ -629,8 +733,8 @@ mod tests {
     #[test]
     fn a_firewall_error_clears_with_the_next_change_that_works() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let (mut w, failing) = worker(dir.path());
-        failing.store(true, Ordering::SeqCst);
+        let (mut w, mode) = worker(dir.path());
+        mode.store(REFUSES, Ordering::SeqCst);
         assert!(ban(&mut w, "203.0.113.7").is_err());
         let e = w
             .summary
@@ -638,7 +742,7 @@ mod tests {
             .clone()
             .expect("the failure is current");
         assert!(e.contains("no buffer space"), "{e}");
-        failing.store(false, Ordering::SeqCst);
+        mode.store(WORKS, Ordering::SeqCst);
         assert!(ban(&mut w, "203.0.113.8").is_ok());
         assert_eq!(w.summary.firewall_error, None);
         // The history is kept for `status`.
@@ -674,7 +778,9 @@ mod tests {
     fn a_thread_that_panicked_is_not_alive() {
         let dir = tempfile::tempdir().expect("tempdir");
         // The first firewall change panics, as a bug in a backend would.
-        let h = spawn(enforcer(dir.path(), Box::new(Panics)), Bus::new());
+        let (backend, mode) = fake();
+        mode.store(PANICS, Ordering::SeqCst);
+        let h = spawn(enforcer(dir.path(), backend), Bus::new()).expect("thread");
         assert!(h.alive());
         let (tx, rx) = oneshot::channel();
         assert!(h.send(Msg::Ban {
@@ -692,32 +798,95 @@ mod tests {
         assert!(!h.alive(), "a thread that panicked still counts as alive");
     }
 
-    struct Panics;
+    fn verdict(addr: &str, at: i64) -> Msg {
+        Msg::Verdict {
+            verdict: Verdict {
+                ip: addr.parse().expect("test address"),
+                rule: "sqli-union-select".into(),
+                category: "sqli".into(),
+                severity: crate::config::Severity::Critical,
+                hits: 1,
+                first_seen: at,
+                last_seen: at,
+                evidence: vec!["GET /?id=1 union select".into()],
+                allowlisted: None,
+                via: None,
+            },
+            container: "web".into(),
+            log_ts_ns: at * 1_000_000_000,
+        }
+    }
 
-    impl Backend for Panics {
-        fn name(&self) -> &'static str {
-            "none"
-        }
-        fn setup(&mut self) -> crate::firewall::Result<()> {
-            Ok(())
-        }
-        fn ban(&mut self, _: &[(IpNet, u64)]) -> crate::firewall::Result<()> {
-            panic!("a bug in the firewall backend")
-        }
-        fn unban(&mut self, _: &[IpNet]) -> crate::firewall::Result<()> {
-            Ok(())
-        }
-        fn replace_all(&mut self, _: &[(IpNet, u64)]) -> crate::firewall::Result<()> {
-            Ok(())
-        }
-        fn list(&mut self) -> crate::firewall::Result<Vec<KernelBan>> {
-            Ok(Vec::new())
-        }
-        fn kernel_expiry(&self) -> bool {
-            true
-        }
-        fn teardown(&mut self) -> crate::firewall::Result<()> {
-            Ok(())
-        }
+    #[test]
+    fn a_refused_extension_leaves_the_ban_as_the_kernel_holds_it() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (mut w, mode) = worker(dir.path());
+        let now = unix_now();
+        w.handle(vec![verdict("203.0.113.30", now - 10)]);
+        let ip = "203.0.113.30".parse().expect("test address");
+        let before = w.enforcer.book.get(ip).cloned().expect("banned");
+        assert_eq!(before.times_banned, 1);
+        // A newer offence asks for an extension; the firewall refuses it.
+        mode.store(REFUSES, Ordering::SeqCst);
+        w.handle(vec![verdict("203.0.113.30", now - 5)]);
+        assert!(w.summary.firewall_error.is_some());
+        assert_eq!(
+            w.enforcer.book.get(ip),
+            Some(&before),
+            "the ban the kernel still holds is kept as it was, its count too"
+        );
+        // A refused manual extension neither.
+        assert!(ban(&mut w, "203.0.113.30").is_err());
+        assert_eq!(w.enforcer.book.get(ip), Some(&before));
+        w.save();
+        let text = std::fs::read_to_string(dir.path().join("blocked_ips.json")).expect("state");
+        assert!(text.contains("203.0.113.30"), "{text}");
+        // Once the firewall works again the extension goes through, counted once.
+        mode.store(WORKS, Ordering::SeqCst);
+        w.handle(vec![verdict("203.0.113.30", now - 1)]);
+        assert_eq!(w.enforcer.book.get(ip).map(|b| b.times_banned), Some(2));
+    }
+
+    #[test]
+    fn a_batch_with_two_verdicts_for_one_address_applies_both_in_turn() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (mut w, _) = worker(dir.path());
+        let now = unix_now();
+        w.handle(vec![
+            verdict("203.0.113.40", now - 10),
+            verdict("203.0.113.41", now - 10),
+            verdict("203.0.113.40", now - 5),
+        ]);
+        let ip = "203.0.113.40".parse().expect("test address");
+        // The second verdict is a newer offence: an extension after the first ban.
+        assert_eq!(w.enforcer.book.get(ip).map(|b| b.times_banned), Some(2));
+        assert_eq!(w.enforcer.book.len(), 2);
+        assert_eq!(w.summary.bans_since_start, 3);
+    }
+
+    #[test]
+    fn the_thread_sleeps_until_the_next_expiry_not_a_fixed_tick() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (mut w, _) = worker(dir.path());
+        w.save();
+        w.last_host_refresh = Instant::now();
+        let now_ns = unix_now_ns();
+        // Nothing banned, nothing to write: it sleeps until the host addresses are due.
+        let idle = w.wait(now_ns);
+        assert!(idle > Duration::from_secs(4), "{idle:?}");
+        let (tx, _rx) = oneshot::channel();
+        w.handle(vec![Msg::Ban {
+            ip: "203.0.113.50".parse().expect("test address"),
+            seconds: Some(2),
+            reason: String::new(),
+            reply: tx,
+        }]);
+        w.save();
+        let expiry = w.enforcer.book.next_expiry().expect("a ban");
+        let wait = w.wait(now_ns);
+        let until = Duration::from_nanos((expiry * 1_000_000_000 - now_ns) as u64);
+        assert_eq!(wait, until, "wakes when the ban ends");
+        // A ban already due: at once.
+        assert_eq!(w.wait(expiry * 1_000_000_000 + 1), Duration::ZERO);
     }
 }

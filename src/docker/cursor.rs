@@ -9,6 +9,7 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
 
 use serde::{Deserialize, Serialize};
 
@@ -38,6 +39,46 @@ impl Cursor {
     /// The `since` (whole Unix seconds) that reads from this cursor on.
     pub fn since_secs(&self) -> i64 {
         self.ts_ns.div_euclid(1_000_000_000)
+    }
+}
+
+impl Cursor {
+    /// Whether this cursor is past `other`: a later line, or more lines at the same time.
+    fn is_past(&self, other: &Cursor) -> bool {
+        (self.ts_ns, self.at_ts) > (other.ts_ns, other.at_ts)
+    }
+}
+
+/// Where one line stands in its container's log, handed on with the line. The stored
+/// cursor (`cursors.json`) follows judged lines, not read ones: once the detector has
+/// judged the line, `judged` moves it up to here. A line that was read but never judged
+/// (a crash with lines still queued) is read again at the next start.
+#[derive(Debug, Clone, Default)]
+pub struct Mark {
+    at: Cursor,
+    judged: Arc<Mutex<Cursor>>,
+}
+
+/// Two marks are equal when they stand at the same place (whoever judges them).
+impl PartialEq for Mark {
+    fn eq(&self, other: &Mark) -> bool {
+        self.at == other.at
+    }
+}
+
+impl Eq for Mark {}
+
+impl Mark {
+    pub fn new(at: Cursor, judged: Arc<Mutex<Cursor>>) -> Mark {
+        Mark { at, judged }
+    }
+
+    /// The line has been judged: the container's judged cursor moves up to it (never back).
+    pub fn judged(&self) {
+        let mut c = self.judged.lock().unwrap_or_else(|e| e.into_inner());
+        if self.at.is_past(&c) {
+            *c = self.at;
+        }
     }
 }
 

@@ -70,6 +70,8 @@ pub struct LogLine {
     pub bytes: Vec<u8>,
     /// Whether the line was longer than `limits.max_line_bytes` and was cut.
     pub truncated: bool,
+    /// Call `mark.judged()` once the line is judged: the stored cursor follows it.
+    pub mark: cursor::Mark,
 }
 
 /// The Docker address in effect: the config's `docker.socket`, else `DOCKER_HOST`, else

@@ -79,8 +79,12 @@ pub(crate) struct Tracker {
     pub lines_read: AtomicU64,
     pub lines_dropped: AtomicU64,
     pub lines_truncated: AtomicU64,
-    /// The last line passed on (see [`Cursor`]); updated only after it was sent.
+    /// The last line passed on (see [`Cursor`]); updated only after it was sent. A
+    /// reconnect resumes from here.
     pub cursor: Mutex<Cursor>,
+    /// The last line judged (see [`super::cursor::Mark`]): what `cursors.json` keeps, so a
+    /// restart reads again what was queued but never judged.
+    pub judged: Arc<Mutex<Cursor>>,
 }
 
 /// Locks a mutex even if a thread panicked while holding it: every value kept under
@@ -101,6 +105,7 @@ impl Tracker {
             lines_dropped: AtomicU64::new(0),
             lines_truncated: AtomicU64::new(0),
             cursor: Mutex::new(cursor),
+            judged: Arc::new(Mutex::new(cursor)),
         })
     }
 

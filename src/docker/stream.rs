@@ -21,7 +21,7 @@ use tokio::sync::mpsc;
 use tracing::{info, warn};
 
 use super::console::ConsoleLog;
-use super::cursor::Position;
+use super::cursor::{Mark, Position};
 use super::lines::{Assembled, Assembler};
 use super::status::{lock, StreamState, Tracker};
 use super::{LogLine, Stream};
@@ -325,6 +325,7 @@ impl Follow {
                 docker_ts_ns: a.ts_ns,
                 bytes: a.bytes,
                 truncated: a.truncated,
+                mark: Mark::new(pos.cursor, self.tracker.judged.clone()),
             };
             self.lines.send(line).await.map_err(|_| Closed)?;
             self.tracker.lines_read.fetch_add(1, Ordering::Relaxed);

@@ -73,7 +73,12 @@ struct Shared {
 /// with [`Watcher::shutdown`] so the cursors are written one last time.
 pub struct Watcher {
     shared: Arc<Shared>,
+    /// Set: stop every stream.
     stop: watch::Sender<bool>,
+    /// Set: write the cursors a last time and end (after the receiver judged what was queued).
+    finish: watch::Sender<bool>,
+    /// Set by the watcher once every stream has ended.
+    streams_ended: watch::Receiver<bool>,
     task: Option<JoinHandle<()>>,
 }
 
@@ -109,12 +114,16 @@ impl Watcher {
             trackers: Mutex::new(BTreeMap::new()),
         });
         let (stop_tx, stop_rx) = watch::channel(false);
+        let (finish_tx, finish_rx) = watch::channel(false);
+        let (ended_tx, ended_rx) = watch::channel(false);
         let mut supervisor = Supervisor::new(settings, shared.clone(), lines);
         supervisor.networks = networks;
-        let task = tokio::spawn(supervisor.run(stop_rx));
+        let task = tokio::spawn(supervisor.run(stop_rx, finish_rx, ended_tx));
         Watcher {
             shared,
             stop: stop_tx,
+            finish: finish_tx,
+            streams_ended: ended_rx,
             task: Some(task),
         }
     }
@@ -147,10 +156,19 @@ impl Watcher {
         self.shared.connection_changed.notified().await
     }
 
-    /// Stops every stream and writes the cursors. Lines already in the channel stay
-    /// there for the receiver.
+    /// Stops every stream and returns once they have ended: no line comes after this.
+    /// The cursors are written, and written again by `shutdown`, so a receiver that judges
+    /// the lines still in its channel in between has them stored too.
+    pub async fn stop_reading(&mut self) {
+        let _ = self.stop.send(true);
+        let _ = self.streams_ended.wait_for(|e| *e).await;
+    }
+
+    /// Stops every stream and writes the cursors (of judged lines). Lines already in the
+    /// channel stay there for the receiver; judge them between `stop_reading` and this.
     pub async fn shutdown(mut self) {
         let _ = self.stop.send(true);
+        let _ = self.finish.send(true);
         if let Some(task) = self.task.take() {
             let _ = task.await;
         }
@@ -162,6 +180,7 @@ impl Drop for Watcher {
         // Dropped without shutdown(): still stop the streams and write the cursors, in
         // the background while the runtime lives.
         let _ = self.stop.send(true);
+        let _ = self.finish.send(true);
     }
 }
 
@@ -272,7 +291,12 @@ impl Supervisor {
         }
     }
 
-    async fn run(mut self, mut stop: watch::Receiver<bool>) {
+    async fn run(
+        mut self,
+        mut stop: watch::Receiver<bool>,
+        mut finish: watch::Receiver<bool>,
+        ended: watch::Sender<bool>,
+    ) {
         info!(
             "following {} through {}",
             self.settings.selection.describe(),
@@ -300,6 +324,9 @@ impl Supervisor {
             task.abort();
             let _ = task.await;
         }
+        self.save_cursors().await;
+        let _ = ended.send(true);
+        let _ = finish.wait_for(|f| *f).await;
         self.save_cursors().await;
     }
 
@@ -587,7 +614,7 @@ impl Supervisor {
             self.stored.remove(id);
             self.warned.remove(id);
         } else if let Some(t) = removed {
-            let cursor = *lock(&t.cursor);
+            let cursor = *lock(&t.judged);
             if cursor.ts_ns != 0 {
                 self.stored.insert(
                     id.to_string(),
@@ -607,7 +634,7 @@ impl Supervisor {
         };
         let mut all = self.stored.clone();
         for t in lock(&self.shared.trackers).values() {
-            let cursor = *lock(&t.cursor);
+            let cursor = *lock(&t.judged);
             if cursor.ts_ns != 0 {
                 all.insert(
                     t.id.clone(),

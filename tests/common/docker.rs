@@ -128,6 +128,9 @@ pub struct Watch {
     pub watcher: Option<Watcher>,
     rx: mpsc::Receiver<LogLine>,
     pub got: Vec<Received>,
+    /// Whether lines received are marked judged (as the daemon does once the detector
+    /// has seen them); the stored cursor follows judged lines only.
+    pub judging: bool,
 }
 
 impl Watch {
@@ -137,6 +140,7 @@ impl Watch {
             watcher: Some(Watcher::spawn(settings, tx)),
             rx,
             got: Vec::new(),
+            judging: true,
         }
     }
 
@@ -155,10 +159,7 @@ impl Watch {
         while !done(&self.got) {
             let left = deadline.saturating_duration_since(Instant::now());
             match tokio::time::timeout(left, self.rx.recv()).await {
-                Ok(Some(line)) => self.got.push(Received {
-                    line,
-                    at: Instant::now(),
-                }),
+                Ok(Some(line)) => self.take(line),
                 Ok(None) => panic!("the watcher closed its channel while waiting for {what}"),
                 Err(_) => {
                     let status = self.watcher.as_ref().map(|w| w.status());
@@ -181,24 +182,31 @@ impl Watch {
         )
         .await
         {
-            self.got.push(Received {
-                line,
-                at: Instant::now(),
-            });
+            self.take(line);
         }
     }
 
+    fn take(&mut self, line: LogLine) {
+        if self.judging {
+            line.mark.judged();
+        }
+        self.got.push(Received {
+            line,
+            at: Instant::now(),
+        });
+    }
+
     /// Stops the watcher (writing its cursors) and takes the lines still in the channel.
+    /// Judges what is still queued between the two steps, as the daemon does.
     pub async fn stop(&mut self) {
-        if let Some(w) = self.watcher.take() {
-            w.shutdown().await;
-        }
+        let Some(mut w) = self.watcher.take() else {
+            return;
+        };
+        w.stop_reading().await;
         while let Ok(line) = self.rx.try_recv() {
-            self.got.push(Received {
-                line,
-                at: Instant::now(),
-            });
+            self.take(line);
         }
+        w.shutdown().await;
     }
 
     /// Lines from containers whose name is `name`.

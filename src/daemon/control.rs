@@ -1,0 +1,463 @@
+//! Control-socket calls (and the metrics listener's): status, health, bans, alerts.
+//!
+//! The main loop never waits for the enforcement thread: a call that needs it (ban,
+//! unban, list, insights, metrics) hands its message over with a reply channel, and a
+//! small task waits for the reply and answers, or comes back through `Finish` when the
+//! answer also needs the daemon's own state. A slow firewall or fsync therefore delays
+//! that one answer, never `status`, `health` or the lines.
+
+use tokio::sync::oneshot;
+
+use super::{Daemon, Inbox, Summary};
+use crate::alerts::Filter;
+use crate::api::{Request, Response};
+use crate::ban::worker::Msg;
+use crate::ban::BanRecord;
+use crate::clock::unix_now;
+use crate::config;
+use crate::docker::Watcher;
+
+/// A call whose answer needs the enforcement thread's list of bans and then the daemon.
+pub(crate) enum Finish {
+    Insights {
+        bans: Vec<BanRecord>,
+        reply: oneshot::Sender<Response>,
+    },
+    Metrics {
+        bans: Vec<BanRecord>,
+        reply: oneshot::Sender<Response>,
+    },
+}
+
+const STOPPED: &str = "enforcement has stopped";
+
+impl Daemon {
+    /// Answers one call; a reload runs here, in the loop, so it sees no half-made state.
+    pub(super) async fn call(
+        &mut self,
+        req: Request,
+        reply: oneshot::Sender<Response>,
+        inbox: &mut Inbox,
+    ) {
+        let resp = match req {
+            Request::Status => self.status(),
+            Request::Health => {
+                let s = self.enforce.summary();
+                Response::ok(self.health(&s))
+            }
+            Request::List => {
+                let (tx, rx) = oneshot::channel();
+                if !self.enforce.send(Msg::List { reply: tx }) {
+                    Response::err(STOPPED)
+                } else {
+                    tokio::spawn(async move {
+                        let resp = match rx.await {
+                            Ok(list) => {
+                                Response::ok(serde_json::to_value(list).unwrap_or_default())
+                            }
+                            Err(_) => Response::err(STOPPED),
+                        };
+                        let _ = reply.send(resp);
+                    });
+                    return;
+                }
+            }
+            Request::Ban {
+                ip,
+                seconds,
+                reason,
+            } => {
+                let Some(ip) = crate::netaddr::parse_client_ip(ip.as_bytes()) else {
+                    let _ = reply.send(Response::err(format!(
+                        "{ip:?} is not an IPv4 or IPv6 address"
+                    )));
+                    return;
+                };
+                let (tx, rx) = oneshot::channel();
+                self.ask_enforcement(
+                    Msg::Ban {
+                        ip,
+                        seconds,
+                        reason,
+                        reply: tx,
+                    },
+                    rx,
+                    reply,
+                );
+                return;
+            }
+            Request::Unban { ip } => {
+                let Some(ip) = crate::netaddr::parse_client_ip(ip.as_bytes()) else {
+                    let _ = reply.send(Response::err(format!(
+                        "{ip:?} is not an IPv4 or IPv6 address"
+                    )));
+                    return;
+                };
+                self.detector.forget(ip);
+                let (tx, rx) = oneshot::channel();
+                self.ask_enforcement(Msg::Unban { ip, reply: tx }, rx, reply);
+                return;
+            }
+            Request::Alerts {
+                since,
+                severity,
+                ip,
+                container,
+                limit,
+            } => match alert_filter(since, severity, ip, container, limit, unix_now()) {
+                Ok(f) => {
+                    let list = self.alerts.query(&f);
+                    Response::ok(serde_json::to_value(list).unwrap_or_default())
+                }
+                Err(e) => Response::err(e),
+            },
+            Request::Insights => {
+                self.with_bans(reply, |bans, reply| Finish::Insights { bans, reply });
+                return;
+            }
+            Request::Metrics => {
+                self.with_bans(reply, |bans, reply| Finish::Metrics { bans, reply });
+                return;
+            }
+            Request::Reload => match self.reload(inbox).await {
+                Ok(msg) => Response::ok(serde_json::Value::String(msg)),
+                Err(e) => Response::err(format!(
+                    "the new config was rejected; the daemon carries on with the old one:\n{e}"
+                )),
+            },
+        };
+        let _ = reply.send(resp);
+    }
+
+    /// Sends `msg` and answers `reply` with the worker's answer when it comes.
+    fn ask_enforcement(
+        &self,
+        msg: Msg,
+        rx: oneshot::Receiver<Result<String, String>>,
+        reply: oneshot::Sender<Response>,
+    ) {
+        if !self.enforce.send(msg) {
+            let _ = reply.send(Response::err(STOPPED));
+            return;
+        }
+        tokio::spawn(async move {
+            let resp = match rx.await {
+                Ok(Ok(msg)) => Response::ok(serde_json::Value::String(msg)),
+                Ok(Err(e)) => Response::err(e),
+                Err(_) => Response::err(STOPPED),
+            };
+            let _ = reply.send(resp);
+        });
+    }
+
+    /// Asks the worker for its bans, then comes back through `finish` with them.
+    fn with_bans(
+        &self,
+        reply: oneshot::Sender<Response>,
+        job: impl FnOnce(Vec<BanRecord>, oneshot::Sender<Response>) -> Finish + Send + 'static,
+    ) {
+        let (tx, rx) = oneshot::channel();
+        // A stopped worker has no bans to give; the answer still comes, without them.
+        let sent = self.enforce.send(Msg::List { reply: tx });
+        let back = self.finish_tx.clone();
+        tokio::spawn(async move {
+            let bans = if sent {
+                rx.await.unwrap_or_default()
+            } else {
+                Vec::new()
+            };
+            let _ = back.send(job(bans, reply));
+        });
+    }
+
+    /// Finishes a call once the worker's bans have come.
+    pub(super) fn finish(&mut self, job: Finish) {
+        match job {
+            Finish::Insights { bans, reply } => {
+                let i = crate::alerts::insights::compute(&self.alerts, &bans, unix_now());
+                let _ = reply.send(Response::ok(serde_json::to_value(i).unwrap_or_default()));
+            }
+            Finish::Metrics { bans, reply } => {
+                let text = self.metrics_text(&bans);
+                let _ = reply.send(Response::ok(serde_json::Value::String(text)));
+            }
+        }
+    }
+
+    fn metrics_text(&mut self, bans: &[BanRecord]) -> String {
+        let s = self.enforce.summary();
+        let ws = self.watcher.as_ref().map(|w| w.status());
+        let risk = crate::alerts::insights::compute(&self.alerts, bans, unix_now()).risk_score;
+        // Failed delivery attempts over every channel (each retry counts).
+        self.metrics.notification_failures = self
+            .notifier
+            .status()
+            .channels
+            .iter()
+            .map(|c| c.failed)
+            .sum();
+        crate::metrics::render(
+            &self.metrics,
+            &crate::metrics::Snapshot {
+                summary: &s,
+                docker: ws.as_ref(),
+                uptime_s: self.counts.started.elapsed().as_secs(),
+                alerts_kept: self.alerts.len(),
+                risk_score: risk,
+            },
+        )
+    }
+
+    fn status(&mut self) -> Response {
+        let s = self.enforce.summary();
+        let r = self.rate();
+        let ws = self.watcher.as_ref().map(|w| w.status());
+        Response::ok(serde_json::json!({
+            "version": env!("CARGO_PKG_VERSION"),
+            "uptime_s": self.counts.started.elapsed().as_secs(),
+            "config": self.opts.config,
+            "firewall": s,
+            "lines_read": self.counts.lines,
+            "lines_parsed": self.counts.parsed,
+            "lines_per_second": r,
+            "tracked_ips": self.detector.tracked_ips(),
+            "reload_error": self.reload_error,
+            "docker": ws,
+            "notify": self.notifier.status(),
+            "unparsed": self.unparsed_sources(),
+        }))
+    }
+
+    /// Containers most of whose lines do not parse, for `status`.
+    fn unparsed_sources(&self) -> Vec<serde_json::Value> {
+        let mut list: Vec<serde_json::Value> = self
+            .sources
+            .values()
+            .filter_map(|s| {
+                let n = s.health.notice()?;
+                Some(serde_json::json!({
+                    "container": s.container,
+                    "format": s.format,
+                    "lines": n.lines,
+                    "unparsed": n.unparsed,
+                    "sample": n.sample,
+                }))
+            })
+            .collect();
+        list.sort_by(|a, b| a["container"].as_str().cmp(&b["container"].as_str()));
+        list
+    }
+
+    /// `ok` when every part runs, Docker is connected, the firewall and the state file
+    /// work and the config loaded; otherwise `degraded` with the problems in words. Each
+    /// problem is a present one: it goes once what caused it works again.
+    fn health(&self, s: &Summary) -> serde_json::Value {
+        let ws = self.watcher.as_ref().map(|w| w.status());
+        let alive = Alive {
+            enforcement: self.enforce.alive(),
+            watcher: self.watcher.as_ref().map(Watcher::alive),
+            notifier: self.notifier.alive(),
+        };
+        let problems = health_problems(
+            alive,
+            s,
+            ws.as_ref(),
+            self.reload_error.as_deref(),
+            self.alert_log_error.as_deref(),
+        );
+        serde_json::json!({
+            "status": if problems.is_empty() { "ok" } else { "degraded" },
+            "problems": problems,
+            "docker_connected": alive.watcher == Some(true) && ws.as_ref().is_some_and(|w| w.connected),
+            "firewall": s.backend,
+            "active_bans": s.active_bans,
+            "uptime_s": self.counts.started.elapsed().as_secs(),
+        })
+    }
+}
+
+/// Whether each long-running part still runs. Each ends only at shutdown, so one that
+/// has ended while the daemon runs died (a panic: its message is in the daemon's log).
+/// A release build aborts on panic and systemd restarts it; this is for every other case.
+#[derive(Debug, Clone, Copy)]
+struct Alive {
+    enforcement: bool,
+    /// None: Docker is not watched at all (reported from the watcher status).
+    watcher: Option<bool>,
+    notifier: bool,
+}
+
+/// What `health` lists, most serious first.
+fn health_problems(
+    alive: Alive,
+    s: &Summary,
+    ws: Option<&crate::docker::WatcherStatus>,
+    reload_error: Option<&str>,
+    alert_log_error: Option<&str>,
+) -> Vec<String> {
+    const RESTART: &str = "see the daemon's log for why, and restart the service (systemctl restart security-monitor)";
+    let mut problems = Vec::new();
+    if !alive.enforcement {
+        problems.push(format!("the enforcement thread has stopped: no ban is applied or lifted and blocked_ips.json is not written; {RESTART}"));
+    }
+    if alive.watcher == Some(false) {
+        problems.push(format!(
+            "the Docker watcher has stopped: no container's log is read; {RESTART}"
+        ));
+    }
+    if !alive.notifier {
+        problems.push(format!(
+            "the notifier has stopped: no mail or webhook notice is sent; {RESTART}"
+        ));
+    }
+    match ws {
+        None => problems.push("Docker is not watched (see the daemon's log)".to_string()),
+        Some(w) if !w.connected && alive.watcher != Some(false) => problems.push(format!(
+            "not connected to dockerd at {}: {}",
+            w.docker_host,
+            w.error.as_deref().unwrap_or("connecting")
+        )),
+        Some(_) => {}
+    }
+    if let Some(e) = &s.firewall_error {
+        problems.push(format!("the firewall is failing: {e}"));
+    }
+    if let Some(e) = &s.state_file_error {
+        problems.push(format!("the state file cannot be written: {e}"));
+    }
+    if let Some(e) = reload_error {
+        problems.push(format!("the last reload failed: {e}"));
+    }
+    if let Some(e) = alert_log_error {
+        problems.push(format!("cannot write the alerts log: {e}"));
+    }
+    problems
+}
+
+/// The control socket's alert filters, checked (`now` resolves a `since` duration).
+pub fn alert_filter(
+    since: Option<String>,
+    severity: Option<String>,
+    ip: Option<String>,
+    container: Option<String>,
+    limit: Option<usize>,
+    now: i64,
+) -> Result<Filter, String> {
+    let since = match since.as_deref().map(str::trim) {
+        None | Some("") => None,
+        Some(s) => Some(match config::parse_duration(s) {
+            Ok(d) => now.saturating_sub(i64::try_from(d).unwrap_or(i64::MAX)),
+            Err(_) => crate::detect::parse::parse_time(s.as_bytes()).ok_or_else(|| {
+                format!("since: {s:?} is neither a duration (\"1h\", \"30m\") nor a time (\"2026-11-21T10:00:00Z\")")
+            })?,
+        }),
+    };
+    let severity = match severity {
+        Some(s) if !crate::alerts::SEVERITIES.contains(&s.as_str()) => {
+            return Err(format!(
+                "severity: {s:?} is not one of low, medium, high, critical"
+            ))
+        }
+        other => other,
+    };
+    let ip = match ip {
+        Some(s) => Some(
+            crate::netaddr::parse_client_ip(s.as_bytes())
+                .ok_or_else(|| format!("ip: {s:?} is not an IPv4 or IPv6 address"))?,
+        ),
+        None => None,
+    };
+    Ok(Filter {
+        since,
+        severity,
+        ip,
+        container: container.map(|c| c.trim_start_matches('/').to_string()),
+        limit,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::docker::WatcherStatus;
+
+    const ALL_RUN: Alive = Alive {
+        enforcement: true,
+        watcher: Some(true),
+        notifier: true,
+    };
+
+    fn connected() -> WatcherStatus {
+        WatcherStatus {
+            docker_host: "unix:///run/docker.sock".into(),
+            connected: true,
+            error: None,
+            containers: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn healthy_when_every_part_runs_and_nothing_fails() {
+        let p = health_problems(ALL_RUN, &Summary::default(), Some(&connected()), None, None);
+        assert!(p.is_empty(), "{p:?}");
+    }
+
+    #[test]
+    fn a_dead_part_is_reported_by_name() {
+        let cases = [
+            (
+                Alive {
+                    enforcement: false,
+                    ..ALL_RUN
+                },
+                "the enforcement thread has stopped",
+            ),
+            (
+                Alive {
+                    watcher: Some(false),
+                    ..ALL_RUN
+                },
+                "the Docker watcher has stopped",
+            ),
+            (
+                Alive {
+                    notifier: false,
+                    ..ALL_RUN
+                },
+                "the notifier has stopped",
+            ),
+        ];
+        for (alive, want) in cases {
+            // A dead watcher's last status may still say connected: it must not hide it.
+            let p = health_problems(alive, &Summary::default(), Some(&connected()), None, None);
+            assert_eq!(p.len(), 1, "{p:?}");
+            assert!(p[0].starts_with(want), "{p:?}");
+            assert!(p[0].contains("restart the service"), "{p:?}");
+        }
+    }
+
+    #[test]
+    fn a_firewall_or_state_file_failure_is_reported_while_it_lasts() {
+        let failing = Summary {
+            firewall_error: Some("adding 1 ban: no buffer space available".into()),
+            state_file_error: Some("cannot write blocked_ips.json: No space left".into()),
+            // An error in the past is history, not a present problem.
+            last_error: Some("an old one".into()),
+            ..Summary::default()
+        };
+        let p = health_problems(ALL_RUN, &failing, Some(&connected()), None, None);
+        assert_eq!(p.len(), 2, "{p:?}");
+        assert!(
+            p[0].contains("the firewall is failing: adding 1 ban"),
+            "{p:?}"
+        );
+        assert!(p[1].contains("No space left"), "{p:?}");
+        let cleared = Summary {
+            last_error: failing.last_error.clone(),
+            firewall_errors: 2,
+            ..Summary::default()
+        };
+        let p = health_problems(ALL_RUN, &cleared, Some(&connected()), None, None);
+        assert!(p.is_empty(), "{p:?}");
+    }
+}
