@@ -413,6 +413,36 @@ fn the_control_socket_is_root_only_and_reload_keeps_bans() {
 }
 
 #[test]
+fn what_is_kept_per_container_goes_when_the_container_is_destroyed() {
+    let Some((env, netns)) =
+        setup("what_is_kept_per_container_goes_when_the_container_is_destroyed")
+    else {
+        return;
+    };
+    let d = Daemon::new(&netns, "smt_prune", "");
+    let name = format!("{}gone", common::prefix("prune"));
+    let script = format!(
+        "echo \"{}\"; echo 'not a request line'; sleep 600",
+        attack_line("203.0.113.170")
+    );
+    let c = Container::run(&env, &name, &d.label(), &script);
+    let metrics = || String::from_utf8_lossy(&d.cli(&["metrics"]).stdout).into_owned();
+    let series = format!("security_monitor_lines_read_total{{container=\"{name}\"}} 2");
+    assert!(
+        wait_until(Duration::from_secs(20), || metrics().contains(&series)),
+        "{}\n{}",
+        metrics(),
+        d.log()
+    );
+    drop(c);
+    assert!(
+        wait_until(Duration::from_secs(20), || !metrics().contains(&name)),
+        "the destroyed container is still counted:\n{}",
+        metrics()
+    );
+}
+
+#[test]
 fn commands_without_a_daemon_say_so() {
     let dir = tempfile::tempdir().unwrap();
     let cfg = dir.path().join("c.json");

@@ -95,21 +95,25 @@ pub struct Summary {
 }
 
 pub struct Handle {
-    tx: Option<Sender<Msg>>,
+    queue: Option<Queue>,
     thread: Option<JoinHandle<()>>,
-    /// Verdicts sent and not yet taken by the worker.
-    queued: Arc<AtomicUsize>,
     dropped: Arc<AtomicU64>,
     published: Published,
 }
 
-/// The worker's latest summary, published after every batch and timeout so that
-/// `status` and `health` read it without waiting for the worker: a firewall call or an
-/// fsync of the state file that takes seconds on a busy disk must not stall them.
-type Published = Arc<std::sync::Mutex<Summary>>;
+/// The sending side of the thread's queue, for a part that runs beside the main loop
+/// (the pipeline thread). The thread ends once every `Queue` and the `Handle` are gone.
+#[derive(Clone)]
+pub struct Queue {
+    tx: Sender<Msg>,
+    /// Verdicts sent and not yet taken by the worker.
+    queued: Arc<AtomicUsize>,
+    dropped: Arc<AtomicU64>,
+}
 
-impl Handle {
-    /// Hands a verdict over without waiting; a full queue drops it (counted).
+impl Queue {
+    /// Hands a verdict over without waiting; beyond `QUEUE` waiting verdicts it is
+    /// dropped (counted).
     pub fn verdict(&self, verdict: Verdict, container: String, log_ts_ns: i64) {
         if self.queued.fetch_add(1, Ordering::Relaxed) >= QUEUE {
             self.queued.fetch_sub(1, Ordering::Relaxed);
@@ -122,6 +126,33 @@ impl Handle {
             return;
         }
         self.dropped.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Hands a message over; never waits. False when the thread is gone.
+    pub fn send(&self, msg: Msg) -> bool {
+        self.tx.send(msg).is_ok()
+    }
+}
+
+/// The worker's latest summary, published after every batch and timeout so that
+/// `status` and `health` read it without waiting for the worker: a firewall call or an
+/// fsync of the state file that takes seconds on a busy disk must not stall them.
+type Published = Arc<std::sync::Mutex<Summary>>;
+
+impl Handle {
+    /// Hands a verdict over without waiting; a full queue drops it (counted).
+    pub fn verdict(&self, verdict: Verdict, container: String, log_ts_ns: i64) {
+        match &self.queue {
+            Some(q) => q.verdict(verdict, container, log_ts_ns),
+            None => {
+                self.dropped.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+    }
+
+    /// A sender for another part; None once the thread is being stopped.
+    pub fn queue(&self) -> Option<Queue> {
+        self.queue.clone()
     }
 
     /// Whether the enforcement thread is still running. It only ends at shutdown; ended
@@ -144,16 +175,15 @@ impl Handle {
 
     /// Hands a message over; never waits. False when the thread is gone.
     pub fn send(&self, msg: Msg) -> bool {
-        self.tx.as_ref().is_some_and(|tx| tx.send(msg).is_ok())
+        self.queue.as_ref().is_some_and(|q| q.send(msg))
     }
 
     /// Takes the thread over into a new handle (to stop it elsewhere, say on a blocking
     /// thread); this one is left as a handle of a stopped thread.
     pub fn detach(&mut self) -> Handle {
         Handle {
-            tx: self.tx.take(),
+            queue: self.queue.take(),
             thread: self.thread.take(),
-            queued: self.queued.clone(),
             dropped: self.dropped.clone(),
             published: self.published.clone(),
         }
@@ -161,7 +191,7 @@ impl Handle {
 
     /// Stops the thread after it has applied what is queued and written the state file.
     pub fn shutdown(mut self) {
-        drop(self.tx.take());
+        drop(self.queue.take());
         if let Some(t) = self.thread.take() {
             let _ = t.join();
         }
@@ -182,9 +212,12 @@ pub fn spawn(enforcer: Enforcer, events: Bus) -> std::io::Result<Handle> {
         .name("enforcement".into())
         .spawn(move || worker.run(rx, &p))?;
     Ok(Handle {
-        tx: Some(tx),
+        queue: Some(Queue {
+            tx,
+            queued,
+            dropped: dropped.clone(),
+        }),
         thread: Some(thread),
-        queued,
         dropped,
         published,
     })

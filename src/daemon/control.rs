@@ -8,7 +8,8 @@
 
 use tokio::sync::oneshot;
 
-use super::{Daemon, Inbox, Summary};
+use super::pipeline::Command;
+use super::{Daemon, Summary};
 use crate::alerts::Filter;
 use crate::api::{Request, Response};
 use crate::ban::worker::Msg;
@@ -33,12 +34,7 @@ const STOPPED: &str = "enforcement has stopped";
 
 impl Daemon {
     /// Answers one call; a reload runs here, in the loop, so it sees no half-made state.
-    pub(super) async fn call(
-        &mut self,
-        req: Request,
-        reply: oneshot::Sender<Response>,
-        inbox: &mut Inbox,
-    ) {
+    pub(super) async fn call(&mut self, req: Request, reply: oneshot::Sender<Response>) {
         let resp = match req {
             Request::Status => self.status(),
             Request::Health => {
@@ -93,7 +89,7 @@ impl Daemon {
                     )));
                     return;
                 };
-                self.detector.forget(ip);
+                self.pipeline.send(Command::Forget(ip));
                 let (tx, rx) = oneshot::channel();
                 self.ask_enforcement(Msg::Unban { ip, reply: tx }, rx, reply);
                 return;
@@ -119,7 +115,7 @@ impl Daemon {
                 self.with_bans(reply, |bans, reply| Finish::Metrics { bans, reply });
                 return;
             }
-            Request::Reload => match self.reload(inbox).await {
+            Request::Reload => match self.reload().await {
                 Ok(msg) => Response::ok(serde_json::Value::String(msg)),
                 Err(e) => Response::err(format!(
                     "the new config was rejected; the daemon carries on with the old one:\n{e}"
@@ -186,6 +182,11 @@ impl Daemon {
 
     fn metrics_text(&mut self, bans: &[BanRecord]) -> String {
         let s = self.enforce.summary();
+        let p = self.pipeline.stats();
+        self.metrics.lines_read = p.lines_read;
+        self.metrics.parse_failures = p.parse_failures;
+        self.metrics.error_lines = p.error_lines;
+        self.metrics.rule_hits = p.rule_hits;
         let ws = self.watcher.as_ref().map(|w| w.status());
         let risk = crate::alerts::insights::compute(&self.alerts, bans, unix_now()).risk_score;
         // Failed delivery attempts over every channel (each retry counts).
@@ -211,41 +212,22 @@ impl Daemon {
     fn status(&mut self) -> Response {
         let s = self.enforce.summary();
         let r = self.rate();
+        let p = self.pipeline.stats();
         let ws = self.watcher.as_ref().map(|w| w.status());
         Response::ok(serde_json::json!({
             "version": env!("CARGO_PKG_VERSION"),
             "uptime_s": self.counts.started.elapsed().as_secs(),
             "config": self.opts.config,
             "firewall": s,
-            "lines_read": self.counts.lines,
-            "lines_parsed": self.counts.parsed,
+            "lines_read": p.lines,
+            "lines_parsed": p.parsed,
             "lines_per_second": r,
-            "tracked_ips": self.detector.tracked_ips(),
+            "tracked_ips": p.tracked_ips,
             "reload_error": self.reload_error,
             "docker": ws,
             "notify": self.notifier.status(),
-            "unparsed": self.unparsed_sources(),
+            "unparsed": p.unparsed,
         }))
-    }
-
-    /// Containers most of whose lines do not parse, for `status`.
-    fn unparsed_sources(&self) -> Vec<serde_json::Value> {
-        let mut list: Vec<serde_json::Value> = self
-            .sources
-            .values()
-            .filter_map(|s| {
-                let n = s.health.notice()?;
-                Some(serde_json::json!({
-                    "container": s.container,
-                    "format": s.format,
-                    "lines": n.lines,
-                    "unparsed": n.unparsed,
-                    "sample": n.sample,
-                }))
-            })
-            .collect();
-        list.sort_by(|a, b| a["container"].as_str().cmp(&b["container"].as_str()));
-        list
     }
 
     /// `ok` when every part runs, Docker is connected, the firewall and the state file
@@ -254,6 +236,7 @@ impl Daemon {
     fn health(&self, s: &Summary) -> serde_json::Value {
         let ws = self.watcher.as_ref().map(|w| w.status());
         let alive = Alive {
+            pipeline: self.pipeline.alive(),
             enforcement: self.enforce.alive(),
             watcher: self.watcher.as_ref().map(Watcher::alive),
             notifier: self.notifier.alive(),
@@ -281,6 +264,7 @@ impl Daemon {
 /// A release build aborts on panic and systemd restarts it; this is for every other case.
 #[derive(Debug, Clone, Copy)]
 struct Alive {
+    pipeline: bool,
     enforcement: bool,
     /// None: Docker is not watched at all (reported from the watcher status).
     watcher: Option<bool>,
@@ -297,6 +281,11 @@ fn health_problems(
 ) -> Vec<String> {
     const RESTART: &str = "see the daemon's log for why, and restart the service (systemctl restart security-monitor)";
     let mut problems = Vec::new();
+    if !alive.pipeline {
+        problems.push(format!(
+            "the pipeline thread has stopped: no line is judged and nobody is banned; {RESTART}"
+        ));
+    }
     if !alive.enforcement {
         problems.push(format!("the enforcement thread has stopped: no ban is applied or lifted and blocked_ips.json is not written; {RESTART}"));
     }
@@ -382,6 +371,7 @@ mod tests {
     use crate::docker::WatcherStatus;
 
     const ALL_RUN: Alive = Alive {
+        pipeline: true,
         enforcement: true,
         watcher: Some(true),
         notifier: true,
@@ -405,6 +395,13 @@ mod tests {
     #[test]
     fn a_dead_part_is_reported_by_name() {
         let cases = [
+            (
+                Alive {
+                    pipeline: false,
+                    ..ALL_RUN
+                },
+                "the pipeline thread has stopped",
+            ),
             (
                 Alive {
                     enforcement: false,

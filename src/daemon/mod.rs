@@ -1,15 +1,17 @@
 //! `security-monitor run`: Docker log streams → detector → ban book → firewall and state
 //! file, under systemd.
 //!
-//! One [`Daemon`] owns what the main loop needs. Tasks: the Docker watcher (one stream per
-//! container) feeds lines into a bounded channel; the main loop parses and detects (the
-//! detector is synchronous and cheap, see `pipeline.rs`); verdicts go to the enforcement
-//! thread (`ban::worker`), whose queue never makes the loop wait; the control socket's
-//! requests come in as calls (`control.rs`), and a call that needs the enforcement thread
-//! is answered when its reply comes back, never by waiting in the loop. Shutdown is a
-//! signal plus drop-to-finish: the watcher stops reading, the lines still queued are
-//! judged, the cursors are written, the enforcement thread applies what is queued and
-//! writes the state file, and the bans stay in the kernel.
+//! One [`Daemon`] owns what the main loop needs. The Docker watcher (one stream per
+//! container) feeds lines into a bounded channel; the pipeline thread (`pipeline.rs`)
+//! parses and judges them and hands verdicts to the enforcement thread (`ban::worker`),
+//! whose queue never makes anyone wait. The main loop judges no line: it answers the
+//! control socket (`control.rs`), signals, reloads (`reload.rs`), the watchdog and the
+//! alerts (`alerts.rs`), so however costly the lines, `status` answers at once. A call
+//! that needs the enforcement thread is answered when its reply comes back, never by
+//! waiting in the loop. Shutdown is a signal plus drop-to-finish: the watcher stops
+//! reading, the pipeline judges what is queued, the cursors are written, the enforcement
+//! thread applies what is queued and writes the state file, and the bans stay in the
+//! kernel.
 
 mod alerts;
 mod control;
@@ -20,14 +22,12 @@ mod reload;
 pub mod systemd;
 
 use crate::clock::unix_now;
-use std::collections::HashMap;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use tokio::signal::unix::{signal, Signal, SignalKind};
 use tokio::sync::{broadcast, mpsc};
 
-use crate::alerts::errors::ErrorRates;
 use crate::alerts::log::AlertLog;
 use crate::alerts::AlertBook;
 use crate::api::server::{self, Call};
@@ -41,7 +41,7 @@ use crate::events::{Bus, Event};
 use crate::metrics::Metrics;
 
 use control::Finish;
-use pipeline::Source;
+use pipeline::PipelineHandle;
 
 /// How the daemon was asked to run.
 #[derive(Debug, Clone)]
@@ -101,10 +101,8 @@ pub fn run(opts: Options) -> i32 {
     })
 }
 
-/// Lines, totals and rates, for `status` and the metrics.
+/// When the daemon started and its rate of lines, for `status` and the metrics.
 struct Counts {
-    lines: u64,
-    parsed: u64,
     started: Instant,
     /// When the rate was last computed, the line count then, and the rate.
     last_rate: (Instant, u64, f64),
@@ -114,23 +112,18 @@ struct Counts {
 pub(crate) struct Daemon {
     opts: Options,
     cfg: Config,
-    detector: Detector,
-    /// How each container's lines are read, by container id.
-    sources: HashMap<String, Source>,
+    pipeline: PipelineHandle,
     counts: Counts,
     reload_error: Option<String>,
     enforce: enforcement::Handle,
     watcher: Option<Watcher>,
     line_tx: mpsc::Sender<LogLine>,
-    /// Docker's networks as last read (never-ban list, trusted proxies).
-    docker_networks: Vec<DockerNetwork>,
     /// Where the watcher reports Docker's networks (kept for the watcher a reload makes).
     networks_tx: mpsc::Sender<Vec<DockerNetwork>>,
     alerts: AlertBook,
     alert_log: AlertLog,
     /// Set after a failed write, so a full disk is logged once, not per alert.
     alert_log_error: Option<String>,
-    error_rates: ErrorRates,
     metrics: Metrics,
     /// Whether the watcher was connected at the last look (None: not looked yet).
     docker_connected: Option<bool>,
@@ -147,8 +140,8 @@ pub(crate) struct Daemon {
 /// What the main loop listens to, kept apart from the daemon so that each arm of the
 /// loop can borrow the daemon mutably.
 pub(crate) struct Inbox {
-    lines: mpsc::Receiver<LogLine>,
-    networks: mpsc::Receiver<Vec<DockerNetwork>>,
+    /// The pipeline's events (rule hits, unparsed lines, error rates).
+    pipeline: mpsc::UnboundedReceiver<Event>,
     calls: mpsc::Receiver<Call>,
     finish: mpsc::UnboundedReceiver<Finish>,
     events: broadcast::Receiver<Event>,
@@ -221,15 +214,28 @@ impl Daemon {
             _ => return Err("cannot install signal handlers".into()),
         };
         let (finish_tx, finish_rx) = mpsc::unbounded_channel();
+        let (pipeline_tx, pipeline_rx) = mpsc::unbounded_channel();
+        let queue = enforce
+            .queue()
+            .ok_or("the enforcement thread stopped at start")?;
+        let pipeline = pipeline::spawn(
+            cfg.clone(),
+            detector,
+            watcher.as_ref().map(Watcher::labels),
+            queue,
+            pipeline::Inputs {
+                lines: line_rx,
+                networks: nets_rx,
+                events: pipeline_tx,
+            },
+        )
+        .map_err(|e| format!("cannot start the pipeline thread: {e}"))?;
         let (alerts, alert_log) = alerts::open(&cfg);
         let mut daemon = Daemon {
             opts,
             cfg,
-            detector,
-            sources: HashMap::new(),
+            pipeline,
             counts: Counts {
-                lines: 0,
-                parsed: 0,
                 started: Instant::now(),
                 last_rate: (Instant::now(), 0, 0.0),
             },
@@ -237,12 +243,10 @@ impl Daemon {
             enforce,
             watcher,
             line_tx,
-            docker_networks: Vec::new(),
             networks_tx: nets_tx,
             alerts,
             alert_log,
             alert_log_error: None,
-            error_rates: ErrorRates::new(),
             metrics: Metrics::default(),
             docker_connected: None,
             metrics_server: None,
@@ -255,8 +259,7 @@ impl Daemon {
         let prepared = reload::prepare_metrics(daemon.metrics_server.as_ref(), listen).await?;
         daemon.commit_metrics(listen, prepared);
         let inbox = Inbox {
-            lines: line_rx,
-            networks: nets_rx,
+            pipeline: pipeline_rx,
             calls: call_rx,
             finish: finish_rx,
             events: events_rx,
@@ -288,8 +291,7 @@ impl Daemon {
             // Not `biased`: under a flood of lines the signals, calls and the watchdog tick
             // must still get their turn.
             tokio::select! {
-                Some(nets) = inbox.networks.recv() => self.apply_networks(nets),
-                Some(line) = inbox.lines.recv() => self.lines_turn(line, &mut inbox),
+                Some(e) = inbox.pipeline.recv() => self.on_event(e),
                 ev = inbox.events.recv() => match ev {
                     Ok(e) => self.on_event(e),
                     Err(broadcast::error::RecvError::Lagged(n)) => {
@@ -298,7 +300,7 @@ impl Daemon {
                     }
                     Err(broadcast::error::RecvError::Closed) => {}
                 },
-                Some((req, reply)) = inbox.calls.recv() => self.call(req, reply, &mut inbox).await,
+                Some((req, reply)) = inbox.calls.recv() => self.call(req, reply).await,
                 Some(job) = inbox.finish.recv() => self.finish(job),
                 _ = async {
                     match self.watcher.as_ref() {
@@ -307,7 +309,7 @@ impl Daemon {
                     }
                 } => self.watch_docker_connection(),
                 _ = inbox.hup.recv() => {
-                    let _ = self.reload(&mut inbox).await;
+                    let _ = self.reload().await;
                 }
                 _ = inbox.term.recv() => break,
                 _ = inbox.int.recv() => break,
@@ -324,7 +326,7 @@ impl Daemon {
         self.rate();
         self.watch_docker_connection();
         self.flush_alerts();
-        self.prune_sources();
+        self.prune_containers();
         systemd::status(&self.status_line(&self.enforce.summary()));
     }
 
@@ -337,13 +339,14 @@ impl Daemon {
         // then the cursors are written with them.
         if let Some(mut w) = self.watcher.take() {
             let _ = tokio::time::timeout(Duration::from_secs(5), w.stop_reading()).await;
-            while let Ok(line) = inbox.lines.try_recv() {
-                self.handle_line(line);
-            }
+            self.pipeline.flush().await;
             let _ = tokio::time::timeout(Duration::from_secs(5), w.shutdown()).await;
         }
-        while let Ok(line) = inbox.lines.try_recv() {
-            self.handle_line(line);
+        // The pipeline ends first: it holds a sender to the enforcement thread.
+        let pipeline = std::mem::replace(&mut self.pipeline, PipelineHandle::stopped());
+        pipeline.stop().await;
+        while let Ok(e) = inbox.pipeline.try_recv() {
+            self.on_event(e);
         }
         let enforce = self.enforce.detach();
         tokio::task::spawn_blocking(move || enforce.shutdown())
@@ -376,12 +379,26 @@ impl Daemon {
         let (at, lines, last) = self.counts.last_rate;
         let dt = at.elapsed().as_secs_f64();
         if dt >= 1.0 {
-            let r = (self.counts.lines - lines) as f64 / dt;
-            self.counts.last_rate = (Instant::now(), self.counts.lines, r);
+            let now = self.pipeline.stats().lines;
+            let r = now.saturating_sub(lines) as f64 / dt;
+            self.counts.last_rate = (Instant::now(), now, r);
             r
         } else {
             last
         }
+    }
+
+    /// Tells the pipeline which containers the watcher still follows: what is kept for
+    /// the others (destroyed, no longer selected) is forgotten.
+    fn prune_containers(&self) {
+        let Some(w) = self.watcher.as_ref() else {
+            return;
+        };
+        let followed = w.status().containers;
+        self.pipeline.send(pipeline::Command::Prune {
+            ids: followed.iter().map(|c| c.id.clone()).collect(),
+            names: followed.into_iter().map(|c| c.name).collect(),
+        });
     }
 
     fn status_line(&self, s: &Summary) -> String {

@@ -1,61 +1,278 @@
-//! A line in, verdicts out: how the main loop reads each container's lines, judges them
+//! A line in, verdicts out: the pipeline thread reads each container's lines, judges them
 //! and hands verdicts to the enforcement thread.
+//!
+//! It runs on a thread of its own, not in the main loop: one crafted line may cost
+//! milliseconds of regex work (more in a debug build), and however many of them come,
+//! `status`, `health`, signals and the systemd watchdog are answered by a loop that never
+//! judges a line. What `status` shows of the pipeline (counts, tracked IPs, containers
+//! whose lines do not parse) is published at most `PUBLISH_EVERY` apart while lines come,
+//! and at once when the queue is empty.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::net::IpAddr;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use super::{Daemon, Inbox};
-use crate::alerts::errors as error_rate;
-use crate::ban::worker::Msg;
+use serde::Serialize;
+use tokio::sync::{mpsc, oneshot};
+
+use crate::alerts::errors::{self as error_rate, ErrorRates};
+use crate::ban::worker::{Msg, Queue};
 use crate::ban::DockerNetwork;
 use crate::config::Config;
 use crate::detect::parse::{LineParser, ParseHealth, UnparsedNotice};
 use crate::detect::Detector;
-use crate::docker::{container_profile, LogLine, Watcher};
+use crate::docker::{container_profile, ContainerLabels, LogLine};
 use crate::events::Event;
 
+/// How long the pipeline judges queued lines before it publishes its figures and looks at
+/// its commands again.
+const PUBLISH_EVERY: Duration = Duration::from_millis(100);
+
+/// A container most of whose lines do not parse, for `status`.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub(super) struct Unparsed {
+    pub container: String,
+    pub format: String,
+    pub lines: u64,
+    pub unparsed: u64,
+    pub sample: String,
+}
+
+/// What the pipeline has done, as `status` and the metrics show it.
+#[derive(Debug, Clone, Default)]
+pub(super) struct Stats {
+    pub lines: u64,
+    pub parsed: u64,
+    pub tracked_ips: usize,
+    pub lines_read: BTreeMap<String, u64>,
+    pub parse_failures: BTreeMap<String, u64>,
+    pub error_lines: BTreeMap<String, u64>,
+    pub rule_hits: BTreeMap<(String, String), u64>,
+    pub unparsed: Vec<Unparsed>,
+}
+
+/// What the main loop tells the pipeline.
+pub(super) enum Command {
+    /// A reload: new rules and settings (and, with a new watcher, its labels).
+    Reconfigure {
+        cfg: Box<Config>,
+        detector: Box<Detector>,
+        labels: Option<ContainerLabels>,
+    },
+    /// An operator unbanned this address: its windows start afresh.
+    Forget(IpAddr),
+    /// Forget what is kept for containers other than these (by id, by name).
+    Prune {
+        ids: HashSet<String>,
+        names: HashSet<String>,
+    },
+    /// Judge every line already queued, publish, then answer.
+    Flush(oneshot::Sender<()>),
+}
+
+/// The main loop's side of the pipeline thread.
+pub(super) struct PipelineHandle {
+    commands: mpsc::UnboundedSender<Command>,
+    stats: Arc<Mutex<Stats>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl PipelineHandle {
+    /// A handle of no thread, left in place of one being stopped.
+    pub fn stopped() -> PipelineHandle {
+        PipelineHandle {
+            commands: mpsc::unbounded_channel().0,
+            stats: Arc::default(),
+            thread: None,
+        }
+    }
+
+    pub fn send(&self, c: Command) -> bool {
+        self.commands.send(c).is_ok()
+    }
+
+    /// The figures as last published.
+    pub fn stats(&self) -> Stats {
+        self.stats.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    pub fn alive(&self) -> bool {
+        self.thread.as_ref().is_some_and(|t| !t.is_finished())
+    }
+
+    /// Returns once every line queued before the call has been judged.
+    pub async fn flush(&self) {
+        let (tx, rx) = oneshot::channel();
+        if self.send(Command::Flush(tx)) {
+            let _ = rx.await;
+        }
+    }
+
+    /// Judges what is queued, then ends the thread (and with it its sender to the
+    /// enforcement thread, which can then stop).
+    pub async fn stop(mut self) {
+        self.flush().await;
+        drop(self.commands);
+        if let Some(t) = self.thread.take() {
+            let _ = tokio::task::spawn_blocking(move || t.join()).await;
+        }
+    }
+}
+
+/// The pipeline's inputs, made by the daemon's start.
+pub(super) struct Inputs {
+    pub lines: mpsc::Receiver<LogLine>,
+    pub networks: mpsc::Receiver<Vec<DockerNetwork>>,
+    /// The main loop's own alerts and metrics take the pipeline's events.
+    pub events: mpsc::UnboundedSender<Event>,
+}
+
+/// Starts the pipeline thread.
+pub(super) fn spawn(
+    cfg: Config,
+    detector: Detector,
+    labels: Option<ContainerLabels>,
+    enforce: Queue,
+    inputs: Inputs,
+) -> std::io::Result<PipelineHandle> {
+    let (commands, commands_rx) = mpsc::unbounded_channel();
+    let stats = Arc::new(Mutex::new(Stats::default()));
+    let mut p = Pipeline {
+        cfg,
+        detector,
+        labels,
+        sources: HashMap::new(),
+        error_rates: ErrorRates::new(),
+        stats: Stats::default(),
+        docker_networks: Vec::new(),
+        enforce,
+        events: inputs.events,
+        published: stats.clone(),
+        last_publish: Instant::now(),
+    };
+    let runtime = tokio::runtime::Builder::new_current_thread().build()?;
+    let (mut lines, mut networks) = (inputs.lines, inputs.networks);
+    let thread = std::thread::Builder::new()
+        .name("pipeline".into())
+        .spawn(move || {
+            runtime.block_on(p.run(&mut lines, &mut networks, commands_rx));
+        })?;
+    Ok(PipelineHandle {
+        commands,
+        stats,
+        thread: Some(thread),
+    })
+}
+
 /// How one container's lines are read.
-pub(super) struct Source {
+struct Source {
     parser: LineParser,
     categories: Option<Vec<String>>,
     /// The container's name and format name, for the unparsed-lines notice.
-    pub container: String,
-    pub format: String,
+    container: String,
+    format: String,
     /// Lines that did not parse; says once when most of them fail.
-    pub health: ParseHealth,
+    health: ParseHealth,
 }
 
-/// How long one turn of the main loop may spend on queued lines before signals, control
-/// calls and the watchdog tick get their turn again. A line costs microseconds, so this is
-/// thousands of lines; a turn is bounded by time because a count of crafted lines is not.
-pub(super) const LINE_TURN: Duration = Duration::from_millis(50);
+struct Pipeline {
+    cfg: Config,
+    detector: Detector,
+    labels: Option<ContainerLabels>,
+    /// How each container's lines are read, by container id.
+    sources: HashMap<String, Source>,
+    error_rates: ErrorRates,
+    stats: Stats,
+    /// Docker's networks as last read (kept for the detector a reload makes).
+    docker_networks: Vec<DockerNetwork>,
+    enforce: Queue,
+    events: mpsc::UnboundedSender<Event>,
+    published: Arc<Mutex<Stats>>,
+    last_publish: Instant,
+}
 
-impl Daemon {
-    /// A line arrived: it and what is already queued behind it, for up to `LINE_TURN`.
-    pub(super) fn lines_turn(&mut self, first: LogLine, inbox: &mut Inbox) {
-        // Networks before lines: a line is never judged before the networks the watcher
-        // reported ahead of it (see spawn_reporting_networks).
-        while let Ok(nets) = inbox.networks.try_recv() {
-            self.apply_networks(nets);
-        }
-        self.handle_line(first);
-        for_up_to(LINE_TURN, Instant::now, || {
-            while let Ok(nets) = inbox.networks.try_recv() {
-                self.apply_networks(nets);
-            }
-            match inbox.lines.try_recv() {
-                Ok(line) => {
-                    self.handle_line(line);
-                    true
+impl Pipeline {
+    async fn run(
+        &mut self,
+        lines: &mut mpsc::Receiver<LogLine>,
+        networks: &mut mpsc::Receiver<Vec<DockerNetwork>>,
+        mut commands: mpsc::UnboundedReceiver<Command>,
+    ) {
+        loop {
+            // Commands first (a reload's new rules before the new watcher's lines), then
+            // networks (before any line from a network not yet known), then lines. A
+            // turn of lines is bounded, so commands never wait long.
+            tokio::select! {
+                biased;
+                c = commands.recv() => match c {
+                    Some(Command::Flush(reply)) => {
+                        while let Ok(line) = lines.try_recv() {
+                            self.line(line, networks);
+                        }
+                        self.publish();
+                        let _ = reply.send(());
+                    }
+                    Some(c) => self.command(c),
+                    None => break,
+                },
+                Some(nets) = networks.recv() => self.apply_networks(nets),
+                Some(line) = lines.recv() => {
+                    // What is queued, for up to a turn: then the figures are published
+                    // and a command (a reload, an unban) gets its turn.
+                    self.line(line, networks);
+                    let turn = Instant::now();
+                    while turn.elapsed() < PUBLISH_EVERY {
+                        match lines.try_recv() {
+                            Ok(line) => self.line(line, networks),
+                            Err(_) => break,
+                        }
+                    }
+                    self.publish();
                 }
-                Err(_) => false,
             }
-        });
+        }
+        self.publish();
+    }
+
+    fn command(&mut self, c: Command) {
+        match c {
+            Command::Reconfigure {
+                cfg,
+                detector,
+                labels,
+            } => {
+                self.detector = *detector;
+                set_detector_networks(&mut self.detector, &self.docker_networks);
+                self.sources.clear();
+                self.enforce.send(Msg::Reconfigure {
+                    cfg: cfg.clone(),
+                    docker_networks: self.docker_networks.clone(),
+                });
+                self.cfg = *cfg;
+                if labels.is_some() {
+                    self.labels = labels;
+                }
+            }
+            Command::Forget(ip) => self.detector.forget(ip),
+            Command::Prune { ids, names } => self.prune(&ids, &names),
+            Command::Flush(reply) => {
+                let _ = reply.send(());
+            }
+        }
+        self.publish();
+    }
+
+    fn publish(&mut self) {
+        self.stats.tracked_ips = self.detector.tracked_ips();
+        self.stats.unparsed = self.unparsed();
+        *self.published.lock().unwrap_or_else(|p| p.into_inner()) = self.stats.clone();
+        self.last_publish = Instant::now();
     }
 
     /// Docker's networks changed: the detector (trusted proxies) and the never-ban list
     /// follow, in that order before any later line.
-    pub(super) fn apply_networks(&mut self, nets: Vec<DockerNetwork>) {
+    fn apply_networks(&mut self, nets: Vec<DockerNetwork>) {
         tracing::info!(
             "Docker networks: {}",
             nets.iter()
@@ -68,23 +285,31 @@ impl Daemon {
         self.enforce.send(Msg::DockerNetworks(nets));
     }
 
-    /// Parses and judges one line; its verdict goes to the enforcement thread. The line's
-    /// cursor moves once it is judged.
-    pub(super) fn handle_line(&mut self, line: LogLine) {
+    /// Judges one line, after any networks the watcher reported ahead of it (see
+    /// `spawn_reporting_networks`); its cursor moves once it is judged.
+    fn line(&mut self, line: LogLine, networks: &mut mpsc::Receiver<Vec<DockerNetwork>>) {
+        while let Ok(nets) = networks.try_recv() {
+            self.apply_networks(nets);
+        }
         self.judge(&line);
         line.mark.judged();
     }
 
     fn judge(&mut self, line: &LogLine) {
-        self.counts.lines += 1;
-        match self.metrics.lines_read.get_mut(&line.container) {
+        self.stats.lines += 1;
+        match self.stats.lines_read.get_mut(&line.container) {
             Some(n) => *n += 1,
             None => {
-                self.metrics.lines_read.insert(line.container.clone(), 1);
+                self.stats.lines_read.insert(line.container.clone(), 1);
             }
         }
         if !self.sources.contains_key(&line.container_id) {
-            let source = new_source(&self.cfg, self.watcher.as_ref(), line);
+            let labels = self
+                .labels
+                .as_ref()
+                .and_then(|l| l.of(&line.container_id))
+                .unwrap_or_default();
+            let source = new_source(&self.cfg, &labels.into_iter().collect(), line);
             self.sources.insert(line.container_id.clone(), source);
         }
         let Some(source) = self.sources.get_mut(&line.container_id) else {
@@ -99,7 +324,7 @@ impl Daemon {
         }
         let Some(req) = parsed else {
             *self
-                .metrics
+                .stats
                 .parse_failures
                 .entry(line.container.clone())
                 .or_default() += 1;
@@ -108,7 +333,7 @@ impl Daemon {
             }
             return;
         };
-        self.counts.parsed += 1;
+        self.stats.parsed += 1;
         if error_rate::is_error(req.status, true, &line.bytes) {
             self.error_line(line, now);
         }
@@ -121,7 +346,7 @@ impl Daemon {
         for &i in &obs.hits {
             let r = self.detector.rules().rule(i);
             let key = (r.id.clone(), r.category.clone());
-            *self.metrics.rule_hits.entry(key).or_default() += 1;
+            *self.stats.rule_hits.entry(key).or_default() += 1;
         }
         if let Some(v) = obs.verdict {
             self.enforce
@@ -135,9 +360,7 @@ impl Daemon {
             .map(|&i| rules.rule(i))
             .max_by_key(|r| r.severity);
         if let Some(w) = worst {
-            // The main loop's own events go straight to its alerts and metrics, not
-            // round the lossy bus.
-            let hit = Event::RuleHit {
+            let _ = self.events.send(Event::RuleHit {
                 at: now,
                 ip: req.ip,
                 rules: obs.hits.iter().map(|&i| rules.rule(i).id.clone()).collect(),
@@ -145,8 +368,7 @@ impl Daemon {
                 severity: w.severity.to_string(),
                 container: line.container.clone(),
                 line: crate::detect::decode::escape_excerpt(&line.bytes, 300),
-            };
-            self.on_event(hit);
+            });
         }
     }
 
@@ -154,7 +376,7 @@ impl Daemon {
     /// alert (`status` lists it from the source).
     fn unparsed_notice(&mut self, line: &LogLine, format: &str, n: UnparsedNotice, now: i64) {
         tracing::warn!(CONTAINER = %line.container, ACTION = "unparsed", "{}", n.describe(&format!("container {}", line.container), format));
-        self.on_event(Event::Unparsed {
+        let _ = self.events.send(Event::Unparsed {
             at: now,
             container: line.container.clone(),
             format: format.to_string(),
@@ -167,13 +389,13 @@ impl Daemon {
     /// Counts an error line (5xx, traceback) and raises an error-rate alert on a jump.
     fn error_line(&mut self, line: &LogLine, now: i64) {
         *self
-            .metrics
+            .stats
             .error_lines
             .entry(line.container.clone())
             .or_default() += 1;
         if let Some(jump) = self.error_rates.error(&line.container, now) {
             tracing::warn!(CONTAINER = %line.container, ACTION = "error-rate", "{}: {} error lines this minute against a usual {:.1}/min", line.container, jump.errors, jump.baseline);
-            self.on_event(Event::ErrorRate {
+            let _ = self.events.send(Event::ErrorRate {
                 at: now,
                 container: line.container.clone(),
                 errors: jump.errors,
@@ -183,30 +405,36 @@ impl Daemon {
         }
     }
 
-    /// Forgets what is kept per container for containers the watcher no longer follows
-    /// (destroyed, or no longer selected): containers that come and go must not grow
-    /// these maps without bound. A container that comes back starts afresh.
-    pub(super) fn prune_sources(&mut self) {
-        let Some(w) = self.watcher.as_ref() else {
-            return;
-        };
-        let followed = w.status().containers;
-        let ids: HashSet<&str> = followed.iter().map(|c| c.id.as_str()).collect();
-        let names: HashSet<&str> = followed.iter().map(|c| c.name.as_str()).collect();
-        self.sources.retain(|id, _| ids.contains(id.as_str()));
-        let keep = |name: &String| names.contains(name.as_str());
-        prune_by_name(&mut self.metrics.lines_read, keep);
-        prune_by_name(&mut self.metrics.parse_failures, keep);
-        prune_by_name(&mut self.metrics.error_lines, keep);
+    /// Containers most of whose lines do not parse.
+    fn unparsed(&self) -> Vec<Unparsed> {
+        let mut list: Vec<Unparsed> = self
+            .sources
+            .values()
+            .filter_map(|s| {
+                let n = s.health.notice()?;
+                Some(Unparsed {
+                    container: s.container.clone(),
+                    format: s.format.clone(),
+                    lines: n.lines,
+                    unparsed: n.unparsed,
+                    sample: n.sample.clone(),
+                })
+            })
+            .collect();
+        list.sort_by(|a, b| a.container.cmp(&b.container));
+        list
+    }
+
+    /// Forgets what is kept for containers the watcher no longer follows (destroyed, or
+    /// no longer selected): containers that come and go must not grow these maps without
+    /// bound. A container that comes back starts afresh.
+    fn prune(&mut self, ids: &HashSet<String>, names: &HashSet<String>) {
+        self.sources.retain(|id, _| ids.contains(id));
+        self.stats.lines_read.retain(|k, _| names.contains(k));
+        self.stats.parse_failures.retain(|k, _| names.contains(k));
+        self.stats.error_lines.retain(|k, _| names.contains(k));
         self.error_rates.retain(|c| names.contains(c));
     }
-}
-
-fn prune_by_name(
-    map: &mut std::collections::BTreeMap<String, u64>,
-    keep: impl Fn(&String) -> bool,
-) {
-    map.retain(|k, _| keep(k));
 }
 
 pub(super) fn set_detector_networks(detector: &mut Detector, nets: &[DockerNetwork]) {
@@ -221,37 +449,10 @@ pub(super) fn set_detector_networks(detector: &mut Detector, nets: &[DockerNetwo
     );
 }
 
-/// Runs `step` while it finds work and less than `budget` has passed on `clock` since the
-/// call; returns how many steps did work.
-pub(super) fn for_up_to(
-    budget: Duration,
-    mut clock: impl FnMut() -> Instant,
-    mut step: impl FnMut() -> bool,
-) -> usize {
-    let start = clock();
-    let mut done = 0;
-    while step() {
-        done += 1;
-        if clock().saturating_duration_since(start) >= budget {
-            break;
-        }
-    }
-    done
-}
-
 /// How a newly seen container's lines are read: its labels (from the watcher), then the
 /// `containers` section, then the global `log_format`.
-fn new_source(cfg: &Config, watcher: Option<&Watcher>, line: &LogLine) -> Source {
-    let labels: HashMap<String, String> = watcher
-        .and_then(|w| {
-            w.status()
-                .containers
-                .into_iter()
-                .find(|c| c.id == line.container_id)
-        })
-        .map(|c| c.labels.into_iter().collect())
-        .unwrap_or_default();
-    let (profile, warnings) = container_profile(cfg, &line.container, &labels);
+fn new_source(cfg: &Config, labels: &HashMap<String, String>, line: &LogLine) -> Source {
+    let (profile, warnings) = container_profile(cfg, &line.container, labels);
     for w in warnings {
         tracing::warn!(CONTAINER = %line.container, "{w}");
     }
@@ -269,29 +470,5 @@ fn new_source(cfg: &Config, watcher: Option<&Watcher>, line: &LogLine) -> Source
         container: line.container.clone(),
         format: profile.format.name().to_string(),
         health: ParseHealth::default(),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_turn_of_the_main_loop_ends_when_its_time_is_up() {
-        // Every step finds work and takes 10 ms on a made-up clock: the turn stops at the
-        // budget, not after a count of steps.
-        let t0 = Instant::now();
-        let now = std::cell::Cell::new(t0);
-        let steps = for_up_to(
-            LINE_TURN,
-            || now.get(),
-            || {
-                now.set(now.get() + Duration::from_millis(10));
-                true
-            },
-        );
-        assert_eq!(steps, (LINE_TURN.as_millis() / 10) as usize);
-        // And it stops at once when there is no more work.
-        assert_eq!(for_up_to(LINE_TURN, || t0, || false), 0);
     }
 }

@@ -8,10 +8,9 @@ use std::time::Duration;
 
 use tokio::net::TcpListener;
 
-use super::pipeline::set_detector_networks;
-use super::{systemd, Daemon, Inbox};
+use super::pipeline::Command;
+use super::{systemd, Daemon};
 use crate::api::server;
-use crate::ban::worker::Msg;
 use crate::clock::unix_now;
 use crate::config::{self, Config};
 use crate::detect::Detector;
@@ -80,13 +79,13 @@ struct Prepared {
 
 impl Daemon {
     /// Reloads the config; says what happened in the journal, in `status` and as an alert.
-    pub(super) async fn reload(&mut self, inbox: &mut Inbox) -> Result<String, String> {
+    pub(super) async fn reload(&mut self) -> Result<String, String> {
         systemd::reloading();
         let path = self.opts.config.clone();
         let result = match self.prepare(&path).await {
             Ok(p) => {
                 let n = p.detector.rules().rules().len();
-                self.commit(p, inbox).await;
+                self.commit(p).await;
                 Ok(format!("reloaded {}: {n} rules", path.display()))
             }
             Err(e) => Err(e),
@@ -141,28 +140,26 @@ impl Daemon {
     }
 
     /// Swaps the prepared config in. Active bans are untouched.
-    async fn commit(&mut self, p: Prepared, inbox: &mut Inbox) {
-        self.detector = p.detector;
-        set_detector_networks(&mut self.detector, &self.docker_networks);
-        self.sources.clear();
-        self.enforce.send(Msg::Reconfigure {
-            cfg: Box::new(p.cfg.clone()),
-            docker_networks: self.docker_networks.clone(),
-        });
-        // The old watcher's last lines are judged (with the new rules) before its cursors
+    async fn commit(&mut self, p: Prepared) {
+        // The old watcher's last lines are judged (with the old rules) before its cursors
         // are written, so the new watcher reads on after them and not twice.
         if let Some(mut w) = self.watcher.take() {
             let _ = tokio::time::timeout(Duration::from_secs(5), w.stop_reading()).await;
-            while let Ok(line) = inbox.lines.try_recv() {
-                self.handle_line(line);
-            }
+            self.pipeline.flush().await;
             let _ = tokio::time::timeout(Duration::from_secs(5), w.shutdown()).await;
         }
-        self.watcher = Some(Watcher::spawn_reporting_networks(
+        let watcher = Watcher::spawn_reporting_networks(
             p.watch,
             self.line_tx.clone(),
             self.networks_tx.clone(),
-        ));
+        );
+        // The pipeline takes the new rules before the new watcher's first line.
+        self.pipeline.send(Command::Reconfigure {
+            cfg: Box::new(p.cfg.clone()),
+            detector: Box::new(p.detector),
+            labels: Some(watcher.labels()),
+        });
+        self.watcher = Some(watcher);
         // The new watcher starts unconnected: that is not a lost connection.
         self.docker_connected = None;
         self.alerts

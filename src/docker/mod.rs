@@ -28,7 +28,7 @@ use serde::Serialize;
 
 pub use select::{container_profile, ContainerProfile, Selection};
 pub use status::{ContainerStatus, StreamState, WatcherStatus};
-pub use watch::{WatchSettings, Watcher};
+pub use watch::{ContainerLabels, WatchSettings, Watcher};
 
 /// Where dockerd listens when neither the config nor `DOCKER_HOST` says.
 pub const DEFAULT_DOCKER_HOST: &str = "unix:///var/run/docker.sock";

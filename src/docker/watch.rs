@@ -144,6 +144,14 @@ impl Watcher {
         }
     }
 
+    /// A handle that reads the labels of followed containers, for a part that runs
+    /// beside the watcher (the pipeline picks each container's log format by them).
+    pub fn labels(&self) -> ContainerLabels {
+        ContainerLabels {
+            shared: self.shared.clone(),
+        }
+    }
+
     /// Whether the watcher's task still runs. It ends only when told to stop; ended
     /// before that (a panic) means no container is followed any more.
     pub fn alive(&self) -> bool {
@@ -172,6 +180,21 @@ impl Watcher {
         if let Some(task) = self.task.take() {
             let _ = task.await;
         }
+    }
+}
+
+/// Reads the labels of the containers a watcher follows (see [`Watcher::labels`]).
+#[derive(Clone)]
+pub struct ContainerLabels {
+    shared: Arc<Shared>,
+}
+
+impl ContainerLabels {
+    /// The labels of container `id`, if the watcher follows it.
+    pub fn of(&self, id: &str) -> Option<BTreeMap<String, String>> {
+        lock(&self.shared.trackers)
+            .get(id)
+            .map(|t| lock(&t.labels).clone())
     }
 }
 
