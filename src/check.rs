@@ -8,9 +8,11 @@ use std::time::Instant;
 
 use serde::Serialize;
 
-use crate::config::{Config, LogFormat};
-use crate::detect::parse::{format_time, LineParser, ParseHealth};
+use crate::config::Config;
+use crate::detect::parse::LogFormat;
+use crate::detect::parse::{LineParser, ParseHealth};
 use crate::detect::Detector;
+use crate::time::format_time;
 
 /// One IP that would be banned (or would have been, were it not allowlisted).
 #[derive(Debug, Clone, Serialize, PartialEq)]

@@ -17,10 +17,10 @@ use tokio::sync::oneshot;
 use crate::ban::state_file::BanRecord;
 use crate::ban::Enforcer;
 use crate::ban::{Decision, DockerNetwork, NeverBan};
-use crate::config::{self, Config};
-use crate::detect::parse::format_time;
+use crate::config::Config;
 use crate::detect::Verdict;
 use crate::events::{Bus, Event, Refusal};
+use crate::time::{format_duration, format_time, MAX_DURATION_SECS};
 
 /// Verdicts waiting for the firewall; beyond this they are dropped and counted (a flood
 /// this large is also what the burst valve holds back).
@@ -358,7 +358,7 @@ impl Worker {
                                 Ok(format!(
                                     "banned {} for {} (until {}){}",
                                     record.shown(),
-                                    config::format_duration(*seconds),
+                                    format_duration(*seconds),
                                     format_time(record.expires_at),
                                     clamp_note(asked, *seconds)
                                 ))
@@ -484,7 +484,7 @@ impl Worker {
             TIME_TO_BAN_MS = time_to_ban_ms.unwrap_or(0.0),
             "banned {} for {} ({} {} in {}, ban #{}): {}",
             b.ip,
-            config::format_duration(seconds),
+            format_duration(seconds),
             b.category,
             b.rule,
             if b.container.is_empty() { "-" } else { &b.container },
@@ -527,10 +527,10 @@ pub fn clamp_note(asked: Option<u64>, given: u64) -> String {
     match asked {
         Some(a) if a > given => format!(
             "; {} was asked, cut to the longest ban.max_duration allows",
-            if a > config::MAX_DURATION_SECS {
+            if a > MAX_DURATION_SECS {
                 format!("{a}s")
             } else {
-                config::format_duration(a)
+                format_duration(a)
             }
         ),
         _ => String::new(),

@@ -12,540 +12,29 @@ use std::path::{Path, PathBuf};
 
 use jsonc::{Member, Node, Pos, Value};
 
+use crate::alerts::Settings as AlertsSettings;
+use crate::api::Settings as ControlSettings;
+use crate::ban::{Policy as BanPolicy, StateSettings};
+use crate::detect::parse::{JsonFields, LogFormat, BUILTIN_FORMATS};
+use crate::detect::proxy::TrustedProxies;
+use crate::detect::rules::UserPattern;
+use crate::detect::{Severity, Thresholds};
+use crate::docker::{ContainerSettings, Limits, Settings as DockerSettings, DEFAULT_SELECT_LABEL};
+use crate::firewall::{BackendChoice, Settings as FirewallSettings};
+use crate::metrics::Settings as MetricsSettings;
 use crate::netaddr::IpNet;
+use crate::notify::{EmailSettings, SmtpSecurity, WebhookFormat, WebhookSettings};
+use crate::time::{parse_duration, DurationError, MAX_DURATION_SECS};
 
 /// Where operators keep the config; `install.sh` puts the default there.
 pub const DEFAULT_CONFIG_PATH: &str = "/etc/security-monitor/monitor_config.json";
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub enum Severity {
-    Low,
-    Medium,
-    High,
-    Critical,
-}
-
-impl Severity {
-    pub const ALL: [Severity; 4] = [
-        Severity::Low,
-        Severity::Medium,
-        Severity::High,
-        Severity::Critical,
-    ];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Severity::Low => "low",
-            Severity::Medium => "medium",
-            Severity::High => "high",
-            Severity::Critical => "critical",
-        }
-    }
-
-    pub fn parse(s: &str) -> Option<Severity> {
-        Severity::ALL.into_iter().find(|v| v.as_str() == s)
-    }
-}
-
-impl fmt::Display for Severity {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-/// The per-IP limits. The first three keys are the seed's, with its meanings.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Thresholds {
-    /// Failed logins within `failed_auth_window` that ban.
-    pub max_failed_auth: u32,
-    pub failed_auth_window: u64,
-    /// Rule-hit points within `pattern_window` that ban (critical rules ban at once;
-    /// high hits count 2, medium 1, low 0).
-    pub max_pattern_matches: u32,
-    pub pattern_window: u64,
-    /// Requests within any 60 seconds that ban (a flood).
-    pub max_requests_per_minute: u32,
-    /// Distinct paths answered 404/410 within `not_found_window` that ban (probing).
-    pub max_not_found: u32,
-    pub not_found_window: u64,
-    /// Distinct paths answered 404/410 within `not_found_burst_window` that ban when
-    /// each came without a referer and is not a static asset (a scanner's burst);
-    /// 0: off.
-    pub max_not_found_burst: u32,
-    pub not_found_burst_window: u64,
-    /// Whether one hit of a critical rule bans by itself.
-    pub ban_on_critical: bool,
-}
-
-impl Default for Thresholds {
-    fn default() -> Self {
-        Thresholds {
-            max_failed_auth: 5,
-            failed_auth_window: 600,
-            max_pattern_matches: 3,
-            pattern_window: 600,
-            max_requests_per_minute: 300,
-            max_not_found: 10,
-            not_found_window: 300,
-            max_not_found_burst: 5,
-            not_found_burst_window: 60,
-            ban_on_critical: true,
-        }
-    }
-}
-
-#[derive(Debug, Clone, PartialEq)]
-pub struct BanPolicy {
-    /// Seconds a first ban lasts.
-    pub duration: u64,
-    /// Each earlier ban of the same IP multiplies the duration by this.
-    pub repeat_multiplier: f64,
-    /// The longest a ban can last, however often the IP came back.
-    pub max_duration: u64,
-    /// Safety valve: more new bans than this from one source prefix (IPv4 /24, IPv6 /64)
-    /// within `burst_window` are held back and alerted. Per prefix, so a flood from one
-    /// network never stops the bans of an unrelated attacker.
-    pub burst_max_bans: u32,
-    pub burst_window: u64,
-    /// An optional last-resort ceiling on new bans from all prefixes together within
-    /// `burst_window`; 0 (the default) means none. See the README for why it is off.
-    pub burst_max_bans_total: u32,
-    /// How much of an IPv6 offender's address a ban covers: 128 (the address, the default)
-    /// or 64 (its whole /64, which one host can hop around in at will).
-    pub ipv6_prefix: u8,
-}
-
-impl Default for BanPolicy {
-    fn default() -> Self {
-        BanPolicy {
-            duration: 24 * 3600,
-            repeat_multiplier: 2.0,
-            max_duration: 30 * 24 * 3600,
-            burst_max_bans: 100,
-            burst_window: 60,
-            burst_max_bans_total: 0,
-            ipv6_prefix: 128,
-        }
-    }
-}
-
-/// The longest duration any config key, command-line option or control call accepts:
-/// ten years. Longer is "for ever" in practice, and every larger figure is a typo or an
-/// attack on the arithmetic (nftables would keep a u32::MAX-second element 136 years).
-pub const MAX_DURATION_SECS: u64 = 10 * 365 * 86400;
-
-impl BanPolicy {
-    /// How long a ban lasts for an IP that has been banned `previous_bans` times before.
-    ///
-    /// Never more than `max_duration` and never less than a second, whatever the count
-    /// and multiplier: the product is computed in floating point (2^40 does not overflow,
-    /// it is capped) and a result that is not a finite number is taken as the cap.
-    pub fn duration_for(&self, previous_bans: u32) -> u64 {
-        let factor = self.repeat_multiplier.powi(previous_bans.min(64) as i32);
-        let secs = self.duration as f64 * factor;
-        let cap = self.max_ban();
-        if !secs.is_finite() || secs >= cap as f64 {
-            return cap;
-        }
-        (secs as u64).clamp(1, cap)
-    }
-
-    /// The longest ban this policy allows, in seconds (at least 1, at most
-    /// [`MAX_DURATION_SECS`] even for a policy built in code rather than read from a file).
-    pub fn max_ban(&self) -> u64 {
-        self.max_duration.clamp(1, MAX_DURATION_SECS)
-    }
-
-    /// `seconds` brought into 1..=`max_ban()`: every ban length, whoever asked for it.
-    pub fn clamp_ban(&self, seconds: u64) -> u64 {
-        seconds.clamp(1, self.max_ban())
-    }
-}
-
-/// The log formats every config knows, as `log_format` and containers name them.
-pub const BUILTIN_FORMATS: [&str; 5] = ["auto", "combined", "common", "vhost_combined", "json"];
-
-/// How a source's lines are read.
-#[derive(Debug, Clone, PartialEq)]
-pub enum LogFormat {
-    /// Recognise combined/common/JSON per source.
-    Auto,
-    /// nginx/Apache combined (and common, which lacks referer and user agent).
-    Combined,
-    Common,
-    /// Apache's `vhost_combined` and nginx-proxy's format: combined with the virtual host
-    /// (`name`, `name:port`, or an address) in front of the client address.
-    VhostCombined,
-    /// One JSON object per line.
-    Json(JsonFields),
-    /// A regex with named groups; `ip` is required.
-    Custom {
-        name: String,
-        regex: String,
-    },
-}
-
-impl LogFormat {
-    pub fn name(&self) -> &str {
-        match self {
-            LogFormat::Auto => "auto",
-            LogFormat::Combined => "combined",
-            LogFormat::Common => "common",
-            LogFormat::VhostCombined => "vhost_combined",
-            LogFormat::Json(_) => "json",
-            LogFormat::Custom { name, .. } => name,
-        }
-    }
-}
-
-/// Which JSON keys (dotted paths for nested objects) hold which field; the defaults cover
-/// nginx `escape=json` logs, Traefik and Caddy.
-#[derive(Debug, Clone, PartialEq)]
-pub struct JsonFields {
-    pub ip: Vec<String>,
-    pub request: Vec<String>,
-    pub method: Vec<String>,
-    pub uri: Vec<String>,
-    pub status: Vec<String>,
-    pub user_agent: Vec<String>,
-    pub referer: Vec<String>,
-    pub time: Vec<String>,
-    pub forwarded_for: Vec<String>,
-    pub message: Vec<String>,
-}
-
-fn strings(list: &[&str]) -> Vec<String> {
-    list.iter().map(|s| s.to_string()).collect()
-}
-
-impl Default for JsonFields {
-    fn default() -> Self {
-        JsonFields {
-            ip: strings(&[
-                "remote_addr",
-                "client_ip",
-                "clientip",
-                "remote_ip",
-                "ClientHost",
-                "request.remote_ip",
-                "request.client_ip",
-                "ip",
-                "client",
-            ]),
-            request: strings(&["request", "request_line"]),
-            method: strings(&[
-                "method",
-                "request_method",
-                "RequestMethod",
-                "request.method",
-            ]),
-            uri: strings(&[
-                "request_uri",
-                "uri",
-                "url",
-                "path",
-                "RequestPath",
-                "request.uri",
-            ]),
-            status: strings(&[
-                "status",
-                "status_code",
-                "DownstreamStatus",
-                "response_status",
-                "code",
-            ]),
-            user_agent: strings(&[
-                "http_user_agent",
-                "user_agent",
-                "userAgent",
-                "ua",
-                "agent",
-                "request_User-Agent",
-                "request.headers.User-Agent",
-            ]),
-            referer: strings(&[
-                "http_referer",
-                "referer",
-                "referrer",
-                "request_Referer",
-                "request.headers.Referer",
-            ]),
-            time: strings(&[
-                "time_iso8601",
-                "time_local",
-                "time",
-                "timestamp",
-                "@timestamp",
-                "ts",
-                "StartUTC",
-            ]),
-            forwarded_for: strings(&[
-                "http_x_forwarded_for",
-                "x_forwarded_for",
-                "forwarded_for",
-                "request_X-Forwarded-For",
-                "request.headers.X-Forwarded-For",
-                "http_x_real_ip",
-                "x_real_ip",
-                "request_X-Real-Ip",
-            ]),
-            message: strings(&["message", "msg"]),
-        }
-    }
-}
-
-/// A user's own pattern from `patterns`.
-#[derive(Debug, Clone, PartialEq)]
-pub struct UserPattern {
-    pub name: String,
-    pub regex: String,
-    /// None: the whole raw line and the decoded request target (the seed's meaning).
-    pub fields: Option<Vec<String>>,
-    pub severity: Severity,
-    pub category: String,
-}
-
-/// Per-container settings (by container name).
-#[derive(Debug, Clone, PartialEq, Default)]
-pub struct ContainerSettings {
-    pub log_format: Option<String>,
-    /// Rule categories that apply to this container; None: all.
-    pub categories: Option<Vec<String>>,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum FirewallBackend {
-    Auto,
-    Nftables,
-    Iptables,
-    None,
-}
-
-impl FirewallBackend {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            FirewallBackend::Auto => "auto",
-            FirewallBackend::Nftables => "nftables",
-            FirewallBackend::Iptables => "iptables",
-            FirewallBackend::None => "none",
-        }
-    }
-}
-
-#[derive(Debug, Clone, PartialEq)]
-pub struct FirewallConfig {
-    pub backend: FirewallBackend,
-    /// Name of our own nftables table (family inet) / iptables chain and ipset prefix.
-    pub table: String,
-}
-
-impl Default for FirewallConfig {
-    fn default() -> Self {
-        FirewallConfig {
-            backend: FirewallBackend::Auto,
-            table: "security_monitor".into(),
-        }
-    }
-}
-
-#[derive(Debug, Clone, PartialEq)]
-pub struct StateConfig {
-    /// Holds blocked_ips.json, the per-container log cursors and the alerts log.
-    pub dir: PathBuf,
-}
-
-impl Default for StateConfig {
-    fn default() -> Self {
-        StateConfig {
-            dir: PathBuf::from("/var/lib/security-monitor"),
-        }
-    }
-}
-
-impl StateConfig {
-    pub fn blocked_ips_file(&self) -> PathBuf {
-        self.dir.join("blocked_ips.json")
-    }
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum SmtpSecurity {
-    StartTls,
-    Tls,
-    None,
-}
-
-#[derive(Debug, Clone, PartialEq)]
-pub struct EmailConfig {
-    pub enabled: bool,
-    pub smtp_host: String,
-    pub smtp_port: u16,
-    pub security: SmtpSecurity,
-    pub username: Option<String>,
-    pub password: Option<String>,
-    pub password_file: Option<PathBuf>,
-    pub from: String,
-    pub to: Vec<String>,
-    pub min_severity: Severity,
-    /// Seconds to collect bans into one mail.
-    pub digest_interval: u64,
-    pub max_per_hour: u32,
-    /// Only for test servers with self-signed certificates.
-    pub accept_invalid_certs: bool,
-    /// A PEM file of extra CA certificates to trust (a private CA or a self-signed
-    /// server certificate), so verification can stay on.
-    pub ca_file: Option<PathBuf>,
-}
-
-impl Default for EmailConfig {
-    fn default() -> Self {
-        EmailConfig {
-            enabled: false,
-            smtp_host: "localhost".into(),
-            smtp_port: 587,
-            security: SmtpSecurity::StartTls,
-            username: None,
-            password: None,
-            password_file: None,
-            from: "security-monitor@localhost".into(),
-            to: Vec::new(),
-            min_severity: Severity::High,
-            digest_interval: 300,
-            max_per_hour: 12,
-            accept_invalid_certs: false,
-            ca_file: None,
-        }
-    }
-}
-
-/// The shape of a webhook's JSON body.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum WebhookFormat {
-    /// Every field of every ban, for your own tooling.
-    Generic,
-    /// `{"text": …}` for a Slack incoming webhook.
-    Slack,
-    /// `{"content": …}` for a Discord webhook, with mentions switched off.
-    Discord,
-}
-
-impl WebhookFormat {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            WebhookFormat::Generic => "generic",
-            WebhookFormat::Slack => "slack",
-            WebhookFormat::Discord => "discord",
-        }
-    }
-}
-
-/// One entry of `webhooks`: where ban notices are posted as JSON.
-#[derive(Debug, Clone, PartialEq)]
-pub struct WebhookConfig {
-    /// http:// or https://; may hold a secret token, so only its host is ever shown.
-    pub url: String,
-    pub format: WebhookFormat,
-    pub min_severity: Severity,
-    /// Extra request headers (an `Authorization` token, say).
-    pub headers: BTreeMap<String, String>,
-    /// Seconds to collect bans into one post.
-    pub digest_interval: u64,
-    pub max_per_hour: u32,
-    /// A PEM file of CA certificates trusted besides the system's (a private CA).
-    pub ca_file: Option<PathBuf>,
-}
-
-impl WebhookConfig {
-    pub fn new(url: &str, format: WebhookFormat) -> WebhookConfig {
-        WebhookConfig {
-            url: url.to_string(),
-            format,
-            min_severity: Severity::High,
-            headers: BTreeMap::new(),
-            digest_interval: 60,
-            max_per_hour: 60,
-            ca_file: None,
-        }
-    }
-}
-
-#[derive(Debug, Clone, PartialEq)]
-pub struct Limits {
-    /// Client IPs whose windows are held in memory; the idlest are let go beyond this.
-    pub max_tracked_ips: usize,
-    /// Bytes of one log line that are examined; the rest is cut (and counted).
-    pub max_line_bytes: usize,
-}
-
-impl Default for Limits {
-    fn default() -> Self {
-        Limits {
-            max_tracked_ips: 100_000,
-            max_line_bytes: 64 * 1024,
-        }
-    }
-}
-
-/// The label that selects a container by default: `--label security-monitor.enable=true`.
-pub const DEFAULT_SELECT_LABEL: &str = "security-monitor.enable=true";
-
-/// How the daemon reaches Docker and which containers it follows (besides
-/// `docker_containers`).
-#[derive(Debug, Clone, PartialEq)]
-pub struct DockerConfig {
-    /// Where dockerd listens: a socket path or a `unix://`, `tcp://` or `http://` URL.
-    /// None: `DOCKER_HOST`, then `/var/run/docker.sock`.
-    pub socket: Option<String>,
-    /// Follow every container, whatever its name or labels.
-    pub all_containers: bool,
-    /// Follow containers whose name matches this regex.
-    pub name_pattern: Option<String>,
-    /// Follow containers carrying this label: `key=value`, or `key` for any value.
-    /// None: no selection by label.
-    pub label: Option<String>,
-    /// Seconds of history read at most when a container is first seen, or when its
-    /// cursor is older than this (after a long stop), so a restart never replays days.
-    pub max_backlog: u64,
-    /// Lines per second (by Docker's timestamp) passed on per container; beyond this
-    /// they are dropped and counted, so one flooding container cannot starve the rest.
-    pub max_lines_per_second: u32,
-    /// Whether addresses inside Docker's own networks may be banned. Off: such an address
-    /// in a log is a proxy container (or docker-proxy), and banning it would cut every
-    /// visitor off; the verdict becomes an alert that explains how to fix the setup.
-    pub ban_internal_addresses: bool,
-}
-
-impl Default for DockerConfig {
-    fn default() -> Self {
-        DockerConfig {
-            socket: None,
-            all_containers: false,
-            name_pattern: None,
-            label: Some(DEFAULT_SELECT_LABEL.into()),
-            max_backlog: 600,
-            max_lines_per_second: 20_000,
-            ban_internal_addresses: false,
-        }
-    }
-}
-
-/// Proxies whose forwarded header (`X-Forwarded-For`, `X-Real-IP`, or a format's
-/// forwarded field) names the real client.
-#[derive(Debug, Clone, PartialEq, Default)]
-pub struct TrustedProxies {
-    pub nets: Vec<IpNet>,
-    /// `"docker"` in the list: the containers of every Docker network are trusted.
-    pub docker: bool,
-    /// `"container:NAME"` entries: these containers' addresses, wherever Docker puts them.
-    pub containers: Vec<String>,
-}
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct Config {
     pub patterns: Vec<UserPattern>,
     pub thresholds: Thresholds,
     pub docker_containers: Vec<String>,
-    pub docker: DockerConfig,
+    pub docker: DockerSettings,
     pub ban: BanPolicy,
     pub allowlist: Vec<IpNet>,
     pub trusted_proxies: TrustedProxies,
@@ -555,37 +44,14 @@ pub struct Config {
     pub builtin_rules: bool,
     pub disabled_rules: Vec<String>,
     pub log_retention_days: u32,
-    pub firewall: FirewallConfig,
-    pub state: StateConfig,
-    pub email: EmailConfig,
-    pub webhooks: Vec<WebhookConfig>,
+    pub firewall: FirewallSettings,
+    pub state: StateSettings,
+    pub email: EmailSettings,
+    pub webhooks: Vec<WebhookSettings>,
     pub limits: Limits,
-    pub control: ControlConfig,
-    pub alerts: AlertsConfig,
-    pub metrics: MetricsConfig,
-}
-
-/// How alerts are kept (see `crate::alerts`).
-#[derive(Debug, Clone, PartialEq)]
-pub struct AlertsConfig {
-    /// Repeats of the same rule by the same IP (or the same kind of trouble in the same
-    /// container) within this many seconds fold into one alert with a count.
-    pub cooldown: u64,
-    /// Alerts kept in memory for `security-monitor alerts` (the log keeps more).
-    pub keep: usize,
-    /// Bytes `alerts.jsonl` and its rotated files may take together; the oldest rotated
-    /// files are deleted to stay within it.
-    pub max_log_size: u64,
-}
-
-impl Default for AlertsConfig {
-    fn default() -> Self {
-        AlertsConfig {
-            cooldown: 300,
-            keep: 10_000,
-            max_log_size: crate::alerts::log::DEFAULT_MAX_TOTAL_BYTES,
-        }
-    }
+    pub control: ControlSettings,
+    pub alerts: AlertsSettings,
+    pub metrics: MetricsSettings,
 }
 
 /// Smallest `alerts.max_log_size`: room for a few rotated files of useful size.
@@ -615,13 +81,6 @@ pub fn parse_size(s: &str) -> Result<u64, String> {
     n.checked_mul(1u64 << shift).ok_or_else(bad)
 }
 
-/// The Prometheus listener.
-#[derive(Debug, Clone, PartialEq, Default)]
-pub struct MetricsConfig {
-    /// Where to serve `GET /metrics`; None: no listener (the default).
-    pub listen: Option<std::net::SocketAddr>,
-}
-
 /// Reads `metrics.listen`: `""` (off), `PORT` or `:PORT` (127.0.0.1), `IP:PORT`,
 /// `[IPv6]:PORT`. Only addresses, not host names: what a daemon binds must not depend
 /// on DNS at start.
@@ -646,30 +105,13 @@ pub fn parse_listen(s: &str) -> Result<Option<std::net::SocketAddr>, String> {
     }
 }
 
-/// The control socket of the running daemon.
-#[derive(Debug, Clone, PartialEq)]
-pub struct ControlConfig {
-    pub socket: PathBuf,
-    /// A group whose members may use the socket besides root (mode 0660); None: root only.
-    pub group: Option<String>,
-}
-
-impl Default for ControlConfig {
-    fn default() -> Self {
-        ControlConfig {
-            socket: PathBuf::from("/run/security-monitor/control.sock"),
-            group: None,
-        }
-    }
-}
-
 impl Default for Config {
     fn default() -> Self {
         Config {
             patterns: Vec::new(),
             thresholds: Thresholds::default(),
             docker_containers: Vec::new(),
-            docker: DockerConfig::default(),
+            docker: DockerSettings::default(),
             ban: BanPolicy::default(),
             allowlist: Vec::new(),
             trusted_proxies: TrustedProxies::default(),
@@ -679,14 +121,14 @@ impl Default for Config {
             builtin_rules: true,
             disabled_rules: Vec::new(),
             log_retention_days: 30,
-            firewall: FirewallConfig::default(),
-            state: StateConfig::default(),
-            email: EmailConfig::default(),
+            firewall: FirewallSettings::default(),
+            state: StateSettings::default(),
+            email: EmailSettings::default(),
             webhooks: Vec::new(),
             limits: Limits::default(),
-            control: ControlConfig::default(),
-            alerts: AlertsConfig::default(),
-            metrics: MetricsConfig::default(),
+            control: ControlSettings::default(),
+            alerts: AlertsSettings::default(),
+            metrics: MetricsSettings::default(),
         }
     }
 }
@@ -884,11 +326,11 @@ fn join(path: &str, key: &str) -> String {
 }
 
 impl Validator {
-    fn err(&mut self, path: &str, pos: Pos, message: impl Into<String>) {
+    fn err(&mut self, path: &str, pos: Pos, message: impl fmt::Display) {
         self.errors.push(ConfigError {
             path: path.to_string(),
             pos,
-            message: message.into(),
+            message: message.to_string(),
         });
     }
 
@@ -1512,7 +954,7 @@ impl Validator {
         self.finish(o);
     }
 
-    fn docker(&mut self, node: &Node, d: &mut DockerConfig) {
+    fn docker(&mut self, node: &Node, d: &mut DockerSettings) {
         let Some(mut o) = self.object(node, "docker") else {
             return;
         };
@@ -1762,17 +1204,17 @@ impl Validator {
         out
     }
 
-    fn firewall(&mut self, node: &Node, f: &mut FirewallConfig) {
+    fn firewall(&mut self, node: &Node, f: &mut FirewallSettings) {
         let Some(mut o) = self.object(node, "firewall") else {
             return;
         };
         if let Some(n) = o.get("backend") {
             if let Some(s) = self.string(n, "firewall.backend") {
                 f.backend = match s {
-                    "auto" => FirewallBackend::Auto,
-                    "nftables" | "nft" => FirewallBackend::Nftables,
-                    "iptables" => FirewallBackend::Iptables,
-                    "none" => FirewallBackend::None,
+                    "auto" => BackendChoice::Auto,
+                    "nftables" | "nft" => BackendChoice::Nftables,
+                    "iptables" => BackendChoice::Iptables,
+                    "none" => BackendChoice::None,
                     other => {
                         let hint = did_you_mean(other, &["auto", "nftables", "iptables", "none"])
                             .map(|k| format!("; did you mean \"{k}\"?"))
@@ -1799,7 +1241,7 @@ impl Validator {
         self.finish(o);
     }
 
-    fn email(&mut self, node: &Node, e: &mut EmailConfig) {
+    fn email(&mut self, node: &Node, e: &mut EmailSettings) {
         let Some(mut o) = self.object(node, "email") else {
             return;
         };
@@ -1935,7 +1377,7 @@ impl Validator {
 }
 
 impl Validator {
-    fn webhooks(&mut self, node: &Node) -> Vec<WebhookConfig> {
+    fn webhooks(&mut self, node: &Node) -> Vec<WebhookSettings> {
         let mut out = Vec::new();
         let Value::Array(items) = &node.value else {
             self.err(
@@ -1953,7 +1395,7 @@ impl Validator {
             let Some(mut o) = self.object(item, &path) else {
                 continue;
             };
-            let mut w = WebhookConfig::new("", WebhookFormat::Generic);
+            let mut w = WebhookSettings::new("", WebhookFormat::Generic);
             match o.get("url") {
                 Some(n) => {
                     if let Some(u) = self.string(n, &format!("{path}.url")) {
@@ -2116,105 +1558,17 @@ fn looks_like_address(s: &str) -> bool {
     }
 }
 
+/// Says that a duration is beyond [`MAX_DURATION_SECS`] (or not a finite number).
+fn too_long(shown: &str) -> String {
+    DurationError::TooLong(shown.to_string()).to_string()
+}
+
 fn describe(v: &Value) -> String {
     match v {
         Value::Number(n) => n.to_string(),
         Value::String(s) => format!("\"{s}\""),
         other => other.kind().to_string(),
     }
-}
-
-/// Says that a duration is beyond [`MAX_DURATION_SECS`] (or not a finite number).
-fn too_long(shown: &str) -> String {
-    format!(
-        "{shown} is too long: durations are at most {} (ten years); for a ban, that is for ever in practice",
-        format_duration(MAX_DURATION_SECS)
-    )
-}
-
-/// Parses "90", "90s", "10m", "24h", "7d", "2w" and sums such as "1h30m" into seconds.
-///
-/// At most [`MAX_DURATION_SECS`]: a longer duration (or one too long to count) is an
-/// error, not a wrapped or saturated number. Exponents ("1e20s") are not durations.
-pub fn parse_duration(s: &str) -> Result<u64, String> {
-    let t = s.trim();
-    let bad = || {
-        format!("\"{s}\" is not a duration: use a whole number with a unit, such as \"90s\", \"10m\", \"24h\", \"7d\" or \"1h30m\"")
-    };
-    let huge = || too_long(&format!("\"{s}\""));
-    if t.is_empty() {
-        return Err(bad());
-    }
-    let mut total: u64 = 0;
-    let mut num = String::new();
-    let mut chars = t.chars().peekable();
-    let mut saw_unit = false;
-    while let Some(c) = chars.next() {
-        if c.is_ascii_digit() {
-            num.push(c);
-            continue;
-        }
-        if c.is_whitespace() {
-            continue;
-        }
-        let mut unit = c.to_string();
-        while let Some(&n) = chars.peek() {
-            if n.is_ascii_alphabetic() {
-                unit.push(n);
-                chars.next();
-            } else {
-                break;
-            }
-        }
-        let mult = match unit.as_str() {
-            "s" | "sec" | "secs" | "second" | "seconds" => 1,
-            "m" | "min" | "mins" | "minute" | "minutes" => 60,
-            "h" | "hour" | "hours" => 3600,
-            "d" | "day" | "days" => 86400,
-            "w" | "week" | "weeks" => 7 * 86400,
-            _ => return Err(bad()),
-        };
-        let n = whole_number(&num).ok_or_else(bad)?.ok_or_else(huge)?;
-        num.clear();
-        saw_unit = true;
-        total = total
-            .checked_add(n.checked_mul(mult).ok_or_else(huge)?)
-            .ok_or_else(huge)?;
-    }
-    if !num.is_empty() {
-        if saw_unit {
-            return Err(bad());
-        }
-        total = whole_number(&num).ok_or_else(bad)?.ok_or_else(huge)?;
-    }
-    if total > MAX_DURATION_SECS {
-        return Err(huge());
-    }
-    Ok(total)
-}
-
-/// A run of ASCII digits as a number: None when empty, Some(None) when too large to count.
-fn whole_number(digits: &str) -> Option<Option<u64>> {
-    if digits.is_empty() {
-        return None;
-    }
-    Some(digits.parse().ok())
-}
-
-/// Formats seconds the way operators write them: "24h", "1h30m", "45s".
-pub fn format_duration(secs: u64) -> String {
-    if secs == 0 {
-        return "0s".into();
-    }
-    let mut out = String::new();
-    let mut rest = secs;
-    for (unit, size) in [("d", 86400), ("h", 3600), ("m", 60), ("s", 1)] {
-        if rest >= size {
-            out.push_str(&format!("{}{unit}", rest / size));
-            rest %= size;
-        }
-    }
-    out
 }
 
 /// The known key closest to `key`, if it is close enough to be a likely typo.
@@ -2375,17 +1729,6 @@ mod tests {
         assert_eq!((cfg.alerts.cooldown, cfg.alerts.keep), (120, 50));
         let e = parse_str(r#"{"metrics": {"listn": "9100"}}"#).unwrap_err();
         assert!(e[0].message.contains("did you mean \"listen\""), "{e:?}");
-    }
-
-    #[test]
-    fn durations() {
-        assert_eq!(parse_duration("90"), Ok(90));
-        assert_eq!(parse_duration("10m"), Ok(600));
-        assert_eq!(parse_duration("1h30m"), Ok(5400));
-        assert_eq!(parse_duration("7d"), Ok(604800));
-        assert!(parse_duration("10 parsecs").is_err());
-        assert!(parse_duration("1h5").is_err());
-        assert_eq!(format_duration(5400), "1h30m");
     }
 
     #[test]

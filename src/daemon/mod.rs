@@ -1041,9 +1041,9 @@ pub fn alert_filter(
 ) -> Result<Filter, String> {
     let since = match since.as_deref().map(str::trim) {
         None | Some("") => None,
-        Some(s) => Some(match config::parse_duration(s) {
+        Some(s) => Some(match crate::time::parse_duration(s) {
             Ok(d) => now.saturating_sub(i64::try_from(d).unwrap_or(i64::MAX)),
-            Err(_) => crate::detect::parse::parse_time(s.as_bytes()).ok_or_else(|| {
+            Err(_) => crate::time::parse_time(s.as_bytes()).ok_or_else(|| {
                 format!("since: {s:?} is neither a duration (\"1h\", \"30m\") nor a time (\"2026-11-21T10:00:00Z\")")
             })?,
         }),

@@ -8,16 +8,18 @@ pub mod decode;
 pub mod parse;
 pub mod proxy;
 pub mod rules;
+mod settings;
 pub mod window;
 
 use std::collections::HashMap;
 use std::hash::{BuildHasher, Hasher};
 use std::net::IpAddr;
 
-use crate::config::{Config, Severity, Thresholds};
+use crate::config::Config;
 use crate::netaddr::{never_ban_reason, IpNet};
 use parse::Request;
 use rules::{RuleSet, View};
+pub use settings::{Severity, Thresholds};
 use window::{DistinctWindow, EventWindow, RateCounter};
 
 /// Rule id and category of the verdicts that come from thresholds rather than a rule.

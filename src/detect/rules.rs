@@ -27,7 +27,18 @@ use serde::Deserialize;
 
 use super::decode::{unescape_log, Scratch};
 use super::parse::Request;
-use crate::config::{Severity, UserPattern};
+use super::Severity;
+
+/// A user's own pattern from `patterns`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct UserPattern {
+    pub name: String,
+    pub regex: String,
+    /// None: the whole raw line and the decoded request target (the seed's meaning).
+    pub fields: Option<Vec<String>>,
+    pub severity: Severity,
+    pub category: String,
+}
 
 /// A part of a request a rule looks at.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

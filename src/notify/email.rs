@@ -2,6 +2,7 @@
 //! an optional login. Certificates are verified against the system's CAs plus
 //! `email.ca_file`, unless `email.accept_invalid_certs` says otherwise.
 
+use std::path::PathBuf;
 use std::time::Duration;
 
 use lettre::message::{header::ContentType, Mailbox};
@@ -11,13 +12,65 @@ use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
 
 use super::error_chain;
 use super::message::Digest;
-use crate::config::{EmailConfig, SmtpSecurity};
+use crate::detect::Severity;
+
+/// How the connection to the SMTP server is protected (`email.security`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SmtpSecurity {
+    StartTls,
+    Tls,
+    None,
+}
+
+/// The `email` section.
+#[derive(Debug, Clone, PartialEq)]
+pub struct EmailSettings {
+    pub enabled: bool,
+    pub smtp_host: String,
+    pub smtp_port: u16,
+    pub security: SmtpSecurity,
+    pub username: Option<String>,
+    pub password: Option<String>,
+    pub password_file: Option<PathBuf>,
+    pub from: String,
+    pub to: Vec<String>,
+    pub min_severity: Severity,
+    /// Seconds to collect bans into one mail.
+    pub digest_interval: u64,
+    pub max_per_hour: u32,
+    /// Only for test servers with self-signed certificates.
+    pub accept_invalid_certs: bool,
+    /// A PEM file of extra CA certificates to trust (a private CA or a self-signed
+    /// server certificate), so verification can stay on.
+    pub ca_file: Option<PathBuf>,
+}
+
+impl Default for EmailSettings {
+    fn default() -> Self {
+        EmailSettings {
+            enabled: false,
+            smtp_host: "localhost".into(),
+            smtp_port: 587,
+            security: SmtpSecurity::StartTls,
+            username: None,
+            password: None,
+            password_file: None,
+            from: "security-monitor@localhost".into(),
+            to: Vec::new(),
+            min_severity: Severity::High,
+            digest_interval: 300,
+            max_per_hour: 12,
+            accept_invalid_certs: false,
+            ca_file: None,
+        }
+    }
+}
 
 /// How long one delivery may take, connection to QUIT.
 const SMTP_TIMEOUT: Duration = Duration::from_secs(30);
 
 pub struct Mailer {
-    cfg: EmailConfig,
+    cfg: EmailSettings,
     from: Mailbox,
     to: Vec<Mailbox>,
 }
@@ -25,7 +78,7 @@ pub struct Mailer {
 impl Mailer {
     /// Checks what can be checked before the first ban: the addresses, and that the
     /// password file and CA file can be read.
-    pub fn new(cfg: &EmailConfig) -> Result<Mailer, String> {
+    pub fn new(cfg: &EmailSettings) -> Result<Mailer, String> {
         let from = cfg
             .from
             .parse::<Mailbox>()

@@ -15,6 +15,9 @@ pub mod email;
 pub mod message;
 pub mod webhook;
 
+pub use email::{EmailSettings, SmtpSecurity};
+pub use webhook::{WebhookFormat, WebhookSettings};
+
 use crate::clock::unix_now;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -25,9 +28,10 @@ use tokio::sync::{broadcast, mpsc, oneshot};
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
-use crate::config::{Config, Severity};
-use crate::detect::parse::format_time;
+use crate::config::Config;
+use crate::detect::Severity;
 use crate::events::Event;
+use crate::time::format_time;
 use batch::Batcher;
 use message::{BanNotice, Digest};
 

@@ -1,12 +1,65 @@
 //! Webhooks: a digest posted as JSON, in a generic shape or shaped for Slack or Discord.
 
+use std::collections::BTreeMap;
+use std::path::PathBuf;
 use std::time::Duration;
 
 use reqwest::header::{HeaderMap, HeaderName, HeaderValue, CONTENT_TYPE};
 
 use super::error_chain;
 use super::message::Digest;
-use crate::config::{WebhookConfig, WebhookFormat};
+use crate::detect::Severity;
+
+/// The shape of a webhook's JSON body.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WebhookFormat {
+    /// Every field of every ban, for your own tooling.
+    Generic,
+    /// `{"text": …}` for a Slack incoming webhook.
+    Slack,
+    /// `{"content": …}` for a Discord webhook, with mentions switched off.
+    Discord,
+}
+
+impl WebhookFormat {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            WebhookFormat::Generic => "generic",
+            WebhookFormat::Slack => "slack",
+            WebhookFormat::Discord => "discord",
+        }
+    }
+}
+
+/// One entry of `webhooks`: where ban notices are posted as JSON.
+#[derive(Debug, Clone, PartialEq)]
+pub struct WebhookSettings {
+    /// http:// or https://; may hold a secret token, so only its host is ever shown.
+    pub url: String,
+    pub format: WebhookFormat,
+    pub min_severity: Severity,
+    /// Extra request headers (an `Authorization` token, say).
+    pub headers: BTreeMap<String, String>,
+    /// Seconds to collect bans into one post.
+    pub digest_interval: u64,
+    pub max_per_hour: u32,
+    /// A PEM file of CA certificates trusted besides the system's (a private CA).
+    pub ca_file: Option<PathBuf>,
+}
+
+impl WebhookSettings {
+    pub fn new(url: &str, format: WebhookFormat) -> WebhookSettings {
+        WebhookSettings {
+            url: url.to_string(),
+            format,
+            min_severity: Severity::High,
+            headers: BTreeMap::new(),
+            digest_interval: 60,
+            max_per_hour: 60,
+            ca_file: None,
+        }
+    }
+}
 
 const HTTP_TIMEOUT: Duration = Duration::from_secs(15);
 
@@ -18,7 +71,7 @@ pub struct Poster {
 }
 
 impl Poster {
-    pub fn new(cfg: &WebhookConfig, index: usize) -> Result<Poster, String> {
+    pub fn new(cfg: &WebhookSettings, index: usize) -> Result<Poster, String> {
         let url = reqwest::Url::parse(&cfg.url)
             .map_err(|e| format!("webhooks[{index}].url: not a URL: {e}"))?;
         let mut headers = HeaderMap::new();
