@@ -88,3 +88,34 @@ impl StateSettings {
         self.dir.join("blocked_ips.json")
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn escalation_never_overflows() {
+        let b = Policy {
+            max_duration: u64::MAX,
+            ..Policy::default()
+        };
+        assert_eq!(b.duration_for(40), MAX_DURATION_SECS, "2^40 days is capped");
+        assert_eq!(b.duration_for(u32::MAX), MAX_DURATION_SECS);
+        let steep = Policy {
+            repeat_multiplier: 100.0,
+            max_duration: MAX_DURATION_SECS,
+            ..Policy::default()
+        };
+        assert_eq!(steep.duration_for(u32::MAX), MAX_DURATION_SECS);
+        assert_eq!(Policy::default().clamp_ban(u64::MAX), 30 * 86400);
+        assert_eq!(Policy::default().clamp_ban(0), 1);
+    }
+
+    #[test]
+    fn escalation_is_capped() {
+        let b = Policy::default();
+        assert_eq!(b.duration_for(0), 86400);
+        assert_eq!(b.duration_for(1), 2 * 86400);
+        assert_eq!(b.duration_for(50), 30 * 86400);
+    }
+}

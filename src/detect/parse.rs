@@ -39,6 +39,18 @@ pub enum LogFormat {
 }
 
 impl LogFormat {
+    /// The built-in format of that name (one of [`BUILTIN_FORMATS`]).
+    pub fn builtin(name: &str) -> Option<LogFormat> {
+        match name {
+            "auto" => Some(LogFormat::Auto),
+            "combined" => Some(LogFormat::Combined),
+            "common" => Some(LogFormat::Common),
+            "vhost_combined" => Some(LogFormat::VhostCombined),
+            "json" => Some(LogFormat::Json(JsonFields::default())),
+            _ => None,
+        }
+    }
+
     pub fn name(&self) -> &str {
         match self {
             LogFormat::Auto => "auto",
