@@ -11,7 +11,7 @@ use crate::api::Request;
 use crate::ban::state_file::StateFile;
 use crate::ban::Policy;
 use crate::ban::{BanBook, NeverBan};
-use crate::config::{self, Config};
+use crate::config;
 use crate::detect::parse::LineParser;
 use crate::detect::parse::{JsonFields, LogFormat};
 use crate::detect::Detector;
@@ -50,7 +50,7 @@ pub fn log_lines(format: &LogFormat, data: &[u8]) {
     DETECTOR.with(|cell| {
         let mut slot = cell.borrow_mut();
         let detector = slot.get_or_insert_with(|| {
-            Detector::new(&Config::default()).expect("the built-in rules compile")
+            Detector::new(&crate::detect::Settings::default()).expect("the built-in rules compile")
         });
         let mut now = 1_800_000_000;
         for line in data.split(|&b| b == b'\n') {

@@ -34,7 +34,7 @@ use crate::ban::{Policy as BanPolicy, StateSettings};
 use crate::detect::parse::{LogFormat, BUILTIN_FORMATS};
 use crate::detect::proxy::TrustedProxies;
 use crate::detect::rules::UserPattern;
-use crate::detect::Thresholds;
+use crate::detect::{Settings as DetectSettings, Thresholds};
 use crate::docker::{ContainerSettings, Limits, Settings as DockerSettings};
 use crate::firewall::Settings as FirewallSettings;
 use crate::metrics::Settings as MetricsSettings;
@@ -112,6 +112,21 @@ impl Config {
             ));
         }
         out
+    }
+
+    /// What the detector is told, out of `thresholds`, `rules`, `patterns`, `allowlist`,
+    /// `trusted_proxies`, `ban.duration` and `limits.max_tracked_ips`.
+    pub fn detect_settings(&self) -> DetectSettings {
+        DetectSettings {
+            thresholds: self.thresholds.clone(),
+            builtin_rules: self.builtin_rules,
+            disabled_rules: self.disabled_rules.clone(),
+            patterns: self.patterns.clone(),
+            allowlist: self.allowlist.clone(),
+            trusted_proxies: self.trusted_proxies.clone(),
+            quiet_seconds: self.ban.duration,
+            max_tracked_ips: self.limits.max_tracked_ips,
+        }
     }
 
     /// The format named `name`: a built-in one or one from `formats`.
@@ -669,6 +684,14 @@ mod tests {
         assert!(check_docker_socket("ssh://host").is_err());
         assert!(check_docker_socket("unix://docker.sock").is_err());
         assert!(check_docker_socket("tcp://").is_err());
+    }
+
+    #[test]
+    fn the_detectors_defaults_are_the_files() {
+        assert_eq!(
+            Config::default().detect_settings(),
+            crate::detect::Settings::default()
+        );
     }
 
     #[test]

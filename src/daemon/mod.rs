@@ -128,7 +128,7 @@ async fn main_loop(opts: Options, cfg: Config) -> i32 {
             return 1;
         }
     };
-    let detector = match Detector::new(&cfg) {
+    let detector = match Detector::new(&cfg.detect_settings()) {
         Ok(d) => d,
         Err(e) => {
             tracing::error!("the rules cannot be compiled: {e}");
@@ -762,7 +762,8 @@ async fn apply_reload(
     path: &Path,
 ) -> Result<String, String> {
     let cfg = config::load(path).map_err(|e| e.to_string().trim_end().to_string())?;
-    let detector = Detector::new(&cfg).map_err(|e| format!("the rules cannot be compiled: {e}"))?;
+    let detector = Detector::new(&cfg.detect_settings())
+        .map_err(|e| format!("the rules cannot be compiled: {e}"))?;
     let settings = WatchSettings::from_config(&cfg)?;
     // The new config is good: swap everything over. Active bans are untouched.
     st.detector = detector;

@@ -3,6 +3,10 @@
 
 use std::fmt;
 
+use super::proxy::TrustedProxies;
+use super::rules::UserPattern;
+use crate::netaddr::IpNet;
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Severity {
     Low,
@@ -76,6 +80,42 @@ impl Default for Thresholds {
             max_not_found_burst: 5,
             not_found_burst_window: 60,
             ban_on_critical: true,
+        }
+    }
+}
+
+/// Everything the detector is told: built by `crate::config` from the file (see
+/// `Config::detect_settings`), or in code by tests, fuzzers and benchmarks.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Settings {
+    pub thresholds: Thresholds,
+    /// Whether the built-in rules apply (`rules.builtin`).
+    pub builtin_rules: bool,
+    /// Built-in rule ids switched off (`rules.disabled`).
+    pub disabled_rules: Vec<String>,
+    /// The operator's own `patterns`.
+    pub patterns: Vec<UserPattern>,
+    /// Networks never banned (`allowlist`); their verdicts are marked, not dropped.
+    pub allowlist: Vec<IpNet>,
+    pub trusted_proxies: TrustedProxies,
+    /// How long the detector stays quiet about an IP after a verdict (`ban.duration`).
+    pub quiet_seconds: u64,
+    /// Client IPs whose windows are held in memory (`limits.max_tracked_ips`).
+    pub max_tracked_ips: usize,
+}
+
+/// The config file's defaults (`config` checks that they agree).
+impl Default for Settings {
+    fn default() -> Self {
+        Settings {
+            thresholds: Thresholds::default(),
+            builtin_rules: true,
+            disabled_rules: Vec::new(),
+            patterns: Vec::new(),
+            allowlist: Vec::new(),
+            trusted_proxies: TrustedProxies::default(),
+            quiet_seconds: 24 * 3600,
+            max_tracked_ips: 100_000,
         }
     }
 }
