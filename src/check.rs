@@ -164,7 +164,7 @@ pub struct Checker {
 impl Checker {
     pub fn new(cfg: &Config, format: LogFormat) -> Result<Checker, String> {
         Ok(Checker {
-            detector: Detector::new(&cfg.detect_settings())?,
+            detector: Detector::new(&cfg.detect_settings()).map_err(|e| e.to_string())?,
             format,
             max_line: cfg.limits.max_line_bytes,
             report: Report::default(),

@@ -48,13 +48,23 @@ impl Validator {
     }
 }
 
+/// A size or listen address that cannot be read.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ValueError {
+    #[error("\"{0}\" is not a size: use bytes or a number with a unit, such as \"500K\", \"50M\" or \"1G\"")]
+    NotASize(String),
+    /// Port 0 given alone (`true`) or with an address.
+    #[error("port 0 is not a port to listen on; use e.g. {}", if *.0 { "\"9184\"" } else { "\"127.0.0.1:9184\"" })]
+    PortZero(bool),
+    #[error("{0:?} is not an address to listen on: use \"PORT\" (127.0.0.1), \"IP:PORT\" or \"[IPv6]:PORT\", e.g. \"127.0.0.1:9184\", or \"\" for no listener")]
+    NotAnAddress(String),
+}
+
 /// Reads a size: a number of bytes, or a number with `K`, `M`, `G` or `T`, optionally
 /// followed by `B` or `iB` (`"50M"`, `"50MB"`, `"50MiB"`). Like journald's sizes, every
 /// unit is a power of 1024, so `"50MB"` is 52,428,800 bytes.
-pub fn parse_size(s: &str) -> Result<u64, String> {
-    let bad = || {
-        format!("\"{s}\" is not a size: use bytes or a number with a unit, such as \"500K\", \"50M\" or \"1G\"")
-    };
+pub fn parse_size(s: &str) -> Result<u64, ValueError> {
+    let bad = || ValueError::NotASize(s.to_string());
     let t = s.trim();
     let digits = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
     let (num, unit) = t.split_at(digits);
@@ -73,7 +83,7 @@ pub fn parse_size(s: &str) -> Result<u64, String> {
 /// Reads `metrics.listen`: `""` (off), `PORT` or `:PORT` (127.0.0.1), `IP:PORT`,
 /// `[IPv6]:PORT`. Only addresses, not host names: what a daemon binds must not depend
 /// on DNS at start.
-pub fn parse_listen(s: &str) -> Result<Option<std::net::SocketAddr>, String> {
+pub fn parse_listen(s: &str) -> Result<Option<std::net::SocketAddr>, ValueError> {
     let s = s.trim();
     if s.is_empty() {
         return Ok(None);
@@ -81,15 +91,13 @@ pub fn parse_listen(s: &str) -> Result<Option<std::net::SocketAddr>, String> {
     let port_only = s.strip_prefix(':').unwrap_or(s);
     if let Ok(port) = port_only.parse::<u16>() {
         if port == 0 {
-            return Err("port 0 is not a port to listen on; use e.g. \"9184\"".into());
+            return Err(ValueError::PortZero(true));
         }
         return Ok(Some(std::net::SocketAddr::from(([127, 0, 0, 1], port))));
     }
     match s.parse::<std::net::SocketAddr>() {
         Ok(a) if a.port() != 0 => Ok(Some(a)),
-        Ok(_) => Err("port 0 is not a port to listen on; use e.g. \"127.0.0.1:9184\"".into()),
-        Err(_) => Err(format!(
-            "{s:?} is not an address to listen on: use \"PORT\" (127.0.0.1), \"IP:PORT\" or \"[IPv6]:PORT\", e.g. \"127.0.0.1:9184\", or \"\" for no listener"
-        )),
+        Ok(_) => Err(ValueError::PortZero(false)),
+        Err(_) => Err(ValueError::NotAnAddress(s.to_string())),
     }
 }

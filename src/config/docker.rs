@@ -148,9 +148,20 @@ impl Validator {
     }
 }
 
+/// A `docker.socket` the daemon cannot connect to.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum DockerSocketError {
+    #[error("\"{0}\": a unix:// URL needs an absolute path, e.g. unix:///var/run/docker.sock")]
+    RelativeUnixPath(String),
+    #[error("\"{0}\" names no host: write e.g. tcp://127.0.0.1:2375")]
+    NoHost(String),
+    #[error("\"{0}\" is not a Docker address: give a socket path such as /var/run/docker.sock, or a unix://, tcp:// or http:// URL (TLS and ssh:// are not supported)")]
+    Unsupported(String),
+}
+
 /// Whether `docker.socket` names something the daemon can connect to: an absolute socket
 /// path, or a `unix://`, `tcp://` or `http://` URL ("" means: use the default).
-pub fn check_docker_socket(s: &str) -> Result<(), String> {
+pub fn check_docker_socket(s: &str) -> Result<(), DockerSocketError> {
     if s.is_empty() {
         return Ok(());
     }
@@ -158,9 +169,7 @@ pub fn check_docker_socket(s: &str) -> Result<(), String> {
         return if path.starts_with('/') {
             Ok(())
         } else {
-            Err(format!(
-                "\"{s}\": a unix:// URL needs an absolute path, e.g. unix:///var/run/docker.sock"
-            ))
+            Err(DockerSocketError::RelativeUnixPath(s.to_string()))
         };
     }
     if let Some(rest) = s
@@ -168,9 +177,7 @@ pub fn check_docker_socket(s: &str) -> Result<(), String> {
         .or_else(|| s.strip_prefix("http://"))
     {
         return if rest.is_empty() || rest.starts_with('/') {
-            Err(format!(
-                "\"{s}\" names no host: write e.g. tcp://127.0.0.1:2375"
-            ))
+            Err(DockerSocketError::NoHost(s.to_string()))
         } else {
             Ok(())
         };
@@ -178,7 +185,5 @@ pub fn check_docker_socket(s: &str) -> Result<(), String> {
     if s.starts_with('/') {
         return Ok(());
     }
-    Err(format!(
-        "\"{s}\" is not a Docker address: give a socket path such as /var/run/docker.sock, or a unix://, tcp:// or http:// URL (TLS and ssh:// are not supported)"
-    ))
+    Err(DockerSocketError::Unsupported(s.to_string()))
 }

@@ -22,10 +22,10 @@ use std::path::{Path, PathBuf};
 
 use jsonc::{Node, Pos, Value};
 
-pub use alerts::{parse_listen, parse_size, MAX_LOG_SIZE, MIN_LOG_SIZE};
-pub use docker::check_docker_socket;
+pub use alerts::{parse_listen, parse_size, ValueError, MAX_LOG_SIZE, MIN_LOG_SIZE};
+pub use docker::{check_docker_socket, DockerSocketError};
 pub use errors::{ConfigError, ConfigErrors};
-pub use notify::check_webhook_url;
+pub use notify::{check_webhook_url, WebhookUrlError};
 use validate::Validator;
 
 use crate::alerts::Settings as AlertsSettings;
@@ -415,6 +415,7 @@ mod tests {
         );
         assert!(parse_listen("localhost:9184")
             .unwrap_err()
+            .to_string()
             .contains("IP:PORT"));
         assert!(parse_listen("0").is_err());
         let cfg = parse_str(

@@ -254,20 +254,26 @@ impl Validator {
     }
 }
 
+/// A webhook URL that cannot be posted to.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum WebhookUrlError {
+    #[error("\"{0}\" URLs are not supported: use an http:// or https:// URL")]
+    Scheme(String),
+    #[error("the URL has no host, e.g. https://hooks.slack.com/services/…")]
+    NoHost,
+    #[error("not a URL ({0}); expected something like https://hooks.slack.com/services/…")]
+    NotAUrl(String),
+}
+
 /// A webhook URL must be http:// or https:// with a host.
-pub fn check_webhook_url(u: &str) -> Result<(), String> {
+pub fn check_webhook_url(u: &str) -> Result<(), WebhookUrlError> {
     match reqwest::Url::parse(u) {
-        Ok(url) if !matches!(url.scheme(), "http" | "https") => Err(format!(
-            "\"{}\" URLs are not supported: use an http:// or https:// URL",
-            url.scheme()
-        )),
-        Ok(url) if url.host_str().is_none_or(str::is_empty) => {
-            Err("the URL has no host, e.g. https://hooks.slack.com/services/…".into())
+        Ok(url) if !matches!(url.scheme(), "http" | "https") => {
+            Err(WebhookUrlError::Scheme(url.scheme().to_string()))
         }
+        Ok(url) if url.host_str().is_none_or(str::is_empty) => Err(WebhookUrlError::NoHost),
         Ok(_) => Ok(()),
-        Err(e) => Err(format!(
-            "not a URL ({e}); expected something like https://hooks.slack.com/services/…"
-        )),
+        Err(e) => Err(WebhookUrlError::NotAUrl(e.to_string())),
     }
 }
 

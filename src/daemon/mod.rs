@@ -623,7 +623,11 @@ async fn start_metrics_server(st: &mut State) -> Result<(), String> {
         return Ok(());
     }
     let listener = match want {
-        Some(addr) => Some(crate::metrics::http::bind(addr).await?),
+        Some(addr) => Some(
+            crate::metrics::http::bind(addr)
+                .await
+                .map_err(|e| e.to_string())?,
+        ),
         None => None,
     };
     if let Some((old, task)) = st.metrics_server.take() {

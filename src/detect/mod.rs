@@ -135,7 +135,7 @@ pub struct Detector {
 }
 
 impl Detector {
-    pub fn new(s: &Settings) -> Result<Detector, String> {
+    pub fn new(s: &Settings) -> Result<Detector, rules::RuleError> {
         let rules = RuleSet::new(s.builtin_rules, &s.disabled_rules, &s.patterns)?;
         Ok(Detector {
             rules,

@@ -12,6 +12,7 @@ use std::net::IpAddr;
 use regex::bytes::Regex;
 use serde::Serialize;
 
+use super::rules::{explain_regex_error, RegexError};
 use crate::netaddr::parse_client_ip;
 use crate::time::{epoch_number, parse_time};
 
@@ -251,22 +252,28 @@ struct CustomFormat {
     message: Option<usize>,
 }
 
+/// Why a custom format's regex cannot be used.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum FormatError {
+    #[error(transparent)]
+    Regex(#[from] RegexError),
+    #[error("the regex has no named group `ip` (write (?P<ip>...) around the client address)")]
+    NoIpGroup,
+}
+
 /// Checks a custom format's regex: it must compile and have a named group `ip`.
-pub fn check_custom_regex(pattern: &str) -> Result<(), String> {
+pub fn check_custom_regex(pattern: &str) -> Result<(), FormatError> {
     compile_custom(pattern).map(|_| ())
 }
 
-fn compile_custom(pattern: &str) -> Result<CustomFormat, String> {
-    let regex = Regex::new(pattern).map_err(|e| crate::detect::rules::explain_regex_error(&e))?;
+fn compile_custom(pattern: &str) -> Result<CustomFormat, FormatError> {
+    let regex = Regex::new(pattern).map_err(|e| explain_regex_error(&e))?;
     let group = |names: &[&str]| {
         names
             .iter()
             .find_map(|n| regex.capture_names().position(|c| c == Some(n)))
     };
-    let ip = group(&["ip"]).ok_or_else(|| {
-        "the regex has no named group `ip` (write (?P<ip>...) around the client address)"
-            .to_string()
-    })?;
+    let ip = group(&["ip"]).ok_or(FormatError::NoIpGroup)?;
     Ok(CustomFormat {
         ip,
         method: group(&["method"]),
@@ -284,7 +291,7 @@ fn compile_custom(pattern: &str) -> Result<CustomFormat, String> {
 }
 
 impl LineParser {
-    pub fn new(format: &LogFormat) -> Result<Self, String> {
+    pub fn new(format: &LogFormat) -> Result<Self, FormatError> {
         let (kind, json_fields) = match format {
             LogFormat::Auto => (Kind::Auto, JsonFields::default()),
             LogFormat::Combined | LogFormat::Common => {
@@ -851,6 +858,7 @@ mod tests {
         assert!(r.message.starts_with(b"2026"));
         assert!(check_custom_regex(r"from (\S+)")
             .unwrap_err()
+            .to_string()
             .contains("`ip`"));
     }
 
