@@ -8,9 +8,11 @@ use std::time::Instant;
 
 use serde::Serialize;
 
-use crate::config::{Config, LogFormat};
-use crate::detect::parse::{format_time, LineParser, ParseHealth};
+use crate::config::Config;
+use crate::detect::parse::LogFormat;
+use crate::detect::parse::{LineParser, ParseHealth};
 use crate::detect::Detector;
+use crate::time::format_time;
 
 /// One IP that would be banned (or would have been, were it not allowlisted).
 #[derive(Debug, Clone, Serialize, PartialEq)]
@@ -162,7 +164,7 @@ pub struct Checker {
 impl Checker {
     pub fn new(cfg: &Config, format: LogFormat) -> Result<Checker, String> {
         Ok(Checker {
-            detector: Detector::new(cfg)?,
+            detector: Detector::new(&cfg.detect_settings()).map_err(|e| e.to_string())?,
             format,
             max_line: cfg.limits.max_line_bytes,
             report: Report::default(),

@@ -17,8 +17,8 @@ use security_monitor::ban::Decision;
 use security_monitor::ban::{Enforcer, StartReport, StateLock};
 use security_monitor::check::{render_text, Checker};
 use security_monitor::config::{self, Config, DEFAULT_CONFIG_PATH};
-use security_monitor::detect::parse::format_time;
 use security_monitor::detect::rules::RuleSet;
+use security_monitor::time::{format_duration, format_time};
 
 #[derive(Parser)]
 #[command(
@@ -275,7 +275,7 @@ fn check(
     let cfg = load_config(config, json)?;
     let format_name = format.unwrap_or(&cfg.log_format);
     let Some(log_format) = cfg.format(format_name) else {
-        let mut known: Vec<String> = config::BUILTIN_FORMATS
+        let mut known: Vec<String> = security_monitor::detect::parse::BUILTIN_FORMATS
             .iter()
             .map(|s| s.to_string())
             .collect();
@@ -438,7 +438,7 @@ fn socket_of(config: Option<&Path>) -> PathBuf {
         Err(_) => std::fs::read_to_string(&path)
             .ok()
             .and_then(|t| config::control_socket_of(&t))
-            .unwrap_or_else(|| config::ControlConfig::default().socket),
+            .unwrap_or_else(|| security_monitor::api::Settings::default().socket),
     }
 }
 
@@ -517,7 +517,7 @@ fn status(config: Option<&Path>, json: bool) -> Result<i32> {
     println!(
         "security-monitor {} running for {}",
         d["version"].as_str().unwrap_or("?"),
-        config::format_duration(d["uptime_s"].as_u64().unwrap_or(0))
+        format_duration(d["uptime_s"].as_u64().unwrap_or(0))
     );
     println!("  config       {}", d["config"].as_str().unwrap_or("?"));
     if let Some(e) = d["reload_error"].as_str() {
@@ -732,7 +732,7 @@ fn reload_refused(path: &Path, socket: &Path) -> String {
 fn ban(ip: &str, duration: Option<&str>, reason: &str, config: Option<&Path>) -> Result<i32> {
     let ip = parse_ip(ip)?;
     let secs = duration
-        .map(config::parse_duration)
+        .map(security_monitor::time::parse_duration)
         .transpose()
         .map_err(|e| anyhow::anyhow!("--for: {e}"))?;
     if secs == Some(0) {
@@ -766,7 +766,7 @@ fn ban(ip: &str, duration: Option<&str>, reason: &str, config: Option<&Path>) ->
                 "{} {} for {} (until {}, ban #{} of this IP) with {}{}",
                 if *extended { "re-banned" } else { "banned" },
                 record.shown(),
-                config::format_duration(*seconds),
+                format_duration(*seconds),
                 format_time(record.expires_at),
                 record.times_banned,
                 enforcer.backend_name(),
@@ -865,7 +865,7 @@ fn list(config: Option<&Path>, json: bool) -> Result<i32> {
                 &b.container
             },
             format_time(b.expires_at),
-            config::format_duration((b.expires_at - now).max(0) as u64),
+            format_duration((b.expires_at - now).max(0) as u64),
             b.times_banned
         )?;
     }

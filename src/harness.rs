@@ -9,10 +9,13 @@ use std::net::IpAddr;
 
 use crate::api::Request;
 use crate::ban::state_file::StateFile;
+use crate::ban::Policy;
 use crate::ban::{BanBook, NeverBan};
-use crate::config::{self, Config, JsonFields, LogFormat};
-use crate::detect::parse::{format_time, parse_time, LineParser};
+use crate::config;
+use crate::detect::parse::LineParser;
+use crate::detect::parse::{JsonFields, LogFormat};
 use crate::detect::Detector;
+use crate::time::{format_time, parse_time};
 
 /// The log formats a fuzz target can drive, by the name of its target.
 pub fn log_format(name: &str) -> Option<LogFormat> {
@@ -47,7 +50,7 @@ pub fn log_lines(format: &LogFormat, data: &[u8]) {
     DETECTOR.with(|cell| {
         let mut slot = cell.borrow_mut();
         let detector = slot.get_or_insert_with(|| {
-            Detector::new(&Config::default()).expect("the built-in rules compile")
+            Detector::new(&crate::detect::Settings::default()).expect("the built-in rules compile")
         });
         let mut now = 1_800_000_000;
         for line in data.split(|&b| b == b'\n') {
@@ -121,7 +124,7 @@ pub fn state_file(data: &[u8]) {
     let again: StateFile = serde_json::from_slice(&text).expect("what was written reads back");
     assert_eq!(again, file, "the state file round-trips");
     let now = 1_800_000_000;
-    let mut book = BanBook::new(config::BanPolicy::default(), 30, NeverBan::default());
+    let mut book = BanBook::new(Policy::default(), 30, NeverBan::default());
     let restored = book.restore(Some(file), &[], now);
     for (_, seconds) in &restored.apply {
         assert!(*seconds > 0);

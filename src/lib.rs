@@ -19,3 +19,4 @@ pub mod host;
 pub mod metrics;
 pub mod netaddr;
 pub mod notify;
+pub mod time;

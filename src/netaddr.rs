@@ -75,6 +75,20 @@ pub fn never_ban_reason(ip: IpAddr) -> Option<&'static str> {
     }
 }
 
+/// Why a text or a prefix length is not an address range.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum NetError {
+    #[error("prefix /{prefix} is longer than {max} bits")]
+    PrefixTooLong { prefix: u8, max: u8 },
+    #[error("{0:?} is not an IPv4 or IPv6 address")]
+    NotAnAddress(String),
+    #[error("{0:?} is not a prefix length (0-128)")]
+    NotAPrefix(String),
+    /// The range as written, and the network it probably meant.
+    #[error("{written} has host bits set; did you mean {meant}?")]
+    HostBits { written: String, meant: String },
+}
+
 /// An address range such as `10.0.0.0/8`, `2001:db8::/32`, or one address (`/32`, `/128`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct IpNet {
@@ -83,11 +97,11 @@ pub struct IpNet {
 }
 
 impl IpNet {
-    pub fn new(addr: IpAddr, prefix: u8) -> Result<Self, String> {
+    pub fn new(addr: IpAddr, prefix: u8) -> Result<Self, NetError> {
         let addr = normalize(addr);
         let max = if addr.is_ipv4() { 32 } else { 128 };
         if prefix > max {
-            return Err(format!("prefix /{prefix} is longer than {max} bits"));
+            return Err(NetError::PrefixTooLong { prefix, max });
         }
         Ok(IpNet {
             addr: mask(addr, prefix),
@@ -165,16 +179,15 @@ fn mask(ip: IpAddr, prefix: u8) -> IpAddr {
 }
 
 impl FromStr for IpNet {
-    type Err = String;
+    type Err = NetError;
 
-    fn from_str(s: &str) -> Result<Self, String> {
+    fn from_str(s: &str) -> Result<Self, NetError> {
         let s = s.trim();
         let (addr, prefix) = match s.split_once('/') {
             Some((a, p)) => (a, Some(p)),
             None => (s, None),
         };
-        let addr = IpAddr::from_str(addr)
-            .map_err(|_| format!("{addr:?} is not an IPv4 or IPv6 address"))?;
+        let addr = IpAddr::from_str(addr).map_err(|_| NetError::NotAnAddress(addr.to_string()))?;
         let prefix = match prefix {
             None => {
                 if normalize(addr).is_ipv4() {
@@ -185,14 +198,14 @@ impl FromStr for IpNet {
             }
             Some(p) => p
                 .parse::<u8>()
-                .map_err(|_| format!("{p:?} is not a prefix length (0-128)"))?,
+                .map_err(|_| NetError::NotAPrefix(p.to_string()))?,
         };
         let net = IpNet::new(addr, prefix)?;
         if mask(normalize(addr), prefix) != normalize(addr) {
-            return Err(format!(
-                "{s} has host bits set; did you mean {}/{}?",
-                net.addr, prefix
-            ));
+            return Err(NetError::HostBits {
+                written: s.to_string(),
+                meant: format!("{}/{prefix}", net.addr),
+            });
         }
         Ok(net)
     }
@@ -241,10 +254,10 @@ mod tests {
         assert!(six.contains(ip("2001:db8:ffff::1")));
         let one: IpNet = "192.0.2.7".parse().unwrap();
         assert!(one.contains(ip("192.0.2.7")) && !one.contains(ip("192.0.2.8")));
-        assert!("10.0.0.1/8"
-            .parse::<IpNet>()
-            .unwrap_err()
-            .contains("host bits"));
+        assert_eq!(
+            "10.0.0.1/8".parse::<IpNet>().unwrap_err().to_string(),
+            "10.0.0.1/8 has host bits set; did you mean 10.0.0.0/8?"
+        );
         assert!("10.0.0.0/33".parse::<IpNet>().is_err());
     }
 

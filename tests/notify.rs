@@ -357,7 +357,9 @@ fn starttls_with_a_trusted_certificate_and_a_login() {
     ));
     assert!(
         errors.len() == 1
-            && errors[0].contains("email.password_file /nonexistent/smtp-password: cannot read it"),
+            && errors[0]
+                .to_string()
+                .contains("email.password_file /nonexistent/smtp-password: cannot read it"),
         "{errors:?}"
     );
 }
@@ -609,7 +611,7 @@ fn an_https_webhook_is_verified_against_its_ca_file() {
     let (_, errors) =
         security_monitor::notify::channels(&hook(&format!(r#", "ca_file": "{}""#, junk.display())));
     assert!(
-        errors.len() == 1 && errors[0].starts_with("webhooks[0].ca_file"),
+        errors.len() == 1 && errors[0].to_string().starts_with("webhooks[0].ca_file"),
         "{errors:?}"
     );
 }

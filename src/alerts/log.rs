@@ -17,8 +17,8 @@ use std::io::{self, BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
 
 use super::Alert;
-use crate::detect::parse::{format_time, parse_time};
 use crate::fsutil::{self, with_path};
+use crate::time::{format_time, parse_time};
 
 pub const FILE_NAME: &str = "alerts.jsonl";
 /// The current file is rotated before it grows past this size (or a quarter of the

@@ -19,15 +19,17 @@
 pub mod errors;
 pub mod insights;
 pub mod log;
+mod settings;
 
 use std::collections::{HashMap, VecDeque};
 use std::net::IpAddr;
 
 use serde::{Deserialize, Serialize};
 
-use crate::ban::state_file::rfc3339;
 use crate::events::{Event, Refusal};
 use crate::netaddr::IpNet;
+use crate::time::rfc3339;
+pub use settings::Settings;
 
 /// New alerts from one network within [`FLOOD_WINDOW`] before the rest fold by network.
 pub const FLOOD_ALERTS: u32 = 20;
@@ -209,7 +211,7 @@ pub fn from_event(e: &Event) -> Option<Alert> {
             line: cut(&format!(
                 "{} for {} (ban #{}){}",
                 if *extended { "ban extended" } else { "banned" },
-                crate::config::format_duration(*seconds),
+                crate::time::format_duration(*seconds),
                 record.times_banned,
                 record
                     .evidence

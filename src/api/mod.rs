@@ -4,6 +4,9 @@
 
 pub mod client;
 pub mod server;
+mod settings;
+
+pub use settings::Settings;
 
 use serde::{Deserialize, Serialize};
 

@@ -12,7 +12,7 @@ use std::net::IpAddr;
 
 use super::never::NeverBan;
 use super::state_file::{BanRecord, HistoryRecord, StateFile, STATE_VERSION};
-use crate::config::BanPolicy;
+use super::Policy as BanPolicy;
 use crate::detect::Verdict;
 use crate::firewall::KernelBan;
 use crate::netaddr::{source_prefix, IpNet};
@@ -582,7 +582,7 @@ impl BanBook {
 mod tests {
     use super::*;
     use crate::ban::DockerNetwork;
-    use crate::config::Severity;
+    use crate::detect::Severity;
 
     fn ip(s: &str) -> IpAddr {
         s.parse().unwrap()

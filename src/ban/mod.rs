@@ -9,6 +9,7 @@ pub mod book;
 pub mod enforcer;
 pub mod lock;
 pub mod never;
+pub mod policy;
 pub mod state_file;
 pub mod worker;
 
@@ -16,4 +17,5 @@ pub use book::{BanBook, Decision, Restore};
 pub use enforcer::{Enforcer, StartReport};
 pub use lock::StateLock;
 pub use never::{DockerNetwork, NeverBan};
+pub use policy::{Policy, StateSettings};
 pub use state_file::{BanRecord, HistoryRecord, StateFile};

@@ -13,8 +13,8 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use crate::detect::parse::{format_time, parse_time};
 use crate::netaddr::IpNet;
+use crate::time::rfc3339;
 
 pub const STATE_VERSION: u32 = 1;
 
@@ -96,21 +96,6 @@ pub struct StateFile {
     pub bans: Vec<BanRecord>,
     #[serde(default)]
     pub history: Vec<HistoryRecord>,
-}
-
-/// Times are RFC 3339 in the file, for people; Unix seconds in memory.
-pub mod rfc3339 {
-    use serde::{Deserialize, Deserializer, Serializer};
-
-    pub fn serialize<S: Serializer>(t: &i64, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_str(&super::format_time(*t))
-    }
-
-    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<i64, D::Error> {
-        let text = String::deserialize(d)?;
-        super::parse_time(text.as_bytes())
-            .ok_or_else(|| serde::de::Error::custom(format!("{text:?} is not an RFC 3339 time")))
-    }
 }
 
 /// The outcome of reading the file at start-up.

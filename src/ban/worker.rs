@@ -23,10 +23,10 @@ use crate::ban::book::Pending;
 use crate::ban::state_file::BanRecord;
 use crate::ban::Enforcer;
 use crate::ban::{Decision, DockerNetwork, NeverBan};
-use crate::config::{self, Config};
-use crate::detect::parse::format_time;
+use crate::config::Config;
 use crate::detect::Verdict;
 use crate::events::{Bus, Event, Refusal};
+use crate::time::format_time;
 
 /// Verdicts waiting for the firewall; beyond this they are dropped and counted (a flood
 /// this large is also what the burst valve holds back).
@@ -500,7 +500,7 @@ impl Worker {
                             Ok(format!(
                                 "banned {} for {} (until {}){}",
                                 record.shown(),
-                                config::format_duration(*seconds),
+                                crate::time::format_duration(*seconds),
                                 format_time(record.expires_at),
                                 clamp_note(asked, *seconds)
                             ))
@@ -599,7 +599,7 @@ impl Worker {
             TIME_TO_BAN_MS = time_to_ban_ms.unwrap_or(0.0),
             "banned {} for {} ({} {} in {}, ban #{}): {}",
             b.ip,
-            config::format_duration(seconds),
+            crate::time::format_duration(seconds),
             b.category,
             b.rule,
             if b.container.is_empty() { "-" } else { &b.container },
@@ -642,10 +642,10 @@ pub fn clamp_note(asked: Option<u64>, given: u64) -> String {
     match asked {
         Some(a) if a > given => format!(
             "; {} was asked, cut to the longest ban.max_duration allows",
-            if a > config::MAX_DURATION_SECS {
+            if a > crate::time::MAX_DURATION_SECS {
                 format!("{a}s")
             } else {
-                config::format_duration(a)
+                crate::time::format_duration(a)
             }
         ),
         _ => String::new(),
@@ -837,7 +837,7 @@ mod tests {
                 ip: addr.parse().expect("test address"),
                 rule: "sqli-union-select".into(),
                 category: "sqli".into(),
-                severity: crate::config::Severity::Critical,
+                severity: crate::detect::Severity::Critical,
                 hits: 1,
                 first_seen: at,
                 last_seen: at,

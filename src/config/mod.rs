@@ -2,550 +2,55 @@
 //!
 //! Reading never stops at the first problem: every bad key, value and pattern is
 //! collected with its key path and line:column, so an operator fixes a config in one pass
-//! (as `nginx -t` would tell them, but all at once).
+//! (as `nginx -t` would tell them, but all at once). Each section's type belongs to the
+//! module that uses it; the files here map JSON onto those types: `validate.rs` (the
+//! core and did-you-mean), then one file per section.
 
+mod alerts;
+mod ban;
+mod control;
+mod detect;
+mod docker;
+mod errors;
+mod firewall;
 pub mod jsonc;
+mod notify;
+mod validate;
 
 use std::collections::BTreeMap;
-use std::fmt;
 use std::path::{Path, PathBuf};
 
-use jsonc::{Member, Node, Pos, Value};
+use jsonc::{Node, Pos, Value};
 
+pub use alerts::{parse_listen, parse_size, ValueError, MAX_LOG_SIZE, MIN_LOG_SIZE};
+pub use docker::{check_docker_socket, DockerSocketError};
+pub use errors::{ConfigError, ConfigErrors};
+pub use notify::{check_webhook_url, WebhookUrlError};
+use validate::Validator;
+
+use crate::alerts::Settings as AlertsSettings;
+use crate::api::Settings as ControlSettings;
+use crate::ban::{Policy as BanPolicy, StateSettings};
+use crate::detect::parse::{LogFormat, BUILTIN_FORMATS};
+use crate::detect::proxy::TrustedProxies;
+use crate::detect::rules::UserPattern;
+use crate::detect::{Settings as DetectSettings, Thresholds};
+use crate::docker::{ContainerSettings, Limits, Settings as DockerSettings};
+use crate::firewall::Settings as FirewallSettings;
+use crate::metrics::Settings as MetricsSettings;
 use crate::netaddr::IpNet;
+use crate::notify::{EmailSettings, SmtpSecurity, WebhookSettings};
 
 /// Where operators keep the config; `install.sh` puts the default there.
 pub const DEFAULT_CONFIG_PATH: &str = "/etc/security-monitor/monitor_config.json";
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub enum Severity {
-    Low,
-    Medium,
-    High,
-    Critical,
-}
-
-impl Severity {
-    pub const ALL: [Severity; 4] = [
-        Severity::Low,
-        Severity::Medium,
-        Severity::High,
-        Severity::Critical,
-    ];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Severity::Low => "low",
-            Severity::Medium => "medium",
-            Severity::High => "high",
-            Severity::Critical => "critical",
-        }
-    }
-
-    pub fn parse(s: &str) -> Option<Severity> {
-        Severity::ALL.into_iter().find(|v| v.as_str() == s)
-    }
-}
-
-impl fmt::Display for Severity {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-/// The per-IP limits. The first three keys are the seed's, with its meanings.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Thresholds {
-    /// Failed logins within `failed_auth_window` that ban.
-    pub max_failed_auth: u32,
-    pub failed_auth_window: u64,
-    /// Rule-hit points within `pattern_window` that ban (critical rules ban at once;
-    /// high hits count 2, medium 1, low 0).
-    pub max_pattern_matches: u32,
-    pub pattern_window: u64,
-    /// Requests within any 60 seconds that ban (a flood).
-    pub max_requests_per_minute: u32,
-    /// Distinct paths answered 404/410 within `not_found_window` that ban (probing).
-    pub max_not_found: u32,
-    pub not_found_window: u64,
-    /// Distinct paths answered 404/410 within `not_found_burst_window` that ban when
-    /// each came without a referer and is not a static asset (a scanner's burst);
-    /// 0: off.
-    pub max_not_found_burst: u32,
-    pub not_found_burst_window: u64,
-    /// Whether one hit of a critical rule bans by itself.
-    pub ban_on_critical: bool,
-}
-
-impl Default for Thresholds {
-    fn default() -> Self {
-        Thresholds {
-            max_failed_auth: 5,
-            failed_auth_window: 600,
-            max_pattern_matches: 3,
-            pattern_window: 600,
-            max_requests_per_minute: 300,
-            max_not_found: 10,
-            not_found_window: 300,
-            max_not_found_burst: 5,
-            not_found_burst_window: 60,
-            ban_on_critical: true,
-        }
-    }
-}
-
-#[derive(Debug, Clone, PartialEq)]
-pub struct BanPolicy {
-    /// Seconds a first ban lasts.
-    pub duration: u64,
-    /// Each earlier ban of the same IP multiplies the duration by this.
-    pub repeat_multiplier: f64,
-    /// The longest a ban can last, however often the IP came back.
-    pub max_duration: u64,
-    /// Safety valve: more new bans than this from one source prefix (IPv4 /24, IPv6 /64)
-    /// within `burst_window` are held back and alerted. Per prefix, so a flood from one
-    /// network never stops the bans of an unrelated attacker.
-    pub burst_max_bans: u32,
-    pub burst_window: u64,
-    /// An optional last-resort ceiling on new bans from all prefixes together within
-    /// `burst_window`; 0 (the default) means none. See the README for why it is off.
-    pub burst_max_bans_total: u32,
-    /// How much of an IPv6 offender's address a ban covers: 128 (the address, the default)
-    /// or 64 (its whole /64, which one host can hop around in at will).
-    pub ipv6_prefix: u8,
-}
-
-impl Default for BanPolicy {
-    fn default() -> Self {
-        BanPolicy {
-            duration: 24 * 3600,
-            repeat_multiplier: 2.0,
-            max_duration: 30 * 24 * 3600,
-            burst_max_bans: 100,
-            burst_window: 60,
-            burst_max_bans_total: 0,
-            ipv6_prefix: 128,
-        }
-    }
-}
-
-/// The longest duration any config key, command-line option or control call accepts:
-/// ten years. Longer is "for ever" in practice, and every larger figure is a typo or an
-/// attack on the arithmetic (nftables would keep a u32::MAX-second element 136 years).
-pub const MAX_DURATION_SECS: u64 = 10 * 365 * 86400;
-
-impl BanPolicy {
-    /// How long a ban lasts for an IP that has been banned `previous_bans` times before.
-    ///
-    /// Never more than `max_duration` and never less than a second, whatever the count
-    /// and multiplier: the product is computed in floating point (2^40 does not overflow,
-    /// it is capped) and a result that is not a finite number is taken as the cap.
-    pub fn duration_for(&self, previous_bans: u32) -> u64 {
-        let factor = self.repeat_multiplier.powi(previous_bans.min(64) as i32);
-        let secs = self.duration as f64 * factor;
-        let cap = self.max_ban();
-        if !secs.is_finite() || secs >= cap as f64 {
-            return cap;
-        }
-        (secs as u64).clamp(1, cap)
-    }
-
-    /// The longest ban this policy allows, in seconds (at least 1, at most
-    /// [`MAX_DURATION_SECS`] even for a policy built in code rather than read from a file).
-    pub fn max_ban(&self) -> u64 {
-        self.max_duration.clamp(1, MAX_DURATION_SECS)
-    }
-
-    /// `seconds` brought into 1..=`max_ban()`: every ban length, whoever asked for it.
-    pub fn clamp_ban(&self, seconds: u64) -> u64 {
-        seconds.clamp(1, self.max_ban())
-    }
-}
-
-/// The log formats every config knows, as `log_format` and containers name them.
-pub const BUILTIN_FORMATS: [&str; 5] = ["auto", "combined", "common", "vhost_combined", "json"];
-
-/// How a source's lines are read.
-#[derive(Debug, Clone, PartialEq)]
-pub enum LogFormat {
-    /// Recognise combined/common/JSON per source.
-    Auto,
-    /// nginx/Apache combined (and common, which lacks referer and user agent).
-    Combined,
-    Common,
-    /// Apache's `vhost_combined` and nginx-proxy's format: combined with the virtual host
-    /// (`name`, `name:port`, or an address) in front of the client address.
-    VhostCombined,
-    /// One JSON object per line.
-    Json(JsonFields),
-    /// A regex with named groups; `ip` is required.
-    Custom {
-        name: String,
-        regex: String,
-    },
-}
-
-impl LogFormat {
-    pub fn name(&self) -> &str {
-        match self {
-            LogFormat::Auto => "auto",
-            LogFormat::Combined => "combined",
-            LogFormat::Common => "common",
-            LogFormat::VhostCombined => "vhost_combined",
-            LogFormat::Json(_) => "json",
-            LogFormat::Custom { name, .. } => name,
-        }
-    }
-}
-
-/// Which JSON keys (dotted paths for nested objects) hold which field; the defaults cover
-/// nginx `escape=json` logs, Traefik and Caddy.
-#[derive(Debug, Clone, PartialEq)]
-pub struct JsonFields {
-    pub ip: Vec<String>,
-    pub request: Vec<String>,
-    pub method: Vec<String>,
-    pub uri: Vec<String>,
-    pub status: Vec<String>,
-    pub user_agent: Vec<String>,
-    pub referer: Vec<String>,
-    pub time: Vec<String>,
-    pub forwarded_for: Vec<String>,
-    pub message: Vec<String>,
-}
-
-fn strings(list: &[&str]) -> Vec<String> {
-    list.iter().map(|s| s.to_string()).collect()
-}
-
-impl Default for JsonFields {
-    fn default() -> Self {
-        JsonFields {
-            ip: strings(&[
-                "remote_addr",
-                "client_ip",
-                "clientip",
-                "remote_ip",
-                "ClientHost",
-                "request.remote_ip",
-                "request.client_ip",
-                "ip",
-                "client",
-            ]),
-            request: strings(&["request", "request_line"]),
-            method: strings(&[
-                "method",
-                "request_method",
-                "RequestMethod",
-                "request.method",
-            ]),
-            uri: strings(&[
-                "request_uri",
-                "uri",
-                "url",
-                "path",
-                "RequestPath",
-                "request.uri",
-            ]),
-            status: strings(&[
-                "status",
-                "status_code",
-                "DownstreamStatus",
-                "response_status",
-                "code",
-            ]),
-            user_agent: strings(&[
-                "http_user_agent",
-                "user_agent",
-                "userAgent",
-                "ua",
-                "agent",
-                "request_User-Agent",
-                "request.headers.User-Agent",
-            ]),
-            referer: strings(&[
-                "http_referer",
-                "referer",
-                "referrer",
-                "request_Referer",
-                "request.headers.Referer",
-            ]),
-            time: strings(&[
-                "time_iso8601",
-                "time_local",
-                "time",
-                "timestamp",
-                "@timestamp",
-                "ts",
-                "StartUTC",
-            ]),
-            forwarded_for: strings(&[
-                "http_x_forwarded_for",
-                "x_forwarded_for",
-                "forwarded_for",
-                "request_X-Forwarded-For",
-                "request.headers.X-Forwarded-For",
-                "http_x_real_ip",
-                "x_real_ip",
-                "request_X-Real-Ip",
-            ]),
-            message: strings(&["message", "msg"]),
-        }
-    }
-}
-
-/// A user's own pattern from `patterns`.
-#[derive(Debug, Clone, PartialEq)]
-pub struct UserPattern {
-    pub name: String,
-    pub regex: String,
-    /// None: the whole raw line and the decoded request target (the seed's meaning).
-    pub fields: Option<Vec<String>>,
-    pub severity: Severity,
-    pub category: String,
-}
-
-/// Per-container settings (by container name).
-#[derive(Debug, Clone, PartialEq, Default)]
-pub struct ContainerSettings {
-    pub log_format: Option<String>,
-    /// Rule categories that apply to this container; None: all.
-    pub categories: Option<Vec<String>>,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum FirewallBackend {
-    Auto,
-    Nftables,
-    Iptables,
-    None,
-}
-
-impl FirewallBackend {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            FirewallBackend::Auto => "auto",
-            FirewallBackend::Nftables => "nftables",
-            FirewallBackend::Iptables => "iptables",
-            FirewallBackend::None => "none",
-        }
-    }
-}
-
-#[derive(Debug, Clone, PartialEq)]
-pub struct FirewallConfig {
-    pub backend: FirewallBackend,
-    /// Name of our own nftables table (family inet) / iptables chain and ipset prefix.
-    pub table: String,
-}
-
-impl Default for FirewallConfig {
-    fn default() -> Self {
-        FirewallConfig {
-            backend: FirewallBackend::Auto,
-            table: "security_monitor".into(),
-        }
-    }
-}
-
-#[derive(Debug, Clone, PartialEq)]
-pub struct StateConfig {
-    /// Holds blocked_ips.json, the per-container log cursors and the alerts log.
-    pub dir: PathBuf,
-}
-
-impl Default for StateConfig {
-    fn default() -> Self {
-        StateConfig {
-            dir: PathBuf::from("/var/lib/security-monitor"),
-        }
-    }
-}
-
-impl StateConfig {
-    pub fn blocked_ips_file(&self) -> PathBuf {
-        self.dir.join("blocked_ips.json")
-    }
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum SmtpSecurity {
-    StartTls,
-    Tls,
-    None,
-}
-
-#[derive(Debug, Clone, PartialEq)]
-pub struct EmailConfig {
-    pub enabled: bool,
-    pub smtp_host: String,
-    pub smtp_port: u16,
-    pub security: SmtpSecurity,
-    pub username: Option<String>,
-    pub password: Option<String>,
-    pub password_file: Option<PathBuf>,
-    pub from: String,
-    pub to: Vec<String>,
-    pub min_severity: Severity,
-    /// Seconds to collect bans into one mail.
-    pub digest_interval: u64,
-    pub max_per_hour: u32,
-    /// Only for test servers with self-signed certificates.
-    pub accept_invalid_certs: bool,
-    /// A PEM file of extra CA certificates to trust (a private CA or a self-signed
-    /// server certificate), so verification can stay on.
-    pub ca_file: Option<PathBuf>,
-}
-
-impl Default for EmailConfig {
-    fn default() -> Self {
-        EmailConfig {
-            enabled: false,
-            smtp_host: "localhost".into(),
-            smtp_port: 587,
-            security: SmtpSecurity::StartTls,
-            username: None,
-            password: None,
-            password_file: None,
-            from: "security-monitor@localhost".into(),
-            to: Vec::new(),
-            min_severity: Severity::High,
-            digest_interval: 300,
-            max_per_hour: 12,
-            accept_invalid_certs: false,
-            ca_file: None,
-        }
-    }
-}
-
-/// The shape of a webhook's JSON body.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum WebhookFormat {
-    /// Every field of every ban, for your own tooling.
-    Generic,
-    /// `{"text": …}` for a Slack incoming webhook.
-    Slack,
-    /// `{"content": …}` for a Discord webhook, with mentions switched off.
-    Discord,
-}
-
-impl WebhookFormat {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            WebhookFormat::Generic => "generic",
-            WebhookFormat::Slack => "slack",
-            WebhookFormat::Discord => "discord",
-        }
-    }
-}
-
-/// One entry of `webhooks`: where ban notices are posted as JSON.
-#[derive(Debug, Clone, PartialEq)]
-pub struct WebhookConfig {
-    /// http:// or https://; may hold a secret token, so only its host is ever shown.
-    pub url: String,
-    pub format: WebhookFormat,
-    pub min_severity: Severity,
-    /// Extra request headers (an `Authorization` token, say).
-    pub headers: BTreeMap<String, String>,
-    /// Seconds to collect bans into one post.
-    pub digest_interval: u64,
-    pub max_per_hour: u32,
-    /// A PEM file of CA certificates trusted besides the system's (a private CA).
-    pub ca_file: Option<PathBuf>,
-}
-
-impl WebhookConfig {
-    pub fn new(url: &str, format: WebhookFormat) -> WebhookConfig {
-        WebhookConfig {
-            url: url.to_string(),
-            format,
-            min_severity: Severity::High,
-            headers: BTreeMap::new(),
-            digest_interval: 60,
-            max_per_hour: 60,
-            ca_file: None,
-        }
-    }
-}
-
-#[derive(Debug, Clone, PartialEq)]
-pub struct Limits {
-    /// Client IPs whose windows are held in memory; the idlest are let go beyond this.
-    pub max_tracked_ips: usize,
-    /// Bytes of one log line that are examined; the rest is cut (and counted).
-    pub max_line_bytes: usize,
-}
-
-impl Default for Limits {
-    fn default() -> Self {
-        Limits {
-            max_tracked_ips: 100_000,
-            max_line_bytes: 64 * 1024,
-        }
-    }
-}
-
-/// The label that selects a container by default: `--label security-monitor.enable=true`.
-pub const DEFAULT_SELECT_LABEL: &str = "security-monitor.enable=true";
-
-/// How the daemon reaches Docker and which containers it follows (besides
-/// `docker_containers`).
-#[derive(Debug, Clone, PartialEq)]
-pub struct DockerConfig {
-    /// Where dockerd listens: a socket path or a `unix://`, `tcp://` or `http://` URL.
-    /// None: `DOCKER_HOST`, then `/var/run/docker.sock`.
-    pub socket: Option<String>,
-    /// Follow every container, whatever its name or labels.
-    pub all_containers: bool,
-    /// Follow containers whose name matches this regex.
-    pub name_pattern: Option<String>,
-    /// Follow containers carrying this label: `key=value`, or `key` for any value.
-    /// None: no selection by label.
-    pub label: Option<String>,
-    /// Seconds of history read at most when a container is first seen, or when its
-    /// cursor is older than this (after a long stop), so a restart never replays days.
-    pub max_backlog: u64,
-    /// Lines per second (by Docker's timestamp) passed on per container; beyond this
-    /// they are dropped and counted, so one flooding container cannot starve the rest.
-    pub max_lines_per_second: u32,
-    /// Whether addresses inside Docker's own networks may be banned. Off: such an address
-    /// in a log is a proxy container (or docker-proxy), and banning it would cut every
-    /// visitor off; the verdict becomes an alert that explains how to fix the setup.
-    pub ban_internal_addresses: bool,
-}
-
-impl Default for DockerConfig {
-    fn default() -> Self {
-        DockerConfig {
-            socket: None,
-            all_containers: false,
-            name_pattern: None,
-            label: Some(DEFAULT_SELECT_LABEL.into()),
-            max_backlog: 600,
-            max_lines_per_second: 20_000,
-            ban_internal_addresses: false,
-        }
-    }
-}
-
-/// Proxies whose forwarded header (`X-Forwarded-For`, `X-Real-IP`, or a format's
-/// forwarded field) names the real client.
-#[derive(Debug, Clone, PartialEq, Default)]
-pub struct TrustedProxies {
-    pub nets: Vec<IpNet>,
-    /// `"docker"` in the list: the containers of every Docker network are trusted.
-    pub docker: bool,
-    /// `"container:NAME"` entries: these containers' addresses, wherever Docker puts them.
-    pub containers: Vec<String>,
-}
-
+/// The whole config file. Each section is the owning module's own settings type.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Config {
     pub patterns: Vec<UserPattern>,
     pub thresholds: Thresholds,
     pub docker_containers: Vec<String>,
-    pub docker: DockerConfig,
+    pub docker: DockerSettings,
     pub ban: BanPolicy,
     pub allowlist: Vec<IpNet>,
     pub trusted_proxies: TrustedProxies,
@@ -555,112 +60,14 @@ pub struct Config {
     pub builtin_rules: bool,
     pub disabled_rules: Vec<String>,
     pub log_retention_days: u32,
-    pub firewall: FirewallConfig,
-    pub state: StateConfig,
-    pub email: EmailConfig,
-    pub webhooks: Vec<WebhookConfig>,
+    pub firewall: FirewallSettings,
+    pub state: StateSettings,
+    pub email: EmailSettings,
+    pub webhooks: Vec<WebhookSettings>,
     pub limits: Limits,
-    pub control: ControlConfig,
-    pub alerts: AlertsConfig,
-    pub metrics: MetricsConfig,
-}
-
-/// How alerts are kept (see `crate::alerts`).
-#[derive(Debug, Clone, PartialEq)]
-pub struct AlertsConfig {
-    /// Repeats of the same rule by the same IP (or the same kind of trouble in the same
-    /// container) within this many seconds fold into one alert with a count.
-    pub cooldown: u64,
-    /// Alerts kept in memory for `security-monitor alerts` (the log keeps more).
-    pub keep: usize,
-    /// Bytes `alerts.jsonl` and its rotated files may take together; the oldest rotated
-    /// files are deleted to stay within it.
-    pub max_log_size: u64,
-}
-
-impl Default for AlertsConfig {
-    fn default() -> Self {
-        AlertsConfig {
-            cooldown: 300,
-            keep: 10_000,
-            max_log_size: crate::alerts::log::DEFAULT_MAX_TOTAL_BYTES,
-        }
-    }
-}
-
-/// Smallest `alerts.max_log_size`: room for a few rotated files of useful size.
-pub const MIN_LOG_SIZE: u64 = 1024 * 1024;
-/// Largest `alerts.max_log_size` (1 TiB): beyond it a typo is more likely than a wish.
-pub const MAX_LOG_SIZE: u64 = 1 << 40;
-
-/// Reads a size: a number of bytes, or a number with `K`, `M`, `G` or `T`, optionally
-/// followed by `B` or `iB` (`"50M"`, `"50MB"`, `"50MiB"`). Like journald's sizes, every
-/// unit is a power of 1024, so `"50MB"` is 52,428,800 bytes.
-pub fn parse_size(s: &str) -> Result<u64, String> {
-    let bad = || {
-        format!("\"{s}\" is not a size: use bytes or a number with a unit, such as \"500K\", \"50M\" or \"1G\"")
-    };
-    let t = s.trim();
-    let digits = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
-    let (num, unit) = t.split_at(digits);
-    let n: u64 = num.parse().map_err(|_| bad())?;
-    let shift = match unit.trim().to_ascii_lowercase().as_str() {
-        "" | "b" => 0,
-        "k" | "kb" | "kib" => 10,
-        "m" | "mb" | "mib" => 20,
-        "g" | "gb" | "gib" => 30,
-        "t" | "tb" | "tib" => 40,
-        _ => return Err(bad()),
-    };
-    n.checked_mul(1u64 << shift).ok_or_else(bad)
-}
-
-/// The Prometheus listener.
-#[derive(Debug, Clone, PartialEq, Default)]
-pub struct MetricsConfig {
-    /// Where to serve `GET /metrics`; None: no listener (the default).
-    pub listen: Option<std::net::SocketAddr>,
-}
-
-/// Reads `metrics.listen`: `""` (off), `PORT` or `:PORT` (127.0.0.1), `IP:PORT`,
-/// `[IPv6]:PORT`. Only addresses, not host names: what a daemon binds must not depend
-/// on DNS at start.
-pub fn parse_listen(s: &str) -> Result<Option<std::net::SocketAddr>, String> {
-    let s = s.trim();
-    if s.is_empty() {
-        return Ok(None);
-    }
-    let port_only = s.strip_prefix(':').unwrap_or(s);
-    if let Ok(port) = port_only.parse::<u16>() {
-        if port == 0 {
-            return Err("port 0 is not a port to listen on; use e.g. \"9184\"".into());
-        }
-        return Ok(Some(std::net::SocketAddr::from(([127, 0, 0, 1], port))));
-    }
-    match s.parse::<std::net::SocketAddr>() {
-        Ok(a) if a.port() != 0 => Ok(Some(a)),
-        Ok(_) => Err("port 0 is not a port to listen on; use e.g. \"127.0.0.1:9184\"".into()),
-        Err(_) => Err(format!(
-            "{s:?} is not an address to listen on: use \"PORT\" (127.0.0.1), \"IP:PORT\" or \"[IPv6]:PORT\", e.g. \"127.0.0.1:9184\", or \"\" for no listener"
-        )),
-    }
-}
-
-/// The control socket of the running daemon.
-#[derive(Debug, Clone, PartialEq)]
-pub struct ControlConfig {
-    pub socket: PathBuf,
-    /// A group whose members may use the socket besides root (mode 0660); None: root only.
-    pub group: Option<String>,
-}
-
-impl Default for ControlConfig {
-    fn default() -> Self {
-        ControlConfig {
-            socket: PathBuf::from("/run/security-monitor/control.sock"),
-            group: None,
-        }
-    }
+    pub control: ControlSettings,
+    pub alerts: AlertsSettings,
+    pub metrics: MetricsSettings,
 }
 
 impl Default for Config {
@@ -669,7 +76,7 @@ impl Default for Config {
             patterns: Vec::new(),
             thresholds: Thresholds::default(),
             docker_containers: Vec::new(),
-            docker: DockerConfig::default(),
+            docker: DockerSettings::default(),
             ban: BanPolicy::default(),
             allowlist: Vec::new(),
             trusted_proxies: TrustedProxies::default(),
@@ -679,14 +86,14 @@ impl Default for Config {
             builtin_rules: true,
             disabled_rules: Vec::new(),
             log_retention_days: 30,
-            firewall: FirewallConfig::default(),
-            state: StateConfig::default(),
-            email: EmailConfig::default(),
+            firewall: FirewallSettings::default(),
+            state: StateSettings::default(),
+            email: EmailSettings::default(),
             webhooks: Vec::new(),
             limits: Limits::default(),
-            control: ControlConfig::default(),
-            alerts: AlertsConfig::default(),
-            metrics: MetricsConfig::default(),
+            control: ControlSettings::default(),
+            alerts: AlertsSettings::default(),
+            metrics: MetricsSettings::default(),
         }
     }
 }
@@ -707,16 +114,24 @@ impl Config {
         out
     }
 
+    /// What the detector is told, out of `thresholds`, `rules`, `patterns`, `allowlist`,
+    /// `trusted_proxies`, `ban.duration` and `limits.max_tracked_ips`.
+    pub fn detect_settings(&self) -> DetectSettings {
+        DetectSettings {
+            thresholds: self.thresholds.clone(),
+            builtin_rules: self.builtin_rules,
+            disabled_rules: self.disabled_rules.clone(),
+            patterns: self.patterns.clone(),
+            allowlist: self.allowlist.clone(),
+            trusted_proxies: self.trusted_proxies.clone(),
+            quiet_seconds: self.ban.duration,
+            max_tracked_ips: self.limits.max_tracked_ips,
+        }
+    }
+
     /// The format named `name`: a built-in one or one from `formats`.
     pub fn format(&self, name: &str) -> Option<LogFormat> {
-        match name {
-            "auto" => Some(LogFormat::Auto),
-            "combined" => Some(LogFormat::Combined),
-            "common" => Some(LogFormat::Common),
-            "vhost_combined" => Some(LogFormat::VhostCombined),
-            "json" => Some(LogFormat::Json(JsonFields::default())),
-            other => self.formats.get(other).cloned(),
-        }
+        LogFormat::builtin(name).or_else(|| self.formats.get(name).cloned())
     }
 
     /// The format for a container: its own setting, else the global `log_format`.
@@ -729,51 +144,6 @@ impl Config {
         self.format(name).unwrap_or(LogFormat::Auto)
     }
 }
-
-/// One problem in a config file.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ConfigError {
-    /// Dotted key path, e.g. `thresholds.max_failed_auth` or `allowlist[2]`.
-    pub path: String,
-    pub pos: Pos,
-    pub message: String,
-}
-
-impl fmt::Display for ConfigError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        if self.path.is_empty() {
-            write!(f, "{}: {}", self.pos, self.message)
-        } else {
-            write!(f, "{}: {}: {}", self.pos, self.path, self.message)
-        }
-    }
-}
-
-/// Every problem found in one file.
-#[derive(Debug, Clone)]
-pub struct ConfigErrors {
-    pub file: String,
-    pub errors: Vec<ConfigError>,
-}
-
-impl fmt::Display for ConfigErrors {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let n = self.errors.len();
-        writeln!(
-            f,
-            "{}: {} error{} in the config:",
-            self.file,
-            n,
-            if n == 1 { "" } else { "s" }
-        )?;
-        for e in &self.errors {
-            writeln!(f, "  {}:{e}", self.file)?;
-        }
-        Ok(())
-    }
-}
-
-impl std::error::Error for ConfigErrors {}
 
 /// Reads and validates a config file.
 pub fn load(path: &Path) -> Result<Config, ConfigErrors> {
@@ -842,265 +212,8 @@ pub fn parse_str(text: &str) -> Result<Config, Vec<ConfigError>> {
     }
 }
 
-#[derive(Default)]
-struct Validator {
-    errors: Vec<ConfigError>,
-}
-
-/// The members of one object, with a record of which keys were read, so the unknown
-/// ones can be reported with a suggestion.
-struct Obj<'a> {
-    path: String,
-    members: &'a [Member],
-    known: Vec<&'static str>,
-}
-
-impl<'a> Obj<'a> {
-    fn get(&mut self, key: &'static str) -> Option<&'a Node> {
-        self.known.push(key);
-        // The last occurrence wins, as in most JSON readers; duplicates are reported.
-        self.members
-            .iter()
-            .rev()
-            .find(|m| m.key == key)
-            .map(|m| &m.node)
-    }
-
-    fn child_path(&self, key: &str) -> String {
-        if self.path.is_empty() {
-            key.to_string()
-        } else {
-            format!("{}.{key}", self.path)
-        }
-    }
-}
-
-fn join(path: &str, key: &str) -> String {
-    if path.is_empty() {
-        key.to_string()
-    } else {
-        format!("{path}.{key}")
-    }
-}
-
 impl Validator {
-    fn err(&mut self, path: &str, pos: Pos, message: impl Into<String>) {
-        self.errors.push(ConfigError {
-            path: path.to_string(),
-            pos,
-            message: message.into(),
-        });
-    }
-
-    fn object<'a>(&mut self, node: &'a Node, path: &str) -> Option<Obj<'a>> {
-        match &node.value {
-            Value::Object(members) => {
-                let mut seen: Vec<&str> = Vec::new();
-                for m in members {
-                    if seen.contains(&m.key.as_str()) {
-                        self.err(
-                            &join(path, &m.key),
-                            m.key_pos,
-                            "this key is given twice; the last one is used",
-                        );
-                    }
-                    seen.push(&m.key);
-                }
-                Some(Obj {
-                    path: path.to_string(),
-                    members,
-                    known: Vec::new(),
-                })
-            }
-            other => {
-                self.err(
-                    path,
-                    node.pos,
-                    format!("expected an object, found {}", other.kind()),
-                );
-                None
-            }
-        }
-    }
-
-    /// Reports every key that was not asked for, with the closest known key as a hint.
-    fn finish(&mut self, obj: Obj<'_>) {
-        for m in obj.members {
-            // Besides comments, keys starting with "_" or "//" are a common way to annotate
-            // JSON; they are ignored.
-            if obj.known.contains(&m.key.as_str())
-                || m.key.starts_with('_')
-                || m.key.starts_with("//")
-                || m.key == "$schema"
-            {
-                continue;
-            }
-            let hint = did_you_mean(&m.key, &obj.known)
-                .map(|k| format!("; did you mean \"{k}\"?"))
-                .unwrap_or_else(|| format!("; known keys here: {}", obj.known.join(", ")));
-            let path = obj.child_path(&m.key);
-            self.err(&path, m.key_pos, format!("unknown key \"{}\"{hint}", m.key));
-        }
-    }
-
-    fn bool(&mut self, node: &Node, path: &str) -> Option<bool> {
-        match node.value {
-            Value::Bool(b) => Some(b),
-            ref other => {
-                self.err(
-                    path,
-                    node.pos,
-                    format!("expected true or false, found {}", other.kind()),
-                );
-                None
-            }
-        }
-    }
-
-    fn uint(&mut self, node: &Node, path: &str, min: u64, max: u64) -> Option<u64> {
-        match node.value {
-            Value::Number(n) if n.fract() == 0.0 && n >= min as f64 && n <= max as f64 => {
-                Some(n as u64)
-            }
-            Value::Number(n) => {
-                self.err(
-                    path,
-                    node.pos,
-                    format!("{n} is out of range: expected a whole number from {min} to {max}"),
-                );
-                None
-            }
-            ref other => {
-                self.err(
-                    path,
-                    node.pos,
-                    format!(
-                        "expected a whole number from {min} to {max}, found {}",
-                        other.kind()
-                    ),
-                );
-                None
-            }
-        }
-    }
-
-    fn float(&mut self, node: &Node, path: &str, min: f64, max: f64) -> Option<f64> {
-        match node.value {
-            Value::Number(n) if n >= min && n <= max => Some(n),
-            ref other => {
-                self.err(
-                    path,
-                    node.pos,
-                    format!(
-                        "expected a number from {min} to {max}, found {}",
-                        describe(other)
-                    ),
-                );
-                None
-            }
-        }
-    }
-
-    fn string<'a>(&mut self, node: &'a Node, path: &str) -> Option<&'a str> {
-        match &node.value {
-            Value::String(s) => Some(s),
-            other => {
-                self.err(
-                    path,
-                    node.pos,
-                    format!("expected a string, found {}", other.kind()),
-                );
-                None
-            }
-        }
-    }
-
-    /// A size in bytes ([`parse_size`]) from `min` to `max`.
-    fn size(&mut self, node: &Node, path: &str, min: u64, max: u64) -> Option<u64> {
-        let bytes = match &node.value {
-            Value::Number(n) if n.fract() == 0.0 && *n >= 0.0 && *n <= max as f64 => *n as u64,
-            Value::String(s) => match parse_size(s) {
-                Ok(v) => v,
-                Err(e) => {
-                    self.err(path, node.pos, e);
-                    return None;
-                }
-            },
-            other => {
-                self.err(
-                    path,
-                    node.pos,
-                    format!(
-                        "expected a size such as \"50M\" or a number of bytes, found {}",
-                        describe(other)
-                    ),
-                );
-                return None;
-            }
-        };
-        if !(min..=max).contains(&bytes) {
-            self.err(
-                path,
-                node.pos,
-                format!("{bytes} bytes is out of range: expected from 1M ({min} bytes) to 1T ({max} bytes)"),
-            );
-            return None;
-        }
-        Some(bytes)
-    }
-
-    fn duration(&mut self, node: &Node, path: &str, min: u64) -> Option<u64> {
-        let secs = match &node.value {
-            Value::Number(n) if !n.is_finite() || *n > MAX_DURATION_SECS as f64 => {
-                self.err(path, node.pos, too_long(&n.to_string()));
-                return None;
-            }
-            Value::Number(n) if n.fract() == 0.0 && *n >= 0.0 => Some(*n as u64),
-            Value::String(s) => match parse_duration(s) {
-                Ok(v) => Some(v),
-                Err(e) => {
-                    self.err(path, node.pos, e);
-                    return None;
-                }
-            },
-            other => {
-                self.err(
-                    path,
-                    node.pos,
-                    format!("expected a duration such as \"90s\", \"10m\", \"24h\", \"7d\" or a number of seconds, found {}", describe(other)),
-                );
-                return None;
-            }
-        }?;
-        if secs < min {
-            self.err(path, node.pos, format!("must be at least {min} seconds"));
-            return None;
-        }
-        Some(secs)
-    }
-
-    fn string_list(&mut self, node: &Node, path: &str) -> Option<Vec<(String, Pos)>> {
-        match &node.value {
-            Value::Array(items) => {
-                let mut out = Vec::new();
-                for (i, item) in items.iter().enumerate() {
-                    if let Some(s) = self.string(item, &format!("{path}[{i}]")) {
-                        out.push((s.to_string(), item.pos));
-                    }
-                }
-                Some(out)
-            }
-            other => {
-                self.err(
-                    path,
-                    node.pos,
-                    format!("expected a list of strings, found {}", other.kind()),
-                );
-                None
-            }
-        }
-    }
-
+    /// The whole file: each section read by its own file beside this one.
     fn config(&mut self, root: &Node) -> Config {
         let mut cfg = Config::default();
         let Some(mut o) = self.object(root, "") else {
@@ -1114,21 +227,7 @@ impl Validator {
             self.thresholds(n, &mut cfg.thresholds);
         }
         if let Some(n) = o.get("docker_containers") {
-            if let Some(list) = self.string_list(n, "docker_containers") {
-                for (i, (name, pos)) in list.iter().enumerate() {
-                    if name.trim().is_empty() {
-                        self.err(
-                            &format!("docker_containers[{i}]"),
-                            *pos,
-                            "a container name cannot be empty",
-                        );
-                    }
-                }
-                cfg.docker_containers = list
-                    .into_iter()
-                    .map(|(s, _)| s.trim_start_matches('/').to_string())
-                    .collect();
-            }
+            self.docker_containers(n, &mut cfg.docker_containers);
         }
         if let Some(n) = o.get("docker") {
             self.docker(n, &mut cfg.docker);
@@ -1137,52 +236,10 @@ impl Validator {
             self.ban(n, &mut cfg.ban);
         }
         if let Some(n) = o.get("trusted_proxies") {
-            if let Some(list) = self.string_list(n, "trusted_proxies") {
-                for (i, (s, pos)) in list.iter().enumerate() {
-                    if s == "docker" {
-                        cfg.trusted_proxies.docker = true;
-                        continue;
-                    }
-                    if let Some(name) = s.strip_prefix("container:") {
-                        let name = name.trim().trim_start_matches('/');
-                        if name.is_empty() {
-                            self.err(
-                                &format!("trusted_proxies[{i}]"),
-                                *pos,
-                                "\"container:\" needs a container name, e.g. \"container:traefik\""
-                                    .to_string(),
-                            );
-                        } else {
-                            cfg.trusted_proxies.containers.push(name.to_string());
-                        }
-                        continue;
-                    }
-                    match s.parse::<IpNet>() {
-                        Ok(net) => cfg.trusted_proxies.nets.push(net),
-                        Err(e) => self.err(
-                            &format!("trusted_proxies[{i}]"),
-                            *pos,
-                            format!("{e} (expected \"docker\" for the containers of Docker's networks, \"container:NAME\" for one proxy container, an IP address, or a CIDR range such as 172.18.0.0/16)"),
-                        ),
-                    }
-                }
-            }
+            self.trusted_proxies(n, &mut cfg.trusted_proxies);
         }
         if let Some(n) = o.get("allowlist") {
-            if let Some(list) = self.string_list(n, "allowlist") {
-                for (i, (s, pos)) in list.iter().enumerate() {
-                    match s.parse::<IpNet>() {
-                        Ok(net) => cfg.allowlist.push(net),
-                        Err(e) => self.err(
-                            &format!("allowlist[{i}]"),
-                            *pos,
-                            format!(
-                                "{e} (expected an IP address or CIDR range such as 203.0.113.0/24)"
-                            ),
-                        ),
-                    }
-                }
-            }
+            self.allowlist(n, &mut cfg.allowlist);
         }
         if let Some(n) = o.get("formats") {
             cfg.formats = self.formats(n);
@@ -1203,28 +260,7 @@ impl Validator {
             cfg.containers = self.containers(n, &format_names);
         }
         if let Some(n) = o.get("rules") {
-            if let Some(mut r) = self.object(n, "rules") {
-                if let Some(b) = r.get("builtin") {
-                    if let Some(v) = self.bool(b, "rules.builtin") {
-                        cfg.builtin_rules = v;
-                    }
-                }
-                if let Some(d) = r.get("disabled") {
-                    if let Some(list) = self.string_list(d, "rules.disabled") {
-                        let known = crate::detect::rules::builtin_rule_ids();
-                        for (i, (id, pos)) in list.iter().enumerate() {
-                            if !known.iter().any(|k| k == id) {
-                                let hint = did_you_mean(id, &known)
-                                    .map(|k| format!("; did you mean \"{k}\"?"))
-                                    .unwrap_or_default();
-                                self.err(&format!("rules.disabled[{i}]"), *pos, format!("there is no built-in rule \"{id}\"{hint} (`security-monitor rules` lists them)"));
-                            }
-                        }
-                        cfg.disabled_rules = list.into_iter().map(|(s, _)| s).collect();
-                    }
-                }
-                self.finish(r);
-            }
+            self.rules(n, &mut cfg.builtin_rules, &mut cfg.disabled_rules);
         }
         if let Some(n) = o.get("log_retention_days") {
             if let Some(v) = self.uint(n, "log_retention_days", 1, 3650) {
@@ -1235,22 +271,7 @@ impl Validator {
             self.firewall(n, &mut cfg.firewall);
         }
         if let Some(n) = o.get("state") {
-            if let Some(mut s) = self.object(n, "state") {
-                if let Some(d) = s.get("dir") {
-                    if let Some(p) = self.string(d, "state.dir") {
-                        if !p.starts_with('/') {
-                            self.err(
-                                "state.dir",
-                                d.pos,
-                                "must be an absolute path, such as /var/lib/security-monitor",
-                            );
-                        } else {
-                            cfg.state.dir = PathBuf::from(p);
-                        }
-                    }
-                }
-                self.finish(s);
-            }
+            self.state(n, &mut cfg.state);
         }
         if let Some(n) = o.get("email") {
             self.email(n, &mut cfg.email);
@@ -1259,999 +280,28 @@ impl Validator {
             cfg.webhooks = self.webhooks(n);
         }
         if let Some(n) = o.get("control") {
-            if let Some(mut c) = self.object(n, "control") {
-                if let Some(v) = c.get("socket") {
-                    if let Some(p) = self.string(v, "control.socket") {
-                        if p.starts_with('/') {
-                            cfg.control.socket = PathBuf::from(p);
-                        } else {
-                            self.err("control.socket", v.pos, "must be an absolute path, such as /run/security-monitor/control.sock");
-                        }
-                    }
-                }
-                if let Some(v) = c.get("group") {
-                    if let Some(g) = self.string(v, "control.group") {
-                        cfg.control.group = (!g.is_empty()).then(|| g.to_string());
-                    }
-                }
-                self.finish(c);
-            }
+            self.control(n, &mut cfg.control);
         }
         if let Some(n) = o.get("alerts") {
-            if let Some(mut a) = self.object(n, "alerts") {
-                if let Some(v) = a.get("cooldown") {
-                    if let Some(x) = self.duration(v, "alerts.cooldown", 0) {
-                        cfg.alerts.cooldown = x;
-                    }
-                }
-                if let Some(v) = a.get("keep") {
-                    if let Some(x) = self.uint(v, "alerts.keep", 10, 1_000_000) {
-                        cfg.alerts.keep = x as usize;
-                    }
-                }
-                if let Some(v) = a.get("max_log_size") {
-                    if let Some(x) = self.size(v, "alerts.max_log_size", MIN_LOG_SIZE, MAX_LOG_SIZE)
-                    {
-                        cfg.alerts.max_log_size = x;
-                    }
-                }
-                self.finish(a);
-            }
+            self.alerts(n, &mut cfg.alerts);
         }
         if let Some(n) = o.get("metrics") {
-            if let Some(mut m) = self.object(n, "metrics") {
-                if let Some(v) = m.get("listen") {
-                    if let Some(s) = self.string(v, "metrics.listen") {
-                        match parse_listen(s) {
-                            Ok(a) => cfg.metrics.listen = a,
-                            Err(e) => self.err("metrics.listen", v.pos, e),
-                        }
-                    }
-                }
-                self.finish(m);
-            }
+            self.metrics(n, &mut cfg.metrics);
         }
         if let Some(n) = o.get("limits") {
-            if let Some(mut l) = self.object(n, "limits") {
-                if let Some(v) = l.get("max_tracked_ips") {
-                    if let Some(x) = self.uint(v, "limits.max_tracked_ips", 100, 100_000_000) {
-                        cfg.limits.max_tracked_ips = x as usize;
-                    }
-                }
-                if let Some(v) = l.get("max_line_bytes") {
-                    if let Some(x) = self.uint(v, "limits.max_line_bytes", 1024, 64 * 1024 * 1024) {
-                        cfg.limits.max_line_bytes = x as usize;
-                    }
-                }
-                self.finish(l);
-            }
+            self.limits(n, &mut cfg.limits);
         }
         self.finish(o);
         cfg
     }
-
-    fn check_format_name(&mut self, name: &str, known: &[String], path: &str, pos: Pos) -> bool {
-        if known.iter().any(|k| k == name) {
-            return true;
-        }
-        let refs: Vec<&str> = known.iter().map(|s| s.as_str()).collect();
-        let hint = did_you_mean(name, &refs)
-            .map(|k| format!("; did you mean \"{k}\"?"))
-            .unwrap_or_default();
-        self.err(
-            path,
-            pos,
-            format!(
-                "unknown log format \"{name}\"{hint} ({}, or a name defined under \"formats\")",
-                BUILTIN_FORMATS.join(", ")
-            ),
-        );
-        false
-    }
-
-    fn patterns(&mut self, node: &Node) -> Vec<UserPattern> {
-        let Some(o) = self.object(node, "patterns") else {
-            return Vec::new();
-        };
-        let mut out = Vec::new();
-        for m in o.members {
-            let path = format!("patterns.{}", m.key);
-            let mut p = UserPattern {
-                name: m.key.clone(),
-                regex: String::new(),
-                fields: None,
-                severity: Severity::Medium,
-                category: "custom".into(),
-            };
-            let regex_pos;
-            match &m.node.value {
-                Value::String(s) => {
-                    p.regex = s.clone();
-                    regex_pos = m.node.pos;
-                }
-                Value::Object(_) => {
-                    let Some(mut po) = self.object(&m.node, &path) else {
-                        continue;
-                    };
-                    let Some(r) = po.get("regex") else {
-                        self.err(&path, m.node.pos, "a pattern object needs a \"regex\"");
-                        self.finish(po);
-                        continue;
-                    };
-                    regex_pos = r.pos;
-                    p.regex = self
-                        .string(r, &format!("{path}.regex"))
-                        .unwrap_or("")
-                        .to_string();
-                    if let Some(f) = po.get("fields") {
-                        if let Some(list) = self.string_list(f, &format!("{path}.fields")) {
-                            for (i, (name, pos)) in list.iter().enumerate() {
-                                if !crate::detect::rules::Field::NAMES.contains(&name.as_str())
-                                    && name != "line"
-                                {
-                                    self.err(
-                                        &format!("{path}.fields[{i}]"),
-                                        *pos,
-                                        format!(
-                                            "unknown field \"{name}\" (one of: line, {})",
-                                            crate::detect::rules::Field::NAMES.join(", ")
-                                        ),
-                                    );
-                                }
-                            }
-                            p.fields = Some(list.into_iter().map(|(s, _)| s).collect());
-                        }
-                    }
-                    if let Some(s) = po.get("severity") {
-                        p.severity = self
-                            .severity(s, &format!("{path}.severity"))
-                            .unwrap_or(Severity::Medium);
-                    }
-                    if let Some(c) = po.get("category") {
-                        if let Some(c) = self.string(c, &format!("{path}.category")) {
-                            p.category = c.to_string();
-                        }
-                    }
-                    self.finish(po);
-                }
-                other => {
-                    self.err(
-                        &path,
-                        m.node.pos,
-                        format!(
-                            "expected a regex string or an object with \"regex\", found {}",
-                            other.kind()
-                        ),
-                    );
-                    continue;
-                }
-            }
-            if p.regex.is_empty() {
-                self.err(
-                    &path,
-                    regex_pos,
-                    "the regex is empty: it would match every line",
-                );
-                continue;
-            }
-            if let Err(e) = crate::detect::rules::check_user_regex(&p.regex) {
-                self.err(
-                    &path,
-                    regex_pos,
-                    format!("pattern \"{}\" cannot be used: {e}", p.name),
-                );
-                continue;
-            }
-            out.push(p);
-        }
-        out
-    }
-
-    fn severity(&mut self, node: &Node, path: &str) -> Option<Severity> {
-        let s = self.string(node, path)?;
-        match Severity::parse(s) {
-            Some(v) => Some(v),
-            None => {
-                self.err(
-                    path,
-                    node.pos,
-                    format!("unknown severity \"{s}\": expected low, medium, high or critical"),
-                );
-                None
-            }
-        }
-    }
-
-    fn thresholds(&mut self, node: &Node, t: &mut Thresholds) {
-        let Some(mut o) = self.object(node, "thresholds") else {
-            return;
-        };
-        let count = |v: &mut Self, o: &mut Obj, key: &'static str, field: &mut u32| {
-            if let Some(n) = o.get(key) {
-                if let Some(x) = v.uint(n, &format!("thresholds.{key}"), 1, 1_000_000) {
-                    *field = x as u32;
-                }
-            }
-        };
-        count(self, &mut o, "max_failed_auth", &mut t.max_failed_auth);
-        count(
-            self,
-            &mut o,
-            "max_pattern_matches",
-            &mut t.max_pattern_matches,
-        );
-        count(
-            self,
-            &mut o,
-            "max_requests_per_minute",
-            &mut t.max_requests_per_minute,
-        );
-        count(self, &mut o, "max_not_found", &mut t.max_not_found);
-        if let Some(n) = o.get("max_not_found_burst") {
-            if let Some(x) = self.uint(n, "thresholds.max_not_found_burst", 0, 1_000_000) {
-                t.max_not_found_burst = x as u32;
-            }
-        }
-        for (key, field) in [
-            ("failed_auth_window", &mut t.failed_auth_window),
-            ("pattern_window", &mut t.pattern_window),
-            ("not_found_window", &mut t.not_found_window),
-            ("not_found_burst_window", &mut t.not_found_burst_window),
-        ] {
-            if let Some(n) = o.get(key) {
-                if let Some(x) = self.duration(n, &format!("thresholds.{key}"), 1) {
-                    *field = x;
-                }
-            }
-        }
-        if let Some(n) = o.get("ban_on_critical") {
-            if let Some(b) = self.bool(n, "thresholds.ban_on_critical") {
-                t.ban_on_critical = b;
-            }
-        }
-        self.finish(o);
-    }
-
-    fn docker(&mut self, node: &Node, d: &mut DockerConfig) {
-        let Some(mut o) = self.object(node, "docker") else {
-            return;
-        };
-        if let Some(n) = o.get("socket") {
-            if let Some(s) = self.string(n, "docker.socket") {
-                match check_docker_socket(s) {
-                    Ok(()) => d.socket = (!s.is_empty()).then(|| s.to_string()),
-                    Err(e) => self.err("docker.socket", n.pos, e),
-                }
-            }
-        }
-        if let Some(n) = o.get("ban_internal_addresses") {
-            if let Some(b) = self.bool(n, "docker.ban_internal_addresses") {
-                d.ban_internal_addresses = b;
-            }
-        }
-        if let Some(n) = o.get("all_containers") {
-            if let Some(b) = self.bool(n, "docker.all_containers") {
-                d.all_containers = b;
-            }
-        }
-        if let Some(n) = o.get("name_pattern") {
-            if let Some(s) = self.string(n, "docker.name_pattern") {
-                if s.is_empty() {
-                    d.name_pattern = None;
-                } else {
-                    match regex::Regex::new(s) {
-                        Ok(_) => d.name_pattern = Some(s.to_string()),
-                        Err(e) => self.err(
-                            "docker.name_pattern",
-                            n.pos,
-                            format!(
-                                "\"{s}\" is not a usable regex: {}",
-                                crate::detect::rules::explain_regex_error(&e)
-                            ),
-                        ),
-                    }
-                }
-            }
-        }
-        if let Some(n) = o.get("label") {
-            if let Some(s) = self.string(n, "docker.label") {
-                let key = s.split_once('=').map_or(s, |(k, _)| k);
-                if s.is_empty() {
-                    d.label = None;
-                } else if key.trim().is_empty() || key.contains(char::is_whitespace) {
-                    self.err(
-                        "docker.label",
-                        n.pos,
-                        format!("\"{s}\" is not a label: write key=value (or just key, for any value), e.g. \"{DEFAULT_SELECT_LABEL}\"; \"\" selects nothing by label"),
-                    );
-                } else {
-                    d.label = Some(s.to_string());
-                }
-            }
-        }
-        if let Some(n) = o.get("max_backlog") {
-            if let Some(x) = self.duration(n, "docker.max_backlog", 0) {
-                d.max_backlog = x;
-            }
-        }
-        if let Some(n) = o.get("max_lines_per_second") {
-            if let Some(x) = self.uint(n, "docker.max_lines_per_second", 1, 10_000_000) {
-                d.max_lines_per_second = x as u32;
-            }
-        }
-        self.finish(o);
-    }
-
-    fn ban(&mut self, node: &Node, b: &mut BanPolicy) {
-        let Some(mut o) = self.object(node, "ban") else {
-            return;
-        };
-        if let Some(n) = o.get("duration") {
-            if let Some(x) = self.duration(n, "ban.duration", 1) {
-                b.duration = x;
-            }
-        }
-        if let Some(n) = o.get("repeat_multiplier") {
-            if let Some(x) = self.float(n, "ban.repeat_multiplier", 1.0, 100.0) {
-                b.repeat_multiplier = x;
-            }
-        }
-        let max_pos = o.get("max_duration").map(|n| {
-            if let Some(x) = self.duration(n, "ban.max_duration", 1) {
-                b.max_duration = x;
-            }
-            n.pos
-        });
-        if let Some(n) = o.get("burst_max_bans") {
-            if let Some(x) = self.uint(n, "ban.burst_max_bans", 1, 1_000_000) {
-                b.burst_max_bans = x as u32;
-            }
-        }
-        if let Some(n) = o.get("burst_window") {
-            if let Some(x) = self.duration(n, "ban.burst_window", 1) {
-                b.burst_window = x;
-            }
-        }
-        if let Some(n) = o.get("burst_max_bans_total") {
-            if let Some(x) = self.uint(n, "ban.burst_max_bans_total", 0, 100_000_000) {
-                b.burst_max_bans_total = x as u32;
-            }
-        }
-        if let Some(n) = o.get("ipv6_prefix") {
-            match self.uint(n, "ban.ipv6_prefix", 0, 128) {
-                Some(x @ (64 | 128)) => b.ipv6_prefix = x as u8,
-                Some(x) => self.err(
-                    "ban.ipv6_prefix",
-                    n.pos,
-                    format!(
-                        "{x} is not supported: use 128 (ban the address) or 64 (ban its whole /64)"
-                    ),
-                ),
-                None => {}
-            }
-        }
-        if b.max_duration < b.duration {
-            self.err(
-                "ban.max_duration",
-                max_pos.unwrap_or(node.pos),
-                format!(
-                    "is shorter than ban.duration ({}s < {}s)",
-                    b.max_duration, b.duration
-                ),
-            );
-        }
-        self.finish(o);
-    }
-
-    fn formats(&mut self, node: &Node) -> BTreeMap<String, LogFormat> {
-        let mut out = BTreeMap::new();
-        let Some(o) = self.object(node, "formats") else {
-            return out;
-        };
-        for m in o.members {
-            let path = format!("formats.{}", m.key);
-            if BUILTIN_FORMATS.contains(&m.key.as_str()) {
-                self.err(
-                    &path,
-                    m.key_pos,
-                    "this name is a built-in format; give your format another name",
-                );
-                continue;
-            }
-            let Some(mut f) = self.object(&m.node, &path) else {
-                continue;
-            };
-            let regex = f.get("regex");
-            let json = f.get("json_fields");
-            match (regex, json) {
-                (Some(r), None) => {
-                    if let Some(s) = self.string(r, &format!("{path}.regex")) {
-                        match crate::detect::parse::check_custom_regex(s) {
-                            Ok(()) => {
-                                out.insert(m.key.clone(), LogFormat::Custom { name: m.key.clone(), regex: s.to_string() });
-                            }
-                            Err(e) => self.err(&format!("{path}.regex"), r.pos, e),
-                        }
-                    }
-                }
-                (None, Some(j)) => {
-                    if let Some(fields) = self.json_fields(j, &format!("{path}.json_fields")) {
-                        out.insert(m.key.clone(), LogFormat::Json(fields));
-                    }
-                }
-                (Some(_), Some(_)) => self.err(&path, m.node.pos, "give either \"regex\" or \"json_fields\", not both"),
-                (None, None) => self.err(&path, m.node.pos, "a format needs \"regex\" (with named groups, `ip` required) or \"json_fields\""),
-            }
-            self.finish(f);
-        }
-        out
-    }
-
-    fn json_fields(&mut self, node: &Node, path: &str) -> Option<JsonFields> {
-        let mut o = self.object(node, path)?;
-        let mut f = JsonFields::default();
-        let slots: [(&'static str, &mut Vec<String>); 10] = [
-            ("ip", &mut f.ip),
-            ("request", &mut f.request),
-            ("method", &mut f.method),
-            ("uri", &mut f.uri),
-            ("status", &mut f.status),
-            ("user_agent", &mut f.user_agent),
-            ("referer", &mut f.referer),
-            ("time", &mut f.time),
-            ("forwarded_for", &mut f.forwarded_for),
-            ("message", &mut f.message),
-        ];
-        for (key, slot) in slots {
-            if let Some(n) = o.get(key) {
-                let p = format!("{path}.{key}");
-                match &n.value {
-                    Value::String(s) => *slot = vec![s.clone()],
-                    Value::Array(_) => {
-                        if let Some(list) = self.string_list(n, &p) {
-                            *slot = list.into_iter().map(|(s, _)| s).collect();
-                        }
-                    }
-                    other => self.err(
-                        &p,
-                        n.pos,
-                        format!(
-                            "expected a JSON key (or a list of keys), found {}",
-                            other.kind()
-                        ),
-                    ),
-                }
-            }
-        }
-        self.finish(o);
-        Some(f)
-    }
-
-    fn containers(
-        &mut self,
-        node: &Node,
-        formats: &[String],
-    ) -> BTreeMap<String, ContainerSettings> {
-        let mut out = BTreeMap::new();
-        let Some(o) = self.object(node, "containers") else {
-            return out;
-        };
-        for m in o.members {
-            let path = format!("containers.{}", m.key);
-            let Some(mut c) = self.object(&m.node, &path) else {
-                continue;
-            };
-            let mut settings = ContainerSettings::default();
-            if let Some(n) = c.get("log_format") {
-                let p = format!("{path}.log_format");
-                if let Some(s) = self.string(n, &p) {
-                    if self.check_format_name(s, formats, &p, n.pos) {
-                        settings.log_format = Some(s.to_string());
-                    }
-                }
-            }
-            if let Some(n) = c.get("categories") {
-                let p = format!("{path}.categories");
-                if let Some(list) = self.string_list(n, &p) {
-                    settings.categories = Some(list.into_iter().map(|(s, _)| s).collect());
-                }
-            }
-            self.finish(c);
-            out.insert(m.key.trim_start_matches('/').to_string(), settings);
-        }
-        out
-    }
-
-    fn firewall(&mut self, node: &Node, f: &mut FirewallConfig) {
-        let Some(mut o) = self.object(node, "firewall") else {
-            return;
-        };
-        if let Some(n) = o.get("backend") {
-            if let Some(s) = self.string(n, "firewall.backend") {
-                f.backend = match s {
-                    "auto" => FirewallBackend::Auto,
-                    "nftables" | "nft" => FirewallBackend::Nftables,
-                    "iptables" => FirewallBackend::Iptables,
-                    "none" => FirewallBackend::None,
-                    other => {
-                        let hint = did_you_mean(other, &["auto", "nftables", "iptables", "none"])
-                            .map(|k| format!("; did you mean \"{k}\"?"))
-                            .unwrap_or_default();
-                        self.err("firewall.backend", n.pos, format!("unknown backend \"{other}\"{hint} (auto, nftables, iptables or none)"));
-                        f.backend
-                    }
-                };
-            }
-        }
-        if let Some(n) = o.get("table") {
-            if let Some(s) = self.string(n, "firewall.table") {
-                if s.is_empty()
-                    || s.len() > 28
-                    || !s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
-                    || s.as_bytes()[0].is_ascii_digit()
-                {
-                    self.err("firewall.table", n.pos, "must be 1-28 letters, digits or '_', not starting with a digit (it names an nftables table, an iptables chain and ipsets)");
-                } else {
-                    f.table = s.to_string();
-                }
-            }
-        }
-        self.finish(o);
-    }
-
-    fn email(&mut self, node: &Node, e: &mut EmailConfig) {
-        let Some(mut o) = self.object(node, "email") else {
-            return;
-        };
-        if let Some(n) = o.get("enabled") {
-            if let Some(b) = self.bool(n, "email.enabled") {
-                e.enabled = b;
-            }
-        }
-        if let Some(n) = o.get("smtp_host") {
-            if let Some(s) = self.string(n, "email.smtp_host") {
-                e.smtp_host = s.to_string();
-            }
-        }
-        if let Some(n) = o.get("smtp_port") {
-            if let Some(p) = self.uint(n, "email.smtp_port", 1, 65535) {
-                e.smtp_port = p as u16;
-            }
-        }
-        if let Some(n) = o.get("security") {
-            if let Some(s) = self.string(n, "email.security") {
-                match s {
-                    "starttls" => e.security = SmtpSecurity::StartTls,
-                    "tls" => e.security = SmtpSecurity::Tls,
-                    "none" => e.security = SmtpSecurity::None,
-                    other => self.err(
-                        "email.security",
-                        n.pos,
-                        format!("unknown security \"{other}\": expected starttls, tls or none"),
-                    ),
-                }
-            }
-        }
-        let opt = |v: &mut Self, o: &mut Obj, key: &'static str| -> Option<(String, Pos)> {
-            let n = o.get(key)?;
-            let s = v.string(n, &format!("email.{key}"))?;
-            (!s.is_empty()).then(|| (s.to_string(), n.pos))
-        };
-        e.username = opt(self, &mut o, "username").map(|(s, _)| s);
-        e.password = opt(self, &mut o, "password").map(|(s, _)| s);
-        let password_file = opt(self, &mut o, "password_file");
-        if let Some((p, pos)) = &password_file {
-            if e.password.is_some() {
-                self.err(
-                    "email.password_file",
-                    *pos,
-                    "give either password or password_file, not both",
-                );
-            }
-            e.password_file = Some(PathBuf::from(p));
-        }
-        let from = opt(self, &mut o, "from");
-        if let Some((f, pos)) = from {
-            if !looks_like_address(&f) {
-                self.err(
-                    "email.from",
-                    pos,
-                    format!("\"{f}\" is not a mail address such as monitor@example.com"),
-                );
-            }
-            e.from = f;
-        }
-        let to_node = o.get("to");
-        if let Some(n) = to_node {
-            if let Some(list) = self.string_list(n, "email.to") {
-                for (i, (addr, pos)) in list.iter().enumerate() {
-                    if !looks_like_address(addr) {
-                        self.err(
-                            &format!("email.to[{i}]"),
-                            *pos,
-                            format!("\"{addr}\" is not a mail address"),
-                        );
-                    }
-                }
-                e.to = list.into_iter().map(|(s, _)| s).collect();
-            }
-        }
-        if let Some(n) = o.get("min_severity") {
-            if let Some(s) = self.severity(n, "email.min_severity") {
-                e.min_severity = s;
-            }
-        }
-        if let Some(n) = o.get("digest_interval") {
-            if let Some(d) = self.duration(n, "email.digest_interval", 0) {
-                e.digest_interval = d;
-            }
-        }
-        if let Some(n) = o.get("max_per_hour") {
-            if let Some(x) = self.uint(n, "email.max_per_hour", 1, 10_000) {
-                e.max_per_hour = x as u32;
-            }
-        }
-        if let Some(n) = o.get("accept_invalid_certs") {
-            if let Some(b) = self.bool(n, "email.accept_invalid_certs") {
-                e.accept_invalid_certs = b;
-            }
-        }
-        if let Some((p, pos)) = opt(self, &mut o, "ca_file") {
-            if p.starts_with('/') {
-                e.ca_file = Some(PathBuf::from(p));
-            } else {
-                self.err(
-                    "email.ca_file",
-                    pos,
-                    "must be an absolute path to a PEM file, such as /etc/security-monitor/smtp-ca.pem",
-                );
-            }
-        }
-        if e.enabled {
-            if e.smtp_host.is_empty() {
-                self.err(
-                    "email.smtp_host",
-                    node.pos,
-                    "email is enabled but smtp_host is empty",
-                );
-            }
-            if e.to.is_empty() {
-                self.err(
-                    "email.to",
-                    to_node.map(|n| n.pos).unwrap_or(node.pos),
-                    "email is enabled but there is no recipient in \"to\"",
-                );
-            }
-            if e.password.is_some() && e.username.is_none() {
-                self.err(
-                    "email.username",
-                    node.pos,
-                    "a password is given but no username",
-                );
-            }
-        }
-        self.finish(o);
-    }
-}
-
-impl Validator {
-    fn webhooks(&mut self, node: &Node) -> Vec<WebhookConfig> {
-        let mut out = Vec::new();
-        let Value::Array(items) = &node.value else {
-            self.err(
-                "webhooks",
-                node.pos,
-                format!(
-                    "expected a list of webhooks such as [{{\"url\": \"https://…\", \"format\": \"slack\"}}], found {}",
-                    node.value.kind()
-                ),
-            );
-            return out;
-        };
-        for (i, item) in items.iter().enumerate() {
-            let path = format!("webhooks[{i}]");
-            let Some(mut o) = self.object(item, &path) else {
-                continue;
-            };
-            let mut w = WebhookConfig::new("", WebhookFormat::Generic);
-            match o.get("url") {
-                Some(n) => {
-                    if let Some(u) = self.string(n, &format!("{path}.url")) {
-                        match check_webhook_url(u) {
-                            Ok(()) => w.url = u.to_string(),
-                            Err(e) => self.err(&format!("{path}.url"), n.pos, e),
-                        }
-                    }
-                }
-                None => self.err(&path, item.pos, "a webhook needs a \"url\""),
-            }
-            if let Some(n) = o.get("format") {
-                if let Some(f) = self.string(n, &format!("{path}.format")) {
-                    match f {
-                        "generic" => w.format = WebhookFormat::Generic,
-                        "slack" => w.format = WebhookFormat::Slack,
-                        "discord" => w.format = WebhookFormat::Discord,
-                        other => {
-                            let hint = did_you_mean(other, &["generic", "slack", "discord"])
-                                .map(|k| format!("; did you mean \"{k}\"?"))
-                                .unwrap_or_default();
-                            self.err(
-                                &format!("{path}.format"),
-                                n.pos,
-                                format!(
-                                    "unknown format \"{other}\"{hint} (generic, slack or discord)"
-                                ),
-                            )
-                        }
-                    }
-                }
-            }
-            if let Some(n) = o.get("min_severity") {
-                if let Some(s) = self.severity(n, &format!("{path}.min_severity")) {
-                    w.min_severity = s;
-                }
-            }
-            if let Some(n) = o.get("digest_interval") {
-                if let Some(d) = self.duration(n, &format!("{path}.digest_interval"), 0) {
-                    w.digest_interval = d;
-                }
-            }
-            if let Some(n) = o.get("max_per_hour") {
-                if let Some(x) = self.uint(n, &format!("{path}.max_per_hour"), 1, 10_000) {
-                    w.max_per_hour = x as u32;
-                }
-            }
-            if let Some(n) = o.get("headers") {
-                let hpath = format!("{path}.headers");
-                if let Some(h) = self.object(n, &hpath) {
-                    for m in h.members {
-                        let kpath = format!("{hpath}.{}", m.key);
-                        let Some(v) = self.string(&m.node, &kpath) else {
-                            continue;
-                        };
-                        if m.key.is_empty()
-                            || !m.key.bytes().all(|b| {
-                                b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
-                            })
-                        {
-                            self.err(&kpath, m.key_pos, "not a valid HTTP header name (letters, digits and -, such as Authorization or X-Token)");
-                        } else if v.chars().any(|c| c.is_control()) {
-                            self.err(
-                                &kpath,
-                                m.node.pos,
-                                "a header value cannot hold control characters (line breaks, tabs)",
-                            );
-                        } else {
-                            w.headers.insert(m.key.clone(), v.to_string());
-                        }
-                    }
-                }
-            }
-            if let Some(n) = o.get("ca_file") {
-                let cpath = format!("{path}.ca_file");
-                if let Some(f) = self.string(n, &cpath) {
-                    if f.starts_with('/') {
-                        w.ca_file = Some(PathBuf::from(f));
-                    } else {
-                        self.err(
-                            &cpath,
-                            n.pos,
-                            "must be an absolute path to a PEM file, such as /etc/security-monitor/webhook-ca.pem",
-                        );
-                    }
-                }
-            }
-            self.finish(o);
-            out.push(w);
-        }
-        out
-    }
-}
-
-/// A webhook URL must be http:// or https:// with a host.
-pub fn check_webhook_url(u: &str) -> Result<(), String> {
-    match reqwest::Url::parse(u) {
-        Ok(url) if !matches!(url.scheme(), "http" | "https") => Err(format!(
-            "\"{}\" URLs are not supported: use an http:// or https:// URL",
-            url.scheme()
-        )),
-        Ok(url) if url.host_str().is_none_or(str::is_empty) => {
-            Err("the URL has no host, e.g. https://hooks.slack.com/services/…".into())
-        }
-        Ok(_) => Ok(()),
-        Err(e) => Err(format!(
-            "not a URL ({e}); expected something like https://hooks.slack.com/services/…"
-        )),
-    }
-}
-
-/// Whether `docker.socket` names something the daemon can connect to: an absolute socket
-/// path, or a `unix://`, `tcp://` or `http://` URL ("" means: use the default).
-pub fn check_docker_socket(s: &str) -> Result<(), String> {
-    if s.is_empty() {
-        return Ok(());
-    }
-    if let Some(path) = s.strip_prefix("unix://") {
-        return if path.starts_with('/') {
-            Ok(())
-        } else {
-            Err(format!(
-                "\"{s}\": a unix:// URL needs an absolute path, e.g. unix:///var/run/docker.sock"
-            ))
-        };
-    }
-    if let Some(rest) = s
-        .strip_prefix("tcp://")
-        .or_else(|| s.strip_prefix("http://"))
-    {
-        return if rest.is_empty() || rest.starts_with('/') {
-            Err(format!(
-                "\"{s}\" names no host: write e.g. tcp://127.0.0.1:2375"
-            ))
-        } else {
-            Ok(())
-        };
-    }
-    if s.starts_with('/') {
-        return Ok(());
-    }
-    Err(format!(
-        "\"{s}\" is not a Docker address: give a socket path such as /var/run/docker.sock, or a unix://, tcp:// or http:// URL (TLS and ssh:// are not supported)"
-    ))
-}
-
-fn looks_like_address(s: &str) -> bool {
-    let addr = match (s.rfind('<'), s.rfind('>')) {
-        (Some(a), Some(b)) if a < b => &s[a + 1..b],
-        _ => s,
-    };
-    match addr.split_once('@') {
-        Some((user, domain)) => {
-            !user.is_empty()
-                && !domain.is_empty()
-                && !addr.contains(char::is_whitespace)
-                && !addr.contains(['\r', '\n'])
-        }
-        None => false,
-    }
-}
-
-fn describe(v: &Value) -> String {
-    match v {
-        Value::Number(n) => n.to_string(),
-        Value::String(s) => format!("\"{s}\""),
-        other => other.kind().to_string(),
-    }
-}
-
-/// Says that a duration is beyond [`MAX_DURATION_SECS`] (or not a finite number).
-fn too_long(shown: &str) -> String {
-    format!(
-        "{shown} is too long: durations are at most {} (ten years); for a ban, that is for ever in practice",
-        format_duration(MAX_DURATION_SECS)
-    )
-}
-
-/// Parses "90", "90s", "10m", "24h", "7d", "2w" and sums such as "1h30m" into seconds.
-///
-/// At most [`MAX_DURATION_SECS`]: a longer duration (or one too long to count) is an
-/// error, not a wrapped or saturated number. Exponents ("1e20s") are not durations.
-pub fn parse_duration(s: &str) -> Result<u64, String> {
-    let t = s.trim();
-    let bad = || {
-        format!("\"{s}\" is not a duration: use a whole number with a unit, such as \"90s\", \"10m\", \"24h\", \"7d\" or \"1h30m\"")
-    };
-    let huge = || too_long(&format!("\"{s}\""));
-    if t.is_empty() {
-        return Err(bad());
-    }
-    let mut total: u64 = 0;
-    let mut num = String::new();
-    let mut chars = t.chars().peekable();
-    let mut saw_unit = false;
-    while let Some(c) = chars.next() {
-        if c.is_ascii_digit() {
-            num.push(c);
-            continue;
-        }
-        if c.is_whitespace() {
-            continue;
-        }
-        let mut unit = c.to_string();
-        while let Some(&n) = chars.peek() {
-            if n.is_ascii_alphabetic() {
-                unit.push(n);
-                chars.next();
-            } else {
-                break;
-            }
-        }
-        let mult = match unit.as_str() {
-            "s" | "sec" | "secs" | "second" | "seconds" => 1,
-            "m" | "min" | "mins" | "minute" | "minutes" => 60,
-            "h" | "hour" | "hours" => 3600,
-            "d" | "day" | "days" => 86400,
-            "w" | "week" | "weeks" => 7 * 86400,
-            _ => return Err(bad()),
-        };
-        let n = whole_number(&num).ok_or_else(bad)?.ok_or_else(huge)?;
-        num.clear();
-        saw_unit = true;
-        total = total
-            .checked_add(n.checked_mul(mult).ok_or_else(huge)?)
-            .ok_or_else(huge)?;
-    }
-    if !num.is_empty() {
-        if saw_unit {
-            return Err(bad());
-        }
-        total = whole_number(&num).ok_or_else(bad)?.ok_or_else(huge)?;
-    }
-    if total > MAX_DURATION_SECS {
-        return Err(huge());
-    }
-    Ok(total)
-}
-
-/// A run of ASCII digits as a number: None when empty, Some(None) when too large to count.
-fn whole_number(digits: &str) -> Option<Option<u64>> {
-    if digits.is_empty() {
-        return None;
-    }
-    Some(digits.parse().ok())
-}
-
-/// Formats seconds the way operators write them: "24h", "1h30m", "45s".
-pub fn format_duration(secs: u64) -> String {
-    if secs == 0 {
-        return "0s".into();
-    }
-    let mut out = String::new();
-    let mut rest = secs;
-    for (unit, size) in [("d", 86400), ("h", 3600), ("m", 60), ("s", 1)] {
-        if rest >= size {
-            out.push_str(&format!("{}{unit}", rest / size));
-            rest %= size;
-        }
-    }
-    out
-}
-
-/// The known key closest to `key`, if it is close enough to be a likely typo.
-pub fn did_you_mean<'a, S: AsRef<str>>(key: &str, known: &'a [S]) -> Option<&'a str> {
-    let key_l = key.to_ascii_lowercase();
-    known
-        .iter()
-        .map(|k| {
-            (
-                k.as_ref(),
-                edit_distance(&key_l, &k.as_ref().to_ascii_lowercase()),
-            )
-        })
-        .filter(|(k, d)| *d <= (k.len().max(key.len()) / 3).max(2))
-        .min_by_key(|(_, d)| *d)
-        .map(|(k, _)| k)
-}
-
-fn edit_distance(a: &str, b: &str) -> usize {
-    let a: Vec<char> = a.chars().collect();
-    let b: Vec<char> = b.chars().collect();
-    let mut prev: Vec<usize> = (0..=b.len()).collect();
-    let mut cur = vec![0; b.len() + 1];
-    for i in 1..=a.len() {
-        cur[0] = i;
-        for j in 1..=b.len() {
-            let cost = usize::from(a[i - 1] != b[j - 1]);
-            cur[j] = (prev[j] + 1).min(cur[j - 1] + 1).min(prev[j - 1] + cost);
-        }
-        std::mem::swap(&mut prev, &mut cur);
-    }
-    prev[b.len()]
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::detect::Severity;
+    use crate::notify::WebhookFormat;
+    use crate::time::{parse_duration, MAX_DURATION_SECS};
 
     #[test]
     fn the_seed_example_works_as_written() {
@@ -2365,6 +415,7 @@ mod tests {
         );
         assert!(parse_listen("localhost:9184")
             .unwrap_err()
+            .to_string()
             .contains("IP:PORT"));
         assert!(parse_listen("0").is_err());
         let cfg = parse_str(
@@ -2375,17 +426,6 @@ mod tests {
         assert_eq!((cfg.alerts.cooldown, cfg.alerts.keep), (120, 50));
         let e = parse_str(r#"{"metrics": {"listn": "9100"}}"#).unwrap_err();
         assert!(e[0].message.contains("did you mean \"listen\""), "{e:?}");
-    }
-
-    #[test]
-    fn durations() {
-        assert_eq!(parse_duration("90"), Ok(90));
-        assert_eq!(parse_duration("10m"), Ok(600));
-        assert_eq!(parse_duration("1h30m"), Ok(5400));
-        assert_eq!(parse_duration("7d"), Ok(604800));
-        assert!(parse_duration("10 parsecs").is_err());
-        assert!(parse_duration("1h5").is_err());
-        assert_eq!(format_duration(5400), "1h30m");
     }
 
     #[test]
@@ -2437,24 +477,6 @@ mod tests {
     }
 
     #[test]
-    fn escalation_never_overflows() {
-        let b = BanPolicy {
-            max_duration: u64::MAX,
-            ..BanPolicy::default()
-        };
-        assert_eq!(b.duration_for(40), MAX_DURATION_SECS, "2^40 days is capped");
-        assert_eq!(b.duration_for(u32::MAX), MAX_DURATION_SECS);
-        let steep = BanPolicy {
-            repeat_multiplier: 100.0,
-            max_duration: MAX_DURATION_SECS,
-            ..BanPolicy::default()
-        };
-        assert_eq!(steep.duration_for(u32::MAX), MAX_DURATION_SECS);
-        assert_eq!(BanPolicy::default().clamp_ban(u64::MAX), 30 * 86400);
-        assert_eq!(BanPolicy::default().clamp_ban(0), 1);
-    }
-
-    #[test]
     fn alert_log_sizes_take_units_and_are_bounded() {
         assert_eq!(parse_size("50M"), Ok(50 << 20));
         assert_eq!(parse_size("50MB"), parse_size("50 MiB"));
@@ -2476,14 +498,6 @@ mod tests {
                 errs[0]
             );
         }
-    }
-
-    #[test]
-    fn escalation_is_capped() {
-        let b = BanPolicy::default();
-        assert_eq!(b.duration_for(0), 86400);
-        assert_eq!(b.duration_for(1), 2 * 86400);
-        assert_eq!(b.duration_for(50), 30 * 86400);
     }
 
     #[test]
@@ -2671,6 +685,14 @@ mod tests {
         assert!(check_docker_socket("ssh://host").is_err());
         assert!(check_docker_socket("unix://docker.sock").is_err());
         assert!(check_docker_socket("tcp://").is_err());
+    }
+
+    #[test]
+    fn the_detectors_defaults_are_the_files() {
+        assert_eq!(
+            Config::default().detect_settings(),
+            crate::detect::Settings::default()
+        );
     }
 
     #[test]

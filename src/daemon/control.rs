@@ -15,7 +15,6 @@ use crate::api::{Request, Response};
 use crate::ban::worker::Msg;
 use crate::ban::BanRecord;
 use crate::clock::unix_now;
-use crate::config;
 use crate::docker::Watcher;
 
 /// A call whose answer needs the enforcement thread's list of bans and then the daemon.
@@ -334,9 +333,9 @@ pub fn alert_filter(
 ) -> Result<Filter, String> {
     let since = match since.as_deref().map(str::trim) {
         None | Some("") => None,
-        Some(s) => Some(match config::parse_duration(s) {
+        Some(s) => Some(match crate::time::parse_duration(s) {
             Ok(d) => now.saturating_sub(i64::try_from(d).unwrap_or(i64::MAX)),
-            Err(_) => crate::detect::parse::parse_time(s.as_bytes()).ok_or_else(|| {
+            Err(_) => crate::time::parse_time(s.as_bytes()).ok_or_else(|| {
                 format!("since: {s:?} is neither a duration (\"1h\", \"30m\") nor a time (\"2026-11-21T10:00:00Z\")")
             })?,
         }),

@@ -156,8 +156,8 @@ impl Daemon {
     /// starts every part. Any failure here stops the start with what went wrong.
     async fn start(opts: Options, cfg: Config) -> Result<(Daemon, Inbox), String> {
         let lock = StateLock::acquire(&cfg.state.dir)?;
-        let detector =
-            Detector::new(&cfg).map_err(|e| format!("the rules cannot be compiled: {e}"))?;
+        let detector = Detector::new(&cfg.detect_settings())
+            .map_err(|e| format!("the rules cannot be compiled: {e}"))?;
         let (enforcer, report) = Enforcer::start(&cfg, unix_now()).map_err(|e| {
             systemd::status(&format!("firewall error: {e}"));
             format!("cannot start enforcement: {e}")

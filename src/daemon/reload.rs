@@ -34,7 +34,12 @@ pub(super) async fn prepare_metrics(
         return Ok(MetricsChange::Keep);
     }
     Ok(match want {
-        Some(addr) => MetricsChange::Start(addr, crate::metrics::http::bind(addr).await?),
+        Some(addr) => MetricsChange::Start(
+            addr,
+            crate::metrics::http::bind(addr)
+                .await
+                .map_err(|e| e.to_string())?,
+        ),
         None => MetricsChange::Stop,
     })
 }
@@ -127,8 +132,8 @@ impl Daemon {
     async fn prepare(&self, path: &Path) -> Result<Prepared, String> {
         let cfg = config::load(path).map_err(|e| e.to_string().trim_end().to_string())?;
         refuse_moves(&self.cfg, &cfg)?;
-        let detector =
-            Detector::new(&cfg).map_err(|e| format!("the rules cannot be compiled: {e}"))?;
+        let detector = Detector::new(&cfg.detect_settings())
+            .map_err(|e| format!("the rules cannot be compiled: {e}"))?;
         let watch = WatchSettings::from_config(&cfg)?;
         let metrics = prepare_metrics(self.metrics_server.as_ref(), cfg.metrics.listen).await?;
         Ok(Prepared {

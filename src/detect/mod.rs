@@ -8,16 +8,17 @@ pub mod decode;
 pub mod parse;
 pub mod proxy;
 pub mod rules;
+mod settings;
 pub mod window;
 
 use std::collections::HashMap;
 use std::hash::{BuildHasher, Hasher};
 use std::net::IpAddr;
 
-use crate::config::{Config, Severity, Thresholds};
 use crate::netaddr::{never_ban_reason, IpNet};
 use parse::Request;
 use rules::{RuleSet, View};
+pub use settings::{Settings, Severity, Thresholds};
 use window::{DistinctWindow, EventWindow, RateCounter};
 
 /// Rule id and category of the verdicts that come from thresholds rather than a rule.
@@ -134,16 +135,16 @@ pub struct Detector {
 }
 
 impl Detector {
-    pub fn new(cfg: &Config) -> Result<Detector, String> {
-        let rules = RuleSet::new(cfg.builtin_rules, &cfg.disabled_rules, &cfg.patterns)?;
+    pub fn new(s: &Settings) -> Result<Detector, rules::RuleError> {
+        let rules = RuleSet::new(s.builtin_rules, &s.disabled_rules, &s.patterns)?;
         Ok(Detector {
             rules,
-            thresholds: cfg.thresholds.clone(),
-            allowlist: cfg.allowlist.clone(),
-            ban_seconds: cfg.ban.duration,
-            max_tracked: cfg.limits.max_tracked_ips,
+            thresholds: s.thresholds.clone(),
+            allowlist: s.allowlist.clone(),
+            ban_seconds: s.quiet_seconds,
+            max_tracked: s.max_tracked_ips,
             ips: HashMap::with_hasher(foldhash::fast::RandomState::default()),
-            proxies: proxy::ProxyResolver::new(&cfg.trusted_proxies),
+            proxies: proxy::ProxyResolver::new(&s.trusted_proxies),
             view: View::default(),
             hasher: foldhash::fast::RandomState::default(),
             observed: 0,
@@ -403,10 +404,35 @@ impl Detector {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::parse_str;
+    use rules::UserPattern;
 
-    fn detector(cfg: &str) -> Detector {
-        Detector::new(&parse_str(cfg).unwrap()).unwrap()
+    fn detector(s: Settings) -> Detector {
+        Detector::new(&s).unwrap()
+    }
+
+    /// The defaults with some thresholds changed.
+    fn with_thresholds(change: impl FnOnce(&mut Thresholds)) -> Settings {
+        let mut s = Settings::default();
+        change(&mut s.thresholds);
+        s
+    }
+
+    /// Only the operator's patterns, no built-in rules.
+    fn only_patterns(patterns: &[(&str, &str, &str, Severity)]) -> Settings {
+        Settings {
+            builtin_rules: false,
+            patterns: patterns
+                .iter()
+                .map(|&(name, regex, category, severity)| UserPattern {
+                    name: name.into(),
+                    regex: regex.into(),
+                    fields: None,
+                    severity,
+                    category: category.into(),
+                })
+                .collect(),
+            ..Settings::default()
+        }
     }
 
     fn line(ip: &str, target: &str, status: u16, ua: &str) -> Vec<u8> {
@@ -420,7 +446,7 @@ mod tests {
 
     #[test]
     fn a_flood_bans_once() {
-        let mut d = detector(r#"{"thresholds": {"max_requests_per_minute": 10}}"#);
+        let mut d = detector(with_thresholds(|t| t.max_requests_per_minute = 10));
         let raw = line("203.0.113.1", "/", 200, "x");
         let verdicts: Vec<Verdict> = (0..30)
             .filter_map(|i| feed(&mut d, &raw, 1000 + i / 10).verdict)
@@ -451,7 +477,7 @@ mod tests {
             ),
         ];
         for (i, (target, category)) in attacks.iter().enumerate() {
-            let mut d = detector("{}");
+            let mut d = detector(Settings::default());
             let ip = format!("203.0.113.{}", i + 10);
             let v = feed(&mut d, &line(&ip, target, 200, "Mozilla/5.0"), 1000)
                 .verdict
@@ -470,7 +496,7 @@ mod tests {
             "/search?q=%22exact%20phrase%22",
         ];
         // String break-out probes, one fragment per request: three make a ban.
-        let mut d = detector("{}");
+        let mut d = detector(Settings::default());
         let v = ["/p?pay=%22:%2265", "/p?pay=%27%5C2nq5", "/p?%22:60"]
             .iter()
             .enumerate()
@@ -485,7 +511,7 @@ mod tests {
             .next()
             .expect("three break-out probes ban");
         assert_eq!(v.category, "sqli");
-        let mut d = detector("{}");
+        let mut d = detector(Settings::default());
         for (i, target) in benign.iter().enumerate() {
             let v = feed(
                 &mut d,
@@ -498,7 +524,7 @@ mod tests {
 
     #[test]
     fn a_quick_burst_of_referer_less_404s_is_a_scanner() {
-        let mut d = detector("{}");
+        let mut d = detector(Settings::default());
         // A page with broken images and styles: assets, even without a referer.
         for (i, p) in [
             "/a.png",
@@ -566,7 +592,7 @@ mod tests {
             (PROBING_BURST_RULE, PROBING_CATEGORY)
         );
         // Switched off with 0.
-        let mut off = detector(r#"{"thresholds": {"max_not_found_burst": 0}}"#);
+        let mut off = detector(with_thresholds(|t| t.max_not_found_burst = 0));
         for i in 0..8 {
             assert!(feed(
                 &mut off,
@@ -580,7 +606,7 @@ mod tests {
 
     #[test]
     fn not_found_probing_counts_distinct_paths() {
-        let mut d = detector(r#"{"thresholds": {"max_not_found": 5}}"#);
+        let mut d = detector(with_thresholds(|t| t.max_not_found = 5));
         // The same missing path again and again is a broken link, not probing.
         for i in 0..20 {
             assert!(feed(
@@ -605,9 +631,14 @@ mod tests {
 
     #[test]
     fn user_patterns_count_toward_max_pattern_matches_in_their_window() {
-        let mut d = detector(
-            r#"{"rules": {"builtin": false}, "patterns": {"evil": "EVIL"}, "thresholds": {"max_pattern_matches": 3, "pattern_window": "1m"}}"#,
-        );
+        let mut d = detector(Settings {
+            thresholds: Thresholds {
+                max_pattern_matches: 3,
+                pattern_window: 60,
+                ..Thresholds::default()
+            },
+            ..only_patterns(&[("evil", "EVIL", "custom", Severity::Medium)])
+        });
         let raw = line("203.0.113.3", "/?q=EVIL", 200, "x");
         assert!(feed(&mut d, &raw, 0).verdict.is_none());
         assert!(feed(&mut d, &raw, 30).verdict.is_none());
@@ -622,9 +653,10 @@ mod tests {
 
     #[test]
     fn allowlisted_and_loopback_verdicts_are_marked() {
-        let mut d = detector(
-            r#"{"allowlist": ["198.51.100.0/24"], "thresholds": {"max_requests_per_minute": 1}}"#,
-        );
+        let mut d = detector(Settings {
+            allowlist: vec!["198.51.100.0/24".parse().unwrap()],
+            ..with_thresholds(|t| t.max_requests_per_minute = 1)
+        });
         let v = feed(&mut d, &line("198.51.100.9", "/", 200, "x"), 0);
         assert!(v.verdict.is_none());
         let v = feed(&mut d, &line("198.51.100.9", "/", 200, "x"), 0)
@@ -640,9 +672,10 @@ mod tests {
 
     #[test]
     fn categories_limit_which_rules_apply() {
-        let mut d = detector(
-            r#"{"rules": {"builtin": false}, "patterns": {"a": {"regex": "AAA", "category": "sqli", "severity": "critical"}, "b": {"regex": "BBB", "category": "xss", "severity": "critical"}}}"#,
-        );
+        let mut d = detector(only_patterns(&[
+            ("a", "AAA", "sqli", Severity::Critical),
+            ("b", "BBB", "xss", Severity::Critical),
+        ]));
         let raw = line("203.0.113.4", "/?q=AAA", 200, "x");
         let req = parse::parse_access(&raw).unwrap();
         let only_xss = ["xss".to_string()];
@@ -663,7 +696,13 @@ mod tests {
 
     #[test]
     fn behind_a_trusted_proxy_the_forwarded_client_is_the_one_judged() {
-        let mut d = detector(r#"{"trusted_proxies": ["172.18.0.0/16"]}"#);
+        let mut d = detector(Settings {
+            trusted_proxies: proxy::TrustedProxies {
+                nets: vec!["172.18.0.0/16".parse().unwrap()],
+                ..Default::default()
+            },
+            ..Settings::default()
+        });
         let attack = |peer: &str, xff: &str| {
             format!("{peer} - - [21/Nov/2026:00:00:00 +0000] \"GET /?q=%3Cscript%3Ealert(1)%3C/script%3E HTTP/1.1\" 200 10 \"-\" \"x\" \"{xff}\"").into_bytes()
         };
@@ -681,7 +720,10 @@ mod tests {
 
     #[test]
     fn tracked_ips_are_bounded() {
-        let mut d = detector(r#"{"limits": {"max_tracked_ips": 1000}}"#);
+        let mut d = detector(Settings {
+            max_tracked_ips: 1000,
+            ..Settings::default()
+        });
         for i in 0..50_000u32 {
             let ip = std::net::Ipv4Addr::from(0x0a00_0000 + i).to_string();
             feed(&mut d, &line(&ip, "/", 200, "x"), 1000);

@@ -12,8 +12,153 @@ use std::net::IpAddr;
 use regex::bytes::Regex;
 use serde::Serialize;
 
-use crate::config::{JsonFields, LogFormat};
+use super::rules::{explain_regex_error, RegexError};
 use crate::netaddr::parse_client_ip;
+use crate::time::{epoch_number, parse_time};
+
+/// The log formats every config knows, as `log_format` and containers name them.
+pub const BUILTIN_FORMATS: [&str; 5] = ["auto", "combined", "common", "vhost_combined", "json"];
+
+/// How a source's lines are read.
+#[derive(Debug, Clone, PartialEq)]
+pub enum LogFormat {
+    /// Recognise combined/common/JSON per source.
+    Auto,
+    /// nginx/Apache combined (and common, which lacks referer and user agent).
+    Combined,
+    Common,
+    /// Apache's `vhost_combined` and nginx-proxy's format: combined with the virtual host
+    /// (`name`, `name:port`, or an address) in front of the client address.
+    VhostCombined,
+    /// One JSON object per line.
+    Json(JsonFields),
+    /// A regex with named groups; `ip` is required.
+    Custom {
+        name: String,
+        regex: String,
+    },
+}
+
+impl LogFormat {
+    /// The built-in format of that name (one of [`BUILTIN_FORMATS`]).
+    pub fn builtin(name: &str) -> Option<LogFormat> {
+        match name {
+            "auto" => Some(LogFormat::Auto),
+            "combined" => Some(LogFormat::Combined),
+            "common" => Some(LogFormat::Common),
+            "vhost_combined" => Some(LogFormat::VhostCombined),
+            "json" => Some(LogFormat::Json(JsonFields::default())),
+            _ => None,
+        }
+    }
+
+    pub fn name(&self) -> &str {
+        match self {
+            LogFormat::Auto => "auto",
+            LogFormat::Combined => "combined",
+            LogFormat::Common => "common",
+            LogFormat::VhostCombined => "vhost_combined",
+            LogFormat::Json(_) => "json",
+            LogFormat::Custom { name, .. } => name,
+        }
+    }
+}
+
+/// Which JSON keys (dotted paths for nested objects) hold which field; the defaults cover
+/// nginx `escape=json` logs, Traefik and Caddy.
+#[derive(Debug, Clone, PartialEq)]
+pub struct JsonFields {
+    pub ip: Vec<String>,
+    pub request: Vec<String>,
+    pub method: Vec<String>,
+    pub uri: Vec<String>,
+    pub status: Vec<String>,
+    pub user_agent: Vec<String>,
+    pub referer: Vec<String>,
+    pub time: Vec<String>,
+    pub forwarded_for: Vec<String>,
+    pub message: Vec<String>,
+}
+
+fn strings(list: &[&str]) -> Vec<String> {
+    list.iter().map(|s| s.to_string()).collect()
+}
+
+impl Default for JsonFields {
+    fn default() -> Self {
+        JsonFields {
+            ip: strings(&[
+                "remote_addr",
+                "client_ip",
+                "clientip",
+                "remote_ip",
+                "ClientHost",
+                "request.remote_ip",
+                "request.client_ip",
+                "ip",
+                "client",
+            ]),
+            request: strings(&["request", "request_line"]),
+            method: strings(&[
+                "method",
+                "request_method",
+                "RequestMethod",
+                "request.method",
+            ]),
+            uri: strings(&[
+                "request_uri",
+                "uri",
+                "url",
+                "path",
+                "RequestPath",
+                "request.uri",
+            ]),
+            status: strings(&[
+                "status",
+                "status_code",
+                "DownstreamStatus",
+                "response_status",
+                "code",
+            ]),
+            user_agent: strings(&[
+                "http_user_agent",
+                "user_agent",
+                "userAgent",
+                "ua",
+                "agent",
+                "request_User-Agent",
+                "request.headers.User-Agent",
+            ]),
+            referer: strings(&[
+                "http_referer",
+                "referer",
+                "referrer",
+                "request_Referer",
+                "request.headers.Referer",
+            ]),
+            time: strings(&[
+                "time_iso8601",
+                "time_local",
+                "time",
+                "timestamp",
+                "@timestamp",
+                "ts",
+                "StartUTC",
+            ]),
+            forwarded_for: strings(&[
+                "http_x_forwarded_for",
+                "x_forwarded_for",
+                "forwarded_for",
+                "request_X-Forwarded-For",
+                "request.headers.X-Forwarded-For",
+                "http_x_real_ip",
+                "x_real_ip",
+                "request_X-Real-Ip",
+            ]),
+            message: strings(&["message", "msg"]),
+        }
+    }
+}
 
 /// One parsed line. Fields are raw as logged (escapes and percent-encoding intact); the
 /// rules decode what they look at.
@@ -107,22 +252,28 @@ struct CustomFormat {
     message: Option<usize>,
 }
 
+/// Why a custom format's regex cannot be used.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum FormatError {
+    #[error(transparent)]
+    Regex(#[from] RegexError),
+    #[error("the regex has no named group `ip` (write (?P<ip>...) around the client address)")]
+    NoIpGroup,
+}
+
 /// Checks a custom format's regex: it must compile and have a named group `ip`.
-pub fn check_custom_regex(pattern: &str) -> Result<(), String> {
+pub fn check_custom_regex(pattern: &str) -> Result<(), FormatError> {
     compile_custom(pattern).map(|_| ())
 }
 
-fn compile_custom(pattern: &str) -> Result<CustomFormat, String> {
-    let regex = Regex::new(pattern).map_err(|e| crate::detect::rules::explain_regex_error(&e))?;
+fn compile_custom(pattern: &str) -> Result<CustomFormat, FormatError> {
+    let regex = Regex::new(pattern).map_err(|e| explain_regex_error(&e))?;
     let group = |names: &[&str]| {
         names
             .iter()
             .find_map(|n| regex.capture_names().position(|c| c == Some(n)))
     };
-    let ip = group(&["ip"]).ok_or_else(|| {
-        "the regex has no named group `ip` (write (?P<ip>...) around the client address)"
-            .to_string()
-    })?;
+    let ip = group(&["ip"]).ok_or(FormatError::NoIpGroup)?;
     Ok(CustomFormat {
         ip,
         method: group(&["method"]),
@@ -140,7 +291,7 @@ fn compile_custom(pattern: &str) -> Result<CustomFormat, String> {
 }
 
 impl LineParser {
-    pub fn new(format: &LogFormat) -> Result<Self, String> {
+    pub fn new(format: &LogFormat) -> Result<Self, FormatError> {
         let (kind, json_fields) = match format {
             LogFormat::Auto => (Kind::Auto, JsonFields::default()),
             LogFormat::Combined | LogFormat::Common => {
@@ -545,179 +696,6 @@ fn parse_json<'a>(line: &'a [u8], f: &JsonFields) -> Option<Request<'a>> {
     Some(req)
 }
 
-/// The years a log line's time may fall in. Others are nobody's log line; rejecting them
-/// keeps every later sum in range.
-const YEARS: std::ops::RangeInclusive<i64> = 1970..=9999;
-/// Seconds up to this (the year 5138), else milliseconds, microseconds or nanoseconds.
-const EPOCH_SECONDS_MAX: f64 = 1e11;
-
-/// Epoch seconds, or milliseconds/microseconds/nanoseconds when the number is that large.
-/// None for what is no time: negative, not finite (`inf` from 309 digits), or too large
-/// to be nanoseconds. No loop: the scale is one of four.
-fn epoch_number(n: f64) -> Option<i64> {
-    if !n.is_finite() || n < 0.0 {
-        return None;
-    }
-    let v = [1.0, 1e3, 1e6, 1e9]
-        .iter()
-        .map(|scale| n / scale)
-        .find(|v| *v <= EPOCH_SECONDS_MAX)?;
-    // In range by the test above, so the cast neither saturates nor wraps.
-    Some(v as i64)
-}
-
-/// Parses the timestamp formats logs use into Unix seconds: nginx/Apache
-/// `21/Nov/2026:00:06:01 +0000`, ISO 8601 / RFC 3339 (`2026-11-21T00:06:01.5Z`,
-/// `2026-11-21 00:06:01+01:00`; no offset means UTC), and epoch seconds (or ms, µs, ns).
-/// Total: any input gives an answer at once, None for anything outside the years
-/// 1970..=9999 or not a time at all.
-pub fn parse_time(s: &[u8]) -> Option<i64> {
-    let s = trim_ascii(s);
-    if s.len() >= 20 && s[2] == b'/' && s[6] == b'/' && s[11] == b':' {
-        let day = num(&s[0..2])?;
-        let month = month_number(&s[3..6])?;
-        let year = num(&s[7..11])?;
-        let (h, m, sec) = (num(&s[12..14])?, num(&s[15..17])?, num(&s[18..20])?);
-        let offset = parse_offset(trim_ascii(&s[20..])).unwrap_or(0);
-        return in_time_range(civil_to_unix(year, month, day, h, m, sec)?.checked_sub(offset)?);
-    }
-    if s.len() >= 19
-        && s[4] == b'-'
-        && s[7] == b'-'
-        && (s[10] == b'T' || s[10] == b' ')
-        && s[13] == b':'
-    {
-        let (year, month, day) = (num(&s[0..4])?, num(&s[5..7])?, num(&s[8..10])?);
-        let (h, m, sec) = (num(&s[11..13])?, num(&s[14..16])?, num(&s[17..19])?);
-        let mut rest = &s[19..];
-        if rest.first() == Some(&b'.') || rest.first() == Some(&b',') {
-            let digits = rest[1..].iter().take_while(|b| b.is_ascii_digit()).count();
-            rest = &rest[1 + digits..];
-        }
-        let offset = parse_offset(trim_ascii(rest)).unwrap_or(0);
-        return in_time_range(civil_to_unix(year, month, day, h, m, sec)?.checked_sub(offset)?);
-    }
-    // Epoch numbers: nanoseconds of the year 9999 have 20 digits; a longer run of digits
-    // is no time (and is not worth converting).
-    if !s.is_empty() && s.len() <= 40 && s.iter().all(|b| b.is_ascii_digit() || *b == b'.') {
-        let v: f64 = std::str::from_utf8(s).ok()?.parse().ok()?;
-        return epoch_number(v);
-    }
-    None
-}
-
-/// A time an offset moved outside the years we read (`31/Dec/9999:23:59:59 -2359`) is no
-/// time either: every time read must format and read back as itself.
-fn in_time_range(t: i64) -> Option<i64> {
-    /// 9999-12-31T23:59:59Z.
-    const LAST: i64 = 253_402_300_799;
-    (0..=LAST).contains(&t).then_some(t)
-}
-
-fn trim_ascii(mut s: &[u8]) -> &[u8] {
-    while let [b' ' | b'\t', rest @ ..] = s {
-        s = rest;
-    }
-    while let [rest @ .., b' ' | b'\t'] = s {
-        s = rest;
-    }
-    s
-}
-
-fn num(s: &[u8]) -> Option<i64> {
-    if s.is_empty() || !s.iter().all(u8::is_ascii_digit) {
-        return None;
-    }
-    Some(s.iter().fold(0i64, |a, &d| a * 10 + (d - b'0') as i64))
-}
-
-fn month_number(s: &[u8]) -> Option<i64> {
-    const MONTHS: [&[u8; 3]; 12] = [
-        b"jan", b"feb", b"mar", b"apr", b"may", b"jun", b"jul", b"aug", b"sep", b"oct", b"nov",
-        b"dec",
-    ];
-    let lower = [
-        s[0].to_ascii_lowercase(),
-        s[1].to_ascii_lowercase(),
-        s[2].to_ascii_lowercase(),
-    ];
-    MONTHS
-        .iter()
-        .position(|m| **m == lower)
-        .map(|i| i as i64 + 1)
-}
-
-/// `+0100`, `-05:00`, `Z` → seconds east of UTC.
-fn parse_offset(s: &[u8]) -> Option<i64> {
-    match s {
-        b"Z" | b"z" | b"" => Some(0),
-        [sign @ (b'+' | b'-'), rest @ ..] => {
-            let digits: Vec<u8> = rest.iter().copied().filter(|b| *b != b':').collect();
-            if digits.len() != 4 {
-                return None;
-            }
-            let secs = num(&digits[0..2])? * 3600 + num(&digits[2..4])? * 60;
-            Some(if *sign == b'-' { -secs } else { secs })
-        }
-        _ => None,
-    }
-}
-
-/// Days since 1970-01-01 for a proleptic Gregorian date (Howard Hinnant's algorithm).
-pub(crate) fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
-    let y = if m <= 2 { y - 1 } else { y };
-    let era = if y >= 0 { y } else { y - 399 } / 400;
-    let yoe = y - era * 400;
-    let mp = (m + 9) % 12;
-    let doy = (153 * mp + 2) / 5 + d - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    era * 146097 + doe - 719468
-}
-
-/// Unix seconds of a civil date and time, or None when a field is out of its range
-/// (years 1970..=9999, 60 allowed for a leap second). The ranges keep the sums far from
-/// overflow; the arithmetic is checked all the same.
-fn civil_to_unix(y: i64, mo: i64, d: i64, h: i64, mi: i64, s: i64) -> Option<i64> {
-    if !YEARS.contains(&y)
-        || !(1..=12).contains(&mo)
-        || !(1..=31).contains(&d)
-        || !(0..=23).contains(&h)
-        || !(0..=59).contains(&mi)
-        || !(0..=60).contains(&s)
-    {
-        return None;
-    }
-    days_from_civil(y, mo, d)
-        .checked_mul(86_400)?
-        .checked_add(h * 3600 + mi * 60 + s)
-}
-
-/// The (year, month, day) of a day number since 1970-01-01: the inverse of
-/// [`days_from_civil`].
-pub(crate) fn civil_from_days(days: i64) -> (i64, i64, i64) {
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    (yoe + era * 400 + i64::from(m <= 2), m, d)
-}
-
-/// Unix seconds → `2026-11-21T00:06:01Z`.
-pub fn format_time(t: i64) -> String {
-    let (y, m, d) = civil_from_days(t.div_euclid(86400));
-    let secs = t.rem_euclid(86400);
-    format!(
-        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
-        secs / 3600,
-        secs % 3600 / 60,
-        secs % 60
-    )
-}
-
 /// Lines a source must have written before the share that failed to parse is judged.
 pub const UNPARSED_MIN_LINES: u64 = 100;
 /// How much of the latest unparsed line is kept as the notice's sample.
@@ -795,7 +773,7 @@ mod tests {
     }
 
     fn unix(y: i64, mo: i64, d: i64, h: i64, mi: i64, s: i64) -> i64 {
-        civil_to_unix(y, mo, d, h, mi, s).expect("a valid date")
+        crate::time::civil_to_unix(y, mo, d, h, mi, s).expect("a valid date")
     }
 
     #[test]
@@ -880,6 +858,7 @@ mod tests {
         assert!(r.message.starts_with(b"2026"));
         assert!(check_custom_regex(r"from (\S+)")
             .unwrap_err()
+            .to_string()
             .contains("`ip`"));
     }
 
@@ -905,56 +884,6 @@ mod tests {
                 String::from_utf8_lossy(bad)
             );
         }
-    }
-
-    #[test]
-    fn times() {
-        assert_eq!(
-            parse_time(b"2026-11-21T00:06:01.250+01:00"),
-            Some(unix(2026, 11, 20, 23, 6, 1))
-        );
-        assert_eq!(parse_time(b"1763683561"), Some(1763683561));
-        assert_eq!(parse_time(b"1763683561123"), Some(1763683561));
-        assert_eq!(
-            format_time(unix(2026, 11, 21, 0, 6, 1)),
-            "2026-11-21T00:06:01Z"
-        );
-        assert_eq!(format_time(0), "1970-01-01T00:00:00Z");
-        assert_eq!(parse_time(b"garbage"), None);
-    }
-
-    #[test]
-    fn huge_and_absurd_times_are_no_times_and_return_at_once() {
-        let digits = "9".repeat(400);
-        assert_eq!(parse_time(digits.as_bytes()), None);
-        assert_eq!(parse_time(format!("{digits}.5").as_bytes()), None);
-        assert_eq!(epoch_number(f64::INFINITY), None);
-        assert_eq!(epoch_number(f64::NEG_INFINITY), None);
-        assert_eq!(epoch_number(f64::NAN), None);
-        assert_eq!(epoch_number(-5.0), None);
-        assert_eq!(epoch_number(1e300), None);
-        // Nanoseconds are the finest scale read.
-        assert_eq!(
-            epoch_number(1_763_683_561_123_456_789.0),
-            Some(1_763_683_561)
-        );
-        assert_eq!(epoch_number(1e21), None);
-        // Years outside 1970..=9999, and fields out of range, are no dates.
-        assert_eq!(parse_time(b"0000-01-01T00:00:00Z"), None);
-        assert_eq!(parse_time(b"1969-12-31T23:59:59Z"), None);
-        assert_eq!(parse_time(b"21/Nov/0001:00:06:01 +0000"), None);
-        assert_eq!(parse_time(b"2026-13-01T00:00:00Z"), None);
-        assert_eq!(parse_time(b"2026-11-21T24:00:00Z"), None);
-        assert_eq!(parse_time(b"2026-11-00T00:00:00Z"), None);
-        assert_eq!(
-            parse_time(b"9999-12-31T23:59:59Z"),
-            Some(unix(9999, 12, 31, 23, 59, 59))
-        );
-        // An offset cannot carry a time past the years read, nor before 1970.
-        assert_eq!(parse_time(b"31/Dec/9999:23:59:59 -2359"), None);
-        assert_eq!(parse_time(b"1970-01-01T00:00:00+01:00"), None);
-        assert_eq!(civil_to_unix(i64::MAX, 1, 1, 0, 0, 0), None);
-        assert_eq!(civil_to_unix(i64::MIN, 1, 1, 0, 0, 0), None);
     }
 
     #[test]

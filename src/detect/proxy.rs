@@ -10,8 +10,18 @@
 
 use std::net::IpAddr;
 
-use crate::config::TrustedProxies;
 use crate::netaddr::{parse_client_ip, IpNet};
+
+/// Proxies whose forwarded header (`X-Forwarded-For`, `X-Real-IP`, or a format's
+/// forwarded field) names the real client.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct TrustedProxies {
+    pub nets: Vec<IpNet>,
+    /// `"docker"` in the list: the containers of every Docker network are trusted.
+    pub docker: bool,
+    /// `"container:NAME"` entries: these containers' addresses, wherever Docker puts them.
+    pub containers: Vec<String>,
+}
 
 /// The client of one request.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -27,7 +27,18 @@ use serde::Deserialize;
 
 use super::decode::{unescape_log, Scratch};
 use super::parse::Request;
-use crate::config::{Severity, UserPattern};
+use super::Severity;
+
+/// A user's own pattern from `patterns`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct UserPattern {
+    pub name: String,
+    pub regex: String,
+    /// None: the whole raw line and the decoded request target (the seed's meaning).
+    pub fields: Option<Vec<String>>,
+    pub severity: Severity,
+    pub category: String,
+}
 
 /// A part of a request a rule looks at.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -127,6 +138,42 @@ struct RuleEntry {
 
 const DEFAULT_RULES: &str = include_str!("default_rules.toml");
 
+/// Why a rule file, a rule or a set of rules cannot be used.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RuleError {
+    /// The file is not TOML of the expected shape.
+    #[error("{0}")]
+    File(String),
+    #[error("rule {id}: unknown severity {severity}")]
+    UnknownSeverity { id: String, severity: String },
+    #[error("rule {id}: unknown field {field}")]
+    UnknownField { id: String, field: String },
+    #[error("rule id {0} is used twice")]
+    DuplicateId(String),
+    #[error("rule {0}: a rule has either a pattern or `oversized = true`, not both or neither")]
+    PatternOrOversized(String),
+    /// One rule's pattern does not compile.
+    #[error("rule {id}: {why}")]
+    Pattern { id: String, why: String },
+    #[error("the rules on field {field} compile to more than {limit} bytes together; disable some (`disabled_rules`) or shorten the operator's patterns")]
+    SetTooBig { field: &'static str, limit: usize },
+    #[error("the rules on field {field} do not compile together: {detail}")]
+    Set { field: &'static str, detail: String },
+}
+
+/// Why the regex engine refuses a pattern, in an operator's words.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RegexError {
+    #[error("it uses look-around ((?=…), (?!…), (?<=…) or (?<!…)), which the regex engine does not run: it guarantees linear-time matching so a log line can never stall the monitor. Rewrite it without look-around")]
+    LookAround,
+    #[error("it uses a backreference (\\1, \\k<name>), which the regex engine does not run: it guarantees linear-time matching so a log line can never stall the monitor. Rewrite it without the backreference")]
+    Backreference,
+    #[error("it compiles to more than {0} bytes; make it smaller (fewer or shorter repetitions)")]
+    TooBig(usize),
+    #[error("it is not a valid regex: {0}")]
+    Invalid(String),
+}
+
 /// The built-in rules, parsed once. The file is part of the binary and its validity is a
 /// unit test, so a failure here is a build defect, reported as such.
 pub fn builtin_rules() -> &'static [Rule] {
@@ -141,29 +188,31 @@ pub fn builtin_rule_ids() -> Vec<&'static str> {
     builtin_rules().iter().map(|r| r.id.as_str()).collect()
 }
 
-fn parse_rule_file(text: &str) -> Result<Vec<Rule>, String> {
-    let file: RuleFile = toml::from_str(text).map_err(|e| e.to_string())?;
+fn parse_rule_file(text: &str) -> Result<Vec<Rule>, RuleError> {
+    let file: RuleFile = toml::from_str(text).map_err(|e| RuleError::File(e.to_string()))?;
     let mut out: Vec<Rule> = Vec::with_capacity(file.rule.len());
     for e in file.rule {
-        let severity = Severity::parse(&e.severity)
-            .ok_or_else(|| format!("rule {}: unknown severity {}", e.id, e.severity))?;
+        let severity = Severity::parse(&e.severity).ok_or_else(|| RuleError::UnknownSeverity {
+            id: e.id.clone(),
+            severity: e.severity.clone(),
+        })?;
         let fields = e
             .fields
             .iter()
             .map(|f| {
                 Field::parse(f)
                     .filter(|f| *f != Field::Line)
-                    .ok_or_else(|| format!("rule {}: unknown field {f}", e.id))
+                    .ok_or_else(|| RuleError::UnknownField {
+                        id: e.id.clone(),
+                        field: f.clone(),
+                    })
             })
             .collect::<Result<Vec<_>, _>>()?;
         if out.iter().any(|r| r.id == e.id) {
-            return Err(format!("rule id {} is used twice", e.id));
+            return Err(RuleError::DuplicateId(e.id));
         }
         if e.oversized != e.pattern.is_empty() {
-            return Err(format!(
-                "rule {}: a rule has either a pattern or `oversized = true`, not both or neither",
-                e.id
-            ));
+            return Err(RuleError::PatternOrOversized(e.id));
         }
         out.push(Rule {
             id: e.id,
@@ -184,21 +233,21 @@ fn parse_rule_file(text: &str) -> Result<Vec<Rule>, String> {
 }
 
 /// Explains why the regex engine refused a pattern, in an operator's words.
-pub fn explain_regex_error(e: &regex::Error) -> String {
+pub fn explain_regex_error(e: &regex::Error) -> RegexError {
     let text = e.to_string();
     if text.contains("look-around") {
-        "it uses look-around ((?=…), (?!…), (?<=…) or (?<!…)), which the regex engine does not run: it guarantees linear-time matching so a log line can never stall the monitor. Rewrite it without look-around".into()
+        RegexError::LookAround
     } else if text.contains("backreference") {
-        "it uses a backreference (\\1, \\k<name>), which the regex engine does not run: it guarantees linear-time matching so a log line can never stall the monitor. Rewrite it without the backreference".into()
+        RegexError::Backreference
     } else if let regex::Error::CompiledTooBig(limit) = e {
-        format!("it compiles to more than {limit} bytes; make it smaller (fewer or shorter repetitions)")
+        RegexError::TooBig(*limit)
     } else {
         let detail = text
             .lines()
             .filter(|l| !l.trim().is_empty())
             .collect::<Vec<_>>()
             .join(" ");
-        format!("it is not a valid regex: {detail}")
+        RegexError::Invalid(detail)
     }
 }
 
@@ -238,7 +287,7 @@ pub fn user_regex(pattern: &str) -> std::borrow::Cow<'_, str> {
 }
 
 /// Checks that an operator's pattern compiles.
-pub fn check_user_regex(pattern: &str) -> Result<(), String> {
+pub fn check_user_regex(pattern: &str) -> Result<(), RegexError> {
     regex::bytes::RegexBuilder::new(&user_regex(pattern))
         .size_limit(RULE_SIZE_LIMIT)
         .build()
@@ -478,16 +527,19 @@ fn compile(
 }
 
 /// Why one rule's pattern does not compile, in an operator's words.
-fn explain_rule_error(rule: &Rule, e: &meta::BuildError) -> String {
+fn explain_rule_error(rule: &Rule, e: &meta::BuildError) -> RuleError {
     let why = match regex::bytes::RegexBuilder::new(&rule.pattern)
         .unicode(!rule.builtin)
         .size_limit(RULE_SIZE_LIMIT)
         .build()
     {
-        Err(re) => explain_regex_error(&re),
+        Err(re) => explain_regex_error(&re).to_string(),
         Ok(_) => e.to_string(),
     };
-    format!("rule {}: {why}", rule.id)
+    RuleError::Pattern {
+        id: rule.id.clone(),
+        why,
+    }
 }
 
 /// Rules of one field, compiled together.
@@ -520,7 +572,7 @@ impl RuleSet {
         builtin: bool,
         disabled: &[String],
         patterns: &[UserPattern],
-    ) -> Result<RuleSet, String> {
+    ) -> Result<RuleSet, RuleError> {
         let mut rules: Vec<Rule> = Vec::new();
         if builtin {
             rules.extend(
@@ -560,7 +612,7 @@ impl RuleSet {
                     .map(Some)
                     .map_err(|e| explain_rule_error(r, &e))
             })
-            .collect::<Result<Vec<_>, String>>()?;
+            .collect::<Result<Vec<_>, RuleError>>()?;
         let sets = compile_sets(&rules)?;
         let oversized = (0..rules.len()).filter(|&i| rules[i].oversized).collect();
         Ok(RuleSet {
@@ -669,7 +721,7 @@ impl RuleSet {
 type Group = (Field, bool, Option<Vec<u16>>, Vec<usize>);
 
 /// Groups the pattern rules by field, case and status condition, one regex per group.
-fn compile_sets(rules: &[Rule]) -> Result<Vec<FieldSet>, String> {
+fn compile_sets(rules: &[Rule]) -> Result<Vec<FieldSet>, RuleError> {
     let mut groups: Vec<Group> = Vec::new();
     for (i, rule) in rules.iter().enumerate().filter(|(_, r)| !r.oversized) {
         for &field in &rule.fields {
@@ -689,14 +741,15 @@ fn compile_sets(rules: &[Rule]) -> Result<Vec<FieldSet>, String> {
             let patterns: Vec<&str> = members.iter().map(|&i| rules[i].pattern.as_str()).collect();
             // Built-in rules are ASCII-lowercase patterns over bytes; no Unicode keeps
             // their automata small and fast. Operator patterns keep Unicode classes.
-            let set = compile(&patterns, cased, true).map_err(|e| {
-                match e.size_limit() {
-                    Some(limit) => format!(
-                        "the rules on field {} compile to more than {limit} bytes together; disable some (`disabled_rules`) or shorten the operator's patterns",
-                        field.name()
-                    ),
-                    None => format!("the rules on field {} do not compile together: {e}", field.name()),
-                }
+            let set = compile(&patterns, cased, true).map_err(|e| match e.size_limit() {
+                Some(limit) => RuleError::SetTooBig {
+                    field: field.name(),
+                    limit,
+                },
+                None => RuleError::Set {
+                    field: field.name(),
+                    detail: e.to_string(),
+                },
             })?;
             Ok(FieldSet {
                 field,
@@ -757,15 +810,19 @@ mod tests {
     fn unsupported_regex_features_are_explained() {
         assert!(check_user_regex(r"(a)\1")
             .unwrap_err()
+            .to_string()
             .contains("backreference"));
         assert!(check_user_regex(r"a(?=b)")
             .unwrap_err()
+            .to_string()
             .contains("look-around"));
         assert!(check_user_regex(r"a(?<!b)")
             .unwrap_err()
+            .to_string()
             .contains("look-around"));
         assert!(check_user_regex(r"(unclosed")
             .unwrap_err()
+            .to_string()
             .contains("not a valid regex"));
         assert!(check_user_regex(r"(?i)union\s+select").is_ok());
         assert_eq!(user_regex(r"\x[0-9a-fA-F]{2}"), r"\\x[0-9a-fA-F]{2}");

@@ -14,7 +14,7 @@
 
 use super::console::ConsoleSplitter;
 use super::Stream;
-use crate::detect::parse::{days_from_civil, format_time};
+use crate::time::{days_from_civil, format_time};
 
 /// The size of the pieces Docker's log copier cuts long lines into.
 pub const PIECE_BYTES: usize = 16 * 1024;

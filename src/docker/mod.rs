@@ -17,6 +17,7 @@ pub mod cursor;
 pub mod lines;
 pub mod networks;
 pub mod select;
+mod settings;
 pub mod status;
 mod stream;
 pub mod watch;
@@ -27,6 +28,7 @@ use bollard::Docker;
 use serde::Serialize;
 
 pub use select::{container_profile, ContainerProfile, Selection};
+pub use settings::{ContainerSettings, Limits, Settings, DEFAULT_SELECT_LABEL};
 pub use status::{ContainerStatus, StreamState, WatcherStatus};
 pub use watch::{ContainerLabels, WatchSettings, Watcher};
 

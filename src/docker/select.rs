@@ -10,7 +10,8 @@ use std::collections::HashMap;
 
 use regex::Regex;
 
-use crate::config::{Config, LogFormat};
+use crate::config::Config;
+use crate::detect::parse::LogFormat;
 
 pub const LABEL_LOG_FORMAT: &str = "security-monitor.log_format";
 pub const LABEL_CATEGORIES: &str = "security-monitor.categories";
@@ -113,7 +114,7 @@ pub fn container_profile(
             Some(lf) => format = lf,
             None => warnings.push(format!(
                 "container {name}: label {LABEL_LOG_FORMAT}={f} names no known log format ({}, or one under \"formats\"); using {}",
-                crate::config::BUILTIN_FORMATS.join(", "),
+                crate::detect::parse::BUILTIN_FORMATS.join(", "),
                 format.name()
             )),
         }

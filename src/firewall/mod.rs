@@ -13,8 +13,44 @@ use std::process::Command;
 pub use self::iptables::Iptables;
 pub use self::nft::Nftables;
 pub use self::none::DryRun;
-use crate::config::{FirewallBackend, FirewallConfig};
 use crate::netaddr::IpNet;
+
+/// Which backend `firewall.backend` asks for; `Auto` picks one at start.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BackendChoice {
+    Auto,
+    Nftables,
+    Iptables,
+    None,
+}
+
+impl BackendChoice {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            BackendChoice::Auto => "auto",
+            BackendChoice::Nftables => "nftables",
+            BackendChoice::Iptables => "iptables",
+            BackendChoice::None => "none",
+        }
+    }
+}
+
+/// The `firewall` section.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Settings {
+    pub backend: BackendChoice,
+    /// Name of our own nftables table (family inet) / iptables chain and ipset prefix.
+    pub table: String,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings {
+            backend: BackendChoice::Auto,
+            table: "security_monitor".into(),
+        }
+    }
+}
 
 /// An address or network the kernel drops, and for how many more seconds (None: no
 /// kernel expiry).
@@ -80,13 +116,13 @@ pub trait Backend: Send {
 
 /// Opens the configured backend; `auto` takes nftables where `nft` works, else iptables.
 /// The returned text says which was chosen and why, for the start-up log.
-pub fn open(cfg: &FirewallConfig) -> Result<(Box<dyn Backend>, String)> {
+pub fn open(cfg: &Settings) -> Result<(Box<dyn Backend>, String)> {
     match cfg.backend {
-        FirewallBackend::Nftables => Ok((
+        BackendChoice::Nftables => Ok((
             Box::new(Nftables::new(&cfg.table)),
             "nftables (configured)".into(),
         )),
-        FirewallBackend::Iptables => {
+        BackendChoice::Iptables => {
             let b = Iptables::new(&cfg.table);
             let how = if b.has_ipset() {
                 "iptables with ipset (configured)"
@@ -95,11 +131,11 @@ pub fn open(cfg: &FirewallConfig) -> Result<(Box<dyn Backend>, String)> {
             };
             Ok((Box::new(b), how.into()))
         }
-        FirewallBackend::None => Ok((
+        BackendChoice::None => Ok((
             Box::new(DryRun::default()),
             "none: a dry run, nothing is blocked (configured)".into(),
         )),
-        FirewallBackend::Auto => {
+        BackendChoice::Auto => {
             if nft::usable() {
                 Ok((
                     Box::new(Nftables::new(&cfg.table)),

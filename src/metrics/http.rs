@@ -21,10 +21,18 @@ use crate::api::Request;
 /// Longest request head read; scrapers send a few hundred bytes.
 const MAX_HEAD: usize = 8 * 1024;
 
-pub async fn bind(addr: SocketAddr) -> Result<TcpListener, String> {
-    TcpListener::bind(addr).await.map_err(|e| {
-        format!("metrics.listen: cannot listen on {addr}: {e} (is another program using the port? choose another port or set \"listen\": \"\" to turn the listener off)")
-    })
+/// The metrics listener's address cannot be bound.
+#[derive(Debug, thiserror::Error)]
+#[error("metrics.listen: cannot listen on {addr}: {source} (is another program using the port? choose another port or set \"listen\": \"\" to turn the listener off)")]
+pub struct BindError {
+    pub addr: SocketAddr,
+    pub source: std::io::Error,
+}
+
+pub async fn bind(addr: SocketAddr) -> Result<TcpListener, BindError> {
+    TcpListener::bind(addr)
+        .await
+        .map_err(|source| BindError { addr, source })
 }
 
 /// Serves until the task is aborted. A client that has not sent its whole request head

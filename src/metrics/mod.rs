@@ -14,6 +14,13 @@ use crate::ban::worker::Summary;
 use crate::docker::WatcherStatus;
 use crate::events::Event;
 
+/// The Prometheus listener.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Settings {
+    /// Where to serve `GET /metrics`; None: no listener (the default).
+    pub listen: Option<std::net::SocketAddr>,
+}
+
 /// Time-to-ban buckets, seconds: a ban normally lands within tens of milliseconds.
 pub const TIME_TO_BAN_BUCKETS: [f64; 12] = [
     0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,

@@ -12,7 +12,7 @@ use std::time::Duration;
 use tokio::time::Instant;
 
 use super::message::{BanNotice, Digest, HeldNotice};
-use crate::config::Severity;
+use crate::detect::Severity;
 
 const HOUR: Duration = Duration::from_secs(3600);
 /// First retry after a failed send; doubled each time up to `MAX_BACKOFF`.

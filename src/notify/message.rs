@@ -13,9 +13,8 @@ use serde::Serialize;
 use serde_json::{json, Value};
 
 use crate::ban::state_file::BanRecord;
-use crate::config::format_duration;
-use crate::detect::parse::format_time;
 use crate::events::Refusal;
+use crate::time::{format_duration, format_time};
 
 /// Bans listed one by one in a notice; beyond this they are counted per category.
 pub const MAX_LISTED: usize = 25;

@@ -15,6 +15,9 @@ pub mod email;
 pub mod message;
 pub mod webhook;
 
+pub use email::{EmailSettings, SmtpSecurity};
+pub use webhook::{WebhookFormat, WebhookSettings};
+
 use crate::clock::unix_now;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -25,11 +28,24 @@ use tokio::sync::{broadcast, mpsc, oneshot};
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
-use crate::config::{Config, Severity};
-use crate::detect::parse::format_time;
+use crate::config::Config;
+use crate::detect::Severity;
 use crate::events::Event;
+use crate::time::format_time;
 use batch::Batcher;
 use message::{BanNotice, Digest};
+
+/// Why a channel cannot be set up or did not deliver.
+#[derive(Debug, thiserror::Error)]
+pub enum NotifyError {
+    /// Mail cannot be set up (`email: ` in front, as `status` shows it).
+    #[error("email: {0}")]
+    EmailSetup(email::EmailError),
+    #[error(transparent)]
+    Email(#[from] email::EmailError),
+    #[error(transparent)]
+    Webhook(#[from] webhook::WebhookError),
+}
 
 /// Where a channel sends.
 pub enum Sender {
@@ -45,10 +61,10 @@ impl Sender {
         }
     }
 
-    pub async fn send(&self, d: &Digest) -> Result<(), String> {
+    pub async fn send(&self, d: &Digest) -> Result<(), NotifyError> {
         match self {
-            Sender::Email(m) => m.send(d).await,
-            Sender::Webhook(w) => w.send(d).await,
+            Sender::Email(m) => Ok(m.send(d).await?),
+            Sender::Webhook(w) => Ok(w.send(d).await?),
         }
     }
 }
@@ -65,7 +81,7 @@ pub struct ChannelSpec {
 
 /// The channels a config asks for. A channel that cannot be set up (an unreadable
 /// password file, a bad CA file) is reported and left out; the others go on.
-pub fn channels(cfg: &Config) -> (Vec<ChannelSpec>, Vec<String>) {
+pub fn channels(cfg: &Config) -> (Vec<ChannelSpec>, Vec<NotifyError>) {
     let mut out = Vec::new();
     let mut errors = Vec::new();
     if cfg.email.enabled {
@@ -77,7 +93,7 @@ pub fn channels(cfg: &Config) -> (Vec<ChannelSpec>, Vec<String>) {
                 max_per_hour: cfg.email.max_per_hour,
                 min_severity: cfg.email.min_severity,
             }),
-            Err(e) => errors.push(format!("email: {e}")),
+            Err(e) => errors.push(NotifyError::EmailSetup(e)),
         }
     }
     for (i, w) in cfg.webhooks.iter().enumerate() {
@@ -89,7 +105,7 @@ pub fn channels(cfg: &Config) -> (Vec<ChannelSpec>, Vec<String>) {
                 max_per_hour: w.max_per_hour,
                 min_severity: w.min_severity,
             }),
-            Err(e) => errors.push(e),
+            Err(e) => errors.push(e.into()),
         }
     }
     (out, errors)
@@ -151,6 +167,7 @@ impl Notifier {
     /// Starts the notifier on `events`, with the channels `cfg` asks for.
     pub fn spawn(cfg: &Config, events: broadcast::Receiver<Event>) -> Notifier {
         let (specs, errors) = channels(cfg);
+        let errors = errors.iter().map(ToString::to_string).collect();
         Notifier::spawn_with(specs, errors, events)
     }
 
@@ -203,6 +220,7 @@ impl Notifier {
                 "notices: {e}; this channel is off until the config is fixed"
             );
         }
+        let errors = errors.iter().map(ToString::to_string).collect();
         let _ = self.control.try_send(Control::Reconfigure(specs, errors));
     }
 
@@ -240,7 +258,7 @@ struct Task {
 struct Done {
     id: u64,
     digest: Digest,
-    result: Result<(), String>,
+    result: Result<(), NotifyError>,
 }
 
 impl Task {
@@ -384,7 +402,7 @@ impl Task {
                 let n = d.digest.len();
                 let wait = c.batch.failed(d.digest, now);
                 c.status.failed += 1;
-                c.status.last_error = Some(e.clone());
+                c.status.last_error = Some(e.to_string());
                 c.status.last_error_at = Some(format_time(unix_now()));
                 c.status.retry_in_s = Some(wait.as_secs().max(1));
                 tracing::warn!(
@@ -472,9 +490,9 @@ impl Task {
 
 /// Sends a test notice through every channel `cfg` configures, now, and reports each
 /// result as (channel, outcome). Channels that cannot be set up are reported as failed.
-pub async fn test_all(cfg: &Config) -> Vec<(String, Result<(), String>)> {
+pub async fn test_all(cfg: &Config) -> Vec<(String, Result<(), NotifyError>)> {
     let (specs, errors) = channels(cfg);
-    let mut out: Vec<(String, Result<(), String>)> = errors
+    let mut out: Vec<(String, Result<(), NotifyError>)> = errors
         .into_iter()
         .map(|e| ("setup".to_string(), Err(e)))
         .collect();

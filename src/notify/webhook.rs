@@ -1,12 +1,106 @@
 //! Webhooks: a digest posted as JSON, in a generic shape or shaped for Slack or Discord.
 
+use std::collections::BTreeMap;
+use std::path::PathBuf;
 use std::time::Duration;
 
 use reqwest::header::{HeaderMap, HeaderName, HeaderValue, CONTENT_TYPE};
 
 use super::error_chain;
 use super::message::Digest;
-use crate::config::{WebhookConfig, WebhookFormat};
+use crate::detect::Severity;
+
+/// The shape of a webhook's JSON body.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WebhookFormat {
+    /// Every field of every ban, for your own tooling.
+    Generic,
+    /// `{"text": …}` for a Slack incoming webhook.
+    Slack,
+    /// `{"content": …}` for a Discord webhook, with mentions switched off.
+    Discord,
+}
+
+impl WebhookFormat {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            WebhookFormat::Generic => "generic",
+            WebhookFormat::Slack => "slack",
+            WebhookFormat::Discord => "discord",
+        }
+    }
+}
+
+/// One entry of `webhooks`: where ban notices are posted as JSON.
+#[derive(Debug, Clone, PartialEq)]
+pub struct WebhookSettings {
+    /// http:// or https://; may hold a secret token, so only its host is ever shown.
+    pub url: String,
+    pub format: WebhookFormat,
+    pub min_severity: Severity,
+    /// Extra request headers (an `Authorization` token, say).
+    pub headers: BTreeMap<String, String>,
+    /// Seconds to collect bans into one post.
+    pub digest_interval: u64,
+    pub max_per_hour: u32,
+    /// A PEM file of CA certificates trusted besides the system's (a private CA).
+    pub ca_file: Option<PathBuf>,
+}
+
+impl WebhookSettings {
+    pub fn new(url: &str, format: WebhookFormat) -> WebhookSettings {
+        WebhookSettings {
+            url: url.to_string(),
+            format,
+            min_severity: Severity::High,
+            headers: BTreeMap::new(),
+            digest_interval: 60,
+            max_per_hour: 60,
+            ca_file: None,
+        }
+    }
+}
+
+/// Why a webhook cannot be set up or posted to. Setup errors name the entry
+/// (`webhooks[2]`); post errors name the channel (host only: the URL may hold a secret).
+#[derive(Debug, thiserror::Error)]
+pub enum WebhookError {
+    #[error("webhooks[{index}].url: not a URL: {detail}")]
+    Url { index: usize, detail: String },
+    #[error("webhooks[{index}].headers.{name}: {detail}")]
+    Header {
+        index: usize,
+        name: String,
+        detail: String,
+    },
+    #[error("webhooks[{index}].ca_file {path}: cannot read it: {source}")]
+    CaFile {
+        index: usize,
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("webhooks[{index}].ca_file {path}: not a PEM certificate: {detail}")]
+    CaPem {
+        index: usize,
+        path: String,
+        detail: String,
+    },
+    #[error("webhooks[{index}].ca_file {path}: no certificate in it")]
+    NoCertificate { index: usize, path: String },
+    #[error("webhooks[{index}]: cannot set up HTTP: {detail}")]
+    Client { index: usize, detail: String },
+    #[error("{0}")]
+    Body(String),
+    #[error("{name}: {detail}")]
+    Post { name: String, detail: String },
+    /// The receiver answered, but not with a success.
+    #[error("{name}: HTTP {status}: {text}")]
+    Status {
+        name: String,
+        status: reqwest::StatusCode,
+        text: String,
+    },
+}
 
 const HTTP_TIMEOUT: Duration = Duration::from_secs(15);
 
@@ -18,38 +112,40 @@ pub struct Poster {
 }
 
 impl Poster {
-    pub fn new(cfg: &WebhookConfig, index: usize) -> Result<Poster, String> {
-        let url = reqwest::Url::parse(&cfg.url)
-            .map_err(|e| format!("webhooks[{index}].url: not a URL: {e}"))?;
+    pub fn new(cfg: &WebhookSettings, index: usize) -> Result<Poster, WebhookError> {
+        let url = reqwest::Url::parse(&cfg.url).map_err(|e| WebhookError::Url {
+            index,
+            detail: e.to_string(),
+        })?;
+        let header_error = |name: &str, detail: String| WebhookError::Header {
+            index,
+            name: name.to_string(),
+            detail,
+        };
         let mut headers = HeaderMap::new();
         for (k, v) in &cfg.headers {
-            let name = HeaderName::from_bytes(k.as_bytes())
-                .map_err(|e| format!("webhooks[{index}].headers.{k}: {e}"))?;
-            let mut value = HeaderValue::from_str(v)
-                .map_err(|e| format!("webhooks[{index}].headers.{k}: {e}"))?;
+            let name =
+                HeaderName::from_bytes(k.as_bytes()).map_err(|e| header_error(k, e.to_string()))?;
+            let mut value = HeaderValue::from_str(v).map_err(|e| header_error(k, e.to_string()))?;
             value.set_sensitive(true);
             headers.insert(name, value);
         }
         let mut builder = reqwest::Client::builder();
         if let Some(path) = &cfg.ca_file {
-            let pem = std::fs::read(path).map_err(|e| {
-                format!(
-                    "webhooks[{index}].ca_file {}: cannot read it: {e}",
-                    path.display()
-                )
+            let shown = path.display().to_string();
+            let pem = std::fs::read(path).map_err(|source| WebhookError::CaFile {
+                index,
+                path: shown.clone(),
+                source,
             })?;
-            let certs = reqwest::Certificate::from_pem_bundle(&pem).map_err(|e| {
-                format!(
-                    "webhooks[{index}].ca_file {}: not a PEM certificate: {}",
-                    path.display(),
-                    error_chain(&e)
-                )
-            })?;
+            let certs =
+                reqwest::Certificate::from_pem_bundle(&pem).map_err(|e| WebhookError::CaPem {
+                    index,
+                    path: shown.clone(),
+                    detail: error_chain(&e),
+                })?;
             if certs.is_empty() {
-                return Err(format!(
-                    "webhooks[{index}].ca_file {}: no certificate in it",
-                    path.display()
-                ));
+                return Err(WebhookError::NoCertificate { index, path: shown });
             }
             for c in certs {
                 builder = builder.add_root_certificate(c);
@@ -61,7 +157,10 @@ impl Poster {
             .user_agent(concat!("security-monitor/", env!("CARGO_PKG_VERSION")))
             .default_headers(headers)
             .build()
-            .map_err(|e| format!("webhooks[{index}]: cannot set up HTTP: {}", error_chain(&e)))?;
+            .map_err(|e| WebhookError::Client {
+                index,
+                detail: error_chain(&e),
+            })?;
         // The path and query of a Slack or Discord URL are its secret: show the host only.
         let name = format!(
             "webhook {} {}://{}{}",
@@ -90,8 +189,9 @@ impl Poster {
         }
     }
 
-    pub async fn send(&self, d: &Digest) -> Result<(), String> {
-        let body = serde_json::to_vec(&self.body(d)).map_err(|e| e.to_string())?;
+    pub async fn send(&self, d: &Digest) -> Result<(), WebhookError> {
+        let body =
+            serde_json::to_vec(&self.body(d)).map_err(|e| WebhookError::Body(e.to_string()))?;
         let resp = self
             .client
             .post(self.url.clone())
@@ -99,16 +199,19 @@ impl Poster {
             .body(body)
             .send()
             .await
-            .map_err(|e| format!("{}: {}", self.name, error_chain(&e.without_url())))?;
+            .map_err(|e| WebhookError::Post {
+                name: self.name.clone(),
+                detail: error_chain(&e.without_url()),
+            })?;
         let status = resp.status();
         if status.is_success() {
             return Ok(());
         }
         let text = resp.text().await.unwrap_or_default();
-        Err(format!(
-            "{}: HTTP {status}: {}",
-            self.name,
-            super::message::clean(text.trim(), 200)
-        ))
+        Err(WebhookError::Status {
+            name: self.name.clone(),
+            status,
+            text: super::message::clean(text.trim(), 200),
+        })
     }
 }
