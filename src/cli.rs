@@ -186,7 +186,7 @@ enum Command {
     },
 }
 
-pub fn run() -> Result<i32> {
+pub fn run() -> Result<u8> {
     let cli = Cli::parse();
     match cli.command {
         Command::Check {
@@ -271,7 +271,7 @@ fn check(
     format: Option<&str>,
     json: bool,
     logfiles: &[PathBuf],
-) -> Result<i32> {
+) -> Result<u8> {
     let cfg = load_config(config, json)?;
     let format_name = format.unwrap_or(&cfg.log_format);
     let Some(log_format) = cfg.format(format_name) else {
@@ -313,7 +313,7 @@ fn check(
     Ok(0)
 }
 
-fn check_config(file: Option<&Path>) -> Result<i32> {
+fn check_config(file: Option<&Path>) -> Result<u8> {
     let path = file
         .map(Path::to_path_buf)
         .unwrap_or_else(|| PathBuf::from(DEFAULT_CONFIG_PATH));
@@ -345,7 +345,7 @@ fn check_config(file: Option<&Path>) -> Result<i32> {
     }
 }
 
-fn rules(config: Option<&Path>, json: bool) -> Result<i32> {
+fn rules(config: Option<&Path>, json: bool) -> Result<u8> {
     let cfg = load_config(config, true)?;
     let set = RuleSet::new(cfg.builtin_rules, &cfg.disabled_rules, &cfg.patterns)
         .map_err(|e| anyhow::anyhow!(e))?;
@@ -407,7 +407,7 @@ fn ask(config: Option<&Path>, req: &Request) -> Result<Option<Response>> {
 }
 
 /// Prints the daemon's answer the way the direct commands print theirs.
-fn show_answer(resp: Response) -> i32 {
+fn show_answer(resp: Response) -> u8 {
     match (resp.ok, resp.data, resp.error) {
         (true, serde_json::Value::String(msg), _) => {
             println!("{msg}");
@@ -442,18 +442,42 @@ fn socket_of(config: Option<&Path>) -> PathBuf {
     }
 }
 
-/// Requests that only make sense with the daemon running.
+/// Requests that only make sense with the daemon running: not reaching it is exit 3.
 fn need_daemon(socket: &Path, req: &Request) -> Result<Response> {
-    match client::call(socket, req) {
-        Ok(r) => Ok(r),
-        Err(e) => {
-            eprintln!("security-monitor: {e}");
-            std::process::exit(3);
+    client::call(socket, req).map_err(|e| Failure::new(3, e).into())
+}
+
+/// An error worded for the operator that calls for its own exit code (any other error
+/// exits 2). `main` prints it once, like every error.
+#[derive(Debug)]
+pub struct Failure {
+    code: u8,
+    message: String,
+}
+
+impl Failure {
+    pub fn new(code: u8, message: impl std::fmt::Display) -> Failure {
+        Failure {
+            code,
+            message: message.to_string(),
         }
     }
 }
 
-fn run_daemon(config: &Path) -> Result<i32> {
+impl std::fmt::Display for Failure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl std::error::Error for Failure {}
+
+/// The exit code an error calls for: a [`Failure`]'s own, else 2.
+pub fn exit_code_of(e: &anyhow::Error) -> u8 {
+    e.downcast_ref::<Failure>().map_or(2, |f| f.code)
+}
+
+fn run_daemon(config: &Path) -> Result<u8> {
     // The config is read again by the daemon itself; here only the socket settings.
     let cfg = config::load(config).ok();
     let control = cfg.map(|c| c.control).unwrap_or_default();
@@ -463,13 +487,12 @@ fn run_daemon(config: &Path) -> Result<i32> {
             anyhow::anyhow!("control.group: there is no group {name:?} on this host")
         })?),
     };
-    Ok(security_monitor::daemon::run(
-        security_monitor::daemon::Options {
-            config: config.to_path_buf(),
-            socket: control.socket,
-            socket_group,
-        },
-    ))
+    let code = security_monitor::daemon::run(security_monitor::daemon::Options {
+        config: config.to_path_buf(),
+        socket: control.socket,
+        socket_group,
+    });
+    Ok(u8::try_from(code).unwrap_or(1))
 }
 
 fn group_id(name: &str) -> Option<u32> {
@@ -495,7 +518,7 @@ fn daemon_data(
     config: Option<&Path>,
     req: &Request,
     json: bool,
-) -> Result<std::result::Result<Option<serde_json::Value>, i32>> {
+) -> Result<std::result::Result<Option<serde_json::Value>, u8>> {
     let resp = need_daemon(&socket_of(config), req)?;
     if !resp.ok {
         return Ok(Err(show_answer(resp)));
@@ -507,7 +530,7 @@ fn daemon_data(
     Ok(Ok(Some(resp.data)))
 }
 
-fn status(config: Option<&Path>, json: bool) -> Result<i32> {
+fn status(config: Option<&Path>, json: bool) -> Result<u8> {
     let d = match daemon_data(config, &Request::Status, json)? {
         Ok(Some(d)) => d,
         Ok(None) => return Ok(0),
@@ -632,7 +655,7 @@ fn status(config: Option<&Path>, json: bool) -> Result<i32> {
     Ok(0)
 }
 
-fn test_notify(config: Option<&Path>) -> Result<i32> {
+fn test_notify(config: Option<&Path>) -> Result<u8> {
     let path = config
         .map(Path::to_path_buf)
         .unwrap_or_else(|| PathBuf::from(DEFAULT_CONFIG_PATH));
@@ -667,7 +690,7 @@ fn test_notify(config: Option<&Path>) -> Result<i32> {
     Ok(if failed == 0 { 0 } else { 1 })
 }
 
-fn remove_firewall(config: Option<&Path>) -> Result<i32> {
+fn remove_firewall(config: Option<&Path>) -> Result<u8> {
     let cfg = load_config(config, true)?;
     if client::call(&cfg.control.socket, &Request::Status).is_ok() {
         anyhow::bail!("the daemon is running; stop it first (systemctl stop security-monitor)");
@@ -683,7 +706,7 @@ fn remove_firewall(config: Option<&Path>) -> Result<i32> {
 /// answers with its errors; when none answers and the file is broken, the file is the
 /// news (a syntax error can hide the `control.socket` it names, so "not running" alone
 /// would send the operator to the wrong problem).
-fn reload(config: Option<&Path>) -> Result<i32> {
+fn reload(config: Option<&Path>) -> Result<u8> {
     let path = config
         .map(Path::to_path_buf)
         .unwrap_or_else(|| PathBuf::from(DEFAULT_CONFIG_PATH));
@@ -729,7 +752,7 @@ fn reload_refused(path: &Path, socket: &Path) -> String {
     )
 }
 
-fn ban(ip: &str, duration: Option<&str>, reason: &str, config: Option<&Path>) -> Result<i32> {
+fn ban(ip: &str, duration: Option<&str>, reason: &str, config: Option<&Path>) -> Result<u8> {
     let ip = parse_ip(ip)?;
     let secs = duration
         .map(config::parse_duration)
@@ -787,7 +810,7 @@ fn ban(ip: &str, duration: Option<&str>, reason: &str, config: Option<&Path>) ->
     }
 }
 
-fn unban(ip: &str, config: Option<&Path>) -> Result<i32> {
+fn unban(ip: &str, config: Option<&Path>) -> Result<u8> {
     let ip = parse_ip(ip)?;
     if let Some(resp) = ask(config, &Request::Unban { ip: ip.to_string() })? {
         return Ok(show_answer(resp));
@@ -810,7 +833,7 @@ fn unban(ip: &str, config: Option<&Path>) -> Result<i32> {
     Ok(0)
 }
 
-fn list(config: Option<&Path>, json: bool) -> Result<i32> {
+fn list(config: Option<&Path>, json: bool) -> Result<u8> {
     let now = unix_now();
     let mut path = PathBuf::from("the daemon");
     // The daemon's book is the freshest; without a daemon, the state file.
@@ -876,7 +899,7 @@ fn list(config: Option<&Path>, json: bool) -> Result<i32> {
     Ok(0)
 }
 
-fn restore(config: Option<&Path>, json: bool) -> Result<i32> {
+fn restore(config: Option<&Path>, json: bool) -> Result<u8> {
     let cfg = load_config(config, true)?;
     let (_lock, enforcer, report) = direct(&cfg)?;
     let active = enforcer.book.len();
@@ -902,7 +925,7 @@ fn restore(config: Option<&Path>, json: bool) -> Result<i32> {
     Ok(0)
 }
 
-fn alerts(req: Request, config: Option<&Path>, json: bool) -> Result<i32> {
+fn alerts(req: Request, config: Option<&Path>, json: bool) -> Result<u8> {
     let list: Vec<Alert> = match ask(config, &req)? {
         Some(resp) if resp.ok => {
             serde_json::from_value(resp.data).context("the daemon's alerts are not valid")?
@@ -996,7 +1019,7 @@ fn alerts_from_log(config: Option<&Path>, req: &Request) -> Result<Vec<Alert>> {
     Ok(book.query(&filter))
 }
 
-fn insights(config: Option<&Path>, json: bool) -> Result<i32> {
+fn insights(config: Option<&Path>, json: bool) -> Result<u8> {
     let d = match daemon_data(config, &Request::Insights, json)? {
         Ok(Some(d)) => d,
         Ok(None) => return Ok(0),
@@ -1031,7 +1054,7 @@ fn insights(config: Option<&Path>, json: bool) -> Result<i32> {
     Ok(0)
 }
 
-fn health(config: Option<&Path>, json: bool) -> Result<i32> {
+fn health(config: Option<&Path>, json: bool) -> Result<u8> {
     let resp = need_daemon(&socket_of(config), &Request::Health)?;
     if !resp.ok {
         return Ok(show_answer(resp));
@@ -1050,7 +1073,7 @@ fn health(config: Option<&Path>, json: bool) -> Result<i32> {
     Ok(if ok { 0 } else { 1 })
 }
 
-fn metrics(config: Option<&Path>) -> Result<i32> {
+fn metrics(config: Option<&Path>) -> Result<u8> {
     let resp = need_daemon(&socket_of(config), &Request::Metrics)?;
     match (resp.ok, resp.data) {
         (true, serde_json::Value::String(text)) => {

@@ -1,16 +1,17 @@
 //! Thin entry: parse arguments, run the subcommand, print an error once with its
 //! chain, and exit with the subcommand's code.
 
+use std::process::ExitCode;
+
 mod cli;
 mod watch;
 
-fn main() {
-    let code = match cli::run() {
-        Ok(code) => code,
+fn main() -> ExitCode {
+    match cli::run() {
+        Ok(code) => ExitCode::from(code),
         Err(e) => {
             eprintln!("security-monitor: {e:#}");
-            2
+            ExitCode::from(cli::exit_code_of(&e))
         }
-    };
-    std::process::exit(code);
+    }
 }
