@@ -4,7 +4,6 @@
 use std::process::ExitCode;
 
 mod cli;
-mod watch;
 
 fn main() -> ExitCode {
     match cli::run() {
