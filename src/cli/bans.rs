@@ -55,12 +55,12 @@ pub(super) fn ban(ip: &str, duration: Option<&str>, reason: &str, config: Option
     if let Some(resp) = ask(
         config,
         &Request::Ban {
-            ip: ip.to_string(),
+            ip,
             seconds: secs,
             reason: reason.to_string(),
         },
     )? {
-        return Ok(show_answer(resp));
+        return show_answer(resp);
     }
     let cfg = load_config(config, true)?;
     let (_lock, mut enforcer, _) = direct(&cfg)?;
@@ -103,8 +103,8 @@ pub(super) fn ban(ip: &str, duration: Option<&str>, reason: &str, config: Option
 
 pub(super) fn unban(ip: &str, config: Option<&Path>) -> Result<u8> {
     let ip = parse_ip(ip)?;
-    if let Some(resp) = ask(config, &Request::Unban { ip: ip.to_string() })? {
-        return Ok(show_answer(resp));
+    if let Some(resp) = ask(config, &Request::Unban { ip })? {
+        return show_answer(resp);
     }
     let cfg = load_config(config, true)?;
     let (_lock, mut enforcer, _) = direct(&cfg)?;
@@ -129,9 +129,7 @@ pub(super) fn list(config: Option<&Path>, json: bool) -> Result<u8> {
     let mut path = PathBuf::from("the daemon");
     // The daemon's book is the freshest; without a daemon, the state file.
     let bans: Vec<state::BanRecord> = match ask(config, &Request::List)? {
-        Some(resp) if resp.ok => {
-            serde_json::from_value(resp.data).context("the daemon's list is not valid")?
-        }
+        Some(resp) if resp.ok => resp.data_as().context("the daemon's list is not valid")?,
         Some(resp) => anyhow::bail!("{}", resp.error.unwrap_or_default()),
         None => match state::load_readonly({
             path = load_config(config, true)?.state.blocked_ips_file();

@@ -4,18 +4,37 @@
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 
 use security_monitor::alerts::log::AlertLog;
 use security_monitor::alerts::{Alert, AlertBook};
 use security_monitor::api::client::{self, ClientError};
-use security_monitor::api::Request;
+use security_monitor::api::{
+    Health, HealthState, Insights, NotifyStatus, Request, Status, Summary, WatcherStatus,
+};
 use security_monitor::clock::unix_now;
 use security_monitor::config::{self, DEFAULT_CONFIG_PATH};
 use security_monitor::detect::parse::format_time;
 
 use super::table::{Column, Table};
-use super::{ask, daemon_data, load_config, need_daemon, show_answer, socket_of};
+use super::{accepted, ask, daemon_answer, load_config, show_answer, socket_of};
+
+/// `status`'s followed containers.
+const CONTAINER_COLUMNS: [Column; 5] = [
+    Column::fixed("CONTAINER", 24),
+    Column::fixed("STREAM", 14).close(),
+    Column::fixed("LINES", 10).right().close(),
+    Column::fixed("DROPPED", 8).right().close(),
+    Column::fixed("TRUNCATED", 9).right().close(),
+];
+
+/// `insights`' signals; the last column, why, is not padded.
+const SIGNAL_COLUMNS: [Column; 4] = [
+    Column::fixed("SIGNAL", 18),
+    Column::fixed("POINTS", 7).right().close(),
+    Column::fixed("OF", 7).right().close(),
+    Column::fixed("WHY", 0),
+];
 
 /// `alerts`' columns; the last, what happened, is not padded.
 const ALERT_COLUMNS: [Column; 8] = [
@@ -30,197 +49,170 @@ const ALERT_COLUMNS: [Column; 8] = [
 ];
 
 pub(super) fn status(config: Option<&Path>, json: bool) -> Result<u8> {
-    let d = match daemon_data(config, &Request::Status, json)? {
-        Ok(Some(d)) => d,
-        Ok(None) => return Ok(0),
-        Err(code) => return Ok(code),
-    };
-    let fw = &d["firewall"];
-    println!(
+    let d: Status = daemon_answer(config, &Request::Status, json)?;
+    if json {
+        return Ok(0);
+    }
+    let mut out = io::stdout().lock();
+    writeln!(
+        out,
         "security-monitor {} running for {}",
-        d["version"].as_str().unwrap_or("?"),
-        config::format_duration(d["uptime_s"].as_u64().unwrap_or(0))
-    );
-    println!("  config       {}", d["config"].as_str().unwrap_or("?"));
-    if let Some(e) = d["reload_error"].as_str() {
-        println!("  LAST RELOAD FAILED: {e}");
+        d.version,
+        config::format_duration(d.uptime_s)
+    )?;
+    writeln!(out, "  config       {}", d.config.display())?;
+    if let Some(e) = &d.reload_error {
+        writeln!(out, "  LAST RELOAD FAILED: {e}")?;
     }
-    println!(
-        "  firewall     {} ({} active bans; {} since start, {} lifted, {} held back, {} never-ban)",
-        fw["backend"].as_str().unwrap_or("?"),
-        fw["active_bans"],
-        fw["bans_since_start"],
-        fw["unbans_since_start"],
-        fw["held_back"],
-        fw["never_banned"]
-    );
-    if let (Some(p50), Some(p99)) = (
-        fw["time_to_ban_ms_p50"].as_f64(),
-        fw["time_to_ban_ms_p99"].as_f64(),
-    ) {
-        println!("  time to ban  median {p50:.1} ms, p99 {p99:.1} ms (log line to firewall)");
-    }
-    if let Some(e) = fw["last_error"].as_str() {
-        println!("  last firewall error: {e}");
-    }
-    println!(
+    write_firewall(&mut out, &d.firewall)?;
+    writeln!(
+        out,
         "  lines        {} read, {} parsed, {:.0}/s now; {} client IPs tracked",
-        d["lines_read"],
-        d["lines_parsed"],
-        d["lines_per_second"].as_f64().unwrap_or(0.0),
-        d["tracked_ips"]
-    );
-    let nt = &d["notify"];
-    let empty = Vec::new();
-    let channels = nt["channels"].as_array().unwrap_or(&empty);
-    if channels.is_empty() {
-        println!("  notices      none configured (email, webhooks)");
-    }
-    for c in channels {
-        let n = |k: &str| c[k].as_u64().unwrap_or(0);
-        let mut line = format!(
-            "  notices      {}: {} sent, {} failed, {} pending",
-            c["name"].as_str().unwrap_or("?"),
-            n("sent"),
-            n("failed"),
-            n("pending")
-        );
-        if let Some(e) = c["last_error"].as_str() {
-            line.push_str(&format!(
-                "; last error at {}: {e}",
-                c["last_error_at"].as_str().unwrap_or("?")
-            ));
-        }
-        if let Some(r) = c["retry_in_s"].as_u64() {
-            line.push_str(&format!("; retrying in {r}s"));
-        }
-        println!("{line}");
-    }
-    for e in nt["setup_errors"].as_array().unwrap_or(&empty) {
-        println!("  NOTICES OFF: {}", e.as_str().unwrap_or("?"));
-    }
-    if nt["events_missed"].as_u64().unwrap_or(0) > 0 {
-        println!(
-            "  notices      {} events missed (fell behind)",
-            nt["events_missed"]
-        );
-    }
-    for u in d["unparsed"].as_array().unwrap_or(&empty) {
-        println!(
+        d.lines_read, d.lines_parsed, d.lines_per_second, d.tracked_ips
+    )?;
+    write_notices(&mut out, &d.notify)?;
+    for u in &d.unparsed {
+        writeln!(
+            out,
             "  UNPARSED     container {}: {} of its first {} lines are not {}; set its log_format. Sample: {}",
-            u["container"].as_str().unwrap_or("?"),
-            u["unparsed"],
-            u["lines"],
-            u["format"].as_str().unwrap_or("?"),
-            u["sample"].as_str().unwrap_or("")
-        );
+            u.container, u.unparsed, u.lines, u.format, u.sample
+        )?;
     }
-    let dk = &d["docker"];
-    if dk.is_null() {
-        println!("  docker       not watched");
-    } else {
-        let conn = if dk["connected"].as_bool() == Some(true) {
-            "connected".to_string()
-        } else {
-            format!(
-                "NOT CONNECTED ({})",
-                dk["error"].as_str().unwrap_or("retrying")
-            )
-        };
-        println!(
-            "  docker       {} {conn}",
-            dk["docker_host"].as_str().unwrap_or("?")
-        );
-        let empty = Vec::new();
-        let containers = dk["containers"].as_array().unwrap_or(&empty);
-        if !containers.is_empty() {
-            println!(
-                "  {:<24} {:<14} {:>10} {:>8} {:>9}",
-                "CONTAINER", "STREAM", "LINES", "DROPPED", "TRUNCATED"
-            );
-            for c in containers {
-                let n = |k: &str| c[k].as_u64().unwrap_or(0);
-                println!(
-                    "  {:<24} {:<14} {:>10} {:>8} {:>9}",
-                    c["name"].as_str().unwrap_or("?"),
-                    c["state"].as_str().unwrap_or("?"),
-                    n("lines_read"),
-                    n("lines_dropped"),
-                    n("lines_truncated")
-                );
-            }
-        }
+    match &d.docker {
+        None => writeln!(out, "  docker       not watched")?,
+        Some(w) => write_docker(&mut out, w)?,
     }
     Ok(0)
 }
 
-pub(super) fn health(config: Option<&Path>, json: bool) -> Result<u8> {
-    let resp = need_daemon(&socket_of(config), &Request::Health)?;
-    if !resp.ok {
-        return Ok(show_answer(resp));
+/// `status`'s firewall lines.
+fn write_firewall(out: &mut impl Write, fw: &Summary) -> io::Result<()> {
+    writeln!(
+        out,
+        "  firewall     {} ({} active bans; {} since start, {} lifted, {} held back, {} never-ban)",
+        fw.backend,
+        fw.active_bans,
+        fw.bans_since_start,
+        fw.unbans_since_start,
+        fw.held_back,
+        fw.never_banned
+    )?;
+    if let (Some(p50), Some(p99)) = (fw.time_to_ban_ms_p50, fw.time_to_ban_ms_p99) {
+        writeln!(
+            out,
+            "  time to ban  median {p50:.1} ms, p99 {p99:.1} ms (log line to firewall)"
+        )?;
     }
-    let d = resp.data;
-    let ok = d["status"] == "ok";
-    if json {
-        println!("{}", serde_json::to_string_pretty(&d)?);
+    if let Some(e) = &fw.last_error {
+        writeln!(out, "  last firewall error: {e}")?;
+    }
+    Ok(())
+}
+
+/// `status`'s lines about mail and webhook notices.
+fn write_notices(out: &mut impl Write, nt: &NotifyStatus) -> io::Result<()> {
+    if nt.channels.is_empty() {
+        writeln!(out, "  notices      none configured (email, webhooks)")?;
+    }
+    for c in &nt.channels {
+        let mut line = format!(
+            "  notices      {}: {} sent, {} failed, {} pending",
+            c.name, c.sent, c.failed, c.pending
+        );
+        match (&c.last_error, &c.last_error_at) {
+            (Some(e), Some(at)) => line.push_str(&format!("; last error at {at}: {e}")),
+            (Some(e), None) => line.push_str(&format!("; last error: {e}")),
+            (None, _) => {}
+        }
+        if let Some(r) = c.retry_in_s {
+            line.push_str(&format!("; retrying in {r}s"));
+        }
+        writeln!(out, "{line}")?;
+    }
+    for e in &nt.setup_errors {
+        writeln!(out, "  NOTICES OFF: {e}")?;
+    }
+    if nt.events_missed > 0 {
+        writeln!(
+            out,
+            "  notices      {} events missed (fell behind)",
+            nt.events_missed
+        )?;
+    }
+    Ok(())
+}
+
+/// `status`'s Docker connection and the followed containers.
+fn write_docker(out: &mut impl Write, dk: &WatcherStatus) -> io::Result<()> {
+    let conn = if dk.connected {
+        "connected".to_string()
     } else {
-        println!("{}", d["status"].as_str().unwrap_or("?"));
-        let empty = Vec::new();
-        for p in d["problems"].as_array().unwrap_or(&empty) {
-            println!("  {}", p.as_str().unwrap_or(""));
+        format!(
+            "NOT CONNECTED ({})",
+            dk.error.as_deref().unwrap_or("retrying")
+        )
+    };
+    writeln!(out, "  docker       {} {conn}", dk.docker_host)?;
+    if dk.containers.is_empty() {
+        return Ok(());
+    }
+    let mut table = Table::new(&CONTAINER_COLUMNS).indent("  ");
+    for c in &dk.containers {
+        table.row(vec![
+            c.name.clone(),
+            c.state.name().to_string(),
+            c.lines_read.to_string(),
+            c.lines_dropped.to_string(),
+            c.lines_truncated.to_string(),
+        ]);
+    }
+    write!(out, "{table}")
+}
+
+pub(super) fn health(config: Option<&Path>, json: bool) -> Result<u8> {
+    let d: Health = daemon_answer(config, &Request::Health, json)?;
+    if !json {
+        println!("{}", d.status.as_str());
+        for p in &d.problems {
+            println!("  {p}");
         }
     }
-    Ok(if ok { 0 } else { 1 })
+    Ok(if d.status == HealthState::Ok { 0 } else { 1 })
 }
 
 pub(super) fn metrics(config: Option<&Path>) -> Result<u8> {
-    let resp = need_daemon(&socket_of(config), &Request::Metrics)?;
-    match (resp.ok, resp.data) {
-        (true, serde_json::Value::String(text)) => {
-            print!("{text}");
-            Ok(0)
-        }
-        (_, _) => {
-            eprintln!(
-                "security-monitor: {}",
-                resp.error
-                    .unwrap_or_else(|| "the daemon sent no metrics".into())
-            );
-            Ok(1)
-        }
-    }
+    let text: String = daemon_answer(config, &Request::Metrics, false)?;
+    print!("{text}");
+    Ok(0)
 }
 
 pub(super) fn insights(config: Option<&Path>, json: bool) -> Result<u8> {
-    let d = match daemon_data(config, &Request::Insights, json)? {
-        Ok(Some(d)) => d,
-        Ok(None) => return Ok(0),
-        Err(code) => return Ok(code),
-    };
+    let d: Insights = daemon_answer(config, &Request::Insights, json)?;
+    if json {
+        return Ok(0);
+    }
     println!(
         "risk {}/100: {}",
-        d["risk_score"],
-        d["risk_level"].as_str().unwrap_or("?").to_uppercase()
+        d.risk_score,
+        d.risk_level.to_uppercase()
     );
-    println!("  {}", d["summary"].as_str().unwrap_or(""));
+    println!("  {}", d.summary);
     println!();
-    println!("  {:<18} {:>7} {:>7}  WHY", "SIGNAL", "POINTS", "OF");
-    let empty = Vec::new();
-    for s in d["signals"].as_array().unwrap_or(&empty) {
-        println!(
-            "  {:<18} {:>7.1} {:>7.0}  {}",
-            s["name"].as_str().unwrap_or("?"),
-            s["points"].as_f64().unwrap_or(0.0),
-            s["max_points"].as_f64().unwrap_or(0.0),
-            s["explanation"].as_str().unwrap_or("")
-        );
+    let mut table = Table::new(&SIGNAL_COLUMNS).indent("  ");
+    for s in &d.signals {
+        table.row(vec![
+            s.name.clone(),
+            format!("{:.1}", s.points),
+            format!("{:.0}", s.max_points),
+            s.explanation.clone(),
+        ]);
     }
-    let top = d["top_ips"].as_array().unwrap_or(&empty);
-    if !top.is_empty() {
+    print!("{table}");
+    if !d.top_ips.is_empty() {
         println!();
         println!("  most alerts in the last hour:");
-        for t in top {
-            println!("    {:<40} {}", t[0].as_str().unwrap_or("?"), t[1]);
+        for (ip, n) in &d.top_ips {
+            println!("    {ip:<40} {n}");
         }
     }
     Ok(0)
@@ -228,10 +220,7 @@ pub(super) fn insights(config: Option<&Path>, json: bool) -> Result<u8> {
 
 pub(super) fn alerts(req: Request, config: Option<&Path>, json: bool) -> Result<u8> {
     let list: Vec<Alert> = match ask(config, &req)? {
-        Some(resp) if resp.ok => {
-            serde_json::from_value(resp.data).context("the daemon's alerts are not valid")?
-        }
-        Some(resp) => return Ok(show_answer(resp)),
+        Some(resp) => accepted(resp)?,
         None => alerts_from_log(config, &req)?,
     };
     let mut out = io::stdout().lock();
@@ -319,7 +308,7 @@ pub(super) fn reload(config: Option<&Path>) -> Result<u8> {
         .unwrap_or_else(|| PathBuf::from(DEFAULT_CONFIG_PATH));
     let socket = socket_of(config);
     match client::call(&socket, &Request::Reload) {
-        Ok(resp) => Ok(show_answer(resp)),
+        Ok(resp) => show_answer(resp),
         Err(ClientError::NotRunning(msg)) => match config::load(&path) {
             Ok(_) => {
                 eprintln!("security-monitor: {msg}");

@@ -11,7 +11,8 @@ mod watch;
 use std::io;
 use std::path::{Path, PathBuf};
 
-use anyhow::Result;
+use anyhow::{Context, Result};
+use serde::de::DeserializeOwned;
 use clap::{Parser, Subcommand};
 
 use security_monitor::api::client::{self, ClientError};
@@ -274,25 +275,23 @@ fn ask(config: Option<&Path>, req: &Request) -> Result<Option<Response>> {
     }
 }
 
-/// Prints the daemon's answer the way the direct commands print theirs.
-fn show_answer(resp: Response) -> u8 {
-    match (resp.ok, resp.data, resp.error) {
-        (true, serde_json::Value::String(msg), _) => {
-            println!("{msg}");
-            0
-        }
-        (true, other, _) => {
-            println!("{other}");
-            0
-        }
-        (false, _, e) => {
-            eprintln!(
-                "security-monitor: {}",
-                e.unwrap_or_else(|| "the daemon refused".into())
-            );
-            1
-        }
+/// Prints the daemon's answer to `ban`, `unban` or `reload`, a sentence, the way the
+/// direct commands print theirs; a refusal is the daemon's words, exit 1.
+fn show_answer(resp: Response) -> Result<u8> {
+    let sentence: String = accepted(resp)?;
+    println!("{sentence}");
+    Ok(0)
+}
+
+/// The daemon's answer read as `T`, the type its request calls for; a refusal is the
+/// daemon's words, exit 1.
+fn accepted<T: DeserializeOwned>(resp: Response) -> Result<T> {
+    if !resp.ok {
+        let why = resp.error.unwrap_or_else(|| "the daemon refused".into());
+        return Err(Failure::new(1, why).into());
     }
+    resp.data_as()
+        .context("the daemon's answer is not what this version of the command expects")
 }
 
 /// The control socket named by a config, even one that is otherwise broken (so that
@@ -379,22 +378,22 @@ fn group_id(name: &str) -> Option<u32> {
     }
 }
 
-/// Asks the running daemon for `req` (exit 3 if it is not running). `Err(code)`: the
-/// answer was an error, already shown; `Ok(None)`: `--json` was asked and the data is
-/// printed; `Ok(Some(data))`: the caller prints it for people.
-fn daemon_data(
+/// Asks the running daemon for `req` (exit 3 if it is not running, 1 if it refuses)
+/// and reads its answer as `T`. With `json`, the answer is also printed as it came.
+fn daemon_answer<T: DeserializeOwned>(
     config: Option<&Path>,
     req: &Request,
     json: bool,
-) -> Result<std::result::Result<Option<serde_json::Value>, u8>> {
+) -> Result<T> {
     let resp = need_daemon(&socket_of(config), req)?;
-    if !resp.ok {
-        return Ok(Err(show_answer(resp)));
+    let json_text = match json && resp.ok {
+        true => Some(serde_json::to_string_pretty(&resp.data)?),
+        false => None,
+    };
+    let answer = accepted(resp)?;
+    if let Some(text) = json_text {
+        println!("{text}");
     }
-    if json {
-        println!("{}", serde_json::to_string_pretty(&resp.data)?);
-        return Ok(Ok(None));
-    }
-    Ok(Ok(Some(resp.data)))
+    Ok(answer)
 }
 

@@ -806,20 +806,20 @@ async fn handle_call(
             let s = summary(enforce).await;
             let r = rate(st);
             let ws = watcher.as_ref().map(|w| w.status());
-            Response::ok(serde_json::json!({
-                "version": env!("CARGO_PKG_VERSION"),
-                "uptime_s": st.started.elapsed().as_secs(),
-                "config": opts.config,
-                "firewall": s,
-                "lines_read": st.lines,
-                "lines_parsed": st.parsed,
-                "lines_per_second": r,
-                "tracked_ips": st.detector.tracked_ips(),
-                "reload_error": st.reload_error,
-                "docker": ws,
-                "notify": st.notifier.status(),
-                "unparsed": unparsed_sources(st),
-            }))
+            Response::answer(&crate::api::Status {
+                version: env!("CARGO_PKG_VERSION").to_string(),
+                uptime_s: st.started.elapsed().as_secs(),
+                config: opts.config.clone(),
+                firewall: s,
+                lines_read: st.lines,
+                lines_parsed: st.parsed,
+                lines_per_second: r,
+                tracked_ips: st.detector.tracked_ips(),
+                reload_error: st.reload_error.clone(),
+                docker: ws,
+                notify: st.notifier.status(),
+                unparsed: unparsed_sources(st),
+            })
         }
         Request::List => {
             let (tx, rx) = oneshot::channel();
@@ -836,9 +836,6 @@ async fn handle_call(
             seconds,
             reason,
         } => {
-            let Some(ip) = crate::netaddr::parse_client_ip(ip.as_bytes()) else {
-                return Response::err(format!("{ip:?} is not an IPv4 or IPv6 address"));
-            };
             let (tx, rx) = oneshot::channel();
             if !enforce.send(Msg::Ban {
                 ip,
@@ -851,9 +848,6 @@ async fn handle_call(
             answer(rx.await)
         }
         Request::Unban { ip } => {
-            let Some(ip) = crate::netaddr::parse_client_ip(ip.as_bytes()) else {
-                return Response::err(format!("{ip:?} is not an IPv4 or IPv6 address"));
-            };
             st.detector.forget(ip);
             let (tx, rx) = oneshot::channel();
             if !enforce.send(Msg::Unban { ip, reply: tx }) {
@@ -863,7 +857,7 @@ async fn handle_call(
         }
         Request::Health => {
             let s = summary(enforce).await;
-            Response::ok(health(st, enforce, watcher.as_ref(), &s))
+            Response::answer(&health(st, enforce, watcher.as_ref(), &s))
         }
         Request::Alerts {
             since,
@@ -913,22 +907,22 @@ async fn handle_call(
 }
 
 /// Containers most of whose lines do not parse, for `status`.
-fn unparsed_sources(st: &State) -> Vec<serde_json::Value> {
-    let mut list: Vec<serde_json::Value> = st
+fn unparsed_sources(st: &State) -> Vec<crate::api::Unparsed> {
+    let mut list: Vec<crate::api::Unparsed> = st
         .sources
         .values()
         .filter_map(|s| {
             let n = s.health.notice()?;
-            Some(serde_json::json!({
-                "container": s.container,
-                "format": s.format,
-                "lines": n.lines,
-                "unparsed": n.unparsed,
-                "sample": n.sample,
-            }))
+            Some(crate::api::Unparsed {
+                container: s.container.clone(),
+                format: s.format.clone(),
+                lines: n.lines,
+                unparsed: n.unparsed,
+                sample: n.sample.clone(),
+            })
         })
         .collect();
-    list.sort_by(|a, b| a["container"].as_str().cmp(&b["container"].as_str()));
+    list.sort_by(|a, b| a.container.cmp(&b.container));
     list
 }
 
@@ -959,7 +953,7 @@ fn health(
     enforce: &enforcement::Handle,
     watcher: Option<&Watcher>,
     s: &Summary,
-) -> serde_json::Value {
+) -> crate::api::Health {
     let ws = watcher.map(|w| w.status());
     let alive = Alive {
         enforcement: enforce.alive(),
@@ -973,14 +967,15 @@ fn health(
         st.reload_error.as_deref(),
         st.alert_log_error.as_deref(),
     );
-    serde_json::json!({
-        "status": if problems.is_empty() { "ok" } else { "degraded" },
-        "problems": problems,
-        "docker_connected": alive.watcher == Some(true) && ws.as_ref().is_some_and(|w| w.connected),
-        "firewall": s.backend,
-        "active_bans": s.active_bans,
-        "uptime_s": st.started.elapsed().as_secs(),
-    })
+    crate::api::Health {
+        status: crate::api::Health::state_of(&problems),
+        problems,
+        docker_connected: alive.watcher == Some(true)
+            && ws.as_ref().is_some_and(|w| w.connected),
+        firewall: s.backend.clone(),
+        active_bans: s.active_bans,
+        uptime_s: st.started.elapsed().as_secs(),
+    }
 }
 
 /// What `health` lists, most serious first.
