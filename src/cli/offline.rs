@@ -4,10 +4,12 @@
 use std::fs::File;
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
+use std::time::Instant;
 
 use anyhow::{Context, Result};
 
-use security_monitor::check::{Checker, Report};
+use security_monitor::detect::replay::{Replay, Report};
+use security_monitor::lines::for_each_line;
 use security_monitor::config::{self, DEFAULT_CONFIG_PATH};
 use security_monitor::detect::rules::RuleSet;
 
@@ -33,32 +35,40 @@ pub(super) fn check(
             known.join(", ")
         );
     };
-    let mut checker = Checker::new(&cfg, log_format).map_err(|e| anyhow::anyhow!(e))?;
+    let mut replay = Replay::new(&cfg, log_format)?;
+    let started = Instant::now();
     for path in logfiles {
         let notice = if path.as_os_str() == "-" {
-            checker
-                .read_named(io::stdin().lock(), "standard input")
+            replay_input(&mut replay, io::stdin().lock(), "standard input")
                 .context("reading standard input")?
         } else {
             let file =
                 File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
-            checker
-                .read_named(file, &path.display().to_string())
+            replay_input(&mut replay, file, &path.display().to_string())
                 .with_context(|| format!("reading {}", path.display()))?
         };
         if let Some(n) = notice {
             eprintln!("warning: {n}");
         }
     }
-    let report = checker.finish();
+    let report = replay.finish(started.elapsed().as_secs_f64());
     let mut out = io::stdout().lock();
     if json {
         serde_json::to_writer(&mut out, &report)?;
         writeln!(out)?;
     } else {
-        write!(out, "{}", render_text(&report, checker.detector().rules()))?;
+        write!(out, "{}", render_text(&report, replay.detector().rules()))?;
     }
     Ok(0)
+}
+
+/// Reads one input to its end through the replay, with its own format recognition.
+/// Returns the notice when most of its lines did not parse.
+fn replay_input(replay: &mut Replay, input: impl io::Read, name: &str) -> io::Result<Option<String>> {
+    let mut source = replay.source().map_err(io::Error::other)?;
+    let max = replay.max_line();
+    for_each_line(input, max, |line, cut| replay.line(&mut source, line, cut))?;
+    Ok(replay.end(source, name))
 }
 
 pub(super) fn check_config(file: Option<&Path>) -> Result<u8> {
