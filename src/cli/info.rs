@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use anyhow::Result;
 
 use security_monitor::alerts::log::AlertLog;
-use security_monitor::alerts::{Alert, AlertBook};
+use security_monitor::alerts::{Alert, AlertBook, Filter};
 use security_monitor::api::client::{self, ClientError};
 use security_monitor::api::{
     Health, HealthState, Insights, NotifyStatus, Request, Status, Summary, WatcherStatus,
@@ -282,7 +282,7 @@ fn alerts_from_log(config: Option<&Path>, req: &Request) -> Result<Vec<Alert>> {
     let mut book = AlertBook::new(cfg.alerts.cooldown, cfg.alerts.keep);
     book.restore(loaded.alerts);
     // The daemon's own filter checks: one reading of --since, --severity and --ip.
-    let filter = security_monitor::daemon::alert_filter(
+    let filter = Filter::parse(
         since.clone(),
         severity.clone(),
         ip.clone(),

@@ -865,12 +865,12 @@ async fn handle_call(
             ip,
             container,
             limit,
-        } => match alert_filter(since, severity, ip, container, limit, unix_now()) {
+        } => match Filter::parse(since, severity, ip, container, limit, unix_now()) {
             Ok(f) => {
                 let list = st.alerts.query(&f);
                 Response::ok(serde_json::to_value(list).unwrap_or_default())
             }
-            Err(e) => Response::err(e),
+            Err(e) => Response::err(e.to_string()),
         },
         Request::Insights => {
             let bans = active_bans(enforce).await;
@@ -1023,48 +1023,6 @@ fn health_problems(
         problems.push(format!("cannot write the alerts log: {e}"));
     }
     problems
-}
-
-/// The control socket's alert filters, checked (`now` resolves a `since` duration).
-pub fn alert_filter(
-    since: Option<String>,
-    severity: Option<String>,
-    ip: Option<String>,
-    container: Option<String>,
-    limit: Option<usize>,
-    now: i64,
-) -> Result<Filter, String> {
-    let since = match since.as_deref().map(str::trim) {
-        None | Some("") => None,
-        Some(s) => Some(match config::parse_duration(s) {
-            Ok(d) => now.saturating_sub(i64::try_from(d).unwrap_or(i64::MAX)),
-            Err(_) => crate::detect::parse::parse_time(s.as_bytes()).ok_or_else(|| {
-                format!("since: {s:?} is neither a duration (\"1h\", \"30m\") nor a time (\"2026-11-21T10:00:00Z\")")
-            })?,
-        }),
-    };
-    let severity = match severity {
-        Some(s) if !crate::alerts::SEVERITIES.contains(&s.as_str()) => {
-            return Err(format!(
-                "severity: {s:?} is not one of low, medium, high, critical"
-            ))
-        }
-        other => other,
-    };
-    let ip = match ip {
-        Some(s) => Some(
-            crate::netaddr::parse_client_ip(s.as_bytes())
-                .ok_or_else(|| format!("ip: {s:?} is not an IPv4 or IPv6 address"))?,
-        ),
-        None => None,
-    };
-    Ok(Filter {
-        since,
-        severity,
-        ip,
-        container: container.map(|c| c.trim_start_matches('/').to_string()),
-        limit,
-    })
 }
 
 fn answer(r: Result<Result<String, String>, oneshot::error::RecvError>) -> Response {
