@@ -309,9 +309,9 @@ pub(super) fn reload(config: Option<&Path>) -> Result<u8> {
     let socket = socket_of(config);
     match client::call(&socket, &Request::Reload) {
         Ok(resp) => show_answer(resp),
-        Err(ClientError::NotRunning(msg)) => match config::load(&path) {
+        Err(e @ ClientError::NotRunning { .. }) => match config::load(&path) {
             Ok(_) => {
-                eprintln!("security-monitor: {msg}");
+                eprintln!("security-monitor: {e}");
                 Ok(3)
             }
             Err(errors) => {

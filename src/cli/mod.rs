@@ -270,7 +270,7 @@ fn load_config(explicit: Option<&Path>, quiet: bool) -> Result<Config> {
 fn ask(config: Option<&Path>, req: &Request) -> Result<Option<Response>> {
     match client::call(&socket_of(config), req) {
         Ok(r) => Ok(Some(r)),
-        Err(ClientError::NotRunning(_)) => Ok(None),
+        Err(ClientError::NotRunning { .. }) => Ok(None),
         Err(e) => anyhow::bail!("{e}"),
     }
 }
