@@ -390,9 +390,9 @@ impl Filter {
             return Err(FilterError::Severity(s.to_string()));
         }
         let ip = match ip {
-            Some(s) => Some(
-                crate::netaddr::parse_client_ip(s.as_bytes()).ok_or(FilterError::Ip(s))?,
-            ),
+            Some(s) => {
+                Some(crate::netaddr::parse_client_ip(s.as_bytes()).ok_or(FilterError::Ip(s))?)
+            }
             None => None,
         };
         Ok(Filter {
@@ -610,7 +610,14 @@ mod tests {
         assert_eq!(f.since, Some(10_000 - 3600));
         assert_eq!(f.ip, Some("203.0.113.9".parse().unwrap()));
         assert_eq!(f.container.as_deref(), Some("web"));
-        let at = Filter::parse(Some("2026-11-21T10:00:00Z".into()), None, None, None, None, 0);
+        let at = Filter::parse(
+            Some("2026-11-21T10:00:00Z".into()),
+            None,
+            None,
+            None,
+            None,
+            0,
+        );
         assert!(at.unwrap().since.is_some());
         let bad = |since: &str, sev: Option<&str>, ip: Option<&str>| {
             Filter::parse(

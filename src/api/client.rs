@@ -55,10 +55,12 @@ pub fn call(socket: &Path, req: &Request) -> Result<Response, ClientError> {
     let _ = stream.set_read_timeout(Some(Duration::from_secs(30)));
     let mut line = serde_json::to_vec(req).map_err(ClientError::Encode)?;
     line.push(b'\n');
-    stream.write_all(&line).map_err(|error| ClientError::Write {
-        socket: at(),
-        error,
-    })?;
+    stream
+        .write_all(&line)
+        .map_err(|error| ClientError::Write {
+            socket: at(),
+            error,
+        })?;
     let mut reader = BufReader::new(stream);
     let mut answer = String::new();
     reader

@@ -65,9 +65,8 @@ pub enum Request {
 /// the command line's wording when it is none.
 fn client_ip<'de, D: Deserializer<'de>>(d: D) -> Result<IpAddr, D::Error> {
     let text = String::deserialize(d)?;
-    crate::netaddr::parse_client_ip(text.as_bytes()).ok_or_else(|| {
-        serde::de::Error::custom(format!("{text:?} is not an IPv4 or IPv6 address"))
-    })
+    crate::netaddr::parse_client_ip(text.as_bytes())
+        .ok_or_else(|| serde::de::Error::custom(format!("{text:?} is not an IPv4 or IPv6 address")))
 }
 
 /// How enforcement is doing, for `status` (the `firewall` part) and `health`.
@@ -187,7 +186,10 @@ mod tests {
         let e = serde_json::from_str::<Request>(r#"{"command":"unban","ip":"1.2.3"}"#)
             .unwrap_err()
             .to_string();
-        assert!(e.contains(r#""1.2.3" is not an IPv4 or IPv6 address"#), "{e}");
+        assert!(
+            e.contains(r#""1.2.3" is not an IPv4 or IPv6 address"#),
+            "{e}"
+        );
     }
 
     #[test]

@@ -153,10 +153,7 @@ impl Drop for ConnGuard {
 #[derive(Debug, thiserror::Error)]
 pub enum BindError {
     #[error("cannot create {}: {error}", dir.display())]
-    CreateDir {
-        dir: PathBuf,
-        error: std::io::Error,
-    },
+    CreateDir { dir: PathBuf, error: std::io::Error },
     #[error("cannot look at {}: {error}", path.display())]
     Look {
         path: PathBuf,
@@ -299,12 +296,12 @@ fn bind_with_mode(
         return Err(listen_err(std::io::Error::last_os_error()));
     }
     let set_access = || -> Result<(), BindError> {
-        std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).map_err(
-            |error| BindError::Mode {
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).map_err(|error| {
+            BindError::Mode {
                 path: path.into(),
                 error,
-            },
-        )?;
+            }
+        })?;
         if let Some(gid) = group {
             std::os::unix::fs::chown(path, None, Some(gid)).map_err(|error| BindError::Group {
                 path: path.into(),
@@ -451,7 +448,10 @@ mod tests {
         assert!(meta.file_type().is_socket());
         assert_eq!(meta.mode() & 0o777, 0o600);
         // A live one is not.
-        assert!(bind(&path, None).unwrap_err().to_string().contains("in use"));
+        assert!(bind(&path, None)
+            .unwrap_err()
+            .to_string()
+            .contains("in use"));
         drop(listener);
         let with_group = dir.path().join("group.sock");
         let _l = bind(&with_group, Some(meta.gid())).unwrap();

@@ -43,7 +43,12 @@ fn direct(cfg: &Config) -> Result<(StateLock, Enforcer, StartReport)> {
     Ok((lock, enforcer, report))
 }
 
-pub(super) fn ban(ip: &str, duration: Option<&str>, reason: &str, config: Option<&Path>) -> Result<u8> {
+pub(super) fn ban(
+    ip: &str,
+    duration: Option<&str>,
+    reason: &str,
+    config: Option<&Path>,
+) -> Result<u8> {
     let ip = parse_ip(ip)?;
     let secs = duration
         .map(config::parse_duration)

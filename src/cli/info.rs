@@ -191,11 +191,7 @@ pub(super) fn insights(config: Option<&Path>, json: bool) -> Result<u8> {
     if json {
         return Ok(0);
     }
-    println!(
-        "risk {}/100: {}",
-        d.risk_score,
-        d.risk_level.to_uppercase()
-    );
+    println!("risk {}/100: {}", d.risk_score, d.risk_level.to_uppercase());
     println!("  {}", d.summary);
     println!();
     let mut table = Table::new(&SIGNAL_COLUMNS).indent("  ");

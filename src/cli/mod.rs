@@ -12,8 +12,8 @@ use std::io;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
-use serde::de::DeserializeOwned;
 use clap::{Parser, Subcommand};
+use serde::de::DeserializeOwned;
 
 use security_monitor::api::client::{self, ClientError};
 use security_monitor::api::{Request, Response};
@@ -396,4 +396,3 @@ fn daemon_answer<T: DeserializeOwned>(
     }
     Ok(answer)
 }
-

@@ -8,10 +8,10 @@ use std::time::Instant;
 
 use anyhow::{Context, Result};
 
-use security_monitor::detect::replay::{Replay, Report};
-use security_monitor::lines::for_each_line;
 use security_monitor::config::{self, DEFAULT_CONFIG_PATH};
+use security_monitor::detect::replay::{Replay, Report};
 use security_monitor::detect::rules::RuleSet;
+use security_monitor::lines::for_each_line;
 
 use super::load_config;
 use super::table::{Column, Table};
@@ -64,7 +64,11 @@ pub(super) fn check(
 
 /// Reads one input to its end through the replay, with its own format recognition.
 /// Returns the notice when most of its lines did not parse.
-fn replay_input(replay: &mut Replay, input: impl io::Read, name: &str) -> io::Result<Option<String>> {
+fn replay_input(
+    replay: &mut Replay,
+    input: impl io::Read,
+    name: &str,
+) -> io::Result<Option<String>> {
     let mut source = replay.source().map_err(io::Error::other)?;
     let max = replay.max_line();
     for_each_line(input, max, |line, cut| replay.line(&mut source, line, cut))?;
@@ -269,7 +273,9 @@ fn render_text(r: &Report, rules: &RuleSet) -> String {
                 b.hits.to_string(),
                 b.first_seen.clone(),
                 b.last_seen.clone(),
-                b.reason.as_ref().map_or_else(String::new, |r| format!("({r})")),
+                b.reason
+                    .as_ref()
+                    .map_or_else(String::new, |r| format!("({r})")),
             ]);
         }
         let _ = write!(out, "{table}");

@@ -19,7 +19,7 @@ pub fn run(cfg: Config, json: bool, state_dir: Option<PathBuf>) -> Result<u8> {
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
         )
         .init();
-    let mut settings = WatchSettings::from_config(&cfg).map_err(|e| anyhow::anyhow!(e))?;
+    let mut settings = WatchSettings::from_config(&cfg)?;
     settings.cursor_file = state_dir.as_deref().map(cursor_path);
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()

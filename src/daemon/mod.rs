@@ -763,7 +763,7 @@ async fn apply_reload(
 ) -> Result<String, String> {
     let cfg = config::load(path).map_err(|e| e.to_string().trim_end().to_string())?;
     let detector = Detector::new(&cfg).map_err(|e| format!("the rules cannot be compiled: {e}"))?;
-    let settings = WatchSettings::from_config(&cfg)?;
+    let settings = WatchSettings::from_config(&cfg).map_err(|e| e.to_string())?;
     // The new config is good: swap everything over. Active bans are untouched.
     st.detector = detector;
     set_detector_networks(&mut st.detector, &st.docker_networks);
@@ -970,8 +970,7 @@ fn health(
     crate::api::Health {
         status: crate::api::Health::state_of(&problems),
         problems,
-        docker_connected: alive.watcher == Some(true)
-            && ws.as_ref().is_some_and(|w| w.connected),
+        docker_connected: alive.watcher == Some(true) && ws.as_ref().is_some_and(|w| w.connected),
         firewall: s.backend.clone(),
         active_bans: s.active_bans,
         uptime_s: st.started.elapsed().as_secs(),

@@ -27,6 +27,27 @@ pub fn line_bound(max_line_bytes: usize) -> usize {
     max_line_bytes.max(1) + pieces * 64
 }
 
+/// Why a TTY container's log cannot be read.
+#[derive(Debug, thiserror::Error)]
+pub enum ConsoleError {
+    #[error("cannot connect to {}: {error}", socket.display())]
+    Connect {
+        socket: std::path::PathBuf,
+        error: std::io::Error,
+    },
+    #[error("HTTP handshake with dockerd: {0}")]
+    Handshake(hyper::Error),
+    #[error("building the log request: {0}")]
+    Request(hyper::http::Error),
+    #[error("asking dockerd for the log: {0}")]
+    Ask(hyper::Error),
+    /// dockerd said no, in its own words.
+    #[error("dockerd answered {status}: {message}")]
+    Refused { status: u16, message: String },
+    #[error("reading the log: {0}")]
+    Read(hyper::Error),
+}
+
 /// The raw bytes of a TTY container's log, read from dockerd's Unix socket.
 pub struct ConsoleLog {
     body: BodyStream<hyper::body::Incoming>,
@@ -41,13 +62,21 @@ impl Drop for ConsoleLog {
 
 impl ConsoleLog {
     /// `GET /containers/ID/logs` with timestamps, from `since` (Unix seconds) on.
-    pub async fn open(socket: &Path, id: &str, follow: bool, since: i32) -> Result<Self, String> {
+    pub async fn open(
+        socket: &Path,
+        id: &str,
+        follow: bool,
+        since: i32,
+    ) -> Result<Self, ConsoleError> {
         let stream = tokio::net::UnixStream::connect(socket)
             .await
-            .map_err(|e| format!("cannot connect to {}: {e}", socket.display()))?;
+            .map_err(|error| ConsoleError::Connect {
+                socket: socket.into(),
+                error,
+            })?;
         let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
             .await
-            .map_err(|e| format!("HTTP handshake with dockerd: {e}"))?;
+            .map_err(ConsoleError::Handshake)?;
         let connection = tokio::spawn(async move {
             let _ = conn.await;
         });
@@ -58,11 +87,11 @@ impl ConsoleLog {
         let request = hyper::Request::get(path)
             .header(hyper::header::HOST, "docker")
             .body(Empty::<Bytes>::new())
-            .map_err(|e| format!("building the log request: {e}"))?;
+            .map_err(ConsoleError::Request)?;
         let response = sender
             .send_request(request)
             .await
-            .map_err(|e| format!("asking dockerd for the log: {e}"))?;
+            .map_err(ConsoleError::Ask)?;
         let status = response.status();
         if !status.is_success() {
             // dockerd explains in a small JSON body: {"message": "..."}.
@@ -82,11 +111,10 @@ impl ConsoleLog {
                 .unwrap_or_else(|| {
                     String::from_utf8_lossy(&body[..body.len().min(512)]).into_owned()
                 });
-            return Err(format!(
-                "dockerd answered {}: {}",
-                status.as_u16(),
-                message.trim()
-            ));
+            return Err(ConsoleError::Refused {
+                status: status.as_u16(),
+                message: message.trim().to_string(),
+            });
         }
         Ok(ConsoleLog {
             body: BodyStream::new(response.into_body()),
@@ -95,7 +123,7 @@ impl ConsoleLog {
     }
 
     /// The next bytes, an error, or None at the end of the log.
-    pub async fn next(&mut self) -> Option<Result<Bytes, String>> {
+    pub async fn next(&mut self) -> Option<Result<Bytes, ConsoleError>> {
         loop {
             match self.body.next().await? {
                 Ok(frame) => match frame.into_data() {
@@ -103,7 +131,7 @@ impl ConsoleLog {
                     Ok(data) => return Some(Ok(data)),
                     Err(_) => continue, // trailers
                 },
-                Err(e) => return Some(Err(format!("reading the log: {e}"))),
+                Err(e) => return Some(Err(ConsoleError::Read(e))),
             }
         }
     }
