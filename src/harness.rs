@@ -158,6 +158,6 @@ pub fn control_request(data: &[u8]) {
         limit,
     } = req
     {
-        let _ = crate::daemon::alert_filter(since, severity, ip, container, limit, 1_800_000_000);
+        let _ = crate::alerts::Filter::parse(since, severity, ip, container, limit, 1_800_000_000);
     }
 }

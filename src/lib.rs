@@ -4,7 +4,6 @@
 pub mod alerts;
 pub mod api;
 pub mod ban;
-pub mod check;
 pub mod clock;
 pub mod config;
 pub mod daemon;
@@ -16,6 +15,7 @@ pub mod fsutil;
 #[doc(hidden)]
 pub mod harness;
 pub mod host;
+pub mod lines;
 pub mod metrics;
 pub mod netaddr;
 pub mod notify;

@@ -1,16 +1,16 @@
 //! Thin entry: parse arguments, run the subcommand, print an error once with its
 //! chain, and exit with the subcommand's code.
 
-mod cli;
-mod watch;
+use std::process::ExitCode;
 
-fn main() {
-    let code = match cli::run() {
-        Ok(code) => code,
+mod cli;
+
+fn main() -> ExitCode {
+    match cli::run() {
+        Ok(code) => ExitCode::from(code),
         Err(e) => {
             eprintln!("security-monitor: {e:#}");
-            2
+            ExitCode::from(cli::exit_code_of(&e))
         }
-    };
-    std::process::exit(code);
+    }
 }

@@ -12,16 +12,16 @@
 //!
 //! Band: low below 30, medium below 60, high from 60.
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use super::{severity_rank, AlertBook, SEVERITIES};
 use crate::ban::state_file::BanRecord;
 
 const HOUR: i64 = 3600;
 
-#[derive(Debug, Clone, Serialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct Signal {
-    pub name: &'static str,
+    pub name: String,
     /// The measured value (a count).
     pub value: f64,
     pub points: f64,
@@ -30,14 +30,14 @@ pub struct Signal {
     pub explanation: String,
 }
 
-#[derive(Debug, Clone, Serialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct Insights {
     /// 0 to 100.
     pub risk_score: u32,
     /// low, medium or high.
-    pub risk_level: &'static str,
+    pub risk_level: String,
     /// Alerts of the last hour (repeats folded), by severity.
-    pub severity_breakdown: std::collections::BTreeMap<&'static str, u64>,
+    pub severity_breakdown: std::collections::BTreeMap<String, u64>,
     pub alerts_last_hour: u64,
     pub alerts_previous_hour: u64,
     pub active_bans: usize,
@@ -97,7 +97,7 @@ pub fn compute(book: &AlertBook, bans: &[BanRecord], now: i64) -> Insights {
         .collect::<Vec<_>>()
         .join(", ");
     signals.push(Signal {
-        name: "severity_mix",
+        name: "severity_mix".into(),
         value: last as f64,
         points: raw.min(40.0),
         max_points: 40.0,
@@ -110,7 +110,7 @@ pub fn compute(book: &AlertBook, bans: &[BanRecord], now: i64) -> Insights {
 
     let active = bans.len();
     signals.push(Signal {
-        name: "active_bans",
+        name: "active_bans".into(),
         value: active as f64,
         points: (active as f64 * 2.0).min(20.0),
         max_points: 20.0,
@@ -119,7 +119,7 @@ pub fn compute(book: &AlertBook, bans: &[BanRecord], now: i64) -> Insights {
 
     let repeat: Vec<&BanRecord> = bans.iter().filter(|b| b.times_banned > 1).collect();
     signals.push(Signal {
-        name: "repeat_offenders",
+        name: "repeat_offenders".into(),
         value: repeat.len() as f64,
         points: (repeat.len() as f64 * 5.0).min(20.0),
         max_points: 20.0,
@@ -159,7 +159,7 @@ pub fn compute(book: &AlertBook, bans: &[BanRecord], now: i64) -> Insights {
         )
     };
     signals.push(Signal {
-        name: "trend",
+        name: "trend".into(),
         value: last as f64 - previous as f64,
         points: trend_points,
         max_points: 20.0,
@@ -190,8 +190,11 @@ pub fn compute(book: &AlertBook, bans: &[BanRecord], now: i64) -> Insights {
     };
     Insights {
         risk_score: score,
-        risk_level: level,
-        severity_breakdown: breakdown,
+        risk_level: level.to_string(),
+        severity_breakdown: breakdown
+            .into_iter()
+            .map(|(k, v)| (k.to_string(), v))
+            .collect(),
         alerts_last_hour: last,
         alerts_previous_hour: previous,
         active_bans: active,
@@ -236,7 +239,7 @@ mod tests {
     fn a_quiet_host_is_low_risk() {
         let book = AlertBook::new(300, 100);
         let i = compute(&book, &[], 10_000);
-        assert_eq!((i.risk_score, i.risk_level), (0, "low"));
+        assert_eq!((i.risk_score, i.risk_level.as_str()), (0, "low"));
         assert!(i.summary.contains("nothing noteworthy"), "{}", i.summary);
         assert_eq!(i.signals.len(), 4);
     }
@@ -281,6 +284,6 @@ mod tests {
         }
         let bans: Vec<BanRecord> = (0..50).map(|i| ban(&format!("192.0.2.{i}"), 2)).collect();
         let i = compute(&book, &bans, now);
-        assert_eq!((i.risk_score, i.risk_level), (100, "high"));
+        assert_eq!((i.risk_score, i.risk_level.as_str()), (100, "high"));
     }
 }

@@ -356,6 +356,57 @@ pub struct Filter {
     pub limit: Option<usize>,
 }
 
+/// A filter the control socket or the command line was given that means nothing; the
+/// command line puts `--` before it.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum FilterError {
+    #[error("since: {0:?} is neither a duration (\"1h\", \"30m\") nor a time (\"2026-11-21T10:00:00Z\")")]
+    Since(String),
+    #[error("severity: {0:?} is not one of low, medium, high, critical")]
+    Severity(String),
+    #[error("ip: {0:?} is not an IPv4 or IPv6 address")]
+    Ip(String),
+}
+
+impl Filter {
+    /// The filters as `alerts` takes them, checked: the one reading of `--since` (a
+    /// duration back from `now`, or a time), `--severity` and `--ip`, for the daemon and
+    /// for the command line reading the alerts log without it.
+    pub fn parse(
+        since: Option<String>,
+        severity: Option<String>,
+        ip: Option<String>,
+        container: Option<String>,
+        limit: Option<usize>,
+        now: i64,
+    ) -> Result<Filter, FilterError> {
+        let since = match since.as_deref().map(str::trim) {
+            None | Some("") => None,
+            Some(s) => Some(match crate::time::parse_duration(s) {
+                Ok(d) => now.saturating_sub(i64::try_from(d).unwrap_or(i64::MAX)),
+                Err(_) => crate::time::parse_time(s.as_bytes())
+                    .ok_or_else(|| FilterError::Since(s.to_string()))?,
+            }),
+        };
+        if let Some(s) = severity.as_deref().filter(|s| !SEVERITIES.contains(s)) {
+            return Err(FilterError::Severity(s.to_string()));
+        }
+        let ip = match ip {
+            Some(s) => {
+                Some(crate::netaddr::parse_client_ip(s.as_bytes()).ok_or(FilterError::Ip(s))?)
+            }
+            None => None,
+        };
+        Ok(Filter {
+            since,
+            severity,
+            ip,
+            container: container.map(|c| c.trim_start_matches('/').to_string()),
+            limit,
+        })
+    }
+}
+
 /// The bounded ring of recent alerts, with the folding state.
 #[derive(Debug)]
 pub struct AlertBook {
@@ -546,6 +597,52 @@ impl AlertBook {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_filter_reads_since_severity_and_ip_once_for_daemon_and_command_line() {
+        let f = Filter::parse(
+            Some("1h".into()),
+            Some("high".into()),
+            Some("203.0.113.9".into()),
+            Some("/web".into()),
+            Some(5),
+            10_000,
+        )
+        .unwrap();
+        assert_eq!(f.since, Some(10_000 - 3600));
+        assert_eq!(f.ip, Some("203.0.113.9".parse().unwrap()));
+        assert_eq!(f.container.as_deref(), Some("web"));
+        let at = Filter::parse(
+            Some("2026-11-21T10:00:00Z".into()),
+            None,
+            None,
+            None,
+            None,
+            0,
+        );
+        assert!(at.unwrap().since.is_some());
+        let bad = |since: &str, sev: Option<&str>, ip: Option<&str>| {
+            Filter::parse(
+                Some(since.into()),
+                sev.map(String::from),
+                ip.map(String::from),
+                None,
+                None,
+                0,
+            )
+            .unwrap_err()
+            .to_string()
+        };
+        assert!(bad("soon", None, None).starts_with("since: \"soon\" is neither a duration"));
+        assert_eq!(
+            bad("", Some("dire"), None),
+            "severity: \"dire\" is not one of low, medium, high, critical"
+        );
+        assert_eq!(
+            bad("", None, Some("1.2")),
+            "ip: \"1.2\" is not an IPv4 or IPv6 address"
+        );
+    }
 
     fn hit(t: i64, ip: &str, rule: &str) -> Alert {
         Alert {

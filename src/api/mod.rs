@@ -3,55 +3,19 @@
 //! socket that only root (and an optional group) may open.
 
 pub mod client;
+pub mod protocol;
 pub mod server;
 mod settings;
 
 pub use settings::Settings;
 
+use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
+
+pub use protocol::*;
 
 /// Where the daemon listens (systemd's RuntimeDirectory=security-monitor).
 pub const DEFAULT_SOCKET: &str = "/run/security-monitor/control.sock";
-
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-#[serde(tag = "command", rename_all = "lowercase")]
-pub enum Request {
-    Status,
-    List,
-    Ban {
-        ip: String,
-        /// Seconds; None: the policy's duration with escalation.
-        seconds: Option<u64>,
-        #[serde(default)]
-        reason: String,
-    },
-    Unban {
-        ip: String,
-    },
-    Reload,
-    /// Whether the daemon is well: Docker connected, firewall working, config loaded.
-    Health,
-    /// Recent alerts, filtered.
-    Alerts {
-        /// A duration back from now (`1h`) or a time (`2026-11-21T10:00:00Z`).
-        #[serde(default)]
-        since: Option<String>,
-        /// The least severity shown: low, medium, high or critical.
-        #[serde(default)]
-        severity: Option<String>,
-        #[serde(default)]
-        ip: Option<String>,
-        #[serde(default)]
-        container: Option<String>,
-        /// At most this many, the newest.
-        #[serde(default)]
-        limit: Option<usize>,
-    },
-    /// The risk summary.
-    Insights,
-    /// The Prometheus exposition text.
-    Metrics,
-}
 
 /// `ok` with a `data` payload, or an `error` for people.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -70,6 +34,19 @@ impl Response {
             error: None,
             data,
         }
+    }
+
+    /// An answer of the protocol's types (see [`protocol`]).
+    pub fn answer<T: Serialize>(data: &T) -> Response {
+        match serde_json::to_value(data) {
+            Ok(v) => Response::ok(v),
+            Err(e) => Response::err(format!("cannot write the answer: {e}")),
+        }
+    }
+
+    /// The answer read as the type the request calls for.
+    pub fn data_as<T: DeserializeOwned>(&self) -> Result<T, serde_json::Error> {
+        T::deserialize(&self.data)
     }
 
     pub fn err(msg: impl Into<String>) -> Response {

@@ -149,12 +149,56 @@ impl Drop for ConnGuard {
     }
 }
 
+/// Why the control socket cannot be bound.
+#[derive(Debug, thiserror::Error)]
+pub enum BindError {
+    #[error("cannot create {}: {error}", dir.display())]
+    CreateDir { dir: PathBuf, error: std::io::Error },
+    #[error("cannot look at {}: {error}", path.display())]
+    Look {
+        path: PathBuf,
+        error: std::io::Error,
+    },
+    #[error("{} is {what}, not a socket; it is left alone: remove it yourself, or set control.socket to another path", path.display())]
+    NotASocket { path: PathBuf, what: &'static str },
+    #[error("{} is in use: is another security-monitor daemon running?", path.display())]
+    InUse { path: PathBuf },
+    #[error("cannot remove the stale socket {}: {error}", path.display())]
+    RemoveStale {
+        path: PathBuf,
+        error: std::io::Error,
+    },
+    #[error("cannot listen on {}: a socket path must be shorter than {max} bytes, without NUL", path.display())]
+    BadPath { path: PathBuf, max: usize },
+    #[error("cannot listen on {}: {error}", path.display())]
+    Listen {
+        path: PathBuf,
+        error: std::io::Error,
+    },
+    #[error("cannot set the mode of {}: {error}", path.display())]
+    Mode {
+        path: PathBuf,
+        error: std::io::Error,
+    },
+    #[error("cannot give {} to group {gid}: {error}", path.display())]
+    Group {
+        path: PathBuf,
+        gid: u32,
+        error: std::io::Error,
+    },
+}
+
 /// What is at the socket's path before binding.
-fn clear_stale_socket(path: &Path) -> Result<(), String> {
+fn clear_stale_socket(path: &Path) -> Result<(), BindError> {
     let meta = match std::fs::symlink_metadata(path) {
         Ok(m) => m,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
-        Err(e) => return Err(format!("cannot look at {}: {e}", path.display())),
+        Err(error) => {
+            return Err(BindError::Look {
+                path: path.into(),
+                error,
+            })
+        }
     };
     if !meta.file_type().is_socket() {
         let what = if meta.file_type().is_symlink() {
@@ -164,20 +208,19 @@ fn clear_stale_socket(path: &Path) -> Result<(), String> {
         } else {
             "a regular file or other non-socket"
         };
-        return Err(format!(
-            "{} is {what}, not a socket; it is left alone: remove it yourself, or set control.socket to another path",
-            path.display()
-        ));
+        return Err(BindError::NotASocket {
+            path: path.into(),
+            what,
+        });
     }
     // A socket left by a daemon that was killed: nobody answers on it, so it is ours.
     if std::os::unix::net::UnixStream::connect(path).is_ok() {
-        return Err(format!(
-            "{} is in use: is another security-monitor daemon running?",
-            path.display()
-        ));
+        return Err(BindError::InUse { path: path.into() });
     }
-    std::fs::remove_file(path)
-        .map_err(|e| format!("cannot remove the stale socket {}: {e}", path.display()))
+    std::fs::remove_file(path).map_err(|error| BindError::RemoveStale {
+        path: path.into(),
+        error,
+    })
 }
 
 /// Binds the socket: mode 0600 (root only), or 0660 with group `group` when given.
@@ -186,16 +229,20 @@ fn clear_stale_socket(path: &Path) -> Result<(), String> {
 /// connect (a connect is refused), so no client ever reaches the socket with a looser
 /// mode. std's `UnixListener::bind` does both at once, hence libc; a tight umask around
 /// bind would do too, but the umask is process-wide and other threads create files.
-pub fn bind(path: &Path, group: Option<u32>) -> Result<UnixListener, String> {
+pub fn bind(path: &Path, group: Option<u32>) -> Result<UnixListener, BindError> {
     if let Some(dir) = path.parent() {
-        std::fs::create_dir_all(dir)
-            .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+        std::fs::create_dir_all(dir).map_err(|error| BindError::CreateDir {
+            dir: dir.into(),
+            error,
+        })?;
     }
     clear_stale_socket(path)?;
     let mode = if group.is_some() { 0o660 } else { 0o600 };
     let std_listener = bind_with_mode(path, mode, group)?;
-    UnixListener::from_std(std_listener)
-        .map_err(|e| format!("cannot listen on {}: {e}", path.display()))
+    UnixListener::from_std(std_listener).map_err(|error| BindError::Listen {
+        path: path.into(),
+        error,
+    })
 }
 
 /// socket, bind, chmod (and chown), listen; the socket is non-blocking for tokio.
@@ -203,19 +250,21 @@ fn bind_with_mode(
     path: &Path,
     mode: u32,
     group: Option<u32>,
-) -> Result<std::os::unix::net::UnixListener, String> {
+) -> Result<std::os::unix::net::UnixListener, BindError> {
     use std::os::fd::{FromRawFd, OwnedFd};
-    let listen_err = |e: std::io::Error| format!("cannot listen on {}: {e}", path.display());
+    let listen_err = |error: std::io::Error| BindError::Listen {
+        path: path.into(),
+        error,
+    };
     // SAFETY: sockaddr_un is plain old data; all zeroes is a valid value.
     let mut addr: libc::sockaddr_un = unsafe { std::mem::zeroed() };
     addr.sun_family = libc::AF_UNIX as libc::sa_family_t;
     let bytes = path.as_os_str().as_bytes();
     if bytes.len() >= addr.sun_path.len() || bytes.contains(&0) {
-        return Err(format!(
-            "cannot listen on {}: a socket path must be shorter than {} bytes, without NUL",
-            path.display(),
-            addr.sun_path.len()
-        ));
+        return Err(BindError::BadPath {
+            path: path.into(),
+            max: addr.sun_path.len(),
+        });
     }
     for (dst, src) in addr.sun_path.iter_mut().zip(bytes) {
         *dst = *src as libc::c_char;
@@ -246,12 +295,19 @@ fn bind_with_mode(
     if rc != 0 {
         return Err(listen_err(std::io::Error::last_os_error()));
     }
-    let set_access = || -> Result<(), String> {
-        std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))
-            .map_err(|e| format!("cannot set the mode of {}: {e}", path.display()))?;
+    let set_access = || -> Result<(), BindError> {
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).map_err(|error| {
+            BindError::Mode {
+                path: path.into(),
+                error,
+            }
+        })?;
         if let Some(gid) = group {
-            std::os::unix::fs::chown(path, None, Some(gid))
-                .map_err(|e| format!("cannot give {} to group {gid}: {e}", path.display()))?;
+            std::os::unix::fs::chown(path, None, Some(gid)).map_err(|error| BindError::Group {
+                path: path.into(),
+                gid,
+                error,
+            })?;
         }
         Ok(())
     };
@@ -367,12 +423,16 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("control.sock");
         std::fs::write(&path, b"not a socket").unwrap();
-        let e = bind(&path, None).expect_err("a regular file must be refused");
+        let e = bind(&path, None)
+            .expect_err("a regular file must be refused")
+            .to_string();
         assert!(e.contains("not a socket"), "{e}");
         assert_eq!(std::fs::read(&path).unwrap(), b"not a socket");
         let link = dir.path().join("link.sock");
         std::os::unix::fs::symlink(&path, &link).unwrap();
-        let e = bind(&link, None).expect_err("a symlink must be refused");
+        let e = bind(&link, None)
+            .expect_err("a symlink must be refused")
+            .to_string();
         assert!(e.contains("symbolic link"), "{e}");
         assert!(std::fs::symlink_metadata(&link).is_ok());
     }
@@ -388,7 +448,10 @@ mod tests {
         assert!(meta.file_type().is_socket());
         assert_eq!(meta.mode() & 0o777, 0o600);
         // A live one is not.
-        assert!(bind(&path, None).unwrap_err().contains("in use"));
+        assert!(bind(&path, None)
+            .unwrap_err()
+            .to_string()
+            .contains("in use"));
         drop(listener);
         let with_group = dir.path().join("group.sock");
         let _l = bind(&with_group, Some(meta.gid())).unwrap();

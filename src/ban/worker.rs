@@ -16,7 +16,6 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use serde::Serialize;
 use tokio::sync::oneshot;
 
 use crate::ban::book::Pending;
@@ -70,29 +69,8 @@ pub enum Msg {
     },
 }
 
-/// How enforcement is doing, for `status`.
-#[derive(Debug, Clone, Default, Serialize)]
-pub struct Summary {
-    pub backend: String,
-    pub active_bans: usize,
-    pub bans_since_start: u64,
-    pub unbans_since_start: u64,
-    pub held_back: u64,
-    pub never_banned: u64,
-    pub dropped_verdicts: u64,
-    pub firewall_errors: u64,
-    /// The last error of any kind, kept for `status` after it has cleared.
-    pub last_error: Option<String>,
-    /// The firewall is failing now: the last change it was asked for failed. Cleared by
-    /// the next ban or unban that succeeds, so `health` recovers with it.
-    pub firewall_error: Option<String>,
-    /// The state file cannot be written now. Cleared by the next successful write (a
-    /// failed write is retried, so one full disk is not reported for ever).
-    pub state_file_error: Option<String>,
-    /// Log timestamp to firewall applied, in milliseconds, over the last bans.
-    pub time_to_ban_ms_p50: Option<f64>,
-    pub time_to_ban_ms_p99: Option<f64>,
-}
+/// How enforcement is doing: part of the control protocol, so it lives in `api`.
+pub use crate::api::Summary;
 
 pub struct Handle {
     queue: Option<Queue>,

@@ -38,7 +38,7 @@ impl Daemon {
             Request::Status => self.status(),
             Request::Health => {
                 let s = self.enforce.summary();
-                Response::ok(self.health(&s))
+                Response::answer(&self.health(&s))
             }
             Request::List => {
                 let (tx, rx) = oneshot::channel();
@@ -62,12 +62,6 @@ impl Daemon {
                 seconds,
                 reason,
             } => {
-                let Some(ip) = crate::netaddr::parse_client_ip(ip.as_bytes()) else {
-                    let _ = reply.send(Response::err(format!(
-                        "{ip:?} is not an IPv4 or IPv6 address"
-                    )));
-                    return;
-                };
                 let (tx, rx) = oneshot::channel();
                 self.ask_enforcement(
                     Msg::Ban {
@@ -82,12 +76,6 @@ impl Daemon {
                 return;
             }
             Request::Unban { ip } => {
-                let Some(ip) = crate::netaddr::parse_client_ip(ip.as_bytes()) else {
-                    let _ = reply.send(Response::err(format!(
-                        "{ip:?} is not an IPv4 or IPv6 address"
-                    )));
-                    return;
-                };
                 self.pipeline.send(Command::Forget(ip));
                 let (tx, rx) = oneshot::channel();
                 self.ask_enforcement(Msg::Unban { ip, reply: tx }, rx, reply);
@@ -99,12 +87,12 @@ impl Daemon {
                 ip,
                 container,
                 limit,
-            } => match alert_filter(since, severity, ip, container, limit, unix_now()) {
+            } => match Filter::parse(since, severity, ip, container, limit, unix_now()) {
                 Ok(f) => {
                     let list = self.alerts.query(&f);
                     Response::ok(serde_json::to_value(list).unwrap_or_default())
                 }
-                Err(e) => Response::err(e),
+                Err(e) => Response::err(e.to_string()),
             },
             Request::Insights => {
                 self.with_bans(reply, |bans, reply| Finish::Insights { bans, reply });
@@ -213,26 +201,26 @@ impl Daemon {
         let r = self.rate();
         let p = self.pipeline.stats();
         let ws = self.watcher.as_ref().map(|w| w.status());
-        Response::ok(serde_json::json!({
-            "version": env!("CARGO_PKG_VERSION"),
-            "uptime_s": self.counts.started.elapsed().as_secs(),
-            "config": self.opts.config,
-            "firewall": s,
-            "lines_read": p.lines,
-            "lines_parsed": p.parsed,
-            "lines_per_second": r,
-            "tracked_ips": p.tracked_ips,
-            "reload_error": self.reload_error,
-            "docker": ws,
-            "notify": self.notifier.status(),
-            "unparsed": p.unparsed,
-        }))
+        Response::answer(&crate::api::Status {
+            version: env!("CARGO_PKG_VERSION").to_string(),
+            uptime_s: self.counts.started.elapsed().as_secs(),
+            config: self.opts.config.clone(),
+            firewall: s,
+            lines_read: p.lines,
+            lines_parsed: p.parsed,
+            lines_per_second: r,
+            tracked_ips: p.tracked_ips,
+            reload_error: self.reload_error.clone(),
+            docker: ws,
+            notify: self.notifier.status(),
+            unparsed: p.unparsed,
+        })
     }
 
     /// `ok` when every part runs, Docker is connected, the firewall and the state file
     /// work and the config loaded; otherwise `degraded` with the problems in words. Each
     /// problem is a present one: it goes once what caused it works again.
-    fn health(&self, s: &Summary) -> serde_json::Value {
+    fn health(&self, s: &Summary) -> crate::api::Health {
         let ws = self.watcher.as_ref().map(|w| w.status());
         let alive = Alive {
             pipeline: self.pipeline.alive(),
@@ -247,14 +235,15 @@ impl Daemon {
             self.reload_error.as_deref(),
             self.alert_log_error.as_deref(),
         );
-        serde_json::json!({
-            "status": if problems.is_empty() { "ok" } else { "degraded" },
-            "problems": problems,
-            "docker_connected": alive.watcher == Some(true) && ws.as_ref().is_some_and(|w| w.connected),
-            "firewall": s.backend,
-            "active_bans": s.active_bans,
-            "uptime_s": self.counts.started.elapsed().as_secs(),
-        })
+        crate::api::Health {
+            status: crate::api::Health::state_of(&problems),
+            problems,
+            docker_connected: alive.watcher == Some(true)
+                && ws.as_ref().is_some_and(|w| w.connected),
+            firewall: s.backend.clone(),
+            active_bans: s.active_bans,
+            uptime_s: self.counts.started.elapsed().as_secs(),
+        }
     }
 }
 
@@ -320,48 +309,6 @@ fn health_problems(
         problems.push(format!("cannot write the alerts log: {e}"));
     }
     problems
-}
-
-/// The control socket's alert filters, checked (`now` resolves a `since` duration).
-pub fn alert_filter(
-    since: Option<String>,
-    severity: Option<String>,
-    ip: Option<String>,
-    container: Option<String>,
-    limit: Option<usize>,
-    now: i64,
-) -> Result<Filter, String> {
-    let since = match since.as_deref().map(str::trim) {
-        None | Some("") => None,
-        Some(s) => Some(match crate::time::parse_duration(s) {
-            Ok(d) => now.saturating_sub(i64::try_from(d).unwrap_or(i64::MAX)),
-            Err(_) => crate::time::parse_time(s.as_bytes()).ok_or_else(|| {
-                format!("since: {s:?} is neither a duration (\"1h\", \"30m\") nor a time (\"2026-11-21T10:00:00Z\")")
-            })?,
-        }),
-    };
-    let severity = match severity {
-        Some(s) if !crate::alerts::SEVERITIES.contains(&s.as_str()) => {
-            return Err(format!(
-                "severity: {s:?} is not one of low, medium, high, critical"
-            ))
-        }
-        other => other,
-    };
-    let ip = match ip {
-        Some(s) => Some(
-            crate::netaddr::parse_client_ip(s.as_bytes())
-                .ok_or_else(|| format!("ip: {s:?} is not an IPv4 or IPv6 address"))?,
-        ),
-        None => None,
-    };
-    Ok(Filter {
-        since,
-        severity,
-        ip,
-        container: container.map(|c| c.trim_start_matches('/').to_string()),
-        limit,
-    })
 }
 
 #[cfg(test)]

@@ -15,7 +15,6 @@
 
 mod alerts;
 mod control;
-pub use control::alert_filter;
 pub mod logging;
 mod pipeline;
 mod reload;
@@ -198,7 +197,7 @@ impl Daemon {
         };
 
         let (call_tx, call_rx) = mpsc::channel::<Call>(64);
-        let listener = server::bind(&opts.socket, opts.socket_group)?;
+        let listener = server::bind(&opts.socket, opts.socket_group).map_err(|e| e.to_string())?;
         let server = tokio::spawn(server::serve(
             listener,
             call_tx.clone(),

@@ -13,10 +13,10 @@ use std::net::IpAddr;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use serde::Serialize;
 use tokio::sync::{mpsc, oneshot};
 
 use crate::alerts::errors::{self as error_rate, ErrorRates};
+use crate::api::Unparsed;
 use crate::ban::worker::{Msg, Queue};
 use crate::ban::DockerNetwork;
 use crate::config::Config;
@@ -28,16 +28,6 @@ use crate::events::Event;
 /// How long the pipeline judges queued lines before it publishes its figures and looks at
 /// its commands again.
 const PUBLISH_EVERY: Duration = Duration::from_millis(100);
-
-/// A container most of whose lines do not parse, for `status`.
-#[derive(Debug, Clone, Serialize, PartialEq)]
-pub(super) struct Unparsed {
-    pub container: String,
-    pub format: String,
-    pub lines: u64,
-    pub unparsed: u64,
-    pub sample: String,
-}
 
 /// What the pipeline has done, as `status` and the metrics show it.
 #[derive(Debug, Clone, Default)]

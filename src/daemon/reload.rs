@@ -134,7 +134,7 @@ impl Daemon {
         refuse_moves(&self.cfg, &cfg)?;
         let detector = Detector::new(&cfg.detect_settings())
             .map_err(|e| format!("the rules cannot be compiled: {e}"))?;
-        let watch = WatchSettings::from_config(&cfg)?;
+        let watch = WatchSettings::from_config(&cfg).map_err(|e| e.to_string())?;
         let metrics = prepare_metrics(self.metrics_server.as_ref(), cfg.metrics.listen).await?;
         Ok(Prepared {
             cfg,

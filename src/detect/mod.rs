@@ -7,6 +7,7 @@
 pub mod decode;
 pub mod parse;
 pub mod proxy;
+pub mod replay;
 pub mod rules;
 mod settings;
 pub mod window;

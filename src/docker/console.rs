@@ -5,9 +5,9 @@
 //! newlines, and a program that writes megabytes without one would have them buffered
 //! whole by a reader that waits for the newline (as bollard's log decoder does on a Unix
 //! socket). So TTY logs are read here: the HTTP request to dockerd is made directly on
-//! its Unix socket, and [`ConsoleSplitter`] (inside the line assembler) cuts the bytes
-//! into messages at newlines and, past `limits.max_line_bytes`, at the bound, skipping
-//! the rest of that line.
+//! its Unix socket, and the bounded [`LineSplitter`](crate::lines::LineSplitter) (inside
+//! the line assembler) cuts the bytes into messages at newlines and, past
+//! [`line_bound`], at the bound, skipping the rest of that line.
 
 use std::path::Path;
 
@@ -19,75 +19,33 @@ use tokio::task::JoinHandle;
 
 use super::lines::PIECE_BYTES;
 
-/// Cuts a TTY log's bytes into the messages [`super::lines::Assembler`] takes: each
-/// whole line with its newline; a line longer than the bound as its first part (no
-/// newline) and then a bare newline once the line ends, the bytes between skipped.
-#[derive(Debug, Default)]
-pub struct ConsoleSplitter {
-    buf: Vec<u8>,
-    cap: usize,
-    skipping: bool,
+/// How much of one TTY line is held: `limits.max_line_bytes`, plus the timestamp Docker
+/// puts before every 16 KiB piece (about 31 bytes each), so the kept part is whole once
+/// they are removed.
+pub fn line_bound(max_line_bytes: usize) -> usize {
+    let pieces = max_line_bytes / PIECE_BYTES + 2;
+    max_line_bytes.max(1) + pieces * 64
 }
 
-impl ConsoleSplitter {
-    pub fn new(max_line_bytes: usize) -> ConsoleSplitter {
-        // Room for the line, plus the timestamp Docker puts before every 16 KiB piece
-        // (about 31 bytes each) so the kept part is whole once they are removed.
-        let pieces = max_line_bytes / PIECE_BYTES + 2;
-        ConsoleSplitter {
-            buf: Vec::new(),
-            cap: max_line_bytes.max(1) + pieces * 64,
-            skipping: false,
-        }
-    }
-
-    /// Takes the next bytes of the stream; each finished message goes to `out`.
-    pub fn push(&mut self, mut bytes: &[u8], out: &mut impl FnMut(&[u8])) {
-        while !bytes.is_empty() {
-            let (segment, newline) = match memchr::memchr(b'\n', bytes) {
-                Some(i) => (&bytes[..=i], true),
-                None => (bytes, false),
-            };
-            bytes = &bytes[segment.len()..];
-            if self.skipping {
-                if newline {
-                    self.skipping = false;
-                    out(b"\n");
-                }
-                continue;
-            }
-            let room = self.cap - self.buf.len();
-            if segment.len() <= room {
-                self.buf.extend_from_slice(segment);
-                if newline {
-                    out(&self.buf);
-                    self.buf.clear();
-                }
-                continue;
-            }
-            // Over the bound: hand on what fits, skip the rest of the line.
-            self.buf.extend_from_slice(&segment[..room]);
-            out(&self.buf);
-            self.buf.clear();
-            if newline {
-                out(b"\n");
-            } else {
-                self.skipping = true;
-            }
-        }
-        if self.buf.capacity() > 4 * PIECE_BYTES && self.buf.is_empty() {
-            self.buf = Vec::new();
-        }
-    }
-
-    /// At the end of a stopped container's log: what is left is a line without its newline.
-    pub fn finish(&mut self, out: &mut impl FnMut(&[u8])) {
-        if !self.buf.is_empty() {
-            out(&self.buf);
-            self.buf.clear();
-        }
-        self.skipping = false;
-    }
+/// Why a TTY container's log cannot be read.
+#[derive(Debug, thiserror::Error)]
+pub enum ConsoleError {
+    #[error("cannot connect to {}: {error}", socket.display())]
+    Connect {
+        socket: std::path::PathBuf,
+        error: std::io::Error,
+    },
+    #[error("HTTP handshake with dockerd: {0}")]
+    Handshake(hyper::Error),
+    #[error("building the log request: {0}")]
+    Request(hyper::http::Error),
+    #[error("asking dockerd for the log: {0}")]
+    Ask(hyper::Error),
+    /// dockerd said no, in its own words.
+    #[error("dockerd answered {status}: {message}")]
+    Refused { status: u16, message: String },
+    #[error("reading the log: {0}")]
+    Read(hyper::Error),
 }
 
 /// The raw bytes of a TTY container's log, read from dockerd's Unix socket.
@@ -104,13 +62,21 @@ impl Drop for ConsoleLog {
 
 impl ConsoleLog {
     /// `GET /containers/ID/logs` with timestamps, from `since` (Unix seconds) on.
-    pub async fn open(socket: &Path, id: &str, follow: bool, since: i32) -> Result<Self, String> {
+    pub async fn open(
+        socket: &Path,
+        id: &str,
+        follow: bool,
+        since: i32,
+    ) -> Result<Self, ConsoleError> {
         let stream = tokio::net::UnixStream::connect(socket)
             .await
-            .map_err(|e| format!("cannot connect to {}: {e}", socket.display()))?;
+            .map_err(|error| ConsoleError::Connect {
+                socket: socket.into(),
+                error,
+            })?;
         let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
             .await
-            .map_err(|e| format!("HTTP handshake with dockerd: {e}"))?;
+            .map_err(ConsoleError::Handshake)?;
         let connection = tokio::spawn(async move {
             let _ = conn.await;
         });
@@ -121,11 +87,11 @@ impl ConsoleLog {
         let request = hyper::Request::get(path)
             .header(hyper::header::HOST, "docker")
             .body(Empty::<Bytes>::new())
-            .map_err(|e| format!("building the log request: {e}"))?;
+            .map_err(ConsoleError::Request)?;
         let response = sender
             .send_request(request)
             .await
-            .map_err(|e| format!("asking dockerd for the log: {e}"))?;
+            .map_err(ConsoleError::Ask)?;
         let status = response.status();
         if !status.is_success() {
             // dockerd explains in a small JSON body: {"message": "..."}.
@@ -145,11 +111,10 @@ impl ConsoleLog {
                 .unwrap_or_else(|| {
                     String::from_utf8_lossy(&body[..body.len().min(512)]).into_owned()
                 });
-            return Err(format!(
-                "dockerd answered {}: {}",
-                status.as_u16(),
-                message.trim()
-            ));
+            return Err(ConsoleError::Refused {
+                status: status.as_u16(),
+                message: message.trim().to_string(),
+            });
         }
         Ok(ConsoleLog {
             body: BodyStream::new(response.into_body()),
@@ -158,7 +123,7 @@ impl ConsoleLog {
     }
 
     /// The next bytes, an error, or None at the end of the log.
-    pub async fn next(&mut self) -> Option<Result<Bytes, String>> {
+    pub async fn next(&mut self) -> Option<Result<Bytes, ConsoleError>> {
         loop {
             match self.body.next().await? {
                 Ok(frame) => match frame.into_data() {
@@ -166,7 +131,7 @@ impl ConsoleLog {
                     Ok(data) => return Some(Ok(data)),
                     Err(_) => continue, // trailers
                 },
-                Err(e) => return Some(Err(format!("reading the log: {e}"))),
+                Err(e) => return Some(Err(ConsoleError::Read(e))),
             }
         }
     }
@@ -174,47 +139,24 @@ impl ConsoleLog {
 
 #[cfg(test)]
 mod tests {
+    use super::super::lines::Assembler;
     use super::*;
 
-    fn split(max: usize, chunks: &[&[u8]]) -> Vec<Vec<u8>> {
-        let mut s = ConsoleSplitter::new(max);
-        let mut out = Vec::new();
-        for c in chunks {
-            s.push(c, &mut |m: &[u8]| out.push(m.to_vec()));
-        }
-        s.finish(&mut |m: &[u8]| out.push(m.to_vec()));
-        out
-    }
-
     #[test]
-    fn lines_are_cut_at_newlines_whatever_the_chunks() {
-        let out = split(1000, &[b"TS a\nTS b", b"c\nTS d\n", b"TS e"]);
-        assert_eq!(
-            out,
-            vec![
-                b"TS a\n".to_vec(),
-                b"TS bc\n".to_vec(),
-                b"TS d\n".to_vec(),
-                b"TS e".to_vec()
-            ]
-        );
-    }
-
-    #[test]
-    fn a_line_without_end_is_held_only_up_to_the_bound() {
+    fn a_tty_line_without_end_is_held_only_up_to_the_bound() {
         let max = 100;
-        let mut s = ConsoleSplitter::new(max);
-        let cap = s.cap;
-        let mut out: Vec<Vec<u8>> = Vec::new();
+        let mut a = Assembler::new(max);
+        let mut out = Vec::new();
+        a.push_console_bytes(b"2026-11-21T06:25:32Z ", &mut out);
         let chunk = vec![b'x'; 4096];
         for _ in 0..10_000 {
-            s.push(&chunk, &mut |m: &[u8]| out.push(m.to_vec()));
-            assert!(s.buf.len() <= cap);
+            a.push_console_bytes(&chunk, &mut out);
         }
-        s.push(b"tail\nTS next\n", &mut |m: &[u8]| out.push(m.to_vec()));
-        assert_eq!(out.len(), 3, "first part, end of the cut line, next line");
-        assert_eq!(out[0].len(), cap);
-        assert_eq!(out[1], b"\n");
-        assert_eq!(out[2], b"TS next\n");
+        a.push_console_bytes(b"tail\n2026-11-21T06:25:33Z next\n", &mut out);
+        assert_eq!(out.len(), 2, "the cut line, then the next one: {out:?}");
+        assert_eq!(out[0].bytes.len(), max);
+        assert!(out[0].truncated);
+        assert_eq!(out[1].bytes, b"next");
+        assert!(line_bound(max) > max);
     }
 }

@@ -12,8 +12,9 @@
 //! its pieces, each behind its own timestamp. Those inner timestamps are found at the
 //! piece boundaries (every 16,384 bytes) and removed.
 
-use super::console::ConsoleSplitter;
+use super::console::line_bound;
 use super::Stream;
+use crate::lines::{LineSplitter, Piece};
 use crate::time::{days_from_civil, format_time};
 
 /// The size of the pieces Docker's log copier cuts long lines into.
@@ -46,7 +47,7 @@ pub struct Assembler {
     /// The last timestamp seen, for the (unexpected) message without one.
     last_ts: i64,
     /// Cuts raw TTY bytes into messages (see [`Assembler::push_console_bytes`]).
-    console: ConsoleSplitter,
+    console: LineSplitter,
 }
 
 impl Assembler {
@@ -55,7 +56,7 @@ impl Assembler {
             max: max_line_bytes.max(1),
             partial: Default::default(),
             last_ts: 0,
-            console: ConsoleSplitter::new(max_line_bytes),
+            console: LineSplitter::new(line_bound(max_line_bytes)),
         }
     }
 
@@ -63,14 +64,27 @@ impl Assembler {
     /// line is held beyond the bound (see [`super::console`]).
     pub fn push_console_bytes(&mut self, bytes: &[u8], out: &mut Vec<Assembled>) {
         let mut console = std::mem::take(&mut self.console);
-        console.push(bytes, &mut |m: &[u8]| self.push_console(m, out));
+        console.push(bytes, &mut |p| self.console_piece(p, out));
         self.console = console;
+    }
+
+    /// A piece of a TTY log: a whole line ends its message, a cut one ends with the
+    /// newline that comes after its skipped bytes.
+    fn console_piece(&mut self, piece: Piece<'_>, out: &mut Vec<Assembled>) {
+        match piece {
+            Piece::Line(line) => self.push_console(line, true, out),
+            Piece::Cut(part) | Piece::Tail(part) => self.push_console(part, false, out),
+            Piece::CutEnd => self.push_console(b"", true, out),
+        }
     }
 
     /// Takes one message from the log API; whole lines go to `out`.
     pub fn push(&mut self, stream: Stream, msg: &[u8], out: &mut Vec<Assembled>) {
         if stream == Stream::Console {
-            self.push_console(msg, out);
+            match msg.strip_suffix(b"\n") {
+                Some(line) => self.push_console(line, true, out),
+                None => self.push_console(msg, false, out),
+            }
             return;
         }
         let (ts, content) = self.timestamp(msg);
@@ -80,7 +94,8 @@ impl Assembler {
         }
     }
 
-    fn push_console(&mut self, msg: &[u8], out: &mut Vec<Assembled>) {
+    /// One TTY message (`ended`: its newline came, already taken off).
+    fn push_console(&mut self, msg: &[u8], ended: bool, out: &mut Vec<Assembled>) {
         let mut rest = msg;
         loop {
             let (ts, content) = self.timestamp(rest);
@@ -91,12 +106,11 @@ impl Assembler {
                 rest = &content[PIECE_BYTES..];
                 continue;
             }
-            match content.strip_suffix(b"\n") {
-                Some(line) => {
-                    let line = line.strip_suffix(b"\r").unwrap_or(line);
-                    self.piece(Stream::Console, ts, line, true, out);
-                }
-                None => self.piece(Stream::Console, ts, content, false, out),
+            if ended {
+                let line = content.strip_suffix(b"\r").unwrap_or(content);
+                self.piece(Stream::Console, ts, line, true, out);
+            } else {
+                self.piece(Stream::Console, ts, content, false, out);
             }
             return;
         }
@@ -153,7 +167,7 @@ impl Assembler {
     /// log, where the output did not end with a newline.
     pub fn flush(&mut self, out: &mut Vec<Assembled>) {
         let mut console = std::mem::take(&mut self.console);
-        console.finish(&mut |m: &[u8]| self.push_console(m, out));
+        console.finish(&mut |p| self.console_piece(p, out));
         self.console = console;
         for stream in [Stream::Stdout, Stream::Stderr, Stream::Console] {
             let p = &mut self.partial[stream as usize];

@@ -95,23 +95,41 @@ pub fn docker_host(configured: Option<&str>) -> String {
 /// up after this long; log and event streams, once answered, run for as long as they last.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(60);
 
-pub fn connect(host: &str) -> Result<Docker, String> {
+/// Why Docker cannot be watched with the settings given.
+#[derive(Debug, thiserror::Error)]
+pub enum DockerError {
+    #[error("docker.name_pattern \"{pattern}\": {error}")]
+    NamePattern {
+        pattern: String,
+        error: regex::Error,
+    },
+    #[error("there is no Docker socket at {path}: is Docker running? (the address comes from docker.socket, else DOCKER_HOST, else {DEFAULT_DOCKER_HOST})")]
+    NoSocket { path: String },
+    #[error("cannot use Docker address \"{host}\": give a socket path, or a unix://, tcp:// or http:// URL (in docker.socket or DOCKER_HOST)")]
+    BadAddress { host: String },
+    #[error("cannot use Docker address \"{host}\": {error}")]
+    Client {
+        host: String,
+        error: bollard::errors::Error,
+    },
+}
+
+pub fn connect(host: &str) -> Result<Docker, DockerError> {
     let secs = REQUEST_TIMEOUT.as_secs();
     let result = if let Some(path) = host.strip_prefix("unix://") {
         if !std::path::Path::new(path).exists() {
-            return Err(format!(
-                "there is no Docker socket at {path}: is Docker running? (the address comes from docker.socket, else DOCKER_HOST, else {DEFAULT_DOCKER_HOST})"
-            ));
+            return Err(DockerError::NoSocket { path: path.into() });
         }
         Docker::connect_with_unix(host, secs, bollard::API_DEFAULT_VERSION)
     } else if host.starts_with("tcp://") || host.starts_with("http://") {
         Docker::connect_with_http(host, secs, bollard::API_DEFAULT_VERSION)
     } else {
-        return Err(format!(
-            "cannot use Docker address \"{host}\": give a socket path, or a unix://, tcp:// or http:// URL (in docker.socket or DOCKER_HOST)"
-        ));
+        return Err(DockerError::BadAddress { host: host.into() });
     };
-    result.map_err(|e| format!("cannot use Docker address \"{host}\": {e}"))
+    result.map_err(|error| DockerError::Client {
+        host: host.into(),
+        error,
+    })
 }
 
 #[cfg(test)]
@@ -126,7 +144,9 @@ mod tests {
             "tcp://127.0.0.1:2375"
         );
         assert!(connect("ssh://x").is_err());
-        let e = connect("unix:///nonexistent/docker.sock").unwrap_err();
+        let e = connect("unix:///nonexistent/docker.sock")
+            .unwrap_err()
+            .to_string();
         assert!(
             e.contains("no Docker socket at /nonexistent/docker.sock"),
             "{e}"

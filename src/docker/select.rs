@@ -26,11 +26,14 @@ pub struct Selection {
 }
 
 impl Selection {
-    pub fn from_config(cfg: &Config) -> Result<Selection, String> {
+    pub fn from_config(cfg: &Config) -> Result<Selection, super::DockerError> {
         let pattern = match &cfg.docker.name_pattern {
-            Some(p) => {
-                Some(Regex::new(p).map_err(|e| format!("docker.name_pattern \"{p}\": {e}"))?)
-            }
+            Some(p) => Some(
+                Regex::new(p).map_err(|error| super::DockerError::NamePattern {
+                    pattern: p.clone(),
+                    error,
+                })?,
+            ),
             None => None,
         };
         let label = cfg

@@ -140,8 +140,17 @@ enum Chunk {
     Console(Bytes),
 }
 
+/// Why a log stream broke off: bollard's words (see [`describe`]) or the TTY reader's.
+#[derive(Debug, thiserror::Error)]
+enum StreamError {
+    #[error("{0}")]
+    Api(String),
+    #[error(transparent)]
+    Console(#[from] super::console::ConsoleError),
+}
+
 impl Source {
-    async fn next(&mut self) -> Option<Result<Chunk, String>> {
+    async fn next(&mut self) -> Option<Result<Chunk, StreamError>> {
         match self {
             Source::Api(logs) => loop {
                 return Some(match logs.next().await? {
@@ -149,10 +158,13 @@ impl Source {
                     Ok(LogOutput::StdErr { message }) => Ok(Chunk::Framed(Stream::Stderr, message)),
                     Ok(LogOutput::Console { message }) => Ok(Chunk::Console(message)),
                     Ok(LogOutput::StdIn { .. }) => continue,
-                    Err(e) => Err(describe(&e)),
+                    Err(e) => Err(StreamError::Api(describe(&e))),
                 });
             },
-            Source::Console(log) => log.next().await.map(|r| r.map(Chunk::Console)),
+            Source::Console(log) => log
+                .next()
+                .await
+                .map(|r| r.map(Chunk::Console).map_err(StreamError::from)),
         }
     }
 }
@@ -227,7 +239,7 @@ impl Follow {
             (Some(socket), true) => {
                 match ConsoleLog::open(socket, &self.tracker.id, follow, since).await {
                     Ok(log) => Source::Console(log),
-                    Err(e) => return Ok(Some(e)),
+                    Err(e) => return Ok(Some(e.to_string())),
                 }
             }
             _ => Source::Api(Box::pin(self.docker.logs(
@@ -249,7 +261,7 @@ impl Follow {
         while let Some(item) = source.next().await {
             let chunk = match item {
                 Ok(c) => c,
-                Err(e) => return Ok(Some(e)),
+                Err(e) => return Ok(Some(e.to_string())),
             };
             if first && follow {
                 first = false;

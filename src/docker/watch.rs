@@ -48,7 +48,7 @@ pub struct WatchSettings {
 }
 
 impl WatchSettings {
-    pub fn from_config(cfg: &Config) -> Result<WatchSettings, String> {
+    pub fn from_config(cfg: &Config) -> Result<WatchSettings, super::DockerError> {
         Ok(WatchSettings {
             docker_host: docker_host(cfg.docker.socket.as_deref()),
             selection: Selection::from_config(cfg)?,
@@ -365,7 +365,7 @@ impl Supervisor {
         }
         let docker = match connect(&self.settings.docker_host) {
             Ok(d) => d,
-            Err(e) => return Some(e),
+            Err(e) => return Some(e.to_string()),
         };
         let negotiated = tokio::select! {
             _ = stopping(stop) => return None,

@@ -112,7 +112,7 @@ pub fn channels(cfg: &Config) -> (Vec<ChannelSpec>, Vec<NotifyError>) {
 }
 
 /// One channel's counters, as `status` shows them.
-#[derive(Debug, Clone, Default, Serialize, PartialEq)]
+#[derive(Debug, Clone, Default, Serialize, serde::Deserialize, PartialEq)]
 pub struct ChannelStatus {
     pub name: String,
     /// Notices delivered.
@@ -130,7 +130,7 @@ pub struct ChannelStatus {
     pub retry_in_s: Option<u64>,
 }
 
-#[derive(Debug, Clone, Default, Serialize, PartialEq)]
+#[derive(Debug, Clone, Default, Serialize, serde::Deserialize, PartialEq)]
 pub struct NotifyStatus {
     pub channels: Vec<ChannelStatus>,
     /// Events lost because the notifier fell behind (the bus dropped them).

@@ -11,7 +11,7 @@ use security_monitor::docker::lines::format_ts_ns;
 use security_monitor::docker::{LogLine, WatchSettings, Watcher};
 use tokio::sync::mpsc;
 
-pub fn run(cfg: Config, json: bool, state_dir: Option<PathBuf>) -> Result<i32> {
+pub fn run(cfg: Config, json: bool, state_dir: Option<PathBuf>) -> Result<u8> {
     tracing_subscriber::fmt()
         .with_writer(io::stderr)
         .with_env_filter(
@@ -19,7 +19,7 @@ pub fn run(cfg: Config, json: bool, state_dir: Option<PathBuf>) -> Result<i32> {
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
         )
         .init();
-    let mut settings = WatchSettings::from_config(&cfg).map_err(|e| anyhow::anyhow!(e))?;
+    let mut settings = WatchSettings::from_config(&cfg)?;
     settings.cursor_file = state_dir.as_deref().map(cursor_path);
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -28,7 +28,7 @@ pub fn run(cfg: Config, json: bool, state_dir: Option<PathBuf>) -> Result<i32> {
     runtime.block_on(follow(settings, json))
 }
 
-async fn follow(settings: WatchSettings, json: bool) -> Result<i32> {
+async fn follow(settings: WatchSettings, json: bool) -> Result<u8> {
     let (tx, mut rx) = mpsc::channel(4096);
     let watcher = Watcher::spawn(settings, tx);
     let mut out = io::BufWriter::new(io::stdout().lock());

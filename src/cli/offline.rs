@@ -1,0 +1,288 @@
+//! Subcommands that need no daemon: `check` (replay log files), `check-config`,
+//! `rules`, `test-notify`.
+
+use std::fs::File;
+use std::io::{self, Write};
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use anyhow::{Context, Result};
+
+use security_monitor::config::{self, DEFAULT_CONFIG_PATH};
+use security_monitor::detect::replay::{Replay, Report};
+use security_monitor::detect::rules::RuleSet;
+use security_monitor::lines::for_each_line;
+
+use super::load_config;
+use super::table::{Column, Table};
+
+pub(super) fn check(
+    config: Option<&Path>,
+    format: Option<&str>,
+    json: bool,
+    logfiles: &[PathBuf],
+) -> Result<u8> {
+    let cfg = load_config(config, json)?;
+    let format_name = format.unwrap_or(&cfg.log_format);
+    let Some(log_format) = cfg.format(format_name) else {
+        let mut known: Vec<String> = security_monitor::detect::parse::BUILTIN_FORMATS
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+        known.extend(cfg.formats.keys().cloned());
+        anyhow::bail!(
+            "unknown log format {format_name:?}: use one of {}",
+            known.join(", ")
+        );
+    };
+    let mut replay = Replay::new(
+        &cfg.detect_settings(),
+        log_format,
+        cfg.limits.max_line_bytes,
+    )?;
+    let started = Instant::now();
+    for path in logfiles {
+        let notice = if path.as_os_str() == "-" {
+            replay_input(&mut replay, io::stdin().lock(), "standard input")
+                .context("reading standard input")?
+        } else {
+            let file =
+                File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
+            replay_input(&mut replay, file, &path.display().to_string())
+                .with_context(|| format!("reading {}", path.display()))?
+        };
+        if let Some(n) = notice {
+            eprintln!("warning: {n}");
+        }
+    }
+    let report = replay.finish(started.elapsed().as_secs_f64());
+    let mut out = io::stdout().lock();
+    if json {
+        serde_json::to_writer(&mut out, &report)?;
+        writeln!(out)?;
+    } else {
+        write!(out, "{}", render_text(&report, replay.detector().rules()))?;
+    }
+    Ok(0)
+}
+
+/// Reads one input to its end through the replay, with its own format recognition.
+/// Returns the notice when most of its lines did not parse.
+fn replay_input(
+    replay: &mut Replay,
+    input: impl io::Read,
+    name: &str,
+) -> io::Result<Option<String>> {
+    let mut source = replay.source().map_err(io::Error::other)?;
+    let max = replay.max_line();
+    for_each_line(input, max, |line, cut| replay.line(&mut source, line, cut))?;
+    Ok(replay.end(source, name))
+}
+
+pub(super) fn check_config(file: Option<&Path>) -> Result<u8> {
+    let path = file
+        .map(Path::to_path_buf)
+        .unwrap_or_else(|| PathBuf::from(DEFAULT_CONFIG_PATH));
+    match config::load(&path) {
+        Ok(cfg) => match RuleSet::new(cfg.builtin_rules, &cfg.disabled_rules, &cfg.patterns) {
+            Ok(rules) => {
+                for w in cfg.warnings() {
+                    eprintln!("{}: warning: {w}", path.display());
+                }
+                println!(
+                    "{}: the configuration is valid ({} rules, {} containers listed, firewall {}, state in {})",
+                    path.display(),
+                    rules.rules().len(),
+                    cfg.docker_containers.len(),
+                    cfg.firewall.backend.as_str(),
+                    cfg.state.dir.display()
+                );
+                Ok(0)
+            }
+            Err(e) => {
+                eprintln!("{}: the rules cannot be compiled: {e}", path.display());
+                Ok(1)
+            }
+        },
+        Err(e) => {
+            eprint!("{e}");
+            Ok(1)
+        }
+    }
+}
+
+pub(super) fn rules(config: Option<&Path>, json: bool) -> Result<u8> {
+    let cfg = load_config(config, true)?;
+    let set = RuleSet::new(cfg.builtin_rules, &cfg.disabled_rules, &cfg.patterns)
+        .map_err(|e| anyhow::anyhow!(e))?;
+    let mut out = io::stdout().lock();
+    if json {
+        let list: Vec<serde_json::Value> = set
+            .rules()
+            .iter()
+            .map(|r| {
+                serde_json::json!({
+                    "id": r.id, "category": r.category, "severity": r.severity.as_str(),
+                    "fields": r.fields.iter().map(|f| f.name()).collect::<Vec<_>>(),
+                    "pattern": r.pattern, "description": r.description,
+                    "status": r.status, "methods": r.methods, "builtin": r.builtin,
+                })
+            })
+            .collect();
+        serde_json::to_writer_pretty(&mut out, &list)?;
+        writeln!(out)?;
+    } else {
+        let mut table = Table::new(&RULE_COLUMNS).without_header();
+        for r in set.rules() {
+            table.row(vec![
+                r.id.clone(),
+                r.category.clone(),
+                r.severity.as_str().to_string(),
+                r.description.clone(),
+            ]);
+        }
+        write!(out, "{table}")?;
+    }
+    Ok(0)
+}
+
+pub(super) fn test_notify(config: Option<&Path>) -> Result<u8> {
+    let path = config
+        .map(Path::to_path_buf)
+        .unwrap_or_else(|| PathBuf::from(DEFAULT_CONFIG_PATH));
+    let cfg = config::load(&path).map_err(|e| anyhow::anyhow!("{}", e.to_string().trim_end()))?;
+    if !cfg.email.enabled && cfg.webhooks.is_empty() {
+        eprintln!(
+            "security-monitor: {} configures no notices: set email.enabled to true or add webhooks",
+            path.display()
+        );
+        return Ok(1);
+    }
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    let results = runtime.block_on(security_monitor::notify::test_all(&cfg));
+    let mut failed = 0;
+    for (name, r) in &results {
+        match r {
+            Ok(()) => println!("{name}: sent"),
+            Err(e) => {
+                failed += 1;
+                println!("{name}: FAILED: {e}");
+            }
+        }
+    }
+    println!(
+        "{} of {} channel(s) delivered the test notice",
+        results.len() - failed,
+        results.len()
+    );
+    Ok(if failed == 0 { 0 } else { 1 })
+}
+
+/// `rules`' columns (no heading): id, category, severity, description.
+const RULE_COLUMNS: [Column; 4] = [
+    Column::fit(""),
+    Column::fixed("", 16),
+    Column::fixed("", 8).close(),
+    Column::fixed("", 0),
+];
+
+/// `check`'s rule hits (no heading): count, rule, category, severity.
+const HIT_COLUMNS: [Column; 4] = [
+    Column::fixed("", 8).right(),
+    Column::fit(""),
+    Column::fixed("", 16),
+    Column::fixed("", 0).close(),
+];
+
+/// `check`'s offenders; the last column says why an allowlisted one is not banned.
+const OFFENDER_COLUMNS: [Column; 8] = [
+    Column::fit("IP"),
+    Column::fit("RULE"),
+    Column::fixed("CATEGORY", 16),
+    Column::fixed("SEVERITY", 8).close(),
+    Column::fixed("HITS", 6).close().right(),
+    Column::fixed("FIRST SEEN", 20),
+    Column::fixed("LAST SEEN", 20),
+    Column::fixed("", 0).optional(),
+];
+
+/// `check`'s report as people read it, in the spirit of `fail2ban-regex`.
+fn render_text(r: &Report, rules: &RuleSet) -> String {
+    use std::fmt::Write;
+    let mut out = String::new();
+    let rate = if r.elapsed_s > 0.0 {
+        r.lines as f64 / r.elapsed_s
+    } else {
+        0.0
+    };
+    let _ = writeln!(
+        out,
+        "Lines: {} read, {} parsed, {} unparsed ({:.2} s, {:.0} lines/s)",
+        r.lines, r.parsed, r.unparsed, r.elapsed_s, rate
+    );
+    if r.truncated > 0 {
+        let _ = writeln!(
+            out,
+            "       {} lines were longer than limits.max_line_bytes and were cut",
+            r.truncated
+        );
+    }
+    let _ = writeln!(out);
+    if r.rule_hits.is_empty() {
+        let _ = writeln!(out, "Rule hits: none");
+    } else {
+        let total: u64 = r.rule_hits.values().sum();
+        let _ = writeln!(out, "Rule hits: {total}");
+        let mut hits: Vec<(&String, &u64)> = r.rule_hits.iter().collect();
+        hits.sort_by(|a, b| b.1.cmp(a.1).then(a.0.cmp(b.0)));
+        let mut table = Table::new(&HIT_COLUMNS).without_header().indent("  ");
+        for (id, n) in hits {
+            let (cat, sev) = rules
+                .rules()
+                .iter()
+                .find(|x| &x.id == id)
+                .map(|x| (x.category.as_str(), x.severity.as_str()))
+                .unwrap_or(("", ""));
+            table.row(vec![n.to_string(), id.clone(), cat.into(), sev.into()]);
+        }
+        let _ = write!(out, "{table}");
+    }
+    let _ = writeln!(out);
+    for (title, list) in [
+        ("Would ban", &r.bans),
+        ("Never banned (allowlisted)", &r.allowlisted),
+    ] {
+        if list.is_empty() && title != "Would ban" {
+            continue;
+        }
+        let _ = writeln!(
+            out,
+            "{title}: {} IP{}",
+            list.len(),
+            if list.len() == 1 { "" } else { "s" }
+        );
+        if list.is_empty() {
+            continue;
+        }
+        let mut table = Table::new(&OFFENDER_COLUMNS).indent("  ");
+        for b in list {
+            table.row(vec![
+                b.ip.to_string(),
+                b.rule.clone(),
+                b.category.clone(),
+                b.severity.clone(),
+                b.hits.to_string(),
+                b.first_seen.clone(),
+                b.last_seen.clone(),
+                b.reason
+                    .as_ref()
+                    .map_or_else(String::new, |r| format!("({r})")),
+            ]);
+        }
+        let _ = write!(out, "{table}");
+    }
+    out
+}

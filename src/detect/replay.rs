@@ -1,0 +1,203 @@
+//! `security-monitor check`'s replay: the detector run over log lines the way the daemon
+//! would have run it live, with each line's own timestamp as the clock. Sans I/O like
+//! the rest of `detect`: the command line reads the files and hands the lines in.
+
+use std::collections::{BTreeMap, HashMap};
+use std::net::IpAddr;
+
+use serde::Serialize;
+
+use super::parse::{LineParser, LogFormat, ParseHealth};
+use super::Detector;
+use crate::time::format_time;
+
+/// Why a replay cannot start (the words are the detector's or the format's).
+#[derive(Debug, thiserror::Error)]
+pub enum ReplayError {
+    #[error("{0}")]
+    Rules(#[from] super::rules::RuleError),
+    #[error("{0}")]
+    Format(#[from] super::parse::FormatError),
+}
+
+/// One IP that would be banned (or would have been, were it not allowlisted).
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct BanEntry {
+    pub ip: IpAddr,
+    pub rule: String,
+    pub category: String,
+    pub severity: String,
+    pub hits: u64,
+    pub first_seen: String,
+    pub last_seen: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    #[serde(skip)]
+    last_seen_unix: i64,
+}
+
+/// What `check` found; `--json` prints exactly this.
+#[derive(Debug, Clone, Serialize, Default)]
+pub struct Report {
+    pub lines: u64,
+    pub parsed: u64,
+    pub unparsed: u64,
+    /// Lines longer than `limits.max_line_bytes`, examined only up to that length.
+    pub truncated: u64,
+    pub rule_hits: BTreeMap<String, u64>,
+    pub bans: Vec<BanEntry>,
+    pub allowlisted: Vec<BanEntry>,
+    pub elapsed_s: f64,
+    /// Client IPs the detector held at the end, and how many it let go (memory bound).
+    pub tracked_ips: usize,
+    pub evicted_ips: u64,
+    /// Inputs most of whose lines did not parse, in words (also printed to stderr).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub notices: Vec<String>,
+}
+
+/// Runs the detector over the inputs in order, as one host would have seen them.
+pub struct Replay {
+    detector: Detector,
+    format: LogFormat,
+    max_line: usize,
+    report: Report,
+    bans: HashMap<IpAddr, usize>,
+    allowlisted: HashMap<IpAddr, usize>,
+    /// The last timestamp seen, for lines that carry none.
+    clock: i64,
+}
+
+/// One input being replayed: its own format recognition and parse health.
+pub struct Source {
+    parser: LineParser,
+    health: ParseHealth,
+}
+
+impl Replay {
+    /// A replay with detect's `settings`, reading lines in `format`, each examined up to
+    /// `max_line` bytes (`limits.max_line_bytes`).
+    pub fn new(
+        settings: &super::Settings,
+        format: LogFormat,
+        max_line: usize,
+    ) -> Result<Replay, ReplayError> {
+        Ok(Replay {
+            detector: Detector::new(settings).map_err(ReplayError::Rules)?,
+            format,
+            max_line,
+            report: Report::default(),
+            bans: HashMap::new(),
+            allowlisted: HashMap::new(),
+            clock: 0,
+        })
+    }
+
+    /// Lines are examined up to this many bytes (`limits.max_line_bytes`).
+    pub fn max_line(&self) -> usize {
+        self.max_line
+    }
+
+    /// Starts the next input.
+    pub fn source(&self) -> Result<Source, ReplayError> {
+        Ok(Source {
+            parser: LineParser::new(&self.format).map_err(ReplayError::Format)?,
+            health: ParseHealth::default(),
+        })
+    }
+
+    /// Ends an input called `name` in notices: when most of its lines did not parse, a
+    /// notice saying so is added to [`Report::notices`] and returned.
+    pub fn end(&mut self, source: Source, name: &str) -> Option<String> {
+        let notice = source
+            .health
+            .notice()
+            .map(|n| n.describe(name, self.format.name()));
+        self.report.notices.extend(notice.clone());
+        notice
+    }
+
+    /// One line of `source` (without its newline; `truncated`: cut at the bound).
+    pub fn line(&mut self, source: &mut Source, line: &[u8], truncated: bool) {
+        self.report.lines += 1;
+        if truncated {
+            self.report.truncated += 1;
+        }
+        let parsed = source.parser.parse(line);
+        source.health.record(line, parsed.is_some());
+        let Some(req) = parsed else {
+            self.report.unparsed += 1;
+            return;
+        };
+        self.report.parsed += 1;
+        if let Some(t) = req.time {
+            self.clock = t;
+        }
+        let now = self.clock;
+        let obs = self.detector.observe(&req, line, now);
+        for &i in &obs.hits {
+            let id = &self.detector.rules().rule(i).id;
+            match self.report.rule_hits.get_mut(id) {
+                Some(n) => *n += 1,
+                None => {
+                    self.report.rule_hits.insert(id.clone(), 1);
+                }
+            }
+        }
+        if let Some(v) = obs.verdict {
+            self.verdict(v);
+        } else if !obs.hits.is_empty() {
+            // Further offences of an IP that is already banned.
+            if let Some(&i) = self.bans.get(&req.ip) {
+                let e = &mut self.report.bans[i];
+                e.hits += 1;
+                if now > e.last_seen_unix {
+                    e.last_seen_unix = now;
+                    e.last_seen = format_time(now);
+                }
+            }
+        }
+    }
+
+    /// A ban (or an allowlisted offender): a new entry, or more hits on an IP banned
+    /// again after its first ban would have expired.
+    fn verdict(&mut self, v: super::Verdict) {
+        let (map, list) = if v.allowlisted.is_some() {
+            (&mut self.allowlisted, &mut self.report.allowlisted)
+        } else {
+            (&mut self.bans, &mut self.report.bans)
+        };
+        if let Some(&i) = map.get(&v.ip) {
+            let e = &mut list[i];
+            e.hits += v.hits as u64;
+            e.last_seen = format_time(v.last_seen);
+            e.last_seen_unix = v.last_seen;
+        } else {
+            map.insert(v.ip, list.len());
+            list.push(BanEntry {
+                ip: v.ip,
+                rule: v.rule,
+                category: v.category,
+                severity: v.severity.to_string(),
+                hits: v.hits as u64,
+                first_seen: format_time(v.first_seen),
+                last_seen: format_time(v.last_seen),
+                reason: v.allowlisted,
+                last_seen_unix: v.last_seen,
+            });
+        }
+    }
+
+    /// The report so far, with the memory figures filled in; `elapsed_s` is how long
+    /// the caller took (the replay has no clock).
+    pub fn finish(&mut self, elapsed_s: f64) -> Report {
+        self.report.elapsed_s = elapsed_s;
+        self.report.tracked_ips = self.detector.tracked_ips();
+        self.report.evicted_ips = self.detector.evicted_ips();
+        self.report.clone()
+    }
+
+    pub fn detector(&self) -> &Detector {
+        &self.detector
+    }
+}
