@@ -332,12 +332,12 @@ fn the_daemon_survives_every_hostile_line() {
         "daemon: {want} lines in {:.1} s; {asked} status calls, slowest {slowest:?}; peak RSS {rss} MiB",
         start.elapsed().as_secs_f64()
     );
-    // Every call was answered (the socket's 10 s timeout fails the test otherwise). The
-    // bound here is loose on purpose: the target is an answer within a second, measured
-    // and printed above; a shared CI machine can stall any process for a moment, while
-    // the fault this catches, a main loop blocked by a line, took tens of seconds.
+    // Every call was answered within a second. Lines are judged on the pipeline thread
+    // and the main loop that answers judges none, so a status takes milliseconds however
+    // costly the lines (13 ms at worst on a debug build); the fault this catches, a
+    // loop blocked by lines, took seconds.
     assert!(
-        slowest < Duration::from_secs(5),
+        slowest < Duration::from_secs(1),
         "status took {slowest:?} while lines were judged"
     );
 
