@@ -265,11 +265,12 @@ impl Validator {
     pub(super) fn json_fields(&mut self, node: &Node, path: &str) -> Option<JsonFields> {
         let mut o = self.object(node, path)?;
         let mut f = JsonFields::default();
-        let slots: [(&'static str, &mut Vec<String>); 10] = [
+        let slots: [(&'static str, &mut Vec<String>); 11] = [
             ("ip", &mut f.ip),
             ("request", &mut f.request),
             ("method", &mut f.method),
             ("uri", &mut f.uri),
+            ("protocol", &mut f.protocol),
             ("status", &mut f.status),
             ("user_agent", &mut f.user_agent),
             ("referer", &mut f.referer),

@@ -445,6 +445,41 @@ mod tests {
         d.observe(&req, raw, now)
     }
 
+    /// JSON access logs of the proxies people run, as each writes them.
+    #[test]
+    fn json_access_logs_without_a_request_line_are_not_malformed_requests() {
+        let mut p =
+            parse::LineParser::new(&parse::LogFormat::Json(parse::JsonFields::default())).unwrap();
+        let mut d = detector(Settings::default());
+        let benign = [
+            // Caddy 2: method, URI and protocol apart.
+            r#"{"level":"info","ts":1763719200.1,"logger":"http.log.access","msg":"handled request","request":{"remote_ip":"203.0.113.60","remote_port":"51234","client_ip":"203.0.113.60","proto":"HTTP/2.0","method":"GET","host":"example.com","uri":"/","headers":{"User-Agent":["Mozilla/5.0"]}},"status":200,"size":512}"#,
+            // Traefik's JSON access log.
+            r#"{"ClientAddr":"203.0.113.61:40000","ClientHost":"203.0.113.61","RequestMethod":"GET","RequestPath":"/static/app.js","RequestProtocol":"HTTP/1.1","DownstreamStatus":200,"request_User-Agent":"Mozilla/5.0","time":"2026-11-21T10:00:00Z"}"#,
+            // No protocol logged at all (Envoy, Authelia, GitLab): no request line.
+            r#"{"remote_ip":"203.0.113.62","method":"GET","path":"/api/verify","status":200,"time":"2026-11-21T10:00:00Z"}"#,
+        ];
+        for (i, l) in benign.iter().enumerate() {
+            let req = p.parse(l.as_bytes()).expect("parses");
+            let o = d.observe(&req, l.as_bytes(), 1_763_719_200 + i as i64);
+            assert!(
+                o.hits.is_empty() && o.verdict.is_none(),
+                "{l}: {:?}",
+                o.hits
+            );
+        }
+        // The parts are still judged.
+        let attack = r#"{"request":{"remote_ip":"203.0.113.63","proto":"HTTP/1.1","method":"GET","uri":"/item?id=1%20UNION%20ALL%20SELECT%20NULL,NULL--"},"status":200}"#;
+        let req = p.parse(attack.as_bytes()).expect("parses");
+        let v = d.observe(&req, attack.as_bytes(), 1_763_719_300).verdict;
+        assert_eq!(v.map(|v| v.category), Some("sqli".to_string()));
+        // And a protocol that is logged and is not HTTP is still a malformed request.
+        let odd = r#"{"remote_ip":"203.0.113.64","method":"GET","uri":"/","protocol":"GOPHER/1"}"#;
+        let req = p.parse(odd.as_bytes()).expect("parses");
+        let v = d.observe(&req, odd.as_bytes(), 1_763_719_400).verdict;
+        assert_eq!(v.map(|v| v.rule), Some("malformed-not-http".to_string()));
+    }
+
     #[test]
     fn a_flood_bans_once() {
         let mut d = detector(with_thresholds(|t| t.max_requests_per_minute = 10));

@@ -72,6 +72,9 @@ pub struct JsonFields {
     pub request: Vec<String>,
     pub method: Vec<String>,
     pub uri: Vec<String>,
+    /// The protocol (`HTTP/1.1`), which JSON logs keep apart from method and URI. Without
+    /// it there is no request line to judge, only its parts.
+    pub protocol: Vec<String>,
     pub status: Vec<String>,
     pub user_agent: Vec<String>,
     pub referer: Vec<String>,
@@ -112,6 +115,14 @@ impl Default for JsonFields {
                 "path",
                 "RequestPath",
                 "request.uri",
+            ]),
+            protocol: strings(&[
+                "protocol",
+                "server_protocol",
+                "proto",
+                "RequestProtocol",
+                "request.proto",
+                "request.protocol",
             ]),
             status: strings(&[
                 "status",
@@ -658,11 +669,19 @@ fn parse_json<'a>(line: &'a [u8], f: &JsonFields) -> Option<Request<'a>> {
     if let Some(u) = text(&f.uri) {
         req.target = Cow::Owned(u);
     }
+    // A request line is only what the log holds: method, URI and the protocol as
+    // logged. A log that keeps no protocol (Caddy and Traefik do; Envoy, Authelia and
+    // GitLab do not) has no request line, and rules about request lines do not judge it
+    // (a made-up "GET /uri" would look like a request that is not HTTP).
     if req.request.is_empty() && !req.target.is_empty() {
-        let mut r = req.method.to_vec();
-        r.push(b' ');
-        r.extend_from_slice(&req.target);
-        req.request = Cow::Owned(r);
+        if let Some(proto) = text(&f.protocol).filter(|p| !p.is_empty()) {
+            let mut r = req.method.to_vec();
+            r.push(b' ');
+            r.extend_from_slice(&req.target);
+            r.push(b' ');
+            r.extend_from_slice(&proto);
+            req.request = Cow::Owned(r);
+        }
     }
     req.status = json_lookup(&value, &f.status).and_then(|v| match v {
         serde_json::Value::Number(n) => n
