@@ -44,19 +44,20 @@ however many IPs it has); and for each family F the figures on all OTHER familie
 ``traefik-json`` rewrite every line into that product's JSON access-log line (Caddy
 2's ``http.log.access`` object with ``request.headers`` as arrays; Traefik's JSON
 access log with ``ClientHost``, ``RequestPath``, ``request_User-Agent`` ...; see
-``to_caddy`` and ``to_traefik``), write them to a temporary file (one line per line,
+``to_caddy`` and ``to_traefik``); ``nginx-json`` into nginx's ``escape=json`` log with
+the usual keys (``remote_addr``, ``request``, ``status`` as a string ...), write them to a temporary file (one line per line,
 so the labels still apply) and run ``check --format json``, so the same requests are
 judged through the JSON reader.  nginx's ``\\xHH`` escapes are undone first (the
 JSON products log the raw bytes; invalid UTF-8 becomes U+FFFD as Go's encoder does).
 A request line that is not ``METHOD TARGET HTTP/x`` (binary garbage, other protocols)
 is never logged by Caddy or Traefik -- Go's server answers 400 before any handler --
 so these lines are written as well as the shape allows and counted as
-``not_http_lines``.  ``--as`` may be given more than once; a comparison follows.
+``not_http_lines``; nginx logs them (its JSON escapes make the bytes ``\u0016``...).  ``--as`` may be given more than once; a comparison follows.
 
 Usage
 -----
   scripts/measure_corpus.py CORPUS_DIR [--bin PATH] [--config PATH] [--verbose] [--json]
-                            [--folds] [--as {combined,caddy-json,traefik-json}]...
+                            [--folds] [--as {combined,caddy-json,traefik-json,nginx-json}]...
                             [--min-detection PCT] [--max-false-positive PCT]
   scripts/measure_corpus.py --self-test
 
@@ -81,7 +82,7 @@ import sys
 import tempfile
 from typing import Any, Callable
 
-FORMS = ("combined", "caddy-json", "traefik-json")
+FORMS = ("combined", "caddy-json", "traefik-json", "nginx-json")
 
 # Sources that make one family together.
 FAMILY_OF_SOURCE = {
@@ -158,6 +159,7 @@ def parse_combined(line: bytes) -> dict[str, Any] | None:
         method, uri, proto, is_http = ("" if req == "-" else req), "", "", False
     dash = lambda s: "" if s in ("-", "") else s
     return {
+        "request": "" if req == "-" else req,
         "ip": ip,
         "user": dash(user),
         "time": t,
@@ -262,9 +264,27 @@ def to_traefik(f: dict[str, Any], n: int) -> dict[str, Any]:
     return e
 
 
+def to_nginx_json(f: dict[str, Any], n: int) -> dict[str, Any]:
+    """nginx's `log_format ... escape=json` with the usual keys (every variable quoted,
+    so numbers are strings; the request line keeps its protocol)."""
+    return {
+        "time_iso8601": _rfc3339(f["time"]).replace("Z", "+00:00"),
+        "remote_addr": f["ip"],
+        "remote_user": f["user"],
+        "request": f["request"],
+        "status": str(f["status"]),
+        "body_bytes_sent": str(f["size"]),
+        "request_time": "0.001",
+        "http_referer": f["referer"],
+        "http_user_agent": f["ua"],
+        "http_x_forwarded_for": "",
+    }
+
+
 CONVERTERS: dict[str, Callable[[dict[str, Any], int], dict[str, Any]]] = {
     "caddy-json": to_caddy,
     "traefik-json": to_traefik,
+    "nginx-json": to_nginx_json,
 }
 
 
@@ -661,6 +681,15 @@ def self_test() -> int:
             if got != want_v:
                 print(f"FAIL: {line!r}: converted {got!r}, want {want_v!r}")
                 bad += 1
+        g = json.loads(json.dumps(to_nginx_json(f, 1)))
+        for got, want_v in [(g["remote_addr"], f["ip"]), (g["http_user_agent"], f["ua"]),
+                            (g["status"], str(f["status"]))]:
+            if got != want_v:
+                print(f"FAIL: {line!r}: nginx-json {got!r}, want {want_v!r}")
+                bad += 1
+        if f["is_http"] and not g["request"].endswith(" " + f["proto"]):
+            print(f"FAIL: nginx-json request line lost its protocol: {g['request']!r}")
+            bad += 1
         if ":" in f["ip"] and not t["ClientAddr"].startswith("["):
             print(f"FAIL: IPv6 ClientAddr not bracketed: {t['ClientAddr']}")
             bad += 1

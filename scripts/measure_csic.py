@@ -17,7 +17,8 @@ The real binary replays each file, as an operator would:
 Because every request has its own IP, an IP banned is a request banned, and no
 counter (floods, bursts of 404s) can fire: each ban is one line judged alone.
 
-* Detection: the share of anomalous GET requests banned.  A POST's payload is in its
+* Detection: the share of anomalous GET requests banned (--verbose: the rules that
+  banned them, and the first unbanned ones).  A POST's payload is in its
   body, which a log line does not show, so POSTs carry no visible evidence; their
   share is printed apart, for information.
 * False positives: the share of normal_test requests banned (target 0.00%), with the
@@ -115,6 +116,7 @@ def judge(binary: str, config: str | None, path: str) -> dict[str, Any]:
         if ip in text:
             samples[b.get("rule")].append(text[ip])
     banned = sum(1 for ip in method if ip in bans)
+    missed_get = [text[ip] for ip, m in method.items() if m == "GET" and ip not in bans]
     return {
         "file": path,
         "lines": report.get("lines"),
@@ -128,6 +130,7 @@ def judge(binary: str, config: str | None, path: str) -> dict[str, Any]:
         },
         "rules": dict(rules.most_common()),
         "samples": {r: s[:5] for r, s in samples.items()},
+        "unbanned_get_samples": missed_get[:10],
         "elapsed_s": report.get("elapsed_s"),
     }
 
@@ -185,6 +188,10 @@ def main() -> None:
         print()
         print(f"Anomalous GET requests banned: {get['banned']}/{get['total']} = {get['percent']:.2f}%")
         print_file("anomalous_test", res["anomalous"], args.verbose, args.verbose)
+        if args.verbose and res["anomalous"]["unbanned_get_samples"]:
+            print("  anomalous GETs not banned (first ten):")
+            for s in res["anomalous"]["unbanned_get_samples"]:
+                print(f"           {s[:300]}")
         print()
         print(f"Normal requests banned (target 0.00%): {res['normal_test']['banned']}/"
               f"{res['normal_test']['requests']} = {res['normal_test']['percent']:.2f}%")
