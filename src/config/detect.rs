@@ -251,7 +251,7 @@ impl Validator {
                 }
                 (None, Some(j)) => {
                     if let Some(fields) = self.json_fields(j, &format!("{path}.json_fields")) {
-                        out.insert(m.key.clone(), LogFormat::Json(fields));
+                        out.insert(m.key.clone(), LogFormat::Json(Box::new(fields)));
                     }
                 }
                 (Some(_), Some(_)) => self.err(&path, m.node.pos, "give either \"regex\" or \"json_fields\", not both"),

@@ -31,7 +31,7 @@ pub enum LogFormat {
     /// (`name`, `name:port`, or an address) in front of the client address.
     VhostCombined,
     /// One JSON object per line.
-    Json(JsonFields),
+    Json(Box<JsonFields>),
     /// A regex with named groups; `ip` is required.
     Custom {
         name: String,
@@ -47,7 +47,7 @@ impl LogFormat {
             "combined" => Some(LogFormat::Combined),
             "common" => Some(LogFormat::Common),
             "vhost_combined" => Some(LogFormat::VhostCombined),
-            "json" => Some(LogFormat::Json(JsonFields::default())),
+            "json" => Some(LogFormat::Json(Box::default())),
             _ => None,
         }
     }
@@ -96,8 +96,10 @@ impl Default for JsonFields {
                 "clientip",
                 "remote_ip",
                 "ClientHost",
-                "request.remote_ip",
+                // Caddy's client_ip is the visitor behind its trusted proxies (and equals
+                // remote_ip without them): it comes first.
                 "request.client_ip",
+                "request.remote_ip",
                 "ip",
                 "client",
             ]),
@@ -309,7 +311,7 @@ impl LineParser {
                 (Kind::Access(Layout::Plain), JsonFields::default())
             }
             LogFormat::VhostCombined => (Kind::Access(Layout::VHost), JsonFields::default()),
-            LogFormat::Json(f) => (Kind::Json, f.clone()),
+            LogFormat::Json(f) => (Kind::Json, (**f).clone()),
             LogFormat::Custom { regex, .. } => {
                 (Kind::Custom(compile_custom(regex)?), JsonFields::default())
             }
@@ -851,7 +853,7 @@ mod tests {
 
     #[test]
     fn json_lines() {
-        let mut p = LineParser::new(&LogFormat::Json(JsonFields::default())).unwrap();
+        let mut p = LineParser::new(&LogFormat::Json(Box::default())).unwrap();
         let r = p.parse(br#"{"remote_addr":"203.0.113.5","request":"GET /x?id=1 HTTP/1.1","status":"403","http_user_agent":"sqlmap","time_iso8601":"2026-11-21T10:00:00+00:00"}"#).unwrap();
         assert_eq!(r.ip, ip("203.0.113.5"));
         assert_eq!(&*r.target, b"/x?id=1");
@@ -908,7 +910,7 @@ mod tests {
     #[test]
     fn a_json_time_of_400_digits_leaves_the_line_without_a_time() {
         let digits = "9".repeat(400);
-        let mut p = LineParser::new(&LogFormat::Json(JsonFields::default())).unwrap();
+        let mut p = LineParser::new(&LogFormat::Json(Box::default())).unwrap();
         let line = format!(r#"{{"remote_addr":"203.0.113.5","uri":"/","time":"{digits}"}}"#);
         let r = p.parse(line.as_bytes()).expect("the line parses");
         assert_eq!(r.time, None);
