@@ -13,7 +13,7 @@ use std::net::IpAddr;
 use super::never::NeverBan;
 use super::state_file::{BanRecord, HistoryRecord, StateFile, STATE_VERSION};
 use super::Policy as BanPolicy;
-use crate::detect::Verdict;
+use crate::detect::{Severity, Verdict};
 use crate::firewall::KernelBan;
 use crate::netaddr::{source_prefix, IpNet};
 
@@ -266,12 +266,12 @@ impl BanBook {
     }
 
     /// A fresh record for a ban of `net`; `put` fills in the times.
-    fn record(net: IpNet, rule: &str, category: &str, severity: &str, now: i64) -> BanRecord {
+    fn record(net: IpNet, rule: &str, category: &str, severity: Severity, now: i64) -> BanRecord {
         BanRecord {
             ip: net.addr(),
             rule: rule.into(),
             category: category.into(),
-            severity: severity.into(),
+            severity,
             container: String::new(),
             first_offence: now,
             last_offence: now,
@@ -335,7 +335,7 @@ impl BanBook {
                 .clamp_ban(k.remaining.unwrap_or(self.policy.duration));
             r.adopted += 1;
             let times = self.history.get(&key).map_or(1, |h| h.times_banned.max(1));
-            let mut b = Self::record(k.net, "unknown", "unknown", "high", now);
+            let mut b = Self::record(k.net, "unknown", "unknown", Severity::High, now);
             b.expires_at = self.expiry(now, remaining);
             b.times_banned = times;
             b.evidence = vec!["found in the firewall but not in blocked_ips.json; adopted".into()];
@@ -396,7 +396,7 @@ impl BanBook {
             }
         }
         let net = self.target(v.ip);
-        let mut record = Self::record(net, &v.rule, &v.category, v.severity.as_str(), now);
+        let mut record = Self::record(net, &v.rule, &v.category, v.severity, now);
         record.container = container.to_string();
         record.first_offence = v.first_seen;
         record.last_offence = v.last_seen;
@@ -420,7 +420,7 @@ impl BanBook {
         if let Some(reason) = self.never.reason(ip) {
             return Decision::NeverBan { ip, reason };
         }
-        let mut record = Self::record(self.target(ip), "manual", "manual", "high", now);
+        let mut record = Self::record(self.target(ip), "manual", "manual", Severity::High, now);
         if !reason.is_empty() {
             record.evidence = vec![crate::detect::decode::escape_excerpt(
                 reason.as_bytes(),
@@ -582,7 +582,6 @@ impl BanBook {
 mod tests {
     use super::*;
     use crate::ban::DockerNetwork;
-    use crate::detect::Severity;
 
     fn ip(s: &str) -> IpAddr {
         s.parse().unwrap()

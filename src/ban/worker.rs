@@ -398,7 +398,7 @@ impl Worker {
             ip,
             rule: verdict.rule.clone(),
             category: verdict.category.clone(),
-            severity: verdict.severity.to_string(),
+            severity: verdict.severity,
             container: container.to_string(),
             reason: reason.clone(),
         };
