@@ -90,6 +90,20 @@ impl Default for Valve {
     }
 }
 
+/// Why the valve holds a new ban back: the reason a held verdict carries (in the log,
+/// the alert and the notice).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+enum Hold {
+    #[error("more than {max} new bans from {prefix} within {window}s (ban.burst_max_bans, counted per source prefix): a flood from one network, possibly injected or spoofed log lines; not banned{}", if prefix.addr().is_ipv6() { ". If it is one host hopping addresses, ban.ipv6_prefix: 64 bans its whole /64 at once" } else { "" })]
+    Network {
+        max: u32,
+        prefix: IpNet,
+        window: u64,
+    },
+    #[error("more than {max} new bans from all networks within {window}s (ban.burst_max_bans_total): not banned")]
+    Total { max: u32, window: u64 },
+}
+
 impl Valve {
     /// Whether a new ban of `ip` at `now` may go ahead, counting the `pending` new bans a
     /// batch has planned but not committed; or why it must be held. Changes nothing.
@@ -99,7 +113,7 @@ impl Valve {
         ip: IpAddr,
         now: i64,
         pending: &Pending,
-    ) -> Result<(), String> {
+    ) -> Result<(), Hold> {
         let since = window_start(policy, now);
         let prefix = source_prefix(ip);
         let recent = |times: Option<&VecDeque<i64>>| {
@@ -107,19 +121,18 @@ impl Valve {
         };
         let times = recent(self.per_prefix.get(&prefix)) + pending.per_prefix(prefix);
         if times >= policy.burst_max_bans as usize {
-            return Err(format!(
-                "more than {} new bans from {prefix} within {}s (ban.burst_max_bans, counted per source prefix): a flood from one network, possibly injected or spoofed log lines; not banned{}",
-                policy.burst_max_bans,
-                policy.burst_window,
-                if prefix.addr().is_ipv6() { ". If it is one host hopping addresses, ban.ipv6_prefix: 64 bans its whole /64 at once" } else { "" }
-            ));
+            return Err(Hold::Network {
+                max: policy.burst_max_bans,
+                prefix,
+                window: policy.burst_window,
+            });
         }
         let total = policy.burst_max_bans_total as usize;
         if total > 0 && recent(Some(&self.total)) + pending.total >= total {
-            return Err(format!(
-                "more than {total} new bans from all networks within {}s (ban.burst_max_bans_total): not banned",
-                policy.burst_window
-            ));
+            return Err(Hold::Total {
+                max: policy.burst_max_bans_total,
+                window: policy.burst_window,
+            });
         }
         Ok(())
     }
@@ -392,7 +405,10 @@ impl BanBook {
         // Only new bans count: extending an active one adds nobody to the firewall.
         if active.is_none() {
             if let Err(reason) = self.valve.check(&self.policy, v.ip, now, pending) {
-                return Decision::Held { ip: v.ip, reason };
+                return Decision::Held {
+                    ip: v.ip,
+                    reason: reason.to_string(),
+                };
             }
         }
         let net = self.target(v.ip);
@@ -788,6 +804,34 @@ mod tests {
             30,
             NeverBan::default(),
         )
+    }
+
+    /// The held reasons are sentences operators read (journal, alerts, notices): their
+    /// words stay as they were when they became a type.
+    #[test]
+    fn a_held_reason_says_which_limit_and_what_to_do() {
+        let net = Hold::Network {
+            max: 5,
+            prefix: "2001:db8:1:2::/64".parse().unwrap(),
+            window: 60,
+        };
+        assert_eq!(
+            net.to_string(),
+            "more than 5 new bans from 2001:db8:1:2::/64 within 60s (ban.burst_max_bans, counted per source prefix): a flood from one network, possibly injected or spoofed log lines; not banned. If it is one host hopping addresses, ban.ipv6_prefix: 64 bans its whole /64 at once"
+        );
+        let v4 = Hold::Network {
+            max: 5,
+            prefix: "203.0.113.0/24".parse().unwrap(),
+            window: 60,
+        };
+        assert!(
+            v4.to_string().ends_with("spoofed log lines; not banned"),
+            "{v4}"
+        );
+        assert_eq!(
+            Hold::Total { max: 9, window: 60 }.to_string(),
+            "more than 9 new bans from all networks within 60s (ban.burst_max_bans_total): not banned"
+        );
     }
 
     #[test]

@@ -138,14 +138,29 @@ pub fn load(path: &Path) -> Loaded {
     Loaded::Corrupt { error, moved_to }
 }
 
+/// Why the state file cannot be read for `list`.
+#[derive(Debug, thiserror::Error)]
+pub enum ReadError {
+    #[error("cannot read {0}")]
+    Read(io::Error),
+    #[error("{} is not a valid state file: {error}", path.display())]
+    Invalid {
+        path: PathBuf,
+        error: serde_json::Error,
+    },
+}
+
 /// Reads the state file without touching it (for `list`): None when there is none yet.
-pub fn load_readonly(path: &Path) -> Result<Option<StateFile>, String> {
+pub fn load_readonly(path: &Path) -> Result<Option<StateFile>, ReadError> {
     match crate::fsutil::read_nofollow(path) {
         Ok(bytes) => serde_json::from_slice(&bytes)
             .map(Some)
-            .map_err(|e| format!("{} is not a valid state file: {e}", path.display())),
+            .map_err(|error| ReadError::Invalid {
+                path: path.into(),
+                error,
+            }),
         Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
-        Err(e) => Err(format!("cannot read {e}")),
+        Err(e) => Err(ReadError::Read(e)),
     }
 }
 
