@@ -8,6 +8,7 @@ use serde::Serialize;
 use tokio::sync::broadcast;
 
 use crate::ban::state_file::BanRecord;
+use crate::detect::Severity;
 
 /// Events kept for listeners that fall behind, before the oldest are dropped for them.
 pub const CAPACITY: usize = 4096;
@@ -40,7 +41,7 @@ pub enum Event {
         ip: IpAddr,
         rules: Vec<String>,
         category: String,
-        severity: String,
+        severity: Severity,
         container: String,
         /// The line, escaped and truncated.
         line: String,
@@ -87,7 +88,7 @@ pub struct Refusal {
     pub ip: IpAddr,
     pub rule: String,
     pub category: String,
-    pub severity: String,
+    pub severity: Severity,
     pub container: String,
     pub reason: String,
 }

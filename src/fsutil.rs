@@ -226,7 +226,8 @@ mod tests {
         symlink(&elsewhere, dir.path().join("lock")).unwrap();
         let e = crate::ban::StateLock::acquire(dir.path())
             .err()
-            .expect("a symlinked lock must be refused");
+            .expect("a symlinked lock must be refused")
+            .to_string();
         assert!(e.contains("a symbolic link, which is not followed"), "{e}");
         assert!(!elsewhere.exists(), "the lock was created through the link");
         // A plain lock file gets mode 0600.

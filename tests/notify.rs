@@ -143,7 +143,7 @@ fn ban_event(ip: &str, evidence: &str, severity: &str) -> Event {
             ip: ip.parse().unwrap(),
             rule: "sqli-union-select".into(),
             category: "sqli".into(),
-            severity: severity.into(),
+            severity: severity.parse().expect("a severity"),
             container: "web-shop".into(),
             first_offence: now - 5,
             last_offence: now,

@@ -14,8 +14,9 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::{severity_rank, AlertBook, SEVERITIES};
+use super::AlertBook;
 use crate::ban::state_file::BanRecord;
+use crate::detect::Severity;
 
 const HOUR: i64 = 3600;
 
@@ -59,16 +60,14 @@ pub fn band(score: u32) -> &'static str {
 
 /// The summary at `now` from the alert ring and the active bans.
 pub fn compute(book: &AlertBook, bans: &[BanRecord], now: i64) -> Insights {
-    let mut breakdown: std::collections::BTreeMap<&'static str, u64> =
-        SEVERITIES.iter().map(|s| (*s, 0)).collect();
+    let mut breakdown: std::collections::BTreeMap<Severity, u64> =
+        Severity::ALL.iter().map(|s| (*s, 0)).collect();
     let (mut last, mut previous) = (0u64, 0u64);
     let mut by_ip: std::collections::HashMap<String, u64> = std::collections::HashMap::new();
     for a in book.iter() {
         if a.last_seen > now - HOUR && a.time <= now {
             last += 1;
-            *breakdown
-                .entry(SEVERITIES[severity_rank(&a.severity)])
-                .or_default() += 1;
+            *breakdown.entry(a.severity).or_default() += 1;
             if let Some(ip) = a.ip {
                 *by_ip.entry(ip.to_string()).or_default() += a.count;
             }
@@ -82,10 +81,10 @@ pub fn compute(book: &AlertBook, bans: &[BanRecord], now: i64) -> Insights {
 
     let mut signals = Vec::new();
     let weights = [
-        ("critical", 10.0),
-        ("high", 5.0),
-        ("medium", 2.0),
-        ("low", 0.5),
+        (Severity::Critical, 10.0),
+        (Severity::High, 5.0),
+        (Severity::Medium, 2.0),
+        (Severity::Low, 0.5),
     ];
     let raw: f64 = weights
         .iter()
@@ -193,7 +192,7 @@ pub fn compute(book: &AlertBook, bans: &[BanRecord], now: i64) -> Insights {
         risk_level: level.to_string(),
         severity_breakdown: breakdown
             .into_iter()
-            .map(|(k, v)| (k.to_string(), v))
+            .map(|(k, v)| (k.as_str().to_string(), v))
             .collect(),
         alerts_last_hour: last,
         alerts_previous_hour: previous,
@@ -215,7 +214,7 @@ mod tests {
             ip: ip.parse().unwrap(),
             rule: "sqli-union".into(),
             category: "sqli".into(),
-            severity: "critical".into(),
+            severity: Severity::Critical,
             container: "web".into(),
             first_offence: 0,
             last_offence: 0,
@@ -231,7 +230,7 @@ mod tests {
     fn alert(t: i64, sev: &str, ip: &str) -> Alert {
         Alert {
             ip: Some(ip.parse().unwrap()),
-            ..Alert::new(t, sev, "rule_hit", "sqli")
+            ..Alert::new(t, sev.parse().unwrap(), "rule_hit", "sqli")
         }
     }
 

@@ -318,7 +318,7 @@ mod tests {
             id,
             ip: Some(ip),
             rule: "sqli-union".into(),
-            ..Alert::new(t, "high", "rule_hit", "sqli")
+            ..Alert::new(t, crate::detect::Severity::High, "rule_hit", "sqli")
         }
     }
 
@@ -331,6 +331,29 @@ mod tests {
         assert_eq!(rotated_time(&name), Some(T0 + 37));
         assert_eq!(rotated_time("alerts.jsonl"), None);
         assert_eq!(rotated_time("alerts-junk.jsonl"), None);
+    }
+
+    /// A line as earlier builds wrote it (severity a lowercase word), and one whose
+    /// severity is no word this build knows (an edit by hand): the first loads and is
+    /// written back byte for byte; the second is a bad line, skipped and counted, like a
+    /// torn write.
+    #[test]
+    fn old_lines_load_unchanged_and_an_unknown_severity_is_a_bad_line() {
+        let dir = tempfile::tempdir().unwrap();
+        let old = r#"{"id":4,"time":"2026-11-18T11:06:40Z","last_seen":"2026-11-18T11:07:00Z","severity":"critical","kind":"rule_hit","category":"sqli","rule":"sqli-union","ip":"203.0.113.9","container":"web","line":"GET /?q=union select","count":3}"#;
+        let dire = old
+            .replace("\"id\":4", "\"id\":5")
+            .replace("critical", "dire");
+        std::fs::write(dir.path().join(FILE_NAME), format!("{old}\n{dire}\n")).unwrap();
+        let loaded = AlertLog::new(dir.path(), 30).load(T0 + 60, 100);
+        assert_eq!(loaded.bad_lines, 1);
+        assert_eq!(loaded.alerts.len(), 1);
+        let a = &loaded.alerts[0];
+        assert_eq!(
+            (a.id, a.severity, a.count),
+            (4, crate::detect::Severity::Critical, 3)
+        );
+        assert_eq!(serde_json::to_string(a).unwrap(), old);
     }
 
     #[test]

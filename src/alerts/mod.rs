@@ -26,6 +26,7 @@ use std::net::IpAddr;
 
 use serde::{Deserialize, Serialize};
 
+use crate::detect::{Severity, UnknownSeverity};
 use crate::events::{Event, Refusal};
 use crate::netaddr::IpNet;
 use crate::time::rfc3339;
@@ -35,14 +36,6 @@ pub use settings::Settings;
 pub const FLOOD_ALERTS: u32 = 20;
 /// Seconds over which new alerts from one network are counted.
 pub const FLOOD_WINDOW: i64 = 60;
-
-/// Severities, least to most serious.
-pub const SEVERITIES: [&str; 4] = ["low", "medium", "high", "critical"];
-
-/// 0 (low) to 3 (critical); an unknown name counts as low.
-pub fn severity_rank(s: &str) -> usize {
-    SEVERITIES.iter().position(|v| *v == s).unwrap_or(0)
-}
 
 /// One alert as listed and as written to `alerts.jsonl`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -55,8 +48,9 @@ pub struct Alert {
     /// When it last happened (folded repeats move this on).
     #[serde(with = "rfc3339")]
     pub last_seen: i64,
-    /// critical, high, medium or low.
-    pub severity: String,
+    /// critical, high, medium or low. A line of the log with another word is not an
+    /// alert: [`log::AlertLog::load`] counts it among the bad lines.
+    pub severity: Severity,
     /// What happened: rule_hit, ban, unban, held, never_ban, error_rate,
     /// docker_disconnected, docker_reconnected, firewall_error, reload_failed.
     pub kind: String,
@@ -82,12 +76,12 @@ pub struct Alert {
 
 impl Alert {
     /// A new alert (id and count are set when it is recorded).
-    pub fn new(time: i64, severity: &str, kind: &str, category: &str) -> Alert {
+    pub fn new(time: i64, severity: Severity, kind: &str, category: &str) -> Alert {
         Alert {
             id: 0,
             time,
             last_seen: time,
-            severity: severity.to_string(),
+            severity,
             kind: kind.to_string(),
             category: category.to_string(),
             rule: String::new(),
@@ -196,7 +190,7 @@ pub fn from_event(e: &Event) -> Option<Alert> {
             ip: Some(*ip),
             container: container.clone(),
             line: cut(line),
-            ..Alert::new(*at, severity, "rule_hit", category)
+            ..Alert::new(*at, *severity, "rule_hit", category)
         },
         Event::Ban {
             at,
@@ -219,38 +213,29 @@ pub fn from_event(e: &Event) -> Option<Alert> {
                     .map(|l| format!(": {l}"))
                     .unwrap_or_default()
             )),
-            ..Alert::new(
-                *at,
-                if SEVERITIES.contains(&record.severity.as_str()) {
-                    &record.severity
-                } else {
-                    "medium"
-                },
-                "ban",
-                &record.category,
-            )
+            ..Alert::new(*at, record.severity, "ban", &record.category)
         },
         Event::Unban { at, record, reason } => Alert {
             rule: record.rule.clone(),
             ip: Some(record.ip),
             container: record.container.clone(),
             line: format!("ban lifted: {reason}"),
-            ..Alert::new(*at, "low", "unban", &record.category)
+            ..Alert::new(*at, Severity::Low, "unban", &record.category)
         },
         // The safety valve fired: a flood of bans, or someone injecting log lines.
-        Event::Held(r) => refused(r, "critical", "held", "ban held back:"),
-        Event::NeverBan(r) => refused(r, "medium", "never_ban", "not banned: it is"),
+        Event::Held(r) => refused(r, Severity::Critical, "held", "ban held back:"),
+        Event::NeverBan(r) => refused(r, Severity::Medium, "never_ban", "not banned: it is"),
         Event::Reload {
             at,
             error: Some(error),
         } => Alert {
             line: cut(&format!("the new config was rejected: {error}")),
-            ..Alert::new(*at, "medium", "reload_failed", "config")
+            ..Alert::new(*at, Severity::Medium, "reload_failed", "config")
         },
         Event::Reload { error: None, .. } => return None,
         Event::FirewallError { at, error } => Alert {
             line: cut(error),
-            ..Alert::new(*at, "critical", "firewall_error", "firewall")
+            ..Alert::new(*at, Severity::Critical, "firewall_error", "firewall")
         },
         Event::DockerConnection {
             at,
@@ -260,7 +245,7 @@ pub fn from_event(e: &Event) -> Option<Alert> {
             if *connected {
                 Alert {
                     line: "connected to dockerd again; streams resume from their cursors".into(),
-                    ..Alert::new(*at, "low", "docker_reconnected", "docker")
+                    ..Alert::new(*at, Severity::Low, "docker_reconnected", "docker")
                 }
             } else {
                 Alert {
@@ -268,7 +253,7 @@ pub fn from_event(e: &Event) -> Option<Alert> {
                         "lost the connection to dockerd: {}; no logs are read until it is back",
                         error.as_deref().unwrap_or("unknown error")
                     )),
-                    ..Alert::new(*at, "high", "docker_disconnected", "docker")
+                    ..Alert::new(*at, Severity::High, "docker_disconnected", "docker")
                 }
             }
         }
@@ -283,7 +268,7 @@ pub fn from_event(e: &Event) -> Option<Alert> {
             line: cut(&format!(
                 "{errors} errors (5xx responses, tracebacks, panics) in the last minute against a usual {baseline:.1}/min; last: {sample}"
             )),
-            ..Alert::new(*at, "high", "error_rate", "errors")
+            ..Alert::new(*at, Severity::High, "error_rate", "errors")
         },
         // A container whose requests are not examined: an attack there bans nobody.
         Event::Unparsed {
@@ -298,13 +283,13 @@ pub fn from_event(e: &Event) -> Option<Alert> {
             line: cut(&format!(
                 "{unparsed} of its first {lines} lines are not in log format {format:?}: its requests are not examined; set its log_format. A line that did not parse: {sample}"
             )),
-            ..Alert::new(*at, "high", "unparsed_lines", "log_format")
+            ..Alert::new(*at, Severity::High, "unparsed_lines", "log_format")
         },
     })
 }
 
 /// The alert for a verdict that did not become a ban.
-fn refused(r: &Refusal, severity: &str, kind: &str, what: &str) -> Alert {
+fn refused(r: &Refusal, severity: Severity, kind: &str, what: &str) -> Alert {
     Alert {
         rule: r.rule.clone(),
         ip: Some(r.ip),
@@ -348,7 +333,7 @@ pub struct Filter {
     /// Only alerts last seen at or after this time (Unix seconds).
     pub since: Option<i64>,
     /// Only alerts at least this severe.
-    pub severity: Option<String>,
+    pub severity: Option<Severity>,
     pub ip: Option<IpAddr>,
     /// Only alerts about this container (its name).
     pub container: Option<String>,
@@ -362,8 +347,8 @@ pub struct Filter {
 pub enum FilterError {
     #[error("since: {0:?} is neither a duration (\"1h\", \"30m\") nor a time (\"2026-11-21T10:00:00Z\")")]
     Since(String),
-    #[error("severity: {0:?} is not one of low, medium, high, critical")]
-    Severity(String),
+    #[error("severity: {0}")]
+    Severity(#[from] UnknownSeverity),
     #[error("ip: {0:?} is not an IPv4 or IPv6 address")]
     Ip(String),
 }
@@ -388,9 +373,7 @@ impl Filter {
                     .ok_or_else(|| FilterError::Since(s.to_string()))?,
             }),
         };
-        if let Some(s) = severity.as_deref().filter(|s| !SEVERITIES.contains(s)) {
-            return Err(FilterError::Severity(s.to_string()));
-        }
+        let severity = severity.as_deref().map(str::parse).transpose()?;
         let ip = match ip {
             Some(s) => {
                 Some(crate::netaddr::parse_client_ip(s.as_bytes()).ok_or(FilterError::Ip(s))?)
@@ -498,9 +481,7 @@ impl AlertBook {
         }
         open.count = open.count.saturating_add(a.count.max(1));
         open.last_seen = open.last_seen.max(a.time);
-        if severity_rank(&a.severity) > severity_rank(&open.severity) {
-            open.severity.clone_from(&a.severity);
-        }
+        open.severity = open.severity.max(a.severity);
         if !a.line.is_empty() {
             open.line = line.to_string();
         }
@@ -577,13 +558,13 @@ impl AlertBook {
 
     /// The alerts that pass `f`, oldest first (the newest `limit` of them).
     pub fn query(&self, f: &Filter) -> Vec<Alert> {
-        let min = f.severity.as_deref().map(severity_rank).unwrap_or(0);
+        let min = f.severity.unwrap_or(Severity::Low);
         let mut out: Vec<Alert> = self
             .ring
             .iter()
             .rev()
             .filter(|a| f.since.is_none_or(|t| a.last_seen >= t))
-            .filter(|a| severity_rank(&a.severity) >= min)
+            .filter(|a| a.severity >= min)
             .filter(|a| f.ip.is_none_or(|ip| a.concerns(ip)))
             .filter(|a| f.container.as_deref().is_none_or(|c| a.container == c))
             .take(f.limit.unwrap_or(usize::MAX))
@@ -650,7 +631,7 @@ mod tests {
             ip: Some(ip.parse().unwrap()),
             container: "web".into(),
             line: format!("line at {t}"),
-            ..Alert::new(t, "high", "rule_hit", "sqli")
+            ..Alert::new(t, Severity::High, "rule_hit", "sqli")
         }
     }
 
@@ -714,12 +695,12 @@ mod tests {
         let mut book = AlertBook::new(0, 100);
         book.record(hit(100, "203.0.113.1", "a"));
         book.record(Alert {
-            severity: "low".into(),
+            severity: Severity::Low,
             container: "db".into(),
             ..hit(200, "203.0.113.2", "b")
         });
         book.record(Alert {
-            severity: "critical".into(),
+            severity: Severity::Critical,
             ..hit(300, "203.0.113.1", "c")
         });
         let ids = |f: Filter| -> Vec<u64> { book.query(&f).iter().map(|a| a.id).collect() };
@@ -733,7 +714,7 @@ mod tests {
         );
         assert_eq!(
             ids(Filter {
-                severity: Some("high".into()),
+                severity: Some(Severity::High),
                 ..Filter::default()
             }),
             vec![1, 3]
@@ -767,8 +748,8 @@ mod tests {
         })
         .unwrap();
         assert_eq!(
-            (a.kind.as_str(), a.severity.as_str()),
-            ("unparsed_lines", "high")
+            (a.kind.as_str(), a.severity),
+            ("unparsed_lines", Severity::High)
         );
         assert_eq!(a.container, "proxy");
         assert!(
@@ -787,15 +768,15 @@ mod tests {
         };
         let a = from_event(&ev).unwrap();
         assert_eq!(
-            (a.kind.as_str(), a.severity.as_str()),
-            ("docker_disconnected", "high")
+            (a.kind.as_str(), a.severity),
+            ("docker_disconnected", Severity::High)
         );
         assert!(a.line.contains("connection refused"));
         assert!(from_event(&Event::Reload { at: 1, error: None }).is_none());
         let long = "x".repeat(1000);
         let a = from_event(&Event::FirewallError { at: 1, error: long }).unwrap();
         assert_eq!(a.line.chars().count(), LINE_MAX + 1);
-        assert_eq!(a.severity, "critical");
+        assert_eq!(a.severity, Severity::Critical);
     }
 
     #[test]

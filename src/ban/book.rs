@@ -13,7 +13,7 @@ use std::net::IpAddr;
 use super::never::NeverBan;
 use super::state_file::{BanRecord, HistoryRecord, StateFile, STATE_VERSION};
 use super::Policy as BanPolicy;
-use crate::detect::Verdict;
+use crate::detect::{Severity, Verdict};
 use crate::firewall::KernelBan;
 use crate::netaddr::{source_prefix, IpNet};
 
@@ -90,6 +90,20 @@ impl Default for Valve {
     }
 }
 
+/// Why the valve holds a new ban back: the reason a held verdict carries (in the log,
+/// the alert and the notice).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+enum Hold {
+    #[error("more than {max} new bans from {prefix} within {window}s (ban.burst_max_bans, counted per source prefix): a flood from one network, possibly injected or spoofed log lines; not banned{}", if prefix.addr().is_ipv6() { ". If it is one host hopping addresses, ban.ipv6_prefix: 64 bans its whole /64 at once" } else { "" })]
+    Network {
+        max: u32,
+        prefix: IpNet,
+        window: u64,
+    },
+    #[error("more than {max} new bans from all networks within {window}s (ban.burst_max_bans_total): not banned")]
+    Total { max: u32, window: u64 },
+}
+
 impl Valve {
     /// Whether a new ban of `ip` at `now` may go ahead, counting the `pending` new bans a
     /// batch has planned but not committed; or why it must be held. Changes nothing.
@@ -99,7 +113,7 @@ impl Valve {
         ip: IpAddr,
         now: i64,
         pending: &Pending,
-    ) -> Result<(), String> {
+    ) -> Result<(), Hold> {
         let since = window_start(policy, now);
         let prefix = source_prefix(ip);
         let recent = |times: Option<&VecDeque<i64>>| {
@@ -107,19 +121,18 @@ impl Valve {
         };
         let times = recent(self.per_prefix.get(&prefix)) + pending.per_prefix(prefix);
         if times >= policy.burst_max_bans as usize {
-            return Err(format!(
-                "more than {} new bans from {prefix} within {}s (ban.burst_max_bans, counted per source prefix): a flood from one network, possibly injected or spoofed log lines; not banned{}",
-                policy.burst_max_bans,
-                policy.burst_window,
-                if prefix.addr().is_ipv6() { ". If it is one host hopping addresses, ban.ipv6_prefix: 64 bans its whole /64 at once" } else { "" }
-            ));
+            return Err(Hold::Network {
+                max: policy.burst_max_bans,
+                prefix,
+                window: policy.burst_window,
+            });
         }
         let total = policy.burst_max_bans_total as usize;
         if total > 0 && recent(Some(&self.total)) + pending.total >= total {
-            return Err(format!(
-                "more than {total} new bans from all networks within {}s (ban.burst_max_bans_total): not banned",
-                policy.burst_window
-            ));
+            return Err(Hold::Total {
+                max: policy.burst_max_bans_total,
+                window: policy.burst_window,
+            });
         }
         Ok(())
     }
@@ -266,12 +279,12 @@ impl BanBook {
     }
 
     /// A fresh record for a ban of `net`; `put` fills in the times.
-    fn record(net: IpNet, rule: &str, category: &str, severity: &str, now: i64) -> BanRecord {
+    fn record(net: IpNet, rule: &str, category: &str, severity: Severity, now: i64) -> BanRecord {
         BanRecord {
             ip: net.addr(),
             rule: rule.into(),
             category: category.into(),
-            severity: severity.into(),
+            severity,
             container: String::new(),
             first_offence: now,
             last_offence: now,
@@ -335,7 +348,7 @@ impl BanBook {
                 .clamp_ban(k.remaining.unwrap_or(self.policy.duration));
             r.adopted += 1;
             let times = self.history.get(&key).map_or(1, |h| h.times_banned.max(1));
-            let mut b = Self::record(k.net, "unknown", "unknown", "high", now);
+            let mut b = Self::record(k.net, "unknown", "unknown", Severity::High, now);
             b.expires_at = self.expiry(now, remaining);
             b.times_banned = times;
             b.evidence = vec!["found in the firewall but not in blocked_ips.json; adopted".into()];
@@ -392,11 +405,14 @@ impl BanBook {
         // Only new bans count: extending an active one adds nobody to the firewall.
         if active.is_none() {
             if let Err(reason) = self.valve.check(&self.policy, v.ip, now, pending) {
-                return Decision::Held { ip: v.ip, reason };
+                return Decision::Held {
+                    ip: v.ip,
+                    reason: reason.to_string(),
+                };
             }
         }
         let net = self.target(v.ip);
-        let mut record = Self::record(net, &v.rule, &v.category, v.severity.as_str(), now);
+        let mut record = Self::record(net, &v.rule, &v.category, v.severity, now);
         record.container = container.to_string();
         record.first_offence = v.first_seen;
         record.last_offence = v.last_seen;
@@ -420,7 +436,7 @@ impl BanBook {
         if let Some(reason) = self.never.reason(ip) {
             return Decision::NeverBan { ip, reason };
         }
-        let mut record = Self::record(self.target(ip), "manual", "manual", "high", now);
+        let mut record = Self::record(self.target(ip), "manual", "manual", Severity::High, now);
         if !reason.is_empty() {
             record.evidence = vec![crate::detect::decode::escape_excerpt(
                 reason.as_bytes(),
@@ -582,7 +598,6 @@ impl BanBook {
 mod tests {
     use super::*;
     use crate::ban::DockerNetwork;
-    use crate::detect::Severity;
 
     fn ip(s: &str) -> IpAddr {
         s.parse().unwrap()
@@ -789,6 +804,34 @@ mod tests {
             30,
             NeverBan::default(),
         )
+    }
+
+    /// The held reasons are sentences operators read (journal, alerts, notices): their
+    /// words stay as they were when they became a type.
+    #[test]
+    fn a_held_reason_says_which_limit_and_what_to_do() {
+        let net = Hold::Network {
+            max: 5,
+            prefix: "2001:db8:1:2::/64".parse().unwrap(),
+            window: 60,
+        };
+        assert_eq!(
+            net.to_string(),
+            "more than 5 new bans from 2001:db8:1:2::/64 within 60s (ban.burst_max_bans, counted per source prefix): a flood from one network, possibly injected or spoofed log lines; not banned. If it is one host hopping addresses, ban.ipv6_prefix: 64 bans its whole /64 at once"
+        );
+        let v4 = Hold::Network {
+            max: 5,
+            prefix: "203.0.113.0/24".parse().unwrap(),
+            window: 60,
+        };
+        assert!(
+            v4.to_string().ends_with("spoofed log lines; not banned"),
+            "{v4}"
+        );
+        assert_eq!(
+            Hold::Total { max: 9, window: 60 }.to_string(),
+            "more than 9 new bans from all networks within 60s (ban.burst_max_bans_total): not banned"
+        );
     }
 
     #[test]

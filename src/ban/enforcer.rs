@@ -9,7 +9,7 @@ use super::book::{BanBook, Decision};
 use super::never::NeverBan;
 use super::state_file::{self as state, BanRecord, Loaded};
 use crate::config::Config;
-use crate::firewall::{self, Backend};
+use crate::firewall::{self, Backend, FirewallError};
 use crate::netaddr::IpNet;
 
 /// What happened at start-up, for the log.
@@ -25,6 +25,18 @@ pub struct StartReport {
     pub restore_ms: u128,
 }
 
+/// Why enforcement cannot start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error(transparent)]
+    Firewall(#[from] FirewallError),
+    #[error("cannot write {}: {error}", path.display())]
+    Save {
+        path: PathBuf,
+        error: std::io::Error,
+    },
+}
+
 pub struct Enforcer {
     pub book: BanBook,
     backend: Box<dyn Backend>,
@@ -35,8 +47,8 @@ pub struct Enforcer {
 impl Enforcer {
     /// Opens the backend, creates our firewall objects, loads the state file, reconciles it
     /// with what the kernel holds, and applies every active ban in one batch.
-    pub fn start(cfg: &Config, now: i64) -> Result<(Enforcer, StartReport), String> {
-        let (backend, how) = firewall::open(&cfg.firewall).map_err(|e| e.to_string())?;
+    pub fn start(cfg: &Config, now: i64) -> Result<(Enforcer, StartReport), StartError> {
+        let (backend, how) = firewall::open(&cfg.firewall)?;
         Self::start_with(cfg, backend, how, now)
     }
 
@@ -45,12 +57,12 @@ impl Enforcer {
         mut backend: Box<dyn Backend>,
         how: String,
         now: i64,
-    ) -> Result<(Enforcer, StartReport), String> {
+    ) -> Result<(Enforcer, StartReport), StartError> {
         let mut report = StartReport {
             backend: how,
             ..StartReport::default()
         };
-        backend.setup().map_err(|e| e.to_string())?;
+        backend.setup()?;
         let state_path = cfg.state.blocked_ips_file();
         let file = match state::load(&state_path) {
             Loaded::Missing => None,
@@ -66,7 +78,7 @@ impl Enforcer {
                 None
             }
         };
-        let kernel = backend.list().map_err(|e| e.to_string())?;
+        let kernel = backend.list()?;
         let mut book = BanBook::new(
             cfg.ban.clone(),
             cfg.log_retention_days,
@@ -74,9 +86,7 @@ impl Enforcer {
         );
         let started = Instant::now();
         let restore = book.restore(file, &kernel, now);
-        backend
-            .replace_all(&restore.apply)
-            .map_err(|e| e.to_string())?;
+        backend.replace_all(&restore.apply)?;
         report.restore_ms = started.elapsed().as_millis();
         report.restored = restore.from_file;
         report.adopted = restore.adopted;
@@ -88,8 +98,10 @@ impl Enforcer {
             state_path,
             dirty: true,
         };
-        e.save(now)
-            .map_err(|err| format!("cannot write {}: {err}", e.state_path.display()))?;
+        e.save(now).map_err(|error| StartError::Save {
+            path: e.state_path.clone(),
+            error,
+        })?;
         Ok((e, report))
     }
 
@@ -100,13 +112,13 @@ impl Enforcer {
     /// Applies a planned decision to the firewall and, once the kernel holds it, commits
     /// it to the book. A refused ban leaves the book as it was: an active ban that was to
     /// be extended keeps its record, its expiry and its count.
-    pub fn apply(&mut self, d: &Decision, now: i64) -> Result<(), String> {
+    pub fn apply(&mut self, d: &Decision, now: i64) -> Result<(), FirewallError> {
         self.apply_all(std::slice::from_ref(d), now)
     }
 
     /// Applies many planned decisions in one firewall batch, then commits them all; if
     /// the firewall refuses the batch, none of its bans is committed.
-    pub fn apply_all(&mut self, ds: &[Decision], now: i64) -> Result<(), String> {
+    pub fn apply_all(&mut self, ds: &[Decision], now: i64) -> Result<(), FirewallError> {
         let bans: Vec<(IpNet, u64)> = ds
             .iter()
             .filter_map(|d| match d {
@@ -117,7 +129,7 @@ impl Enforcer {
             })
             .collect();
         if !bans.is_empty() {
-            self.backend.ban(&bans).map_err(|e| e.to_string())?;
+            self.backend.ban(&bans)?;
             self.dirty = true;
         }
         for d in ds {
@@ -129,12 +141,12 @@ impl Enforcer {
     /// Lifts a ban in the firewall and the book. Lifting an IP that is not banned is fine.
     /// An address inside a banned network (an IPv6 /64) lifts that network's ban: the
     /// returned record's `prefix` says so.
-    pub fn unban(&mut self, ip: IpAddr) -> Result<Option<BanRecord>, String> {
+    pub fn unban(&mut self, ip: IpAddr) -> Result<Option<BanRecord>, FirewallError> {
         let net = self
             .book
             .get(ip)
             .map_or_else(|| IpNet::host(ip), BanRecord::net);
-        self.backend.unban(&[net]).map_err(|e| e.to_string())?;
+        self.backend.unban(&[net])?;
         let r = self.book.unban(ip);
         self.dirty = true;
         Ok(r)
@@ -143,7 +155,7 @@ impl Enforcer {
     /// Drops expired bans from the book; lifts them in the firewall where the kernel does
     /// not expire them itself (no kernel expiry, or a ban longer than its longest timeout).
     /// A lift the firewall refused keeps its bans in the book, to be tried again.
-    pub fn expire(&mut self, now: i64) -> Result<Vec<BanRecord>, String> {
+    pub fn expire(&mut self, now: i64) -> Result<Vec<BanRecord>, FirewallError> {
         let gone = self.book.due(now);
         if !gone.is_empty() {
             let by_kernel = self.backend.kernel_expiry();
@@ -155,7 +167,7 @@ impl Enforcer {
                 })
                 .map(BanRecord::net)
                 .collect();
-            self.backend.unban(&nets).map_err(|e| e.to_string())?;
+            self.backend.unban(&nets)?;
             self.book.lift(&gone, now);
             self.dirty = true;
         }

@@ -14,8 +14,8 @@ pub mod state_file;
 pub mod worker;
 
 pub use book::{BanBook, Decision, Restore};
-pub use enforcer::{Enforcer, StartReport};
-pub use lock::StateLock;
+pub use enforcer::{Enforcer, StartError, StartReport};
+pub use lock::{LockError, StateLock};
 pub use never::{DockerNetwork, NeverBan};
 pub use policy::{Policy, StateSettings};
 pub use state_file::{BanRecord, HistoryRecord, StateFile};

@@ -13,6 +13,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+use crate::detect::Severity;
 use crate::netaddr::IpNet;
 use crate::time::rfc3339;
 
@@ -25,7 +26,7 @@ pub struct BanRecord {
     /// The rule that decided it, or `manual`.
     pub rule: String,
     pub category: String,
-    pub severity: String,
+    pub severity: Severity,
     /// The container whose log showed the offence (empty for a manual ban).
     #[serde(default)]
     pub container: String,
@@ -137,14 +138,29 @@ pub fn load(path: &Path) -> Loaded {
     Loaded::Corrupt { error, moved_to }
 }
 
+/// Why the state file cannot be read for `list`.
+#[derive(Debug, thiserror::Error)]
+pub enum ReadError {
+    #[error("cannot read {0}")]
+    Read(io::Error),
+    #[error("{} is not a valid state file: {error}", path.display())]
+    Invalid {
+        path: PathBuf,
+        error: serde_json::Error,
+    },
+}
+
 /// Reads the state file without touching it (for `list`): None when there is none yet.
-pub fn load_readonly(path: &Path) -> Result<Option<StateFile>, String> {
+pub fn load_readonly(path: &Path) -> Result<Option<StateFile>, ReadError> {
     match crate::fsutil::read_nofollow(path) {
         Ok(bytes) => serde_json::from_slice(&bytes)
             .map(Some)
-            .map_err(|e| format!("{} is not a valid state file: {e}", path.display())),
+            .map_err(|error| ReadError::Invalid {
+                path: path.into(),
+                error,
+            }),
         Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
-        Err(e) => Err(format!("cannot read {e}")),
+        Err(e) => Err(ReadError::Read(e)),
     }
 }
 
@@ -168,7 +184,7 @@ mod tests {
                 ip: "203.0.113.7".parse().unwrap(),
                 rule: "sqli-union-select".into(),
                 category: "sqli".into(),
-                severity: "critical".into(),
+                severity: Severity::Critical,
                 container: "web".into(),
                 first_offence: 1_763_683_100,
                 last_offence: 1_763_683_150,
@@ -219,6 +235,65 @@ mod tests {
         assert!(!text.contains("prefix"), "{text}");
         let Loaded::Ok(old) = load(&p) else { panic!() };
         assert_eq!(old.bans[0].net().to_string(), "203.0.113.7/32");
+    }
+
+    /// `blocked_ips.json` as earlier builds wrote it, severity a lowercase word.
+    const OLD_FILE: &str = r#"{
+  "version": 1,
+  "written_at": "2025-11-21T00:00:00Z",
+  "bans": [
+    {
+      "ip": "203.0.113.7",
+      "rule": "sqli-union-select",
+      "category": "sqli",
+      "severity": "critical",
+      "container": "web",
+      "first_offence": "2025-11-20T23:58:20Z",
+      "last_offence": "2025-11-20T23:59:10Z",
+      "banned_at": "2025-11-20T23:59:10Z",
+      "expires_at": "2025-11-21T23:59:10Z",
+      "times_banned": 1,
+      "evidence": [
+        "GET /?q=union select"
+      ],
+      "source": "detector"
+    }
+  ],
+  "history": []
+}
+"#;
+
+    #[test]
+    fn an_old_file_loads_and_is_written_back_byte_for_byte() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("blocked_ips.json");
+        fs::write(&p, OLD_FILE).unwrap();
+        let Loaded::Ok(s) = load(&p) else { panic!() };
+        assert_eq!(s, sample());
+        save(&p, &s).unwrap();
+        assert_eq!(fs::read_to_string(&p).unwrap(), OLD_FILE);
+    }
+
+    /// A severity that is none of the four words (an edit by hand) makes the file
+    /// unreadable like any other bad field: moved aside with the reason, never guessed;
+    /// the bans are adopted back from the kernel. `list` says the same.
+    #[test]
+    fn an_unknown_severity_makes_the_file_corrupt() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("blocked_ips.json");
+        fs::write(&p, OLD_FILE.replace("\"critical\"", "\"dire\"")).unwrap();
+        let err = load_readonly(&p).unwrap_err().to_string();
+        assert!(err.contains("unknown variant `dire`"), "{err}");
+        match load(&p) {
+            Loaded::Corrupt {
+                error,
+                moved_to: Some(_),
+            } => assert!(
+                error.contains("is not a valid state file: unknown variant `dire`, expected one of `low`, `medium`, `high`, `critical`"),
+                "{error}"
+            ),
+            other => panic!("{other:?}"),
+        }
     }
 
     #[test]

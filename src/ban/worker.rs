@@ -38,6 +38,11 @@ const SAMPLES: usize = 1024;
 /// brings a bridge whose gateway address must never be banned.
 const HOST_ADDRESSES_EVERY: Duration = Duration::from_secs(5);
 
+/// What the operator is told about a `ban` or `unban`: the text of the control
+/// protocol's ok or error answer, said as it is (`Response::ok` / `Response::err`).
+/// Every error here is already a sentence for the operator, nothing a caller branches on.
+pub type Answer = Result<String, String>;
+
 pub enum Msg {
     Verdict {
         verdict: Verdict,
@@ -49,11 +54,11 @@ pub enum Msg {
         ip: IpAddr,
         seconds: Option<u64>,
         reason: String,
-        reply: oneshot::Sender<Result<String, String>>,
+        reply: oneshot::Sender<Answer>,
     },
     Unban {
         ip: IpAddr,
-        reply: oneshot::Sender<Result<String, String>>,
+        reply: oneshot::Sender<Answer>,
     },
     List {
         reply: oneshot::Sender<Vec<BanRecord>>,
@@ -398,7 +403,7 @@ impl Worker {
             ip,
             rule: verdict.rule.clone(),
             category: verdict.category.clone(),
-            severity: verdict.severity.to_string(),
+            severity: verdict.severity,
             container: container.to_string(),
             reason: reason.clone(),
         };
@@ -484,8 +489,8 @@ impl Worker {
                             ))
                         }
                         Err(e) => {
-                            self.firewall_failed(e.clone());
-                            Err(e)
+                            self.firewall_failed(e.to_string());
+                            Err(e.to_string())
                         }
                     },
                     Decision::NeverBan { reason, .. } => {
@@ -521,8 +526,8 @@ impl Worker {
                         ))
                     }
                     Err(e) => {
-                        self.firewall_failed(e.clone());
-                        Err(e)
+                        self.firewall_failed(e.to_string());
+                        Err(e.to_string())
                     }
                 };
                 let _ = reply.send(answer);
@@ -730,7 +735,7 @@ mod tests {
         (w, mode)
     }
 
-    fn ban(w: &mut Worker, ip: &str) -> Result<String, String> {
+    fn ban(w: &mut Worker, ip: &str) -> Answer {
         let (tx, mut rx) = oneshot::channel();
         w.handle(vec![Msg::Ban {
             ip: ip.parse().expect("test address"),

@@ -35,8 +35,8 @@ fn parse_ip(text: &str) -> Result<std::net::IpAddr> {
 
 /// Takes the state lock and starts enforcement in this process (no daemon running).
 fn direct(cfg: &Config) -> Result<(StateLock, Enforcer, StartReport)> {
-    let lock = StateLock::acquire(&cfg.state.dir).map_err(|e| anyhow::anyhow!(e))?;
-    let (enforcer, report) = Enforcer::start(cfg, unix_now()).map_err(|e| anyhow::anyhow!(e))?;
+    let lock = StateLock::acquire(&cfg.state.dir)?;
+    let (enforcer, report) = Enforcer::start(cfg, unix_now())?;
     if let Some(err) = &report.state_error {
         eprintln!("security-monitor: warning: {err}");
     }
@@ -77,9 +77,7 @@ pub(super) fn ban(
             seconds,
             extended,
         } => {
-            enforcer
-                .apply(&decision, now)
-                .map_err(|e| anyhow::anyhow!(e))?;
+            enforcer.apply(&decision, now)?;
             enforcer.save(now).context("writing blocked_ips.json")?;
             println!(
                 "{} {} for {} (until {}, ban #{} of this IP) with {}{}",
@@ -115,7 +113,7 @@ pub(super) fn unban(ip: &str, config: Option<&Path>) -> Result<u8> {
     }
     let cfg = load_config(config, true)?;
     let (_lock, mut enforcer, _) = direct(&cfg)?;
-    let was = enforcer.unban(ip).map_err(|e| anyhow::anyhow!(e))?;
+    let was = enforcer.unban(ip)?;
     enforcer
         .save(unix_now())
         .context("writing blocked_ips.json")?;

@@ -240,7 +240,7 @@ pub(super) fn alerts(req: Request, config: Option<&Path>, json: bool) -> Result<
     for a in &list {
         table.row(vec![
             format_time(a.last_seen),
-            a.severity.clone(),
+            a.severity.to_string(),
             a.kind.clone(),
             a.ip.map_or_else(|| "-".into(), |i| i.to_string()),
             dash(&a.container),

@@ -18,6 +18,7 @@ use serde::de::DeserializeOwned;
 use security_monitor::api::client::{self, ClientError};
 use security_monitor::api::{Request, Response};
 use security_monitor::config::{self, Config, DEFAULT_CONFIG_PATH};
+use security_monitor::detect::Severity;
 
 #[derive(Parser)]
 #[command(
@@ -132,8 +133,8 @@ enum Command {
         #[arg(long)]
         since: Option<String>,
         /// The least severity shown: low, medium, high, critical.
-        #[arg(long, value_parser = ["low", "medium", "high", "critical"])]
-        severity: Option<String>,
+        #[arg(long, value_parser = severity_arg())]
+        severity: Option<Severity>,
         /// Only alerts about this IP.
         #[arg(long)]
         ip: Option<String>,
@@ -185,6 +186,14 @@ enum Command {
     },
 }
 
+/// `--severity`: one of the four words (clap lists them when another is given), read
+/// into the enum.
+fn severity_arg() -> impl clap::builder::TypedValueParser<Value = Severity> {
+    use clap::builder::TypedValueParser as _;
+    clap::builder::PossibleValuesParser::new(Severity::ALL.map(Severity::as_str))
+        .try_map(|s| s.parse::<Severity>())
+}
+
 pub fn run() -> Result<u8> {
     let cli = Cli::parse();
     match cli.command {
@@ -231,7 +240,7 @@ pub fn run() -> Result<u8> {
         } => info::alerts(
             Request::Alerts {
                 since,
-                severity,
+                severity: severity.map(|s| s.to_string()),
                 ip,
                 container,
                 limit: Some(limit),

@@ -37,7 +37,7 @@ impl Daemon {
         let Some(alert) = crate::alerts::from_event(&e) else {
             return;
         };
-        let severity = alert.severity.clone();
+        let severity = alert.severity;
         if let Recorded::New(id) = self.alerts.record(alert) {
             *self.metrics.alerts.entry(severity).or_default() += 1;
             if let Some(a) = self.alerts.get(id).cloned() {

@@ -12,7 +12,7 @@ use super::pipeline::Command;
 use super::{Daemon, Summary};
 use crate::alerts::Filter;
 use crate::api::{Request, Response};
-use crate::ban::worker::Msg;
+use crate::ban::worker::{Answer, Msg};
 use crate::ban::BanRecord;
 use crate::clock::unix_now;
 use crate::docker::Watcher;
@@ -116,7 +116,7 @@ impl Daemon {
     fn ask_enforcement(
         &self,
         msg: Msg,
-        rx: oneshot::Receiver<Result<String, String>>,
+        rx: oneshot::Receiver<Answer>,
         reply: oneshot::Sender<Response>,
     ) {
         if !self.enforce.send(msg) {

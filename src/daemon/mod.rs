@@ -100,6 +100,30 @@ pub fn run(opts: Options) -> i32 {
     })
 }
 
+/// Why the daemon cannot start; said once in the journal, and the daemon exits 1.
+#[derive(Debug, thiserror::Error)]
+pub enum DaemonError {
+    #[error(transparent)]
+    Lock(#[from] crate::ban::lock::LockError),
+    #[error("the rules cannot be compiled: {0}")]
+    Rules(crate::detect::rules::RuleError),
+    #[error("cannot start enforcement: {0}")]
+    Enforcement(crate::ban::enforcer::StartError),
+    #[error("cannot start the {what} thread: {error}")]
+    Thread {
+        what: &'static str,
+        error: std::io::Error,
+    },
+    #[error(transparent)]
+    Socket(#[from] server::BindError),
+    #[error("cannot install signal handlers")]
+    Signals,
+    #[error("the enforcement thread stopped at start")]
+    EnforcementStopped,
+    #[error(transparent)]
+    Metrics(#[from] crate::metrics::http::BindError),
+}
+
 /// When the daemon started and its rate of lines, for `status` and the metrics.
 struct Counts {
     started: Instant,
@@ -153,13 +177,12 @@ pub(crate) struct Inbox {
 impl Daemon {
     /// Takes the state lock, compiles the rules, restores the bans into the firewall and
     /// starts every part. Any failure here stops the start with what went wrong.
-    async fn start(opts: Options, cfg: Config) -> Result<(Daemon, Inbox), String> {
+    async fn start(opts: Options, cfg: Config) -> Result<(Daemon, Inbox), DaemonError> {
         let lock = StateLock::acquire(&cfg.state.dir)?;
-        let detector = Detector::new(&cfg.detect_settings())
-            .map_err(|e| format!("the rules cannot be compiled: {e}"))?;
+        let detector = Detector::new(&cfg.detect_settings()).map_err(DaemonError::Rules)?;
         let (enforcer, report) = Enforcer::start(&cfg, unix_now()).map_err(|e| {
             systemd::status(&format!("firewall error: {e}"));
-            format!("cannot start enforcement: {e}")
+            DaemonError::Enforcement(e)
         })?;
         if let Some(err) = &report.state_error {
             tracing::error!("{err}");
@@ -179,8 +202,11 @@ impl Daemon {
         // are not events and send nothing.
         let notifier = crate::notify::Notifier::spawn(&cfg, events.subscribe());
         let events_rx = events.subscribe();
-        let enforce = enforcement::spawn(enforcer, events.clone())
-            .map_err(|e| format!("cannot start the enforcement thread: {e}"))?;
+        let enforce =
+            enforcement::spawn(enforcer, events.clone()).map_err(|error| DaemonError::Thread {
+                what: "enforcement",
+                error,
+            })?;
 
         let (line_tx, line_rx) = mpsc::channel::<LogLine>(LINE_QUEUE);
         let (nets_tx, nets_rx) = mpsc::channel::<Vec<DockerNetwork>>(4);
@@ -197,7 +223,7 @@ impl Daemon {
         };
 
         let (call_tx, call_rx) = mpsc::channel::<Call>(64);
-        let listener = server::bind(&opts.socket, opts.socket_group).map_err(|e| e.to_string())?;
+        let listener = server::bind(&opts.socket, opts.socket_group)?;
         let server = tokio::spawn(server::serve(
             listener,
             call_tx.clone(),
@@ -210,13 +236,11 @@ impl Daemon {
             signal(SignalKind::interrupt()),
         ) {
             (Ok(h), Ok(t), Ok(i)) => (h, t, i),
-            _ => return Err("cannot install signal handlers".into()),
+            _ => return Err(DaemonError::Signals),
         };
         let (finish_tx, finish_rx) = mpsc::unbounded_channel();
         let (pipeline_tx, pipeline_rx) = mpsc::unbounded_channel();
-        let queue = enforce
-            .queue()
-            .ok_or("the enforcement thread stopped at start")?;
+        let queue = enforce.queue().ok_or(DaemonError::EnforcementStopped)?;
         let pipeline = pipeline::spawn(
             cfg.clone(),
             detector,
@@ -228,7 +252,10 @@ impl Daemon {
                 events: pipeline_tx,
             },
         )
-        .map_err(|e| format!("cannot start the pipeline thread: {e}"))?;
+        .map_err(|error| DaemonError::Thread {
+            what: "pipeline",
+            error,
+        })?;
         let (alerts, alert_log) = alerts::open(&cfg);
         let mut daemon = Daemon {
             opts,

@@ -355,7 +355,7 @@ impl Pipeline {
                 ip: req.ip,
                 rules: obs.hits.iter().map(|&i| rules.rule(i).id.clone()).collect(),
                 category: w.category.clone(),
-                severity: w.severity.to_string(),
+                severity: w.severity,
                 container: line.container.clone(),
                 line: crate::detect::decode::escape_excerpt(&line.bytes, 300),
             });

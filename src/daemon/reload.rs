@@ -3,7 +3,7 @@
 //! bound — before anything is swapped. Either all of it applies or none of it does.
 
 use std::net::SocketAddr;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use tokio::net::TcpListener;
@@ -12,10 +12,41 @@ use super::pipeline::Command;
 use super::{systemd, Daemon};
 use crate::api::server;
 use crate::clock::unix_now;
-use crate::config::{self, Config};
+use crate::config::{self, Config, ConfigErrors};
+use crate::detect::rules::RuleError;
 use crate::detect::Detector;
-use crate::docker::{WatchSettings, Watcher};
+use crate::docker::{DockerError, WatchSettings, Watcher};
 use crate::events::Event;
+use crate::metrics::http::BindError;
+
+/// What a refused move asks the operator to do instead.
+const RESTART: &str = "restart the service to use it (systemctl restart security-monitor); the daemon carries on with the old value";
+
+/// Why a new config was not taken; the daemon carries on with the old one. Said in the
+/// journal line by line, in `status` and to `security-monitor reload`.
+#[derive(Debug, thiserror::Error)]
+pub enum ReloadError {
+    /// The file's errors, every one with its line and column.
+    #[error("{}", .0.to_string().trim_end())]
+    Config(ConfigErrors),
+    #[error("state.dir changed from {} to {}: the bans, cursors and alerts of the running daemon live in the old directory, so a reload cannot move it; {RESTART}", from.display(), to.display())]
+    StateDir { from: PathBuf, to: PathBuf },
+    #[error("firewall changed (backend {from_backend} → {to_backend}, table {from_table} → {to_table}): the running daemon's bans are in the old firewall objects, so a reload cannot switch them; {RESTART}")]
+    Firewall {
+        from_backend: &'static str,
+        to_backend: &'static str,
+        from_table: String,
+        to_table: String,
+    },
+    #[error("control changed (socket {} → {}): the control socket is bound at start; {RESTART}", from.display(), to.display())]
+    Control { from: PathBuf, to: PathBuf },
+    #[error("the rules cannot be compiled: {0}")]
+    Rules(RuleError),
+    #[error(transparent)]
+    Docker(#[from] DockerError),
+    #[error(transparent)]
+    Metrics(#[from] BindError),
+}
 
 /// What the metrics listener must become: a new listener already bound, none, or the
 /// running one kept.
@@ -29,47 +60,38 @@ pub(super) enum MetricsChange {
 pub(super) async fn prepare_metrics(
     current: Option<&(SocketAddr, tokio::task::JoinHandle<()>)>,
     want: Option<SocketAddr>,
-) -> Result<MetricsChange, String> {
+) -> Result<MetricsChange, BindError> {
     if current.map(|(a, _)| *a) == want {
         return Ok(MetricsChange::Keep);
     }
     Ok(match want {
-        Some(addr) => MetricsChange::Start(
-            addr,
-            crate::metrics::http::bind(addr)
-                .await
-                .map_err(|e| e.to_string())?,
-        ),
+        Some(addr) => MetricsChange::Start(addr, crate::metrics::http::bind(addr).await?),
         None => MetricsChange::Stop,
     })
 }
 
 /// A reload cannot move what the running daemon holds open: say which setting changed
 /// and what to do instead.
-fn refuse_moves(old: &Config, new: &Config) -> Result<(), String> {
-    let restart = "restart the service to use it (systemctl restart security-monitor); the daemon carries on with the old value";
+fn refuse_moves(old: &Config, new: &Config) -> Result<(), ReloadError> {
     if old.state.dir != new.state.dir {
-        return Err(format!(
-            "state.dir changed from {} to {}: the bans, cursors and alerts of the running daemon live in the old directory, so a reload cannot move it; {restart}",
-            old.state.dir.display(),
-            new.state.dir.display()
-        ));
+        return Err(ReloadError::StateDir {
+            from: old.state.dir.clone(),
+            to: new.state.dir.clone(),
+        });
     }
     if old.firewall != new.firewall {
-        return Err(format!(
-            "firewall changed (backend {} → {}, table {} → {}): the running daemon's bans are in the old firewall objects, so a reload cannot switch them; {restart}",
-            old.firewall.backend.as_str(),
-            new.firewall.backend.as_str(),
-            old.firewall.table,
-            new.firewall.table
-        ));
+        return Err(ReloadError::Firewall {
+            from_backend: old.firewall.backend.as_str(),
+            to_backend: new.firewall.backend.as_str(),
+            from_table: old.firewall.table.clone(),
+            to_table: new.firewall.table.clone(),
+        });
     }
     if old.control != new.control {
-        return Err(format!(
-            "control changed (socket {} → {}): the control socket is bound at start; {restart}",
-            old.control.socket.display(),
-            new.control.socket.display()
-        ));
+        return Err(ReloadError::Control {
+            from: old.control.socket.clone(),
+            to: new.control.socket.clone(),
+        });
     }
     Ok(())
 }
@@ -84,7 +106,7 @@ struct Prepared {
 
 impl Daemon {
     /// Reloads the config; says what happened in the journal, in `status` and as an alert.
-    pub(super) async fn reload(&mut self) -> Result<String, String> {
+    pub(super) async fn reload(&mut self) -> Result<String, ReloadError> {
         systemd::reloading();
         let path = self.opts.config.clone();
         let result = match self.prepare(&path).await {
@@ -101,6 +123,7 @@ impl Daemon {
                 tracing::info!(ACTION = "reload", "{msg}");
             }
             Err(e) => {
+                let e = e.to_string();
                 for line in e.lines() {
                     tracing::error!(ACTION = "reload", "{line}");
                 }
@@ -129,12 +152,11 @@ impl Daemon {
         result
     }
 
-    async fn prepare(&self, path: &Path) -> Result<Prepared, String> {
-        let cfg = config::load(path).map_err(|e| e.to_string().trim_end().to_string())?;
+    async fn prepare(&self, path: &Path) -> Result<Prepared, ReloadError> {
+        let cfg = config::load(path).map_err(ReloadError::Config)?;
         refuse_moves(&self.cfg, &cfg)?;
-        let detector = Detector::new(&cfg.detect_settings())
-            .map_err(|e| format!("the rules cannot be compiled: {e}"))?;
-        let watch = WatchSettings::from_config(&cfg).map_err(|e| e.to_string())?;
+        let detector = Detector::new(&cfg.detect_settings()).map_err(ReloadError::Rules)?;
+        let watch = WatchSettings::from_config(&cfg)?;
         let metrics = prepare_metrics(self.metrics_server.as_ref(), cfg.metrics.listen).await?;
         Ok(Prepared {
             cfg,
@@ -216,7 +238,7 @@ mod tests {
         assert!(refuse_moves(&old, &old.clone()).is_ok());
         let mut moved = old.clone();
         moved.state.dir = "/srv/elsewhere".into();
-        let e = refuse_moves(&old, &moved).unwrap_err();
+        let e = refuse_moves(&old, &moved).unwrap_err().to_string();
         assert!(
             e.starts_with("state.dir changed from /var/lib/security-monitor to /srv/elsewhere"),
             "{e}"
@@ -224,12 +246,13 @@ mod tests {
         assert!(e.contains("systemctl restart security-monitor"), "{e}");
         let mut fw = old.clone();
         fw.firewall.table = "other".into();
-        let e = refuse_moves(&old, &fw).unwrap_err();
+        let e = refuse_moves(&old, &fw).unwrap_err().to_string();
         assert!(e.contains("table security_monitor → other"), "{e}");
         let mut sock = old.clone();
         sock.control.socket = "/run/other.sock".into();
         assert!(refuse_moves(&old, &sock)
             .unwrap_err()
+            .to_string()
             .contains("socket /run/security-monitor/control.sock → /run/other.sock"));
         // Everything else may change on reload.
         let mut fine = old.clone();
@@ -243,7 +266,7 @@ mod tests {
         let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let addr = taken.local_addr().unwrap();
         let e = match prepare_metrics(None, Some(addr)).await {
-            Err(e) => e,
+            Err(e) => e.to_string(),
             Ok(_) => panic!("bound a port that is in use"),
         };
         assert!(e.contains("cannot listen on"), "{e}");

@@ -20,7 +20,7 @@ use std::net::IpAddr;
 use crate::netaddr::{never_ban_reason, IpNet};
 use parse::Request;
 use rules::{RuleSet, View};
-pub use settings::{Settings, Severity, Thresholds};
+pub use settings::{Settings, Severity, Thresholds, UnknownSeverity};
 use window::{DistinctWindow, EventWindow, RateCounter};
 
 /// Rule id and category of the verdicts that come from thresholds rather than a rule.

@@ -2,12 +2,18 @@
 //! are believed. Filled from the config by `crate::config`; detect never reads a file.
 
 use std::fmt;
+use std::str::FromStr;
 
 use super::proxy::TrustedProxies;
 use super::rules::UserPattern;
 use crate::netaddr::IpNet;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+/// How serious a rule hit, a ban or an alert is, least to most. Files and the control
+/// protocol carry it as its lowercase word (`"critical"`), as they always have.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize,
+)]
+#[serde(rename_all = "lowercase")]
 pub enum Severity {
     Low,
     Medium,
@@ -34,6 +40,19 @@ impl Severity {
 
     pub fn parse(s: &str) -> Option<Severity> {
         Severity::ALL.into_iter().find(|v| v.as_str() == s)
+    }
+}
+
+/// A word that is not one of the four severities.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0:?} is not one of low, medium, high, critical")]
+pub struct UnknownSeverity(pub String);
+
+impl FromStr for Severity {
+    type Err = UnknownSeverity;
+
+    fn from_str(s: &str) -> Result<Severity, UnknownSeverity> {
+        Severity::parse(s).ok_or_else(|| UnknownSeverity(s.to_string()))
     }
 }
 

@@ -142,20 +142,32 @@ pub fn cursor_path(state_dir: &Path) -> PathBuf {
     state_dir.join(CURSOR_FILE)
 }
 
+/// Why the cursors cannot be read; the watcher warns and starts without them.
+#[derive(Debug, thiserror::Error)]
+pub enum CursorError {
+    #[error("cannot read {0}")]
+    Read(std::io::Error),
+    #[error("{} is damaged ({error}); it will be rewritten", path.display())]
+    Damaged {
+        path: PathBuf,
+        error: serde_json::Error,
+    },
+}
+
 /// Reads the cursors; a missing file is no cursors. A damaged file is an error the
 /// caller warns about and then starts without cursors (reading `max_backlog`).
-pub fn load(path: &Path) -> Result<BTreeMap<String, CursorEntry>, String> {
+pub fn load(path: &Path) -> Result<BTreeMap<String, CursorEntry>, CursorError> {
     let text = match crate::fsutil::read_nofollow(path) {
         Ok(t) => t,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(BTreeMap::new()),
-        Err(e) => return Err(format!("cannot read {e}")),
+        Err(e) => return Err(CursorError::Read(e)),
     };
     match serde_json::from_slice::<CursorFile>(&text) {
         Ok(CursorFile::V1 { containers }) => Ok(containers),
-        Err(e) => Err(format!(
-            "{} is damaged ({e}); it will be rewritten",
-            path.display()
-        )),
+        Err(error) => Err(CursorError::Damaged {
+            path: path.into(),
+            error,
+        }),
     }
 }
 
@@ -226,7 +238,7 @@ mod tests {
         assert!(text.contains("\"version\": \"1\""), "{text}");
         assert!(!path.with_extension("json.tmp").exists());
         std::fs::write(&path, b"{not json").unwrap();
-        assert!(load(&path).unwrap_err().contains("damaged"));
+        assert!(load(&path).unwrap_err().to_string().contains("damaged"));
     }
 
     #[test]
@@ -237,7 +249,10 @@ mod tests {
         std::fs::write(&victim, b"{\"version\": \"1\", \"containers\": {}}").unwrap();
         let path = cursor_path(dir.path());
         symlink(&victim, &path).unwrap();
-        assert!(load(&path).unwrap_err().contains("symbolic link"));
+        assert!(load(&path)
+            .unwrap_err()
+            .to_string()
+            .contains("symbolic link"));
         symlink(&victim, path.with_extension("json.tmp")).unwrap();
         save(&path, &BTreeMap::new()).unwrap();
         assert_eq!(

@@ -14,14 +14,16 @@ use crate::netaddr::{parse_client_ip, IpNet};
 /// How often the watcher reads the list again, besides whenever a network event says so.
 pub const POLL_EVERY: Duration = Duration::from_secs(3);
 
+/// Docker did not answer the list of networks (the watcher tries again at the next poll).
+#[derive(Debug, thiserror::Error)]
+#[error("listing Docker networks: {0}")]
+pub struct ListError(bollard::errors::Error);
+
 /// Every subnet of every Docker network, with the containers attached to it (for
 /// `trusted_proxies: ["container:NAME"]`: a container's address changes when it is
 /// recreated, its name does not).
-pub async fn list(docker: &bollard::Docker) -> Result<Vec<DockerNetwork>, String> {
-    let networks = docker
-        .list_networks(None)
-        .await
-        .map_err(|e| format!("listing Docker networks: {e}"))?;
+pub async fn list(docker: &bollard::Docker) -> Result<Vec<DockerNetwork>, ListError> {
+    let networks = docker.list_networks(None).await.map_err(ListError)?;
     let mut out = Vec::new();
     for n in networks {
         let name = n.name.unwrap_or_default();

@@ -11,8 +11,8 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::net::TcpListener;
 use tokio::sync::{mpsc, oneshot};
 
 use crate::api::server::{Call, ConnGuard, Conns};
@@ -70,9 +70,13 @@ enum Head {
     Gone,
 }
 
+/// A connection: a TCP stream, or an in-memory one in tests (which run on paused time).
+trait Stream: AsyncRead + AsyncWrite + Unpin {}
+impl<S: AsyncRead + AsyncWrite + Unpin> Stream for S {}
+
 /// Reads the request head; the whole of it must arrive within `idle` (a client sending
 /// a byte now and then is not kept).
-async fn read_head(stream: &mut TcpStream, idle: Duration) -> Head {
+async fn read_head(stream: &mut impl Stream, idle: Duration) -> Head {
     let mut head = Vec::with_capacity(512);
     let mut buf = [0u8; 1024];
     let read = async {
@@ -96,7 +100,7 @@ async fn read_head(stream: &mut TcpStream, idle: Duration) -> Head {
 }
 
 async fn answer(
-    mut stream: TcpStream,
+    mut stream: impl Stream,
     guard: &ConnGuard,
     calls: mpsc::Sender<Call>,
     idle: Duration,
@@ -126,7 +130,7 @@ async fn answer(
 }
 
 /// Answers a complete request head.
-async fn reply(stream: &mut TcpStream, head: &[u8], calls: mpsc::Sender<Call>) {
+async fn reply(stream: &mut impl Stream, head: &[u8], calls: mpsc::Sender<Call>) {
     let line = head.split(|&b| b == b'\n').next().unwrap_or(&[]);
     let line = String::from_utf8_lossy(line);
     let mut parts = line.split_whitespace();
@@ -191,7 +195,7 @@ async fn reply(stream: &mut TcpStream, head: &[u8], calls: mpsc::Sender<Call>) {
 }
 
 async fn respond(
-    stream: &mut TcpStream,
+    stream: &mut impl Stream,
     code: u16,
     content_type: &str,
     body: &[u8],
@@ -214,4 +218,72 @@ async fn respond(
         stream.write_all(body).await?;
     }
     stream.shutdown().await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::api::server::ConnLimits;
+    use crate::api::Response;
+    use tokio::time::Instant;
+
+    /// A scraper that trickles its head a byte at a time is dropped `idle` after it
+    /// connected, however steadily it writes; one that sends nothing is dropped too; a
+    /// whole head in time is answered. On paused time: milliseconds, exact.
+    #[tokio::test(start_paused = true)]
+    async fn a_head_not_complete_within_the_idle_time_is_dropped() {
+        let idle = Duration::from_millis(300);
+        let conns = Conns::new(ConnLimits { max: 8, idle });
+        let (calls, mut rx) = mpsc::channel::<Call>(8);
+        tokio::spawn(async move {
+            while let Some((_, reply)) = rx.recv().await {
+                let _ = reply.send(Response::ok(serde_json::json!("up 1")));
+            }
+        });
+        let serve_one = |stream: tokio::io::DuplexStream| {
+            let guard = conns.admit().expect("a place");
+            let calls = calls.clone();
+            tokio::spawn(async move { answer(stream, &guard, calls, idle).await })
+        };
+
+        let (mut slow, server) = tokio::io::duplex(4096);
+        let slow_task = serve_one(server);
+        let start = Instant::now();
+        let failed_at = loop {
+            if slow.write_all(b"G").await.is_err() {
+                break start.elapsed();
+            }
+            assert!(
+                start.elapsed() < Duration::from_secs(5),
+                "the slow scraper was kept"
+            );
+            tokio::time::sleep(Duration::from_millis(40)).await;
+        };
+        assert_eq!(
+            failed_at,
+            Duration::from_millis(320),
+            "dropped at 300 ms, not before"
+        );
+        slow_task.await.unwrap();
+
+        let (mut silent, server) = tokio::io::duplex(4096);
+        let start = Instant::now();
+        let dropped = tokio::time::timeout(Duration::from_secs(60), serve_one(server)).await;
+        dropped.expect("the silent client was kept").unwrap();
+        assert_eq!(start.elapsed(), idle);
+        assert_eq!(silent.read(&mut [0u8; 8]).await.unwrap(), 0);
+
+        let (mut quick, server) = tokio::io::duplex(4096);
+        let task = serve_one(server);
+        quick
+            .write_all(b"GET /metrics HTTP/1.0\r\n\r\n")
+            .await
+            .unwrap();
+        let mut text = String::new();
+        quick.read_to_string(&mut text).await.unwrap();
+        assert!(text.starts_with("HTTP/1.1 200 OK"), "{text}");
+        assert!(text.ends_with("up 1"), "{text}");
+        task.await.unwrap();
+        assert_eq!(conns.held(), 0, "every place was given back");
+    }
 }

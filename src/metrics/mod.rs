@@ -11,6 +11,7 @@ use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
 use crate::ban::worker::Summary;
+use crate::detect::Severity;
 use crate::docker::WatcherStatus;
 use crate::events::Event;
 
@@ -68,7 +69,7 @@ pub struct Metrics {
     pub never_ban: u64,
     pub firewall_errors: u64,
     /// Alerts recorded (new, not folded repeats), by severity.
-    pub alerts: BTreeMap<String, u64>,
+    pub alerts: BTreeMap<Severity, u64>,
     pub time_to_ban: Histogram,
     /// Events the metrics missed because the main loop fell behind the event bus.
     pub events_lost: u64,
@@ -300,11 +301,11 @@ pub fn render(m: &Metrics, s: &Snapshot<'_>) -> String {
         "counter",
         "Alerts recorded, by severity (folded repeats are one alert).",
     );
-    for sev in crate::alerts::SEVERITIES {
+    for sev in Severity::ALL {
         let _ = writeln!(
             out,
             "{p}_alerts_total{{severity=\"{sev}\"}} {}",
-            m.alerts.get(sev).copied().unwrap_or(0)
+            m.alerts.get(&sev).copied().unwrap_or(0)
         );
     }
     head(

@@ -51,10 +51,10 @@ impl Batcher {
         }
     }
 
-    /// Takes a ban if its severity is at least `min_severity` (an unknown severity counts
-    /// as high). Returns whether it was taken.
+    /// Takes a ban if its severity is at least `min_severity`. Returns whether it was
+    /// taken.
     pub fn offer_ban(&mut self, n: BanNotice, now: Instant) -> bool {
-        let taken = self.admit(&n.severity, now);
+        let taken = self.admit(n.severity, now);
         if taken {
             self.waiting.add_ban(n);
         }
@@ -62,7 +62,7 @@ impl Batcher {
     }
 
     pub fn offer_held(&mut self, n: HeldNotice, now: Instant) -> bool {
-        let taken = self.admit(&n.severity, now);
+        let taken = self.admit(n.severity, now);
         if taken {
             self.waiting.add_held(n);
         }
@@ -71,7 +71,7 @@ impl Batcher {
 
     /// Whether an item of `severity` goes into the waiting digest (which then starts
     /// its interval, if it had not).
-    fn admit(&mut self, severity: &str, now: Instant) -> bool {
+    fn admit(&mut self, severity: Severity, now: Instant) -> bool {
         if !self.wants(severity) {
             return false;
         }
@@ -85,8 +85,8 @@ impl Batcher {
         self.since.get_or_insert(now);
     }
 
-    fn wants(&self, severity: &str) -> bool {
-        Severity::parse(severity).unwrap_or(Severity::High) >= self.min_severity
+    fn wants(&self, severity: Severity) -> bool {
+        severity >= self.min_severity
     }
 
     /// Bans and held verdicts not yet delivered (waiting or in flight is not counted here:
@@ -188,13 +188,13 @@ mod tests {
     use super::*;
     use crate::ban::state_file::BanRecord;
 
-    fn ban(i: u32, severity: &str) -> BanNotice {
+    fn ban(i: u32, severity: Severity) -> BanNotice {
         BanNotice::new(
             &BanRecord {
                 ip: format!("198.51.{}.{}", i / 256, i % 256).parse().unwrap(),
                 rule: "r".into(),
                 category: "sqli".into(),
-                severity: severity.into(),
+                severity,
                 container: "web".into(),
                 first_offence: 0,
                 last_offence: 0,
@@ -214,9 +214,9 @@ mod tests {
     fn severity_below_the_minimum_is_ignored() {
         let now = Instant::now();
         let mut b = Batcher::new("h", Duration::ZERO, 10, Severity::High);
-        assert!(!b.offer_ban(ban(1, "medium"), now));
-        assert!(b.offer_ban(ban(2, "critical"), now));
-        assert!(b.offer_ban(ban(3, "no-such-severity"), now));
+        assert!(!b.offer_ban(ban(1, Severity::Medium), now));
+        assert!(b.offer_ban(ban(2, Severity::Critical), now));
+        assert!(b.offer_ban(ban(3, Severity::High), now));
         assert_eq!(b.waiting(), 2);
     }
 
@@ -229,7 +229,7 @@ mod tests {
         for step in 0..6000u32 {
             let now = start + Duration::from_millis(step as u64 * 100);
             if step % 6 == 0 {
-                b.offer_ban(ban(step / 6, "high"), now);
+                b.offer_ban(ban(step / 6, Severity::High), now);
             }
             if let Some(d) = b.take(now) {
                 b.delivered(now);
@@ -249,10 +249,10 @@ mod tests {
     fn a_failed_send_is_retried_with_backoff_and_keeps_its_bans() {
         let t0 = Instant::now();
         let mut b = Batcher::new("h", Duration::ZERO, 100, Severity::Low);
-        b.offer_ban(ban(1, "high"), t0);
+        b.offer_ban(ban(1, Severity::High), t0);
         let d = b.take(t0).unwrap();
         assert!(b.take(t0).is_none(), "one send at a time");
-        b.offer_ban(ban(2, "high"), t0);
+        b.offer_ban(ban(2, Severity::High), t0);
         assert_eq!(b.failed(d, t0), Duration::from_secs(1));
         assert_eq!(b.waiting(), 2);
         assert!(b.take(t0 + Duration::from_millis(500)).is_none());
@@ -273,7 +273,7 @@ mod tests {
         let d = b.take(now).unwrap();
         assert_eq!(d.total_bans(), 2);
         b.delivered(now);
-        b.offer_ban(ban(3, "high"), now);
+        b.offer_ban(ban(3, Severity::High), now);
         assert_eq!(b.due(), Some(now), "backoff is reset after a success");
     }
 }

@@ -13,6 +13,7 @@ use serde::Serialize;
 use serde_json::{json, Value};
 
 use crate::ban::state_file::BanRecord;
+use crate::detect::Severity;
 use crate::events::Refusal;
 use crate::time::{format_duration, format_time};
 
@@ -30,7 +31,7 @@ pub struct BanNotice {
     pub ip: IpAddr,
     pub rule: String,
     pub category: String,
-    pub severity: String,
+    pub severity: Severity,
     pub container: String,
     pub banned_at: i64,
     pub expires_at: i64,
@@ -48,7 +49,7 @@ impl BanNotice {
             ip: record.ip,
             rule: clean(&record.rule, 100),
             category: clean(&record.category, 50),
-            severity: clean(&record.severity, 20),
+            severity: record.severity,
             container: clean(&record.container, 100),
             banned_at: record.banned_at,
             expires_at: record.expires_at,
@@ -81,7 +82,7 @@ pub fn held_notice(r: &Refusal) -> HeldNotice {
         ip: r.ip,
         rule: clean(&r.rule, 100),
         category: clean(&r.category, 50),
-        severity: clean(&r.severity, 20),
+        severity: r.severity,
         container: clean(&r.container, 100),
         reason: clean(&r.reason, 300),
     }
@@ -386,7 +387,7 @@ mod tests {
             ip: ip.parse().unwrap(),
             rule: "sqli-union-select".into(),
             category: "sqli".into(),
-            severity: "critical".into(),
+            severity: Severity::Critical,
             container: "web".into(),
             first_offence: 1_763_683_100,
             last_offence: 1_763_683_150,
