@@ -654,6 +654,8 @@ mod tests {
     const WORKS: u8 = 0;
     const REFUSES: u8 = 1;
     const PANICS: u8 = 2;
+    /// The change hangs until the mode is set to something else (a stuck `nft`).
+    const HANGS: u8 = 3;
 
     /// A firewall whose changes work, are refused or panic (as a bug in a backend would),
     /// as `mode` says; it remembers what it holds.
@@ -670,6 +672,12 @@ mod tests {
                     detail: "no buffer space available".into(),
                 }),
                 PANICS => panic!("a bug in the firewall backend"),
+                HANGS => {
+                    while self.mode.load(Ordering::SeqCst) == HANGS {
+                        std::thread::sleep(Duration::from_millis(1));
+                    }
+                    Ok(())
+                }
                 _ => Ok(()),
             }
         }
@@ -904,5 +912,47 @@ mod tests {
         assert_eq!(wait, until, "wakes when the ban ends");
         // A ban already due: at once.
         assert_eq!(w.wait(expiry * 1_000_000_000 + 1), Duration::ZERO);
+    }
+
+    #[test]
+    fn handing_over_never_waits_on_a_stuck_firewall() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (backend, mode) = fake();
+        let h = spawn(enforcer(dir.path(), backend), Bus::new()).expect("thread");
+        mode.store(HANGS, Ordering::SeqCst);
+        let (tx, _rx) = oneshot::channel();
+        assert!(h.send(Msg::Ban {
+            ip: "203.0.113.60".parse().expect("test address"),
+            seconds: Some(60),
+            reason: String::new(),
+            reply: tx,
+        }));
+        // The worker is stuck in the firewall. The async main loop hands over more than
+        // a bounded queue would hold; with a blocking send this never returned.
+        let sender = std::thread::spawn(move || {
+            for _ in 0..QUEUE + 1000 {
+                h.send(Msg::DockerNetworks(Vec::new()));
+            }
+            for i in 0..1000u32 {
+                let ip = std::net::IpAddr::from([198, 51, (i / 250) as u8, (i % 250) as u8]);
+                let Msg::Verdict {
+                    verdict, container, ..
+                } = verdict(&ip.to_string(), unix_now())
+                else {
+                    unreachable!()
+                };
+                h.verdict(verdict, container, 0);
+            }
+            h
+        });
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while !sender.is_finished() && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        let finished = sender.is_finished();
+        mode.store(WORKS, Ordering::SeqCst);
+        assert!(finished, "a send waited for the stuck firewall");
+        let h = sender.join().expect("sender");
+        h.shutdown();
     }
 }
