@@ -523,6 +523,30 @@ mod tests {
     }
 
     #[test]
+    fn plain_urls_that_merely_name_sql_things_are_not_injections() {
+        let mut d = detector(Settings::default());
+        for (i, target) in [
+            "/api/json?page=2",
+            "/json?action=get&configid=0&alt=json",
+            "/json-2/x",
+            "/search?q=select%20a%20wine",
+            "/search?q=O%27Brien",
+            "/search?q=Tom%27s%20diner%20--%20menu",
+        ]
+        .iter()
+        .enumerate()
+        {
+            let l = line_with(
+                &format!("203.0.113.{}", 150 + i),
+                target,
+                "-",
+                "Mozilla/5.0",
+            );
+            assert!(feed(&mut d, &l, 1000).verdict.is_none(), "{target} banned");
+        }
+    }
+
+    #[test]
     fn a_referer_is_judged_as_a_url_not_by_header_rules() {
         let mut d = detector(Settings::default());
         // A visitor searched for a phrase with `<`; each asset after it carries the

@@ -27,7 +27,7 @@ use serde::Deserialize;
 
 use super::decode::{unescape_log, Scratch};
 use super::parse::Request;
-use super::structure::{any_url_value, Analyzer};
+use super::structure::{url_values, Analyzer, Values};
 use super::Severity;
 
 /// A user's own pattern from `patterns`.
@@ -345,6 +345,10 @@ pub struct View {
     caches: Vec<FieldCache>,
     members: Vec<usize>,
     hasher: foldhash::fast::RandomState,
+    /// The target's and the referer's values for the structural rules, collected once
+    /// per line (bit 0: target, bit 1: referer).
+    values: [Values; 2],
+    values_ready: u8,
 }
 
 /// Recent results of one field set, direct-mapped by a hash of the raw field text.
@@ -380,6 +384,7 @@ fn unescaped<'a>(raw: &'a [u8], buf: &'a mut Vec<u8>) -> &'a [u8] {
 impl View {
     fn new_line(&mut self, sets: usize) {
         self.ready = 0;
+        self.values_ready = 0;
         if self.caches.len() != sets {
             self.caches = (0..sets)
                 .map(|_| FieldCache {
@@ -434,28 +439,36 @@ impl View {
     /// Whether a value of `field` tokenizes as what `a` looks for: each path segment and
     /// parameter of the target (or the referer's URL), the user agent or message whole.
     fn analyze(&mut self, a: Analyzer, field: Field, req: &Request<'_>) -> bool {
-        let (scratch, buf, unesc) = (&mut self.scratch, &mut self.part, &mut self.unescaped);
-        match field {
-            Field::Target | Field::Path | Field::Query => {
-                let raw = unescaped(&req.target, unesc);
-                let raw = match field {
-                    Field::Path => raw.split(|&b| b == b'?').next().unwrap_or(raw),
-                    Field::Query => match memchr::memchr(b'?', raw) {
-                        Some(i) => &raw[i..],
-                        None => return false,
-                    },
-                    _ => raw,
-                };
-                any_url_value(raw, scratch, buf, |v| a.judges(v))
-            }
-            Field::Referer => {
-                let raw = unescaped(&req.referer, unesc);
-                any_url_value(raw, scratch, buf, |v| a.judges(v))
-            }
-            Field::UserAgent => a.judges(unescaped(&req.user_agent, unesc)),
-            Field::Message => a.judges(unescaped(&req.message, unesc)),
-            Field::Request | Field::Line => false,
+        let which = match field {
+            Field::Target | Field::Path | Field::Query => 0,
+            Field::Referer => 1,
+            Field::UserAgent => return a.judges(unescaped(&req.user_agent, &mut self.unescaped)),
+            Field::Message => return a.judges(unescaped(&req.message, &mut self.unescaped)),
+            Field::Request | Field::Line => return false,
+        };
+        if self.values_ready & (1 << which) == 0 {
+            self.values_ready |= 1 << which;
+            let raw = if which == 0 {
+                &req.target
+            } else {
+                &req.referer
+            };
+            let raw = unescaped(raw, &mut self.unescaped);
+            url_values(
+                raw,
+                &mut self.scratch,
+                &mut self.part,
+                &mut self.values[which],
+            );
         }
+        self.values[which].iter().any(|(v, in_query)| {
+            let wanted = match field {
+                Field::Path => !in_query,
+                Field::Query => in_query,
+                _ => true,
+            };
+            wanted && a.judges(v)
+        })
     }
 
     /// Whether part of `field` goes unread because it is longer than two windows.

@@ -55,9 +55,12 @@ pub const MAX_VALUE: usize = 8 << 10;
 /// digits and `-._~` (ids, slugs, single words) is one plain token.
 fn could_be(a: Analyzer, v: &[u8]) -> bool {
     match a {
-        Analyzer::Sqli => v
-            .iter()
-            .any(|&b| !(b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~'))),
+        // Without punctuation, SQL needs one of its keywords to be more than words.
+        Analyzer::Sqli => {
+            v.iter().any(|&b| {
+                !(b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~' | b' ' | b','))
+            }) || has_sql_word(v)
+        }
         Analyzer::Xss => v
             .iter()
             .any(|&b| matches!(b, b'<' | b'>' | b'"' | b'\'' | b'`' | b'=' | b':' | b'(')),
@@ -77,27 +80,80 @@ fn without_xml_declaration(v: &[u8]) -> &[u8] {
     v
 }
 
-/// Calls `judge` on each value of a URL (`/path/seg?k=v&k2=v2`, or a full URL with scheme
-/// and host, as a referer is): every path segment and every parameter's name and value,
-/// each percent-decoded (twice, for double encoding; `+` as a space in the query). Stops
-/// at the first value `judge` accepts and says whether one did.
-pub fn any_url_value(
+/// SQL keywords that can make an injection of a value without quotes or operators.
+const SQL_WORDS: &[&[u8]] = &[
+    b"union",
+    b"select",
+    b"sleep",
+    b"benchmark",
+    b"waitfor",
+    b"order",
+    b"group",
+    b"having",
+    b"exec",
+    b"declare",
+    b"drop",
+    b"insert",
+    b"delete",
+    b"update",
+];
+
+/// Whether one of the words of `v` (runs of letters) is one of `SQL_WORDS`, in any case.
+fn has_sql_word(v: &[u8]) -> bool {
+    v.split(|b| !b.is_ascii_alphabetic())
+        .filter(|w| (4..=9).contains(&w.len()))
+        .any(|w| SQL_WORDS.iter().any(|k| w.eq_ignore_ascii_case(k)))
+}
+
+/// The values of one URL worth tokenizing, decoded once per line and judged by every
+/// structural rule: spans into `buf`, each marked as from the query or the path.
+#[derive(Debug, Default)]
+pub struct Values {
+    pub buf: Vec<u8>,
+    pub spans: Vec<(std::ops::Range<usize>, bool)>,
+}
+
+impl Values {
+    /// The values, with whether each is from the query.
+    pub fn iter(&self) -> impl Iterator<Item = (&[u8], bool)> {
+        self.spans.iter().map(|(r, q)| (&self.buf[r.clone()], *q))
+    }
+}
+
+/// Collects the values of a URL (`/path/seg?k=v&k2=v2`, or a full URL with scheme and
+/// host, as a referer is) into `out`: every path segment and every parameter's name and
+/// value, each percent-decoded (twice, for double encoding; `+` as a space in the query).
+/// Plain tokens (an id, a slug, a word) are left out: neither tokenizer finds anything in
+/// one, so they are not even decoded.
+pub fn url_values(
     url: &[u8],
     scratch: &mut super::decode::Scratch,
-    buf: &mut Vec<u8>,
-    mut judge: impl FnMut(&[u8]) -> bool,
-) -> bool {
+    tmp: &mut Vec<u8>,
+    out: &mut Values,
+) {
+    out.buf.clear();
+    out.spans.clear();
     let rest = strip_origin(url);
     let (path, query) = match memchr::memchr(b'?', rest) {
         Some(i) => (&rest[..i], &rest[i + 1..]),
         None => (rest, &b""[..]),
     };
     let query = query.split(|&b| b == b'#').next().unwrap_or(b"");
-    for seg in path.split(|&b| b == b'/').filter(|s| !s.is_empty()) {
-        scratch.url(seg, false, true, buf);
-        if judge(buf) {
-            return true;
-        }
+    let plain = |v: &[u8]| {
+        v.iter()
+            .all(|&b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~'))
+    };
+    let mut push = |part: &[u8], in_query: bool, out: &mut Values| {
+        scratch.url(part, in_query, true, tmp);
+        let start = out.buf.len();
+        out.buf.extend_from_slice(tmp);
+        out.spans.push((start..out.buf.len(), in_query));
+    };
+    for seg in path
+        .split(|&b| b == b'/')
+        .filter(|s| !s.is_empty() && !plain(s))
+    {
+        push(seg, false, out);
     }
     for pair in query.split(|&b| b == b'&').filter(|s| !s.is_empty()) {
         let (name, value) = match memchr::memchr(b'=', pair) {
@@ -105,16 +161,11 @@ pub fn any_url_value(
             None => (&b""[..], pair),
         };
         for part in [value, name] {
-            if part.is_empty() {
-                continue;
-            }
-            scratch.url(part, true, true, buf);
-            if judge(buf) {
-                return true;
+            if !part.is_empty() && !plain(part) {
+                push(part, true, out);
             }
         }
     }
-    false
 }
 
 /// The path and query of a URL: without `scheme://host[:port]` when it has them.
@@ -148,6 +199,7 @@ mod tests {
             b"admin'--",
             b"1);DROP TABLE users;--",
             b"1' AND SLEEP(5)#",
+            b"1 union select 1,2",
         ] {
             assert!(
                 Analyzer::Sqli.judges(attack),
@@ -192,24 +244,26 @@ mod tests {
     fn each_value_of_a_url_is_judged_on_its_own_decoded() {
         let mut scratch = Scratch::default();
         let mut buf = Vec::new();
-        let mut seen = Vec::new();
-        any_url_value(
+        let mut values = Values::default();
+        url_values(
             b"https://shop.example:8443/a%20b/c?q=O%27Brien&id=%25271&x#frag",
             &mut scratch,
             &mut buf,
-            |v| {
-                seen.push(String::from_utf8_lossy(v).into_owned());
-                false
-            },
+            &mut values,
         );
-        assert_eq!(seen, ["a b", "c", "O'Brien", "q", "'1", "id", "x"]);
-        let mut scratch = Scratch::default();
-        assert!(any_url_value(
+        let seen: Vec<String> = values
+            .iter()
+            .map(|(v, _)| String::from_utf8_lossy(v).into_owned())
+            .collect();
+        // Plain tokens (c, q, id, x) are skipped: neither tokenizer finds anything in one.
+        assert_eq!(seen, ["a b", "O'Brien", "'1"]);
+        url_values(
             b"/item?id=1%27%20or%20%271%27%3D%271",
             &mut scratch,
             &mut buf,
-            |v| Analyzer::Sqli.judges(v)
-        ));
+            &mut values,
+        );
+        assert!(values.iter().any(|(v, q)| q && Analyzer::Sqli.judges(v)));
     }
 
     #[test]
