@@ -13,7 +13,7 @@ use crate::ban::Policy;
 use crate::ban::{BanBook, NeverBan};
 use crate::config;
 use crate::detect::parse::LineParser;
-use crate::detect::parse::{JsonFields, LogFormat};
+use crate::detect::parse::LogFormat;
 use crate::detect::Detector;
 use crate::time::{format_time, parse_time};
 
@@ -23,7 +23,7 @@ pub fn log_format(name: &str) -> Option<LogFormat> {
         "auto" => LogFormat::Auto,
         "combined" => LogFormat::Combined,
         "vhost_combined" => LogFormat::VhostCombined,
-        "json" => LogFormat::Json(JsonFields::default()),
+        "json" => LogFormat::Json(Box::default()),
         // A typical application-log regex of the kind the README shows.
         "custom" => LogFormat::Custom {
             name: "fuzz".into(),

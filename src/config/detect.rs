@@ -251,7 +251,7 @@ impl Validator {
                 }
                 (None, Some(j)) => {
                     if let Some(fields) = self.json_fields(j, &format!("{path}.json_fields")) {
-                        out.insert(m.key.clone(), LogFormat::Json(fields));
+                        out.insert(m.key.clone(), LogFormat::Json(Box::new(fields)));
                     }
                 }
                 (Some(_), Some(_)) => self.err(&path, m.node.pos, "give either \"regex\" or \"json_fields\", not both"),
@@ -265,11 +265,12 @@ impl Validator {
     pub(super) fn json_fields(&mut self, node: &Node, path: &str) -> Option<JsonFields> {
         let mut o = self.object(node, path)?;
         let mut f = JsonFields::default();
-        let slots: [(&'static str, &mut Vec<String>); 10] = [
+        let slots: [(&'static str, &mut Vec<String>); 11] = [
             ("ip", &mut f.ip),
             ("request", &mut f.request),
             ("method", &mut f.method),
             ("uri", &mut f.uri),
+            ("protocol", &mut f.protocol),
             ("status", &mut f.status),
             ("user_agent", &mut f.user_agent),
             ("referer", &mut f.referer),

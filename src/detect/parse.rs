@@ -31,7 +31,7 @@ pub enum LogFormat {
     /// (`name`, `name:port`, or an address) in front of the client address.
     VhostCombined,
     /// One JSON object per line.
-    Json(JsonFields),
+    Json(Box<JsonFields>),
     /// A regex with named groups; `ip` is required.
     Custom {
         name: String,
@@ -47,7 +47,7 @@ impl LogFormat {
             "combined" => Some(LogFormat::Combined),
             "common" => Some(LogFormat::Common),
             "vhost_combined" => Some(LogFormat::VhostCombined),
-            "json" => Some(LogFormat::Json(JsonFields::default())),
+            "json" => Some(LogFormat::Json(Box::default())),
             _ => None,
         }
     }
@@ -72,6 +72,9 @@ pub struct JsonFields {
     pub request: Vec<String>,
     pub method: Vec<String>,
     pub uri: Vec<String>,
+    /// The protocol (`HTTP/1.1`), which JSON logs keep apart from method and URI. Without
+    /// it there is no request line to judge, only its parts.
+    pub protocol: Vec<String>,
     pub status: Vec<String>,
     pub user_agent: Vec<String>,
     pub referer: Vec<String>,
@@ -93,8 +96,10 @@ impl Default for JsonFields {
                 "clientip",
                 "remote_ip",
                 "ClientHost",
-                "request.remote_ip",
+                // Caddy's client_ip is the visitor behind its trusted proxies (and equals
+                // remote_ip without them): it comes first.
                 "request.client_ip",
+                "request.remote_ip",
                 "ip",
                 "client",
             ]),
@@ -112,6 +117,14 @@ impl Default for JsonFields {
                 "path",
                 "RequestPath",
                 "request.uri",
+            ]),
+            protocol: strings(&[
+                "protocol",
+                "server_protocol",
+                "proto",
+                "RequestProtocol",
+                "request.proto",
+                "request.protocol",
             ]),
             status: strings(&[
                 "status",
@@ -298,7 +311,7 @@ impl LineParser {
                 (Kind::Access(Layout::Plain), JsonFields::default())
             }
             LogFormat::VhostCombined => (Kind::Access(Layout::VHost), JsonFields::default()),
-            LogFormat::Json(f) => (Kind::Json, f.clone()),
+            LogFormat::Json(f) => (Kind::Json, (**f).clone()),
             LogFormat::Custom { regex, .. } => {
                 (Kind::Custom(compile_custom(regex)?), JsonFields::default())
             }
@@ -658,11 +671,19 @@ fn parse_json<'a>(line: &'a [u8], f: &JsonFields) -> Option<Request<'a>> {
     if let Some(u) = text(&f.uri) {
         req.target = Cow::Owned(u);
     }
+    // A request line is only what the log holds: method, URI and the protocol as
+    // logged. A log that keeps no protocol (Caddy and Traefik do; Envoy, Authelia and
+    // GitLab do not) has no request line, and rules about request lines do not judge it
+    // (a made-up "GET /uri" would look like a request that is not HTTP).
     if req.request.is_empty() && !req.target.is_empty() {
-        let mut r = req.method.to_vec();
-        r.push(b' ');
-        r.extend_from_slice(&req.target);
-        req.request = Cow::Owned(r);
+        if let Some(proto) = text(&f.protocol).filter(|p| !p.is_empty()) {
+            let mut r = req.method.to_vec();
+            r.push(b' ');
+            r.extend_from_slice(&req.target);
+            r.push(b' ');
+            r.extend_from_slice(&proto);
+            req.request = Cow::Owned(r);
+        }
     }
     req.status = json_lookup(&value, &f.status).and_then(|v| match v {
         serde_json::Value::Number(n) => n
@@ -832,7 +853,7 @@ mod tests {
 
     #[test]
     fn json_lines() {
-        let mut p = LineParser::new(&LogFormat::Json(JsonFields::default())).unwrap();
+        let mut p = LineParser::new(&LogFormat::Json(Box::default())).unwrap();
         let r = p.parse(br#"{"remote_addr":"203.0.113.5","request":"GET /x?id=1 HTTP/1.1","status":"403","http_user_agent":"sqlmap","time_iso8601":"2026-11-21T10:00:00+00:00"}"#).unwrap();
         assert_eq!(r.ip, ip("203.0.113.5"));
         assert_eq!(&*r.target, b"/x?id=1");
@@ -889,7 +910,7 @@ mod tests {
     #[test]
     fn a_json_time_of_400_digits_leaves_the_line_without_a_time() {
         let digits = "9".repeat(400);
-        let mut p = LineParser::new(&LogFormat::Json(JsonFields::default())).unwrap();
+        let mut p = LineParser::new(&LogFormat::Json(Box::default())).unwrap();
         let line = format!(r#"{{"remote_addr":"203.0.113.5","uri":"/","time":"{digits}"}}"#);
         let r = p.parse(line.as_bytes()).expect("the line parses");
         assert_eq!(r.time, None);

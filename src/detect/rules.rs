@@ -27,6 +27,7 @@ use serde::Deserialize;
 
 use super::decode::{unescape_log, Scratch};
 use super::parse::Request;
+use super::structure::{any_url_value, Analyzer};
 use super::Severity;
 
 /// A user's own pattern from `patterns`.
@@ -111,6 +112,9 @@ pub struct Rule {
     /// Not a pattern: fires when one of `fields` is too long to be read whole (see
     /// [`window`]); `pattern` is empty.
     pub oversized: bool,
+    /// Not a pattern: fires when a value of one of `fields` tokenizes as an injection
+    /// (see [`super::structure`]); `pattern` is empty.
+    pub analyzer: Option<Analyzer>,
 }
 
 #[derive(Deserialize)]
@@ -134,6 +138,8 @@ struct RuleEntry {
     /// The rule is the engine's length check rather than a pattern.
     #[serde(default)]
     oversized: bool,
+    /// The rule is a structural analyzer (`sqli`, `xss`) rather than a pattern.
+    analyzer: Option<String>,
 }
 
 const DEFAULT_RULES: &str = include_str!("default_rules.toml");
@@ -150,8 +156,10 @@ pub enum RuleError {
     UnknownField { id: String, field: String },
     #[error("rule id {0} is used twice")]
     DuplicateId(String),
-    #[error("rule {0}: a rule has either a pattern or `oversized = true`, not both or neither")]
+    #[error("rule {0}: a rule has exactly one of a pattern, `oversized = true` or an `analyzer`")]
     PatternOrOversized(String),
+    #[error("rule {id}: unknown analyzer {name} (sqli or xss)")]
+    UnknownAnalyzer { id: String, name: String },
     /// One rule's pattern does not compile.
     #[error("rule {id}: {why}")]
     Pattern { id: String, why: String },
@@ -211,7 +219,19 @@ fn parse_rule_file(text: &str) -> Result<Vec<Rule>, RuleError> {
         if out.iter().any(|r| r.id == e.id) {
             return Err(RuleError::DuplicateId(e.id));
         }
-        if e.oversized != e.pattern.is_empty() {
+        let analyzer = match &e.analyzer {
+            None => None,
+            Some(name) => {
+                Some(
+                    Analyzer::parse(name).ok_or_else(|| RuleError::UnknownAnalyzer {
+                        id: e.id.clone(),
+                        name: name.clone(),
+                    })?,
+                )
+            }
+        };
+        let kinds = [!e.pattern.is_empty(), e.oversized, analyzer.is_some()];
+        if kinds.iter().filter(|k| **k).count() != 1 {
             return Err(RuleError::PatternOrOversized(e.id));
         }
         out.push(Rule {
@@ -227,6 +247,7 @@ fn parse_rule_file(text: &str) -> Result<Vec<Rule>, RuleError> {
                 .map(|m| m.into_iter().map(|s| s.to_ascii_uppercase()).collect()),
             builtin: true,
             oversized: e.oversized,
+            analyzer,
         });
     }
     Ok(out)
@@ -410,6 +431,33 @@ impl View {
         }
     }
 
+    /// Whether a value of `field` tokenizes as what `a` looks for: each path segment and
+    /// parameter of the target (or the referer's URL), the user agent or message whole.
+    fn analyze(&mut self, a: Analyzer, field: Field, req: &Request<'_>) -> bool {
+        let (scratch, buf, unesc) = (&mut self.scratch, &mut self.part, &mut self.unescaped);
+        match field {
+            Field::Target | Field::Path | Field::Query => {
+                let raw = unescaped(&req.target, unesc);
+                let raw = match field {
+                    Field::Path => raw.split(|&b| b == b'?').next().unwrap_or(raw),
+                    Field::Query => match memchr::memchr(b'?', raw) {
+                        Some(i) => &raw[i..],
+                        None => return false,
+                    },
+                    _ => raw,
+                };
+                any_url_value(raw, scratch, buf, |v| a.judges(v))
+            }
+            Field::Referer => {
+                let raw = unescaped(&req.referer, unesc);
+                any_url_value(raw, scratch, buf, |v| a.judges(v))
+            }
+            Field::UserAgent => a.judges(unescaped(&req.user_agent, unesc)),
+            Field::Message => a.judges(unescaped(&req.message, unesc)),
+            Field::Request | Field::Line => false,
+        }
+    }
+
     /// Whether part of `field` goes unread because it is longer than two windows.
     /// Decoding never lengthens a field, so a short raw field is not decoded for this. A
     /// plain request line is not read at all (its target is), so it is not judged either.
@@ -563,6 +611,8 @@ pub struct RuleSet {
     single: Vec<Option<meta::Regex>>,
     /// The rules that fire on a field too long to be read whole.
     oversized: Vec<usize>,
+    /// The structural rules (a value that tokenizes as an injection).
+    analyzed: Vec<usize>,
 }
 
 impl RuleSet {
@@ -600,12 +650,13 @@ impl RuleSet {
                 methods: None,
                 builtin: false,
                 oversized: false,
+                analyzer: None,
             });
         }
         let single = rules
             .iter()
             .map(|r| {
-                if r.oversized {
+                if r.pattern.is_empty() {
                     return Ok(None);
                 }
                 compile(&[&r.pattern], !r.builtin, false)
@@ -615,11 +666,15 @@ impl RuleSet {
             .collect::<Result<Vec<_>, RuleError>>()?;
         let sets = compile_sets(&rules)?;
         let oversized = (0..rules.len()).filter(|&i| rules[i].oversized).collect();
+        let analyzed = (0..rules.len())
+            .filter(|&i| rules[i].analyzer.is_some())
+            .collect();
         Ok(RuleSet {
             rules,
             sets,
             single,
             oversized,
+            analyzed,
         })
     }
 
@@ -683,6 +738,14 @@ impl RuleSet {
                 out.push(i);
             }
         }
+        for &i in &self.analyzed {
+            let rule = &self.rules[i];
+            if let Some(a) = rule.analyzer {
+                if applies(rule, req) && rule.fields.iter().any(|&f| view.analyze(a, f, req)) {
+                    out.push(i);
+                }
+            }
+        }
         out.sort_unstable();
         out.dedup();
     }
@@ -723,7 +786,11 @@ type Group = (Field, bool, Option<Vec<u16>>, Vec<usize>);
 /// Groups the pattern rules by field, case and status condition, one regex per group.
 fn compile_sets(rules: &[Rule]) -> Result<Vec<FieldSet>, RuleError> {
     let mut groups: Vec<Group> = Vec::new();
-    for (i, rule) in rules.iter().enumerate().filter(|(_, r)| !r.oversized) {
+    for (i, rule) in rules
+        .iter()
+        .enumerate()
+        .filter(|(_, r)| !r.pattern.is_empty())
+    {
         for &field in &rule.fields {
             let cased = !rule.builtin;
             match groups
@@ -799,7 +866,8 @@ mod tests {
         RuleSet::new(true, &[], &[]).unwrap();
         for r in rules {
             assert!(
-                (r.oversized || !r.pattern.is_empty()) && !r.description.is_empty(),
+                (r.oversized || r.analyzer.is_some() || !r.pattern.is_empty())
+                    && !r.description.is_empty(),
                 "{}",
                 r.id
             );

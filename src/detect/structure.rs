@@ -1,0 +1,227 @@
+//! Structural analysis of values: a value is tokenized as SQL and as HTML/JavaScript and
+//! the token sequence is judged (libinjection's fingerprints, through a pure-Rust port),
+//! instead of matching ever longer regexes. A search for `select a wine` or `O'Brien`
+//! tokenizes as words; `1' or '1'='1` tokenizes as a string, a logic operator and a
+//! comparison, whatever spacing, case or comments it is written with.
+//!
+//! Each value is judged on its own: a query parameter's value (and name), a path
+//! segment, a referer's parameters. Values are bounded ([`MAX_VALUE`]) and most are
+//! skipped before tokenizing: a value of letters, digits and `-._~` cannot be either.
+
+/// What a value is tokenized as.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Analyzer {
+    Sqli,
+    Xss,
+}
+
+impl Analyzer {
+    pub fn parse(name: &str) -> Option<Analyzer> {
+        match name {
+            "sqli" => Some(Analyzer::Sqli),
+            "xss" => Some(Analyzer::Xss),
+            _ => None,
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Analyzer::Sqli => "sqli",
+            Analyzer::Xss => "xss",
+        }
+    }
+
+    /// Whether `value` (decoded) is an injection of this kind.
+    pub fn judges(self, value: &[u8]) -> bool {
+        let mut v = &value[..value.len().min(MAX_VALUE)];
+        if self == Analyzer::Xss {
+            v = without_xml_declaration(v);
+        }
+        if !could_be(self, v) {
+            return false;
+        }
+        match self {
+            Analyzer::Sqli => libinjectionrs::detect_sqli(v).is_injection(),
+            Analyzer::Xss => libinjectionrs::detect_xss(v).is_injection(),
+        }
+    }
+}
+
+/// The longest part of one value that is tokenized; request fields over 8 KiB are
+/// refused by nginx and Apache, and a longer value is the oversized-field rule's.
+pub const MAX_VALUE: usize = 8 << 10;
+
+/// Whether a value holds anything either tokenizer could find: a value of letters,
+/// digits and `-._~` (ids, slugs, single words) is one plain token.
+fn could_be(a: Analyzer, v: &[u8]) -> bool {
+    match a {
+        Analyzer::Sqli => v
+            .iter()
+            .any(|&b| !(b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~'))),
+        Analyzer::Xss => v
+            .iter()
+            .any(|&b| matches!(b, b'<' | b'>' | b'"' | b'\'' | b'`' | b'=' | b':' | b'(')),
+    }
+}
+
+/// A value without a leading XML declaration (`<?xml version="1.0"?>`): an XML document
+/// passed as a parameter (SOAP, an API) is not markup injected into a page, and the
+/// declaration alone tokenizes as a tag. What follows it is still judged.
+fn without_xml_declaration(v: &[u8]) -> &[u8] {
+    let t = v.trim_ascii_start();
+    if t.len() >= 5 && t[..5].eq_ignore_ascii_case(b"<?xml") {
+        if let Some(end) = memchr::memmem::find(t, b"?>") {
+            return &t[end + 2..];
+        }
+    }
+    v
+}
+
+/// Calls `judge` on each value of a URL (`/path/seg?k=v&k2=v2`, or a full URL with scheme
+/// and host, as a referer is): every path segment and every parameter's name and value,
+/// each percent-decoded (twice, for double encoding; `+` as a space in the query). Stops
+/// at the first value `judge` accepts and says whether one did.
+pub fn any_url_value(
+    url: &[u8],
+    scratch: &mut super::decode::Scratch,
+    buf: &mut Vec<u8>,
+    mut judge: impl FnMut(&[u8]) -> bool,
+) -> bool {
+    let rest = strip_origin(url);
+    let (path, query) = match memchr::memchr(b'?', rest) {
+        Some(i) => (&rest[..i], &rest[i + 1..]),
+        None => (rest, &b""[..]),
+    };
+    let query = query.split(|&b| b == b'#').next().unwrap_or(b"");
+    for seg in path.split(|&b| b == b'/').filter(|s| !s.is_empty()) {
+        scratch.url(seg, false, true, buf);
+        if judge(buf) {
+            return true;
+        }
+    }
+    for pair in query.split(|&b| b == b'&').filter(|s| !s.is_empty()) {
+        let (name, value) = match memchr::memchr(b'=', pair) {
+            Some(i) => (&pair[..i], &pair[i + 1..]),
+            None => (&b""[..], pair),
+        };
+        for part in [value, name] {
+            if part.is_empty() {
+                continue;
+            }
+            scratch.url(part, true, true, buf);
+            if judge(buf) {
+                return true;
+            }
+        }
+    }
+    false
+}
+
+/// The path and query of a URL: without `scheme://host[:port]` when it has them.
+pub fn strip_origin(url: &[u8]) -> &[u8] {
+    let Some(i) = memchr::memmem::find(url, b"://") else {
+        return url;
+    };
+    if !url[..i]
+        .iter()
+        .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'+' | b'-' | b'.'))
+    {
+        return url;
+    }
+    let after = &url[i + 3..];
+    match after.iter().position(|&b| matches!(b, b'/' | b'?' | b'#')) {
+        Some(j) => &after[j..],
+        None => b"",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::detect::decode::Scratch;
+
+    #[test]
+    fn sql_injection_is_told_from_text_by_its_tokens() {
+        for attack in [
+            &b"1' or '1'='1"[..],
+            b"1 UNION ALL SELECT NULL,NULL,NULL--",
+            b"admin'--",
+            b"1);DROP TABLE users;--",
+            b"1' AND SLEEP(5)#",
+        ] {
+            assert!(
+                Analyzer::Sqli.judges(attack),
+                "{}",
+                String::from_utf8_lossy(attack)
+            );
+        }
+        for text in [
+            &b"select a wine"[..],
+            b"O'Brien",
+            b"Tom's diner -- menu",
+            b"it's 5 o'clock",
+            b"C++ -- tutorial",
+            b"12345",
+            b"what's new?",
+        ] {
+            assert!(
+                !Analyzer::Sqli.judges(text),
+                "{}",
+                String::from_utf8_lossy(text)
+            );
+        }
+    }
+
+    #[test]
+    fn xss_is_told_from_text_by_its_tokens() {
+        assert!(Analyzer::Xss.judges(b"<script>alert(1)</script>"));
+        assert!(Analyzer::Xss.judges(b"\"><img src=x onerror=alert(1)>"));
+        // An XML document as a parameter is judged by what follows its declaration.
+        assert!(!Analyzer::Xss.judges(br#"<?xml version="1.0" standalone="yes"?><order/>"#));
+        assert!(Analyzer::Xss.judges(br#"<?xml version="1.0"?><x><script>alert(1)</script></x>"#));
+        for text in [&b"a < b"[..], b"x<y and y>z", b"rock & roll", b"2 > 1"] {
+            assert!(
+                !Analyzer::Xss.judges(text),
+                "{}",
+                String::from_utf8_lossy(text)
+            );
+        }
+    }
+
+    #[test]
+    fn each_value_of_a_url_is_judged_on_its_own_decoded() {
+        let mut scratch = Scratch::default();
+        let mut buf = Vec::new();
+        let mut seen = Vec::new();
+        any_url_value(
+            b"https://shop.example:8443/a%20b/c?q=O%27Brien&id=%25271&x#frag",
+            &mut scratch,
+            &mut buf,
+            |v| {
+                seen.push(String::from_utf8_lossy(v).into_owned());
+                false
+            },
+        );
+        assert_eq!(seen, ["a b", "c", "O'Brien", "q", "'1", "id", "x"]);
+        let mut scratch = Scratch::default();
+        assert!(any_url_value(
+            b"/item?id=1%27%20or%20%271%27%3D%271",
+            &mut scratch,
+            &mut buf,
+            |v| Analyzer::Sqli.judges(v)
+        ));
+    }
+
+    #[test]
+    fn values_of_any_bytes_and_length_are_judged_without_panic() {
+        let mut v: Vec<u8> = (0..=255u8).cycle().take(20_000).collect();
+        for a in [Analyzer::Sqli, Analyzer::Xss] {
+            let _ = a.judges(&v);
+            v.reverse();
+            let _ = a.judges(&v);
+            let _ = a.judges(b"");
+            let _ = a.judges(b"'");
+            let _ = a.judges(b"<");
+        }
+    }
+}
