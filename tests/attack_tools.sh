@@ -23,6 +23,7 @@
 # from the tool (all of them came before the ban: after it nothing reaches the server),
 # seconds to the ban, PASS/FAIL; then sample log lines of each failing case.
 #
+# SECMON_ATTACK_KEEP=DIR keeps both servers' logs and each tool's output in DIR.
 # Exits non-zero on any FAIL. Needs root, nft, ip, docker and the tools (tests/run.sh
 # installs them); without them it skips loudly, or fails with CI=true. Every tool run is
 # bounded by `timeout`; the whole script takes a few minutes (plus about a minute the
@@ -97,6 +98,7 @@ cleanup() {
     rm -rf "$work"
 }
 trap cleanup EXIT
+trap 'exit 130' INT TERM
 step() { printf '\n--- %s\n' "$*"; }
 fail_setup() { echo "FAIL (setup): $*" >&2; exit 1; }
 now() { date +%s.%N; }
@@ -134,15 +136,13 @@ docker run -d --name "$caddy_box" --label secmon-test=1 --label "$label" -p 8080
 docker run -d --name "$nginx_box" --label secmon-test=1 --label "$label" -p 8080 \
     -v "$here/nginx.conf:/etc/nginx/attack.conf:ro" -v "$here/site:/srv:ro" \
     "$nginx_image" /usr/sbin/nginx -c /etc/nginx/attack.conf -g 'daemon off;' >/dev/null
-declare -A port box
+declare -A port
 for b in "$caddy_box" "$nginx_box"; do
     sleep 0.5
     [ "$(docker inspect -f '{{.State.Running}}' "$b")" = true ] || { docker logs "$b" 2>&1 | tail -20 >&2; fail_setup "$b is not running (its log above)"; }
 done
 port[caddy]=$(docker port "$caddy_box" 8080/tcp | grep -m1 -o '0\.0\.0\.0:[0-9]*' | cut -d: -f2)
 port[nginx]=$(docker port "$nginx_box" 8080/tcp | grep -m1 -o '0\.0\.0\.0:[0-9]*' | cut -d: -f2)
-box[caddy]=$caddy_box
-box[nginx]=$nginx_box
 echo "caddy: port ${port[caddy]}, nginx: port ${port[nginx]} (in netns $netns)"
 
 # --- the daemon -----------------------------------------------------------------------
@@ -206,16 +206,16 @@ for s in caddy nginx; do
     u=http://10.198.200.1:${port[$s]}
     reachable "$benign" 10.198.200.1 "${port[$s]}" || fail_setup "the benign namespace cannot reach $s"
     for page in / /about.html /products.html "/item?id=2" "/search?q=pinot"; do
-        ip netns exec "$benign" timeout 40 chromium --headless --no-sandbox --disable-gpu --user-data-dir="$work/chromium" \
+        ip netns exec "$benign" timeout 30 chromium --headless --no-sandbox --disable-gpu --user-data-dir="$work/chromium" \
             --dump-dom "$u$page" >/dev/null 2>>"$work/chromium.log" || echo "(chromium on $s$page: exit $?)"
     done
     (cd "$work" && ip netns exec "$benign" timeout 60 wget -q --mirror -np -P "mirror-$s" -U "$browser_ua" "$u/") || true
     for pw in hunter3 Hunter2; do
-        ip netns exec "$benign" curl -s -o /dev/null -w "login on $s: %{http_code}\n" -A "$browser_ua" -e "$u/login" \
+        ip netns exec "$benign" curl -s --max-time 10 -o /dev/null -w "login on $s: %{http_code}\n" -A "$browser_ua" -e "$u/login" \
             --data-urlencode username=alice --data-urlencode "password=$pw" "$u/login" || true
     done
     for q in "select a wine" "O'Brien" "Tom's diner -- menu" "red & white"; do
-        ip netns exec "$benign" curl -s -o /dev/null -A "$browser_ua" -e "$u/" --get --data-urlencode "q=$q" "$u/search" || true
+        ip netns exec "$benign" curl -s --max-time 10 -o /dev/null -A "$browser_ua" -e "$u/" --get --data-urlencode "q=$q" "$u/search" || true
     done
 done
 sleep 3
@@ -248,15 +248,16 @@ tool_cmd() {
         printf '%s\n' dirb "$u/" "$here/words.txt" -S -r
         [ "$ua" = browser ] && printf '%s\n' -a "$browser_ua" ;;
     hydra)
+        # hydra reads H= (a header, its colon escaped) only before the F= condition.
         local form="/login:username=^USER^&password=^PASS^:F=Invalid"
-        [ "$ua" = browser ] && form="$form:H=User-Agent\: $browser_ua"
+        [ "$ua" = browser ] && form="/login:username=^USER^&password=^PASS^:H=User-Agent\: $browser_ua:F=Invalid"
         printf '%s\n' hydra -I -l admin -P "$here/passwords.txt" -t 4 -s "$p" "$t" http-post-form "$form" ;;
     wapiti)
         printf '%s\n' wapiti -u "$u/" --scope folder -m sql,xss,exec,file -d 2 --max-scan-time 40 \
             --max-attack-time 15 -t 5 --flush-session -f txt -o "$dir/wapiti"
         [ "$ua" = browser ] && printf '%s\n' -A "$browser_ua" ;;
     whatweb)
-        printf '%s\n' whatweb -a 3 --no-errors --color=never "$u/"
+        printf '%s\n' whatweb -a 4 --no-errors --color=never "$u/"
         [ "$ua" = browser ] && printf '%s\n' -U "$browser_ua" ;;
     esac
     return 0
@@ -271,6 +272,10 @@ run_case() {
     mkdir -p "$dir/home"
     if ! reachable "$ns" "$t" "$p"; then
         echo "$n $tool $ua $server - FAIL harness:no-route" >"$work/case-$n"
+        return
+    fi
+    if banned "$ip"; then
+        echo "$n $tool $ua $server - FAIL harness:banned-before-start" >"$work/case-$n"
         return
     fi
     local cmd=()
@@ -290,7 +295,7 @@ run_case() {
     kill -- "-$pid" 2>/dev/null || true
     wait "$pid" 2>/dev/null || true
     if [ -n "$tban" ]; then
-        secs=$(awk -v a="$t0" -v b="$tban" 'BEGIN { printf "%.1f", b - a }')
+        secs=$(awk -v a="$t0" -v b="$tban" 'BEGIN { printf "%.1fs", b - a }')
         local rc=0
         ip netns exec "$ns" curl -s -o /dev/null --max-time 3 "http://$t:$p/" || rc=$?
         if [ "$rc" = 28 ]; then verdict=PASS; else verdict=FAIL; note="banned-but-curl-rc=$rc"; fi
@@ -313,7 +318,7 @@ for tool in "${tools[@]}"; do
             tool_pids+=($!)
         done
     done
-    wait
+    wait "${tool_pids[@]}" # not a bare wait: the daemon is a child too
     tool_pids=()
     for c in $(seq "$first" "$n"); do cut -d' ' -f2- "$work/case-$c"; done
 done
@@ -323,20 +328,32 @@ cases=$n
 # Requests each server logged from an address (all before the ban: after it, none arrive).
 docker logs "$caddy_box" >"$work/log-caddy" 2>/dev/null
 docker logs "$nginx_box" >"$work/log-nginx" 2>/dev/null
+if [ -n "${SECMON_ATTACK_KEEP:-}" ]; then
+    # Everything to look at afterwards: both servers' logs, each case, each tool's output.
+    mkdir -p "$SECMON_ATTACK_KEEP"
+    cp "$work"/log-* "$work"/case-* "$SECMON_ATTACK_KEEP/"
+    for d in "$work"/run-*; do cp "$d/out" "$SECMON_ATTACK_KEEP/tool-${d##*-}.out"; done
+fi
 server_lines() { # SERVER IP
     if [ "$1" = caddy ]; then grep -F "\"remote_ip\":\"$2\"" "$work/log-caddy" || true
     else grep -E "^${2//./\\.} " "$work/log-nginx" || true; fi
 }
 if banned 10.198.200.2; then benign_verdict=FAIL; fi
+# The rule that decided each ban, from the daemon's own list.
+"$bin" list -c "$cfg" --json >"$work/list.json" 2>/dev/null || echo '[]' >"$work/list.json"
+python3 -c 'import json, sys
+for b in json.load(open(sys.argv[1])): print(b.get("ip"), b.get("rule") or "-")' "$work/list.json" >"$work/rules" 2>/dev/null || true
+rule_of() { awk -v ip="$1" '$1 == ip { print $2; f = 1 } END { if (!f) print "-" }' "$work/rules"; }
 
 step "summary"
-printf '%-9s %-8s %-6s %9s %8s  %s\n' tool agent server requests to-ban verdict
+printf '%-9s %-8s %-6s %9s %8s  %-7s %s\n' tool agent server requests to-ban verdict "rule (or why not)"
 fails=0
 for c in $(seq 1 "$cases"); do
     read -r _ tool ua server secs verdict note <"$work/case-$c"
     reqs=$(server_lines "$server" "10.198.$c.2" | wc -l)
     [ "$verdict" = PASS ] || fails=$((fails + 1))
-    printf '%-9s %-8s %-6s %9s %8s  %s %s\n' "$tool" "$ua" "$server" "$reqs" "${secs}s" "$verdict" "$note"
+    [ "$verdict" = PASS ] && note=$(rule_of "10.198.$c.2")
+    printf '%-9s %-8s %-6s %9s %8s  %-7s %s\n' "$tool" "$ua" "$server" "$reqs" "$secs" "$verdict" "$note"
 done
 for s in caddy nginx; do
     printf '%-9s %-8s %-6s %9s %8s  %s\n' benign browser "$s" "$(server_lines "$s" 10.198.200.2 | wc -l)" "-" \
