@@ -21,10 +21,11 @@ missing() {
 }
 
 # Debian packages the tests use (python3-prometheus-client: its text parser checks the
-# metrics output). One `apt-get update`, one install, only if something is
-# missing.
+# metrics output; the attack tools, chromium and caddy: tests/attack_tools.sh). One
+# `apt-get update`, one install, only if something is missing.
 packages=(python3 python3-prometheus-client ca-certificates iproute2 nftables iptables ipset docker.io busybox-static debootstrap
-          python3-aiosmtpd openssl)
+          python3-aiosmtpd openssl
+          sqlmap nmap ffuf gobuster dirb hydra wapiti whatweb chromium caddy curl wget)
 need=()
 for p in "${packages[@]}"; do
     dpkg -s "$p" >/dev/null 2>&1 || need+=("$p")
@@ -88,6 +89,13 @@ if [ "$dockerd_started" = true ] && [ -n "${SECMON_DOCKER_SOCK:-}" ]; then
     rm -rf "$debroot"
 else
     missing "the Debian package test needs the private dockerd (for its Debian root filesystem)"
+fi
+
+say "real attack tools against Caddy and nginx, banned by the daemon (tests/attack_tools.sh)"
+if [ "$dockerd_started" = true ] && [ -n "${SECMON_DOCKER_SOCK:-}" ]; then
+    tests/attack_tools.sh target/release/security-monitor
+else
+    missing "the attack tools test needs the private dockerd"
 fi
 
 say "detection quality on the labelled corpus"
