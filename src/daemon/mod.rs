@@ -283,7 +283,7 @@ impl Daemon {
         };
         let listen = daemon.cfg.metrics.listen;
         let prepared = reload::prepare_metrics(daemon.metrics_server.as_ref(), listen).await?;
-        daemon.commit_metrics(listen, prepared);
+        daemon.commit_metrics(prepared);
         let inbox = Inbox {
             pipeline: pipeline_rx,
             calls: call_rx,
@@ -405,7 +405,7 @@ impl Daemon {
         let (at, lines, last) = self.counts.last_rate;
         let dt = at.elapsed().as_secs_f64();
         if dt >= 1.0 {
-            let now = self.pipeline.stats().lines;
+            let now = self.pipeline.lines();
             let r = now.saturating_sub(lines) as f64 / dt;
             self.counts.last_rate = (Instant::now(), now, r);
             r

@@ -82,6 +82,11 @@ impl PipelineHandle {
         self.commands.send(c).is_ok()
     }
 
+    /// Lines read, as last published (without copying the rest of the figures).
+    pub fn lines(&self) -> u64 {
+        self.stats.lock().unwrap_or_else(|p| p.into_inner()).lines
+    }
+
     /// The figures as last published.
     pub fn stats(&self) -> Stats {
         self.stats.lock().unwrap_or_else(|p| p.into_inner()).clone()

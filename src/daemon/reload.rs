@@ -194,13 +194,12 @@ impl Daemon {
         self.alert_log.set_retention(p.cfg.log_retention_days);
         self.alert_log.set_max_size(p.cfg.alerts.max_log_size);
         self.notifier.reconfigure(&p.cfg);
-        let listen = p.cfg.metrics.listen;
         self.cfg = p.cfg;
-        self.commit_metrics(listen, p.metrics);
+        self.commit_metrics(p.metrics);
     }
 
     /// Puts a prepared metrics listener in place of the running one.
-    pub(super) fn commit_metrics(&mut self, want: Option<SocketAddr>, change: MetricsChange) {
+    pub(super) fn commit_metrics(&mut self, change: MetricsChange) {
         match change {
             MetricsChange::Keep => {}
             MetricsChange::Stop => {
@@ -221,7 +220,6 @@ impl Daemon {
                     conns,
                 ));
                 tracing::info!("serving Prometheus metrics on http://{addr}/metrics");
-                debug_assert_eq!(want, Some(addr));
                 self.metrics_server = Some((addr, task));
             }
         }

@@ -119,6 +119,13 @@ fn is_static_asset(target: &[u8]) -> bool {
     ASSETS.iter().any(|a| ext.eq_ignore_ascii_case(a))
 }
 
+/// The detector's hash of `bytes` (seeded per process, so it cannot be aimed at).
+fn hash_of(hasher: &foldhash::fast::RandomState, bytes: &[u8]) -> u64 {
+    let mut h = hasher.build_hasher();
+    h.write(bytes);
+    h.finish()
+}
+
 /// Points a rule hit adds toward `max_pattern_matches`.
 fn points(sev: Severity, t: &Thresholds) -> u32 {
     match sev {
@@ -225,11 +232,6 @@ impl Detector {
         let client = self.proxies.client(req.ip, &req.forwarded_for);
         // A referer that repeats a target of this client that was judged already (and
         // matched) is the site's own page, not new evidence: judged without it.
-        let target_hash = {
-            let mut h = self.hasher.build_hasher();
-            h.write(&req.target);
-            h.finish()
-        };
         if !obs.hits.is_empty() && !req.referer.is_empty() {
             let judged = self
                 .ips
@@ -237,9 +239,10 @@ impl Detector {
                 .and_then(|s| s.offences.as_ref())
                 .map(|o| o.judged);
             if let Some(judged) = judged {
-                let mut h = self.hasher.build_hasher();
-                h.write(structure::strip_origin(&req.referer));
-                if judged.contains(&h.finish()) {
+                if judged.contains(&hash_of(
+                    &self.hasher,
+                    structure::strip_origin(&req.referer),
+                )) {
                     let mut without = req.clone();
                     without.referer = std::borrow::Cow::Borrowed(b"");
                     self.rules
@@ -271,6 +274,9 @@ impl Detector {
             return obs;
         }
 
+        // Only lines that matched or were not found get this far: the target is hashed
+        // once, for the referer memory and the distinct-404 windows.
+        let target_hash = hash_of(&self.hasher, &req.target);
         let off = state.offences.get_or_insert_with(|| {
             Box::new(Offences {
                 first_seen: now,
@@ -332,9 +338,7 @@ impl Detector {
             }
         }
         if not_found {
-            let mut h = self.hasher.build_hasher();
-            h.write(&req.target);
-            let path_hash = h.finish();
+            let path_hash = target_hash;
             let n =
                 off.not_found
                     .push(path_hash, now, t.not_found_window, t.max_not_found as usize);
