@@ -823,7 +823,7 @@ fn parse_json<'a>(line: &'a [u8], f: &JsonFields) -> Option<Request<'a>> {
 
 /// Lines a source must have written before the share that failed to parse is judged.
 pub const UNPARSED_MIN_LINES: u64 = 100;
-/// How much of the latest unparsed line is kept as the notice's sample.
+/// How much of the first unparsed line is kept as the notice's sample.
 const UNPARSED_SAMPLE_BYTES: usize = 200;
 
 /// Counts one source's lines and those that did not parse, and says once when most of
@@ -833,7 +833,8 @@ const UNPARSED_SAMPLE_BYTES: usize = 200;
 pub struct ParseHealth {
     lines: u64,
     unparsed: u64,
-    /// The latest unparsed line, cut (copied raw; escaped only for the notice).
+    /// The first unparsed line, cut (copied raw; escaped only for the notice): the one
+    /// that shows where a wrong format starts going wrong.
     sample: Vec<u8>,
     notice: Option<UnparsedNotice>,
 }
@@ -845,7 +846,7 @@ pub struct ParseHealth {
 pub struct UnparsedNotice {
     pub lines: u64,
     pub unparsed: u64,
-    /// The latest line that did not parse, escaped and truncated.
+    /// The first line that did not parse, escaped and truncated.
     pub sample: String,
 }
 
@@ -855,7 +856,8 @@ impl ParseHealth {
         self.lines += 1;
         if !parsed {
             self.unparsed += 1;
-            self.sample.clear();
+        }
+        if !parsed && self.unparsed == 1 {
             self.sample
                 .extend_from_slice(&line[..line.len().min(UNPARSED_SAMPLE_BYTES)]);
         }
