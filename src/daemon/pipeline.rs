@@ -332,6 +332,10 @@ impl Pipeline {
         let now = line.docker_ts_ns.div_euclid(1_000_000_000);
         source.parser.set_reference(now);
         let parsed = source.parser.parse(&line.bytes);
+        let hint = match parsed {
+            None => source.parser.hint(&line.bytes),
+            Some(_) => None,
+        };
         let notice = if source.check_parsing {
             source.health.record(&line.bytes, parsed.is_some())
         } else {
@@ -342,6 +346,9 @@ impl Pipeline {
             self.unparsed_notice(line, &format, notice, now);
         }
         let Some(req) = parsed else {
+            if let Some(hint) = hint {
+                tracing::warn!(CONTAINER = %line.container, ACTION = "unparsed", "container {}: {hint}", line.container);
+            }
             *self
                 .stats
                 .parse_failures

@@ -249,6 +249,9 @@ struct Shapes {
     names: Vec<String>,
     counts: Vec<u64>,
     last: usize,
+    /// The profile's hints, and whether one has been given.
+    hints: Vec<(Regex, String)>,
+    hinted: bool,
 }
 
 enum ShapeParser {
@@ -272,7 +275,17 @@ impl Shapes {
                 })
             })
             .collect::<Result<Vec<_>, FormatError>>()?;
+        let hints = profile
+            .hints
+            .iter()
+            .filter_map(|h| {
+                let re = expand(&h.pattern).ok()?;
+                Some((Regex::new(&re).ok()?, h.text.clone()))
+            })
+            .collect();
         Ok(Shapes {
+            hints,
+            hinted: false,
             counts: vec![0; parsers.len()],
             names: profile.shapes.iter().map(|s| s.name.clone()).collect(),
             parsers,
@@ -407,6 +420,20 @@ impl LineParser {
     /// as the latest such time not after it.
     pub fn set_reference(&mut self, now: i64) {
         self.reference = Some(now);
+    }
+
+    /// For a profile, once per parser: the hint a line that did not parse matches (the
+    /// application logs no client address as it is set up, and what to change).
+    pub fn hint(&mut self, line: &[u8]) -> Option<String> {
+        let Kind::Shapes(s) = &mut self.kind else {
+            return None;
+        };
+        if s.hinted {
+            return None;
+        }
+        let text = s.hints.iter().find(|(re, _)| re.is_match(line))?.1.clone();
+        s.hinted = true;
+        Some(text)
     }
 
     /// For a profile: each shape's name and how many lines it read.
