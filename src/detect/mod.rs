@@ -5,6 +5,7 @@
 //! behaves exactly as the live daemon would have, and tests need no sleeping.
 
 pub mod decode;
+mod json;
 pub mod parse;
 pub mod proxy;
 pub mod replay;

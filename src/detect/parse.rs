@@ -12,6 +12,7 @@ use std::net::IpAddr;
 use regex::bytes::Regex;
 use serde::Serialize;
 
+use super::json;
 use super::rules::{explain_regex_error, RegexError};
 use crate::netaddr::parse_client_ip;
 use crate::time::{epoch_number, parse_time};
@@ -215,7 +216,7 @@ impl<'a> Request<'a> {
 /// source has been writing.
 pub struct LineParser {
     kind: Kind,
-    json_fields: JsonFields,
+    json: JsonReader,
     /// For `auto`: the last format that parsed a line of this source.
     auto_last: Option<AutoKind>,
     /// For `auto`: set once a line of this source had the unmistakable virtual-host shape;
@@ -318,7 +319,7 @@ impl LineParser {
         };
         Ok(LineParser {
             kind,
-            json_fields,
+            json: JsonReader::new(&json_fields),
             auto_last: None,
             auto_vhost: false,
             times: TimeCache::default(),
@@ -329,7 +330,7 @@ impl LineParser {
     pub fn auto() -> Self {
         LineParser {
             kind: Kind::Auto,
-            json_fields: JsonFields::default(),
+            json: JsonReader::new(&JsonFields::default()),
             auto_last: None,
             auto_vhost: false,
             times: TimeCache::default(),
@@ -342,7 +343,7 @@ impl LineParser {
         let line = trim_end(line);
         match &self.kind {
             Kind::Access(layout) => parse_access_cached(line, &mut self.times, *layout).0,
-            Kind::Json => parse_json(line, &self.json_fields),
+            Kind::Json => self.json.parse(line),
             Kind::Custom(c) => parse_custom(c, line),
             Kind::Auto => {
                 let looks_json = line.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'{');
@@ -365,7 +366,7 @@ impl LineParser {
                             self.auto_vhost |= parsed.is_some() && used == Layout::VHost;
                             parsed
                         }
-                        AutoKind::Json => parse_json(line, &self.json_fields),
+                        AutoKind::Json => self.json.parse(line),
                     };
                     if parsed.is_some() {
                         self.auto_last = Some(k);
@@ -622,99 +623,204 @@ fn parse_custom<'a>(c: &CustomFormat, line: &'a [u8]) -> Option<Request<'a>> {
     Some(req)
 }
 
-fn json_lookup<'v>(obj: &'v serde_json::Value, keys: &[String]) -> Option<&'v serde_json::Value> {
-    keys.iter().find_map(|k| {
-        if let Some(v) = obj.get(k.as_str()) {
-            return Some(v);
+/// The JSON format's reader: a [`json::Scanner`] for the configured keys, and per field
+/// the slots of its keys in the order they are tried. A dotted key (`request.client_ip`)
+/// is tried as written first, then as a path into nested objects. A field takes the
+/// first key of its list that is present, whatever its value: a `"request"` that holds
+/// an object (Caddy) is no request line, and `request_line` is not tried after it.
+struct JsonReader {
+    scanner: json::Scanner,
+    fields: JsonSlots,
+    times: TimeCache,
+}
+
+/// Per field of [`JsonFields`], the scanner slots of its keys in order.
+struct JsonSlots {
+    ip: Vec<usize>,
+    request: Vec<usize>,
+    method: Vec<usize>,
+    uri: Vec<usize>,
+    protocol: Vec<usize>,
+    status: Vec<usize>,
+    user_agent: Vec<usize>,
+    referer: Vec<usize>,
+    time: Vec<usize>,
+    forwarded_for: Vec<usize>,
+    message: Vec<usize>,
+}
+
+impl JsonReader {
+    fn new(f: &JsonFields) -> JsonReader {
+        let lists = [
+            &f.ip,
+            &f.request,
+            &f.method,
+            &f.uri,
+            &f.protocol,
+            &f.status,
+            &f.user_agent,
+            &f.referer,
+            &f.time,
+            &f.forwarded_for,
+            &f.message,
+        ];
+        let mut paths: Vec<Vec<&str>> = Vec::new();
+        let mut owner = Vec::new();
+        for (field, keys) in lists.iter().enumerate() {
+            for k in keys.iter() {
+                paths.push(vec![k.as_str()]);
+                owner.push(field);
+                if k.contains('.') {
+                    paths.push(k.split('.').collect());
+                    owner.push(field);
+                }
+            }
         }
-        if !k.contains('.') {
+        let (scanner, slot_of) = json::Scanner::new(&paths);
+        let mut per: [Vec<usize>; 11] = Default::default();
+        for (field, slot) in owner.into_iter().zip(slot_of) {
+            per[field].push(slot);
+        }
+        let [ip, request, method, uri, protocol, status, user_agent, referer, time, forwarded_for, message] =
+            per;
+        JsonReader {
+            scanner,
+            fields: JsonSlots {
+                ip,
+                request,
+                method,
+                uri,
+                protocol,
+                status,
+                user_agent,
+                referer,
+                time,
+                forwarded_for,
+                message,
+            },
+            times: TimeCache::default(),
+        }
+    }
+
+    /// The value of the first of `slots` present in the last scan.
+    fn found(&self, slots: &[usize]) -> Option<json::Found> {
+        slots.iter().find_map(|&s| self.scanner.get(s))
+    }
+
+    /// A field as text: a string (borrowed from the line unless it has escapes), a
+    /// number as serde_json writes it, an array's first element; None for the rest.
+    fn text<'a>(&self, json: &'a [u8], slots: &[usize]) -> Option<Cow<'a, [u8]>> {
+        let f = self.found(slots)?;
+        let raw = &json[f.start..f.end];
+        match f.kind {
+            json::Kind::Str => Some(Cow::Borrowed(raw)),
+            json::Kind::EscStr => Some(Cow::Owned(json::unescape(raw))),
+            json::Kind::Num => number_text(raw).map(Cow::Owned),
+            json::Kind::Other => None,
+        }
+    }
+
+    /// Parses one JSON line (leading whitespace allowed). None: not valid JSON, not an
+    /// object, or no client address.
+    fn parse<'a>(&mut self, line: &'a [u8]) -> Option<Request<'a>> {
+        let start = line.iter().position(|b| !b.is_ascii_whitespace())?;
+        let json = &line[start..];
+        if !self.scanner.scan(json) {
             return None;
         }
-        k.split('.').try_fold(obj, |v, part| v.get(part))
-    })
-}
-
-fn json_text(v: &serde_json::Value) -> Option<Cow<'_, [u8]>> {
-    match v {
-        serde_json::Value::String(s) => Some(Cow::Borrowed(s.as_bytes())),
-        serde_json::Value::Number(n) => Some(Cow::Owned(n.to_string().into_bytes())),
-        // Caddy logs headers as arrays of values.
-        serde_json::Value::Array(a) => a.first().and_then(json_text),
-        _ => None,
-    }
-}
-
-fn parse_json<'a>(line: &'a [u8], f: &JsonFields) -> Option<Request<'a>> {
-    let start = line.iter().position(|b| !b.is_ascii_whitespace())?;
-    let value: serde_json::Value = serde_json::from_slice(&line[start..]).ok()?;
-    if !value.is_object() {
-        return None;
-    }
-    let text = |keys: &[String]| {
-        json_lookup(&value, keys)
-            .and_then(json_text)
-            .map(|c| c.into_owned())
-    };
-    let ip = parse_client_ip(&text(&f.ip)?)?;
-    let mut req = Request::new(ip);
-    if let Some(r) = text(&f.request) {
-        req.request = Cow::Owned(r);
-        let request = req.request.clone().into_owned();
-        let mut tmp = Request::new(ip);
-        split_request_line(&request, &mut tmp);
-        req.method = Cow::Owned(tmp.method.into_owned());
-        req.target = Cow::Owned(tmp.target.into_owned());
-    }
-    if let Some(m) = text(&f.method) {
-        req.method = Cow::Owned(m);
-    }
-    if let Some(u) = text(&f.uri) {
-        req.target = Cow::Owned(u);
-    }
-    // A request line is only what the log holds: method, URI and the protocol as
-    // logged. A log that keeps no protocol (Caddy and Traefik do; Envoy, Authelia and
-    // GitLab do not) has no request line, and rules about request lines do not judge it
-    // (a made-up "GET /uri" would look like a request that is not HTTP).
-    if req.request.is_empty() && !req.target.is_empty() {
-        if let Some(proto) = text(&f.protocol).filter(|p| !p.is_empty()) {
-            let mut r = req.method.to_vec();
-            r.push(b' ');
-            r.extend_from_slice(&req.target);
-            r.push(b' ');
-            r.extend_from_slice(&proto);
-            req.request = Cow::Owned(r);
+        let f = &self.fields;
+        let ip = parse_client_ip(&self.text(json, &f.ip)?)?;
+        let mut req = Request::new(ip);
+        match self.text(json, &f.request) {
+            Some(Cow::Borrowed(r)) => {
+                req.request = Cow::Borrowed(r);
+                split_request_line(r, &mut req);
+            }
+            Some(Cow::Owned(r)) => {
+                let mut parts = Request::new(ip);
+                split_request_line(&r, &mut parts);
+                req.method = Cow::Owned(parts.method.into_owned());
+                req.target = Cow::Owned(parts.target.into_owned());
+                req.request = Cow::Owned(r);
+            }
+            None => {}
         }
+        if let Some(m) = self.text(json, &f.method) {
+            req.method = m;
+        }
+        if let Some(u) = self.text(json, &f.uri) {
+            req.target = u;
+        }
+        // A request line is only what the log holds: method, URI and the protocol as
+        // logged. A log that keeps no protocol (Caddy and Traefik do; Envoy, Authelia and
+        // GitLab do not) has no request line, and rules about request lines do not judge it
+        // (a made-up "GET /uri" would look like a request that is not HTTP).
+        if req.request.is_empty() && !req.target.is_empty() {
+            if let Some(proto) = self.text(json, &f.protocol).filter(|p| !p.is_empty()) {
+                let mut r = Vec::with_capacity(req.method.len() + req.target.len() + proto.len() + 2);
+                r.extend_from_slice(&req.method);
+                r.push(b' ');
+                r.extend_from_slice(&req.target);
+                r.push(b' ');
+                r.extend_from_slice(&proto);
+                req.request = Cow::Owned(r);
+            }
+        }
+        req.status = self.found(&f.status).and_then(|v| json_status(json, v));
+        req.user_agent = dash_empty_cow(self.text(json, &f.user_agent));
+        req.referer = dash_empty_cow(self.text(json, &f.referer));
+        req.forwarded_for = dash_empty_cow(self.text(json, &f.forwarded_for));
+        req.message = self.text(json, &f.message).unwrap_or_default();
+        let time = self.found(&f.time);
+        req.time = time.and_then(|v| json_time(json, v, &mut self.times));
+        Some(req)
     }
-    req.status = json_lookup(&value, &f.status).and_then(|v| match v {
-        serde_json::Value::Number(n) => n
-            .as_u64()
-            .filter(|s| (100..1000).contains(s))
-            .map(|s| s as u16),
-        serde_json::Value::String(s) => parse_status(s.as_bytes()),
+}
+
+/// A JSON number's text as serde_json writes it: an integer as written (the common
+/// case), anything else through serde_json itself (`1e3` is `1000.0`).
+fn number_text(raw: &[u8]) -> Option<Vec<u8>> {
+    if raw.len() <= 19 && raw.iter().all(u8::is_ascii_digit) {
+        return Some(raw.to_vec());
+    }
+    let n: serde_json::Number = serde_json::from_slice(raw).ok()?;
+    Some(n.to_string().into_bytes())
+}
+
+/// A status from a number (an integer from 100 to 999: as valid JSON has no leading
+/// zeros, exactly three digits) or a string of three digits; arrays and the rest: none.
+fn json_status(json: &[u8], v: json::Found) -> Option<u16> {
+    let raw = &json[v.start..v.end];
+    match (v.in_array, v.kind) {
+        (false, json::Kind::Num | json::Kind::Str) => parse_status(raw),
+        (false, json::Kind::EscStr) => parse_status(&json::unescape(raw)),
         _ => None,
-    });
-    req.user_agent = Cow::Owned(
-        text(&f.user_agent)
-            .map(|v| dash_empty(&v).to_vec())
-            .unwrap_or_default(),
-    );
-    req.referer = Cow::Owned(
-        text(&f.referer)
-            .map(|v| dash_empty(&v).to_vec())
-            .unwrap_or_default(),
-    );
-    req.forwarded_for = Cow::Owned(
-        text(&f.forwarded_for)
-            .map(|v| dash_empty(&v).to_vec())
-            .unwrap_or_default(),
-    );
-    req.message = Cow::Owned(text(&f.message).unwrap_or_default());
-    req.time = json_lookup(&value, &f.time).and_then(|v| match v {
-        serde_json::Value::Number(n) => n.as_f64().and_then(epoch_number),
-        serde_json::Value::String(s) => parse_time(s.as_bytes()),
+    }
+}
+
+/// A time from a number (epoch seconds, ms, µs or ns) or a string in a format
+/// [`parse_time`] reads; arrays and the rest: none.
+fn json_time(json: &[u8], v: json::Found, times: &mut TimeCache) -> Option<i64> {
+    let raw = &json[v.start..v.end];
+    match (v.in_array, v.kind) {
+        (false, json::Kind::Num) => {
+            let n: serde_json::Number = serde_json::from_slice(raw).ok()?;
+            n.as_f64().and_then(epoch_number)
+        }
+        (false, json::Kind::Str) => times.parse(raw),
+        (false, json::Kind::EscStr) => parse_time(&json::unescape(raw)),
         _ => None,
-    });
-    Some(req)
+    }
+}
+
+/// `-` or nothing is an empty field.
+fn dash_empty_cow(v: Option<Cow<'_, [u8]>>) -> Cow<'_, [u8]> {
+    match v {
+        Some(Cow::Borrowed(b)) => Cow::Borrowed(dash_empty(b)),
+        Some(Cow::Owned(b)) if b == b"-" => Cow::Borrowed(b""),
+        Some(owned) => owned,
+        None => Cow::Borrowed(b""),
+    }
 }
 
 /// Lines a source must have written before the share that failed to parse is judged.
@@ -788,6 +894,108 @@ impl UnparsedNotice {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The reader this module had before the scanner, kept as the oracle the scanner is
+    /// compared with: a whole `serde_json::Value` per line, every field copied out.
+    mod oracle {
+        use super::super::*;
+
+        fn json_lookup<'v>(obj: &'v serde_json::Value, keys: &[String]) -> Option<&'v serde_json::Value> {
+            keys.iter().find_map(|k| {
+                if let Some(v) = obj.get(k.as_str()) {
+                    return Some(v);
+                }
+                if !k.contains('.') {
+                    return None;
+                }
+                k.split('.').try_fold(obj, |v, part| v.get(part))
+            })
+        }
+
+        fn json_text(v: &serde_json::Value) -> Option<Cow<'_, [u8]>> {
+            match v {
+                serde_json::Value::String(s) => Some(Cow::Borrowed(s.as_bytes())),
+                serde_json::Value::Number(n) => Some(Cow::Owned(n.to_string().into_bytes())),
+                // Caddy logs headers as arrays of values.
+                serde_json::Value::Array(a) => a.first().and_then(json_text),
+                _ => None,
+            }
+        }
+
+        pub fn parse_json<'a>(line: &'a [u8], f: &JsonFields) -> Option<Request<'a>> {
+            let start = line.iter().position(|b| !b.is_ascii_whitespace())?;
+            let value: serde_json::Value = serde_json::from_slice(&line[start..]).ok()?;
+            if !value.is_object() {
+                return None;
+            }
+            let text = |keys: &[String]| {
+                json_lookup(&value, keys)
+                    .and_then(json_text)
+                    .map(|c| c.into_owned())
+            };
+            let ip = parse_client_ip(&text(&f.ip)?)?;
+            let mut req = Request::new(ip);
+            if let Some(r) = text(&f.request) {
+                req.request = Cow::Owned(r);
+                let request = req.request.clone().into_owned();
+                let mut tmp = Request::new(ip);
+                split_request_line(&request, &mut tmp);
+                req.method = Cow::Owned(tmp.method.into_owned());
+                req.target = Cow::Owned(tmp.target.into_owned());
+            }
+            if let Some(m) = text(&f.method) {
+                req.method = Cow::Owned(m);
+            }
+            if let Some(u) = text(&f.uri) {
+                req.target = Cow::Owned(u);
+            }
+            // A request line is only what the log holds: method, URI and the protocol as
+            // logged. A log that keeps no protocol (Caddy and Traefik do; Envoy, Authelia and
+            // GitLab do not) has no request line, and rules about request lines do not judge it
+            // (a made-up "GET /uri" would look like a request that is not HTTP).
+            if req.request.is_empty() && !req.target.is_empty() {
+                if let Some(proto) = text(&f.protocol).filter(|p| !p.is_empty()) {
+                    let mut r = req.method.to_vec();
+                    r.push(b' ');
+                    r.extend_from_slice(&req.target);
+                    r.push(b' ');
+                    r.extend_from_slice(&proto);
+                    req.request = Cow::Owned(r);
+                }
+            }
+            req.status = json_lookup(&value, &f.status).and_then(|v| match v {
+                serde_json::Value::Number(n) => n
+                    .as_u64()
+                    .filter(|s| (100..1000).contains(s))
+                    .map(|s| s as u16),
+                serde_json::Value::String(s) => parse_status(s.as_bytes()),
+                _ => None,
+            });
+            req.user_agent = Cow::Owned(
+                text(&f.user_agent)
+                    .map(|v| dash_empty(&v).to_vec())
+                    .unwrap_or_default(),
+            );
+            req.referer = Cow::Owned(
+                text(&f.referer)
+                    .map(|v| dash_empty(&v).to_vec())
+                    .unwrap_or_default(),
+            );
+            req.forwarded_for = Cow::Owned(
+                text(&f.forwarded_for)
+                    .map(|v| dash_empty(&v).to_vec())
+                    .unwrap_or_default(),
+            );
+            req.message = Cow::Owned(text(&f.message).unwrap_or_default());
+            req.time = json_lookup(&value, &f.time).and_then(|v| match v {
+                serde_json::Value::Number(n) => n.as_f64().and_then(epoch_number),
+                serde_json::Value::String(s) => parse_time(s.as_bytes()),
+                _ => None,
+            });
+            Some(req)
+        }
+
+    }
 
     fn ip(s: &str) -> IpAddr {
         s.parse().unwrap()
