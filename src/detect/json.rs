@@ -152,12 +152,10 @@ impl Scanner {
         self.next_scan();
         let mut cursor = Cursor { b: json, i: 0 };
         cursor.ws();
-        let ok = cursor.peek() == Some(b'{')
-            && self.object(&mut cursor, 1, Some(0)).is_some()
-            && {
-                cursor.ws();
-                cursor.i == json.len()
-            };
+        let ok = cursor.peek() == Some(b'{') && self.object(&mut cursor, 1, Some(0)).is_some() && {
+            cursor.ws();
+            cursor.i == json.len()
+        };
         if !ok {
             // Whatever the scan filled before it failed is not a value of this line.
             self.next_scan();
