@@ -1249,12 +1249,14 @@ mod json_equivalence {
     use super::*;
 
     fn fields_sets() -> Vec<JsonFields> {
-        let mut custom = JsonFields::default();
-        custom.ip = strings(&["a.b", "a.b.c", "x..y", "", "deep.er.ip", "n"]);
-        custom.uri = strings(&["a.u", "u.", ".u"]);
-        custom.user_agent = strings(&["h.ua", "h"]);
-        custom.status = strings(&["s", "a.s"]);
-        custom.time = strings(&["t", "a.t"]);
+        let custom = JsonFields {
+            ip: strings(&["a.b", "a.b.c", "x..y", "", "deep.er.ip", "n"]),
+            uri: strings(&["a.u", "u.", ".u"]),
+            user_agent: strings(&["h.ua", "h"]),
+            status: strings(&["s", "a.s"]),
+            time: strings(&["t", "a.t"]),
+            ..JsonFields::default()
+        };
         vec![JsonFields::default(), custom]
     }
 
