@@ -56,7 +56,7 @@ async fn a_running_container_is_followed_on_stdout_and_stderr() {
         match r.line.stream {
             Stream::Stdout => assert!(t.starts_with("out "), "{t}"),
             Stream::Stderr => assert!(t.starts_with("err "), "{t}"),
-            Stream::Console => panic!("no TTY here: {t}"),
+            Stream::Console | Stream::File => panic!("no TTY or file here: {t}"),
         }
     }
     let texts = w.texts_of(&name);

@@ -171,12 +171,16 @@ struct Source {
     health: ParseHealth,
 }
 
+/// A container id, and the log file's path for a line of one (None: its stream).
+type SourceKey = (String, Option<Arc<str>>);
+
 struct Pipeline {
     cfg: Config,
     detector: Detector,
     labels: Option<ContainerLabels>,
-    /// How each container's lines are read, by container id.
-    sources: HashMap<String, Source>,
+    /// How each container's lines are read, by container id and, for a log file inside
+    /// it, the file's path there: each file is parsed apart from the stream.
+    sources: HashMap<SourceKey, Source>,
     error_rates: ErrorRates,
     stats: Stats,
     /// Docker's networks as last read (kept for the detector a reload makes).
@@ -298,16 +302,17 @@ impl Pipeline {
                 self.stats.lines_read.insert(line.container.clone(), 1);
             }
         }
-        if !self.sources.contains_key(&line.container_id) {
+        let key: SourceKey = (line.container_id.clone(), line.file.clone());
+        if !self.sources.contains_key(&key) {
             let labels = self
                 .labels
                 .as_ref()
                 .and_then(|l| l.of(&line.container_id))
                 .unwrap_or_default();
             let source = new_source(&self.cfg, &labels.into_iter().collect(), line);
-            self.sources.insert(line.container_id.clone(), source);
+            self.sources.insert(key.clone(), source);
         }
-        let Some(source) = self.sources.get_mut(&line.container_id) else {
+        let Some(source) = self.sources.get_mut(&key) else {
             return;
         };
         // Docker's receive time is the clock: it cannot be forged by what a line says.
@@ -332,7 +337,7 @@ impl Pipeline {
         if error_rate::is_error(req.status, true, &line.bytes) {
             self.error_line(line, now);
         }
-        let Some(source) = self.sources.get(&line.container_id) else {
+        let Some(source) = self.sources.get(&key) else {
             return;
         };
         let obs = self
@@ -424,7 +429,7 @@ impl Pipeline {
     /// no longer selected): containers that come and go must not grow these maps without
     /// bound. A container that comes back starts afresh.
     fn prune(&mut self, ids: &HashSet<String>, names: &HashSet<String>) {
-        self.sources.retain(|id, _| ids.contains(id));
+        self.sources.retain(|(id, _), _| ids.contains(id));
         self.stats.lines_read.retain(|k, _| names.contains(k));
         self.stats.parse_failures.retain(|k, _| names.contains(k));
         self.stats.error_lines.retain(|k, _| names.contains(k));
@@ -462,7 +467,10 @@ fn new_source(cfg: &Config, labels: &HashMap<String, String>, line: &LogLine) ->
     Source {
         parser,
         categories: profile.categories,
-        container: line.container.clone(),
+        container: match &line.file {
+            Some(file) => format!("{} {file}", line.container),
+            None => line.container.clone(),
+        },
         format: profile.format.name().to_string(),
         health: ParseHealth::default(),
     }
