@@ -723,3 +723,42 @@ async fn a_restart_resumes_a_log_file_from_its_cursor() {
     assert_each_once(&all, "across the restart");
     env.remove_all(&p);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stopped_containers_files_are_read_to_the_end_and_then_no_longer() {
+    let Some(env) = env("a_stopped_containers_files_are_read_to_the_end_and_then_no_longer") else {
+        return;
+    };
+    let p = prefix("filestop");
+    let name = format!("{p}app");
+    let host_logs = tempfile::tempdir().expect("temp dir");
+    let dir = state_dir();
+    let mut w = Watch::start(env.settings(&p, dir.path(), ""));
+    // Its last lines are written just before it exits, between two polls.
+    env.run(
+        &name,
+        &[
+            "-v",
+            &format!("{}:/logs", host_logs.path().display()),
+            "--label",
+            "security-monitor.logfile=/logs/app.log",
+        ],
+        "sleep 1; i=0; while [ $i -lt 30 ]; do echo \"seq $i\" >> /logs/app.log; i=$((i+1)); done",
+    );
+    w.until(T, "the 30 lines written before it exited", |g| {
+        g.len() >= 30
+    })
+    .await;
+    assert_each_once(&file_numbers(&w, &name, "/logs/app.log", "seq"), "file");
+    // Stopped: what is written into the file now (by the host) is not read.
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+    let mut f = std::fs::OpenOptions::new()
+        .append(true)
+        .open(host_logs.path().join("app.log"))
+        .expect("the container's log file on the host");
+    std::io::Write::write_all(&mut f, b"seq 30\n").expect("append");
+    w.settle(Duration::from_millis(1000)).await;
+    assert_eq!(w.got.len(), 30, "read after the container stopped");
+    w.stop().await;
+    env.remove_all(&p);
+}

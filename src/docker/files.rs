@@ -678,43 +678,47 @@ pub(crate) struct FileFollow {
 struct Closed;
 
 impl FileFollow {
+    /// Polls until told to finish (then once more) or until the lines' receiver is gone.
+    /// Only a reader that ended on being told to finish says so through `ended` (the
+    /// container may have started again meanwhile: the watcher then starts another); one
+    /// with no readable path, or whose poll panicked, ends quietly and is made again at
+    /// the container's next start, not in a loop.
     pub async fn run(mut self) {
         let mut followers = self.followers();
-        if !followers.is_empty() {
-            loop {
-                let finishing = *self.finish.borrow_and_update();
-                let polled = tokio::task::spawn_blocking(move || {
-                    let polled: Vec<Polled> = followers.iter_mut().map(Follower::poll).collect();
-                    (followers, polled)
-                })
-                .await;
-                let polled = match polled {
-                    Ok((back, polled)) => {
-                        followers = back;
-                        polled
-                    }
-                    Err(e) => {
-                        warn!(
-                            "reading the log files of container {} failed: {e}",
-                            self.tracker.name()
-                        );
-                        break;
-                    }
-                };
-                let more = polled.iter().any(|p| p.more);
-                if self.deliver(polled).await.is_err() {
+        if followers.is_empty() {
+            return;
+        }
+        loop {
+            let finishing = *self.finish.borrow_and_update();
+            let polled = tokio::task::spawn_blocking(move || {
+                let polled: Vec<Polled> = followers.iter_mut().map(Follower::poll).collect();
+                (followers, polled)
+            })
+            .await;
+            let polled = match polled {
+                Ok((back, polled)) => {
+                    followers = back;
+                    polled
+                }
+                Err(e) => {
+                    let name = self.tracker.name();
+                    warn!(container = %name, "reading the log files of container {name} failed: {e}");
                     return;
                 }
-                if more {
-                    continue;
-                }
-                if finishing {
-                    break;
-                }
-                tokio::select! {
-                    _ = tokio::time::sleep(POLL_EVERY) => {}
-                    changed = self.finish.changed() => if changed.is_err() { return },
-                }
+            };
+            let more = polled.iter().any(|p| p.more);
+            if self.deliver(polled).await.is_err() {
+                return;
+            }
+            if more {
+                continue;
+            }
+            if finishing {
+                break;
+            }
+            tokio::select! {
+                _ = tokio::time::sleep(POLL_EVERY) => {}
+                changed = self.finish.changed() => if changed.is_err() { return },
             }
         }
         let _ = self.ended.send(self.tracker.id.clone());
