@@ -166,6 +166,20 @@ pub fn parse_time(s: &[u8]) -> Option<i64> {
         let (m, sec) = (num(&s[10..12])?, num(&s[13..15])?);
         return in_time_range(civil_to_unix(year, month, day, hour, m, sec)?);
     }
+    // `Sat Jul 20 21:39:11.978080 2013` (C's ctime, Apache's error log; a space-padded day
+    // as well).
+    if s.len() >= 24 && s[3] == b' ' && s[7] == b' ' && s[13] == b':' && s[16] == b':' {
+        let month = month_number(&s[4..7])?;
+        let day = num(trim_ascii(&s[8..10]))?;
+        let (h, m, sec) = (num(&s[11..13])?, num(&s[14..16])?, num(&s[17..19])?);
+        let mut rest = &s[19..];
+        if rest.first() == Some(&b'.') {
+            let digits = rest[1..].iter().take_while(|b| b.is_ascii_digit()).count();
+            rest = &rest[1 + digits..];
+        }
+        let year = num(trim_ascii(rest))?;
+        return in_time_range(civil_to_unix(year, month, day, h, m, sec)?);
+    }
     // Epoch numbers: nanoseconds of the year 9999 have 20 digits; a longer run of digits
     // is no time (and is not worth converting).
     if !s.is_empty() && s.len() <= 40 && s.iter().all(|b| b.is_ascii_digit() || *b == b'.') {
@@ -354,6 +368,13 @@ mod tests {
         assert_eq!(parse_time(b"261121 00:06:01"), Some(t));
         assert_eq!(parse_time(b"2026-11-21 00:06:01,123"), Some(t));
         assert_eq!(parse_time(b"2026/13/21 00:06:01"), None);
+        assert_eq!(parse_time(b"Sat Nov 21 00:06:01.978080 2026"), Some(t));
+        assert_eq!(parse_time(b"Sat Nov 21 00:06:01 2026"), Some(t));
+        assert_eq!(
+            parse_time(b"Sat Nov  1 00:06:01 2026"),
+            Some(t - 20 * 86_400)
+        );
+        assert_eq!(parse_time(b"Sat Nov 21 00:06:01 20x6"), None);
         assert_eq!(parse_syslog_time(b"Nov 21 00:06:01", t + 60), Some(t));
         // Written just before the new year, read just after it: last year.
         let jan = unix(2027, 1, 1, 0, 0, 10);

@@ -853,10 +853,7 @@ fn check_reads_a_file_as_a_profile() {
     assert_eq!(banned(&r), vec!["203.0.113.50".to_string()], "{r}");
     assert_eq!(r["profile"], "vaultwarden", "{r}");
     let shapes = r["shapes"].as_array().expect("shapes");
-    assert!(
-        shapes.iter().any(|s| s["lines"].as_u64() == Some(6)),
-        "{r}"
-    );
+    assert!(shapes.iter().any(|s| s["lines"].as_u64() == Some(6)), "{r}");
     // Without the profile, nothing in these lines reads as a request.
     let r = check_json(&[], &[&f]);
     assert!(banned(&r).is_empty(), "{r}");
@@ -867,5 +864,8 @@ fn check_reads_a_file_as_a_profile() {
         .expect("run");
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("unknown profile") && err.contains("vaultwarden"), "{err}");
+    assert!(
+        err.contains("unknown profile") && err.contains("vaultwarden"),
+        "{err}"
+    );
 }

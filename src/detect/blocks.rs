@@ -38,6 +38,11 @@ pub const BLOCKS: &[(&str, &str, &str)] = &[
         r"(?P<time>\d{4}/\d{2}/\d{2} \d{2}:\d{2}:\d{2})",
     ),
     (
+        "CTIME",
+        "Sat Jul 20 21:39:11.978080 2013 (Apache's error log, C's ctime)",
+        r"(?P<time>[A-Z][a-z]{2} [A-Z][a-z]{2} [ \d]\d \d{2}:\d{2}:\d{2}(?:\.\d+)? \d{4})",
+    ),
+    (
         "MYSQL_TIME",
         "240115 10:00:00 (MariaDB, old MySQL)",
         r"(?P<time>\d{6} [ \d]\d:\d{2}:\d{2})",
@@ -167,6 +172,7 @@ mod tests {
             ("SLASH_TIME", "2024/01/15 10:00:00"),
             ("MYSQL_TIME", "240115 10:00:00"),
             ("MYSQL_TIME", "240115  1:00:00"),
+            ("CTIME", "Sat Jul 20 21:39:11.978080 2013"),
             ("CLF_TIME", "15/Jan/2024:10:00:00 +0000"),
             ("EPOCH", "1705312800.123"),
         ] {
