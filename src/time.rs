@@ -152,6 +152,20 @@ pub fn parse_time(s: &[u8]) -> Option<i64> {
         let offset = parse_offset(trim_ascii(rest)).unwrap_or(0);
         return in_time_range(civil_to_unix(year, month, day, h, m, sec)?.checked_sub(offset)?);
     }
+    // `2026/11/21 00:06:01`: nginx's error log, Gitea, Go's log package (local time,
+    // read as UTC like every time without an offset).
+    if s.len() >= 19 && s[4] == b'/' && s[7] == b'/' && s[10] == b' ' && s[13] == b':' {
+        let (year, month, day) = (num(&s[0..4])?, num(&s[5..7])?, num(&s[8..10])?);
+        let (h, m, sec) = (num(&s[11..13])?, num(&s[14..16])?, num(&s[17..19])?);
+        return in_time_range(civil_to_unix(year, month, day, h, m, sec)?);
+    }
+    // `261121  0:06:01` or `261121 00:06:01`: MariaDB's and old MySQL's error log.
+    if s.len() == 15 && s[6] == b' ' && s[12] == b':' && s[..6].iter().all(u8::is_ascii_digit) {
+        let (year, month, day) = (2000 + num(&s[0..2])?, num(&s[2..4])?, num(&s[4..6])?);
+        let hour = num(trim_ascii(&s[7..9]))?;
+        let (m, sec) = (num(&s[10..12])?, num(&s[13..15])?);
+        return in_time_range(civil_to_unix(year, month, day, hour, m, sec)?);
+    }
     // Epoch numbers: nanoseconds of the year 9999 have 20 digits; a longer run of digits
     // is no time (and is not worth converting).
     if !s.is_empty() && s.len() <= 40 && s.iter().all(|b| b.is_ascii_digit() || *b == b'.') {
@@ -159,6 +173,26 @@ pub fn parse_time(s: &[u8]) -> Option<i64> {
         return epoch_number(v);
     }
     None
+}
+
+/// Parses a syslog time (`Nov 21 00:06:01`, `Nov  1 00:06:01`), which has no year: the
+/// year is the one that puts the time closest before `reference` (Unix seconds; a time up
+/// to a day after it counts as this year, for clocks a little apart). None for anything
+/// else.
+pub fn parse_syslog_time(s: &[u8], reference: i64) -> Option<i64> {
+    let s = trim_ascii(s);
+    if s.len() != 15 || s[3] != b' ' || s[6] != b' ' || s[9] != b':' || s[12] != b':' {
+        return None;
+    }
+    let month = month_number(&s[0..3])?;
+    let day = num(trim_ascii(&s[4..6]))?;
+    let (h, m, sec) = (num(&s[7..9])?, num(&s[10..12])?, num(&s[13..15])?);
+    let (year, _, _) = civil_from_days(reference.div_euclid(86_400));
+    let this_year = civil_to_unix(year, month, day, h, m, sec)?;
+    if this_year <= reference.saturating_add(86_400) {
+        return Some(this_year);
+    }
+    civil_to_unix(year - 1, month, day, h, m, sec)
 }
 
 /// A time an offset moved outside the years we read (`31/Dec/9999:23:59:59 -2359`) is no
@@ -310,6 +344,28 @@ mod tests {
         );
         assert_eq!(format_time(0), "1970-01-01T00:00:00Z");
         assert_eq!(parse_time(b"garbage"), None);
+    }
+
+    #[test]
+    fn the_time_shapes_of_application_logs() {
+        let t = unix(2026, 11, 21, 0, 6, 1);
+        assert_eq!(parse_time(b"2026/11/21 00:06:01"), Some(t));
+        assert_eq!(parse_time(b"261121  0:06:01"), Some(t));
+        assert_eq!(parse_time(b"261121 00:06:01"), Some(t));
+        assert_eq!(parse_time(b"2026-11-21 00:06:01,123"), Some(t));
+        assert_eq!(parse_time(b"2026/13/21 00:06:01"), None);
+        assert_eq!(parse_syslog_time(b"Nov 21 00:06:01", t + 60), Some(t));
+        // Written just before the new year, read just after it: last year.
+        let jan = unix(2027, 1, 1, 0, 0, 10);
+        assert_eq!(
+            parse_syslog_time(b"Dec 31 23:59:59", jan),
+            Some(unix(2026, 12, 31, 23, 59, 59))
+        );
+        assert_eq!(
+            parse_syslog_time(b"Jan  1 00:00:05", jan),
+            Some(unix(2027, 1, 1, 0, 0, 5))
+        );
+        assert_eq!(parse_syslog_time(b"Foo 21 00:06:01", t), None);
     }
 
     #[test]

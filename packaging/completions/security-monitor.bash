@@ -46,6 +46,9 @@ _security__monitor() {
             security__monitor,metrics)
                 cmd="security__monitor__subcmd__metrics"
                 ;;
+            security__monitor,profiles)
+                cmd="security__monitor__subcmd__profiles"
+                ;;
             security__monitor,reload)
                 cmd="security__monitor__subcmd__reload"
                 ;;
@@ -103,6 +106,9 @@ _security__monitor() {
             security__monitor__subcmd__help,metrics)
                 cmd="security__monitor__subcmd__help__subcmd__metrics"
                 ;;
+            security__monitor__subcmd__help,profiles)
+                cmd="security__monitor__subcmd__help__subcmd__profiles"
+                ;;
             security__monitor__subcmd__help,reload)
                 cmd="security__monitor__subcmd__help__subcmd__reload"
                 ;;
@@ -137,7 +143,7 @@ _security__monitor() {
 
     case "${cmd}" in
         security__monitor)
-            opts="-h -V --help --version check check-config run status reload ban unban list restore watch remove-firewall alerts insights health metrics test-notify completions rules help"
+            opts="-h -V --help --version check check-config run status reload ban unban list restore watch remove-firewall alerts insights health metrics test-notify completions rules profiles help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -227,7 +233,7 @@ _security__monitor() {
             return 0
             ;;
         security__subcmd__monitor__subcmd__check)
-            opts="-c -f -h --config --format --json --help"
+            opts="-c -f -p -h --config --format --profile --json --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -246,6 +252,14 @@ _security__monitor() {
                     return 0
                     ;;
                 -f)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --profile)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                -p)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
@@ -307,7 +321,7 @@ _security__monitor() {
             return 0
             ;;
         security__subcmd__monitor__subcmd__help)
-            opts="check check-config run status reload ban unban list restore watch remove-firewall alerts insights health metrics test-notify completions rules help"
+            opts="check check-config run status reload ban unban list restore watch remove-firewall alerts insights health metrics test-notify completions rules profiles help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -447,6 +461,20 @@ _security__monitor() {
             return 0
             ;;
         security__subcmd__monitor__subcmd__help__subcmd__metrics)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        security__subcmd__monitor__subcmd__help__subcmd__profiles)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
@@ -645,6 +673,20 @@ _security__monitor() {
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        security__subcmd__monitor__subcmd__profiles)
+            opts="-h --json --help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
                 *)
                     COMPREPLY=()
                     ;;

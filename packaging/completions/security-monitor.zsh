@@ -32,8 +32,10 @@ _security-monitor() {
 _arguments "${_arguments_options[@]}" : \
 '-c+[Config file (default\: /etc/security-monitor/monitor_config.json if it exists, else built-in defaults)]:CONFIG:_files' \
 '--config=[Config file (default\: /etc/security-monitor/monitor_config.json if it exists, else built-in defaults)]:CONFIG:_files' \
-'-f+[Log format\: auto, combined, common, vhost_combined, json, or a name under "formats" in the config]:FORMAT:_default' \
-'--format=[Log format\: auto, combined, common, vhost_combined, json, or a name under "formats" in the config]:FORMAT:_default' \
+'-f+[Log format\: auto, combined, common, vhost_combined, json, a profile, or a name under "formats" in the config]:FORMAT:_default' \
+'--format=[Log format\: auto, combined, common, vhost_combined, json, a profile, or a name under "formats" in the config]:FORMAT:_default' \
+'(-f --format)-p+[Read the logs as this application profile (\`security-monitor profiles\` lists them)]:PROFILE:_default' \
+'(-f --format)--profile=[Read the logs as this application profile (\`security-monitor profiles\` lists them)]:PROFILE:_default' \
 '--json[Print one JSON object instead of the report]' \
 '-h[Print help]' \
 '--help[Print help]' \
@@ -193,6 +195,13 @@ _arguments "${_arguments_options[@]}" : \
 '--help[Print help]' \
 && ret=0
 ;;
+(profiles)
+_arguments "${_arguments_options[@]}" : \
+'--json[]' \
+'-h[Print help]' \
+'--help[Print help]' \
+&& ret=0
+;;
 (help)
 _arguments "${_arguments_options[@]}" : \
 ":: :_security-monitor__subcmd__help_commands" \
@@ -277,6 +286,10 @@ _arguments "${_arguments_options[@]}" : \
 _arguments "${_arguments_options[@]}" : \
 && ret=0
 ;;
+(profiles)
+_arguments "${_arguments_options[@]}" : \
+&& ret=0
+;;
 (help)
 _arguments "${_arguments_options[@]}" : \
 && ret=0
@@ -311,6 +324,7 @@ _security-monitor_commands() {
 'test-notify:Send a test notice through every configured channel (mail, each webhook) now and report each result; exits non-zero if any failed' \
 'completions:Print shell completions (bash, zsh, fish, elvish, powershell)' \
 'rules:List the rules in effect\: built-in and the config'\''s own patterns' \
+'profiles:List the application profiles\: the images that choose each, its line shapes, what counts as a failure' \
 'help:Print this message or the help of the given subcommand(s)' \
     )
     _describe -t commands 'security-monitor commands' commands "$@"
@@ -366,6 +380,7 @@ _security-monitor__subcmd__help_commands() {
 'test-notify:Send a test notice through every configured channel (mail, each webhook) now and report each result; exits non-zero if any failed' \
 'completions:Print shell completions (bash, zsh, fish, elvish, powershell)' \
 'rules:List the rules in effect\: built-in and the config'\''s own patterns' \
+'profiles:List the application profiles\: the images that choose each, its line shapes, what counts as a failure' \
 'help:Print this message or the help of the given subcommand(s)' \
     )
     _describe -t commands 'security-monitor help commands' commands "$@"
@@ -419,6 +434,11 @@ _security-monitor__subcmd__help__subcmd__list_commands() {
 _security-monitor__subcmd__help__subcmd__metrics_commands() {
     local commands; commands=()
     _describe -t commands 'security-monitor help metrics commands' commands "$@"
+}
+(( $+functions[_security-monitor__subcmd__help__subcmd__profiles_commands] )) ||
+_security-monitor__subcmd__help__subcmd__profiles_commands() {
+    local commands; commands=()
+    _describe -t commands 'security-monitor help profiles commands' commands "$@"
 }
 (( $+functions[_security-monitor__subcmd__help__subcmd__reload_commands] )) ||
 _security-monitor__subcmd__help__subcmd__reload_commands() {
@@ -479,6 +499,11 @@ _security-monitor__subcmd__list_commands() {
 _security-monitor__subcmd__metrics_commands() {
     local commands; commands=()
     _describe -t commands 'security-monitor metrics commands' commands "$@"
+}
+(( $+functions[_security-monitor__subcmd__profiles_commands] )) ||
+_security-monitor__subcmd__profiles_commands() {
+    local commands; commands=()
+    _describe -t commands 'security-monitor profiles commands' commands "$@"
 }
 (( $+functions[_security-monitor__subcmd__reload_commands] )) ||
 _security-monitor__subcmd__reload_commands() {

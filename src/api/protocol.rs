@@ -112,6 +112,19 @@ pub struct Status {
     pub notify: NotifyStatus,
     /// Containers most of whose lines do not parse, by name.
     pub unparsed: Vec<Unparsed>,
+    /// How each container that wrote lines is read, and why.
+    #[serde(default)]
+    pub profiles: Vec<SourceProfile>,
+}
+
+/// How one container's lines are read: its application profile or log format, and why
+/// it was chosen (its image, a label, the config).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct SourceProfile {
+    pub container: String,
+    /// The profile's name, or the log format's (`auto`, `combined`, a `formats` name).
+    pub profile: String,
+    pub reason: String,
 }
 
 /// A container whose lines mostly do not parse in its format.

@@ -82,6 +82,13 @@ pub(super) fn status(config: Option<&Path>, json: bool) -> Result<u8> {
         None => writeln!(out, "  docker       not watched")?,
         Some(w) => write_docker(&mut out, w)?,
     }
+    for p in &d.profiles {
+        writeln!(
+            out,
+            "  profile      {}: {} ({})",
+            p.container, p.profile, p.reason
+        )?;
+    }
     Ok(0)
 }
 

@@ -38,9 +38,12 @@ enum Command {
         /// Config file (default: /etc/security-monitor/monitor_config.json if it exists, else built-in defaults).
         #[arg(long, short)]
         config: Option<PathBuf>,
-        /// Log format: auto, combined, common, vhost_combined, json, or a name under "formats" in the config.
+        /// Log format: auto, combined, common, vhost_combined, json, a profile, or a name under "formats" in the config.
         #[arg(long, short)]
         format: Option<String>,
+        /// Read the logs as this application profile (`security-monitor profiles` lists them).
+        #[arg(long, short, conflicts_with = "format")]
+        profile: Option<String>,
         /// Print one JSON object instead of the report.
         #[arg(long)]
         json: bool,
@@ -184,6 +187,11 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// List the application profiles: the images that choose each, its line shapes, what counts as a failure.
+    Profiles {
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 /// `--severity`: one of the four words (clap lists them when another is given), read
@@ -200,9 +208,17 @@ pub fn run() -> Result<u8> {
         Command::Check {
             config,
             format,
+            profile,
             json,
             logfiles,
-        } => offline::check(config.as_deref(), format.as_deref(), json, &logfiles),
+        } => offline::check(
+            config.as_deref(),
+            format.as_deref().or(profile.as_deref()),
+            profile.is_some(),
+            json,
+            &logfiles,
+        ),
+        Command::Profiles { json } => offline::profiles(json),
         Command::CheckConfig { file } => offline::check_config(file.as_deref()),
         Command::Rules { config, json } => offline::rules(config.as_deref(), json),
         Command::Run { config } => run_daemon(&config),

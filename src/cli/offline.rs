@@ -9,6 +9,7 @@ use std::time::Instant;
 use anyhow::{Context, Result};
 
 use security_monitor::config::{self, DEFAULT_CONFIG_PATH};
+use security_monitor::detect::profile;
 use security_monitor::detect::replay::{Replay, Report};
 use security_monitor::detect::rules::RuleSet;
 use security_monitor::lines::for_each_line;
@@ -19,17 +20,25 @@ use super::table::{Column, Table};
 pub(super) fn check(
     config: Option<&Path>,
     format: Option<&str>,
+    is_profile: bool,
     json: bool,
     logfiles: &[PathBuf],
 ) -> Result<u8> {
     let cfg = load_config(config, json)?;
     let format_name = format.unwrap_or(&cfg.log_format);
+    if is_profile && profile::profile(format_name).is_none() {
+        anyhow::bail!(
+            "unknown profile {format_name:?}: use one of {} (`security-monitor profiles` describes them)",
+            profile::profile_names().join(", ")
+        );
+    }
     let Some(log_format) = cfg.format(format_name) else {
         let mut known: Vec<String> = security_monitor::detect::parse::BUILTIN_FORMATS
             .iter()
             .map(|s| s.to_string())
             .collect();
         known.extend(cfg.formats.keys().cloned());
+        known.extend(profile::profile_names().into_iter().map(str::to_string));
         anyhow::bail!(
             "unknown log format {format_name:?}: use one of {}",
             known.join(", ")
@@ -40,6 +49,7 @@ pub(super) fn check(
         log_format,
         cfg.limits.max_line_bytes,
     )?;
+    replay.set_reference(security_monitor::clock::unix_now());
     let started = Instant::now();
     for path in logfiles {
         let notice = if path.as_os_str() == "-" {
@@ -230,6 +240,14 @@ fn render_text(r: &Report, rules: &RuleSet) -> String {
             r.truncated
         );
     }
+    if let Some(p) = &r.profile {
+        let shapes: Vec<String> = r
+            .shapes
+            .iter()
+            .map(|s| format!("{} {}", s.shape, s.lines))
+            .collect();
+        let _ = writeln!(out, "Profile {p}: lines per shape: {}", shapes.join(", "));
+    }
     let _ = writeln!(out);
     if r.rule_hits.is_empty() {
         let _ = writeln!(out, "Rule hits: none");
@@ -285,4 +303,57 @@ fn render_text(r: &Report, rules: &RuleSet) -> String {
         let _ = write!(out, "{table}");
     }
     out
+}
+
+/// `profiles`: every built-in application profile, for people (a paragraph each) or
+/// scripts (`--json`).
+pub(super) fn profiles(json: bool) -> Result<u8> {
+    let list = profile::builtin_profiles();
+    let mut out = io::stdout().lock();
+    if json {
+        let v: Vec<serde_json::Value> = list
+            .iter()
+            .map(|p| {
+                serde_json::json!({
+                    "name": p.name,
+                    "app": p.app,
+                    "images": p.images,
+                    "shapes": p.shapes.iter().map(|s| &s.name).collect::<Vec<_>>(),
+                    "files": p.files,
+                    "failures": p.failures,
+                    "thresholds": p.thresholds.describe(),
+                    "rules": p.rules.iter().map(|r| &r.id).collect::<Vec<_>>(),
+                    "disabled_rules": p.disabled_rules,
+                    "limits": p.limits,
+                })
+            })
+            .collect();
+        serde_json::to_writer_pretty(&mut out, &v)?;
+        writeln!(out)?;
+        return Ok(0);
+    }
+    for p in list {
+        writeln!(out, "{} ({})", p.name, p.app)?;
+        let images = if p.images.is_empty() {
+            "none (choose it with the label security-monitor.profile)".to_string()
+        } else {
+            p.images.join(", ")
+        };
+        writeln!(out, "  images      {images}")?;
+        let shapes: Vec<&str> = p.shapes.iter().map(|s| s.name.as_str()).collect();
+        writeln!(out, "  shapes      {}", shapes.join(", "))?;
+        if !p.files.is_empty() {
+            writeln!(out, "  files       {}", p.files.join(", "))?;
+        }
+        if !p.failures.is_empty() {
+            writeln!(out, "  failures    {}", p.failures)?;
+        }
+        if !p.thresholds.is_empty() {
+            writeln!(out, "  thresholds  {}", p.thresholds.describe())?;
+        }
+        if !p.limits.is_empty() {
+            writeln!(out, "  limits      {}", p.limits)?;
+        }
+    }
+    Ok(0)
 }

@@ -321,7 +321,7 @@ impl Validator {
             path,
             pos,
             format!(
-                "unknown log format \"{name}\"{hint} ({}, or a name defined under \"formats\")",
+                "unknown log format \"{name}\"{hint} ({}, a profile from `security-monitor profiles`, or a name defined under \"formats\")",
                 BUILTIN_FORMATS.join(", ")
             ),
         );

@@ -119,6 +119,24 @@ impl Validator {
                     }
                 }
             }
+            if let Some(n) = c.get("profile") {
+                let p = format!("{path}.profile");
+                if let Some(s) = self.string(n, &p) {
+                    if crate::detect::profile::profile(s).is_some() {
+                        settings.profile = Some(s.to_string());
+                    } else {
+                        let names = crate::detect::profile::profile_names();
+                        let hint = super::validate::did_you_mean(s, &names)
+                            .map(|k| format!("; did you mean \"{k}\"?"))
+                            .unwrap_or_default();
+                        self.err(
+                            &p,
+                            n.pos,
+                            format!("unknown profile \"{s}\"{hint} (`security-monitor profiles` lists them)"),
+                        );
+                    }
+                }
+            }
             if let Some(n) = c.get("categories") {
                 let p = format!("{path}.categories");
                 if let Some(list) = self.string_list(n, &p) {

@@ -129,9 +129,12 @@ impl Config {
         }
     }
 
-    /// The format named `name`: a built-in one or one from `formats`.
+    /// The format named `name`: a built-in one, one from `formats`, or an application
+    /// profile.
     pub fn format(&self, name: &str) -> Option<LogFormat> {
-        LogFormat::builtin(name).or_else(|| self.formats.get(name).cloned())
+        LogFormat::builtin(name)
+            .or_else(|| self.formats.get(name).cloned())
+            .or_else(|| crate::detect::profile::profile(name).map(LogFormat::Profile))
     }
 
     /// The format for a container: its own setting, else the global `log_format`.
@@ -248,6 +251,11 @@ impl Validator {
             .iter()
             .map(|s| s.to_string())
             .chain(cfg.formats.keys().cloned())
+            .chain(
+                crate::detect::profile::profile_names()
+                    .into_iter()
+                    .map(str::to_string),
+            )
             .collect();
         if let Some(n) = o.get("log_format") {
             if let Some(s) = self.string(n, "log_format") {

@@ -214,6 +214,15 @@ impl Daemon {
             docker: ws,
             notify: self.notifier.status(),
             unparsed: p.unparsed,
+            profiles: p
+                .profiles
+                .into_iter()
+                .map(|(container, (profile, reason))| crate::api::SourceProfile {
+                    container,
+                    profile,
+                    reason,
+                })
+                .collect(),
         })
     }
 

@@ -20,8 +20,8 @@ use crate::api::Unparsed;
 use crate::ban::worker::{Msg, Queue};
 use crate::ban::DockerNetwork;
 use crate::config::Config;
-use crate::detect::parse::{LineParser, ParseHealth, UnparsedNotice};
-use crate::detect::Detector;
+use crate::detect::parse::{LineParser, LogFormat, ParseHealth, UnparsedNotice};
+use crate::detect::{Detector, Scope};
 use crate::docker::{container_profile, ContainerLabels, LogLine};
 use crate::events::Event;
 
@@ -40,6 +40,8 @@ pub(super) struct Stats {
     pub error_lines: BTreeMap<String, u64>,
     pub rule_hits: BTreeMap<(String, String), u64>,
     pub unparsed: Vec<Unparsed>,
+    /// How each container is read and why (profile or format, reason), by name.
+    pub profiles: BTreeMap<String, (String, String)>,
 }
 
 /// What the main loop tells the pipeline.
@@ -163,10 +165,17 @@ pub(super) fn spawn(
 /// How one container's lines are read.
 struct Source {
     parser: LineParser,
-    categories: Option<Vec<String>>,
+    /// The rule categories and the profile that judge its lines.
+    scope: Scope,
     /// The container's name and format name, for the unparsed-lines notice.
     container: String,
     format: String,
+    /// Why it is read so, for `status`.
+    reason: String,
+    /// Whether most of its lines should parse (an access log, not an application's
+    /// log of which only some lines name a client): then a source that mostly does not
+    /// parse is reported.
+    check_parsing: bool,
     /// Lines that did not parse; says once when most of them fail.
     health: ParseHealth,
 }
@@ -304,7 +313,16 @@ impl Pipeline {
                 .as_ref()
                 .and_then(|l| l.of(&line.container_id))
                 .unwrap_or_default();
-            let source = new_source(&self.cfg, &labels.into_iter().collect(), line);
+            let image = self
+                .labels
+                .as_ref()
+                .map(|l| l.image_of(&line.container_id))
+                .unwrap_or_default();
+            let source = new_source(&self.cfg, &labels.into_iter().collect(), &image, line);
+            self.stats.profiles.insert(
+                line.container.clone(),
+                (source.format.clone(), source.reason.clone()),
+            );
             self.sources.insert(line.container_id.clone(), source);
         }
         let Some(source) = self.sources.get_mut(&line.container_id) else {
@@ -312,8 +330,14 @@ impl Pipeline {
         };
         // Docker's receive time is the clock: it cannot be forged by what a line says.
         let now = line.docker_ts_ns.div_euclid(1_000_000_000);
+        source.parser.set_reference(now);
         let parsed = source.parser.parse(&line.bytes);
-        if let Some(notice) = source.health.record(&line.bytes, parsed.is_some()) {
+        let notice = if source.check_parsing {
+            source.health.record(&line.bytes, parsed.is_some())
+        } else {
+            None
+        };
+        if let Some(notice) = notice {
             let (notice, format) = (notice.clone(), source.format.clone());
             self.unparsed_notice(line, &format, notice, now);
         }
@@ -337,7 +361,7 @@ impl Pipeline {
         };
         let obs = self
             .detector
-            .observe_in(&req, &line.bytes, now, source.categories.as_deref());
+            .observe_in(&req, &line.bytes, now, &source.scope);
         for &i in &obs.hits {
             let r = self.detector.rules().rule(i);
             let key = (r.id.clone(), r.category.clone());
@@ -425,6 +449,7 @@ impl Pipeline {
     /// bound. A container that comes back starts afresh.
     fn prune(&mut self, ids: &HashSet<String>, names: &HashSet<String>) {
         self.sources.retain(|id, _| ids.contains(id));
+        self.stats.profiles.retain(|name, _| names.contains(name));
         self.stats.lines_read.retain(|k, _| names.contains(k));
         self.stats.parse_failures.retain(|k, _| names.contains(k));
         self.stats.error_lines.retain(|k, _| names.contains(k));
@@ -446,8 +471,13 @@ pub(super) fn set_detector_networks(detector: &mut Detector, nets: &[DockerNetwo
 
 /// How a newly seen container's lines are read: its labels (from the watcher), then the
 /// `containers` section, then the global `log_format`.
-fn new_source(cfg: &Config, labels: &HashMap<String, String>, line: &LogLine) -> Source {
-    let (profile, warnings) = container_profile(cfg, &line.container, labels);
+fn new_source(
+    cfg: &Config,
+    labels: &HashMap<String, String>,
+    image: &str,
+    line: &LogLine,
+) -> Source {
+    let (profile, warnings) = container_profile(cfg, &line.container, image, labels);
     for w in warnings {
         tracing::warn!(CONTAINER = %line.container, "{w}");
     }
@@ -458,12 +488,17 @@ fn new_source(cfg: &Config, labels: &HashMap<String, String>, line: &LogLine) ->
             LineParser::auto()
         }
     };
-    tracing::info!(CONTAINER = %line.container, "reading {} as {}{}", line.container, profile.format.name(), profile.categories.as_ref().map(|c| format!(" (rules: {})", c.join(", "))).unwrap_or_default());
+    tracing::info!(CONTAINER = %line.container, "reading {} as {} ({}){}", line.container, profile.format.name(), profile.reason, profile.categories.as_ref().map(|c| format!(" (rules: {})", c.join(", "))).unwrap_or_default());
     Source {
         parser,
-        categories: profile.categories,
+        scope: profile.scope(),
         container: line.container.clone(),
         format: profile.format.name().to_string(),
+        check_parsing: match &profile.format {
+            LogFormat::Profile(p) => p.access_log,
+            _ => true,
+        },
+        reason: profile.reason,
         health: ParseHealth::default(),
     }
 }

@@ -4,8 +4,10 @@
 //! timestamp in `check`, the Docker timestamp or wall clock in the daemon), so a replay
 //! behaves exactly as the live daemon would have, and tests need no sleeping.
 
+pub mod blocks;
 pub mod decode;
 pub mod parse;
+pub mod profile;
 pub mod proxy;
 pub mod replay;
 pub mod rules;
@@ -16,6 +18,7 @@ pub mod window;
 use std::collections::HashMap;
 use std::hash::{BuildHasher, Hasher};
 use std::net::IpAddr;
+use std::sync::Arc;
 
 use crate::netaddr::{never_ban_reason, IpNet};
 use parse::Request;
@@ -67,6 +70,21 @@ pub struct Observation {
     pub hits: Vec<usize>,
     pub verdict: Option<Verdict>,
 }
+
+/// What applies to the lines of one source (a container's output, a file): the rule
+/// categories it is judged by (None: all), and its application profile, whose own rules
+/// and thresholds apply to it alone.
+#[derive(Debug, Clone, Default)]
+pub struct Scope {
+    pub categories: Option<Vec<String>>,
+    pub profile: Option<Arc<profile::Profile>>,
+}
+
+/// The scope of a source judged by everything and no profile.
+static UNSCOPED: Scope = Scope {
+    categories: None,
+    profile: None,
+};
 
 /// Per-IP state. Ordinary visitors only ever use the fixed part; everything an
 /// offender needs lives behind one pointer.
@@ -215,17 +233,18 @@ impl Detector {
     /// Examines one parsed request at time `now` (Unix seconds). `line` is the raw line,
     /// kept as evidence and seen by operator patterns that look at the whole line.
     pub fn observe(&mut self, req: &Request<'_>, line: &[u8], now: i64) -> Observation {
-        self.observe_in(req, line, now, None)
+        self.observe_in(req, line, now, &UNSCOPED)
     }
 
-    /// [`observe`](Self::observe) for a source where only rules of `categories` apply
-    /// (a container's `categories` setting or label); None: all rules.
+    /// [`observe`](Self::observe) for a source with a [`Scope`]: only rules of its
+    /// categories, the built-in rules its profile keeps and the profile's own rules
+    /// judge it, by the profile's thresholds.
     pub fn observe_in(
         &mut self,
         req: &Request<'_>,
         line: &[u8],
         now: i64,
-        categories: Option<&[String]>,
+        scope: &Scope,
     ) -> Observation {
         let mut obs = Observation::default();
         self.rules.matches(&mut self.view, req, line, &mut obs.hits);
@@ -250,17 +269,36 @@ impl Detector {
                 }
             }
         }
-        if let Some(cats) = categories {
+        {
             let rules = &self.rules;
-            obs.hits
-                .retain(|&i| cats.iter().any(|c| *c == rules.rule(i).category));
+            let profile = scope.profile.as_deref();
+            obs.hits.retain(|&i| {
+                let r = rules.rule(i);
+                let own = match (&r.profile, profile) {
+                    (None, None) => true,
+                    (None, Some(p)) => !p.disabled_rules.contains(&r.id),
+                    (Some(of), Some(p)) => *of == p.name,
+                    (Some(_), None) => false,
+                };
+                own && scope
+                    .categories
+                    .as_ref()
+                    .is_none_or(|cats| cats.contains(&r.category))
+            });
         }
         self.observed += 1;
         if self.observed % 65_536 == 0 || self.ips.len() > self.max_tracked {
             self.sweep(now);
         }
 
-        let t = &self.thresholds;
+        let scoped;
+        let t = match scope.profile.as_deref() {
+            Some(p) if !p.thresholds.is_empty() => {
+                scoped = p.thresholds.apply(&self.thresholds);
+                &scoped
+            }
+            _ => &self.thresholds,
+        };
         obs.client = Some(client.ip);
         let state = self.ips.entry(client.ip).or_default();
         // Out-of-order lines are treated as happening now for this IP, so windows never
@@ -417,11 +455,26 @@ impl Detector {
     /// more than the cap, of the longest idle ones.
     fn sweep(&mut self, now: i64) {
         let t = &self.thresholds;
+        // A profile's windows may be longer than the config's.
+        let profiles = profile::builtin_profiles().iter().map(|p| {
+            let o = &p.thresholds;
+            [
+                o.pattern_window,
+                o.failed_auth_window,
+                o.not_found_window,
+                o.not_found_burst_window,
+            ]
+            .into_iter()
+            .flatten()
+            .max()
+            .unwrap_or(0)
+        });
         let horizon = t
             .pattern_window
             .max(t.failed_auth_window)
             .max(t.not_found_window)
             .max(t.not_found_burst_window)
+            .max(profiles.max().unwrap_or(0))
             .max(60) as i64;
         let before = self.ips.len();
         self.ips
@@ -863,18 +916,15 @@ mod tests {
         ]));
         let raw = line("203.0.113.4", "/?q=AAA", 200, "x");
         let req = parse::parse_access(&raw).unwrap();
-        let only_xss = ["xss".to_string()];
-        assert!(d
-            .observe_in(&req, &raw, 0, Some(&only_xss))
-            .verdict
-            .is_none());
+        let only_xss = Scope {
+            categories: Some(vec!["xss".to_string()]),
+            profile: None,
+        };
+        assert!(d.observe_in(&req, &raw, 0, &only_xss).verdict.is_none());
         let raw = line("203.0.113.4", "/?q=BBB", 200, "x");
         let req = parse::parse_access(&raw).unwrap();
         assert_eq!(
-            d.observe_in(&req, &raw, 1, Some(&only_xss))
-                .verdict
-                .unwrap()
-                .rule,
+            d.observe_in(&req, &raw, 1, &only_xss).verdict.unwrap().rule,
             "b"
         );
     }

@@ -8,13 +8,16 @@
 
 use std::borrow::Cow;
 use std::net::IpAddr;
+use std::sync::Arc;
 
 use regex::bytes::Regex;
 use serde::Serialize;
 
+use super::blocks::{expand, UnknownBlock};
+use super::profile::Profile;
 use super::rules::{explain_regex_error, RegexError};
 use crate::netaddr::parse_client_ip;
-use crate::time::{epoch_number, parse_time};
+use crate::time::{epoch_number, parse_syslog_time, parse_time};
 
 /// The log formats every config knows, as `log_format` and containers name them.
 pub const BUILTIN_FORMATS: [&str; 5] = ["auto", "combined", "common", "vhost_combined", "json"];
@@ -37,6 +40,8 @@ pub enum LogFormat {
         name: String,
         regex: String,
     },
+    /// An application profile: its shapes, tried in order.
+    Profile(Arc<Profile>),
 }
 
 impl LogFormat {
@@ -60,6 +65,7 @@ impl LogFormat {
             LogFormat::VhostCombined => "vhost_combined",
             LogFormat::Json(_) => "json",
             LogFormat::Custom { name, .. } => name,
+            LogFormat::Profile(p) => &p.name,
         }
     }
 }
@@ -223,6 +229,8 @@ pub struct LineParser {
     /// never make a later line look like plain combined.
     auto_vhost: bool,
     times: TimeCache,
+    /// The reader's clock (Unix seconds), for times that carry no year (syslog's).
+    reference: Option<i64>,
 }
 
 enum Kind {
@@ -230,6 +238,71 @@ enum Kind {
     Access(Layout),
     Json,
     Custom(CustomFormat),
+    /// A profile's shapes.
+    Shapes(Shapes),
+}
+
+/// A profile's shapes: each tried in order, the one that read the last line first (a
+/// stream mostly keeps to one shape).
+struct Shapes {
+    parsers: Vec<ShapeParser>,
+    names: Vec<String>,
+    counts: Vec<u64>,
+    last: usize,
+}
+
+enum ShapeParser {
+    Access(Layout),
+    Json(Box<JsonFields>),
+    Custom(CustomFormat),
+}
+
+impl Shapes {
+    fn new(profile: &Profile) -> Result<Shapes, FormatError> {
+        let parsers = profile
+            .shapes
+            .iter()
+            .map(|s| {
+                Ok(match &s.format {
+                    LogFormat::Combined | LogFormat::Common => ShapeParser::Access(Layout::Plain),
+                    LogFormat::VhostCombined => ShapeParser::Access(Layout::VHost),
+                    LogFormat::Json(f) => ShapeParser::Json(f.clone()),
+                    LogFormat::Custom { regex, .. } => ShapeParser::Custom(compile_custom(regex)?),
+                    LogFormat::Auto | LogFormat::Profile(_) => ShapeParser::Access(Layout::Guess),
+                })
+            })
+            .collect::<Result<Vec<_>, FormatError>>()?;
+        Ok(Shapes {
+            counts: vec![0; parsers.len()],
+            names: profile.shapes.iter().map(|s| s.name.clone()).collect(),
+            parsers,
+            last: 0,
+        })
+    }
+
+    fn parse<'a>(
+        &mut self,
+        line: &'a [u8],
+        times: &mut TimeCache,
+        reference: Option<i64>,
+    ) -> Option<Request<'a>> {
+        let n = self.parsers.len();
+        let first = self.last.min(n.saturating_sub(1));
+        let order = std::iter::once(first).chain((0..n).filter(|&i| i != first));
+        for i in order {
+            let parsed = match &self.parsers[i] {
+                ShapeParser::Access(layout) => parse_access_cached(line, times, *layout).0,
+                ShapeParser::Json(f) => parse_json(line, f),
+                ShapeParser::Custom(c) => parse_custom(c, line, reference),
+            };
+            if parsed.is_some() {
+                self.last = i;
+                self.counts[i] += 1;
+                return parsed;
+            }
+        }
+        None
+    }
 }
 
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -270,8 +343,10 @@ struct CustomFormat {
 pub enum FormatError {
     #[error(transparent)]
     Regex(#[from] RegexError),
-    #[error("the regex has no named group `ip` (write (?P<ip>...) around the client address)")]
+    #[error("the regex has no named group `ip` (write %{{IP}} where the client address is, or (?P<ip>...) around it)")]
     NoIpGroup,
+    #[error(transparent)]
+    Block(#[from] UnknownBlock),
 }
 
 /// Checks a custom format's regex: it must compile and have a named group `ip`.
@@ -280,7 +355,8 @@ pub fn check_custom_regex(pattern: &str) -> Result<(), FormatError> {
 }
 
 fn compile_custom(pattern: &str) -> Result<CustomFormat, FormatError> {
-    let regex = Regex::new(pattern).map_err(|e| explain_regex_error(&e))?;
+    let pattern = expand(pattern)?;
+    let regex = Regex::new(&pattern).map_err(|e| explain_regex_error(&e))?;
     let group = |names: &[&str]| {
         names
             .iter()
@@ -315,6 +391,7 @@ impl LineParser {
             LogFormat::Custom { regex, .. } => {
                 (Kind::Custom(compile_custom(regex)?), JsonFields::default())
             }
+            LogFormat::Profile(p) => (Kind::Shapes(Shapes::new(p)?), JsonFields::default()),
         };
         Ok(LineParser {
             kind,
@@ -322,7 +399,27 @@ impl LineParser {
             auto_last: None,
             auto_vhost: false,
             times: TimeCache::default(),
+            reference: None,
         })
+    }
+
+    /// Sets the reader's clock (Unix seconds): a time without a year (syslog's) is read
+    /// as the latest such time not after it.
+    pub fn set_reference(&mut self, now: i64) {
+        self.reference = Some(now);
+    }
+
+    /// For a profile: each shape's name and how many lines it read.
+    pub fn shape_counts(&self) -> Vec<(String, u64)> {
+        match &self.kind {
+            Kind::Shapes(s) => s
+                .names
+                .iter()
+                .cloned()
+                .zip(s.counts.iter().copied())
+                .collect(),
+            _ => Vec::new(),
+        }
     }
 
     /// A parser for `auto`, which needs nothing that can fail.
@@ -333,6 +430,7 @@ impl LineParser {
             auto_last: None,
             auto_vhost: false,
             times: TimeCache::default(),
+            reference: None,
         }
     }
 
@@ -340,10 +438,11 @@ impl LineParser {
     /// carries no usable client address.
     pub fn parse<'a>(&mut self, line: &'a [u8]) -> Option<Request<'a>> {
         let line = trim_end(line);
-        match &self.kind {
+        match &mut self.kind {
             Kind::Access(layout) => parse_access_cached(line, &mut self.times, *layout).0,
             Kind::Json => parse_json(line, &self.json_fields),
-            Kind::Custom(c) => parse_custom(c, line),
+            Kind::Custom(c) => parse_custom(c, line, self.reference),
+            Kind::Shapes(s) => s.parse(line, &mut self.times, self.reference),
             Kind::Auto => {
                 let looks_json = line.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'{');
                 let order = match (looks_json, self.auto_last) {
@@ -585,12 +684,17 @@ fn split_request_line<'a>(request: &'a [u8], req: &mut Request<'a>) {
     req.target = Cow::Borrowed(target);
 }
 
-fn parse_custom<'a>(c: &CustomFormat, line: &'a [u8]) -> Option<Request<'a>> {
+fn parse_custom<'a>(
+    c: &CustomFormat,
+    line: &'a [u8],
+    reference: Option<i64>,
+) -> Option<Request<'a>> {
     let caps = c.regex.captures(line)?;
     let get = |i: Option<usize>| i.and_then(|i| caps.get(i)).map(|m| m.as_bytes());
     let ip = parse_client_ip(caps.get(c.ip)?.as_bytes())?;
     let mut req = Request::new(ip);
-    req.time = get(c.time).and_then(parse_time);
+    req.time = get(c.time)
+        .and_then(|t| parse_time(t).or_else(|| reference.and_then(|r| parse_syslog_time(t, r))));
     req.status = get(c.status).and_then(parse_status);
     if let Some(r) = get(c.request) {
         req.request = Cow::Borrowed(r);

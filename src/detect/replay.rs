@@ -8,7 +8,7 @@ use std::net::IpAddr;
 use serde::Serialize;
 
 use super::parse::{LineParser, LogFormat, ParseHealth};
-use super::Detector;
+use super::{Detector, Scope};
 use crate::time::format_time;
 
 /// Why a replay cannot start (the words are the detector's or the format's).
@@ -54,12 +54,28 @@ pub struct Report {
     /// Inputs most of whose lines did not parse, in words (also printed to stderr).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub notices: Vec<String>,
+    /// With a profile: its name, and how many lines each of its shapes read.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub profile: Option<String>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub shapes: Vec<ShapeCount>,
+}
+
+/// How many lines one shape of a profile read.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct ShapeCount {
+    pub shape: String,
+    pub lines: u64,
 }
 
 /// Runs the detector over the inputs in order, as one host would have seen them.
 pub struct Replay {
     detector: Detector,
     format: LogFormat,
+    /// The rules and thresholds of the format's profile, if it is one.
+    scope: Scope,
+    /// The reader's clock, for times without a year.
+    reference: Option<i64>,
     max_line: usize,
     report: Report,
     bans: HashMap<IpAddr, usize>,
@@ -82,11 +98,32 @@ impl Replay {
         format: LogFormat,
         max_line: usize,
     ) -> Result<Replay, ReplayError> {
+        let profile = match &format {
+            LogFormat::Profile(p) => Some(p.clone()),
+            _ => None,
+        };
+        let report = Report {
+            profile: profile.as_ref().map(|p| p.name.clone()),
+            shapes: profile
+                .iter()
+                .flat_map(|p| p.shapes.iter())
+                .map(|s| ShapeCount {
+                    shape: s.name.clone(),
+                    lines: 0,
+                })
+                .collect(),
+            ..Report::default()
+        };
         Ok(Replay {
             detector: Detector::new(settings).map_err(ReplayError::Rules)?,
             format,
+            scope: Scope {
+                categories: None,
+                profile,
+            },
+            reference: None,
             max_line,
-            report: Report::default(),
+            report,
             bans: HashMap::new(),
             allowlisted: HashMap::new(),
             clock: 0,
@@ -98,20 +135,41 @@ impl Replay {
         self.max_line
     }
 
+    /// Sets the reader's clock (Unix seconds), for times that carry no year (syslog's).
+    pub fn set_reference(&mut self, now: i64) {
+        self.reference = Some(now);
+    }
+
     /// Starts the next input.
     pub fn source(&self) -> Result<Source, ReplayError> {
+        let mut parser = LineParser::new(&self.format).map_err(ReplayError::Format)?;
+        if let Some(r) = self.reference {
+            parser.set_reference(r);
+        }
         Ok(Source {
-            parser: LineParser::new(&self.format).map_err(ReplayError::Format)?,
+            parser,
             health: ParseHealth::default(),
         })
+    }
+
+    /// Whether most lines of an input should parse: not so for an application's log,
+    /// only some lines of which name a client.
+    fn checks_parsing(&self) -> bool {
+        self.scope.profile.as_ref().is_none_or(|p| p.access_log)
     }
 
     /// Ends an input called `name` in notices: when most of its lines did not parse, a
     /// notice saying so is added to [`Report::notices`] and returned.
     pub fn end(&mut self, source: Source, name: &str) -> Option<String> {
+        for (i, (_, n)) in source.parser.shape_counts().into_iter().enumerate() {
+            if let Some(c) = self.report.shapes.get_mut(i) {
+                c.lines += n;
+            }
+        }
         let notice = source
             .health
             .notice()
+            .filter(|_| self.checks_parsing())
             .map(|n| n.describe(name, self.format.name()));
         self.report.notices.extend(notice.clone());
         notice
@@ -134,7 +192,7 @@ impl Replay {
             self.clock = t;
         }
         let now = self.clock;
-        let obs = self.detector.observe(&req, line, now);
+        let obs = self.detector.observe_in(&req, line, now, &self.scope);
         for &i in &obs.hits {
             let id = &self.detector.rules().rule(i).id;
             match self.report.rule_hits.get_mut(id) {

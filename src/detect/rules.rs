@@ -115,6 +115,9 @@ pub struct Rule {
     /// Not a pattern: fires when a value of one of `fields` tokenizes as an injection
     /// (see [`super::structure`]); `pattern` is empty.
     pub analyzer: Option<Analyzer>,
+    /// The application profile this rule belongs to: it judges that profile's sources
+    /// only. None: every source.
+    pub profile: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -123,10 +126,11 @@ struct RuleFile {
     rule: Vec<RuleEntry>,
 }
 
+/// One rule as a rule file (the built-in one, or a profile's `[[rule]]`) writes it.
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-struct RuleEntry {
-    id: String,
+pub(crate) struct RuleEntry {
+    pub(crate) id: String,
     category: String,
     severity: String,
     fields: Vec<String>,
@@ -198,8 +202,16 @@ pub fn builtin_rule_ids() -> Vec<&'static str> {
 
 fn parse_rule_file(text: &str) -> Result<Vec<Rule>, RuleError> {
     let file: RuleFile = toml::from_str(text).map_err(|e| RuleError::File(e.to_string()))?;
-    let mut out: Vec<Rule> = Vec::with_capacity(file.rule.len());
-    for e in file.rule {
+    rules_from_entries(file.rule, None)
+}
+
+/// Checks and converts rule entries; `profile`: the profile they belong to.
+pub(crate) fn rules_from_entries(
+    entries: Vec<RuleEntry>,
+    profile: Option<&str>,
+) -> Result<Vec<Rule>, RuleError> {
+    let mut out: Vec<Rule> = Vec::with_capacity(entries.len());
+    for e in entries {
         let severity = Severity::parse(&e.severity).ok_or_else(|| RuleError::UnknownSeverity {
             id: e.id.clone(),
             severity: e.severity.clone(),
@@ -248,6 +260,7 @@ fn parse_rule_file(text: &str) -> Result<Vec<Rule>, RuleError> {
             builtin: true,
             oversized: e.oversized,
             analyzer,
+            profile: profile.map(str::to_string),
         });
     }
     Ok(out)
@@ -641,6 +654,11 @@ impl RuleSet {
             rules.extend(
                 builtin_rules()
                     .iter()
+                    .chain(
+                        super::profile::builtin_profiles()
+                            .iter()
+                            .flat_map(|p| p.rules.iter()),
+                    )
                     .filter(|r| !disabled.contains(&r.id))
                     .cloned(),
             );
@@ -664,6 +682,7 @@ impl RuleSet {
                 builtin: false,
                 oversized: false,
                 analyzer: None,
+                profile: None,
             });
         }
         let single = rules

@@ -12,6 +12,9 @@ use regex::Regex;
 
 use crate::config::Config;
 use crate::detect::parse::LogFormat;
+pub use crate::detect::profile::LABEL_PROFILE;
+use crate::detect::profile::{profile, profile_for_image, profile_names};
+use crate::detect::Scope;
 
 pub const LABEL_LOG_FORMAT: &str = "security-monitor.log_format";
 pub const LABEL_CATEGORIES: &str = "security-monitor.categories";
@@ -93,35 +96,98 @@ impl Selection {
     }
 }
 
-/// How one container's lines are read: its log format and the rule categories that
-/// apply (None: all).
+/// How one container's lines are read: its log format (an application profile, a
+/// built-in format or one of `formats`), the rule categories that apply (None: all), and
+/// why, in words for `status` and the log.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ContainerProfile {
     pub format: LogFormat,
     pub categories: Option<Vec<String>>,
+    pub reason: String,
 }
 
-/// The effective settings of container `name`: its labels first, then the `containers`
-/// section, then the global `log_format`. A label naming an unknown format is reported in
-/// the returned warnings and ignored.
+impl ContainerProfile {
+    /// What the detector applies to this container's lines.
+    pub fn scope(&self) -> Scope {
+        Scope {
+            categories: self.categories.clone(),
+            profile: match &self.format {
+                LogFormat::Profile(p) => Some(p.clone()),
+                _ => None,
+            },
+        }
+    }
+}
+
+/// The effective settings of container `name` running `image`, first of: its label
+/// `security-monitor.profile`, its label `security-monitor.log_format`, the `containers`
+/// section (`profile`, then `log_format`), a global `log_format` other than `auto`, the
+/// profile its image selects, and `auto`. A label naming an unknown profile or format is
+/// reported in the returned warnings and ignored.
 pub fn container_profile(
     cfg: &Config,
     name: &str,
+    image: &str,
     labels: &HashMap<String, String>,
 ) -> (ContainerProfile, Vec<String>) {
     let mut warnings = Vec::new();
     let section = cfg.containers.get(name);
-    let mut format = cfg.format_for_container(name);
-    if let Some(f) = labels.get(LABEL_LOG_FORMAT) {
-        match cfg.format(f.trim()) {
-            Some(lf) => format = lf,
+    let mut chosen: Option<(LogFormat, String)> = None;
+    if let Some(p) = labels.get(LABEL_PROFILE) {
+        match profile(p.trim()) {
+            Some(pr) => chosen = Some((LogFormat::Profile(pr), format!("label {LABEL_PROFILE}={}", p.trim()))),
             None => warnings.push(format!(
-                "container {name}: label {LABEL_LOG_FORMAT}={f} names no known log format ({}, or one under \"formats\"); using {}",
-                crate::detect::parse::BUILTIN_FORMATS.join(", "),
-                format.name()
+                "container {name}: label {LABEL_PROFILE}={p} names no profile (`security-monitor profiles` lists them: {})",
+                profile_names().join(", ")
             )),
         }
     }
+    if chosen.is_none() {
+        if let Some(f) = labels.get(LABEL_LOG_FORMAT) {
+            match cfg.format(f.trim()) {
+                Some(lf) => chosen = Some((lf, format!("label {LABEL_LOG_FORMAT}={}", f.trim()))),
+                None => warnings.push(format!(
+                    "container {name}: label {LABEL_LOG_FORMAT}={f} names no known log format ({}, a profile, or one under \"formats\"); ignored",
+                    crate::detect::parse::BUILTIN_FORMATS.join(", "),
+                )),
+            }
+        }
+    }
+    if chosen.is_none() {
+        if let Some(s) = section {
+            let named = s
+                .profile
+                .as_deref()
+                .map(|p| (p, "profile"))
+                .or(s.log_format.as_deref().map(|f| (f, "log_format")));
+            if let Some((n, key)) = named {
+                if let Some(lf) = cfg.format(n) {
+                    chosen = Some((lf, format!("containers.{name}.{key} in the config")));
+                }
+            }
+        }
+    }
+    if chosen.is_none() && cfg.log_format != "auto" {
+        if let Some(lf) = cfg.format(&cfg.log_format) {
+            chosen = Some((
+                lf,
+                format!("log_format \"{}\" in the config", cfg.log_format),
+            ));
+        }
+    }
+    if chosen.is_none() {
+        if let Some(p) = profile_for_image(image) {
+            chosen = Some((LogFormat::Profile(p), format!("image {image}")));
+        }
+    }
+    let (format, reason) = chosen.unwrap_or_else(|| {
+        let why = if image.is_empty() {
+            "no profile chosen".to_string()
+        } else {
+            format!("no profile for image {image}")
+        };
+        (LogFormat::Auto, why)
+    });
     let mut categories = section.and_then(|s| s.categories.clone());
     if let Some(c) = labels.get(LABEL_CATEGORIES) {
         let list: Vec<String> = c
@@ -137,7 +203,14 @@ pub fn container_profile(
             categories = Some(list);
         }
     }
-    (ContainerProfile { format, categories }, warnings)
+    (
+        ContainerProfile {
+            format,
+            categories,
+            reason,
+        },
+        warnings,
+    )
 }
 
 #[cfg(test)]
@@ -183,7 +256,7 @@ mod tests {
                 "containers": {"web": {"log_format": "combined", "categories": ["sqli"]}}}"#,
         )
         .unwrap();
-        let (p, w) = container_profile(&cfg, "web", &labels(&[]));
+        let (p, w) = container_profile(&cfg, "web", "", &labels(&[]));
         assert_eq!(
             (p.format, p.categories),
             (LogFormat::Combined, Some(vec!["sqli".to_string()]))
@@ -192,6 +265,7 @@ mod tests {
         let (p, w) = container_profile(
             &cfg,
             "web",
+            "",
             &labels(&[(LABEL_LOG_FORMAT, "app"), (LABEL_CATEGORIES, "xss, sqli")]),
         );
         assert!(matches!(p.format, LogFormat::Custom { .. }));
@@ -200,7 +274,7 @@ mod tests {
             Some(vec!["xss".to_string(), "sqli".to_string()])
         );
         assert!(w.is_empty());
-        let (p, w) = container_profile(&cfg, "other", &labels(&[(LABEL_LOG_FORMAT, "nope")]));
+        let (p, w) = container_profile(&cfg, "other", "", &labels(&[(LABEL_LOG_FORMAT, "nope")]));
         assert_eq!(p.format, LogFormat::Auto);
         assert_eq!(p.categories, None);
         assert!(w[0].contains("nope"), "{w:?}");

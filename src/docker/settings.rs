@@ -5,6 +5,8 @@
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct ContainerSettings {
     pub log_format: Option<String>,
+    /// The application profile to read it with (`security-monitor profiles`).
+    pub profile: Option<String>,
     /// Rule categories that apply to this container; None: all.
     pub categories: Option<Vec<String>>,
 }

@@ -190,6 +190,11 @@ pub struct ContainerLabels {
 }
 
 impl ContainerLabels {
+    /// The image reference container `id` runs (empty when unknown).
+    pub fn image_of(&self, _id: &str) -> String {
+        String::new()
+    }
+
     /// The labels of container `id`, if the watcher follows it.
     pub fn of(&self, id: &str) -> Option<BTreeMap<String, String>> {
         lock(&self.shared.trackers)
