@@ -65,10 +65,16 @@ fn in_netns(netns: &str) -> Command {
 impl Daemon {
     fn config_text(&self, extra: &str) -> String {
         let host = std::env::var("SECMON_DOCKER_SOCK").unwrap_or_default();
+        // Most tests read combined lines; one that sets its own log_format says so.
+        let format = if extra.contains("\"log_format\"") {
+            ""
+        } else {
+            r#", "log_format": "combined""#
+        };
         format!(
             r#"{{ "docker": {{"socket": "{host}", "label": "{label}"}},
                  "state": {{"dir": "{d}/state"}}, "control": {{"socket": "{d}/control.sock"}},
-                 "firewall": {{"backend": "nftables", "table": "{t}"}}, "log_format": "combined" {extra} }}"#,
+                 "firewall": {{"backend": "nftables", "table": "{t}"}} {format} {extra} }}"#,
             t = self.table,
             d = self.dir.path().display(),
             label = self.label(),
@@ -1244,4 +1250,106 @@ fn a_ban_is_mailed_once_and_a_restored_ban_sends_nothing() {
         st["notify"]["channels"][0]["sent"] == 1
     });
     assert!(counted, "{st}");
+}
+
+/// A container is read by the profile its image selects, or the one its label names, with
+/// nothing in the config: images are tagged here with the names the applications
+/// publish (`vaultwarden/server`, `gitea/gitea`), and `status` says which profile each
+/// container got and why.
+#[test]
+fn the_image_chooses_the_profile_and_a_label_overrides_it() {
+    let Some((env, netns)) = setup("the_image_chooses_the_profile_and_a_label_overrides_it") else {
+        return;
+    };
+    let d = Daemon::new(&netns, "smt_prof", r#", "log_format": "auto""#);
+    let tag = std::process::id();
+    let vw_image = format!("vaultwarden/server:smt{tag}");
+    let gitea_image = format!("gitea/gitea:smt{tag}");
+    env.docker(&["tag", &env.image, &vw_image]);
+    env.docker(&["tag", &env.image, &gitea_image]);
+    let vw_line = |ip: &str| {
+        format!("[2024-01-15 10:00:00.123][vaultwarden::api::identity][ERROR] Username or password is incorrect. Try again. IP: {ip}. Username: admin@example.com.")
+    };
+    let repeat =
+        |line: String, n: usize| -> String { (0..n).map(|_| format!("echo '{line}'; ")).collect() };
+    let run = |name: &str, image: &str, labels: &[&str], script: &str| {
+        let mut args = vec!["run", "-d", "--name", name, "--label", "secmon-test=1"];
+        let label = d.label();
+        args.extend(["--label", label.as_str()]);
+        for l in labels {
+            args.extend(["--label", l]);
+        }
+        args.extend([image, "sh", "-c", script]);
+        env.docker(&args);
+        Container {
+            env: &env,
+            name: name.to_string(),
+        }
+    };
+    let p = common::prefix("profile");
+    // Six failed logins from .121 (past the threshold of 5) and four from .122 (below).
+    let vw = format!("{p}vw");
+    let script = format!(
+        "sleep 1; {}{}sleep 600",
+        repeat(vw_line("203.0.113.121"), 6),
+        repeat(vw_line("203.0.113.122"), 4)
+    );
+    let _vw = run(&vw, &vw_image, &[], &script);
+    // A Gitea image told by its label that it runs Vaultwarden.
+    let relabelled = format!("{p}relabelled");
+    let script = format!("sleep 1; {}sleep 600", repeat(vw_line("203.0.113.123"), 6));
+    let _relabelled = run(
+        &relabelled,
+        &gitea_image,
+        &["security-monitor.profile=vaultwarden"],
+        &script,
+    );
+    assert!(
+        wait_until(Duration::from_secs(20), || {
+            let set = d.kernel_set();
+            set.contains("203.0.113.121") && set.contains("203.0.113.123")
+        }),
+        "the profiles did not ban:\n{}\n{}",
+        d.kernel_set(),
+        d.log()
+    );
+    assert!(
+        !d.kernel_set().contains("203.0.113.122"),
+        "four failures are below the threshold"
+    );
+    let status: serde_json::Value =
+        serde_json::from_slice(&d.cli(&["status", "--json"]).stdout).expect("status --json");
+    let profiles = status["profiles"].as_array().cloned().unwrap_or_default();
+    let of = |name: &str| {
+        profiles
+            .iter()
+            .find(|p| p["container"] == name)
+            .cloned()
+            .unwrap_or_default()
+    };
+    assert_eq!(of(&vw)["profile"], "vaultwarden", "{status}");
+    assert!(
+        of(&vw)["reason"]
+            .as_str()
+            .is_some_and(|r| r.contains(&vw_image)),
+        "{status}"
+    );
+    assert_eq!(of(&relabelled)["profile"], "vaultwarden", "{status}");
+    assert!(
+        of(&relabelled)["reason"]
+            .as_str()
+            .is_some_and(|r| r.contains("label security-monitor.profile=vaultwarden")),
+        "{status}"
+    );
+    let text = String::from_utf8_lossy(&d.cli(&["status"]).stdout).into_owned();
+    assert!(
+        text.contains(&format!(
+            "profile      {vw}: vaultwarden (image {vw_image})"
+        )),
+        "{text}"
+    );
+    let _ = Command::new("docker")
+        .env("DOCKER_HOST", &env.host)
+        .args(["rmi", "-f", &vw_image, &gitea_image])
+        .output();
 }

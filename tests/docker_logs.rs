@@ -56,7 +56,7 @@ async fn a_running_container_is_followed_on_stdout_and_stderr() {
         match r.line.stream {
             Stream::Stdout => assert!(t.starts_with("out "), "{t}"),
             Stream::Stderr => assert!(t.starts_with("err "), "{t}"),
-            Stream::Console => panic!("no TTY here: {t}"),
+            Stream::Console | Stream::File => panic!("no TTY or file here: {t}"),
         }
     }
     let texts = w.texts_of(&name);
@@ -556,6 +556,209 @@ async fn a_flooding_container_does_not_hold_up_the_others() {
         "the flood went over 5000 lines/s: {f:#?}"
     );
     assert!(f.lines_read > 0, "{f:#?}");
+    w.stop().await;
+    env.remove_all(&p);
+}
+
+/// The numbers of lines "`tag` N" that came from file `path` of container `name`.
+fn file_numbers(w: &Watch, name: &str, path: &str, tag: &str) -> Vec<u64> {
+    let texts: Vec<String> = w
+        .got
+        .iter()
+        .filter(|r| r.line.container == name && r.line.file.as_deref() == Some(path))
+        .map(|r| text(&r.line))
+        .collect();
+    numbers(&texts, tag)
+}
+
+/// A container script: after a second (so the watcher sees the file appear and reads it
+/// from its start), writes "`tag` 0" … "`tag` N-1" into `file` every 20 ms, moving the
+/// file to `rotated` after line `rotate_at` (the next line makes a new one).
+fn file_writer(file: &str, tag: &str, n: u32, rotate_at: u32, rotated: &str) -> String {
+    format!(
+        "sleep 1; i=0; while [ $i -lt {n} ]; do echo \"{tag} $i\" >> {file}; \
+         if [ $i -eq {rotate_at} ]; then mv {file} {rotated}; fi; i=$((i+1)); sleep 0.02; done; \
+         echo done on stdout; sleep 1000"
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn log_files_on_a_bind_mount_and_a_named_volume_are_read_through_rotation() {
+    let Some(env) = env("log_files_on_a_bind_mount_and_a_named_volume_are_read_through_rotation")
+    else {
+        return;
+    };
+    let p = prefix("files");
+    let dir = state_dir();
+    let mut w = Watch::start(env.settings(&p, dir.path(), ""));
+    // Nginx Proxy Manager's shape: a bind mount, a pattern in the label.
+    let host_logs = tempfile::tempdir().expect("temp dir");
+    let npm = format!("{p}npm");
+    let npm_file = "/data/logs/proxy-host-1_access.log";
+    env.run(
+        &npm,
+        &[
+            "-v",
+            &format!("{}:/data/logs", host_logs.path().display()),
+            "--label",
+            "security-monitor.logfile=/data/logs/proxy-host-*_access.log,/var/log/unmounted.log",
+        ],
+        &file_writer(
+            npm_file,
+            "npm",
+            80,
+            39,
+            "/data/logs/proxy-host-1_access.log.1",
+        ),
+    );
+    // linuxserver's sshd shape: a named volume, an s6 log directory.
+    let volume = format!("{p}config");
+    let ssh = format!("{p}ssh");
+    let ssh_file = "/config/logs/openssh/current";
+    env.run(
+        &ssh,
+        &[
+            "-v",
+            &format!("{volume}:/config"),
+            "--label",
+            &format!("security-monitor.logfile={ssh_file}"),
+        ],
+        &format!(
+            "mkdir -p /config/logs/openssh; {}",
+            file_writer(ssh_file, "ssh", 60, 29, "/config/logs/openssh/@400000006.s")
+        ),
+    );
+    w.until(T, "every file line and both stdout lines", |g| {
+        g.iter().filter(|r| r.line.file.is_some()).count() >= 140
+            && g.iter()
+                .filter(|r| text(&r.line) == "done on stdout")
+                .count()
+                >= 2
+    })
+    .await;
+    w.settle(Duration::from_millis(600)).await;
+    assert_each_once(&file_numbers(&w, &npm, npm_file, "npm"), "bind mount");
+    assert_eq!(file_numbers(&w, &npm, npm_file, "npm").len(), 80);
+    assert_each_once(&file_numbers(&w, &ssh, ssh_file, "ssh"), "named volume");
+    assert_eq!(file_numbers(&w, &ssh, ssh_file, "ssh").len(), 60);
+    for r in &w.got {
+        match &r.line.file {
+            Some(_) => assert_eq!(r.line.stream, Stream::File),
+            None => assert_eq!(text(&r.line), "done on stdout"),
+        }
+    }
+    let status = w.status();
+    let n = status
+        .containers
+        .iter()
+        .find(|c| c.name == npm)
+        .expect("status of the npm container");
+    assert_eq!(n.image, env.image);
+    assert_eq!(n.lines_read, 81, "{n:#?}");
+    let unmounted = n
+        .files
+        .iter()
+        .find(|f| f.path == "/var/log/unmounted.log")
+        .expect("the unmounted path is reported");
+    let problem = unmounted.problem.as_deref().unwrap_or_default();
+    assert!(problem.contains("on no mount"), "{problem}");
+    w.stop().await;
+    env.remove_all(&p);
+    let _ = std::process::Command::new("docker")
+        .env("DOCKER_HOST", &env.host)
+        .args(["volume", "rm", "-f", &volume])
+        .output();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restart_resumes_a_log_file_from_its_cursor() {
+    let Some(env) = env("a_restart_resumes_a_log_file_from_its_cursor") else {
+        return;
+    };
+    let p = prefix("filecursor");
+    let name = format!("{p}app");
+    let host_logs = tempfile::tempdir().expect("temp dir");
+    let file = "/logs/app.log";
+    env.run(
+        &name,
+        &[
+            "-v",
+            &format!("{}:/logs", host_logs.path().display()),
+            "--label",
+            &format!("security-monitor.logfile={file}"),
+        ],
+        "sleep 1; i=0; while true; do echo \"seq $i\" >> /logs/app.log; i=$((i+1)); sleep 0.02; done",
+    );
+    let dir = state_dir();
+    let mut first = Watch::start(env.settings(&p, dir.path(), ""));
+    first
+        .until(T, "100 file lines", |g| {
+            g.iter().filter(|r| r.line.file.is_some()).count() >= 100
+        })
+        .await;
+    first.stop().await;
+    let before = file_numbers(&first, &name, file, "seq");
+    let last_before = assert_each_once(&before, "before the restart");
+    let cursors = std::fs::read_to_string(dir.path().join("cursors.json")).expect("cursors");
+    assert!(cursors.contains(file), "{cursors}");
+    // Down for a while: these lines are read after the restart, once.
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+    let mut second = Watch::start(env.settings(&p, dir.path(), ""));
+    second
+        .until(T, "lines well past the downtime", |g| {
+            g.iter()
+                .filter_map(|r| text(&r.line).strip_prefix("seq ")?.parse::<u64>().ok())
+                .any(|n| n > last_before + 80)
+        })
+        .await;
+    second.stop().await;
+    let after = file_numbers(&second, &name, file, "seq");
+    assert_eq!(
+        after.first().copied(),
+        Some(last_before + 1),
+        "read on from the cursor"
+    );
+    let mut all = before.clone();
+    all.extend(&after);
+    assert_each_once(&all, "across the restart");
+    env.remove_all(&p);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stopped_containers_files_are_read_to_the_end_and_then_no_longer() {
+    let Some(env) = env("a_stopped_containers_files_are_read_to_the_end_and_then_no_longer") else {
+        return;
+    };
+    let p = prefix("filestop");
+    let name = format!("{p}app");
+    let host_logs = tempfile::tempdir().expect("temp dir");
+    let dir = state_dir();
+    let mut w = Watch::start(env.settings(&p, dir.path(), ""));
+    // Its last lines are written just before it exits, between two polls.
+    env.run(
+        &name,
+        &[
+            "-v",
+            &format!("{}:/logs", host_logs.path().display()),
+            "--label",
+            "security-monitor.logfile=/logs/app.log",
+        ],
+        "sleep 1; i=0; while [ $i -lt 30 ]; do echo \"seq $i\" >> /logs/app.log; i=$((i+1)); done",
+    );
+    w.until(T, "the 30 lines written before it exited", |g| {
+        g.len() >= 30
+    })
+    .await;
+    assert_each_once(&file_numbers(&w, &name, "/logs/app.log", "seq"), "file");
+    // Stopped: what is written into the file now (by the host) is not read.
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+    let mut f = std::fs::OpenOptions::new()
+        .append(true)
+        .open(host_logs.path().join("app.log"))
+        .expect("the container's log file on the host");
+    std::io::Write::write_all(&mut f, b"seq 30\n").expect("append");
+    w.settle(Duration::from_millis(1000)).await;
+    assert_eq!(w.got.len(), 30, "read after the container stopped");
     w.stop().await;
     env.remove_all(&p);
 }

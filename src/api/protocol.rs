@@ -134,7 +134,7 @@ pub struct Unparsed {
     pub format: String,
     pub lines: u64,
     pub unparsed: u64,
-    /// The latest line that did not parse, escaped and truncated.
+    /// The first line that did not parse, escaped and truncated.
     pub sample: String,
 }
 

@@ -20,12 +20,13 @@ use super::table::{Column, Table};
 use super::{accepted, ask, daemon_answer, load_config, show_answer, socket_of};
 
 /// `status`'s followed containers.
-const CONTAINER_COLUMNS: [Column; 5] = [
+const CONTAINER_COLUMNS: [Column; 6] = [
     Column::fixed("CONTAINER", 24),
     Column::fixed("STREAM", 14).close(),
     Column::fixed("LINES", 10).right().close(),
     Column::fixed("DROPPED", 8).right().close(),
     Column::fixed("TRUNCATED", 9).right().close(),
+    Column::fit("IMAGE"),
 ];
 
 /// `insights`' signals; the last column, why, is not padded.
@@ -171,9 +172,19 @@ fn write_docker(out: &mut impl Write, dk: &WatcherStatus) -> io::Result<()> {
             c.lines_read.to_string(),
             c.lines_dropped.to_string(),
             c.lines_truncated.to_string(),
+            c.image.clone(),
         ]);
     }
-    write!(out, "{table}")
+    write!(out, "{table}")?;
+    for c in &dk.containers {
+        for f in &c.files {
+            match &f.problem {
+                None => writeln!(out, "  {} file {}: {} lines", c.name, f.path, f.lines_read)?,
+                Some(p) => writeln!(out, "  {} file NOT READ: {p}", c.name)?,
+            }
+        }
+    }
+    Ok(())
 }
 
 pub(super) fn health(config: Option<&Path>, json: bool) -> Result<u8> {

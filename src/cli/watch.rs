@@ -68,6 +68,7 @@ fn print(out: &mut impl Write, l: &LogLine, json: bool) -> io::Result<()> {
             "container": l.container,
             "container_id": l.container_id,
             "stream": l.stream.as_str(),
+            "file": l.file.as_deref(),
             "ts": format_ts_ns(l.docker_ts_ns),
             "ts_ns": l.docker_ts_ns,
             "line": text,
@@ -80,7 +81,8 @@ fn print(out: &mut impl Write, l: &LogLine, json: bool) -> io::Result<()> {
             out,
             "{} {} {} {}",
             l.container,
-            l.stream.as_str(),
+            // A log file's lines name the file instead of the stream.
+            l.file.as_deref().unwrap_or(l.stream.as_str()),
             format_ts_ns(l.docker_ts_ns),
             text
         )

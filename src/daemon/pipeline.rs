@@ -180,12 +180,16 @@ struct Source {
     health: ParseHealth,
 }
 
+/// A container id, and the log file's path for a line of one (None: its stream).
+type SourceKey = (String, Option<Arc<str>>);
+
 struct Pipeline {
     cfg: Config,
     detector: Detector,
     labels: Option<ContainerLabels>,
-    /// How each container's lines are read, by container id.
-    sources: HashMap<String, Source>,
+    /// How each container's lines are read, by container id and, for a log file inside
+    /// it, the file's path there: each file is parsed apart from the stream.
+    sources: HashMap<SourceKey, Source>,
     error_rates: ErrorRates,
     stats: Stats,
     /// Docker's networks as last read (kept for the detector a reload makes).
@@ -307,31 +311,32 @@ impl Pipeline {
                 self.stats.lines_read.insert(line.container.clone(), 1);
             }
         }
-        if !self.sources.contains_key(&line.container_id) {
-            let labels = self
+        let key: SourceKey = (line.container_id.clone(), line.file.clone());
+        if !self.sources.contains_key(&key) {
+            let info = self
                 .labels
                 .as_ref()
-                .and_then(|l| l.of(&line.container_id))
+                .and_then(|l| l.info(&line.container_id))
                 .unwrap_or_default();
-            let image = self
-                .labels
-                .as_ref()
-                .map(|l| l.image_of(&line.container_id))
-                .unwrap_or_default();
-            let source = new_source(&self.cfg, &labels.into_iter().collect(), &image, line);
+            let labels: HashMap<String, String> = info.labels.into_iter().collect();
+            let source = new_source(&self.cfg, &labels, &info.image, line);
             self.stats.profiles.insert(
                 line.container.clone(),
                 (source.format.clone(), source.reason.clone()),
             );
-            self.sources.insert(line.container_id.clone(), source);
+            self.sources.insert(key.clone(), source);
         }
-        let Some(source) = self.sources.get_mut(&line.container_id) else {
+        let Some(source) = self.sources.get_mut(&key) else {
             return;
         };
         // Docker's receive time is the clock: it cannot be forged by what a line says.
         let now = line.docker_ts_ns.div_euclid(1_000_000_000);
         source.parser.set_reference(now);
         let parsed = source.parser.parse(&line.bytes);
+        let hint = match parsed {
+            None => source.parser.hint(&line.bytes),
+            Some(_) => None,
+        };
         let notice = if source.check_parsing {
             source.health.record(&line.bytes, parsed.is_some())
         } else {
@@ -342,6 +347,9 @@ impl Pipeline {
             self.unparsed_notice(line, &format, notice, now);
         }
         let Some(req) = parsed else {
+            if let Some(hint) = hint {
+                tracing::warn!(CONTAINER = %line.container, ACTION = "unparsed", "container {}: {hint}", line.container);
+            }
             *self
                 .stats
                 .parse_failures
@@ -356,7 +364,7 @@ impl Pipeline {
         if error_rate::is_error(req.status, true, &line.bytes) {
             self.error_line(line, now);
         }
-        let Some(source) = self.sources.get(&line.container_id) else {
+        let Some(source) = self.sources.get(&key) else {
             return;
         };
         let obs = self
@@ -448,7 +456,7 @@ impl Pipeline {
     /// no longer selected): containers that come and go must not grow these maps without
     /// bound. A container that comes back starts afresh.
     fn prune(&mut self, ids: &HashSet<String>, names: &HashSet<String>) {
-        self.sources.retain(|id, _| ids.contains(id));
+        self.sources.retain(|(id, _), _| ids.contains(id));
         self.stats.profiles.retain(|name, _| names.contains(name));
         self.stats.lines_read.retain(|k, _| names.contains(k));
         self.stats.parse_failures.retain(|k, _| names.contains(k));
@@ -492,7 +500,10 @@ fn new_source(
     Source {
         parser,
         scope: profile.scope(),
-        container: line.container.clone(),
+        container: match &line.file {
+            Some(file) => format!("{} {file}", line.container),
+            None => line.container.clone(),
+        },
         format: profile.format.name().to_string(),
         check_parsing: match &profile.format {
             LogFormat::Profile(p) => p.access_log,

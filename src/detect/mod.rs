@@ -6,6 +6,7 @@
 
 pub mod blocks;
 pub mod decode;
+mod json;
 pub mod parse;
 pub mod profile;
 pub mod proxy;

@@ -14,6 +14,7 @@ use regex::bytes::Regex;
 use serde::Serialize;
 
 use super::blocks::{expand, UnknownBlock};
+use super::json;
 use super::profile::Profile;
 use super::rules::{explain_regex_error, RegexError};
 use crate::netaddr::parse_client_ip;
@@ -221,7 +222,7 @@ impl<'a> Request<'a> {
 /// source has been writing.
 pub struct LineParser {
     kind: Kind,
-    json_fields: JsonFields,
+    json: JsonReader,
     /// For `auto`: the last format that parsed a line of this source.
     auto_last: Option<AutoKind>,
     /// For `auto`: set once a line of this source had the unmistakable virtual-host shape;
@@ -249,11 +250,14 @@ struct Shapes {
     names: Vec<String>,
     counts: Vec<u64>,
     last: usize,
+    /// The profile's hints, and whether one has been given.
+    hints: Vec<(Regex, String)>,
+    hinted: bool,
 }
 
 enum ShapeParser {
     Access(Layout),
-    Json(Box<JsonFields>),
+    Json(Box<JsonReader>),
     Custom(CustomFormat),
 }
 
@@ -266,13 +270,23 @@ impl Shapes {
                 Ok(match &s.format {
                     LogFormat::Combined | LogFormat::Common => ShapeParser::Access(Layout::Plain),
                     LogFormat::VhostCombined => ShapeParser::Access(Layout::VHost),
-                    LogFormat::Json(f) => ShapeParser::Json(f.clone()),
+                    LogFormat::Json(f) => ShapeParser::Json(Box::new(JsonReader::new(f))),
                     LogFormat::Custom { regex, .. } => ShapeParser::Custom(compile_custom(regex)?),
                     LogFormat::Auto | LogFormat::Profile(_) => ShapeParser::Access(Layout::Guess),
                 })
             })
             .collect::<Result<Vec<_>, FormatError>>()?;
+        let hints = profile
+            .hints
+            .iter()
+            .filter_map(|h| {
+                let re = expand(&h.pattern).ok()?;
+                Some((Regex::new(&re).ok()?, h.text.clone()))
+            })
+            .collect();
         Ok(Shapes {
+            hints,
+            hinted: false,
             counts: vec![0; parsers.len()],
             names: profile.shapes.iter().map(|s| s.name.clone()).collect(),
             parsers,
@@ -290,9 +304,9 @@ impl Shapes {
         let first = self.last.min(n.saturating_sub(1));
         let order = std::iter::once(first).chain((0..n).filter(|&i| i != first));
         for i in order {
-            let parsed = match &self.parsers[i] {
+            let parsed = match &mut self.parsers[i] {
                 ShapeParser::Access(layout) => parse_access_cached(line, times, *layout).0,
-                ShapeParser::Json(f) => parse_json(line, f),
+                ShapeParser::Json(reader) => reader.parse(line),
                 ShapeParser::Custom(c) => parse_custom(c, line, reference),
             };
             if parsed.is_some() {
@@ -395,7 +409,7 @@ impl LineParser {
         };
         Ok(LineParser {
             kind,
-            json_fields,
+            json: JsonReader::new(&json_fields),
             auto_last: None,
             auto_vhost: false,
             times: TimeCache::default(),
@@ -407,6 +421,20 @@ impl LineParser {
     /// as the latest such time not after it.
     pub fn set_reference(&mut self, now: i64) {
         self.reference = Some(now);
+    }
+
+    /// For a profile, once per parser: the hint a line that did not parse matches (the
+    /// application logs no client address as it is set up, and what to change).
+    pub fn hint(&mut self, line: &[u8]) -> Option<String> {
+        let Kind::Shapes(s) = &mut self.kind else {
+            return None;
+        };
+        if s.hinted {
+            return None;
+        }
+        let text = s.hints.iter().find(|(re, _)| re.is_match(line))?.1.clone();
+        s.hinted = true;
+        Some(text)
     }
 
     /// For a profile: each shape's name and how many lines it read.
@@ -426,7 +454,7 @@ impl LineParser {
     pub fn auto() -> Self {
         LineParser {
             kind: Kind::Auto,
-            json_fields: JsonFields::default(),
+            json: JsonReader::new(&JsonFields::default()),
             auto_last: None,
             auto_vhost: false,
             times: TimeCache::default(),
@@ -440,7 +468,7 @@ impl LineParser {
         let line = trim_end(line);
         match &mut self.kind {
             Kind::Access(layout) => parse_access_cached(line, &mut self.times, *layout).0,
-            Kind::Json => parse_json(line, &self.json_fields),
+            Kind::Json => self.json.parse(line),
             Kind::Custom(c) => parse_custom(c, line, self.reference),
             Kind::Shapes(s) => s.parse(line, &mut self.times, self.reference),
             Kind::Auto => {
@@ -464,7 +492,7 @@ impl LineParser {
                             self.auto_vhost |= parsed.is_some() && used == Layout::VHost;
                             parsed
                         }
-                        AutoKind::Json => parse_json(line, &self.json_fields),
+                        AutoKind::Json => self.json.parse(line),
                     };
                     if parsed.is_some() {
                         self.auto_last = Some(k);
@@ -726,104 +754,210 @@ fn parse_custom<'a>(
     Some(req)
 }
 
-fn json_lookup<'v>(obj: &'v serde_json::Value, keys: &[String]) -> Option<&'v serde_json::Value> {
-    keys.iter().find_map(|k| {
-        if let Some(v) = obj.get(k.as_str()) {
-            return Some(v);
+/// The JSON format's reader: a [`json::Scanner`] for the configured keys, and per field
+/// the slots of its keys in the order they are tried. A dotted key (`request.client_ip`)
+/// is tried as written first, then as a path into nested objects. A field takes the
+/// first key of its list that is present, whatever its value: a `"request"` that holds
+/// an object (Caddy) is no request line, and `request_line` is not tried after it.
+struct JsonReader {
+    scanner: json::Scanner,
+    fields: JsonSlots,
+    times: TimeCache,
+}
+
+/// Per field of [`JsonFields`], the scanner slots of its keys in order.
+struct JsonSlots {
+    ip: Vec<usize>,
+    request: Vec<usize>,
+    method: Vec<usize>,
+    uri: Vec<usize>,
+    protocol: Vec<usize>,
+    status: Vec<usize>,
+    user_agent: Vec<usize>,
+    referer: Vec<usize>,
+    time: Vec<usize>,
+    forwarded_for: Vec<usize>,
+    message: Vec<usize>,
+}
+
+impl JsonReader {
+    fn new(f: &JsonFields) -> JsonReader {
+        let lists = [
+            &f.ip,
+            &f.request,
+            &f.method,
+            &f.uri,
+            &f.protocol,
+            &f.status,
+            &f.user_agent,
+            &f.referer,
+            &f.time,
+            &f.forwarded_for,
+            &f.message,
+        ];
+        let mut paths: Vec<Vec<&str>> = Vec::new();
+        let mut owner = Vec::new();
+        for (field, keys) in lists.iter().enumerate() {
+            for k in keys.iter() {
+                paths.push(vec![k.as_str()]);
+                owner.push(field);
+                if k.contains('.') {
+                    paths.push(k.split('.').collect());
+                    owner.push(field);
+                }
+            }
         }
-        if !k.contains('.') {
+        let (scanner, slot_of) = json::Scanner::new(&paths);
+        let mut per: [Vec<usize>; 11] = Default::default();
+        for (field, slot) in owner.into_iter().zip(slot_of) {
+            per[field].push(slot);
+        }
+        let [ip, request, method, uri, protocol, status, user_agent, referer, time, forwarded_for, message] =
+            per;
+        JsonReader {
+            scanner,
+            fields: JsonSlots {
+                ip,
+                request,
+                method,
+                uri,
+                protocol,
+                status,
+                user_agent,
+                referer,
+                time,
+                forwarded_for,
+                message,
+            },
+            times: TimeCache::default(),
+        }
+    }
+
+    /// The value of the first of `slots` present in the last scan.
+    fn found(&self, slots: &[usize]) -> Option<json::Found> {
+        slots.iter().find_map(|&s| self.scanner.get(s))
+    }
+
+    /// A field as text: a string (borrowed from the line unless it has escapes), a
+    /// number as serde_json writes it, an array's first element; None for the rest.
+    fn text<'a>(&self, json: &'a [u8], slots: &[usize]) -> Option<Cow<'a, [u8]>> {
+        let f = self.found(slots)?;
+        let raw = &json[f.start..f.end];
+        match f.kind {
+            json::Kind::Str => Some(Cow::Borrowed(raw)),
+            json::Kind::EscStr => Some(Cow::Owned(json::unescape(raw))),
+            json::Kind::Num => number_text(raw).map(Cow::Owned),
+            json::Kind::Other => None,
+        }
+    }
+
+    /// Parses one JSON line (leading whitespace allowed). None: not valid JSON, not an
+    /// object, or no client address.
+    fn parse<'a>(&mut self, line: &'a [u8]) -> Option<Request<'a>> {
+        let start = line.iter().position(|b| !b.is_ascii_whitespace())?;
+        let json = &line[start..];
+        if !self.scanner.scan(json) {
             return None;
         }
-        k.split('.').try_fold(obj, |v, part| v.get(part))
-    })
-}
-
-fn json_text(v: &serde_json::Value) -> Option<Cow<'_, [u8]>> {
-    match v {
-        serde_json::Value::String(s) => Some(Cow::Borrowed(s.as_bytes())),
-        serde_json::Value::Number(n) => Some(Cow::Owned(n.to_string().into_bytes())),
-        // Caddy logs headers as arrays of values.
-        serde_json::Value::Array(a) => a.first().and_then(json_text),
-        _ => None,
-    }
-}
-
-fn parse_json<'a>(line: &'a [u8], f: &JsonFields) -> Option<Request<'a>> {
-    let start = line.iter().position(|b| !b.is_ascii_whitespace())?;
-    let value: serde_json::Value = serde_json::from_slice(&line[start..]).ok()?;
-    if !value.is_object() {
-        return None;
-    }
-    let text = |keys: &[String]| {
-        json_lookup(&value, keys)
-            .and_then(json_text)
-            .map(|c| c.into_owned())
-    };
-    let ip = parse_client_ip(&text(&f.ip)?)?;
-    let mut req = Request::new(ip);
-    if let Some(r) = text(&f.request) {
-        req.request = Cow::Owned(r);
-        let request = req.request.clone().into_owned();
-        let mut tmp = Request::new(ip);
-        split_request_line(&request, &mut tmp);
-        req.method = Cow::Owned(tmp.method.into_owned());
-        req.target = Cow::Owned(tmp.target.into_owned());
-    }
-    if let Some(m) = text(&f.method) {
-        req.method = Cow::Owned(m);
-    }
-    if let Some(u) = text(&f.uri) {
-        req.target = Cow::Owned(u);
-    }
-    // A request line is only what the log holds: method, URI and the protocol as
-    // logged. A log that keeps no protocol (Caddy and Traefik do; Envoy, Authelia and
-    // GitLab do not) has no request line, and rules about request lines do not judge it
-    // (a made-up "GET /uri" would look like a request that is not HTTP).
-    if req.request.is_empty() && !req.target.is_empty() {
-        if let Some(proto) = text(&f.protocol).filter(|p| !p.is_empty()) {
-            let mut r = req.method.to_vec();
-            r.push(b' ');
-            r.extend_from_slice(&req.target);
-            r.push(b' ');
-            r.extend_from_slice(&proto);
-            req.request = Cow::Owned(r);
+        let f = &self.fields;
+        let ip = parse_client_ip(&self.text(json, &f.ip)?)?;
+        let mut req = Request::new(ip);
+        match self.text(json, &f.request) {
+            Some(Cow::Borrowed(r)) => {
+                req.request = Cow::Borrowed(r);
+                split_request_line(r, &mut req);
+            }
+            Some(Cow::Owned(r)) => {
+                let mut parts = Request::new(ip);
+                split_request_line(&r, &mut parts);
+                req.method = Cow::Owned(parts.method.into_owned());
+                req.target = Cow::Owned(parts.target.into_owned());
+                req.request = Cow::Owned(r);
+            }
+            None => {}
         }
+        if let Some(m) = self.text(json, &f.method) {
+            req.method = m;
+        }
+        if let Some(u) = self.text(json, &f.uri) {
+            req.target = u;
+        }
+        // A request line is only what the log holds: method, URI and the protocol as
+        // logged. A log that keeps no protocol (Caddy and Traefik do; Envoy, Authelia and
+        // GitLab do not) has no request line, and rules about request lines do not judge it
+        // (a made-up "GET /uri" would look like a request that is not HTTP).
+        if req.request.is_empty() && !req.target.is_empty() {
+            if let Some(proto) = self.text(json, &f.protocol).filter(|p| !p.is_empty()) {
+                let mut r =
+                    Vec::with_capacity(req.method.len() + req.target.len() + proto.len() + 2);
+                r.extend_from_slice(&req.method);
+                r.push(b' ');
+                r.extend_from_slice(&req.target);
+                r.push(b' ');
+                r.extend_from_slice(&proto);
+                req.request = Cow::Owned(r);
+            }
+        }
+        req.status = self.found(&f.status).and_then(|v| json_status(json, v));
+        req.user_agent = dash_empty_cow(self.text(json, &f.user_agent));
+        req.referer = dash_empty_cow(self.text(json, &f.referer));
+        req.forwarded_for = dash_empty_cow(self.text(json, &f.forwarded_for));
+        req.message = self.text(json, &f.message).unwrap_or_default();
+        let time = self.found(&f.time);
+        req.time = time.and_then(|v| json_time(json, v, &mut self.times));
+        Some(req)
     }
-    req.status = json_lookup(&value, &f.status).and_then(|v| match v {
-        serde_json::Value::Number(n) => n
-            .as_u64()
-            .filter(|s| (100..1000).contains(s))
-            .map(|s| s as u16),
-        serde_json::Value::String(s) => parse_status(s.as_bytes()),
+}
+
+/// A JSON number's text as serde_json writes it: an integer as written (the common
+/// case), anything else through serde_json itself (`1e3` is `1000.0`).
+fn number_text(raw: &[u8]) -> Option<Vec<u8>> {
+    if raw.len() <= 19 && raw.iter().all(u8::is_ascii_digit) {
+        return Some(raw.to_vec());
+    }
+    let n: serde_json::Number = serde_json::from_slice(raw).ok()?;
+    Some(n.to_string().into_bytes())
+}
+
+/// A status from a number (an integer from 100 to 999: as valid JSON has no leading
+/// zeros, exactly three digits) or a string of three digits; arrays and the rest: none.
+fn json_status(json: &[u8], v: json::Found) -> Option<u16> {
+    let raw = &json[v.start..v.end];
+    match (v.in_array, v.kind) {
+        (false, json::Kind::Num | json::Kind::Str) => parse_status(raw),
+        (false, json::Kind::EscStr) => parse_status(&json::unescape(raw)),
         _ => None,
-    });
-    req.user_agent = Cow::Owned(
-        text(&f.user_agent)
-            .map(|v| dash_empty(&v).to_vec())
-            .unwrap_or_default(),
-    );
-    req.referer = Cow::Owned(
-        text(&f.referer)
-            .map(|v| dash_empty(&v).to_vec())
-            .unwrap_or_default(),
-    );
-    req.forwarded_for = Cow::Owned(
-        text(&f.forwarded_for)
-            .map(|v| dash_empty(&v).to_vec())
-            .unwrap_or_default(),
-    );
-    req.message = Cow::Owned(text(&f.message).unwrap_or_default());
-    req.time = json_lookup(&value, &f.time).and_then(|v| match v {
-        serde_json::Value::Number(n) => n.as_f64().and_then(epoch_number),
-        serde_json::Value::String(s) => parse_time(s.as_bytes()),
+    }
+}
+
+/// A time from a number (epoch seconds, ms, µs or ns) or a string in a format
+/// [`parse_time`] reads; arrays and the rest: none.
+fn json_time(json: &[u8], v: json::Found, times: &mut TimeCache) -> Option<i64> {
+    let raw = &json[v.start..v.end];
+    match (v.in_array, v.kind) {
+        (false, json::Kind::Num) => {
+            let n: serde_json::Number = serde_json::from_slice(raw).ok()?;
+            n.as_f64().and_then(epoch_number)
+        }
+        (false, json::Kind::Str) => times.parse(raw),
+        (false, json::Kind::EscStr) => parse_time(&json::unescape(raw)),
         _ => None,
-    });
-    Some(req)
+    }
+}
+
+/// `-` or nothing is an empty field.
+fn dash_empty_cow(v: Option<Cow<'_, [u8]>>) -> Cow<'_, [u8]> {
+    match v {
+        Some(Cow::Borrowed(b)) => Cow::Borrowed(dash_empty(b)),
+        Some(Cow::Owned(b)) if b == b"-" => Cow::Borrowed(b""),
+        Some(owned) => owned,
+        None => Cow::Borrowed(b""),
+    }
 }
 
 /// Lines a source must have written before the share that failed to parse is judged.
 pub const UNPARSED_MIN_LINES: u64 = 100;
-/// How much of the latest unparsed line is kept as the notice's sample.
+/// How much of the first unparsed line is kept as the notice's sample.
 const UNPARSED_SAMPLE_BYTES: usize = 200;
 
 /// Counts one source's lines and those that did not parse, and says once when most of
@@ -833,7 +967,8 @@ const UNPARSED_SAMPLE_BYTES: usize = 200;
 pub struct ParseHealth {
     lines: u64,
     unparsed: u64,
-    /// The latest unparsed line, cut (copied raw; escaped only for the notice).
+    /// The first unparsed line, cut (copied raw; escaped only for the notice): the one
+    /// that shows where a wrong format starts going wrong.
     sample: Vec<u8>,
     notice: Option<UnparsedNotice>,
 }
@@ -845,7 +980,7 @@ pub struct ParseHealth {
 pub struct UnparsedNotice {
     pub lines: u64,
     pub unparsed: u64,
-    /// The latest line that did not parse, escaped and truncated.
+    /// The first line that did not parse, escaped and truncated.
     pub sample: String,
 }
 
@@ -855,7 +990,8 @@ impl ParseHealth {
         self.lines += 1;
         if !parsed {
             self.unparsed += 1;
-            self.sample.clear();
+        }
+        if !parsed && self.unparsed == 1 {
             self.sample
                 .extend_from_slice(&line[..line.len().min(UNPARSED_SAMPLE_BYTES)]);
         }
@@ -1130,5 +1266,549 @@ mod tests {
                 .is_none());
         }
         assert!(h.notice().is_none());
+    }
+}
+
+/// The reader this module had before the scanner, kept as the oracle the scanner is
+/// compared with: a whole `serde_json::Value` per line, every field copied out.
+#[cfg(test)]
+mod tests_oracle {
+    use super::*;
+
+    fn json_lookup<'v>(
+        obj: &'v serde_json::Value,
+        keys: &[String],
+    ) -> Option<&'v serde_json::Value> {
+        keys.iter().find_map(|k| {
+            if let Some(v) = obj.get(k.as_str()) {
+                return Some(v);
+            }
+            if !k.contains('.') {
+                return None;
+            }
+            k.split('.').try_fold(obj, |v, part| v.get(part))
+        })
+    }
+
+    fn json_text(v: &serde_json::Value) -> Option<Cow<'_, [u8]>> {
+        match v {
+            serde_json::Value::String(s) => Some(Cow::Borrowed(s.as_bytes())),
+            serde_json::Value::Number(n) => Some(Cow::Owned(n.to_string().into_bytes())),
+            // Caddy logs headers as arrays of values.
+            serde_json::Value::Array(a) => a.first().and_then(json_text),
+            _ => None,
+        }
+    }
+
+    pub fn parse_json<'a>(line: &'a [u8], f: &JsonFields) -> Option<Request<'a>> {
+        let start = line.iter().position(|b| !b.is_ascii_whitespace())?;
+        let value: serde_json::Value = serde_json::from_slice(&line[start..]).ok()?;
+        if !value.is_object() {
+            return None;
+        }
+        let text = |keys: &[String]| {
+            json_lookup(&value, keys)
+                .and_then(json_text)
+                .map(|c| c.into_owned())
+        };
+        let ip = parse_client_ip(&text(&f.ip)?)?;
+        let mut req = Request::new(ip);
+        if let Some(r) = text(&f.request) {
+            req.request = Cow::Owned(r);
+            let request = req.request.clone().into_owned();
+            let mut tmp = Request::new(ip);
+            split_request_line(&request, &mut tmp);
+            req.method = Cow::Owned(tmp.method.into_owned());
+            req.target = Cow::Owned(tmp.target.into_owned());
+        }
+        if let Some(m) = text(&f.method) {
+            req.method = Cow::Owned(m);
+        }
+        if let Some(u) = text(&f.uri) {
+            req.target = Cow::Owned(u);
+        }
+        // A request line is only what the log holds: method, URI and the protocol as
+        // logged. A log that keeps no protocol (Caddy and Traefik do; Envoy, Authelia and
+        // GitLab do not) has no request line, and rules about request lines do not judge it
+        // (a made-up "GET /uri" would look like a request that is not HTTP).
+        if req.request.is_empty() && !req.target.is_empty() {
+            if let Some(proto) = text(&f.protocol).filter(|p| !p.is_empty()) {
+                let mut r = req.method.to_vec();
+                r.push(b' ');
+                r.extend_from_slice(&req.target);
+                r.push(b' ');
+                r.extend_from_slice(&proto);
+                req.request = Cow::Owned(r);
+            }
+        }
+        req.status = json_lookup(&value, &f.status).and_then(|v| match v {
+            serde_json::Value::Number(n) => n
+                .as_u64()
+                .filter(|s| (100..1000).contains(s))
+                .map(|s| s as u16),
+            serde_json::Value::String(s) => parse_status(s.as_bytes()),
+            _ => None,
+        });
+        req.user_agent = Cow::Owned(
+            text(&f.user_agent)
+                .map(|v| dash_empty(&v).to_vec())
+                .unwrap_or_default(),
+        );
+        req.referer = Cow::Owned(
+            text(&f.referer)
+                .map(|v| dash_empty(&v).to_vec())
+                .unwrap_or_default(),
+        );
+        req.forwarded_for = Cow::Owned(
+            text(&f.forwarded_for)
+                .map(|v| dash_empty(&v).to_vec())
+                .unwrap_or_default(),
+        );
+        req.message = Cow::Owned(text(&f.message).unwrap_or_default());
+        req.time = json_lookup(&value, &f.time).and_then(|v| match v {
+            serde_json::Value::Number(n) => n.as_f64().and_then(epoch_number),
+            serde_json::Value::String(s) => parse_time(s.as_bytes()),
+            _ => None,
+        });
+        Some(req)
+    }
+}
+
+/// The scanner-based JSON reader against the `Value`-based one it replaced, line by
+/// line: the same `Request`, or None from both.
+#[cfg(test)]
+mod json_equivalence {
+    use super::tests_oracle::parse_json as oracle;
+    use super::*;
+
+    fn fields_sets() -> Vec<JsonFields> {
+        let custom = JsonFields {
+            ip: strings(&["a.b", "a.b.c", "x..y", "", "deep.er.ip", "n"]),
+            uri: strings(&["a.u", "u.", ".u"]),
+            user_agent: strings(&["h.ua", "h"]),
+            status: strings(&["s", "a.s"]),
+            time: strings(&["t", "a.t"]),
+            ..JsonFields::default()
+        };
+        vec![JsonFields::default(), custom]
+    }
+
+    #[track_caller]
+    fn same(line: &[u8]) {
+        for f in fields_sets() {
+            let mut p = LineParser::new(&LogFormat::Json(Box::new(f.clone()))).unwrap();
+            let new = p.parse(line);
+            let old = oracle(trim_end(line), &f);
+            assert_eq!(new, old, "line {:?}", String::from_utf8_lossy(line));
+        }
+    }
+
+    #[test]
+    fn real_shapes_read_the_same() {
+        let lines: &[&str] = &[
+            // Caddy 2 (http.log.access), as scripts/measure_corpus.py writes it.
+            r#"{"level":"info","ts":1763719200.123456,"logger":"http.log.access","msg":"handled request","request":{"remote_ip":"198.51.100.7","remote_port":"40123","client_ip":"203.0.113.9","proto":"HTTP/2.0","method":"GET","host":"www.example.com","uri":"/a?id=1%27%20or%201=1","headers":{"User-Agent":["sqlmap/1.7"],"Referer":["https://x/"],"Accept":["*/*"]}},"bytes_read":0,"user_id":"","duration":0.001234,"size":512,"status":404,"resp_headers":{"Server":["Caddy"]}}"#,
+            r#"{"request":{"remote_ip":"2001:db8::1","method":"GET","uri":"/y","headers":{"User-Agent":["nikto"]}},"status":404,"ts":1763719200.5}"#,
+            // Traefik JSON.
+            r#"{"ClientAddr":"192.0.2.4:5000","ClientHost":"192.0.2.4","ClientPort":"5000","DownstreamContentSize":19,"DownstreamStatus":401,"Duration":1234567,"RequestMethod":"POST","RequestPath":"/login","RequestProtocol":"HTTP/1.1","StartUTC":"2026-11-21T10:00:00.000123456Z","request_User-Agent":"Mozilla/5.0","request_Referer":"-","level":"info","msg":"","time":"2026-11-21T10:00:00Z"}"#,
+            // nginx escape=json.
+            r#"{"time_iso8601":"2026-11-21T10:00:00+00:00","remote_addr":"203.0.113.5","remote_user":"","request":"GET /x?q=\u0022\u003cscript\u003e HTTP/1.1","status":"403","body_bytes_sent":"0","http_referer":"","http_user_agent":"curl/8 \"quoted\"","http_x_forwarded_for":"-"}"#,
+            r#"{"remote_addr":"203.0.113.5","request":"\u0016\u0003\u0001\u0000","status":"400"}"#,
+            // Envoy-like: method and path, no protocol.
+            r#"{"start_time":"2026-11-21T10:00:00.123Z","method":"GET","path":"/admin","response_code":403,"status":403,"user_agent":"curl","x_forwarded_for":"10.0.0.1","client_ip":"198.51.100.20"}"#,
+            // Application logs with a message.
+            r#"{"level":"warn","msg":"Unsuccessful login attempt","remote_ip":"198.51.100.30","time":"2026-11-21T10:00:00+01:00"}"#,
+            r#"  {"remote_addr":"1.2.3.4","message":"x"}  "#,
+            "\x0c\t {\"remote_addr\":\"1.2.3.4\"}\r\n",
+            r#"{"remote_addr":"1.2.3.4","uri":"/\ud83d\ude00/é","protocol":"HTTP/1.1","method":"GET"}"#,
+            r#"{"remote_addr":"1.2.3.4","uri":"/x","protocol":"","method":"GET"}"#,
+            r#"{"remote_addr":"1.2.3.4","uri":"","protocol":"HTTP/1.1"}"#,
+            r#"{"remote_addr":"1.2.3.4","method":"G\u0045T","request":"GET /r HTTP/1.1"}"#,
+        ];
+        for l in lines {
+            same(l.as_bytes());
+        }
+    }
+
+    #[test]
+    fn edge_values_read_the_same() {
+        let values = [
+            "1",
+            "0",
+            "-0",
+            "404",
+            "404.0",
+            "4.04e2",
+            "-404",
+            "1e400",
+            "-1e400",
+            "1e-400",
+            "0e99999",
+            "18446744073709551615",
+            "18446744073709551616",
+            "-9223372036854775808",
+            "-9223372036854775809",
+            "1.5",
+            "1E3",
+            "1e+3",
+            "01",
+            "1.",
+            ".5",
+            "-",
+            "+1",
+            "1e",
+            "1763719200",
+            "1763719200123",
+            "1763719200.999999",
+            "null",
+            "true",
+            "false",
+            "nul",
+            "[]",
+            "[[]]",
+            "[\"x\"]",
+            "[[\"y\"],1]",
+            "[1]",
+            "[{}]",
+            "[null,\"z\"]",
+            "{}",
+            "{\"a\":1}",
+            "\"\"",
+            "\"-\"",
+            "\"404\"",
+            "\"40\\u0034\"",
+            "\"\\u0000\"",
+            "\"\\ud800\"",
+            "\"\\udc00\"",
+            "\"\\ud800\\u0041\"",
+            "\"\\ud800\\udc00\"",
+            "\"\\ud800x\"",
+            "\"\\x41\"",
+            "\"\\/\\b\\f\\n\\r\\t\"",
+            "\"\t\"",
+            "\"\u{7f}\"",
+            "\"2026-11-21T10:00:00Z\"",
+            "\"21/Nov/2026:00:06:01 +0100\"",
+            "[1,]",
+            "{,}",
+            "\"1.2.3.4\"",
+            "\"::ffff:1.2.3.4\"",
+            "\"1.2.3.4:80\"",
+            "\"[2001:db8::1]:443\"",
+            "[\"1.2.3.4\"]",
+            "3232235777",
+        ];
+        let keys = [
+            "remote_addr",
+            "status",
+            "ts",
+            "time",
+            "uri",
+            "method",
+            "protocol",
+            "request",
+            "http_user_agent",
+            "message",
+            "request.client_ip",
+            "a",
+            "s",
+            "t",
+            "n",
+            "h",
+        ];
+        for k in keys {
+            for v in values {
+                for line in [
+                    format!(r#"{{"{k}":{v}}}"#),
+                    format!(
+                        r#"{{"remote_addr":"1.2.3.4","{k}":{v},"uri":"/p","protocol":"HTTP/1.0"}}"#
+                    ),
+                    format!(
+                        r#"{{"request":{{"client_ip":{v},"{k}":{v},"remote_ip":"5.6.7.8"}},"a":{{"b":{v},"s":{v}}}}}"#
+                    ),
+                    format!(r#"{{"client":"9.9.9.9","{k}" : {v} , "h":{{"ua":{v}}}}}"#),
+                ] {
+                    same(line.as_bytes());
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn duplicate_keys_take_the_last_value_whole() {
+        for line in [
+            r#"{"remote_addr":"1.1.1.1","remote_addr":"2.2.2.2"}"#,
+            r#"{"request":{"client_ip":"1.1.1.1"},"request":{"remote_ip":"2.2.2.2"}}"#,
+            r#"{"request":{"client_ip":"1.1.1.1"},"request":"GET / HTTP/1.1","client":"3.3.3.3"}"#,
+            r#"{"request":{"client_ip":"1.1.1.1","headers":{"User-Agent":["a"]},"headers":{}}}"#,
+            r#"{"request":{"client_ip":"1.1.1.1","client_ip":null},"ip":"4.4.4.4"}"#,
+            r#"{"a":{"b":"1.1.1.1"},"a.b":"2.2.2.2","a":{"c":1}}"#,
+            r#"{"remote_addr":null,"client_ip":"1.1.1.1"}"#,
+        ] {
+            same(line.as_bytes());
+        }
+        // What the rule is, spelt out: serde_json's `Value` keeps the last.
+        let mut p = LineParser::new(&LogFormat::Json(Box::default())).unwrap();
+        let r = p
+            .parse(br#"{"request":{"client_ip":"1.1.1.1"},"request":{"remote_ip":"2.2.2.2"}}"#)
+            .unwrap();
+        assert_eq!(r.ip, "2.2.2.2".parse::<IpAddr>().unwrap());
+    }
+
+    #[test]
+    fn nesting_stops_where_serde_json_stops() {
+        for depth in [1, 2, 100, 125, 126, 127, 128, 129, 200] {
+            for (open, close) in [("[", "]"), ("{\"k\":", "}")] {
+                let line = format!(
+                    r#"{{"remote_addr":"1.2.3.4","x":{}1{}}}"#,
+                    open.repeat(depth),
+                    close.repeat(depth)
+                );
+                same(line.as_bytes());
+                let line = format!(
+                    r#"{{"request":{{"headers":{{"User-Agent":{}"ua"{}}}}},"ip":"1.2.3.4"}}"#,
+                    "[".repeat(depth),
+                    "]".repeat(depth)
+                );
+                same(line.as_bytes());
+            }
+        }
+    }
+
+    #[test]
+    fn garbage_reads_the_same() {
+        for line in [
+            &b""[..],
+            b" ",
+            b"{",
+            b"}",
+            b"{}",
+            b"[]",
+            b"[{\"remote_addr\":\"1.2.3.4\"}]",
+            b"\"1.2.3.4\"",
+            b"null",
+            b"{\"remote_addr\":\"1.2.3.4\"",
+            b"{\"remote_addr\":\"1.2.3.4\"}}",
+            b"{\"remote_addr\":\"1.2.3.4\"} x",
+            b"{\"remote_addr\":\"1.2.3.4\",}",
+            b"{\"remote_addr\" \"1.2.3.4\"}",
+            b"{remote_addr:\"1.2.3.4\"}",
+            b"{'remote_addr':'1.2.3.4'}",
+            b"{\"remote_addr\":\"1.2.3.4\"}\x0c",
+            b"{\"remote_addr\":\"1.2.\xff3.4\"}",
+            b"{\"remote_addr\":\"1.2.3.4\",\"x\":\"\xc3\"}",
+            b"{\"remote_addr\":\"1.2.3.4\",\"\xe2\x82\":1}",
+            b"{\"remote_addr\":\"1.2.3.4\",\"x\":\"a\nb\"}",
+            b"{\"remote_addr\":\"1.2.3.4\",\"x\":\"\\q\"}",
+            b"{\"remote_addr\":\"1.2.3.4\",\"x\":\"\\u12\"}",
+            b"{\"remote_addr\":\"1.2.3.4\",\"x\":\"\\u12G4\"}",
+            b"{\"remote_addr\":\"1.2.3.4\",\"x\":\"\\",
+            b"{\"remote_addr\":\"1.2.3.4\",\"x\":tru}",
+            b"{\"remote_\\u0061ddr\":\"1.2.3.4\"}",
+            b"{\"remote_addr\":\"1.2.3.4\"\x00}",
+            b"\xef\xbb\xbf{\"remote_addr\":\"1.2.3.4\"}",
+            b"{\"remote_addr\":\"1.2.3.4\"}\n\n",
+            b"{\"remote_addr\":\"1.2.3.4\",\"x\":[1 2]}",
+            b"{\"remote_addr\":\"1.2.3.4\",\"x\":[,1]}",
+            b"{\"remote_addr\":\"1.2.3.4\" , \"x\" : { } }",
+            b"not json at all 1.2.3.4",
+        ] {
+            same(line);
+        }
+    }
+
+    /// A small deterministic generator (xorshift) of JSON-ish lines built from the
+    /// wanted keys and others, nested, then cut and mutated.
+    struct Gen(u64);
+
+    impl Gen {
+        fn next(&mut self) -> u64 {
+            self.0 ^= self.0 << 13;
+            self.0 ^= self.0 >> 7;
+            self.0 ^= self.0 << 17;
+            self.0
+        }
+        fn pick<'s>(&mut self, from: &[&'s str]) -> &'s str {
+            from[(self.next() % from.len() as u64) as usize]
+        }
+        fn value(&mut self, depth: u32, out: &mut String) {
+            let choice = if depth > 4 {
+                self.next() % 6
+            } else {
+                self.next() % 9
+            };
+            match choice {
+                0 | 1 => {
+                    let s = self.pick(&[
+                        "1.2.3.4",
+                        "2001:db8::5",
+                        "-",
+                        "",
+                        "GET /a?b=1 HTTP/1.1",
+                        "/x\\u0022y",
+                        "HTTP/1.1",
+                        "404",
+                        "2026-11-21T10:00:00Z",
+                        "a\\\"b",
+                        "\\ud83d\\ude00",
+                        "é€",
+                        "POST",
+                        "1763719200",
+                        "10.0.0.1, 1.2.3.4",
+                        "\\u0031.2.3.4",
+                    ]);
+                    out.push('"');
+                    out.push_str(s);
+                    out.push('"');
+                }
+                2 => {
+                    out.push_str(self.pick(&["404", "200", "1763719200.25", "-1", "1e3", "0", "7"]))
+                }
+                3 => out.push_str(self.pick(&["null", "true", "false"])),
+                4 | 5 => {
+                    out.push('[');
+                    for i in 0..self.next() % 3 {
+                        if i > 0 {
+                            out.push(',');
+                        }
+                        self.value(depth + 1, out);
+                    }
+                    out.push(']');
+                }
+                _ => self.object(depth + 1, out),
+            }
+        }
+        fn object(&mut self, depth: u32, out: &mut String) {
+            const KEYS: [&str; 24] = [
+                "remote_addr",
+                "client_ip",
+                "request",
+                "method",
+                "uri",
+                "proto",
+                "protocol",
+                "status",
+                "ts",
+                "time",
+                "headers",
+                "User-Agent",
+                "Referer",
+                "msg",
+                "ClientHost",
+                "RequestPath",
+                "DownstreamStatus",
+                "request_User-Agent",
+                "remote_ip",
+                "ip",
+                "a",
+                "b",
+                "a.b",
+                "other",
+            ];
+            out.push('{');
+            for i in 0..self.next() % 6 {
+                if i > 0 {
+                    out.push(',');
+                }
+                out.push('"');
+                out.push_str(self.pick(&KEYS));
+                out.push_str("\":");
+                self.value(depth, out);
+            }
+            out.push('}');
+        }
+    }
+
+    #[test]
+    fn generated_and_mutated_lines_read_the_same() {
+        let mut g = Gen(0x9E37_79B9_7F4A_7C15);
+        let mut parsed = 0;
+        for _ in 0..3000 {
+            // Half the lines carry an address under the last key tried for it, so that
+            // the keys before it (and the rest of the line) decide what is read.
+            let mut line = String::new();
+            g.object(0, &mut line);
+            if g.next() % 2 == 0 {
+                line.insert_str(1, r#""client":"192.0.2.1","#);
+                if line.ends_with(",}") {
+                    line.replace_range(line.len() - 2.., "}");
+                }
+            }
+            let mut bytes = line.into_bytes();
+            same(&bytes);
+            if LineParser::new(&LogFormat::Json(Box::default()))
+                .unwrap()
+                .parse(&bytes)
+                .is_some()
+            {
+                parsed += 1;
+            }
+            // Mutations: cut, a byte changed, a byte inserted.
+            let at = (g.next() % (bytes.len() as u64 + 1)) as usize;
+            same(&bytes[..at]);
+            let poke = [
+                b'"', b'\\', b'{', b'}', b'[', b']', b',', b':', b' ', b'0', 0xC3, 0x01,
+            ];
+            let b = poke[(g.next() % poke.len() as u64) as usize];
+            if at < bytes.len() {
+                let was = bytes[at];
+                bytes[at] = b;
+                same(&bytes);
+                bytes[at] = was;
+            }
+            bytes.insert(at, b);
+            same(&bytes);
+        }
+        // The generator must reach lines that parse, or the comparison says little.
+        assert!(parsed > 700, "only {parsed} generated lines parsed");
+    }
+
+    #[test]
+    fn hostile_lines_end_quickly_without_a_panic() {
+        let mut p = LineParser::new(&LogFormat::Json(Box::default())).unwrap();
+        let deep = "[".repeat(1_000_000);
+        assert!(p.parse(deep.as_bytes()).is_none());
+        let deep = format!(
+            r#"{{"remote_addr":"1.2.3.4","x":{}"#,
+            r#"{"a":"#.repeat(200_000)
+        );
+        assert!(p.parse(deep.as_bytes()).is_none());
+        // 100,000 duplicates of a key with a subtree: each clears a fixed set of slots.
+        let dup = format!(
+            r#"{{{}"remote_addr":"1.2.3.4"}}"#,
+            r#""request":{"client_ip":"9.9.9.9","headers":{"User-Agent":["x"]}},"#.repeat(100_000)
+        );
+        let started = std::time::Instant::now();
+        let r = p.parse(dup.as_bytes()).expect("parses");
+        assert_eq!(r.ip, "1.2.3.4".parse::<IpAddr>().unwrap());
+        assert_eq!(&*r.user_agent, b"x");
+        let huge = format!(
+            r#"{{"remote_addr":"1.2.3.4","uri":"/{}"}}"#,
+            "\\\"a".repeat(2_000_000)
+        );
+        let r = p.parse(huge.as_bytes()).expect("parses");
+        assert_eq!(r.target.len(), 1 + 4_000_000);
+        let backslashes = format!(
+            r#"{{"remote_addr":"1.2.3.4","x":"{}"}}"#,
+            "\\\\".repeat(2_000_000)
+        );
+        assert!(p.parse(backslashes.as_bytes()).is_some());
+        // Linear work: well under a second even in a debug build.
+        assert!(started.elapsed().as_secs() < 20, "{:?}", started.elapsed());
+    }
+
+    #[test]
+    fn unescaped_fields_borrow_from_the_line() {
+        let mut p = LineParser::new(&LogFormat::Json(Box::default())).unwrap();
+        let line = br#"{"request":{"client_ip":"1.2.3.4","method":"GET","uri":"/a","proto":"HTTP/1.1","headers":{"User-Agent":["curl/8"]}},"msg":"handled request","status":200}"#;
+        let r = p.parse(line).unwrap();
+        for f in [&r.method, &r.target, &r.user_agent, &r.message] {
+            assert!(matches!(f, Cow::Borrowed(_)), "{f:?}");
+        }
+        assert_eq!(&*r.request, b"GET /a HTTP/1.1");
+        let r = p
+            .parse(br#"{"remote_addr":"1.2.3.4","http_user_agent":"a\"b"}"#)
+            .unwrap();
+        assert_eq!(&*r.user_agent, b"a\"b");
     }
 }

@@ -43,6 +43,18 @@ pub struct Profile {
     pub shapes: Vec<Shape>,
     /// Its own rules (ids start with its name); they judge its sources only.
     pub rules: Vec<Rule>,
+    /// Lines that show the application is set up so that it logs no client address,
+    /// and what to change: said once per source.
+    pub hints: Vec<Hint>,
+}
+
+/// A line that parses in no shape but shows what to set so that it would (PostgreSQL's
+/// failures without `%h` in `log_line_prefix`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Hint {
+    /// A regex (building blocks allowed) on the raw line.
+    pub pattern: String,
+    pub text: String,
 }
 
 /// One shape of line an application writes.
@@ -155,6 +167,15 @@ struct ProfileFile {
     shape: Vec<ShapeFile>,
     #[serde(default)]
     rule: Vec<RuleEntry>,
+    #[serde(default)]
+    hint: Vec<HintFile>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct HintFile {
+    pattern: String,
+    text: String,
 }
 
 #[derive(Deserialize, Default)]
@@ -206,6 +227,19 @@ pub fn parse_profile(file: &str, text: &str) -> Result<Profile, ProfileError> {
         return Err(err(format!("rule {} must start with {prefix}", r.id)));
     }
     let rules = rules_from_entries(f.rule, Some(&f.name)).map_err(|e| err(e.to_string()))?;
+    let hints = f
+        .hint
+        .into_iter()
+        .map(|h| {
+            let expanded = super::blocks::expand(&h.pattern).map_err(|e| err(e.to_string()))?;
+            regex::bytes::Regex::new(&expanded)
+                .map_err(|e| err(format!("hint {:?}: {e}", h.pattern)))?;
+            Ok(Hint {
+                pattern: h.pattern,
+                text: h.text,
+            })
+        })
+        .collect::<Result<Vec<_>, ProfileError>>()?;
     Ok(Profile {
         thresholds: thresholds(f.thresholds).map_err(err)?,
         name: f.name,
@@ -218,6 +252,7 @@ pub fn parse_profile(file: &str, text: &str) -> Result<Profile, ProfileError> {
         disabled_rules: f.disabled_rules,
         shapes,
         rules,
+        hints,
     })
 }
 
@@ -434,6 +469,22 @@ mod tests {
             "bitnami/postgresql-repmgr:16"
         ));
         assert!(!image_matches("nginx", "nginxproxy/nginx-proxy"));
+    }
+
+    #[test]
+    fn a_hint_is_given_once_for_a_line_that_names_no_client() {
+        let p = parse_profile(
+            "db",
+            "name = \"db\"\napp = \"DB\"\n[[shape]]\nname = \"a\"\nregex = '^%{IP} failed$'\n[[hint]]\npattern = 'FATAL: +password authentication failed'\ntext = \"set log_line_prefix\"",
+        )
+        .expect("valid");
+        let mut parser =
+            super::super::parse::LineParser::new(&LogFormat::Profile(Arc::new(p))).expect("ok");
+        let line = b"2024-01-15 FATAL:  password authentication failed for user \"x\"";
+        assert!(parser.parse(line).is_none());
+        assert_eq!(parser.hint(line).as_deref(), Some("set log_line_prefix"));
+        assert_eq!(parser.hint(line), None, "once");
+        assert!(parser.parse(b"192.0.2.7 failed").is_some());
     }
 
     #[test]

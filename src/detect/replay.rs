@@ -185,6 +185,9 @@ impl Replay {
         source.health.record(line, parsed.is_some());
         let Some(req) = parsed else {
             self.report.unparsed += 1;
+            if let Some(hint) = source.parser.hint(line) {
+                self.report.notices.push(hint);
+            }
             return;
         };
         self.report.parsed += 1;

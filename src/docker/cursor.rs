@@ -4,8 +4,10 @@
 //! Docker's `since` works in whole seconds and includes lines at that second, so a resume
 //! asks for the second of the last line seen and drops what it has already had: lines
 //! older than the last timestamp, and as many lines *at* that timestamp as were already
-//! passed on. The cursors are kept in `STATE_DIR/cursors.json`, written atomically
-//! (temp file, fsync, rename) and at most once a second.
+//! passed on. A log file read inside a container (see [`super::files`]) has no such
+//! timestamps: its cursor is the file's inode and the byte offset after the last line.
+//! The cursors are kept in `STATE_DIR/cursors.json`, written atomically (temp file,
+//! fsync, rename) and at most once a second.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -49,20 +51,48 @@ impl Cursor {
     }
 }
 
-/// Where one line stands in its container's log, handed on with the line. The stored
-/// cursor (`cursors.json`) follows judged lines, not read ones: once the detector has
-/// judged the line, `judged` moves it up to here. A line that was read but never judged
-/// (a crash with lines still queued) is read again at the next start.
+/// Where a log file inside a container was read up to: the file (by inode, so a
+/// rotated file is told from its successor) and the byte offset after the last line.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FileCursor {
+    pub inode: u64,
+    pub offset: u64,
+}
+
+/// Where one line stands in its container's log (or in one of its log files), handed on
+/// with the line. The stored cursor (`cursors.json`) follows judged lines, not read
+/// ones: once the detector has judged the line, `judged` moves it up to here. A line
+/// that was read but never judged (a crash with lines still queued) is read again at the
+/// next start.
 #[derive(Debug, Clone, Default)]
 pub struct Mark {
-    at: Cursor,
-    judged: Arc<Mutex<Cursor>>,
+    place: Place,
+}
+
+#[derive(Debug, Clone, Default)]
+enum Place {
+    /// A line nobody keeps a cursor for.
+    #[default]
+    Nowhere,
+    Stream {
+        at: Cursor,
+        judged: Arc<Mutex<Cursor>>,
+    },
+    File {
+        at: FileCursor,
+        judged: Arc<Mutex<FileCursor>>,
+    },
 }
 
 /// Two marks are equal when they stand at the same place (whoever judges them).
 impl PartialEq for Mark {
     fn eq(&self, other: &Mark) -> bool {
-        self.at == other.at
+        match (&self.place, &other.place) {
+            (Place::Nowhere, Place::Nowhere) => true,
+            (Place::Stream { at: a, .. }, Place::Stream { at: b, .. }) => a == b,
+            (Place::File { at: a, .. }, Place::File { at: b, .. }) => a == b,
+            _ => false,
+        }
     }
 }
 
@@ -70,14 +100,36 @@ impl Eq for Mark {}
 
 impl Mark {
     pub fn new(at: Cursor, judged: Arc<Mutex<Cursor>>) -> Mark {
-        Mark { at, judged }
+        Mark {
+            place: Place::Stream { at, judged },
+        }
     }
 
-    /// The line has been judged: the container's judged cursor moves up to it (never back).
+    /// The mark of a line read from a log file, ending at `at`.
+    pub fn file(at: FileCursor, judged: Arc<Mutex<FileCursor>>) -> Mark {
+        Mark {
+            place: Place::File { at, judged },
+        }
+    }
+
+    /// The line has been judged: the judged cursor moves up to it (never back). Lines
+    /// of one file are judged in the order read, so a file line on another inode is the
+    /// rotated file's successor (or, while finishing a rotated file, its last lines).
     pub fn judged(&self) {
-        let mut c = self.judged.lock().unwrap_or_else(|e| e.into_inner());
-        if self.at.is_past(&c) {
-            *c = self.at;
+        match &self.place {
+            Place::Nowhere => {}
+            Place::Stream { at, judged } => {
+                let mut c = judged.lock().unwrap_or_else(|e| e.into_inner());
+                if at.is_past(&c) {
+                    *c = *at;
+                }
+            }
+            Place::File { at, judged } => {
+                let mut c = judged.lock().unwrap_or_else(|e| e.into_inner());
+                if at.inode != c.inode || at.offset > c.offset {
+                    *c = *at;
+                }
+            }
         }
     }
 }
@@ -119,20 +171,37 @@ impl Position {
 }
 
 /// One container's cursor as stored.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CursorEntry {
     /// The container's name when last seen, for people reading the file.
     pub name: String,
     #[serde(flatten)]
     pub cursor: Cursor,
+    /// Its log files read through its mounts, by path inside the container (version 2).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub files: BTreeMap<String, FileCursor>,
+}
+
+impl CursorEntry {
+    /// Whether there is anything to keep.
+    pub fn is_empty(&self) -> bool {
+        self.cursor.ts_ns == 0 && self.files.is_empty()
+    }
 }
 
 /// The cursor file, versioned so a later layout can read an older one.
 #[derive(Debug, Serialize, Deserialize)]
 #[serde(tag = "version")]
 enum CursorFile {
+    /// Stream cursors only.
     #[serde(rename = "1")]
     V1 {
+        /// By container id.
+        containers: BTreeMap<String, CursorEntry>,
+    },
+    /// Stream cursors, and each container's log files (`files`).
+    #[serde(rename = "2")]
+    V2 {
         /// By container id.
         containers: BTreeMap<String, CursorEntry>,
     },
@@ -163,7 +232,7 @@ pub fn load(path: &Path) -> Result<BTreeMap<String, CursorEntry>, CursorError> {
         Err(e) => return Err(CursorError::Read(e)),
     };
     match serde_json::from_slice::<CursorFile>(&text) {
-        Ok(CursorFile::V1 { containers }) => Ok(containers),
+        Ok(CursorFile::V1 { containers } | CursorFile::V2 { containers }) => Ok(containers),
         Err(error) => Err(CursorError::Damaged {
             path: path.into(),
             error,
@@ -174,7 +243,7 @@ pub fn load(path: &Path) -> Result<BTreeMap<String, CursorEntry>, CursorError> {
 /// Writes the cursors atomically through [`crate::fsutil::write_atomic`] (mode 0640,
 /// never through a link), like `blocked_ips.json`.
 pub fn save(path: &Path, containers: &BTreeMap<String, CursorEntry>) -> std::io::Result<()> {
-    let file = CursorFile::V1 {
+    let file = CursorFile::V2 {
         containers: containers.clone(),
     };
     let mut text = serde_json::to_vec_pretty(&file).map_err(std::io::Error::other)?;
@@ -230,15 +299,60 @@ mod tests {
                     ts_ns: 1_795_242_332_954_352_105,
                     at_ts: 3,
                 },
+                files: BTreeMap::from([(
+                    "/data/logs/proxy-host-1_access.log".to_string(),
+                    FileCursor {
+                        inode: 1234,
+                        offset: 5678,
+                    },
+                )]),
             },
         );
         save(&path, &m).unwrap();
         assert_eq!(load(&path).unwrap(), m);
         let text = std::fs::read_to_string(&path).unwrap();
-        assert!(text.contains("\"version\": \"1\""), "{text}");
+        assert!(text.contains("\"version\": \"2\""), "{text}");
         assert!(!path.with_extension("json.tmp").exists());
         std::fs::write(&path, b"{not json").unwrap();
         assert!(load(&path).unwrap_err().to_string().contains("damaged"));
+    }
+
+    #[test]
+    fn a_version_1_file_still_reads() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = cursor_path(dir.path());
+        std::fs::write(
+            &path,
+            br#"{"version": "1", "containers": {"abc": {"name": "web", "ts_ns": 7, "at_ts": 2}}}"#,
+        )
+        .unwrap();
+        let got = load(&path).unwrap();
+        assert_eq!(got["abc"].cursor, Cursor { ts_ns: 7, at_ts: 2 });
+        assert!(got["abc"].files.is_empty());
+    }
+
+    #[test]
+    fn a_file_mark_moves_on_within_a_file_and_to_its_successor() {
+        let judged = Arc::new(Mutex::new(FileCursor::default()));
+        let at = |inode, offset| Mark::file(FileCursor { inode, offset }, judged.clone());
+        at(5, 100).judged();
+        at(5, 40).judged();
+        assert_eq!(
+            *judged.lock().unwrap(),
+            FileCursor {
+                inode: 5,
+                offset: 100
+            }
+        );
+        at(6, 10).judged();
+        assert_eq!(
+            *judged.lock().unwrap(),
+            FileCursor {
+                inode: 6,
+                offset: 10
+            }
+        );
+        assert_ne!(at(6, 10), Mark::new(Cursor::default(), Arc::default()));
     }
 
     #[test]

@@ -43,7 +43,8 @@ struct Partial {
 #[derive(Debug)]
 pub struct Assembler {
     max: usize,
-    partial: [Partial; 3],
+    /// By [`Stream`] (a file's lines never come here, but the array covers it).
+    partial: [Partial; 4],
     /// The last timestamp seen, for the (unexpected) message without one.
     last_ts: i64,
     /// Cuts raw TTY bytes into messages (see [`Assembler::push_console_bytes`]).

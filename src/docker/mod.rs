@@ -4,16 +4,20 @@
 //! one log stream per followed container. Each stream turns Docker's messages into whole
 //! lines ([`lines`]), drops what it has already read after a reconnect ([`cursor`]),
 //! limits how many lines one container can pass on ([`stream`]), and sends [`LogLine`]s
-//! into one bounded channel the caller hands in. [`Watcher::status`] tells, per
-//! container, how its stream is doing.
+//! into one bounded channel the caller hands in. Log files a container writes inside
+//! itself (named by the label `security-monitor.logfile` or by its profile) are read
+//! through its mounts on the host ([`files`]) into the same channel. [`Watcher::status`]
+//! tells, per container, how its stream and files are doing.
 //!
 //! ```text
 //!  dockerd ── events ──▶ watch (which containers; start, stop, rename, destroy)
-//!     └──── logs, one per container ──▶ stream: lines ─▶ cursor ─▶ rate ─▶ channel
+//!     ├──── logs, one per container ──▶ stream: lines ─▶ cursor ─▶ rate ─▶ channel
+//!     └──── inspect: mounts ──▶ files: host paths, polled ─▶ lines ─▶ rate ─▶ channel
 //! ```
 
 mod console;
 pub mod cursor;
+pub mod files;
 pub mod lines;
 pub mod networks;
 pub mod select;
@@ -27,10 +31,11 @@ use std::time::Duration;
 use bollard::Docker;
 use serde::Serialize;
 
+pub use files::{Mount, LOGFILE_LABEL};
 pub use select::{container_profile, ContainerProfile, Selection};
 pub use settings::{ContainerSettings, Limits, Settings, DEFAULT_SELECT_LABEL};
-pub use status::{ContainerStatus, StreamState, WatcherStatus};
-pub use watch::{ContainerLabels, WatchSettings, Watcher};
+pub use status::{ContainerStatus, FileStatus, StreamState, WatcherStatus};
+pub use watch::{ContainerInfo, ContainerLabels, WatchSettings, Watcher};
 
 /// Where dockerd listens when neither the config nor `DOCKER_HOST` says.
 pub const DEFAULT_DOCKER_HOST: &str = "unix:///var/run/docker.sock";
@@ -46,6 +51,8 @@ pub enum Stream {
     Stderr = 1,
     /// A container with a TTY (`docker run -t`): stdout and stderr are one stream.
     Console = 2,
+    /// A log file inside the container (see [`LogLine::file`]).
+    File = 3,
 }
 
 impl Stream {
@@ -54,6 +61,7 @@ impl Stream {
             Stream::Stdout => "stdout",
             Stream::Stderr => "stderr",
             Stream::Console => "tty",
+            Stream::File => "file",
         }
     }
 }
@@ -65,13 +73,17 @@ pub struct LogLine {
     /// The container's name, without Docker's leading `/`.
     pub container: String,
     pub stream: Stream,
-    /// When dockerd received the line, Unix nanoseconds.
+    /// When dockerd received the line, Unix nanoseconds; for a line of a log file, when
+    /// it was read (a file line has no Docker timestamp).
     pub docker_ts_ns: i64,
     /// The line without its newline (and, from a TTY, without its `\r`), cut at
     /// `limits.max_line_bytes`. Bytes as written: not necessarily UTF-8.
     pub bytes: Vec<u8>,
     /// Whether the line was longer than `limits.max_line_bytes` and was cut.
     pub truncated: bool,
+    /// For a line of a log file inside the container: its path there (the stream is
+    /// then [`Stream::File`]). Each file is parsed apart from the stream and the others.
+    pub file: Option<std::sync::Arc<str>>,
     /// Call `mark.judged()` once the line is judged: the stored cursor follows it.
     pub mark: cursor::Mark,
 }

@@ -119,6 +119,19 @@ impl ContainerProfile {
     }
 }
 
+/// The log files inside a container that its profile names: the profile of its label
+/// `security-monitor.profile`, else of its image. (A profile chosen in the config's
+/// `containers` section names no files here: label the container, or use the label
+/// `security-monitor.logfile`.)
+pub fn profile_files(image: &str, labels: &HashMap<String, String>) -> Vec<String> {
+    labels
+        .get(LABEL_PROFILE)
+        .and_then(|p| profile(p.trim()))
+        .or_else(|| profile_for_image(image))
+        .map(|p| p.files.clone())
+        .unwrap_or_default()
+}
+
 /// The effective settings of container `name` running `image`, first of: its label
 /// `security-monitor.profile`, its label `security-monitor.log_format`, the `containers`
 /// section (`profile`, then `log_format`), a global `log_format` other than `auto`, the

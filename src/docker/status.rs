@@ -8,8 +8,10 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use serde::{Deserialize, Serialize};
 
-use super::cursor::Cursor;
+use super::cursor::{Cursor, FileCursor};
+use super::files::Mount;
 use super::lines::format_ts_ns;
+use super::stream::RateGate;
 
 /// How a container's log stream is doing.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -40,6 +42,9 @@ impl StreamState {
 pub struct ContainerStatus {
     pub id: String,
     pub name: String,
+    /// The image it runs, as it was started (`vaultwarden/server:1.30.1`).
+    #[serde(default)]
+    pub image: String,
     #[serde(flatten)]
     pub state: StreamState,
     pub tty: bool,
@@ -55,6 +60,20 @@ pub struct ContainerStatus {
     /// [`container_profile`](super::container_profile) they give its log format and
     /// rule categories.
     pub labels: BTreeMap<String, String>,
+    /// Its log files read through its mounts, and the ones that cannot be read.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub files: Vec<FileStatus>,
+}
+
+/// One log file of a container (see [`super::files`]).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FileStatus {
+    /// The path inside the container (or the pattern, for a problem with one).
+    pub path: String,
+    pub lines_read: u64,
+    /// Why it is not read, if it is not.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub problem: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -76,6 +95,17 @@ pub(crate) struct Tracker {
     pub state: Mutex<StreamState>,
     pub tty: AtomicBool,
     pub labels: Mutex<BTreeMap<String, String>>,
+    /// The image reference it was started from (inspect's `Config.Image`).
+    pub image: Mutex<String>,
+    /// Its mounts, through which its log files are read.
+    pub mounts: Mutex<Vec<Mount>>,
+    /// Its log files, by path inside the container.
+    pub files: Mutex<BTreeMap<String, Arc<FileTrack>>>,
+    /// Log file paths (or patterns) that cannot be read, and why: each is warned about
+    /// once.
+    pub file_problems: Mutex<BTreeMap<String, String>>,
+    /// `docker.max_lines_per_second`, shared by its stream and its files.
+    pub gate: Mutex<RateGate>,
     pub lines_read: AtomicU64,
     pub lines_dropped: AtomicU64,
     pub lines_truncated: AtomicU64,
@@ -93,14 +123,51 @@ pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
+/// Where one log file of a container stands: read (a restarted reader goes on from
+/// here) and judged (what `cursors.json` keeps), like [`Tracker::cursor`] and
+/// [`Tracker::judged`] for the stream.
+#[derive(Debug, Default)]
+pub(crate) struct FileTrack {
+    pub read: Mutex<FileCursor>,
+    pub judged: Arc<Mutex<FileCursor>>,
+    pub lines_read: AtomicU64,
+}
+
+impl FileTrack {
+    pub fn at(cursor: FileCursor) -> Arc<FileTrack> {
+        Arc::new(FileTrack {
+            read: Mutex::new(cursor),
+            judged: Arc::new(Mutex::new(cursor)),
+            lines_read: AtomicU64::new(0),
+        })
+    }
+}
+
 impl Tracker {
-    pub fn new(id: &str, name: &str, cursor: Cursor) -> Arc<Tracker> {
+    /// A new record, starting from the stored cursors of its stream and files.
+    pub fn new(
+        id: &str,
+        name: &str,
+        cursor: Cursor,
+        files: BTreeMap<String, FileCursor>,
+        max_lines_per_second: u32,
+    ) -> Arc<Tracker> {
         Arc::new(Tracker {
             id: id.to_string(),
             name: Mutex::new(name.to_string()),
             state: Mutex::new(StreamState::Stopped),
             tty: AtomicBool::new(false),
             labels: Mutex::new(BTreeMap::new()),
+            image: Mutex::new(String::new()),
+            mounts: Mutex::new(Vec::new()),
+            files: Mutex::new(
+                files
+                    .into_iter()
+                    .map(|(path, c)| (path, FileTrack::at(c)))
+                    .collect(),
+            ),
+            file_problems: Mutex::new(BTreeMap::new()),
+            gate: Mutex::new(RateGate::new(max_lines_per_second)),
             lines_read: AtomicU64::new(0),
             lines_dropped: AtomicU64::new(0),
             lines_truncated: AtomicU64::new(0),
@@ -117,11 +184,68 @@ impl Tracker {
         lock(&self.name).clone()
     }
 
+    /// The record of log file `path`, made (reading from its start) if there is none.
+    pub fn file(&self, path: &str) -> Arc<FileTrack> {
+        lock(&self.files)
+            .entry(path.to_string())
+            .or_default()
+            .clone()
+    }
+
+    /// Where each log file was read up to.
+    pub fn file_read_cursors(&self) -> BTreeMap<String, FileCursor> {
+        lock(&self.files)
+            .iter()
+            .map(|(p, t)| (p.clone(), *lock(&t.read)))
+            .collect()
+    }
+
+    /// Where each log file was judged up to (files with no line judged yet left out).
+    pub fn file_judged_cursors(&self) -> BTreeMap<String, FileCursor> {
+        lock(&self.files)
+            .iter()
+            .map(|(p, t)| (p.clone(), *lock(&t.judged)))
+            .filter(|(_, c)| c.inode != 0)
+            .collect()
+    }
+
+    /// Notes a problem with log file `path`; true if it is new (and to be warned about).
+    pub fn file_problem(&self, path: &str, problem: &str) -> bool {
+        let mut problems = lock(&self.file_problems);
+        if problems.get(path).map(String::as_str) == Some(problem) {
+            return false;
+        }
+        problems.insert(path.to_string(), problem.to_string());
+        true
+    }
+
+    fn file_statuses(&self) -> Vec<FileStatus> {
+        let mut out: Vec<FileStatus> = lock(&self.files)
+            .iter()
+            .map(|(path, t)| FileStatus {
+                path: path.clone(),
+                lines_read: t.lines_read.load(Ordering::Relaxed),
+                problem: None,
+            })
+            .collect();
+        out.extend(
+            lock(&self.file_problems)
+                .iter()
+                .map(|(path, p)| FileStatus {
+                    path: path.clone(),
+                    lines_read: 0,
+                    problem: Some(p.clone()),
+                }),
+        );
+        out
+    }
+
     pub fn snapshot(&self) -> ContainerStatus {
         let cursor = *lock(&self.cursor);
         ContainerStatus {
             id: self.id.clone(),
             name: self.name(),
+            image: lock(&self.image).clone(),
             state: lock(&self.state).clone(),
             tty: self.tty.load(Ordering::Relaxed),
             lines_read: self.lines_read.load(Ordering::Relaxed),
@@ -129,6 +253,7 @@ impl Tracker {
             lines_truncated: self.lines_truncated.load(Ordering::Relaxed),
             last_line_at: (cursor.ts_ns != 0).then(|| format_ts_ns(cursor.ts_ns)),
             labels: lock(&self.labels).clone(),
+            files: self.file_statuses(),
         }
     }
 }

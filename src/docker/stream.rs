@@ -58,37 +58,55 @@ impl Backoff {
     }
 }
 
-/// Lets through at most `limit` lines per second of Docker time, and says when to warn
-/// about what it dropped (at most every 10 s).
-struct RateGate {
+/// Lets through at most `limit` lines per second, and says when to warn about what it
+/// dropped (at most every 10 s). One gate serves a container's stream (Docker's time)
+/// and its log files (the time they were read); while the stream catches up on its
+/// backlog the two clocks differ, so the last few seconds are counted apart rather than
+/// one count being reset each time the other clock's line comes.
+pub(crate) struct RateGate {
     limit: u32,
-    second: i64,
-    count: u32,
+    /// (second, lines in it), the oldest replaced when a new second comes.
+    seconds: [(i64, u32); 4],
     unreported: u64,
     last_warning: Option<Instant>,
 }
 
 const DROP_WARNING_INTERVAL: Duration = Duration::from_secs(10);
 
+impl std::fmt::Debug for RateGate {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RateGate")
+            .field("limit", &self.limit)
+            .finish()
+    }
+}
+
 impl RateGate {
-    fn new(limit: u32) -> RateGate {
+    pub fn new(limit: u32) -> RateGate {
         RateGate {
             limit,
-            second: i64::MIN,
-            count: 0,
+            seconds: [(i64::MIN, 0); 4],
             unreported: 0,
             last_warning: None,
         }
     }
 
-    fn pass(&mut self, ts_ns: i64) -> bool {
+    /// Whether a line stamped `ts_ns` passes.
+    pub fn pass(&mut self, ts_ns: i64) -> bool {
         let second = ts_ns.div_euclid(1_000_000_000);
-        if second != self.second {
-            self.second = second;
-            self.count = 0;
-        }
-        self.count = self.count.saturating_add(1);
-        if self.count <= self.limit {
+        let slot = match self.seconds.iter().position(|s| s.0 == second) {
+            Some(i) => i,
+            None => {
+                let oldest = (0..self.seconds.len())
+                    .min_by_key(|&i| self.seconds[i].0)
+                    .unwrap_or(0);
+                self.seconds[oldest] = (second, 0);
+                oldest
+            }
+        };
+        let count = &mut self.seconds[slot].1;
+        *count = count.saturating_add(1);
+        if *count <= self.limit {
             return true;
         }
         self.unreported += 1;
@@ -96,7 +114,7 @@ impl RateGate {
     }
 
     /// How many drops to warn about now, if it is time to.
-    fn warning_due(&mut self) -> Option<u64> {
+    pub fn warning_due(&mut self) -> Option<u64> {
         if self.unreported == 0 {
             return None;
         }
@@ -109,6 +127,21 @@ impl RateGate {
         self.last_warning = Some(Instant::now());
         Some(std::mem::take(&mut self.unreported))
     }
+}
+
+/// Passes one line of container `tracker` through its gate; a dropped line is counted
+/// and warned about (at most every 10 s). Returns whether it passes.
+pub(crate) fn admit_rate(tracker: &Tracker, name: &str, limit: u32, ts_ns: i64) -> bool {
+    let mut gate = lock(&tracker.gate);
+    if gate.pass(ts_ns) {
+        return true;
+    }
+    tracker.lines_dropped.fetch_add(1, Ordering::Relaxed);
+    if let Some(n) = gate.warning_due() {
+        warn!(container = %name,
+            "container {name} writes more than {limit} lines a second (docker.max_lines_per_second): dropped {n} lines");
+    }
+    false
 }
 
 pub(crate) struct Follow {
@@ -173,9 +206,8 @@ impl Follow {
     pub async fn run(self) {
         let id = self.tracker.id.clone();
         let mut backoff = Backoff::new();
-        let mut gate = RateGate::new(self.settings.max_lines_per_second);
         loop {
-            let read = self.read(true, &mut gate, &mut backoff).await;
+            let read = self.read(true, &mut backoff).await;
             let failure = match read {
                 Err(Closed) => return,
                 Ok(f) => f,
@@ -196,7 +228,7 @@ impl Follow {
                     // Stopped. Docker may close a follow stream before the container's
                     // last words reach the log, so read once more to the end; there, a
                     // last line without a newline is a whole line.
-                    if self.read(false, &mut gate, &mut backoff).await.is_err() {
+                    if self.read(false, &mut backoff).await.is_err() {
                         return;
                     }
                     self.stopped(&id);
@@ -225,12 +257,7 @@ impl Follow {
     /// Reads the log from the cursor on: following it (until Docker ends the stream), or
     /// to its current end, then hands out a dangling last line too. Returns why the
     /// stream broke, if it did.
-    async fn read(
-        &self,
-        follow: bool,
-        gate: &mut RateGate,
-        backoff: &mut Backoff,
-    ) -> Result<Option<String>, Closed> {
+    async fn read(&self, follow: bool, backoff: &mut Backoff) -> Result<Option<String>, Closed> {
         let mut pos = Position::resume(*lock(&self.tracker.cursor));
         let since = self.since(&pos);
         let mut source = match (&self.unix_socket, self.tty) {
@@ -273,11 +300,11 @@ impl Follow {
                 // Over TCP bollard hands TTY output on in whatever chunks arrive.
                 Chunk::Console(bytes) => assembler.push_console_bytes(&bytes, &mut batch),
             }
-            self.deliver(&mut batch, &mut pos, gate).await?;
+            self.deliver(&mut batch, &mut pos).await?;
         }
         if !follow {
             assembler.flush(&mut batch);
-            self.deliver(&mut batch, &mut pos, gate).await?;
+            self.deliver(&mut batch, &mut pos).await?;
         }
         Ok(None)
     }
@@ -307,24 +334,14 @@ impl Follow {
     }
 
     /// Sends the new lines of `batch` on, in order.
-    async fn deliver(
-        &self,
-        batch: &mut Vec<Assembled>,
-        pos: &mut Position,
-        gate: &mut RateGate,
-    ) -> Result<(), Closed> {
+    async fn deliver(&self, batch: &mut Vec<Assembled>, pos: &mut Position) -> Result<(), Closed> {
+        let limit = self.settings.max_lines_per_second;
         for a in batch.drain(..) {
             if !pos.admit(a.ts_ns) {
                 continue;
             }
-            if !gate.pass(a.ts_ns) {
-                self.tracker.lines_dropped.fetch_add(1, Ordering::Relaxed);
+            if !admit_rate(&self.tracker, &self.name, limit, a.ts_ns) {
                 *lock(&self.tracker.cursor) = pos.cursor;
-                if let Some(n) = gate.warning_due() {
-                    warn!(container = %self.name,
-                        "container {} writes more than {} lines a second (docker.max_lines_per_second): dropped {n} lines",
-                        self.name, self.settings.max_lines_per_second);
-                }
                 continue;
             }
             if a.truncated {
@@ -337,6 +354,7 @@ impl Follow {
                 docker_ts_ns: a.ts_ns,
                 bytes: a.bytes,
                 truncated: a.truncated,
+                file: None,
                 mark: Mark::new(pos.cursor, self.tracker.judged.clone()),
             };
             self.lines.send(line).await.map_err(|_| Closed)?;
@@ -375,6 +393,18 @@ mod tests {
         assert!(!(0..5).all(|_| g.pass(6 * s + 1)));
         // Within ten seconds of the last warning: no new one yet.
         assert_eq!(g.warning_due(), None);
+    }
+
+    #[test]
+    fn two_clocks_through_one_gate_are_counted_apart() {
+        // The stream's backlog at second 5 and a file's lines at second 100, interleaved:
+        // each second keeps its own count.
+        let mut g = RateGate::new(3);
+        let s = 1_000_000_000;
+        let passed = (0..10)
+            .filter(|i| g.pass(if i % 2 == 0 { 5 * s } else { 100 * s }))
+            .count();
+        assert_eq!(passed, 6);
     }
 
     #[test]

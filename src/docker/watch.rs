@@ -3,8 +3,11 @@
 //! It subscribes to container events *before* listing the containers (asking Docker for
 //! events from a moment before the subscription, so none falls between the two), then
 //! reacts to start, restart, rename and destroy. When dockerd goes away it reconnects
-//! with capped backoff and lists again; each stream resumes from its own cursor. The
-//! cursors are written to the state directory at most once a second and on shutdown.
+//! with capped backoff and lists again; each stream resumes from its own cursor. A
+//! container with log files (its profile's, or the label `security-monitor.logfile`)
+//! gets a second task that reads them through its mounts ([`super::files`]) while it
+//! runs. The cursors are written to the state directory at most once a second and on
+//! shutdown.
 
 use crate::clock::unix_now_ns;
 use std::collections::{BTreeMap, HashMap, HashSet};
@@ -23,6 +26,7 @@ use tokio::task::JoinHandle;
 use tracing::{info, warn};
 
 use super::cursor::{self, CursorEntry};
+use super::files::{self, FileFollow, Mount, ProfileFiles};
 use super::lines::parse_rfc3339_ns;
 use super::networks;
 use super::status::{lock, ContainerStatus, StreamState, Tracker, WatcherStatus};
@@ -45,6 +49,9 @@ pub struct WatchSettings {
     pub max_line_bytes: usize,
     pub max_backlog_secs: u64,
     pub max_lines_per_second: u32,
+    /// The log files a container's profile names, from its image and labels (see
+    /// [`super::files`]); the label `security-monitor.logfile` adds more.
+    pub profile_files: ProfileFiles,
 }
 
 impl WatchSettings {
@@ -56,6 +63,7 @@ impl WatchSettings {
             max_line_bytes: cfg.limits.max_line_bytes,
             max_backlog_secs: cfg.docker.max_backlog,
             max_lines_per_second: cfg.docker.max_lines_per_second,
+            profile_files: super::select::profile_files,
         })
     }
 }
@@ -189,17 +197,33 @@ pub struct ContainerLabels {
     shared: Arc<Shared>,
 }
 
-impl ContainerLabels {
-    /// The image reference container `id` runs (empty when unknown).
-    pub fn image_of(&self, _id: &str) -> String {
-        String::new()
-    }
+/// What the watcher knows of a followed container, for picking how to read its lines.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ContainerInfo {
+    /// Its `security-monitor.*` labels.
+    pub labels: BTreeMap<String, String>,
+    /// The image reference it was started from (`vaultwarden/server:1.30.1`,
+    /// `lscr.io/linuxserver/openssh-server:latest`), as inspect's `Config.Image` says.
+    pub image: String,
+    /// Its bind mounts and named volumes.
+    pub mounts: Vec<Mount>,
+}
 
+impl ContainerLabels {
     /// The labels of container `id`, if the watcher follows it.
     pub fn of(&self, id: &str) -> Option<BTreeMap<String, String>> {
         lock(&self.shared.trackers)
             .get(id)
             .map(|t| lock(&t.labels).clone())
+    }
+
+    /// The labels, image and mounts of container `id`, if the watcher follows it.
+    pub fn info(&self, id: &str) -> Option<ContainerInfo> {
+        lock(&self.shared.trackers).get(id).map(|t| ContainerInfo {
+            labels: lock(&t.labels).clone(),
+            image: lock(&t.image).clone(),
+            mounts: lock(&t.mounts).clone(),
+        })
     }
 }
 
@@ -214,10 +238,13 @@ impl Drop for Watcher {
 
 /// A container as the watcher needs to know it.
 #[derive(Debug)]
-struct ContainerInfo {
+struct Inspected {
     id: String,
     name: String,
     labels: HashMap<String, String>,
+    /// `Config.Image`, else the list's `Image`.
+    image: String,
+    mounts: Vec<Mount>,
     running: bool,
     /// When it last stopped (Unix ns), if it ever did.
     finished_ns: Option<i64>,
@@ -227,7 +254,7 @@ struct ContainerInfo {
     addresses: Vec<IpAddr>,
 }
 
-fn container_info(r: ContainerInspectResponse) -> Option<ContainerInfo> {
+fn inspected(r: ContainerInspectResponse, listed_image: Option<&str>) -> Option<Inspected> {
     let id = r.id?;
     let name = r
         .name
@@ -245,10 +272,17 @@ fn container_info(r: ContainerInspectResponse) -> Option<ContainerInfo> {
         .flatten()
         .filter_map(|a| parse_client_ip(a.as_bytes()))
         .collect();
-    Some(ContainerInfo {
+    let image = config
+        .image
+        .filter(|i| !i.is_empty())
+        .or_else(|| listed_image.map(str::to_string))
+        .unwrap_or_default();
+    Some(Inspected {
         id,
         name,
         labels: config.labels.unwrap_or_default(),
+        image,
+        mounts: files::mounts_from(r.mounts.as_deref().unwrap_or_default()),
         running: state.running.unwrap_or(false),
         finished_ns: state
             .finished_at
@@ -271,6 +305,8 @@ struct Supervisor {
     shared: Arc<Shared>,
     lines: mpsc::Sender<LogLine>,
     tasks: HashMap<String, JoinHandle<()>>,
+    /// The log-file readers of running containers that have log files.
+    file_tasks: HashMap<String, FileTask>,
     ended_tx: mpsc::UnboundedSender<String>,
     ended_rx: mpsc::UnboundedReceiver<String>,
     /// Cursors read from the file for containers not followed right now.
@@ -310,6 +346,7 @@ impl Supervisor {
             shared,
             lines,
             tasks: HashMap::new(),
+            file_tasks: HashMap::new(),
             ended_tx,
             ended_rx,
             warned: HashSet::new(),
@@ -351,6 +388,10 @@ impl Supervisor {
         for (_, task) in self.tasks.drain() {
             task.abort();
             let _ = task.await;
+        }
+        for (_, files) in self.file_tasks.drain() {
+            files.handle.abort();
+            let _ = files.handle.await;
         }
         self.save_cursors().await;
         let _ = ended.send(true);
@@ -425,7 +466,7 @@ impl Supervisor {
                 },
                 Some(id) = self.ended_rx.recv() => {
                     // A stream ended: the container stopped, or restarted in between.
-                    self.refresh(&docker, &id, Drain::No).await;
+                    self.refresh(&docker, &id, Drain::No, None).await;
                 }
                 _ = flush.tick() => {
                     if self.lines.is_closed() {
@@ -467,7 +508,8 @@ impl Supervisor {
                 self.forget(&id, false);
                 continue;
             }
-            self.refresh(docker, &id, Drain::IfUnread).await;
+            self.refresh(docker, &id, Drain::IfUnread, c.image.as_deref())
+                .await;
         }
         self.stored.retain(|id, _| present.contains(id));
         let gone: Vec<String> = lock(&self.shared.trackers)
@@ -491,7 +533,7 @@ impl Supervisor {
         };
         match ev.action.as_deref().unwrap_or("") {
             "start" | "restart" | "unpause" | "rename" | "update" => {
-                self.refresh(docker, &id, Drain::IfUnread).await
+                self.refresh(docker, &id, Drain::IfUnread, None).await
             }
             "destroy" => self.forget(&id, true),
             _ => {}
@@ -501,9 +543,15 @@ impl Supervisor {
     /// Looks at container `id` again and follows it if it is selected and running, or
     /// (with [`Drain::IfUnread`]) if it stopped after the last line read from it: a
     /// container that ran and exited in a moment, or while the watcher was away.
-    async fn refresh(&mut self, docker: &Docker, id: &str, drain: Drain) {
+    async fn refresh(
+        &mut self,
+        docker: &Docker,
+        id: &str,
+        drain: Drain,
+        listed_image: Option<&str>,
+    ) {
         let info = match docker.inspect_container(id, None).await {
-            Ok(r) => container_info(r),
+            Ok(r) => inspected(r, listed_image),
             Err(DockerError::DockerResponseServerError {
                 status_code: 404, ..
             }) => {
@@ -530,12 +578,15 @@ impl Supervisor {
             .filter(|(k, _)| k.starts_with("security-monitor."))
             .map(|(k, v)| (k.clone(), v.clone()))
             .collect();
+        lock(&tracker.image).clone_from(&info.image);
+        lock(&tracker.mounts).clone_from(&info.mounts);
         let renamed = {
             let mut name = lock(&tracker.name);
             let renamed = *name != info.name;
             name.clone_from(&info.name);
             renamed
         };
+        self.follow_files(&info, &tracker);
         if !READABLE_DRIVERS.contains(&info.driver.as_str()) {
             if self.warned.insert(info.id.clone()) {
                 warn!(container = %info.name,
@@ -615,6 +666,39 @@ impl Supervisor {
         }
     }
 
+    /// Reads the log files of a running container, if it has any; a stopped one's files
+    /// are looked at once more, then no longer.
+    fn follow_files(&mut self, info: &Inspected, tracker: &Arc<Tracker>) {
+        let profile = (self.settings.profile_files)(&info.image, &info.labels);
+        let paths = files::wanted(profile, &info.labels);
+        if !info.running || paths.is_empty() {
+            if let Some(t) = self.file_tasks.get(&info.id) {
+                let _ = t.finish.send(true);
+            }
+            return;
+        }
+        if let Some(t) = self.file_tasks.get(&info.id) {
+            if !t.handle.is_finished() {
+                // Started again before its last look ended: it reads on. Should it end
+                // anyway, it says so and this runs again.
+                let _ = t.finish.send(false);
+                return;
+            }
+        }
+        let (finish, finish_rx) = watch::channel(false);
+        let follow = FileFollow {
+            tracker: tracker.clone(),
+            paths,
+            settings: self.stream_settings.clone(),
+            lines: self.lines.clone(),
+            finish: finish_rx,
+            ended: self.ended_tx.clone(),
+        };
+        let handle = tokio::spawn(follow.run());
+        self.file_tasks
+            .insert(info.id.clone(), FileTask { handle, finish });
+    }
+
     fn task_alive(&self, id: &str) -> bool {
         self.tasks.get(id).is_some_and(|t| !t.is_finished())
     }
@@ -625,8 +709,14 @@ impl Supervisor {
         if let Some(t) = trackers.get(id) {
             return t.clone();
         }
-        let cursor = self.stored.remove(id).map(|e| e.cursor).unwrap_or_default();
-        let t = Tracker::new(id, name, cursor);
+        let stored = self.stored.remove(id).unwrap_or_default();
+        let t = Tracker::new(
+            id,
+            name,
+            stored.cursor,
+            stored.files,
+            self.settings.max_lines_per_second,
+        );
         trackers.insert(id.to_string(), t.clone());
         t
     }
@@ -637,20 +727,17 @@ impl Supervisor {
         if let Some(task) = self.tasks.remove(id) {
             task.abort();
         }
+        if let Some(files) = self.file_tasks.remove(id) {
+            files.handle.abort();
+        }
         let removed = lock(&self.shared.trackers).remove(id);
         if destroyed {
             self.stored.remove(id);
             self.warned.remove(id);
         } else if let Some(t) = removed {
-            let cursor = *lock(&t.judged);
-            if cursor.ts_ns != 0 {
-                self.stored.insert(
-                    id.to_string(),
-                    CursorEntry {
-                        name: t.name(),
-                        cursor,
-                    },
-                );
+            let entry = stored_entry(&t);
+            if !entry.is_empty() {
+                self.stored.insert(id.to_string(), entry);
             }
         }
     }
@@ -662,15 +749,9 @@ impl Supervisor {
         };
         let mut all = self.stored.clone();
         for t in lock(&self.shared.trackers).values() {
-            let cursor = *lock(&t.judged);
-            if cursor.ts_ns != 0 {
-                all.insert(
-                    t.id.clone(),
-                    CursorEntry {
-                        name: t.name(),
-                        cursor,
-                    },
-                );
+            let entry = stored_entry(t);
+            if !entry.is_empty() {
+                all.insert(t.id.clone(), entry);
             }
         }
         if all == self.written {
@@ -694,6 +775,22 @@ impl Supervisor {
             }
             Err(e) => warn!("writing the log cursors failed: {e}"),
         }
+    }
+}
+
+/// A container's log-file reader.
+struct FileTask {
+    handle: JoinHandle<()>,
+    /// Set: look at the files once more, then end (the container stopped).
+    finish: watch::Sender<bool>,
+}
+
+/// What `cursors.json` keeps of a container: its judged cursors.
+fn stored_entry(t: &Tracker) -> CursorEntry {
+    CursorEntry {
+        name: t.name(),
+        cursor: *lock(&t.judged),
+        files: t.file_judged_cursors(),
     }
 }
 
