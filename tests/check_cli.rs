@@ -869,3 +869,26 @@ fn check_reads_a_file_as_a_profile() {
         "{err}"
     );
 }
+
+/// A PostgreSQL failure without the client's address tells the operator what to set.
+#[test]
+fn a_profile_hint_says_what_to_set_when_lines_name_no_client() {
+    let d = Dir::new();
+    let f = d.file(
+        "pg.log",
+        b"2024-01-15 10:00:00.123 UTC [77] FATAL:  password authentication failed for user \"postgres\"\n",
+    );
+    let out = bin()
+        .args(["check", "--json", "--profile", "postgres"])
+        .arg(&f)
+        .output()
+        .expect("run");
+    assert!(out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("log_line_prefix") && err.contains("%h"),
+        "{err}"
+    );
+    let r: Value = serde_json::from_slice(&out.stdout).expect("json");
+    assert!(r["notices"].to_string().contains("log_line_prefix"), "{r}");
+}

@@ -61,7 +61,7 @@ pub(super) fn check(
             replay_input(&mut replay, file, &path.display().to_string())
                 .with_context(|| format!("reading {}", path.display()))?
         };
-        if let Some(n) = notice {
+        for n in notice {
             eprintln!("warning: {n}");
         }
     }
@@ -77,12 +77,8 @@ pub(super) fn check(
 }
 
 /// Reads one input to its end through the replay, with its own format recognition.
-/// Returns the notice when most of its lines did not parse.
-fn replay_input(
-    replay: &mut Replay,
-    input: impl io::Read,
-    name: &str,
-) -> io::Result<Option<String>> {
+/// Returns its notices: most of its lines did not parse, a profile's hint.
+fn replay_input(replay: &mut Replay, input: impl io::Read, name: &str) -> io::Result<Vec<String>> {
     let mut source = replay.source().map_err(io::Error::other)?;
     let max = replay.max_line();
     for_each_line(input, max, |line, cut| replay.line(&mut source, line, cut))?;

@@ -88,6 +88,8 @@ pub struct Replay {
 pub struct Source {
     parser: LineParser,
     health: ParseHealth,
+    /// The profile's hint, once a line showed it (see `LineParser::hint`).
+    hint: Option<String>,
 }
 
 impl Replay {
@@ -149,6 +151,7 @@ impl Replay {
         Ok(Source {
             parser,
             health: ParseHealth::default(),
+            hint: None,
         })
     }
 
@@ -160,7 +163,7 @@ impl Replay {
 
     /// Ends an input called `name` in notices: when most of its lines did not parse, a
     /// notice saying so is added to [`Report::notices`] and returned.
-    pub fn end(&mut self, source: Source, name: &str) -> Option<String> {
+    pub fn end(&mut self, source: Source, name: &str) -> Vec<String> {
         for (i, (_, n)) in source.parser.shape_counts().into_iter().enumerate() {
             if let Some(c) = self.report.shapes.get_mut(i) {
                 c.lines += n;
@@ -171,8 +174,10 @@ impl Replay {
             .notice()
             .filter(|_| self.checks_parsing())
             .map(|n| n.describe(name, self.format.name()));
-        self.report.notices.extend(notice.clone());
-        notice
+        let hint = source.hint.map(|h| format!("{name}: {h}"));
+        let notices: Vec<String> = notice.into_iter().chain(hint).collect();
+        self.report.notices.extend(notices.iter().cloned());
+        notices
     }
 
     /// One line of `source` (without its newline; `truncated`: cut at the bound).
@@ -186,7 +191,7 @@ impl Replay {
         let Some(req) = parsed else {
             self.report.unparsed += 1;
             if let Some(hint) = source.parser.hint(line) {
-                self.report.notices.push(hint);
+                source.hint = Some(hint);
             }
             return;
         };
