@@ -19,6 +19,8 @@ struct Daemon {
     cfg: PathBuf,
     netns: String,
     table: String,
+    /// The config's `log_format`.
+    log_format: &'static str,
     notify: Option<PathBuf>,
 }
 
@@ -65,16 +67,11 @@ fn in_netns(netns: &str) -> Command {
 impl Daemon {
     fn config_text(&self, extra: &str) -> String {
         let host = std::env::var("SECMON_DOCKER_SOCK").unwrap_or_default();
-        // Most tests read combined lines; one that sets its own log_format says so.
-        let format = if extra.contains("\"log_format\"") {
-            ""
-        } else {
-            r#", "log_format": "combined""#
-        };
         format!(
             r#"{{ "docker": {{"socket": "{host}", "label": "{label}"}},
                  "state": {{"dir": "{d}/state"}}, "control": {{"socket": "{d}/control.sock"}},
-                 "firewall": {{"backend": "nftables", "table": "{t}"}} {format} {extra} }}"#,
+                 "firewall": {{"backend": "nftables", "table": "{t}"}}, "log_format": "{f}" {extra} }}"#,
+            f = self.log_format,
             t = self.table,
             d = self.dir.path().display(),
             label = self.label(),
@@ -86,7 +83,14 @@ impl Daemon {
         format!("smt-{}-{}=1", self.table, std::process::id())
     }
 
+    /// A daemon reading combined lines, as most tests write them.
     fn new(netns: &str, table: &str, extra: &str) -> Daemon {
+        Daemon::reading(netns, table, "combined", extra)
+    }
+
+    /// A daemon whose `log_format` is `log_format` (`auto`: each container's image
+    /// chooses its profile).
+    fn reading(netns: &str, table: &str, log_format: &'static str, extra: &str) -> Daemon {
         let dir = tempfile::tempdir().expect("temp dir");
         let cfg = dir.path().join("monitor_config.json");
         let mut d = Daemon {
@@ -95,6 +99,7 @@ impl Daemon {
             cfg,
             netns: netns.to_string(),
             table: table.to_string(),
+            log_format,
             notify: None,
         };
         std::fs::write(&d.cfg, d.config_text(extra)).expect("write config");
@@ -1261,7 +1266,7 @@ fn the_image_chooses_the_profile_and_a_label_overrides_it() {
     let Some((env, netns)) = setup("the_image_chooses_the_profile_and_a_label_overrides_it") else {
         return;
     };
-    let d = Daemon::new(&netns, "smt_prof", r#", "log_format": "auto""#);
+    let d = Daemon::reading(&netns, "smt_prof", "auto", "");
     let tag = std::process::id();
     let vw_image = format!("vaultwarden/server:smt{tag}");
     let gitea_image = format!("gitea/gitea:smt{tag}");
@@ -1351,5 +1356,73 @@ fn the_image_chooses_the_profile_and_a_label_overrides_it() {
     let _ = Command::new("docker")
         .env("DOCKER_HOST", &env.host)
         .args(["rmi", "-f", &vw_image, &gitea_image])
+        .output();
+}
+
+/// A profile's own log files are read with nothing configured: an image tagged
+/// `jc21/nginx-proxy-manager` chooses that profile, the profile names
+/// `/data/logs/*_access.log`, the daemon finds that directory through the container's
+/// bind mount, and a probe written there by the container is banned in nftables.
+#[test]
+fn a_profile_reads_its_applications_log_files_through_the_mounts() {
+    let Some((env, netns)) = setup("a_profile_reads_its_applications_log_files_through_the_mounts")
+    else {
+        return;
+    };
+    let d = Daemon::reading(&netns, "smt_pfile", "auto", "");
+    let image = format!("jc21/nginx-proxy-manager:smt{}", std::process::id());
+    env.docker(&["tag", &env.image, &image]);
+    let logs = tempfile::tempdir().expect("temp dir");
+    let name = format!("{}npm", common::prefix("pfile"));
+    // NPM's proxy-host access log line (tests/profiles/nginx-proxy-manager.log): a probe
+    // for a dotenv file. The file appears after the daemon first looks, so it is read
+    // from its start.
+    let line = r#"[24/Jan/2022:13:40:19 +0000] 444 - GET https 203.0.113.10 "/.env" [Client 203.0.113.131] [Length 0] [Gzip -] "Mozilla/5.0 (X11; Linux x86_64)" "-""#;
+    let script = format!("sleep 2; echo '{line}' >> /data/logs/proxy-host-1_access.log; sleep 600");
+    let mount = format!("{}:/data/logs", logs.path().display());
+    let label = d.label();
+    env.docker(&[
+        "run",
+        "-d",
+        "--name",
+        &name,
+        "--label",
+        "secmon-test=1",
+        "--label",
+        &label,
+        "-v",
+        &mount,
+        &image,
+        "sh",
+        "-c",
+        &script,
+    ]);
+    let _container = Container {
+        env: &env,
+        name: name.clone(),
+    };
+    assert!(
+        wait_until(Duration::from_secs(20), || d
+            .kernel_set()
+            .contains("203.0.113.131")),
+        "the probe in the profile's log file was not banned:\n{}\n{}",
+        d.kernel_set(),
+        d.log()
+    );
+    let list = String::from_utf8_lossy(&d.cli(&["list", "--json"]).stdout).into_owned();
+    assert!(list.contains("sensitive-dotfile-secrets"), "{list}");
+    let status: serde_json::Value =
+        serde_json::from_slice(&d.cli(&["status", "--json"]).stdout).expect("status --json");
+    let file_read = status["docker"]["containers"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|c| c["name"] == name)
+        .flat_map(|c| c["files"].as_array().cloned().unwrap_or_default())
+        .any(|f| f.to_string().contains("proxy-host-1_access.log"));
+    assert!(file_read, "status does not show the file read: {status}");
+    let _ = Command::new("docker")
+        .env("DOCKER_HOST", &env.host)
+        .args(["rmi", "-f", &image])
         .output();
 }

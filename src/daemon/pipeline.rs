@@ -20,7 +20,7 @@ use crate::api::Unparsed;
 use crate::ban::worker::{Msg, Queue};
 use crate::ban::DockerNetwork;
 use crate::config::Config;
-use crate::detect::parse::{LineParser, LogFormat, ParseHealth, UnparsedNotice};
+use crate::detect::parse::{LineParser, ParseHealth, UnparsedNotice};
 use crate::detect::{Detector, Scope};
 use crate::docker::{container_profile, ContainerLabels, LogLine};
 use crate::events::Event;
@@ -172,10 +172,6 @@ struct Source {
     format: String,
     /// Why it is read so, for `status`.
     reason: String,
-    /// Whether most of its lines should parse (an access log, not an application's
-    /// log of which only some lines name a client): then a source that mostly does not
-    /// parse is reported.
-    check_parsing: bool,
     /// Lines that did not parse; says once when most of them fail.
     health: ParseHealth,
 }
@@ -337,12 +333,7 @@ impl Pipeline {
             None => source.parser.hint(&line.bytes),
             Some(_) => None,
         };
-        let notice = if source.check_parsing {
-            source.health.record(&line.bytes, parsed.is_some())
-        } else {
-            None
-        };
-        if let Some(notice) = notice {
+        if let Some(notice) = source.health.record(&line.bytes, parsed.is_some()) {
             let (notice, format) = (notice.clone(), source.format.clone());
             self.unparsed_notice(line, &format, notice, now);
         }
@@ -505,11 +496,7 @@ fn new_source(
             None => line.container.clone(),
         },
         format: profile.format.name().to_string(),
-        check_parsing: match &profile.format {
-            LogFormat::Profile(p) => p.access_log,
-            _ => true,
-        },
         reason: profile.reason,
-        health: ParseHealth::default(),
+        health: ParseHealth::for_format(&profile.format),
     }
 }

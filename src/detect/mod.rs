@@ -145,6 +145,23 @@ fn hash_of(hasher: &foldhash::fast::RandomState, bytes: &[u8]) -> u64 {
     h.finish()
 }
 
+/// The longest window of `t` and of every profile's thresholds over it, at least a
+/// minute (the request rate's).
+fn idle_horizon(t: &Thresholds) -> i64 {
+    let longest = |t: &Thresholds| {
+        t.pattern_window
+            .max(t.failed_auth_window)
+            .max(t.not_found_window)
+            .max(t.not_found_burst_window)
+    };
+    profile::builtin_profiles()
+        .iter()
+        .map(|p| longest(&p.thresholds.apply(t)))
+        .chain([longest(t), 60])
+        .max()
+        .unwrap_or(60) as i64
+}
+
 /// Points a rule hit adds toward `max_pattern_matches`.
 fn points(sev: Severity, t: &Thresholds) -> u32 {
     match sev {
@@ -168,6 +185,9 @@ pub struct Detector {
     hasher: foldhash::fast::RandomState,
     observed: u64,
     evicted: u64,
+    /// An IP idle this long (seconds) has nothing left in any window, the windows of
+    /// every profile's thresholds included: the sweep may let it go.
+    idle_horizon: i64,
 }
 
 impl Detector {
@@ -185,6 +205,7 @@ impl Detector {
             hasher: foldhash::fast::RandomState::default(),
             observed: 0,
             evicted: 0,
+            idle_horizon: idle_horizon(&s.thresholds),
         })
     }
 
@@ -455,28 +476,7 @@ impl Detector {
     /// Lets go of IPs that have been idle longer than any window, and if there are still
     /// more than the cap, of the longest idle ones.
     fn sweep(&mut self, now: i64) {
-        let t = &self.thresholds;
-        // A profile's windows may be longer than the config's.
-        let profiles = profile::builtin_profiles().iter().map(|p| {
-            let o = &p.thresholds;
-            [
-                o.pattern_window,
-                o.failed_auth_window,
-                o.not_found_window,
-                o.not_found_burst_window,
-            ]
-            .into_iter()
-            .flatten()
-            .max()
-            .unwrap_or(0)
-        });
-        let horizon = t
-            .pattern_window
-            .max(t.failed_auth_window)
-            .max(t.not_found_window)
-            .max(t.not_found_burst_window)
-            .max(profiles.max().unwrap_or(0))
-            .max(60) as i64;
+        let horizon = self.idle_horizon;
         let before = self.ips.len();
         self.ips
             .retain(|_, s| s.last_seen > now - horizon || s.quiet_until > now);

@@ -971,6 +971,9 @@ pub struct ParseHealth {
     /// that shows where a wrong format starts going wrong.
     sample: Vec<u8>,
     notice: Option<UnparsedNotice>,
+    /// Never notices: the source is an application's log, only some lines of which name
+    /// a client (see [`ParseHealth::for_format`]).
+    quiet: bool,
 }
 
 /// Most of a source's lines did not parse (more than three in four, after at least
@@ -985,6 +988,16 @@ pub struct UnparsedNotice {
 }
 
 impl ParseHealth {
+    /// The parse health of a source read in `format`: an application profile that is no
+    /// access log (`access_log = false`) never notices, since most of its lines name no
+    /// client.
+    pub fn for_format(format: &LogFormat) -> ParseHealth {
+        ParseHealth {
+            quiet: matches!(format, LogFormat::Profile(p) if !p.access_log),
+            ..ParseHealth::default()
+        }
+    }
+
     /// Counts one line. Returns the notice the first time (only) that most lines failed.
     pub fn record(&mut self, line: &[u8], parsed: bool) -> Option<&UnparsedNotice> {
         self.lines += 1;
@@ -995,7 +1008,8 @@ impl ParseHealth {
             self.sample
                 .extend_from_slice(&line[..line.len().min(UNPARSED_SAMPLE_BYTES)]);
         }
-        if self.notice.is_some()
+        if self.quiet
+            || self.notice.is_some()
             || self.lines < UNPARSED_MIN_LINES
             || self.unparsed.saturating_mul(4) <= self.lines.saturating_mul(3)
         {

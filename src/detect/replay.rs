@@ -150,15 +150,9 @@ impl Replay {
         }
         Ok(Source {
             parser,
-            health: ParseHealth::default(),
+            health: ParseHealth::for_format(&self.format),
             hint: None,
         })
-    }
-
-    /// Whether most lines of an input should parse: not so for an application's log,
-    /// only some lines of which name a client.
-    fn checks_parsing(&self) -> bool {
-        self.scope.profile.as_ref().is_none_or(|p| p.access_log)
     }
 
     /// Ends an input called `name` in notices: when most of its lines did not parse, a
@@ -172,7 +166,6 @@ impl Replay {
         let notice = source
             .health
             .notice()
-            .filter(|_| self.checks_parsing())
             .map(|n| n.describe(name, self.format.name()));
         let hint = source.hint.map(|h| format!("{name}: {h}"));
         let notices: Vec<String> = notice.into_iter().chain(hint).collect();

@@ -63,6 +63,7 @@ impl Backoff {
 /// and its log files (the time they were read); while the stream catches up on its
 /// backlog the two clocks differ, so the last few seconds are counted apart rather than
 /// one count being reset each time the other clock's line comes.
+#[derive(Debug)]
 pub(crate) struct RateGate {
     limit: u32,
     /// (second, lines in it), the oldest replaced when a new second comes.
@@ -72,14 +73,6 @@ pub(crate) struct RateGate {
 }
 
 const DROP_WARNING_INTERVAL: Duration = Duration::from_secs(10);
-
-impl std::fmt::Debug for RateGate {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("RateGate")
-            .field("limit", &self.limit)
-            .finish()
-    }
-}
 
 impl RateGate {
     pub fn new(limit: u32) -> RateGate {
