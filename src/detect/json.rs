@@ -65,6 +65,11 @@ struct Node {
     /// The slots of this node's subtree (its own included): cleared when its key comes
     /// again, since the later value replaces the earlier one whole.
     slots: std::ops::Range<usize>,
+    /// The children again, as an open-addressing table by [`key_hash`] (the index in
+    /// `children` plus one; 0 is empty), filled once all paths are in: a line's key is
+    /// hashed once and compared with one wanted key at most, however many there are.
+    table: Box<[u32]>,
+    children: Vec<(Box<[u8]>, usize)>,
 }
 
 impl Node {
@@ -72,13 +77,78 @@ impl Node {
         !self.by_len.is_empty()
     }
 
-    fn child(&self, key: &[u8]) -> Option<usize> {
+    /// A child while the paths are put in (before [`index`](Self::index)).
+    fn child_building(&self, key: &[u8]) -> Option<usize> {
         self.by_len
             .get(key.len())?
             .iter()
             .find(|(k, _)| **k == *key)
             .map(|&(_, n)| n)
     }
+
+    /// Builds the lookup table of the children.
+    fn index(&mut self) {
+        self.children = self.by_len.iter().flatten().cloned().collect();
+        if self.children.is_empty() {
+            return;
+        }
+        let size = (self.children.len() * 4).next_power_of_two();
+        let mut table = vec![0u32; size];
+        for (i, (k, _)) in self.children.iter().enumerate() {
+            let mut at = key_hash(k) as usize & (size - 1);
+            while table[at] != 0 {
+                at = (at + 1) & (size - 1);
+            }
+            table[at] = i as u32 + 1;
+        }
+        self.table = table.into();
+    }
+
+    #[inline]
+    fn child(&self, key: &[u8]) -> Option<usize> {
+        if self.table.is_empty() {
+            return None;
+        }
+        let mask = self.table.len() - 1;
+        let mut at = key_hash(key) as usize & mask;
+        loop {
+            let i = *self.table.get(at)?;
+            let (k, n) = self.children.get(i.checked_sub(1)? as usize)?;
+            if k.len() == key.len() && same_key(k, key) {
+                return Some(*n);
+            }
+            at = (at + 1) & mask;
+        }
+    }
+}
+
+/// A cheap hash of a key from its length and its first and last bytes.
+#[inline]
+fn key_hash(k: &[u8]) -> u64 {
+    let n = k.len();
+    let (a, b) = if n >= 8 {
+        (word8(k, 0), word8(k, n - 8))
+    } else if n >= 4 {
+        (u64::from(word4(k, 0)), u64::from(word4(k, n - 4)))
+    } else {
+        (k.iter().fold(0u64, |h, &c| h << 8 | u64::from(c)), 0)
+    };
+    let h = (a ^ b.rotate_left(29) ^ ((n as u64) << 56)).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    h >> 40
+}
+
+#[inline]
+fn word8(s: &[u8], i: usize) -> u64 {
+    let mut w = [0; 8];
+    w.copy_from_slice(&s[i..i + 8]);
+    u64::from_le_bytes(w)
+}
+
+#[inline]
+fn word4(s: &[u8], i: usize) -> u32 {
+    let mut w = [0; 4];
+    w.copy_from_slice(&s[i..i + 4]);
+    u32::from_le_bytes(w)
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -108,7 +178,7 @@ impl Scanner {
             let mut at = 0;
             for key in path {
                 let key = key.as_bytes();
-                at = match nodes[at].child(key) {
+                at = match nodes[at].child_building(key) {
                     Some(n) => n,
                     None => {
                         let n = nodes.len();
@@ -129,6 +199,9 @@ impl Scanner {
         }
         let mut next = 0;
         number_slots(&mut nodes, 0, &mut next);
+        for n in &mut nodes {
+            n.index();
+        }
         let slot_of = ends
             .iter()
             .map(|&n| nodes[n].slot.unwrap_or(usize::MAX))
@@ -224,6 +297,10 @@ impl Scanner {
                             found,
                         };
                     }
+                }
+                // Not wanted, and (mostly) a string: passed over here, not in `value`.
+                None if c.peek() == Some(b'"') => {
+                    c.string()?;
                 }
                 None => {
                     self.value(c, depth, None)?;
@@ -343,12 +420,12 @@ struct Cursor<'a> {
 }
 
 impl Cursor<'_> {
-    #[inline]
+    #[inline(always)]
     fn peek(&self) -> Option<u8> {
         self.b.get(self.i).copied()
     }
 
-    #[inline]
+    #[inline(always)]
     fn ws(&mut self) {
         while let Some(b' ' | b'\t' | b'\n' | b'\r') = self.peek() {
             self.i += 1;
@@ -368,23 +445,44 @@ impl Cursor<'_> {
     /// escapes. Checks what serde_json checks: escapes, paired surrogates, no raw
     /// control character, valid UTF-8 (escapes are ASCII, so the raw inside is checked
     /// whole).
+    ///
+    /// One pass, eight bytes at a time: a word with no quote, backslash, control
+    /// character or non-ASCII byte (almost every word of a log) is passed over whole;
+    /// only a word holding one of them is looked at byte by byte.
+    #[inline(always)]
     fn string(&mut self) -> Option<(usize, usize, bool)> {
+        let b = self.b;
         let start = self.i + 1;
         let mut at = start;
         let mut escaped = false;
+        let mut ascii = true;
         let end = loop {
-            let i = at + memchr::memchr2(b'"', b'\\', self.b.get(at..)?)?;
-            if self.b[i] == b'"' {
-                break i;
+            // To the first special byte: whole words, then (near the end of the line)
+            // byte by byte.
+            while let Some(word) = b.get(at..at + 8) {
+                let m = special(word8(word, 0));
+                if m != 0 {
+                    // The lowest marked byte is a real one (see `special`).
+                    at += (m.trailing_zeros() / 8) as usize;
+                    break;
+                }
+                at += 8;
             }
-            escaped = true;
-            at = escape_end(self.b, i + 1)?;
+            match *b.get(at)? {
+                b'"' => break at,
+                b'\\' => {
+                    escaped = true;
+                    at = escape_end(b, at + 1)?;
+                }
+                0..=0x1F => return None,
+                0x80.. => {
+                    ascii = false;
+                    at += 1;
+                }
+                _ => at += 1,
+            }
         };
-        let inside = &self.b[start..end];
-        if inside.iter().any(|&b| b < 0x20) {
-            return None;
-        }
-        if !inside.is_ascii() && std::str::from_utf8(inside).is_err() {
+        if !ascii && std::str::from_utf8(&b[start..end]).is_err() {
             return None;
         }
         self.i = end + 1;
@@ -437,6 +535,39 @@ impl Cursor<'_> {
             return None;
         }
         Some(())
+    }
+}
+
+/// The eight bytes of `w` (little-endian) that are a quote, a backslash, a control
+/// character (below 0x20) or non-ASCII, marked by their high bit; 0 when there is
+/// none. The lowest mark is exact; marks above it may be false (a borrow runs upward
+/// only from a byte that matched), so the first special byte is `trailing_zeros / 8`.
+#[inline]
+fn special(w: u64) -> u64 {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGH: u64 = 0x8080_8080_8080_8080;
+    let zero = |v: u64| v.wrapping_sub(ONES) & !v & HIGH;
+    let below_space = w.wrapping_sub(ONES * 0x20) & !w & HIGH;
+    zero(w ^ (ONES * u64::from(b'"')))
+        | zero(w ^ (ONES * u64::from(b'\\')))
+        | below_space
+        | (w & HIGH)
+}
+
+/// Two keys of the same length compared as words (a key is mostly 3 to 16 bytes):
+/// the first and last eight (or four) bytes overlap to cover it whole.
+#[inline]
+fn same_key(a: &[u8], b: &[u8]) -> bool {
+    debug_assert_eq!(a.len(), b.len());
+    let n = a.len();
+    if n >= 8 {
+        word8(a, 0) == word8(b, 0)
+            && word8(a, n - 8) == word8(b, n - 8)
+            && (n <= 16 || a[8..n - 8] == b[8..n - 8])
+    } else if n >= 4 {
+        word4(a, 0) == word4(b, 0) && word4(a, n - 4) == word4(b, n - 4)
+    } else {
+        a == b
     }
 }
 
@@ -540,4 +671,57 @@ fn unicode_escape(raw: &[u8], at: usize) -> Option<(char, usize)> {
         return Some((char::from_u32(c)?, at + 11));
     }
     Some((char::from_u32(u32::from(n))?, at + 5))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn is_special(b: u8) -> bool {
+        b == b'"' || b == b'\\' || !(0x20..0x80).contains(&b)
+    }
+
+    #[test]
+    fn the_first_special_byte_of_a_word_is_found_exactly() {
+        // Every byte value at every position, amid every kind of neighbour (a borrow
+        // from a lower byte must not make an ordinary byte above it look special).
+        for fill in [
+            b'a', b' ', b'!', b'#', b'[', b']', 0x7F, 0x21, 0x1F, 0x80, 0xFF,
+        ] {
+            for pos in 0..8 {
+                for v in 0..=255u8 {
+                    let mut w = [fill; 8];
+                    w[pos] = v;
+                    let first = w.iter().position(|&b| is_special(b));
+                    let m = special(u64::from_le_bytes(w));
+                    let got = (m != 0).then(|| (m.trailing_zeros() / 8) as usize);
+                    assert_eq!(got, first, "{w:?}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn keys_compare_whole() {
+        let keys: [&[u8]; 7] = [
+            b"",
+            b"a",
+            b"abc",
+            b"abcd",
+            b"abcdefg",
+            b"abcdefgh",
+            b"ClientHost-and-more",
+        ];
+        for k in keys {
+            assert!(same_key(k, k));
+            for i in 0..k.len() {
+                let mut other = k.to_vec();
+                other[i] ^= 1;
+                assert!(!same_key(k, &other), "{k:?} at {i}");
+            }
+        }
+        assert!(!same_key(b"ClientHost", b"ClientPort"));
+        assert!(!same_key(b"request_User-Agent-x", b"request_User-Agent-y"));
+        assert!(!same_key(b"request_Xser-Agent-x", b"request_User-Agent-x"));
+    }
 }
