@@ -56,12 +56,35 @@ pub const POLL_EVERY: Duration = Duration::from_millis(250);
 const READ_BUDGET: usize = 256 * 1024;
 const CHUNK: usize = 64 * 1024;
 
-/// The files a profile names for a container, from its image reference and labels.
-pub type ProfileFiles = fn(image: &str, labels: &HashMap<String, String>) -> Vec<String>;
+/// The files the profile of a container names, from its name, image reference and
+/// labels (the config's choice of profile included: see `select::container_profile`).
+#[derive(Clone)]
+pub struct ProfileFiles(
+    std::sync::Arc<dyn Fn(&str, &str, &HashMap<String, String>) -> Vec<String> + Send + Sync>,
+);
 
-/// The [`ProfileFiles`] of no profile: no files.
-pub fn no_profile_files(_image: &str, _labels: &HashMap<String, String>) -> Vec<String> {
-    Vec::new()
+impl ProfileFiles {
+    pub fn new(
+        f: impl Fn(&str, &str, &HashMap<String, String>) -> Vec<String> + Send + Sync + 'static,
+    ) -> ProfileFiles {
+        ProfileFiles(std::sync::Arc::new(f))
+    }
+
+    /// No profile: no files.
+    pub fn none() -> ProfileFiles {
+        ProfileFiles::new(|_, _, _| Vec::new())
+    }
+
+    /// The files of container `name` running `image` with `labels`.
+    pub fn of(&self, name: &str, image: &str, labels: &HashMap<String, String>) -> Vec<String> {
+        (self.0)(name, image, labels)
+    }
+}
+
+impl std::fmt::Debug for ProfileFiles {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("ProfileFiles(..)")
+    }
 }
 
 /// The files to read for a container: its profile's, then its label's, each once.
@@ -1140,6 +1163,10 @@ mod tests {
             wanted(vec!["/config/logs/openssh/current".into()], &labels),
             vec!["/config/logs/openssh/current", "/data/logs/a.log"]
         );
-        assert!(wanted(no_profile_files("x", &HashMap::new()), &HashMap::new()).is_empty());
+        assert!(wanted(
+            ProfileFiles::none().of("c", "x", &HashMap::new()),
+            &HashMap::new()
+        )
+        .is_empty());
     }
 }

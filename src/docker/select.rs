@@ -119,17 +119,18 @@ impl ContainerProfile {
     }
 }
 
-/// The log files inside a container that its profile names: the profile of its label
-/// `security-monitor.profile`, else of its image. (A profile chosen in the config's
-/// `containers` section names no files here: label the container, or use the label
-/// `security-monitor.logfile`.)
-pub fn profile_files(image: &str, labels: &HashMap<String, String>) -> Vec<String> {
-    labels
-        .get(LABEL_PROFILE)
-        .and_then(|p| profile(p.trim()))
-        .or_else(|| profile_for_image(image))
-        .map(|p| p.files.clone())
-        .unwrap_or_default()
+/// The log files inside a container that its profile names, whatever chose the profile
+/// ([`container_profile`]: a label, the config's `containers` section or a global
+/// `log_format` naming a profile, or the image). A container read in a format that is
+/// not a profile has none (the label `security-monitor.logfile` still adds files).
+pub fn profile_files(cfg: &Config) -> super::files::ProfileFiles {
+    let cfg = cfg.clone();
+    super::files::ProfileFiles::new(move |name, image, labels| {
+        match container_profile(&cfg, name, image, labels).0.format {
+            LogFormat::Profile(p) => p.files.clone(),
+            _ => Vec::new(),
+        }
+    })
 }
 
 /// The effective settings of container `name` running `image`, first of: its label
@@ -291,5 +292,43 @@ mod tests {
         assert_eq!(p.format, LogFormat::Auto);
         assert_eq!(p.categories, None);
         assert!(w[0].contains("nope"), "{w:?}");
+    }
+
+    #[test]
+    fn a_profile_brings_its_files_whatever_chose_it() {
+        let cfg = parse_str(
+            r#"{"containers": {"proxy": {"profile": "nginx-proxy-manager"},
+                               "cloud": {"log_format": "combined"}}}"#,
+        )
+        .unwrap();
+        let files = profile_files(&cfg);
+        let npm = vec![
+            "/data/logs/*_access.log".to_string(),
+            "/data/logs/*_error.log".to_string(),
+        ];
+        // The containers section, with an image that names nothing.
+        assert_eq!(
+            files.of("proxy", "example/custom-proxy:1", &labels(&[])),
+            npm
+        );
+        // The image alone.
+        assert_eq!(
+            files.of("cloud2", "nextcloud:29-apache", &labels(&[])),
+            vec!["/var/www/html/data/nextcloud.log".to_string()]
+        );
+        // A format that is not a profile, from the section, beats the image: no files.
+        assert!(files.of("cloud", "nextcloud:29", &labels(&[])).is_empty());
+        // The label beats the section.
+        assert!(files
+            .of("proxy", "x", &labels(&[(LABEL_LOG_FORMAT, "combined")]))
+            .is_empty());
+        assert_eq!(
+            files.of(
+                "any",
+                "x",
+                &labels(&[(LABEL_PROFILE, "nginx-proxy-manager")])
+            ),
+            npm
+        );
     }
 }

@@ -63,7 +63,7 @@ impl WatchSettings {
             max_line_bytes: cfg.limits.max_line_bytes,
             max_backlog_secs: cfg.docker.max_backlog,
             max_lines_per_second: cfg.docker.max_lines_per_second,
-            profile_files: super::select::profile_files,
+            profile_files: super::select::profile_files(cfg),
         })
     }
 }
@@ -669,7 +669,10 @@ impl Supervisor {
     /// Reads the log files of a running container, if it has any; a stopped one's files
     /// are looked at once more, then no longer.
     fn follow_files(&mut self, info: &Inspected, tracker: &Arc<Tracker>) {
-        let profile = (self.settings.profile_files)(&info.image, &info.labels);
+        let profile = self
+            .settings
+            .profile_files
+            .of(&info.name, &info.image, &info.labels);
         let paths = files::wanted(profile, &info.labels);
         if !info.running || paths.is_empty() {
             if let Some(t) = self.file_tasks.get(&info.id) {
