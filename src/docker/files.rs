@@ -59,9 +59,10 @@ const CHUNK: usize = 64 * 1024;
 /// The files the profile of a container names, from its name, image reference and
 /// labels (the config's choice of profile included: see `select::container_profile`).
 #[derive(Clone)]
-pub struct ProfileFiles(
-    std::sync::Arc<dyn Fn(&str, &str, &HashMap<String, String>) -> Vec<String> + Send + Sync>,
-);
+pub struct ProfileFiles(std::sync::Arc<FilesOf>);
+
+/// (name, image, labels) to the files of the container's profile.
+type FilesOf = dyn Fn(&str, &str, &HashMap<String, String>) -> Vec<String> + Send + Sync;
 
 impl ProfileFiles {
     pub fn new(
