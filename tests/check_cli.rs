@@ -892,3 +892,88 @@ fn a_profile_hint_says_what_to_set_when_lines_name_no_client() {
     let r: Value = serde_json::from_slice(&out.stdout).expect("json");
     assert!(r["notices"].to_string().contains("log_line_prefix"), "{r}");
 }
+
+#[test]
+fn learn_warms_the_endpoint_baselines_and_the_report_lists_what_strays() {
+    let d = Dir::new();
+    let ua = "Mozilla/5.0 (X11; Linux x86_64) Firefox/128.0";
+    let mut normal = String::new();
+    for i in 0..300u32 {
+        let target = format!("/shop/item?id={}&qty={}&B1=Add", i % 40 + 1, i % 9 + 1);
+        let ip = format!("10.1.{}.{}", i / 200, i % 200 + 1);
+        normal.push_str(&line(&ip, "21/Nov/2026:10:00:00", &target, 200, "-", ua));
+    }
+    let learn = d.file("normal.log", normal.as_bytes());
+    let test = d.file(
+        "test.log",
+        [
+            line(
+                "203.0.113.5",
+                "21/Nov/2026:11:00:00",
+                "/shop/item?id=7&qty=2&B1=Add",
+                200,
+                "-",
+                ua,
+            ),
+            // Nothing a rule bans: a dash and letters in a numeric id.
+            line(
+                "203.0.113.6",
+                "21/Nov/2026:11:00:01",
+                "/shop/item?id=7-x&qty=2&B1=Add",
+                200,
+                "-",
+                ua,
+            ),
+            line(
+                "203.0.113.7",
+                "21/Nov/2026:11:00:02",
+                "/shop/item?id=7&qty=2&B1=Add&debug=1",
+                200,
+                "-",
+                ua,
+            ),
+        ]
+        .concat()
+        .as_bytes(),
+    );
+    let r = check_json(
+        &["--format", "combined", "--learn", learn.to_str().unwrap()],
+        &[&test],
+    );
+    // The report is about the test file alone.
+    assert_eq!(r["lines"], 3, "{r}");
+    assert_eq!(
+        r["anomaly_model"]["learned"].as_u64().unwrap() >= 300,
+        true,
+        "{r}"
+    );
+    let list = r["anomalies"].as_array().expect("anomalies listed");
+    let by_ip = |ip: &str| list.iter().find(|a| a["ip"] == ip).cloned();
+    assert!(by_ip("203.0.113.5").is_none(), "{r}");
+    let a = by_ip("203.0.113.6").expect("the odd id is flagged");
+    assert!(
+        a["reason"]
+            .as_str()
+            .unwrap()
+            .contains("parameter `id` on GET /shop/item"),
+        "{a}"
+    );
+    assert!(a["score"].as_f64().unwrap() >= 0.5, "{a}");
+    assert_eq!(a["endpoint"], "GET /shop/item");
+    let a = by_ip("203.0.113.7").expect("the unknown parameter is flagged");
+    assert!(a["reason"].as_str().unwrap().contains("`debug`"), "{a}");
+    assert_eq!(r["anomalies_total"], 2);
+    // No ban from an anomaly in check.
+    assert!(banned(&r).is_empty(), "{r}");
+    // Without --learn or --anomalies the report has no such keys.
+    let r = check_json(&["--format", "combined"], &[&test]);
+    assert!(r.get("anomalies").is_none(), "{r}");
+    // A learning file that cannot be read is an error that names it.
+    let out = bin()
+        .args(["check", "--learn", "/nonexistent/normal.log"])
+        .arg(&test)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("/nonexistent/normal.log"));
+}

@@ -233,7 +233,7 @@ _security__monitor() {
             return 0
             ;;
         security__subcmd__monitor__subcmd__check)
-            opts="-c -f -p -h --config --format --profile --json --help"
+            opts="-c -f -p -h --config --format --profile --json --anomalies --learn --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -260,6 +260,10 @@ _security__monitor() {
                     return 0
                     ;;
                 -p)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --learn)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;

@@ -49,7 +49,9 @@ complete -c security-monitor -n "__fish_security_monitor_needs_command" -f -a "h
 complete -c security-monitor -n "__fish_security_monitor_using_subcommand check" -s c -l config -d 'Config file (default: /etc/security-monitor/monitor_config.json if it exists, else built-in defaults)' -r -F
 complete -c security-monitor -n "__fish_security_monitor_using_subcommand check" -s f -l format -d 'Log format: auto, combined, common, vhost_combined, json, a profile, or a name under "formats" in the config' -r
 complete -c security-monitor -n "__fish_security_monitor_using_subcommand check" -s p -l profile -d 'Read the logs as this application profile (`security-monitor profiles` lists them)' -r
+complete -c security-monitor -n "__fish_security_monitor_using_subcommand check" -l learn -d 'Learn the baselines from this log first (ordinary traffic; repeatable), then judge LOGFILES. Implies --anomalies' -r -F
 complete -c security-monitor -n "__fish_security_monitor_using_subcommand check" -l json -d 'Print one JSON object instead of the report'
+complete -c security-monitor -n "__fish_security_monitor_using_subcommand check" -l anomalies -d 'Also judge each request against per-endpoint baselines learned from the logs\' own ordinary traffic, and list what looks unusual'
 complete -c security-monitor -n "__fish_security_monitor_using_subcommand check" -s h -l help -d 'Print help'
 complete -c security-monitor -n "__fish_security_monitor_using_subcommand check-config" -s h -l help -d 'Print help'
 complete -c security-monitor -n "__fish_security_monitor_using_subcommand run" -s c -l config -r -F

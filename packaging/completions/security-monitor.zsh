@@ -36,7 +36,9 @@ _arguments "${_arguments_options[@]}" : \
 '--format=[Log format\: auto, combined, common, vhost_combined, json, a profile, or a name under "formats" in the config]:FORMAT:_default' \
 '(-f --format)-p+[Read the logs as this application profile (\`security-monitor profiles\` lists them)]:PROFILE:_default' \
 '(-f --format)--profile=[Read the logs as this application profile (\`security-monitor profiles\` lists them)]:PROFILE:_default' \
+'*--learn=[Learn the baselines from this log first (ordinary traffic; repeatable), then judge LOGFILES. Implies --anomalies]:FILE:_files' \
 '--json[Print one JSON object instead of the report]' \
+'--anomalies[Also judge each request against per-endpoint baselines learned from the logs'\'' own ordinary traffic, and list what looks unusual]' \
 '-h[Print help]' \
 '--help[Print help]' \
 '*::logfiles -- Log files to read; `-` reads standard input:_files' \

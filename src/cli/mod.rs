@@ -47,6 +47,12 @@ enum Command {
         /// Print one JSON object instead of the report.
         #[arg(long)]
         json: bool,
+        /// Also judge each request against per-endpoint baselines learned from the logs' own ordinary traffic, and list what looks unusual.
+        #[arg(long)]
+        anomalies: bool,
+        /// Learn the baselines from this log first (ordinary traffic; repeatable), then judge LOGFILES. Implies --anomalies.
+        #[arg(long, value_name = "FILE")]
+        learn: Vec<PathBuf>,
         /// Log files to read; `-` reads standard input.
         #[arg(required = true)]
         logfiles: Vec<PathBuf>,
@@ -210,12 +216,15 @@ pub fn run() -> Result<u8> {
             format,
             profile,
             json,
+            anomalies,
+            learn,
             logfiles,
         } => offline::check(
             config.as_deref(),
             format.as_deref().or(profile.as_deref()),
             profile.is_some(),
             json,
+            (anomalies || !learn.is_empty()).then_some(&learn[..]),
             &logfiles,
         ),
         Command::Profiles { json } => offline::profiles(json),

@@ -9,9 +9,9 @@ use std::time::Instant;
 use anyhow::{Context, Result};
 
 use security_monitor::config::{self, DEFAULT_CONFIG_PATH};
-use security_monitor::detect::profile;
 use security_monitor::detect::replay::{Replay, Report};
 use security_monitor::detect::rules::RuleSet;
+use security_monitor::detect::{anomaly, profile};
 use security_monitor::lines::for_each_line;
 
 use super::load_config;
@@ -22,6 +22,7 @@ pub(super) fn check(
     format: Option<&str>,
     is_profile: bool,
     json: bool,
+    learn: Option<&[PathBuf]>,
     logfiles: &[PathBuf],
 ) -> Result<u8> {
     let cfg = load_config(config, json)?;
@@ -44,12 +45,55 @@ pub(super) fn check(
             known.join(", ")
         );
     };
+    let replay_format = log_format.clone();
     let mut replay = Replay::new(
         &cfg.detect_settings(),
         log_format,
         cfg.limits.max_line_bytes,
     )?;
     replay.set_reference(security_monitor::clock::unix_now());
+    if let Some(learn) = learn {
+        let mut model = anomaly::Model::new(anomaly::Settings::default());
+        if !learn.is_empty() {
+            // The learning logs go through a replay of their own (its rule hits decide
+            // what is ordinary), so the report below is about LOGFILES alone.
+            let mut warm = Replay::new(
+                &cfg.detect_settings(),
+                replay_format.clone(),
+                cfg.limits.max_line_bytes,
+            )?;
+            warm.set_reference(security_monitor::clock::unix_now());
+            model.set_teaching(true);
+            warm.set_model(model);
+            for path in learn {
+                let file = File::open(path)
+                    .with_context(|| format!("cannot open {} (--learn)", path.display()))?;
+                for n in replay_input(&mut warm, file, &path.display().to_string())
+                    .with_context(|| format!("reading {} (--learn)", path.display()))?
+                {
+                    eprintln!("warning: {n}");
+                }
+            }
+            model = warm
+                .take_model()
+                .context("the learning replay lost its model")?;
+            model.set_teaching(false);
+            if !json {
+                let st = model.stats();
+                eprintln!(
+                    "learned {} requests on {} endpoints from {}",
+                    st.learned,
+                    st.endpoints,
+                    learn
+                        .iter()
+                        .map(|p| p.display().to_string())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                );
+            }
+        }
+        replay.set_model(model);
+    }
     let started = Instant::now();
     for path in logfiles {
         let notice = if path.as_os_str() == "-" {
@@ -297,6 +341,26 @@ fn render_text(r: &Report, rules: &RuleSet) -> String {
             ]);
         }
         let _ = write!(out, "{table}");
+    }
+    if let (Some(total), Some(list), Some(model)) =
+        (r.anomalies_total, &r.anomalies, &r.anomaly_model)
+    {
+        let _ = writeln!(out);
+        let _ = writeln!(
+            out,
+            "Unusual requests (endpoint baselines; never a ban in check): {total}, from {} learned requests on {} endpoints",
+            model.learned, model.endpoints
+        );
+        let strong = list.iter().filter(|a| a.score >= 0.5).count();
+        let _ = writeln!(out, "  {strong} of those listed score 0.5 or more");
+        let mut shown: Vec<&security_monitor::detect::replay::AnomalyEntry> = list.iter().collect();
+        shown.sort_by(|a, b| b.score.total_cmp(&a.score));
+        for a in shown.iter().take(20) {
+            let _ = writeln!(out, "  {:<15} {:.1}  {}", a.ip, a.score, a.reason);
+        }
+        if list.len() > 20 {
+            let _ = writeln!(out, "  ... {} more (--json lists them)", list.len() - 20);
+        }
     }
     out
 }

@@ -4,6 +4,7 @@
 //! timestamp in `check`, the Docker timestamp or wall clock in the daemon), so a replay
 //! behaves exactly as the live daemon would have, and tests need no sleeping.
 
+pub mod anomaly;
 pub mod blocks;
 pub mod decode;
 mod json;

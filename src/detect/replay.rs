@@ -59,6 +59,29 @@ pub struct Report {
     pub profile: Option<String>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub shapes: Vec<ShapeCount>,
+    /// With the endpoint baselines on (`check --learn`, `--anomalies`): the unusual
+    /// requests (at most [`MAX_ANOMALIES`] listed, all counted) and what the model holds.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub anomaly_model: Option<super::anomaly::Stats>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub anomalies_total: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub anomalies: Option<Vec<AnomalyEntry>>,
+}
+
+/// Unusual requests listed in a report at most.
+pub const MAX_ANOMALIES: usize = 100_000;
+
+/// One unusual request in a report.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct AnomalyEntry {
+    pub ip: IpAddr,
+    pub score: f64,
+    pub reason: String,
+    pub endpoint: String,
+    /// The line's time, when it has one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub time: Option<String>,
 }
 
 /// How many lines one shape of a profile read.
@@ -82,6 +105,8 @@ pub struct Replay {
     allowlisted: HashMap<IpAddr, usize>,
     /// The last timestamp seen, for lines that carry none.
     clock: i64,
+    /// The endpoint baselines, when on.
+    anomaly: Option<super::anomaly::Model>,
 }
 
 /// One input being replayed: its own format recognition and parse health.
@@ -129,7 +154,21 @@ impl Replay {
             bans: HashMap::new(),
             allowlisted: HashMap::new(),
             clock: 0,
+            anomaly: None,
         })
+    }
+
+    /// Turns the endpoint baselines on, with `model` (fresh, or learned by another
+    /// replay: see [`take_model`](Self::take_model)).
+    pub fn set_model(&mut self, model: super::anomaly::Model) {
+        self.anomaly = Some(model);
+        self.report.anomalies_total = Some(0);
+        self.report.anomalies = Some(Vec::new());
+    }
+
+    /// The endpoint baselines, taken out (to carry what one replay learned into another).
+    pub fn take_model(&mut self) -> Option<super::anomaly::Model> {
+        self.anomaly.take()
     }
 
     /// Lines are examined up to this many bytes (`limits.max_line_bytes`).
@@ -194,6 +233,30 @@ impl Replay {
         }
         let now = self.clock;
         let obs = self.detector.observe_in(&req, line, now, &self.scope);
+        if let Some(model) = &mut self.anomaly {
+            // Learned from only what is surely ordinary: answered 2xx/3xx, to a client
+            // with no rule hit and no ban.
+            let clean = obs.hits.is_empty()
+                && obs.verdict.is_none()
+                && req.status.is_some_and(|s| (200..400).contains(&s))
+                && !self.bans.contains_key(&req.ip);
+            if let Some(a) = model.observe("check", &req, clean) {
+                if let Some(n) = &mut self.report.anomalies_total {
+                    *n += 1;
+                }
+                if let Some(list) = &mut self.report.anomalies {
+                    if list.len() < MAX_ANOMALIES {
+                        list.push(AnomalyEntry {
+                            ip: req.ip,
+                            score: a.score,
+                            reason: a.reason,
+                            endpoint: a.endpoint,
+                            time: req.time.map(format_time),
+                        });
+                    }
+                }
+            }
+        }
         for &i in &obs.hits {
             let id = &self.detector.rules().rule(i).id;
             match self.report.rule_hits.get_mut(id) {
@@ -253,6 +316,7 @@ impl Replay {
         self.report.elapsed_s = elapsed_s;
         self.report.tracked_ips = self.detector.tracked_ips();
         self.report.evicted_ips = self.detector.evicted_ips();
+        self.report.anomaly_model = self.anomaly.as_ref().map(|m| m.stats());
         self.report.clone()
     }
 

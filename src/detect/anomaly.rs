@@ -1,0 +1,662 @@
+//! Per-endpoint baselines: what each endpoint of an application takes, learned from its
+//! own ordinary traffic, and how far a request strays from it (the seeds' anomaly
+//! detection, done per endpoint instead of with one global model).
+//!
+//! An endpoint is a source (a container, or `check`'s input), a method and a route
+//! template: the path with numeric, hexadecimal, UUID and overlong segments folded, so
+//! `/item/123` and `/item/456` are one endpoint and their number stays bounded. Per
+//! endpoint the model keeps the parameters seen and, per parameter, the character
+//! classes of its values (letters, digits and each punctuation character apart), the
+//! longest value and, while there are few, the values themselves.
+//!
+//! A request is judged against the endpoint as it was before the request; then, when the
+//! caller says the request is clean (a 2xx/3xx answer to a client with no rule hits), it
+//! may be learned. So nothing is judged until an endpoint has
+//! `min_samples` requests, and what it learns cannot be steered:
+//! - no client supplies more than `max_client_share` of an endpoint's samples (beyond a
+//!   first few), tracked over the endpoint's heaviest contributors;
+//! - counts halve every `decay_every` samples, so what the application stopped sending
+//!   is forgotten and new habits are learned from fresh traffic;
+//! - an unusual request is learned only from a client that made ordinary ones before, so
+//!   the application's own users teach it new habits and strangers teach it nothing;
+//! - an endpoint never seen is reported with a low score only: on its own it is a reason
+//!   to look, never to ban.
+//!
+//! Sans-IO and clock-free: time is counted in samples. Memory is bounded per source by
+//! `max_endpoints` (the coldest of a few sampled endpoints goes first) and per endpoint
+//! by [`MAX_PARAMS`] and [`MAX_VALUES`].
+
+use serde::Serialize;
+use std::collections::HashMap;
+use std::hash::{BuildHasher, Hash, Hasher};
+
+use super::decode::percent_decode;
+use super::parse::Request;
+
+/// Parameters kept per endpoint; more names are judged as never seen.
+pub const MAX_PARAMS: usize = 32;
+/// Distinct values kept per parameter; a parameter with more is free text.
+pub const MAX_VALUES: usize = 8;
+/// Clients tracked per endpoint for the share cap.
+const CONTRIBUTORS: usize = 8;
+/// Samples any one client may give an endpoint before the share cap applies.
+const FREE_SAMPLES: u32 = 3;
+/// Ordinary clean requests after which a client's unusual clean requests are learned.
+pub const TRUST_AFTER: u32 = 5;
+/// Clients whose trust is tracked per source.
+const MAX_TRUST: usize = 100_000;
+
+/// The model's knobs.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Settings {
+    /// Samples an endpoint (and a parameter) needs before it is judged.
+    pub min_samples: u32,
+    /// Endpoints kept per source.
+    pub max_endpoints: usize,
+    /// The largest share of an endpoint's samples one client may supply.
+    pub max_client_share: f64,
+    /// Counts halve when an endpoint has this many samples.
+    pub decay_every: u32,
+    /// An unknown endpoint is reported once its source has learned this many requests.
+    pub unknown_after: u64,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings {
+            min_samples: 50,
+            max_endpoints: 1000,
+            max_client_share: 0.1,
+            decay_every: 20_000,
+            unknown_after: 2_000,
+        }
+    }
+}
+
+/// One unusual request: how unusual (0 to 1), why in words, and where.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Anomaly {
+    pub score: f64,
+    pub reason: String,
+    /// `METHOD /route/{n}`.
+    pub endpoint: String,
+}
+
+/// Scores of the kinds of finding. An endpoint never seen (or seen fewer than
+/// `min_samples` times) is below every ban threshold.
+pub const SCORE_UNKNOWN_ENDPOINT: f64 = 0.2;
+const SCORE_NEW_CHARS: f64 = 0.8;
+const SCORE_NEW_LETTERS: f64 = 0.6;
+const SCORE_UNKNOWN_PARAM: f64 = 0.6;
+const SCORE_OVERLONG: f64 = 0.7;
+const SCORE_MISSING_PARAM: f64 = 0.5;
+const SCORE_NEW_VALUE: f64 = 0.5;
+
+/// Character classes: lower-case letters, upper-case, digits, space, non-ASCII, control
+/// characters, then each ASCII punctuation character on its own (where attacks are).
+const NCLASS: usize = 6 + 32;
+
+fn class_of(b: u8) -> usize {
+    match b {
+        b'a'..=b'z' => 0,
+        b'A'..=b'Z' => 1,
+        b'0'..=b'9' => 2,
+        b' ' => 3,
+        0x80..=0xFF => 4,
+        0..=0x1F | 0x7F => 5,
+        _ => 6 + PUNCT.iter().position(|&p| p == b).unwrap_or(0),
+    }
+}
+
+const PUNCT: &[u8; 32] = b"!\"#$%&'()*+,-./:;<=>?@[\\]^_`{|}~";
+
+fn class_name(c: usize) -> String {
+    match c {
+        0 => "lower-case letters".into(),
+        1 => "upper-case letters".into(),
+        2 => "digits".into(),
+        3 => "spaces".into(),
+        4 => "non-ASCII bytes".into(),
+        5 => "control characters".into(),
+        _ => format!("`{}`", PUNCT[c - 6] as char),
+    }
+}
+
+#[derive(Debug, Clone)]
+struct Param {
+    name: Box<[u8]>,
+    count: u32,
+    classes: [u32; NCLASS],
+    max_len: u32,
+    /// Distinct values (by hash) and their counts, while there are at most
+    /// [`MAX_VALUES`]; None once there were more.
+    values: Option<Vec<(u64, u32)>>,
+}
+
+#[derive(Debug, Clone)]
+struct Endpoint {
+    key: u64,
+    label: String,
+    samples: u32,
+    params: Vec<Param>,
+    /// The heaviest contributors, space-saving style: (client hash, samples counted,
+    /// of which inherited). A new client takes the lightest slot and inherits its count
+    /// (so any client with more than 1/CONTRIBUTORS of the samples is in the table);
+    /// the cap is applied to what it surely gave, the count less the inherited part.
+    contributors: [(u64, u32, u32); CONTRIBUTORS],
+}
+
+#[derive(Debug, Default)]
+struct Source {
+    endpoints: Vec<Endpoint>,
+    index: HashMap<u64, usize>,
+    learned: u64,
+    evicted: u64,
+    tick: usize,
+    /// Ordinary clean requests per client (hash), up to [`TRUST_AFTER`].
+    trust: HashMap<u64, u32>,
+}
+
+/// The baselines of every source.
+#[derive(Debug)]
+pub struct Model {
+    settings: Settings,
+    sources: HashMap<String, Source>,
+    hasher: foldhash::fast::FixedState,
+    /// Decoded parameters of the request being looked at (reused).
+    scratch: Vec<(Vec<u8>, Vec<u8>)>,
+    /// Every clean request is learned, unusual or not (traffic the operator vouches
+    /// for: `check --learn FILE`).
+    teaching: bool,
+}
+
+/// What the model holds, for reports.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct Stats {
+    pub endpoints: usize,
+    pub learned: u64,
+    pub evicted_endpoints: u64,
+    /// An estimate of the memory held (bytes).
+    pub bytes: usize,
+}
+
+impl Model {
+    pub fn new(settings: Settings) -> Model {
+        Model {
+            settings,
+            sources: HashMap::new(),
+            hasher: foldhash::fast::FixedState::with_seed(0x5ec0_a0a1),
+            scratch: Vec::new(),
+            teaching: false,
+        }
+    }
+
+    /// While on, every clean request is learned, unusual or not: for traffic the
+    /// operator vouches for as ordinary (`check --learn FILE`).
+    pub fn set_teaching(&mut self, on: bool) {
+        self.teaching = on;
+    }
+
+    pub fn settings(&self) -> &Settings {
+        &self.settings
+    }
+
+    fn hash(&self, parts: &[&[u8]]) -> u64 {
+        let mut h = self.hasher.build_hasher();
+        for p in parts {
+            p.hash(&mut h);
+        }
+        h.finish()
+    }
+
+    /// Judges `req` from `source` against what was learned, then learns it when `clean`
+    /// (the caller's word: a 2xx/3xx answer to a client with no rule hits) and either it
+    /// was not unusual itself or its client has earned trust (at least [`TRUST_AFTER`]
+    /// ordinary clean requests to this source before): so a new habit of the
+    /// application's users is learned, and a stranger's odd request is not. Returns the
+    /// finding, if the request is unusual.
+    pub fn observe(&mut self, source: &str, req: &Request<'_>, clean: bool) -> Option<Anomaly> {
+        let method = if req.method.is_empty() {
+            &b"GET"[..]
+        } else {
+            &req.method[..]
+        };
+        let (path, query) = split_target(&req.target);
+        let route = route_template(path);
+        let key = self.hash(&[method, route.as_bytes()]);
+        let client = self.hash(&[req.ip.to_string().as_bytes()]);
+        let mut params = std::mem::take(&mut self.scratch);
+        decode_params(query, &mut params);
+        let found = self.judge(source, key, method, &route, &params);
+        if clean {
+            let ordinary = found
+                .as_ref()
+                .is_none_or(|a| a.score <= SCORE_UNKNOWN_ENDPOINT);
+            let trusted = self.trust(source, client, ordinary);
+            if ordinary || trusted || self.teaching {
+                self.learn(source, key, method, &route, &params, client);
+            }
+        }
+        params.clear();
+        self.scratch = params;
+        found
+    }
+
+    /// Counts an ordinary clean request of `client`; returns whether it was trusted
+    /// before this one.
+    fn trust(&mut self, source: &str, client: u64, ordinary: bool) -> bool {
+        let Some(s) = self.sources.get_mut(source) else {
+            return false;
+        };
+        let before = s.trust.get(&client).copied().unwrap_or(0);
+        if ordinary && before < TRUST_AFTER {
+            if s.trust.len() >= MAX_TRUST && !s.trust.contains_key(&client) {
+                // Bounded: start over rather than grow (trust is earned again quickly).
+                s.trust.clear();
+            }
+            s.trust.insert(client, before + 1);
+        }
+        before >= TRUST_AFTER
+    }
+
+    fn judge(
+        &self,
+        source: &str,
+        key: u64,
+        method: &[u8],
+        route: &str,
+        params: &[(Vec<u8>, Vec<u8>)],
+    ) -> Option<Anomaly> {
+        let s = self.sources.get(source)?;
+        let label = || format!("{} {route}", String::from_utf8_lossy(method));
+        let Some(&i) = s.index.get(&key) else {
+            return (s.learned >= self.settings.unknown_after).then(|| Anomaly {
+                score: SCORE_UNKNOWN_ENDPOINT,
+                reason: format!(
+                    "endpoint {} never seen in {} requests learned",
+                    label(),
+                    s.learned
+                ),
+                endpoint: label(),
+            });
+        };
+        let e = &s.endpoints[i];
+        let min = self.settings.min_samples;
+        if e.samples < min {
+            return (s.learned >= self.settings.unknown_after).then(|| Anomaly {
+                score: SCORE_UNKNOWN_ENDPOINT,
+                reason: format!(
+                    "endpoint {} seen {} times in {} requests learned",
+                    e.label, e.samples, s.learned
+                ),
+                endpoint: e.label.clone(),
+            });
+        }
+        let mut best: Option<(f64, String)> = None;
+        let mut offer = |score: f64, reason: String| {
+            if best.as_ref().is_none_or(|(s, _)| score > *s) {
+                best = Some((score, reason));
+            }
+        };
+        for (name, value) in params {
+            let Some(p) = e.params.iter().find(|p| *p.name == name[..]) else {
+                offer(
+                    SCORE_UNKNOWN_PARAM,
+                    format!(
+                        "parameter `{}` on {}: never seen in {} requests",
+                        shown(name),
+                        e.label,
+                        e.samples
+                    ),
+                );
+                continue;
+            };
+            if p.count < min {
+                continue;
+            }
+            let mut new = [false; NCLASS];
+            for &b in value.iter() {
+                let c = class_of(b);
+                if p.classes[c] == 0 {
+                    new[c] = true;
+                }
+            }
+            if new.iter().any(|&n| n) {
+                let letters_only = new.iter().enumerate().all(|(c, &n)| !n || c <= 3);
+                let what: Vec<String> = (0..NCLASS).filter(|&c| new[c]).map(class_name).collect();
+                offer(
+                    if letters_only {
+                        SCORE_NEW_LETTERS
+                    } else {
+                        SCORE_NEW_CHARS
+                    },
+                    format!(
+                        "parameter `{}` on {}: {} never seen in {} requests",
+                        shown(name),
+                        e.label,
+                        what.join(", "),
+                        p.count
+                    ),
+                );
+            }
+            let len = value.len() as u32;
+            if len > p.max_len + (p.max_len / 2).max(8) {
+                offer(
+                    SCORE_OVERLONG,
+                    format!(
+                        "parameter `{}` on {}: {len} bytes, the longest of {} requests was {}",
+                        shown(name),
+                        e.label,
+                        p.count,
+                        p.max_len
+                    ),
+                );
+            }
+            if let Some(values) = &p.values {
+                let h = self.hash(&[value]);
+                if p.count >= 2 * min && !values.iter().any(|&(v, _)| v == h) {
+                    offer(
+                        SCORE_NEW_VALUE,
+                        format!(
+                            "parameter `{}` on {}: a value never seen in {} requests (it took {} values)",
+                            shown(name),
+                            e.label,
+                            p.count,
+                            values.len()
+                        ),
+                    );
+                }
+            }
+        }
+        for p in &e.params {
+            // In all but a few of many requests, and missing here.
+            if p.count >= min
+                && u64::from(p.count) * 100 >= u64::from(e.samples) * 99
+                && !params.iter().any(|(n, _)| *n == *p.name)
+            {
+                offer(
+                    SCORE_MISSING_PARAM,
+                    format!(
+                        "parameter `{}` on {}: missing, present in {} of {} requests",
+                        shown(&p.name),
+                        e.label,
+                        p.count,
+                        e.samples
+                    ),
+                );
+            }
+        }
+        best.map(|(score, reason)| Anomaly {
+            score,
+            reason,
+            endpoint: e.label.clone(),
+        })
+    }
+
+    fn learn(
+        &mut self,
+        source: &str,
+        key: u64,
+        method: &[u8],
+        route: &str,
+        params: &[(Vec<u8>, Vec<u8>)],
+        client: u64,
+    ) {
+        let value_hashes: Vec<u64> = params.iter().map(|(_, v)| self.hash(&[v])).collect();
+        let settings = self.settings.clone();
+        if !self.sources.contains_key(source) {
+            self.sources.insert(source.to_string(), Source::default());
+        }
+        let Some(s) = self.sources.get_mut(source) else {
+            return;
+        };
+        let i = match s.index.get(&key) {
+            Some(&i) => i,
+            None => {
+                if s.endpoints.len() >= settings.max_endpoints.max(1) {
+                    s.evict();
+                }
+                s.endpoints.push(Endpoint {
+                    key,
+                    label: format!("{} {route}", String::from_utf8_lossy(method)),
+                    samples: 0,
+                    params: Vec::new(),
+                    contributors: [(0, 0, 0); CONTRIBUTORS],
+                });
+                let i = s.endpoints.len() - 1;
+                s.index.insert(key, i);
+                i
+            }
+        };
+        let e = &mut s.endpoints[i];
+        if !e.admit(client, settings.max_client_share) {
+            return;
+        }
+        s.learned += 1;
+        e.samples += 1;
+        for ((name, value), &vh) in params.iter().zip(&value_hashes) {
+            let p = match e.params.iter().position(|p| *p.name == name[..]) {
+                Some(j) => &mut e.params[j],
+                None if e.params.len() < MAX_PARAMS => {
+                    e.params.push(Param {
+                        name: name.clone().into_boxed_slice(),
+                        count: 0,
+                        classes: [0; NCLASS],
+                        max_len: 0,
+                        values: Some(Vec::new()),
+                    });
+                    let last = e.params.len() - 1;
+                    &mut e.params[last]
+                }
+                None => continue,
+            };
+            p.count += 1;
+            for &b in value.iter() {
+                let c = &mut p.classes[class_of(b)];
+                *c = c.saturating_add(1);
+            }
+            p.max_len = p.max_len.max(value.len() as u32);
+            if let Some(values) = &mut p.values {
+                if let Some((_, n)) = values.iter_mut().find(|(h, _)| *h == vh) {
+                    *n += 1;
+                } else if values.len() < MAX_VALUES {
+                    values.push((vh, 1));
+                } else {
+                    p.values = None;
+                }
+            }
+        }
+        if e.samples >= settings.decay_every.max(2) {
+            e.decay();
+        }
+    }
+
+    /// What the model holds.
+    pub fn stats(&self) -> Stats {
+        let mut st = Stats::default();
+        for s in self.sources.values() {
+            st.endpoints += s.endpoints.len();
+            st.learned += s.learned;
+            st.evicted_endpoints += s.evicted;
+            for e in &s.endpoints {
+                st.bytes += std::mem::size_of::<Endpoint>() + e.label.len() + 16;
+                for p in &e.params {
+                    st.bytes += std::mem::size_of::<Param>()
+                        + p.name.len()
+                        + p.values.as_ref().map_or(0, |v| v.capacity() * 12);
+                }
+            }
+        }
+        st
+    }
+}
+
+impl Endpoint {
+    /// Whether `client` may add a sample (its share stays under the cap); counts it.
+    fn admit(&mut self, client: u64, share: f64) -> bool {
+        let cap = FREE_SAMPLES.max((f64::from(self.samples) * share) as u32);
+        let slot = match self.contributors.iter().position(|&(c, _, _)| c == client) {
+            Some(j) => j,
+            None => {
+                let (j, _) = self
+                    .contributors
+                    .iter()
+                    .enumerate()
+                    .min_by_key(|(_, &(_, n, _))| n)
+                    .unwrap_or((0, &(0, 0, 0)));
+                let floor = self.contributors[j].1;
+                self.contributors[j] = (client, floor, floor);
+                j
+            }
+        };
+        let (_, n, inherited) = &mut self.contributors[slot];
+        if *n - *inherited >= cap {
+            return false;
+        }
+        *n += 1;
+        true
+    }
+
+    /// Halves every count: what was seen rarely is forgotten.
+    fn decay(&mut self) {
+        self.samples /= 2;
+        for p in &mut self.params {
+            p.count /= 2;
+            for c in &mut p.classes {
+                *c /= 2;
+            }
+            if let Some(values) = &mut p.values {
+                for (_, n) in values.iter_mut() {
+                    *n /= 2;
+                }
+                values.retain(|&(_, n)| n > 0);
+            }
+        }
+        self.params.retain(|p| p.count > 0);
+        for (_, n, inherited) in &mut self.contributors {
+            *n /= 2;
+            *inherited /= 2;
+        }
+    }
+}
+
+impl Source {
+    /// Drops the coldest of a few endpoints (sampled in turn, so a flood of new
+    /// endpoints costs a bounded amount per insertion).
+    fn evict(&mut self) {
+        let n = self.endpoints.len();
+        if n == 0 {
+            return;
+        }
+        let mut coldest = self.tick % n;
+        for k in 0..8 {
+            let j = (self.tick + k * 7919) % n;
+            if self.endpoints[j].samples < self.endpoints[coldest].samples {
+                coldest = j;
+            }
+        }
+        self.tick = self.tick.wrapping_add(1);
+        let gone = self.endpoints.swap_remove(coldest);
+        self.index.remove(&gone.key);
+        if let Some(moved) = self.endpoints.get(coldest) {
+            self.index.insert(moved.key, coldest);
+        }
+        self.evicted += 1;
+    }
+}
+
+/// A parameter name or value as shown in a reason: printable ASCII, at most 40 bytes.
+fn shown(b: &[u8]) -> String {
+    let mut s: String = b
+        .iter()
+        .take(40)
+        .map(|&c| {
+            if (0x20..0x7F).contains(&c) && c != b'`' {
+                c as char
+            } else {
+                '?'
+            }
+        })
+        .collect();
+    if b.len() > 40 {
+        s.push('…');
+    }
+    s
+}
+
+fn split_target(target: &[u8]) -> (&[u8], &[u8]) {
+    let t = super::structure::strip_origin(target);
+    let t = t.split(|&b| b == b'#').next().unwrap_or(b"");
+    match memchr::memchr(b'?', t) {
+        Some(i) => (&t[..i], &t[i + 1..]),
+        None => (t, &b""[..]),
+    }
+}
+
+/// The route template of a path: numeric, hexadecimal (8 or more digits with at least
+/// one number), UUID and overlong (over 40 bytes) segments are folded to `{n}`, `{hex}`,
+/// `{uuid}` and `{s}`; the rest is kept as logged (lossy UTF-8).
+pub fn route_template(path: &[u8]) -> String {
+    let mut out = String::with_capacity(path.len());
+    for (k, seg) in path.split(|&b| b == b'/').enumerate() {
+        if k > 0 {
+            out.push('/');
+        }
+        if seg.is_empty() {
+            continue;
+        }
+        let folded = if seg.iter().all(u8::is_ascii_digit) {
+            Some("{n}")
+        } else if is_uuid(seg) {
+            Some("{uuid}")
+        } else if seg.len() >= 8
+            && seg.iter().all(u8::is_ascii_hexdigit)
+            && seg.iter().any(u8::is_ascii_digit)
+        {
+            Some("{hex}")
+        } else if seg.len() > 40 {
+            Some("{s}")
+        } else {
+            None
+        };
+        match folded {
+            Some(f) => out.push_str(f),
+            None => out.push_str(&String::from_utf8_lossy(seg)),
+        }
+    }
+    if out.is_empty() {
+        out.push('/');
+    }
+    out
+}
+
+fn is_uuid(s: &[u8]) -> bool {
+    s.len() == 36
+        && s.iter().enumerate().all(|(i, &b)| match i {
+            8 | 13 | 18 | 23 => b == b'-',
+            _ => b.is_ascii_hexdigit(),
+        })
+}
+
+/// The query's parameters, names and values percent-decoded (`+` as a space), in
+/// order; a name without `=` has an empty value.
+fn decode_params(query: &[u8], out: &mut Vec<(Vec<u8>, Vec<u8>)>) {
+    out.clear();
+    for pair in query.split(|&b| b == b'&').filter(|s| !s.is_empty()) {
+        let (name, value) = match memchr::memchr(b'=', pair) {
+            Some(i) => (&pair[..i], &pair[i + 1..]),
+            None => (pair, &b""[..]),
+        };
+        let mut n = Vec::with_capacity(name.len());
+        percent_decode(name, true, &mut n);
+        let mut v = Vec::with_capacity(value.len());
+        percent_decode(value, true, &mut v);
+        out.push((n, v));
+        if out.len() >= 4 * MAX_PARAMS {
+            break;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,218 @@
+use std::borrow::Cow;
+use std::net::IpAddr;
+
+use super::*;
+
+fn req<'a>(ip: &str, target: &'a str) -> Request<'a> {
+    let ip: IpAddr = ip.parse().unwrap();
+    Request {
+        ip,
+        time: None,
+        method: Cow::Borrowed(b"GET"),
+        target: Cow::Borrowed(target.as_bytes()),
+        request: Cow::Borrowed(b""),
+        status: Some(200),
+        referer: Cow::Borrowed(b""),
+        user_agent: Cow::Borrowed(b""),
+        forwarded_for: Cow::Borrowed(b""),
+        message: Cow::Borrowed(b""),
+    }
+}
+
+/// The i-th of many clients.
+fn client(i: u32) -> String {
+    format!("10.{}.{}.{}", (i >> 16) & 255, (i >> 8) & 255, i & 255)
+}
+
+/// `n` ordinary requests to the shop's cart, each from its own client.
+fn warm(m: &mut Model, n: u32) {
+    let names = ["Vino Rioja", "Queso Manchego", "Jamon Iberico"];
+    for i in 0..n {
+        let t = format!(
+            "/shop/add.jsp?id={}&name={}&qty={}&B1=Add",
+            i % 3 + 1,
+            names[(i % 3) as usize].replace(' ', "+"),
+            i % 90 + 1
+        );
+        let found = m.observe("shop", &req(&client(i), &t), true);
+        assert!(
+            found.is_none() || i < 60,
+            "ordinary request {i} flagged: {found:?}"
+        );
+    }
+}
+
+#[test]
+fn nothing_is_judged_before_an_endpoint_has_its_samples() {
+    let mut m = Model::new(Settings::default());
+    warm(&mut m, 10);
+    let odd = req("192.0.2.1", "/shop/add.jsp?id=1'--&name=x&qty=1&B1=Add");
+    assert_eq!(m.observe("shop", &odd, false), None);
+    warm(&mut m, 100);
+    let a = m.observe("shop", &odd, false).expect("flagged once warm");
+    assert!(a.score >= 0.5, "{a:?}");
+    assert_eq!(a.endpoint, "GET /shop/add.jsp");
+}
+
+#[test]
+fn each_kind_of_stray_is_said_in_words() {
+    let mut m = Model::new(Settings::default());
+    warm(&mut m, 400);
+    let cases = [
+        (
+            "/shop/add.jsp?id=1%27%3B&name=Vino+Rioja&qty=1&B1=Add",
+            "`'`, `;` never seen",
+        ),
+        (
+            "/shop/add.jsp?id=abc&name=Vino+Rioja&qty=1&B1=Add",
+            "lower-case letters never seen",
+        ),
+        (
+            "/shop/add.jsp?id=1&name=Vino+Rioja&qty=1&B1=Add&admin=1",
+            "parameter `admin`",
+        ),
+        (
+            "/shop/add.jsp?id=1&name=Vino+Rioja&qty=1",
+            "`B1` on GET /shop/add.jsp: missing",
+        ),
+        (
+            "/shop/add.jsp?id=1&name=Vino+Rioja&qty=1&B1=Adx",
+            "a value never seen",
+        ),
+        (
+            "/shop/add.jsp?id=1&name=Vinooooooooooooooooooooooooooooooooooooo&qty=1&B1=Add",
+            "bytes, the longest",
+        ),
+    ];
+    for (t, want) in cases {
+        let a = m
+            .observe("shop", &req("192.0.2.9", t), false)
+            .unwrap_or_else(|| panic!("{t} not flagged"));
+        assert!(a.reason.contains(want), "{t}: {}", a.reason);
+    }
+    // Ordinary requests of the same shape stay unflagged, and another source knows
+    // nothing yet.
+    let ok = req(
+        "192.0.2.9",
+        "/shop/add.jsp?id=2&name=Queso+Manchego&qty=7&B1=Add",
+    );
+    assert_eq!(m.observe("shop", &ok, false), None);
+    assert_eq!(m.observe("other", &ok, false), None);
+}
+
+#[test]
+fn an_unknown_endpoint_is_only_a_low_score() {
+    let mut m = Model::new(Settings {
+        unknown_after: 100,
+        ..Settings::default()
+    });
+    warm(&mut m, 200);
+    let a = m
+        .observe("shop", &req("192.0.2.2", "/shop/add.jsp.BAK"), false)
+        .expect("unknown endpoint reported");
+    assert_eq!(a.score, SCORE_UNKNOWN_ENDPOINT);
+    assert!(a.reason.contains("never seen"), "{}", a.reason);
+}
+
+#[test]
+fn one_client_cannot_teach_the_model() {
+    let mut m = Model::new(Settings::default());
+    warm(&mut m, 200);
+    let bad = "/shop/add.jsp?id=1%27&name=Vino+Rioja&qty=1&B1=Add";
+    // The attacker's requests are "clean" (no rule hit, answered 200) but flagged, and
+    // flagged requests are not learned; even an unflagged odd value from one client
+    // stops counting after its share.
+    for _ in 0..5000 {
+        m.observe("shop", &req("198.51.100.66", bad), true);
+    }
+    assert!(m.observe("shop", &req("192.0.2.3", bad), false).is_some());
+    let mut m = Model::new(Settings::default());
+    for _ in 0..5000 {
+        m.observe("shop", &req("198.51.100.66", "/x?id=1%27"), true);
+    }
+    // One client alone never brings an endpoint to its samples.
+    let st = m.stats();
+    assert_eq!(st.learned, u64::from(FREE_SAMPLES), "{st:?}");
+}
+
+#[test]
+fn counts_decay_so_the_model_follows_the_application() {
+    let mut m = Model::new(Settings {
+        decay_every: 1000,
+        ..Settings::default()
+    });
+    let add = |m: &mut Model, c: u32, qty: &str| {
+        let t = format!("/shop/add.jsp?id=1&name=Vino&qty={qty}&B1=Add");
+        m.observe("shop", &req(&client(c), &t), true)
+    };
+    // An old habit: a `;` in qty, from many clients.
+    for i in 0..400 {
+        add(&mut m, 1_000_000 + i, &format!("{};1", i % 9));
+    }
+    let semi = req("192.0.2.4", "/shop/add.jsp?id=1&name=Vino&qty=3;1&B1=Add");
+    assert_eq!(m.observe("shop", &semi, false), None);
+    // Then many halvings of ordinary traffic without it.
+    for i in 0..12_000 {
+        assert_eq!(add(&mut m, i, &(i % 90).to_string()), None);
+    }
+    let a = m
+        .observe("shop", &semi, false)
+        .expect("the old habit is forgotten");
+    assert!(a.reason.contains("`;`"), "{}", a.reason);
+    // A new habit of returning users (a `-` in qty) is learned; strangers' is not.
+    for i in 0..200 {
+        let first = add(&mut m, 2_000_000 + i, "-1");
+        assert!(first.is_some(), "a stranger's odd request is flagged");
+    }
+    assert!(
+        add(&mut m, 3_000_000, "-1").is_some(),
+        "strangers taught nothing"
+    );
+    for i in 0..100 {
+        for k in 0..TRUST_AFTER {
+            add(&mut m, 4_000_000 + i, &k.to_string());
+        }
+        add(&mut m, 4_000_000 + i, "-1");
+    }
+    assert_eq!(add(&mut m, 3_000_001, "-1"), None, "users taught it");
+}
+
+#[test]
+fn endpoints_are_bounded_and_the_coldest_go() {
+    let mut m = Model::new(Settings {
+        max_endpoints: 100,
+        ..Settings::default()
+    });
+    warm(&mut m, 300);
+    for i in 0..5000u32 {
+        let t = format!("/post/slug-{i}-x");
+        m.observe("shop", &req(&client(i), &t), true);
+    }
+    let st = m.stats();
+    assert_eq!(st.endpoints, 100);
+    assert_eq!(st.evicted_endpoints, 4901);
+    // The busy endpoint survived the flood of one-off ones.
+    let bad = req(
+        "192.0.2.5",
+        "/shop/add.jsp?id=1%27&name=Vino+Rioja&qty=1&B1=Add",
+    );
+    assert!(m.observe("shop", &bad, false).is_some());
+}
+
+#[test]
+fn routes_fold_ids() {
+    for (path, want) in [
+        ("/item/123/edit", "/item/{n}/edit"),
+        ("/u/0f8fad5b-d9cb-469f-a165-70867728950e", "/u/{uuid}"),
+        ("/blob/4f2a9c1e77", "/blob/{hex}"),
+        ("/blob/deadbeef", "/blob/deadbeef"),
+        ("/", "/"),
+        ("", "/"),
+        ("/a//b/", "/a//b/"),
+    ] {
+        assert_eq!(route_template(path.as_bytes()), want, "{path}");
+    }
+    assert_eq!(route_template(&[b'/'; 1]), "/");
+    let long = format!("/p/{}", "x".repeat(41));
+    assert_eq!(route_template(long.as_bytes()), "/p/{s}");
+}
