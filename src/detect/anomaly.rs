@@ -224,9 +224,10 @@ impl Model {
         let (path, query) = split_target(&req.target);
         let route = route_template(path);
         let key = self.hash(&[method, route.as_bytes()]);
-        let client = self.hash(&[req.ip.to_string().as_bytes()]);
+        let client = self.hasher.hash_one(req.ip);
         let mut params = std::mem::take(&mut self.scratch);
-        decode_params(query, &mut params);
+        let n = decode_params(query, &mut params);
+        params.truncate(n);
         let found = self.judge(source, key, method, &route, &params);
         if clean {
             let ordinary = found
@@ -237,7 +238,6 @@ impl Model {
                 self.learn(source, key, method, &route, &params, client);
             }
         }
-        params.clear();
         self.scratch = params;
         found
     }
@@ -270,7 +270,7 @@ impl Model {
         let s = self.sources.get(source)?;
         let label = || format!("{} {route}", String::from_utf8_lossy(method));
         let Some(&i) = s.index.get(&key) else {
-            return (s.learned >= self.settings.unknown_after).then(|| Anomaly {
+            return s.routes_stable(&self.settings).then(|| Anomaly {
                 score: SCORE_UNKNOWN_ENDPOINT,
                 reason: format!(
                     "endpoint {} never seen in {} requests learned",
@@ -283,7 +283,7 @@ impl Model {
         let e = &s.endpoints[i];
         let min = self.settings.min_samples;
         if e.samples < min {
-            return (s.learned >= self.settings.unknown_after).then(|| Anomaly {
+            return s.routes_stable(&self.settings).then(|| Anomaly {
                 score: SCORE_UNKNOWN_ENDPOINT,
                 reason: format!(
                     "endpoint {} seen {} times in {} requests learned",
@@ -541,6 +541,13 @@ impl Endpoint {
 }
 
 impl Source {
+    /// Whether a route never (or rarely) seen is reported: once the source has learned
+    /// `unknown_after` requests. (Not gated on how often new routes appear: that would
+    /// let a client that makes new endpoints switch the report off.)
+    fn routes_stable(&self, settings: &Settings) -> bool {
+        self.learned >= settings.unknown_after
+    }
+
     /// Drops the coldest of a few endpoints (sampled in turn, so a flood of new
     /// endpoints costs a bounded amount per insertion).
     fn evict(&mut self) {
@@ -639,23 +646,29 @@ fn is_uuid(s: &[u8]) -> bool {
 }
 
 /// The query's parameters, names and values percent-decoded (`+` as a space), in
-/// order; a name without `=` has an empty value.
-fn decode_params(query: &[u8], out: &mut Vec<(Vec<u8>, Vec<u8>)>) {
-    out.clear();
+/// order, into the first entries of `out` (whose buffers are reused); a name without
+/// `=` has an empty value. Returns how many.
+fn decode_params(query: &[u8], out: &mut Vec<(Vec<u8>, Vec<u8>)>) -> usize {
+    let mut n = 0;
     for pair in query.split(|&b| b == b'&').filter(|s| !s.is_empty()) {
         let (name, value) = match memchr::memchr(b'=', pair) {
             Some(i) => (&pair[..i], &pair[i + 1..]),
             None => (pair, &b""[..]),
         };
-        let mut n = Vec::with_capacity(name.len());
-        percent_decode(name, true, &mut n);
-        let mut v = Vec::with_capacity(value.len());
-        percent_decode(value, true, &mut v);
-        out.push((n, v));
-        if out.len() >= 4 * MAX_PARAMS {
+        if out.len() <= n {
+            out.push((Vec::new(), Vec::new()));
+        }
+        let (nb, vb) = &mut out[n];
+        nb.clear();
+        vb.clear();
+        percent_decode(name, true, nb);
+        percent_decode(value, true, vb);
+        n += 1;
+        if n >= 4 * MAX_PARAMS {
             break;
         }
     }
+    n
 }
 
 #[cfg(test)]

@@ -102,11 +102,8 @@ fn each_kind_of_stray_is_said_in_words() {
 
 #[test]
 fn an_unknown_endpoint_is_only_a_low_score() {
-    let mut m = Model::new(Settings {
-        unknown_after: 100,
-        ..Settings::default()
-    });
-    warm(&mut m, 200);
+    let mut m = Model::new(Settings::default());
+    warm(&mut m, 6000);
     let a = m
         .observe("shop", &req("192.0.2.2", "/shop/add.jsp.BAK"), false)
         .expect("unknown endpoint reported");
