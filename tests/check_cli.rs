@@ -942,9 +942,8 @@ fn learn_warms_the_endpoint_baselines_and_the_report_lists_what_strays() {
     );
     // The report is about the test file alone.
     assert_eq!(r["lines"], 3, "{r}");
-    assert_eq!(
+    assert!(
         r["anomaly_model"]["learned"].as_u64().unwrap() >= 300,
-        true,
         "{r}"
     );
     let list = r["anomalies"].as_array().expect("anomalies listed");
