@@ -242,6 +242,10 @@ impl BanBook {
         self.never = never;
     }
 
+    pub fn never(&self) -> &NeverBan {
+        &self.never
+    }
+
     pub fn never_ban(&mut self) -> &mut NeverBan {
         &mut self.never
     }
@@ -445,6 +449,41 @@ impl BanBook {
         }
         record.source = "manual".into();
         self.plan_put(record, seconds, now)
+    }
+
+    /// Another host's ban (`fleet`), for the `seconds` it has left: through this host's
+    /// own never-ban list, whose refusal names the origin. An address this host has
+    /// banned itself keeps its own ban (its own record, published by itself).
+    pub fn plan_remote(
+        &self,
+        e: &crate::fleet::record::BanEntry,
+        seconds: u64,
+        now: i64,
+    ) -> Decision {
+        let net = e.net();
+        if let Some(reason) = self.never.reason_net(net) {
+            return Decision::NeverBan {
+                ip: e.ip,
+                reason: format!("{reason}; the ban came from fleet host {}", e.origin),
+            };
+        }
+        let existing = self.bans.get(&net.addr());
+        if existing.is_some_and(|b| !b.is_remote()) {
+            return Decision::AlreadyBanned { ip: e.ip };
+        }
+        let mut record = Self::record(net, &e.rule, &e.category, e.severity, now);
+        record.evidence = e.evidence.clone();
+        record.first_offence = e.banned_at.min(now);
+        record.last_offence = e.banned_at.min(now);
+        record.times_banned = e.times_banned.max(1);
+        record.source = format!("{}{}", crate::fleet::record::SOURCE_PREFIX, e.origin);
+        let secs = self.policy.clamp_ban(seconds);
+        record.expires_at = self.expiry(now, secs);
+        Decision::Ban {
+            record,
+            seconds: secs,
+            extended: existing.is_some(),
+        }
     }
 
     /// A ban of `record`'s address: its length from the history (escalation) or `seconds`,

@@ -25,6 +25,10 @@ use crate::ban::{Decision, DockerNetwork, NeverBan};
 use crate::config::Config;
 use crate::detect::Verdict;
 use crate::events::{Bus, Event, Refusal};
+use crate::fleet::record::UnbanEntry;
+use crate::fleet::remote::RemoteBan;
+use crate::fleet::{FleetTx, Outgoing, Settled};
+use crate::netaddr::IpNet;
 use crate::time::format_time;
 
 /// Verdicts waiting for the firewall; beyond this they are dropped and counted (a flood
@@ -54,12 +58,29 @@ pub enum Msg {
         ip: IpAddr,
         seconds: Option<u64>,
         reason: String,
+        /// `ban --fleet`: answer once the fleet has the ban.
+        fleet: bool,
         reply: oneshot::Sender<Answer>,
     },
     Unban {
         ip: IpAddr,
+        /// `unban --fleet`: ask every host of the fleet to lift it too.
+        fleet: bool,
         reply: oneshot::Sender<Answer>,
     },
+    /// Where this host's bans are published (None: no fleet).
+    Fleet(Option<FleetTx>),
+    /// Other hosts' bans, through this host's never-ban policy into the firewall.
+    RemoteBans(Vec<RemoteBan>),
+    /// Another host's ban of `net` is gone: lift it if it is the one this host holds.
+    RemoteLift {
+        net: IpNet,
+        origin: String,
+    },
+    /// A fleet-wide unban from another host.
+    FleetUnban(UnbanEntry),
+    /// The fleet task (re)connected: send it this host's bans to publish.
+    FleetOwn,
     List {
         reply: oneshot::Sender<Vec<BanRecord>>,
     },
@@ -217,6 +238,7 @@ struct Worker {
     /// Set while lifting expired bans fails: the next try waits this long, not a loop.
     expire_retry: Option<Instant>,
     events: Bus,
+    fleet: Option<FleetTx>,
 }
 
 impl Worker {
@@ -235,6 +257,7 @@ impl Worker {
             last_host_refresh: Instant::now(),
             expire_retry: None,
             events,
+            fleet: None,
         }
     }
 
@@ -448,7 +471,7 @@ impl Worker {
                         if self.samples.len() > SAMPLES {
                             self.samples.pop_front();
                         }
-                        self.log_ban(&record, seconds, Some(ms), extended);
+                        self.log_ban(&record, seconds, Some(ms), extended, true);
                     }
                 }
             }
@@ -469,8 +492,13 @@ impl Worker {
                 ip,
                 seconds,
                 reason,
+                fleet,
                 reply,
             } => {
+                if fleet && self.fleet.is_none() {
+                    let _ = reply.send(Err("the fleet is not enabled on this host (set \"fleet\": {\"enabled\": true, ...} in the config)".into()));
+                    return;
+                }
                 let asked = seconds;
                 let d = self.enforcer.book.plan_manual(ip, seconds, &reason, now);
                 let answer = match &d {
@@ -479,14 +507,25 @@ impl Worker {
                     } => match self.enforcer.apply(&d, now) {
                         Ok(()) => {
                             self.firewall_worked();
-                            self.log_ban(record, *seconds, None, false);
-                            Ok(format!(
+                            let text = format!(
                                 "banned {} for {} (until {}){}",
                                 record.shown(),
                                 crate::time::format_duration(*seconds),
                                 format_time(record.expires_at),
                                 clamp_note(asked, *seconds)
-                            ))
+                            );
+                            if fleet {
+                                match self.publish(record, *seconds, Some((reply, text))) {
+                                    None => {}
+                                    Some((reply, text)) => {
+                                        let _ = reply.send(Ok(format!("{text}; not published to the fleet: it is inside a Docker network")));
+                                    }
+                                }
+                                self.log_ban(record, *seconds, None, false, false);
+                                return;
+                            }
+                            self.log_ban(record, *seconds, None, false, true);
+                            Ok(text)
                         }
                         Err(e) => {
                             self.firewall_failed(e.to_string());
@@ -501,10 +540,22 @@ impl Worker {
                 };
                 let _ = reply.send(answer);
             }
-            Msg::Unban { ip, reply } => {
+            Msg::Unban { ip, fleet, reply } => {
+                if fleet && self.fleet.is_none() {
+                    let _ = reply.send(Err("the fleet is not enabled on this host (set \"fleet\": {\"enabled\": true, ...} in the config)".into()));
+                    return;
+                }
+                let net = self
+                    .enforcer
+                    .book
+                    .get(ip)
+                    .map_or_else(|| IpNet::host(ip), BanRecord::net);
                 let answer = match self.enforcer.unban(ip) {
                     Ok(Some(b)) => {
                         self.firewall_worked();
+                        if !fleet {
+                            self.ended(&b);
+                        }
                         self.summary.unbans_since_start += 1;
                         tracing::info!(IP = %ip, RULE = %b.rule, CATEGORY = %b.category, ACTION = "unban", "unbanned {ip} by request");
                         self.events.send(Event::Unban {
@@ -530,7 +581,74 @@ impl Worker {
                         Err(e.to_string())
                     }
                 };
-                let _ = reply.send(answer);
+                match (fleet, answer, &self.fleet) {
+                    (true, Ok(text), Some(tx)) => {
+                        if let Err(e) = tx.send(Outgoing::Unban {
+                            net,
+                            at: now,
+                            ack: Some((reply, text)),
+                        }) {
+                            if let Outgoing::Unban {
+                                ack: Some((reply, text)),
+                                ..
+                            } = e.0
+                            {
+                                let _ = reply
+                                    .send(Err(format!("{text}; but the fleet task has stopped")));
+                            }
+                        }
+                    }
+                    (_, answer, _) => {
+                        let _ = reply.send(answer);
+                    }
+                }
+            }
+            Msg::Fleet(tx) => self.fleet = tx,
+            Msg::RemoteBans(bans) => self.remote_bans(bans, now),
+            Msg::RemoteLift { net, origin } => {
+                let holds = self
+                    .enforcer
+                    .book
+                    .get(net.addr())
+                    .is_some_and(|b| b.net() == net && b.origin() == Some(origin.as_str()));
+                if holds {
+                    self.lift(
+                        net.addr(),
+                        &format!("lifted: fleet host {origin} ended its ban"),
+                        now,
+                    );
+                }
+            }
+            Msg::FleetUnban(u) => {
+                let found = self.enforcer.book.get(u.ip).cloned();
+                if let Some(b) = found {
+                    // A ban given after the unban request is a new one and stays.
+                    if b.is_remote() || b.banned_at <= u.at {
+                        if self.lift(u.ip, &format!("unbanned fleet-wide by {}", u.origin), now)
+                            && !b.is_remote()
+                        {
+                            self.ended(&b);
+                        }
+                    }
+                }
+            }
+            Msg::FleetOwn => {
+                if let Some(tx) = &self.fleet {
+                    let own: Vec<(BanRecord, u64)> = self
+                        .enforcer
+                        .book
+                        .active()
+                        .into_iter()
+                        .filter(|b| self.publishable(b))
+                        .map(|b| {
+                            (
+                                b.clone(),
+                                b.expires_at.saturating_sub(b.banned_at).max(1) as u64,
+                            )
+                        })
+                        .collect();
+                    let _ = tx.send(Outgoing::Own(own));
+                }
             }
             Msg::List { reply } => {
                 let _ = reply.send(self.enforcer.book.active().into_iter().cloned().collect());
@@ -554,13 +672,179 @@ impl Worker {
         }
     }
 
+    /// Whether this host publishes its ban `b` to the fleet: its own (detector or
+    /// manual, never one it received or only found in the kernel), and never an address
+    /// inside a Docker network (meaningless on any other host).
+    fn publishable(&self, b: &BanRecord) -> bool {
+        (b.source == "detector" || b.source == "manual")
+            && !self
+                .enforcer
+                .book
+                .never()
+                .docker_networks
+                .iter()
+                .any(|n| n.subnet.contains(b.ip))
+    }
+
+    /// Hands this host's ban to the fleet task, if there is one and the ban is to be
+    /// published; gives the operator's reply back when it is not handed over.
+    fn publish(
+        &mut self,
+        b: &BanRecord,
+        seconds: u64,
+        ack: Option<(oneshot::Sender<Answer>, String)>,
+    ) -> Option<(oneshot::Sender<Answer>, String)> {
+        if self.fleet.is_none() || !self.publishable(b) {
+            return ack;
+        }
+        let msg = Outgoing::Ban {
+            record: b.clone(),
+            seconds,
+            applied_ns: unix_now_ns(),
+            ack,
+        };
+        match self.fleet.as_ref().map(|tx| tx.send(msg)) {
+            Some(Err(e)) => match e.0 {
+                Outgoing::Ban { ack, .. } => ack,
+                _ => None,
+            },
+            _ => None,
+        }
+    }
+
+    /// This host's ban `b` ended here: its key goes from the bucket.
+    fn ended(&mut self, b: &BanRecord) {
+        if self.fleet.is_some() && self.publishable(b) {
+            if let Some(tx) = &self.fleet {
+                let _ = tx.send(Outgoing::Ended { net: b.net() });
+            }
+        }
+    }
+
+    /// Lifts the ban covering `ip` for the fleet; true when one was lifted.
+    fn lift(&mut self, ip: IpAddr, reason: &str, now: i64) -> bool {
+        match self.enforcer.unban(ip) {
+            Ok(Some(b)) => {
+                self.firewall_worked();
+                self.summary.unbans_since_start += 1;
+                tracing::info!(IP = %ip, RULE = %b.rule, ACTION = "unban", "{ip}: {reason}");
+                self.events.send(Event::Unban {
+                    at: now,
+                    record: b,
+                    reason: reason.to_string(),
+                });
+                true
+            }
+            Ok(None) => false,
+            Err(e) => {
+                self.firewall_failed(format!("could not lift {ip}: {e}"));
+                false
+            }
+        }
+    }
+
+    /// Other hosts' bans: vetoed by this host's never-ban list (alerted, naming the
+    /// origin), the rest applied in one firewall batch; the fleet task is told which.
+    fn remote_bans(&mut self, bans: Vec<RemoteBan>, now: i64) {
+        let mut settled = Vec::new();
+        let mut apply = Vec::new();
+        let mut planned = Vec::new();
+        let mut seen = std::collections::HashSet::new();
+        for rb in bans {
+            // Two records of one address in a batch: the later wins the firewall call.
+            if !seen.insert(rb.entry.net()) {
+                let net = rb.entry.net();
+                apply.retain(|d: &Decision| !matches!(d, Decision::Ban { record, .. } if record.net() == net));
+                let (earlier, rest): (Vec<RemoteBan>, Vec<RemoteBan>) = planned
+                    .into_iter()
+                    .partition(|p: &RemoteBan| p.entry.net() == net);
+                planned = rest;
+                settled.extend(earlier.into_iter().map(|p| Settled {
+                    key: p.key,
+                    entry: p.entry,
+                    outcome: Ok(()),
+                    latency_ms: None,
+                }));
+            }
+            match self.enforcer.book.plan_remote(&rb.entry, rb.seconds, now) {
+                d @ Decision::Ban { .. } => {
+                    apply.push(d);
+                    planned.push(rb);
+                }
+                Decision::NeverBan { ip, reason } => {
+                    self.summary.never_banned += 1;
+                    tracing::warn!(IP = %ip, RULE = %rb.entry.rule, ACTION = "never-ban", "not banning {ip} ({} from fleet host {}): it is {reason}", rb.entry.rule, rb.entry.origin);
+                    self.events.send(Event::NeverBan(Refusal {
+                        at: now,
+                        ip,
+                        rule: rb.entry.rule.clone(),
+                        category: rb.entry.category.clone(),
+                        severity: rb.entry.severity,
+                        container: format!("fleet:{}", rb.entry.origin),
+                        reason: reason.clone(),
+                    }));
+                    settled.push(Settled {
+                        key: rb.key,
+                        entry: rb.entry,
+                        outcome: Err(reason),
+                        latency_ms: None,
+                    });
+                }
+                _ => settled.push(Settled {
+                    key: rb.key,
+                    entry: rb.entry,
+                    outcome: Ok(()),
+                    latency_ms: None,
+                }),
+            }
+        }
+        if !apply.is_empty() {
+            let result = self.enforcer.apply_all(&apply, now);
+            let applied_ns = unix_now_ns();
+            match &result {
+                Ok(()) => {
+                    self.firewall_worked();
+                    tracing::info!(
+                        ACTION = "fleet-ban",
+                        "applied {} ban(s) from the fleet",
+                        apply.len()
+                    );
+                }
+                Err(e) => self.firewall_failed(format!(
+                    "could not apply {} ban(s) from the fleet: {e}",
+                    apply.len()
+                )),
+            }
+            for rb in planned {
+                let latency_ms = (rb.entry.applied_at_ns > 0 && result.is_ok())
+                    .then(|| (applied_ns - rb.entry.applied_at_ns) as f64 / 1e6);
+                settled.push(Settled {
+                    outcome: result
+                        .as_ref()
+                        .map(|_| ())
+                        .map_err(|e| format!("the firewall failed: {e}")),
+                    key: rb.key,
+                    entry: rb.entry,
+                    latency_ms,
+                });
+            }
+        }
+        if let Some(tx) = &self.fleet {
+            let _ = tx.send(Outgoing::Settled(settled));
+        }
+    }
+
     fn log_ban(
         &mut self,
         b: &BanRecord,
         seconds: u64,
         time_to_ban_ms: Option<f64>,
         extended: bool,
+        publish: bool,
     ) {
+        if publish {
+            self.publish(b, seconds, None);
+        }
         self.summary.bans_since_start += 1;
         self.events.send(Event::Ban {
             at: b.banned_at,
@@ -595,6 +879,7 @@ impl Worker {
         match self.enforcer.expire(unix_now()) {
             Ok(gone) => {
                 for b in gone {
+                    self.ended(&b);
                     self.summary.unbans_since_start += 1;
                     tracing::info!(IP = %b.ip, RULE = %b.rule, CATEGORY = %b.category, ACTION = "expire", "the ban of {} ended", b.ip);
                     self.events.send(Event::Unban {
@@ -749,6 +1034,7 @@ mod tests {
             ip: ip.parse().expect("test address"),
             seconds: Some(60),
             reason: "test".into(),
+            fleet: false,
             reply: tx,
         }]);
         rx.try_recv().expect("the worker answers at once")
@@ -811,6 +1097,7 @@ mod tests {
             ip: "203.0.113.10".parse().expect("test address"),
             seconds: Some(60),
             reason: "test".into(),
+            fleet: false,
             reply: tx,
         }));
         // The reply is dropped with the thread.
@@ -903,6 +1190,7 @@ mod tests {
             ip: "203.0.113.50".parse().expect("test address"),
             seconds: Some(2),
             reason: String::new(),
+            fleet: false,
             reply: tx,
         }]);
         w.save();
@@ -925,6 +1213,7 @@ mod tests {
             ip: "203.0.113.60".parse().expect("test address"),
             seconds: Some(60),
             reason: String::new(),
+            fleet: false,
             reply: tx,
         }));
         // The worker is stuck in the firewall. The async main loop hands over more than
