@@ -249,7 +249,7 @@ impl Node {
                             },
                         }
                     }
-                    backoff = (backoff * 2).min(Duration::from_secs(10));
+                    backoff = (backoff * 2).min(Duration::from_secs(5));
                     continue;
                 }
             };
