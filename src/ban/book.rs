@@ -1218,4 +1218,67 @@ mod tests {
         assert_eq!(b.next_expiry(), Some(121));
         assert!(b.due(120).is_empty());
     }
+
+    fn remote(ip_: &str, origin: &str) -> crate::fleet::record::BanEntry {
+        crate::fleet::record::BanEntry {
+            ip: ip(ip_),
+            prefix: None,
+            rule: "sqli".into(),
+            category: "injection".into(),
+            severity: Severity::Critical,
+            evidence: vec!["GET /?id=1 OR 1=1".into()],
+            banned_at: 1000,
+            expires_at: 4600,
+            duration: 3600,
+            times_banned: 3,
+            origin: origin.into(),
+            applied_at_ns: 0,
+        }
+    }
+
+    #[test]
+    fn a_remote_ban_goes_through_this_hosts_never_ban_list_naming_its_origin() {
+        let mut b = book();
+        for (addr, says) in [
+            ("198.51.100.7", "allowlist"),
+            ("192.0.2.1", "an address of this host"),
+            ("172.17.0.1", "gateway"),
+            ("172.17.0.9", "inside Docker network"),
+            ("127.0.0.1", "loopback"),
+        ] {
+            match b.plan_remote(&remote(addr, "web-2"), 600, 2000) {
+                Decision::NeverBan { reason, .. } => assert!(
+                    reason.contains(says) && reason.contains("fleet host web-2"),
+                    "{addr}: {reason}"
+                ),
+                other => panic!("{addr}: {other:?}"),
+            }
+        }
+        let d = b.plan_remote(&remote("203.0.113.5", "web-2"), 2600, 2000);
+        let Decision::Ban {
+            record, seconds, ..
+        } = &d
+        else {
+            panic!("{d:?}")
+        };
+        assert_eq!((*seconds, record.expires_at), (2600, 4600));
+        assert_eq!(record.source, "fleet:web-2");
+        assert_eq!((record.is_remote(), record.origin()), (true, Some("web-2")));
+        assert_eq!(record.times_banned, 3);
+        b.commit(&d, 2000);
+        // A remote ban does not count in this host's burst valve.
+        assert_eq!(b.valve.per_prefix.len(), 0);
+        // This host's own ban of an address stays its own.
+        let own = b.plan_manual(ip("203.0.113.6"), Some(60), "", 2000);
+        b.commit(&own, 2000);
+        assert_eq!(
+            b.plan_remote(&remote("203.0.113.6", "web-2"), 600, 2000),
+            Decision::AlreadyBanned {
+                ip: ip("203.0.113.6")
+            }
+        );
+        // Longer than this host's ban.max_duration: cut to it.
+        let long = b.plan_remote(&remote("203.0.113.7", "web-2"), u64::MAX, 2000);
+        assert!(matches!(long, Decision::Ban { seconds, .. } if seconds == 30 * 86400));
+    }
 }

@@ -377,6 +377,9 @@ impl Worker {
     /// batch already bans goes into the next round.
     fn handle(&mut self, batch: Vec<Msg>) {
         let mut verdicts: Vec<(Verdict, String, i64)> = Vec::new();
+        // Remote bans that arrive together go into one firewall call too (a host that
+        // comes back takes thousands at once).
+        let mut remote: Vec<RemoteBan> = Vec::new();
         for msg in batch {
             match msg {
                 Msg::Verdict {
@@ -387,13 +390,23 @@ impl Worker {
                     self.queued.fetch_sub(1, Ordering::Relaxed);
                     verdicts.push((verdict, container, log_ts_ns));
                 }
+                Msg::RemoteBans(mut bans) => {
+                    self.verdicts(std::mem::take(&mut verdicts));
+                    remote.append(&mut bans);
+                }
                 other => {
                     self.verdicts(std::mem::take(&mut verdicts));
+                    if !remote.is_empty() {
+                        self.remote_bans(std::mem::take(&mut remote), unix_now());
+                    }
                     self.control(other);
                 }
             }
         }
         self.verdicts(verdicts);
+        if !remote.is_empty() {
+            self.remote_bans(remote, unix_now());
+        }
     }
 
     fn verdicts(&mut self, mut todo: Vec<(Verdict, String, i64)>) {
@@ -816,7 +829,7 @@ impl Worker {
                 )),
             }
             for rb in planned {
-                let latency_ms = (rb.entry.applied_at_ns > 0 && result.is_ok())
+                let latency_ms = (rb.live && rb.entry.applied_at_ns > 0 && result.is_ok())
                     .then(|| (applied_ns - rb.entry.applied_at_ns) as f64 / 1e6);
                 settled.push(Settled {
                     outcome: result

@@ -442,11 +442,7 @@ impl Node {
 
     /// Every remote ban planned since the (re)connect has settled: convergence time.
     fn converged(&mut self) {
-        let pending = self
-            .remote
-            .rows()
-            .iter()
-            .any(|r| r.state == super::remote::State::Pending);
+        let pending = self.remote.any_pending();
         let caught = self.status.lock().map(|s| s.caught_up).unwrap_or(false);
         if caught && !pending {
             if let Some(t) = self.converging.take() {
@@ -490,7 +486,10 @@ impl Node {
         };
         match action {
             Action::Nothing => None,
-            Action::Apply(a) => Some(a),
+            Action::Apply(mut a) => {
+                a.live = live;
+                Some(a)
+            }
             Action::Hold { ip, origin, reason } => {
                 self.held(ip, &origin, reason);
                 None

@@ -39,6 +39,9 @@ pub struct RemoteBan {
     pub key: String,
     pub entry: BanEntry,
     pub seconds: u64,
+    /// Arrived as it was written (not read back from the bucket's history after a
+    /// (re)connect): its propagation latency means something.
+    pub live: bool,
 }
 
 /// What the I/O side must do about one change in the bucket.
@@ -211,6 +214,7 @@ impl RemoteBook {
                     key: key.to_string(),
                     entry: b,
                     seconds,
+                    live: true,
                 })
             }
         }
@@ -272,6 +276,7 @@ impl RemoteBook {
                 key: k.clone(),
                 entry: b.clone(),
                 seconds: b.remaining(now),
+                live: false,
             })
             .filter(|r| r.seconds > 0)
             .max_by_key(|r| r.seconds)
@@ -335,6 +340,11 @@ impl RemoteBook {
     /// Forgets one of this host's own keys (it was deleted).
     pub fn forget(&mut self, key: &str) {
         self.known.remove(key);
+    }
+
+    /// Whether a remote ban handed to the firewall has not been answered yet.
+    pub fn any_pending(&self) -> bool {
+        self.known.values().any(|k| k.state == State::Pending)
     }
 
     pub fn remote_in_force(&self) -> usize {
