@@ -6,8 +6,11 @@
 #   tests/fleet.sh [BINARY]        (root; BINARY default target/release/security-monitor)
 #
 # FLEET_BANS (default 100) bans on h1 are checked in h2's and h3's kernel sets, and their
-# propagation latency (h1's firewall to h2's and h3's) is printed as p50/p99; FLEET_PARALLEL
-# (default 1) CLI calls make them at once. FLEET_FLOOD (default 10000) records are then
+# propagation latency (h1's firewall to h2's and h3's) is printed as p50/p99. They are
+# made with the CLI (FLEET_PARALLEL calls at once, default 1), or with FLEET_VIA=socket
+# straight on h1's control socket, one every FLEET_GAP_MS (default 20): the CLI's own start
+# (reading and checking the config, some 0.3 s of CPU) then does not compete with the
+# daemons for the CPU while bans propagate. FLEET_FLOOD (default 10000) records are then
 # flooded with h1's credentials: h2 holds them beyond its fleet.remote_burst, h3 (whose
 # valve is wide open) takes them, and h3's restart measures its convergence with them all.
 # With CI=true a missing prerequisite is a failure; otherwise a loud skip.
@@ -19,6 +22,8 @@ repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 bin=${1:-${SECMON_BIN:-$repo/target/release/security-monitor}}
 bans=${FLEET_BANS:-100}
 parallel=${FLEET_PARALLEL:-1}
+via=${FLEET_VIA:-cli}
+gap_ms=${FLEET_GAP_MS:-20}
 flood=${FLEET_FLOOD:-10000}
 ci=${CI:-false}
 
@@ -209,14 +214,30 @@ echo "three daemons connected (h1 ${pid[h1]}, h2 ${pid[h2]}, h3 ${pid[h3]})"
 
 # --- 1. bans on h1 appear in h2's and h3's kernel sets -------------------------------------
 t0=$(date +%s%N)
-for i in $(seq 0 $((bans - 1))); do nth_ip "$i"; done \
-    | xargs -P "$parallel" -I{} ip netns exec sfh1 "$bin" ban {} --for 1h --reason "fleet test" -c "$work/h1/config.json" >/dev/null
+if [ "$via" = socket ]; then
+    for i in $(seq 0 $((bans - 1))); do nth_ip "$i"; done | python3 -c '
+import json, socket, sys, time
+path, gap = sys.argv[1], int(sys.argv[2]) / 1000
+for ip in sys.stdin.read().split():
+    s = socket.socket(socket.AF_UNIX)
+    s.connect(path)
+    s.sendall(json.dumps({"command": "ban", "ip": ip, "seconds": 3600, "reason": "fleet test"}).encode() + b"\n")
+    r = json.loads(s.makefile().readline())
+    s.close()
+    if not r.get("ok"):
+        sys.exit("ban %s: %s" % (ip, r))
+    time.sleep(gap)
+' "$work/h1/control.sock" "$gap_ms"
+else
+    for i in $(seq 0 $((bans - 1))); do nth_ip "$i"; done \
+        | xargs -P "$parallel" -I{} ip netns exec sfh1 "$bin" ban {} --for 1h --reason "fleet test" -c "$work/h1/config.json" >/dev/null
+fi
 t1=$(date +%s%N)
 want=$(for i in $(seq 0 $((bans - 1))); do nth_ip "$i"; done | sort)
 all_in() { [ "$(kernel "$1" | grep -c '^100\.70\.')" -ge "$bans" ]; }
 if wait_for 20 all_in h2 && wait_for 20 all_in h3 \
     && [ "$(kernel h2 | grep '^100\.70\.')" = "$want" ] && [ "$(kernel h3 | grep '^100\.70\.')" = "$want" ]; then
-    ok "$bans bans on h1 are in h2's and h3's kernel sets (the $bans CLI calls took $(((t1 - t0) / 1000000)) ms)"
+    ok "$bans bans on h1 are in h2's and h3's kernel sets (made with $via in $(((t1 - t0) / 1000000)) ms)"
 else
     bad "$bans bans on h1: h2 holds $(kernel h2 | grep -c '^100\.70\.'), h3 holds $(kernel h3 | grep -c '^100\.70\.')"
 fi
@@ -224,11 +245,13 @@ for h in h2 h3; do
     s=$(status "$h")
     echo "propagation h1 -> $h over $(echo "$s" | field latency_samples) bans: p50 $(echo "$s" | field latency_ms_p50) ms, p99 $(echo "$s" | field latency_ms_p99) ms"
 done
-t=$(expires_in h3 "$(nth_ip 0)")
-if [ -n "$t" ] && [ "$t" -gt 3500 ] && [ "$t" -le 3600 ]; then
-    ok "a remote ban's kernel timeout is the origin's remaining time (${t}s of 1h)"
+last=$(nth_ip $((bans - 1)))
+t=$(expires_in h3 "$last")
+t1=$(expires_in h1 "$last")
+if [ -n "$t" ] && [ -n "$t1" ] && [ $((t1 - t)) -le 2 ] && [ $((t - t1)) -le 2 ]; then
+    ok "a remote ban's kernel timeout is the origin's remaining time (h3 ${t}s, h1 ${t1}s of 1h)"
 else
-    bad "a remote ban's kernel timeout is ${t:-missing}s, not about 3600s"
+    bad "a remote ban's kernel timeout on h3 is ${t:-missing}s, on h1 ${t1:-missing}s"
 fi
 
 # --- 2. a fleet-wide unban clears every host -------------------------------------------
