@@ -120,7 +120,10 @@ impl Daemon {
                     ""
                 };
                 self.commit(p).await;
-                Ok(format!("reloaded {}: {n} rules{fleet_note}", path.display()))
+                Ok(format!(
+                    "reloaded {}: {n} rules{fleet_note}",
+                    path.display()
+                ))
             }
             Err(e) => Err(e),
         };
