@@ -634,14 +634,11 @@ impl Worker {
             }
             Msg::FleetUnban(u) => {
                 let found = self.enforcer.book.get(u.ip).cloned();
-                if let Some(b) = found {
-                    // A ban given after the unban request is a new one and stays.
-                    if b.is_remote() || b.banned_at <= u.at {
-                        if self.lift(u.ip, &format!("unbanned fleet-wide by {}", u.origin), now)
-                            && !b.is_remote()
-                        {
-                            self.ended(&b);
-                        }
+                // A ban given after the unban request is a new one and stays.
+                if let Some(b) = found.filter(|b| b.is_remote() || b.banned_at <= u.at) {
+                    let reason = format!("unbanned fleet-wide by {}", u.origin);
+                    if self.lift(u.ip, &reason, now) && !b.is_remote() {
+                        self.ended(&b);
                     }
                 }
             }
@@ -716,13 +713,14 @@ impl Worker {
             applied_ns: unix_now_ns(),
             ack,
         };
-        match self.fleet.as_ref().map(|tx| tx.send(msg)) {
-            Some(Err(e)) => match e.0 {
-                Outgoing::Ban { ack, .. } => ack,
-                _ => None,
-            },
-            _ => None,
+        let tx = self.fleet.as_ref()?;
+        if let Err(e) = tx.send(msg) {
+            // The fleet task is gone: the operator's answer is given here.
+            if let Outgoing::Ban { ack, .. } = e.0 {
+                return ack;
+            }
         }
+        None
     }
 
     /// This host's ban `b` ended here: its key goes from the bucket.
@@ -1051,6 +1049,125 @@ mod tests {
             reply: tx,
         }]);
         rx.try_recv().expect("the worker answers at once")
+    }
+
+    fn remote(ip: &str, origin: &str, secs: u64) -> RemoteBan {
+        let now = unix_now();
+        let entry = crate::fleet::record::BanEntry {
+            ip: ip.parse().expect("test address"),
+            prefix: None,
+            rule: "sqli".into(),
+            category: "injection".into(),
+            severity: crate::detect::Severity::High,
+            evidence: vec![],
+            banned_at: now,
+            expires_at: now + secs as i64,
+            duration: secs,
+            times_banned: 1,
+            origin: origin.into(),
+            applied_at_ns: unix_now_ns(),
+        };
+        RemoteBan {
+            key: crate::fleet::record::key(origin, entry.net()),
+            entry,
+            seconds: secs,
+            live: true,
+        }
+    }
+
+    #[test]
+    fn fleet_bans_go_through_this_hosts_policy_and_own_bans_are_published() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (mut w, _mode) = worker(dir.path());
+        let (tx, mut out) = tokio::sync::mpsc::unbounded_channel();
+        w.handle(vec![Msg::Fleet(Some(tx))]);
+        // Two remote bans in one batch: loopback is refused, naming the origin.
+        w.handle(vec![Msg::RemoteBans(vec![
+            remote("127.0.0.1", "web-2", 600),
+            remote("203.0.113.80", "web-2", 600),
+        ])]);
+        let Ok(Outgoing::Settled(s)) = out.try_recv() else {
+            panic!("no settlement")
+        };
+        assert_eq!(s.len(), 2);
+        let refused = s
+            .iter()
+            .find(|x| x.entry.ip.is_loopback())
+            .expect("loopback");
+        assert!(
+            matches!(&refused.outcome, Err(r) if r.contains("loopback") && r.contains("fleet host web-2")),
+            "{:?}",
+            refused.outcome
+        );
+        let applied = s
+            .iter()
+            .find(|x| !x.entry.ip.is_loopback())
+            .expect("applied");
+        assert_eq!(applied.outcome, Ok(()));
+        assert!(applied.latency_ms.is_some_and(|ms| ms >= 0.0));
+        let b = w
+            .enforcer
+            .book
+            .get("203.0.113.80".parse().unwrap())
+            .expect("banned");
+        assert_eq!(b.origin(), Some("web-2"));
+        // A received ban is never published again.
+        assert!(out.try_recv().is_err());
+        // Its origin's deletion lifts it; another origin's does not.
+        let net = IpNet::host("203.0.113.80".parse().unwrap());
+        w.handle(vec![Msg::RemoteLift {
+            net,
+            origin: "web-3".into(),
+        }]);
+        assert!(w.enforcer.book.get(net.addr()).is_some());
+        w.handle(vec![Msg::RemoteLift {
+            net,
+            origin: "web-2".into(),
+        }]);
+        assert!(w.enforcer.book.get(net.addr()).is_none());
+        // This host's own ban is published, and its unban deletes the key.
+        assert!(ban(&mut w, "203.0.113.81").is_ok());
+        assert!(
+            matches!(out.try_recv(), Ok(Outgoing::Ban { record, .. }) if record.ip.to_string() == "203.0.113.81")
+        );
+        let (tx, _rx) = oneshot::channel();
+        w.handle(vec![Msg::Unban {
+            ip: "203.0.113.81".parse().unwrap(),
+            fleet: false,
+            reply: tx,
+        }]);
+        assert!(
+            matches!(out.try_recv(), Ok(Outgoing::Ended { net }) if net.addr().to_string() == "203.0.113.81")
+        );
+        // A fleet-wide unban from another host lifts this host's own ban given before it.
+        assert!(ban(&mut w, "203.0.113.82").is_ok());
+        let _ = out.try_recv();
+        w.handle(vec![Msg::FleetUnban(crate::fleet::record::UnbanEntry {
+            ip: "203.0.113.82".parse().unwrap(),
+            prefix: None,
+            at: unix_now() + 1,
+            origin: "web-2".into(),
+        })]);
+        assert!(w
+            .enforcer
+            .book
+            .get("203.0.113.82".parse().unwrap())
+            .is_none());
+        assert!(matches!(out.try_recv(), Ok(Outgoing::Ended { .. })));
+    }
+
+    #[test]
+    fn without_a_fleet_the_fleet_options_say_so() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (mut w, _mode) = worker(dir.path());
+        let (tx, mut rx) = oneshot::channel();
+        w.handle(vec![Msg::Unban {
+            ip: "203.0.113.90".parse().unwrap(),
+            fleet: true,
+            reply: tx,
+        }]);
+        let answer = rx.try_recv().expect("answered");
+        assert!(matches!(answer, Err(e) if e.contains("fleet is not enabled")));
     }
 
     #[test]
