@@ -471,6 +471,48 @@ mod tests {
 
     /// The shipped Grafana dashboard asks only for metrics the daemon exports.
     #[test]
+    fn the_fleet_metrics_are_a_histogram_and_counters() {
+        let s = Summary::default();
+        let mut f = crate::fleet::FleetStatus {
+            connected: true,
+            remote_applied: 7,
+            remote_held: 3,
+            latency_histogram: vec![0; crate::fleet::node::LATENCY_BUCKETS_MS.len() + 1],
+            ..Default::default()
+        };
+        // 0.5 ms, 15 ms and 7 s.
+        f.latency_histogram[0] = 1;
+        f.latency_histogram[4] = 1;
+        f.latency_histogram[10] = 1;
+        f.latency_count = 3;
+        f.latency_sum_ms = 7015.5;
+        let text = render(
+            &Metrics::default(),
+            &Snapshot {
+                summary: &s,
+                docker: None,
+                uptime_s: 0,
+                alerts_kept: 0,
+                risk_score: 0,
+                fleet: Some(&f),
+            },
+        );
+        for want in [
+            "security_monitor_fleet_connected 1",
+            "security_monitor_fleet_remote_bans_total{outcome=\"applied\"} 7",
+            "security_monitor_fleet_remote_bans_total{outcome=\"held\"} 3",
+            "security_monitor_fleet_propagation_seconds_bucket{le=\"0.001\"} 1",
+            "security_monitor_fleet_propagation_seconds_bucket{le=\"0.01\"} 1",
+            "security_monitor_fleet_propagation_seconds_bucket{le=\"0.02\"} 2",
+            "security_monitor_fleet_propagation_seconds_bucket{le=\"5\"} 2",
+            "security_monitor_fleet_propagation_seconds_bucket{le=\"+Inf\"} 3",
+            "security_monitor_fleet_propagation_seconds_count 3",
+        ] {
+            assert!(text.contains(want), "{want} not in\n{text}");
+        }
+    }
+
+    #[test]
     fn the_grafana_dashboard_uses_only_exported_metrics() {
         let path = concat!(
             env!("CARGO_MANIFEST_DIR"),
