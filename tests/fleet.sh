@@ -407,7 +407,7 @@ else
 fi
 grep -q "fleet: held back the ban" "$work/h2/daemon.log" && ok "h2's log says the flood was held" || bad "h2's log does not say the flood was held"
 alerted=$(cli h2 alerts --json -n 100000 2>/dev/null | python3 -c 'import json,sys; print(sum(1 for a in json.load(sys.stdin) if a.get("kind") == "held" and "fleet:h1" in json.dumps(a)))' 2>/dev/null || echo 0)
-[ "$alerted" -gt 0 ] && ok "h2's alerts hold the held flood ($alerted held alert(s) naming fleet:h1)" || bad "h2 has no held alert naming fleet:h1"
+[ "$alerted" -gt 0 ] && ok "h2 alerted the held flood ($alerted held alert(s) naming fleet:h1: one a minute at most)" || bad "h2 has no held alert naming fleet:h1"
 echo "  h2's list --fleet ends: $(cli h2 list --fleet | tail -1)"
 flooded() { [ "$(kernel h3 | grep -c '^10\.1')" -ge "$flood" ]; }
 a=$(date +%s%N)

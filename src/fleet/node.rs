@@ -505,15 +505,18 @@ impl Node {
         }
     }
 
-    /// A remote ban held by the valve or the cap: alerted; logged once a minute at most.
+    /// A remote ban held by the valve or the cap: logged and alerted once a minute at
+    /// most (a flood of 10,000 is one alert, not 10,000 that push every other alert out
+    /// of the ring); every one is counted in `status`.
     fn held(&mut self, ip: std::net::IpAddr, origin: &str, reason: String) {
         if self
             .held_said
-            .is_none_or(|t| t.elapsed() >= Duration::from_secs(60))
+            .is_some_and(|t| t.elapsed() < Duration::from_secs(60))
         {
-            tracing::error!(IP = %ip, ACTION = "held", "fleet: held back the ban of {ip} from {origin}: {reason} (further held bans are counted in status, not logged, for a minute)");
-            self.held_said = Some(Instant::now());
+            return;
         }
+        tracing::error!(IP = %ip, ACTION = "held", "fleet: held back the ban of {ip} from {origin}: {reason} (further held bans are counted in status, not logged or alerted, for a minute)");
+        self.held_said = Some(Instant::now());
         self.events.send(Event::Held(Refusal {
             at: unix_now(),
             ip,
