@@ -441,6 +441,19 @@ if wait_for 60 joined && [ "$(kernel h3)" = "$before" ]; then
 else
     bad "h3 joined afresh holds $(kernel h3 | wc -l) of $(echo "$before" | wc -l)"
 fi
+
+# --- 10. h1 restarts: it deletes its own stale keys (the flood under its name) ----------------
+kill "${pid[h1]}"
+wait "${pid[h1]}" 2>/dev/null || true
+start_daemon h1
+a=$(date +%s%N)
+no_flood() { ! kernel h3 | grep -q '^10\.1'; }
+if wait_for 120 no_flood; then
+    ok "h1 restarted deleted the $flood stale keys under its name (it never banned them) and h3 lifted them all, $(( ($(date +%s%N) - a) / 1000000 )) ms after the restart; h3 still holds $(kernel h3 | grep -c '^100\.70\.') of h1's $bans"
+else
+    bad "after h1's restart h3 still holds $(kernel h3 | grep -c '^10\.1') flooded bans"
+fi
+[ "$(kernel h3 | grep -c '^100\.70\.')" -eq "$bans" ] || bad "h3 lost some of h1's real bans: $(kernel h3 | grep -c '^100\.70\.') of $bans"
 echo
 for h in "${hosts[@]}"; do
     s=$(status "$h")

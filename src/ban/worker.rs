@@ -380,6 +380,9 @@ impl Worker {
         // Remote bans that arrive together go into one firewall call too (a host that
         // comes back takes thousands at once).
         let mut remote: Vec<RemoteBan> = Vec::new();
+        // Likewise lifts (a host deleting thousands of keys); bans and lifts keep their
+        // order, as one address may be banned, lifted and banned again in one batch.
+        let mut lifts: Vec<(IpNet, String)> = Vec::new();
         for msg in batch {
             match msg {
                 Msg::Verdict {
@@ -392,13 +395,22 @@ impl Worker {
                 }
                 Msg::RemoteBans(mut bans) => {
                     self.verdicts(std::mem::take(&mut verdicts));
+                    self.remote_lifts(std::mem::take(&mut lifts));
                     remote.append(&mut bans);
+                }
+                Msg::RemoteLift { net, origin } => {
+                    self.verdicts(std::mem::take(&mut verdicts));
+                    if !remote.is_empty() {
+                        self.remote_bans(std::mem::take(&mut remote), unix_now());
+                    }
+                    lifts.push((net, origin));
                 }
                 other => {
                     self.verdicts(std::mem::take(&mut verdicts));
                     if !remote.is_empty() {
                         self.remote_bans(std::mem::take(&mut remote), unix_now());
                     }
+                    self.remote_lifts(std::mem::take(&mut lifts));
                     self.control(other);
                 }
             }
@@ -406,6 +418,55 @@ impl Worker {
         self.verdicts(verdicts);
         if !remote.is_empty() {
             self.remote_bans(remote, unix_now());
+        }
+        self.remote_lifts(lifts);
+    }
+
+    /// Lifts, in one firewall call, the remote bans whose origin ended them; a ban of the
+    /// address from another origin (or this host's own) stays.
+    fn remote_lifts(&mut self, lifts: Vec<(IpNet, String)>) {
+        if lifts.is_empty() {
+            return;
+        }
+        let now = unix_now();
+        let ips: Vec<IpAddr> = lifts
+            .iter()
+            .filter(|(net, origin)| {
+                self.enforcer
+                    .book
+                    .get(net.addr())
+                    .is_some_and(|b| b.net() == *net && b.origin() == Some(origin.as_str()))
+            })
+            .map(|(net, _)| net.addr())
+            .collect();
+        if ips.is_empty() {
+            return;
+        }
+        match self.enforcer.unban_all(&ips) {
+            Ok(gone) => {
+                self.firewall_worked();
+                tracing::info!(
+                    ACTION = "unban",
+                    "lifted {} ban(s) their fleet hosts ended",
+                    gone.len()
+                );
+                for b in gone {
+                    self.summary.unbans_since_start += 1;
+                    let reason = format!(
+                        "lifted: fleet host {} ended its ban",
+                        b.origin().unwrap_or("?")
+                    );
+                    self.events.send(Event::Unban {
+                        at: now,
+                        record: b,
+                        reason,
+                    });
+                }
+            }
+            Err(e) => self.firewall_failed(format!(
+                "could not lift {} ban(s) from the fleet: {e}",
+                ips.len()
+            )),
         }
     }
 
@@ -618,20 +679,8 @@ impl Worker {
             }
             Msg::Fleet(tx) => self.fleet = tx,
             Msg::RemoteBans(bans) => self.remote_bans(bans, now),
-            Msg::RemoteLift { net, origin } => {
-                let holds = self
-                    .enforcer
-                    .book
-                    .get(net.addr())
-                    .is_some_and(|b| b.net() == net && b.origin() == Some(origin.as_str()));
-                if holds {
-                    self.lift(
-                        net.addr(),
-                        &format!("lifted: fleet host {origin} ended its ban"),
-                        now,
-                    );
-                }
-            }
+            Msg::RemoteLift { net, origin } => self.remote_lifts(vec![(net, origin)]),
+
             Msg::FleetUnban(u) => {
                 let found = self.enforcer.book.get(u.ip).cloned();
                 // A ban given after the unban request is a new one and stays.

@@ -401,6 +401,27 @@ mod tests {
     }
 
     #[test]
+    fn the_fleet_degrades_health_when_unreachable_or_the_clock_is_off() {
+        let mut f = crate::fleet::FleetStatus {
+            connected: true,
+            servers: vec!["nats://10.0.0.5:4222".into()],
+            clock_skew_s: Some(0.3),
+            ..Default::default()
+        };
+        assert!(fleet_problems(&f).is_empty());
+        f.clock_skew_s = Some(-7.5);
+        let p = fleet_problems(&f);
+        assert!(p.len() == 1 && p[0].contains("-7.5s off"), "{p:?}");
+        f.connected = false;
+        f.error = Some("connection refused".into());
+        let p = fleet_problems(&f);
+        assert!(
+            p[0].contains("not connected to the fleet's NATS server (nats://10.0.0.5:4222): connection refused"),
+            "{p:?}"
+        );
+    }
+
+    #[test]
     fn healthy_when_every_part_runs_and_nothing_fails() {
         let p = health_problems(ALL_RUN, &Summary::default(), Some(&connected()), None, None);
         assert!(p.is_empty(), "{p:?}");
