@@ -357,6 +357,7 @@ impl Node {
         // The first `Connected` is this connection's own; one after a `Disconnected` is a
         // reconnect.
         let mut lost = false;
+        let mut last_rewrite = Instant::now();
         loop {
             tokio::select! {
                 e = watch.next() => {
@@ -421,6 +422,12 @@ impl Node {
                 },
                 _ = tick.tick() => {
                     self.remote.expire(unix_now());
+                    // A write or delete that failed while connected: this host's keys are
+                    // rewritten (and stale ones deleted) again, every 5 s at most.
+                    if self.dirty && caught_up && last_rewrite.elapsed() >= Duration::from_secs(5) {
+                        self.queue.send(Msg::FleetOwn);
+                        last_rewrite = Instant::now();
+                    }
                     self.publish_status();
                 }
             }
@@ -550,7 +557,10 @@ impl Node {
                 let k = key(&self.me, net);
                 match store.delete(&k).await {
                     Ok(()) => self.remote.forget(&k),
-                    Err(e) => self.publish_failed(format!("cannot delete {k}: {e}")),
+                    Err(e) => {
+                        self.publish_failed(format!("cannot delete {k}: {e}"));
+                        self.dirty = true;
+                    }
                 }
             }
             Outgoing::Unban { net, at, ack } => {
@@ -574,6 +584,7 @@ impl Node {
                 }
             }
             Outgoing::Own(bans) => {
+                let failures = self.failures();
                 let mut keep = HashSet::new();
                 for (b, seconds) in bans {
                     let e = BanEntry::of(&b, seconds, &self.me, 0);
@@ -588,13 +599,15 @@ impl Node {
                         self.publish_failed(format!("cannot delete {k}: {e}"));
                     }
                 }
+                let failed = self.failures().saturating_sub(failures);
                 tracing::info!(
                     ACTION = "fleet",
-                    "fleet: rewrote this host's {} active ban(s) and deleted {} stale key(s)",
+                    "fleet: rewrote this host's {} active ban(s) and deleted {} stale key(s); {failed} write(s) failed",
                     keep.len(),
                     stale.len()
                 );
-                self.dirty = false;
+                // A write that failed is made good by the next rewrite (see `online`).
+                self.dirty = failed > 0;
             }
             Outgoing::Settled(s) => self.settled(s),
             Outgoing::List(reply) => {
@@ -616,6 +629,14 @@ impl Node {
                 Err(e)
             }
         }
+    }
+
+    /// Writes and deletes that failed since start.
+    fn failures(&self) -> u64 {
+        self.status
+            .lock()
+            .map(|s| s.publish_failures)
+            .unwrap_or_else(|p| p.into_inner().publish_failures)
     }
 
     fn publish_failed(&self, e: String) {
