@@ -11,6 +11,7 @@ pub mod detect;
 pub mod docker;
 pub mod events;
 pub mod firewall;
+pub mod fleet;
 pub mod fsutil;
 #[doc(hidden)]
 pub mod harness;

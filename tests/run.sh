@@ -22,9 +22,9 @@ missing() {
 
 # Debian packages the tests use (python3-prometheus-client: its text parser checks the
 # metrics output; the attack tools, chromium and caddy: tests/attack_tools.sh). One
-# `apt-get update`, one install, only if something is missing.
+# `apt-get update`, one install, only if something is missing. nats-server: tests/fleet.sh.
 packages=(python3 python3-prometheus-client ca-certificates iproute2 nftables iptables ipset docker.io busybox-static debootstrap
-          python3-aiosmtpd openssl
+          python3-aiosmtpd openssl nats-server
           sqlmap nmap ffuf gobuster dirb hydra wapiti whatweb chromium caddy curl wget)
 need=()
 for p in "${packages[@]}"; do
@@ -58,6 +58,9 @@ cargo clippy --release --all-targets -- -D warnings
 
 say "build"
 cargo build --release
+
+say "fleet bans through a real nats-server, three daemons in network namespaces (tests/fleet.sh)"
+tests/fleet.sh target/release/security-monitor
 
 say "starting a private dockerd"
 start_dockerd || missing "the private dockerd (see the message above)"

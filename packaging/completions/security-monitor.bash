@@ -203,7 +203,7 @@ _security__monitor() {
             return 0
             ;;
         security__subcmd__monitor__subcmd__ban)
-            opts="-c -h --for --reason --config --help"
+            opts="-c -h --for --reason --fleet --config --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -641,7 +641,7 @@ _security__monitor() {
             return 0
             ;;
         security__subcmd__monitor__subcmd__list)
-            opts="-c -h --config --json --help"
+            opts="-c -h --fleet --config --json --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -853,7 +853,7 @@ _security__monitor() {
             return 0
             ;;
         security__subcmd__monitor__subcmd__unban)
-            opts="-c -h --config --help"
+            opts="-c -h --fleet --config --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0

@@ -64,10 +64,13 @@ complete -c security-monitor -n "__fish_security_monitor_using_subcommand reload
 complete -c security-monitor -n "__fish_security_monitor_using_subcommand ban" -l for -d 'How long, e.g. 90s, 10m, 24h, 7d (default: ban.duration with repeat escalation)' -r
 complete -c security-monitor -n "__fish_security_monitor_using_subcommand ban" -l reason -d 'Why, kept in blocked_ips.json' -r
 complete -c security-monitor -n "__fish_security_monitor_using_subcommand ban" -s c -l config -r -F
+complete -c security-monitor -n "__fish_security_monitor_using_subcommand ban" -l fleet -d 'Wait until the fleet has the ban (every host applies it) and say so; needs the running daemon with `fleet` enabled'
 complete -c security-monitor -n "__fish_security_monitor_using_subcommand ban" -s h -l help -d 'Print help'
 complete -c security-monitor -n "__fish_security_monitor_using_subcommand unban" -s c -l config -r -F
+complete -c security-monitor -n "__fish_security_monitor_using_subcommand unban" -l fleet -d 'Lift it on every host of the fleet (each host deletes its own record of it)'
 complete -c security-monitor -n "__fish_security_monitor_using_subcommand unban" -s h -l help -d 'Print help'
 complete -c security-monitor -n "__fish_security_monitor_using_subcommand list" -s c -l config -r -F
+complete -c security-monitor -n "__fish_security_monitor_using_subcommand list" -l fleet -d 'The fleet\'s records instead: each ban\'s origin, rule, expiry and whether this host applied, refused or held it'
 complete -c security-monitor -n "__fish_security_monitor_using_subcommand list" -l json
 complete -c security-monitor -n "__fish_security_monitor_using_subcommand list" -s h -l help -d 'Print help'
 complete -c security-monitor -n "__fish_security_monitor_using_subcommand restore" -s c -l config -r -F

@@ -82,6 +82,7 @@ _arguments "${_arguments_options[@]}" : \
 '--reason=[Why, kept in blocked_ips.json]:REASON:_default' \
 '-c+[]:CONFIG:_files' \
 '--config=[]:CONFIG:_files' \
+'--fleet[Wait until the fleet has the ban (every host applies it) and say so; needs the running daemon with \`fleet\` enabled]' \
 '-h[Print help]' \
 '--help[Print help]' \
 ':ip:_default' \
@@ -91,6 +92,7 @@ _arguments "${_arguments_options[@]}" : \
 _arguments "${_arguments_options[@]}" : \
 '-c+[]:CONFIG:_files' \
 '--config=[]:CONFIG:_files' \
+'--fleet[Lift it on every host of the fleet (each host deletes its own record of it)]' \
 '-h[Print help]' \
 '--help[Print help]' \
 ':ip:_default' \
@@ -100,6 +102,7 @@ _arguments "${_arguments_options[@]}" : \
 _arguments "${_arguments_options[@]}" : \
 '-c+[]:CONFIG:_files' \
 '--config=[]:CONFIG:_files' \
+'--fleet[The fleet'\''s records instead\: each ban'\''s origin, rule, expiry and whether this host applied, refused or held it]' \
 '--json[]' \
 '-h[Print help]' \
 '--help[Print help]' \

@@ -14,6 +14,8 @@ pub use crate::alerts::insights::{Insights, Signal};
 pub use crate::alerts::Alert;
 pub use crate::ban::state_file::BanRecord;
 pub use crate::docker::{ContainerStatus, StreamState, WatcherStatus};
+pub use crate::fleet::remote::Row as FleetRow;
+pub use crate::fleet::FleetStatus;
 pub use crate::notify::{ChannelStatus, NotifyStatus};
 
 /// What the command line asks. Answers: `status` a [`Status`], `list` a list of
@@ -31,11 +33,20 @@ pub enum Request {
         seconds: Option<u64>,
         #[serde(default)]
         reason: String,
+        /// Answer once the fleet has the ban (`ban --fleet`).
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        fleet: bool,
     },
     Unban {
         #[serde(deserialize_with = "client_ip")]
         ip: IpAddr,
+        /// Ask every host of the fleet to lift it (`unban --fleet`).
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        fleet: bool,
     },
+    /// Every record in the fleet's bucket this host knows of, and what it made of each:
+    /// a list of [`FleetRow`].
+    FleetList,
     Reload,
     /// Whether the daemon is well: Docker connected, firewall working, config loaded.
     Health,
@@ -115,6 +126,9 @@ pub struct Status {
     /// How each container that wrote lines is read, and why.
     #[serde(default)]
     pub profiles: Vec<SourceProfile>,
+    /// None: the fleet is not enabled.
+    #[serde(default)]
+    pub fleet: Option<FleetStatus>,
 }
 
 /// How one container's lines are read: its application profile or log format, and why
@@ -189,6 +203,7 @@ mod tests {
             ip: "2001:db8::1".parse().unwrap(),
             seconds: Some(60),
             reason: "test".into(),
+            fleet: false,
         };
         let text = serde_json::to_string(&ban).unwrap();
         assert_eq!(

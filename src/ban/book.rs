@@ -242,6 +242,10 @@ impl BanBook {
         self.never = never;
     }
 
+    pub fn never(&self) -> &NeverBan {
+        &self.never
+    }
+
     pub fn never_ban(&mut self) -> &mut NeverBan {
         &mut self.never
     }
@@ -445,6 +449,41 @@ impl BanBook {
         }
         record.source = "manual".into();
         self.plan_put(record, seconds, now)
+    }
+
+    /// Another host's ban (`fleet`), for the `seconds` it has left: through this host's
+    /// own never-ban list, whose refusal names the origin. An address this host has
+    /// banned itself keeps its own ban (its own record, published by itself).
+    pub fn plan_remote(
+        &self,
+        e: &crate::fleet::record::BanEntry,
+        seconds: u64,
+        now: i64,
+    ) -> Decision {
+        let net = e.net();
+        if let Some(reason) = self.never.reason_net(net) {
+            return Decision::NeverBan {
+                ip: e.ip,
+                reason: format!("{reason}; the ban came from fleet host {}", e.origin),
+            };
+        }
+        let existing = self.bans.get(&net.addr());
+        if existing.is_some_and(|b| !b.is_remote()) {
+            return Decision::AlreadyBanned { ip: e.ip };
+        }
+        let mut record = Self::record(net, &e.rule, &e.category, e.severity, now);
+        record.evidence = e.evidence.clone();
+        record.first_offence = e.banned_at.min(now);
+        record.last_offence = e.banned_at.min(now);
+        record.times_banned = e.times_banned.max(1);
+        record.source = format!("{}{}", crate::fleet::record::SOURCE_PREFIX, e.origin);
+        let secs = self.policy.clamp_ban(seconds);
+        record.expires_at = self.expiry(now, secs);
+        Decision::Ban {
+            record,
+            seconds: secs,
+            extended: existing.is_some(),
+        }
     }
 
     /// A ban of `record`'s address: its length from the history (escalation) or `seconds`,
@@ -1178,5 +1217,68 @@ mod tests {
         assert_eq!(b.len(), 30);
         assert_eq!(b.next_expiry(), Some(121));
         assert!(b.due(120).is_empty());
+    }
+
+    fn remote(ip_: &str, origin: &str) -> crate::fleet::record::BanEntry {
+        crate::fleet::record::BanEntry {
+            ip: ip(ip_),
+            prefix: None,
+            rule: "sqli".into(),
+            category: "injection".into(),
+            severity: Severity::Critical,
+            evidence: vec!["GET /?id=1 OR 1=1".into()],
+            banned_at: 1000,
+            expires_at: 4600,
+            duration: 3600,
+            times_banned: 3,
+            origin: origin.into(),
+            applied_at_ns: 0,
+        }
+    }
+
+    #[test]
+    fn a_remote_ban_goes_through_this_hosts_never_ban_list_naming_its_origin() {
+        let mut b = book();
+        for (addr, says) in [
+            ("198.51.100.7", "allowlist"),
+            ("192.0.2.1", "an address of this host"),
+            ("172.17.0.1", "gateway"),
+            ("172.17.0.9", "inside Docker network"),
+            ("127.0.0.1", "loopback"),
+        ] {
+            match b.plan_remote(&remote(addr, "web-2"), 600, 2000) {
+                Decision::NeverBan { reason, .. } => assert!(
+                    reason.contains(says) && reason.contains("fleet host web-2"),
+                    "{addr}: {reason}"
+                ),
+                other => panic!("{addr}: {other:?}"),
+            }
+        }
+        let d = b.plan_remote(&remote("203.0.113.5", "web-2"), 2600, 2000);
+        let Decision::Ban {
+            record, seconds, ..
+        } = &d
+        else {
+            panic!("{d:?}")
+        };
+        assert_eq!((*seconds, record.expires_at), (2600, 4600));
+        assert_eq!(record.source, "fleet:web-2");
+        assert_eq!((record.is_remote(), record.origin()), (true, Some("web-2")));
+        assert_eq!(record.times_banned, 3);
+        b.commit(&d, 2000);
+        // A remote ban does not count in this host's burst valve.
+        assert_eq!(b.valve.per_prefix.len(), 0);
+        // This host's own ban of an address stays its own.
+        let own = b.plan_manual(ip("203.0.113.6"), Some(60), "", 2000);
+        b.commit(&own, 2000);
+        assert_eq!(
+            b.plan_remote(&remote("203.0.113.6", "web-2"), 600, 2000),
+            Decision::AlreadyBanned {
+                ip: ip("203.0.113.6")
+            }
+        );
+        // Longer than this host's ban.max_duration: cut to it.
+        let long = b.plan_remote(&remote("203.0.113.7", "web-2"), u64::MAX, 2000);
+        assert!(matches!(long, Decision::Ban { seconds, .. } if seconds == 30 * 86400));
     }
 }

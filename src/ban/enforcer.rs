@@ -152,6 +152,22 @@ impl Enforcer {
         Ok(r)
     }
 
+    /// Lifts the bans covering each of `ips` in one firewall call; returns the records
+    /// lifted. If the firewall refuses, the book keeps them all.
+    pub fn unban_all(&mut self, ips: &[IpAddr]) -> Result<Vec<BanRecord>, FirewallError> {
+        let nets: Vec<IpNet> = ips
+            .iter()
+            .map(|ip| {
+                self.book
+                    .get(*ip)
+                    .map_or_else(|| IpNet::host(*ip), BanRecord::net)
+            })
+            .collect();
+        self.backend.unban(&nets)?;
+        self.dirty = true;
+        Ok(ips.iter().filter_map(|ip| self.book.unban(*ip)).collect())
+    }
+
     /// Drops expired bans from the book; lifts them in the firewall where the kernel does
     /// not expire them itself (no kernel expiry, or a ban longer than its longest timeout).
     /// A lift the firewall refused keeps its bans in the book, to be tried again.

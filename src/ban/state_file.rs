@@ -54,6 +54,17 @@ pub struct BanRecord {
 }
 
 impl BanRecord {
+    /// Whether this host took the ban from another host of the fleet (`fleet:<origin>`).
+    pub fn is_remote(&self) -> bool {
+        self.source.starts_with(crate::fleet::record::SOURCE_PREFIX)
+    }
+
+    /// The host a remote ban came from.
+    pub fn origin(&self) -> Option<&str> {
+        self.source
+            .strip_prefix(crate::fleet::record::SOURCE_PREFIX)
+    }
+
     /// What the firewall holds for this ban: the address, or the network.
     pub fn net(&self) -> IpNet {
         self.prefix

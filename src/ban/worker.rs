@@ -25,6 +25,10 @@ use crate::ban::{Decision, DockerNetwork, NeverBan};
 use crate::config::Config;
 use crate::detect::Verdict;
 use crate::events::{Bus, Event, Refusal};
+use crate::fleet::record::UnbanEntry;
+use crate::fleet::remote::RemoteBan;
+use crate::fleet::{FleetTx, Outgoing, Settled};
+use crate::netaddr::IpNet;
 use crate::time::format_time;
 
 /// Verdicts waiting for the firewall; beyond this they are dropped and counted (a flood
@@ -54,12 +58,29 @@ pub enum Msg {
         ip: IpAddr,
         seconds: Option<u64>,
         reason: String,
+        /// `ban --fleet`: answer once the fleet has the ban.
+        fleet: bool,
         reply: oneshot::Sender<Answer>,
     },
     Unban {
         ip: IpAddr,
+        /// `unban --fleet`: ask every host of the fleet to lift it too.
+        fleet: bool,
         reply: oneshot::Sender<Answer>,
     },
+    /// Where this host's bans are published (None: no fleet).
+    Fleet(Option<FleetTx>),
+    /// Other hosts' bans, through this host's never-ban policy into the firewall.
+    RemoteBans(Vec<RemoteBan>),
+    /// Another host's ban of `net` is gone: lift it if it is the one this host holds.
+    RemoteLift {
+        net: IpNet,
+        origin: String,
+    },
+    /// A fleet-wide unban from another host.
+    FleetUnban(UnbanEntry),
+    /// The fleet task (re)connected: send it this host's bans to publish.
+    FleetOwn,
     List {
         reply: oneshot::Sender<Vec<BanRecord>>,
     },
@@ -217,6 +238,7 @@ struct Worker {
     /// Set while lifting expired bans fails: the next try waits this long, not a loop.
     expire_retry: Option<Instant>,
     events: Bus,
+    fleet: Option<FleetTx>,
 }
 
 impl Worker {
@@ -235,6 +257,7 @@ impl Worker {
             last_host_refresh: Instant::now(),
             expire_retry: None,
             events,
+            fleet: None,
         }
     }
 
@@ -354,6 +377,12 @@ impl Worker {
     /// batch already bans goes into the next round.
     fn handle(&mut self, batch: Vec<Msg>) {
         let mut verdicts: Vec<(Verdict, String, i64)> = Vec::new();
+        // Remote bans that arrive together go into one firewall call too (a host that
+        // comes back takes thousands at once).
+        let mut remote: Vec<RemoteBan> = Vec::new();
+        // Likewise lifts (a host deleting thousands of keys); bans and lifts keep their
+        // order, as one address may be banned, lifted and banned again in one batch.
+        let mut lifts: Vec<(IpNet, String)> = Vec::new();
         for msg in batch {
             match msg {
                 Msg::Verdict {
@@ -364,13 +393,81 @@ impl Worker {
                     self.queued.fetch_sub(1, Ordering::Relaxed);
                     verdicts.push((verdict, container, log_ts_ns));
                 }
+                Msg::RemoteBans(mut bans) => {
+                    self.verdicts(std::mem::take(&mut verdicts));
+                    self.remote_lifts(std::mem::take(&mut lifts));
+                    remote.append(&mut bans);
+                }
+                Msg::RemoteLift { net, origin } => {
+                    self.verdicts(std::mem::take(&mut verdicts));
+                    if !remote.is_empty() {
+                        self.remote_bans(std::mem::take(&mut remote), unix_now());
+                    }
+                    lifts.push((net, origin));
+                }
                 other => {
                     self.verdicts(std::mem::take(&mut verdicts));
+                    if !remote.is_empty() {
+                        self.remote_bans(std::mem::take(&mut remote), unix_now());
+                    }
+                    self.remote_lifts(std::mem::take(&mut lifts));
                     self.control(other);
                 }
             }
         }
         self.verdicts(verdicts);
+        if !remote.is_empty() {
+            self.remote_bans(remote, unix_now());
+        }
+        self.remote_lifts(lifts);
+    }
+
+    /// Lifts, in one firewall call, the remote bans whose origin ended them; a ban of the
+    /// address from another origin (or this host's own) stays.
+    fn remote_lifts(&mut self, lifts: Vec<(IpNet, String)>) {
+        if lifts.is_empty() {
+            return;
+        }
+        let now = unix_now();
+        let ips: Vec<IpAddr> = lifts
+            .iter()
+            .filter(|(net, origin)| {
+                self.enforcer
+                    .book
+                    .get(net.addr())
+                    .is_some_and(|b| b.net() == *net && b.origin() == Some(origin.as_str()))
+            })
+            .map(|(net, _)| net.addr())
+            .collect();
+        if ips.is_empty() {
+            return;
+        }
+        match self.enforcer.unban_all(&ips) {
+            Ok(gone) => {
+                self.firewall_worked();
+                tracing::info!(
+                    ACTION = "unban",
+                    "lifted {} ban(s) their fleet hosts ended",
+                    gone.len()
+                );
+                for b in gone {
+                    self.summary.unbans_since_start += 1;
+                    let reason = format!(
+                        "lifted: fleet host {} ended its ban",
+                        b.origin().unwrap_or("?")
+                    );
+                    self.events.send(Event::Unban {
+                        at: now,
+                        record: b,
+                        reason,
+                    });
+                }
+            }
+            Err(e) => self.firewall_failed(format!(
+                "could not lift {} ban(s) from the fleet: {e}",
+                ips.len()
+            )),
+        }
     }
 
     fn verdicts(&mut self, mut todo: Vec<(Verdict, String, i64)>) {
@@ -448,7 +545,7 @@ impl Worker {
                         if self.samples.len() > SAMPLES {
                             self.samples.pop_front();
                         }
-                        self.log_ban(&record, seconds, Some(ms), extended);
+                        self.log_ban(&record, seconds, Some(ms), extended, true);
                     }
                 }
             }
@@ -469,8 +566,13 @@ impl Worker {
                 ip,
                 seconds,
                 reason,
+                fleet,
                 reply,
             } => {
+                if fleet && self.fleet.is_none() {
+                    let _ = reply.send(Err("the fleet is not enabled on this host (set \"fleet\": {\"enabled\": true, ...} in the config)".into()));
+                    return;
+                }
                 let asked = seconds;
                 let d = self.enforcer.book.plan_manual(ip, seconds, &reason, now);
                 let answer = match &d {
@@ -479,14 +581,25 @@ impl Worker {
                     } => match self.enforcer.apply(&d, now) {
                         Ok(()) => {
                             self.firewall_worked();
-                            self.log_ban(record, *seconds, None, false);
-                            Ok(format!(
+                            let text = format!(
                                 "banned {} for {} (until {}){}",
                                 record.shown(),
                                 crate::time::format_duration(*seconds),
                                 format_time(record.expires_at),
                                 clamp_note(asked, *seconds)
-                            ))
+                            );
+                            if fleet {
+                                match self.publish(record, *seconds, Some((reply, text))) {
+                                    None => {}
+                                    Some((reply, text)) => {
+                                        let _ = reply.send(Ok(format!("{text}; not published to the fleet: it is inside a Docker network")));
+                                    }
+                                }
+                                self.log_ban(record, *seconds, None, false, false);
+                                return;
+                            }
+                            self.log_ban(record, *seconds, None, false, true);
+                            Ok(text)
                         }
                         Err(e) => {
                             self.firewall_failed(e.to_string());
@@ -501,10 +614,22 @@ impl Worker {
                 };
                 let _ = reply.send(answer);
             }
-            Msg::Unban { ip, reply } => {
+            Msg::Unban { ip, fleet, reply } => {
+                if fleet && self.fleet.is_none() {
+                    let _ = reply.send(Err("the fleet is not enabled on this host (set \"fleet\": {\"enabled\": true, ...} in the config)".into()));
+                    return;
+                }
+                let net = self
+                    .enforcer
+                    .book
+                    .get(ip)
+                    .map_or_else(|| IpNet::host(ip), BanRecord::net);
                 let answer = match self.enforcer.unban(ip) {
                     Ok(Some(b)) => {
                         self.firewall_worked();
+                        if !fleet {
+                            self.ended(&b);
+                        }
                         self.summary.unbans_since_start += 1;
                         tracing::info!(IP = %ip, RULE = %b.rule, CATEGORY = %b.category, ACTION = "unban", "unbanned {ip} by request");
                         self.events.send(Event::Unban {
@@ -530,7 +655,59 @@ impl Worker {
                         Err(e.to_string())
                     }
                 };
-                let _ = reply.send(answer);
+                match (fleet, answer, &self.fleet) {
+                    (true, Ok(text), Some(tx)) => {
+                        if let Err(e) = tx.send(Outgoing::Unban {
+                            net,
+                            at: now,
+                            ack: Some((reply, text)),
+                        }) {
+                            if let Outgoing::Unban {
+                                ack: Some((reply, text)),
+                                ..
+                            } = e.0
+                            {
+                                let _ = reply
+                                    .send(Err(format!("{text}; but the fleet task has stopped")));
+                            }
+                        }
+                    }
+                    (_, answer, _) => {
+                        let _ = reply.send(answer);
+                    }
+                }
+            }
+            Msg::Fleet(tx) => self.fleet = tx,
+            Msg::RemoteBans(bans) => self.remote_bans(bans, now),
+            Msg::RemoteLift { net, origin } => self.remote_lifts(vec![(net, origin)]),
+
+            Msg::FleetUnban(u) => {
+                let found = self.enforcer.book.get(u.ip).cloned();
+                // A ban given after the unban request is a new one and stays.
+                if let Some(b) = found.filter(|b| b.is_remote() || b.banned_at <= u.at) {
+                    let reason = format!("unbanned fleet-wide by {}", u.origin);
+                    if self.lift(u.ip, &reason, now) && !b.is_remote() {
+                        self.ended(&b);
+                    }
+                }
+            }
+            Msg::FleetOwn => {
+                if let Some(tx) = &self.fleet {
+                    let own: Vec<(BanRecord, u64)> = self
+                        .enforcer
+                        .book
+                        .active()
+                        .into_iter()
+                        .filter(|b| self.publishable(b))
+                        .map(|b| {
+                            (
+                                b.clone(),
+                                b.expires_at.saturating_sub(b.banned_at).max(1) as u64,
+                            )
+                        })
+                        .collect();
+                    let _ = tx.send(Outgoing::Own(own));
+                }
             }
             Msg::List { reply } => {
                 let _ = reply.send(self.enforcer.book.active().into_iter().cloned().collect());
@@ -554,13 +731,180 @@ impl Worker {
         }
     }
 
+    /// Whether this host publishes its ban `b` to the fleet: its own (detector or
+    /// manual, never one it received or only found in the kernel), and never an address
+    /// inside a Docker network (meaningless on any other host).
+    fn publishable(&self, b: &BanRecord) -> bool {
+        (b.source == "detector" || b.source == "manual")
+            && !self
+                .enforcer
+                .book
+                .never()
+                .docker_networks
+                .iter()
+                .any(|n| n.subnet.contains(b.ip))
+    }
+
+    /// Hands this host's ban to the fleet task, if there is one and the ban is to be
+    /// published; gives the operator's reply back when it is not handed over.
+    fn publish(
+        &mut self,
+        b: &BanRecord,
+        seconds: u64,
+        ack: Option<(oneshot::Sender<Answer>, String)>,
+    ) -> Option<(oneshot::Sender<Answer>, String)> {
+        if self.fleet.is_none() || !self.publishable(b) {
+            return ack;
+        }
+        let msg = Outgoing::Ban {
+            record: b.clone(),
+            seconds,
+            applied_ns: unix_now_ns(),
+            ack,
+        };
+        let tx = self.fleet.as_ref()?;
+        if let Err(e) = tx.send(msg) {
+            // The fleet task is gone: the operator's answer is given here.
+            if let Outgoing::Ban { ack, .. } = e.0 {
+                return ack;
+            }
+        }
+        None
+    }
+
+    /// This host's ban `b` ended here: its key goes from the bucket.
+    fn ended(&mut self, b: &BanRecord) {
+        if self.fleet.is_some() && self.publishable(b) {
+            if let Some(tx) = &self.fleet {
+                let _ = tx.send(Outgoing::Ended { net: b.net() });
+            }
+        }
+    }
+
+    /// Lifts the ban covering `ip` for the fleet; true when one was lifted.
+    fn lift(&mut self, ip: IpAddr, reason: &str, now: i64) -> bool {
+        match self.enforcer.unban(ip) {
+            Ok(Some(b)) => {
+                self.firewall_worked();
+                self.summary.unbans_since_start += 1;
+                tracing::info!(IP = %ip, RULE = %b.rule, ACTION = "unban", "{ip}: {reason}");
+                self.events.send(Event::Unban {
+                    at: now,
+                    record: b,
+                    reason: reason.to_string(),
+                });
+                true
+            }
+            Ok(None) => false,
+            Err(e) => {
+                self.firewall_failed(format!("could not lift {ip}: {e}"));
+                false
+            }
+        }
+    }
+
+    /// Other hosts' bans: vetoed by this host's never-ban list (alerted, naming the
+    /// origin), the rest applied in one firewall batch; the fleet task is told which.
+    fn remote_bans(&mut self, bans: Vec<RemoteBan>, now: i64) {
+        let mut settled = Vec::new();
+        let mut apply = Vec::new();
+        let mut planned = Vec::new();
+        let mut seen = std::collections::HashSet::new();
+        for rb in bans {
+            // Two records of one address in a batch: the later wins the firewall call.
+            if !seen.insert(rb.entry.net()) {
+                let net = rb.entry.net();
+                apply.retain(|d: &Decision| !matches!(d, Decision::Ban { record, .. } if record.net() == net));
+                let (earlier, rest): (Vec<RemoteBan>, Vec<RemoteBan>) = planned
+                    .into_iter()
+                    .partition(|p: &RemoteBan| p.entry.net() == net);
+                planned = rest;
+                settled.extend(earlier.into_iter().map(|p| Settled {
+                    key: p.key,
+                    entry: p.entry,
+                    outcome: Ok(()),
+                    latency_ms: None,
+                }));
+            }
+            match self.enforcer.book.plan_remote(&rb.entry, rb.seconds, now) {
+                d @ Decision::Ban { .. } => {
+                    apply.push(d);
+                    planned.push(rb);
+                }
+                Decision::NeverBan { ip, reason } => {
+                    self.summary.never_banned += 1;
+                    tracing::warn!(IP = %ip, RULE = %rb.entry.rule, ACTION = "never-ban", "not banning {ip} ({} from fleet host {}): it is {reason}", rb.entry.rule, rb.entry.origin);
+                    self.events.send(Event::NeverBan(Refusal {
+                        at: now,
+                        ip,
+                        rule: rb.entry.rule.clone(),
+                        category: rb.entry.category.clone(),
+                        severity: rb.entry.severity,
+                        container: format!("fleet:{}", rb.entry.origin),
+                        reason: reason.clone(),
+                    }));
+                    settled.push(Settled {
+                        key: rb.key,
+                        entry: rb.entry,
+                        outcome: Err(reason),
+                        latency_ms: None,
+                    });
+                }
+                _ => settled.push(Settled {
+                    key: rb.key,
+                    entry: rb.entry,
+                    outcome: Ok(()),
+                    latency_ms: None,
+                }),
+            }
+        }
+        if !apply.is_empty() {
+            let result = self.enforcer.apply_all(&apply, now);
+            let applied_ns = unix_now_ns();
+            match &result {
+                Ok(()) => {
+                    self.firewall_worked();
+                    tracing::info!(
+                        ACTION = "fleet-ban",
+                        "applied {} ban(s) from the fleet",
+                        apply.len()
+                    );
+                }
+                Err(e) => self.firewall_failed(format!(
+                    "could not apply {} ban(s) from the fleet: {e}",
+                    apply.len()
+                )),
+            }
+            for rb in planned {
+                let latency_ms = (rb.live && rb.entry.applied_at_ns > 0 && result.is_ok())
+                    .then(|| (applied_ns - rb.entry.applied_at_ns) as f64 / 1e6);
+                settled.push(Settled {
+                    outcome: result
+                        .as_ref()
+                        .map(|_| ())
+                        .map_err(|e| format!("the firewall failed: {e}")),
+                    key: rb.key,
+                    entry: rb.entry,
+                    latency_ms,
+                });
+            }
+        }
+        if let Some(tx) = &self.fleet {
+            let _ = tx.send(Outgoing::Settled(settled));
+        }
+    }
+
     fn log_ban(
         &mut self,
         b: &BanRecord,
         seconds: u64,
         time_to_ban_ms: Option<f64>,
         extended: bool,
+        publish: bool,
     ) {
+        if publish {
+            self.publish(b, seconds, None);
+        }
         self.summary.bans_since_start += 1;
         self.events.send(Event::Ban {
             at: b.banned_at,
@@ -595,6 +939,7 @@ impl Worker {
         match self.enforcer.expire(unix_now()) {
             Ok(gone) => {
                 for b in gone {
+                    self.ended(&b);
                     self.summary.unbans_since_start += 1;
                     tracing::info!(IP = %b.ip, RULE = %b.rule, CATEGORY = %b.category, ACTION = "expire", "the ban of {} ended", b.ip);
                     self.events.send(Event::Unban {
@@ -749,9 +1094,129 @@ mod tests {
             ip: ip.parse().expect("test address"),
             seconds: Some(60),
             reason: "test".into(),
+            fleet: false,
             reply: tx,
         }]);
         rx.try_recv().expect("the worker answers at once")
+    }
+
+    fn remote(ip: &str, origin: &str, secs: u64) -> RemoteBan {
+        let now = unix_now();
+        let entry = crate::fleet::record::BanEntry {
+            ip: ip.parse().expect("test address"),
+            prefix: None,
+            rule: "sqli".into(),
+            category: "injection".into(),
+            severity: crate::detect::Severity::High,
+            evidence: vec![],
+            banned_at: now,
+            expires_at: now + secs as i64,
+            duration: secs,
+            times_banned: 1,
+            origin: origin.into(),
+            applied_at_ns: unix_now_ns(),
+        };
+        RemoteBan {
+            key: crate::fleet::record::key(origin, entry.net()),
+            entry,
+            seconds: secs,
+            live: true,
+        }
+    }
+
+    #[test]
+    fn fleet_bans_go_through_this_hosts_policy_and_own_bans_are_published() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (mut w, _mode) = worker(dir.path());
+        let (tx, mut out) = tokio::sync::mpsc::unbounded_channel();
+        w.handle(vec![Msg::Fleet(Some(tx))]);
+        // Two remote bans in one batch: loopback is refused, naming the origin.
+        w.handle(vec![Msg::RemoteBans(vec![
+            remote("127.0.0.1", "web-2", 600),
+            remote("203.0.113.80", "web-2", 600),
+        ])]);
+        let Ok(Outgoing::Settled(s)) = out.try_recv() else {
+            panic!("no settlement")
+        };
+        assert_eq!(s.len(), 2);
+        let refused = s
+            .iter()
+            .find(|x| x.entry.ip.is_loopback())
+            .expect("loopback");
+        assert!(
+            matches!(&refused.outcome, Err(r) if r.contains("loopback") && r.contains("fleet host web-2")),
+            "{:?}",
+            refused.outcome
+        );
+        let applied = s
+            .iter()
+            .find(|x| !x.entry.ip.is_loopback())
+            .expect("applied");
+        assert_eq!(applied.outcome, Ok(()));
+        assert!(applied.latency_ms.is_some_and(|ms| ms >= 0.0));
+        let b = w
+            .enforcer
+            .book
+            .get("203.0.113.80".parse().unwrap())
+            .expect("banned");
+        assert_eq!(b.origin(), Some("web-2"));
+        // A received ban is never published again.
+        assert!(out.try_recv().is_err());
+        // Its origin's deletion lifts it; another origin's does not.
+        let net = IpNet::host("203.0.113.80".parse().unwrap());
+        w.handle(vec![Msg::RemoteLift {
+            net,
+            origin: "web-3".into(),
+        }]);
+        assert!(w.enforcer.book.get(net.addr()).is_some());
+        w.handle(vec![Msg::RemoteLift {
+            net,
+            origin: "web-2".into(),
+        }]);
+        assert!(w.enforcer.book.get(net.addr()).is_none());
+        // This host's own ban is published, and its unban deletes the key.
+        assert!(ban(&mut w, "203.0.113.81").is_ok());
+        assert!(
+            matches!(out.try_recv(), Ok(Outgoing::Ban { record, .. }) if record.ip.to_string() == "203.0.113.81")
+        );
+        let (tx, _rx) = oneshot::channel();
+        w.handle(vec![Msg::Unban {
+            ip: "203.0.113.81".parse().unwrap(),
+            fleet: false,
+            reply: tx,
+        }]);
+        assert!(
+            matches!(out.try_recv(), Ok(Outgoing::Ended { net }) if net.addr().to_string() == "203.0.113.81")
+        );
+        // A fleet-wide unban from another host lifts this host's own ban given before it.
+        assert!(ban(&mut w, "203.0.113.82").is_ok());
+        let _ = out.try_recv();
+        w.handle(vec![Msg::FleetUnban(crate::fleet::record::UnbanEntry {
+            ip: "203.0.113.82".parse().unwrap(),
+            prefix: None,
+            at: unix_now() + 1,
+            origin: "web-2".into(),
+        })]);
+        assert!(w
+            .enforcer
+            .book
+            .get("203.0.113.82".parse().unwrap())
+            .is_none());
+        assert!(matches!(out.try_recv(), Ok(Outgoing::Ended { .. })));
+    }
+
+    #[test]
+    fn without_a_fleet_the_fleet_options_say_so() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (mut w, _mode) = worker(dir.path());
+        let (tx, mut rx) = oneshot::channel();
+        w.handle(vec![Msg::Unban {
+            ip: "203.0.113.90".parse().unwrap(),
+            fleet: true,
+            reply: tx,
+        }]);
+        let answer = rx.try_recv().expect("answered");
+        assert!(matches!(answer, Err(e) if e.contains("fleet is not enabled")));
     }
 
     #[test]
@@ -811,6 +1276,7 @@ mod tests {
             ip: "203.0.113.10".parse().expect("test address"),
             seconds: Some(60),
             reason: "test".into(),
+            fleet: false,
             reply: tx,
         }));
         // The reply is dropped with the thread.
@@ -903,6 +1369,7 @@ mod tests {
             ip: "203.0.113.50".parse().expect("test address"),
             seconds: Some(2),
             reason: String::new(),
+            fleet: false,
             reply: tx,
         }]);
         w.save();
@@ -925,6 +1392,7 @@ mod tests {
             ip: "203.0.113.60".parse().expect("test address"),
             seconds: Some(60),
             reason: String::new(),
+            fleet: false,
             reply: tx,
         }));
         // The worker is stuck in the firewall. The async main loop hands over more than

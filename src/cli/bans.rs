@@ -47,6 +47,7 @@ pub(super) fn ban(
     ip: &str,
     duration: Option<&str>,
     reason: &str,
+    fleet: bool,
     config: Option<&Path>,
 ) -> Result<u8> {
     let ip = parse_ip(ip)?;
@@ -63,9 +64,13 @@ pub(super) fn ban(
             ip,
             seconds: secs,
             reason: reason.to_string(),
+            fleet,
         },
     )? {
         return show_answer(resp);
+    }
+    if fleet {
+        anyhow::bail!("--fleet needs the running daemon (with \"fleet\" enabled): it is the daemon that publishes to the fleet");
     }
     let cfg = load_config(config, true)?;
     let (_lock, mut enforcer, _) = direct(&cfg)?;
@@ -106,10 +111,13 @@ pub(super) fn ban(
     }
 }
 
-pub(super) fn unban(ip: &str, config: Option<&Path>) -> Result<u8> {
+pub(super) fn unban(ip: &str, fleet: bool, config: Option<&Path>) -> Result<u8> {
     let ip = parse_ip(ip)?;
-    if let Some(resp) = ask(config, &Request::Unban { ip })? {
+    if let Some(resp) = ask(config, &Request::Unban { ip, fleet })? {
         return show_answer(resp);
+    }
+    if fleet {
+        anyhow::bail!("--fleet needs the running daemon (with \"fleet\" enabled): it is the daemon that asks the fleet");
     }
     let cfg = load_config(config, true)?;
     let (_lock, mut enforcer, _) = direct(&cfg)?;
@@ -178,6 +186,79 @@ pub(super) fn list(config: Option<&Path>, json: bool) -> Result<u8> {
         "{} active ban{}",
         bans.len(),
         if bans.len() == 1 { "" } else { "s" }
+    )?;
+    Ok(0)
+}
+
+/// `list --fleet`'s columns.
+const FLEET_COLUMNS: [Column; 6] = [
+    Column::fit("IP"),
+    Column::fit("ORIGIN"),
+    Column::fit("RULE"),
+    Column::fixed("EXPIRES", 20).close(),
+    Column::fixed("HERE", 8),
+    Column::fit("WHY"),
+];
+
+pub(super) fn list_fleet(config: Option<&Path>, json: bool) -> Result<u8> {
+    use security_monitor::api::FleetRow;
+    use security_monitor::fleet::record::Record;
+    use security_monitor::fleet::remote::State;
+    let rows: Vec<FleetRow> = match ask(config, &Request::FleetList)? {
+        Some(resp) if resp.ok => resp
+            .data_as()
+            .context("the daemon's fleet list is not valid")?,
+        Some(resp) => anyhow::bail!("{}", resp.error.unwrap_or_default()),
+        None => anyhow::bail!("list --fleet needs the running daemon (with \"fleet\" enabled)"),
+    };
+    let mut out = io::stdout().lock();
+    if json {
+        serde_json::to_writer_pretty(&mut out, &rows)?;
+        writeln!(out)?;
+        return Ok(0);
+    }
+    if rows.is_empty() {
+        writeln!(out, "no records in the fleet's bucket")?;
+        return Ok(0);
+    }
+    let mut table = Table::new(&FLEET_COLUMNS);
+    for r in &rows {
+        let (state, why) = match &r.state {
+            State::Own => ("own", String::new()),
+            State::Pending => ("pending", String::new()),
+            State::Applied => ("applied", String::new()),
+            State::Refused(w) => ("refused", w.clone()),
+            State::Held(w) => ("held", w.clone()),
+            State::Expired => ("expired", String::new()),
+            State::Unban => ("unban", String::new()),
+        };
+        let (ip, rule, expires) = match &r.record {
+            Record::Ban(b) => (
+                b.net().to_string(),
+                b.rule.clone(),
+                format_time(b.expires_at),
+            ),
+            Record::Unban(u) => (
+                u.net().to_string(),
+                "(unban --fleet)".to_string(),
+                format!("asked {}", format_time(u.at)),
+            ),
+        };
+        table.row(vec![
+            ip,
+            r.record.origin().to_string(),
+            rule,
+            expires,
+            state.to_string(),
+            why,
+        ]);
+    }
+    write!(out, "{table}")?;
+    writeln!(
+        out,
+        "{} record{}",
+        rows.len(),
+        if rows.len() == 1 { "" } else { "s" }
     )?;
     Ok(0)
 }

@@ -72,6 +72,9 @@ pub(super) fn status(config: Option<&Path>, json: bool) -> Result<u8> {
         d.lines_read, d.lines_parsed, d.lines_per_second, d.tracked_ips
     )?;
     write_notices(&mut out, &d.notify)?;
+    if let Some(f) = &d.fleet {
+        write_fleet(&mut out, f)?;
+    }
     for u in &d.unparsed {
         writeln!(
             out,
@@ -113,6 +116,38 @@ fn write_firewall(out: &mut impl Write, fw: &Summary) -> io::Result<()> {
     }
     if let Some(e) = &fw.last_error {
         writeln!(out, "  last firewall error: {e}")?;
+    }
+    Ok(())
+}
+
+/// `status`'s fleet lines.
+fn write_fleet(out: &mut impl Write, f: &security_monitor::api::FleetStatus) -> io::Result<()> {
+    let conn = if f.connected {
+        format!("connected to {}", f.servers.join(", "))
+    } else {
+        format!(
+            "NOT CONNECTED to {} ({})",
+            f.servers.join(", "),
+            f.error.as_deref().unwrap_or("connecting")
+        )
+    };
+    writeln!(
+        out,
+        "  fleet        {} in bucket {}: {conn}; {} published; remote bans {} applied, {} refused, {} held, {} in force",
+        f.host_id, f.bucket, f.published, f.remote_applied, f.remote_refused, f.remote_held, f.remote_in_force
+    )?;
+    if let (Some(p50), Some(p99)) = (f.latency_ms_p50, f.latency_ms_p99) {
+        writeln!(
+            out,
+            "  propagation  median {p50:.1} ms, p99 {p99:.1} ms over {} ban(s) (origin's firewall to this host's)",
+            f.latency_samples
+        )?;
+    }
+    if let Some(ms) = f.last_converge_ms {
+        writeln!(
+            out,
+            "  converged    in {ms:.0} ms after the last (re)connect"
+        )?;
     }
     Ok(())
 }

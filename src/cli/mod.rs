@@ -88,17 +88,28 @@ enum Command {
         /// Why, kept in blocked_ips.json.
         #[arg(long, default_value = "")]
         reason: String,
+        /// Wait until the fleet has the ban (every host applies it) and say so; needs the
+        /// running daemon with `fleet` enabled.
+        #[arg(long)]
+        fleet: bool,
         #[arg(long, short)]
         config: Option<PathBuf>,
     },
     /// Lift a ban now. Unbanning an IP that is not banned is not an error.
     Unban {
         ip: String,
+        /// Lift it on every host of the fleet (each host deletes its own record of it).
+        #[arg(long)]
+        fleet: bool,
         #[arg(long, short)]
         config: Option<PathBuf>,
     },
     /// List the active bans.
     List {
+        /// The fleet's records instead: each ban's origin, rule, expiry and whether this
+        /// host applied, refused or held it.
+        #[arg(long)]
+        fleet: bool,
         #[arg(long, short)]
         config: Option<PathBuf>,
         #[arg(long)]
@@ -249,10 +260,16 @@ pub fn run() -> Result<u8> {
             ip,
             duration,
             reason,
+            fleet,
             config,
-        } => bans::ban(&ip, duration.as_deref(), &reason, config.as_deref()),
-        Command::Unban { ip, config } => bans::unban(&ip, config.as_deref()),
-        Command::List { config, json } => bans::list(config.as_deref(), json),
+        } => bans::ban(&ip, duration.as_deref(), &reason, fleet, config.as_deref()),
+        Command::Unban { ip, fleet, config } => bans::unban(&ip, fleet, config.as_deref()),
+        Command::List {
+            fleet: true,
+            config,
+            json,
+        } => bans::list_fleet(config.as_deref(), json),
+        Command::List { config, json, .. } => bans::list(config.as_deref(), json),
         Command::Restore { config, json } => bans::restore(config.as_deref(), json),
         Command::Alerts {
             since,

@@ -13,6 +13,7 @@ mod detect;
 mod docker;
 mod errors;
 mod firewall;
+mod fleet;
 pub mod jsonc;
 mod notify;
 mod validate;
@@ -37,6 +38,7 @@ use crate::detect::rules::UserPattern;
 use crate::detect::{Settings as DetectSettings, Thresholds};
 use crate::docker::{ContainerSettings, Limits, Settings as DockerSettings};
 use crate::firewall::Settings as FirewallSettings;
+use crate::fleet::Settings as FleetSettings;
 use crate::metrics::Settings as MetricsSettings;
 use crate::netaddr::IpNet;
 use crate::notify::{EmailSettings, SmtpSecurity, WebhookSettings};
@@ -68,6 +70,7 @@ pub struct Config {
     pub control: ControlSettings,
     pub alerts: AlertsSettings,
     pub metrics: MetricsSettings,
+    pub fleet: FleetSettings,
 }
 
 impl Default for Config {
@@ -94,6 +97,7 @@ impl Default for Config {
             control: ControlSettings::default(),
             alerts: AlertsSettings::default(),
             metrics: MetricsSettings::default(),
+            fleet: FleetSettings::default(),
         }
     }
 }
@@ -298,6 +302,9 @@ impl Validator {
         }
         if let Some(n) = o.get("limits") {
             self.limits(n, &mut cfg.limits);
+        }
+        if let Some(n) = o.get("fleet") {
+            self.fleet(n, &mut cfg.fleet);
         }
         self.finish(o);
         cfg

@@ -61,6 +61,7 @@ impl Daemon {
                 ip,
                 seconds,
                 reason,
+                fleet,
             } => {
                 let (tx, rx) = oneshot::channel();
                 self.ask_enforcement(
@@ -68,6 +69,7 @@ impl Daemon {
                         ip,
                         seconds,
                         reason,
+                        fleet,
                         reply: tx,
                     },
                     rx,
@@ -75,11 +77,40 @@ impl Daemon {
                 );
                 return;
             }
-            Request::Unban { ip } => {
+            Request::Unban { ip, fleet } => {
                 self.pipeline.send(Command::Forget(ip));
                 let (tx, rx) = oneshot::channel();
-                self.ask_enforcement(Msg::Unban { ip, reply: tx }, rx, reply);
+                self.ask_enforcement(
+                    Msg::Unban {
+                        ip,
+                        fleet,
+                        reply: tx,
+                    },
+                    rx,
+                    reply,
+                );
                 return;
+            }
+            Request::FleetList => {
+                let Some(f) = &self.fleet else {
+                    let _ = reply.send(Response::err("the fleet is not enabled on this host (set \"fleet\": {\"enabled\": true, ...} in the config)"));
+                    return;
+                };
+                let (tx, rx) = oneshot::channel();
+                if f.tx.send(crate::fleet::Outgoing::List(tx)).is_err() {
+                    Response::err("the fleet task has stopped")
+                } else {
+                    tokio::spawn(async move {
+                        let resp = match rx.await {
+                            Ok(rows) => {
+                                Response::ok(serde_json::to_value(rows).unwrap_or_default())
+                            }
+                            Err(_) => Response::err("the fleet task has stopped"),
+                        };
+                        let _ = reply.send(resp);
+                    });
+                    return;
+                }
             }
             Request::Alerts {
                 since,
@@ -192,6 +223,11 @@ impl Daemon {
                 uptime_s: self.counts.started.elapsed().as_secs(),
                 alerts_kept: self.alerts.len(),
                 risk_score: risk,
+                fleet: self
+                    .fleet
+                    .as_ref()
+                    .map(crate::fleet::Fleet::status)
+                    .as_ref(),
             },
         )
     }
@@ -223,6 +259,7 @@ impl Daemon {
                     reason,
                 })
                 .collect(),
+            fleet: self.fleet.as_ref().map(crate::fleet::Fleet::status),
         })
     }
 
@@ -237,13 +274,16 @@ impl Daemon {
             watcher: self.watcher.as_ref().map(Watcher::alive),
             notifier: self.notifier.alive(),
         };
-        let problems = health_problems(
+        let mut problems = health_problems(
             alive,
             s,
             ws.as_ref(),
             self.reload_error.as_deref(),
             self.alert_log_error.as_deref(),
         );
+        if let Some(f) = self.fleet.as_ref().map(crate::fleet::Fleet::status) {
+            problems.extend(fleet_problems(&f));
+        }
         crate::api::Health {
             status: crate::api::Health::state_of(&problems),
             problems,
@@ -254,6 +294,25 @@ impl Daemon {
             uptime_s: self.counts.started.elapsed().as_secs(),
         }
     }
+}
+
+/// What the fleet adds to `health`: not connected, or a clock far from the server's.
+fn fleet_problems(f: &crate::fleet::FleetStatus) -> Vec<String> {
+    let mut out = Vec::new();
+    if !f.connected {
+        out.push(format!(
+            "not connected to the fleet's NATS server ({}): {}; bans go on here and are published when it is back",
+            f.servers.join(", "),
+            f.error.as_deref().unwrap_or("connecting")
+        ));
+    }
+    if let Some(skew) = f
+        .clock_skew_s
+        .filter(|s| s.abs() > crate::fleet::node::MAX_SKEW_S)
+    {
+        out.push(format!("this host's clock is {skew:+.1}s off the fleet server's: remote bans' remaining times are computed from the origin's expiry and may be off by as much (run an NTP client such as systemd-timesyncd)"));
+    }
+    out
 }
 
 /// Whether each long-running part still runs. Each ends only at shutdown, so one that
@@ -339,6 +398,27 @@ mod tests {
             error: None,
             containers: Vec::new(),
         }
+    }
+
+    #[test]
+    fn the_fleet_degrades_health_when_unreachable_or_the_clock_is_off() {
+        let mut f = crate::fleet::FleetStatus {
+            connected: true,
+            servers: vec!["nats://10.0.0.5:4222".into()],
+            clock_skew_s: Some(0.3),
+            ..Default::default()
+        };
+        assert!(fleet_problems(&f).is_empty());
+        f.clock_skew_s = Some(-7.5);
+        let p = fleet_problems(&f);
+        assert!(p.len() == 1 && p[0].contains("-7.5s off"), "{p:?}");
+        f.connected = false;
+        f.error = Some("connection refused".into());
+        let p = fleet_problems(&f);
+        assert!(
+            p[0].contains("not connected to the fleet's NATS server (nats://10.0.0.5:4222): connection refused"),
+            "{p:?}"
+        );
     }
 
     #[test]

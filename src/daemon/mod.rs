@@ -157,6 +157,8 @@ pub(crate) struct Daemon {
     finish_tx: mpsc::UnboundedSender<Finish>,
     /// Mail and webhook notices; listens on `events`.
     notifier: crate::notify::Notifier,
+    /// The fleet task, when `fleet.enabled`.
+    fleet: Option<crate::fleet::Fleet>,
     _lock: StateLock,
 }
 
@@ -207,6 +209,8 @@ impl Daemon {
                 what: "enforcement",
                 error,
             })?;
+
+        let fleet = start_fleet(&cfg, &enforce, &events);
 
         let (line_tx, line_rx) = mpsc::channel::<LogLine>(LINE_QUEUE);
         let (nets_tx, nets_rx) = mpsc::channel::<Vec<DockerNetwork>>(4);
@@ -279,6 +283,7 @@ impl Daemon {
             calls: call_tx,
             finish_tx,
             notifier,
+            fleet,
             _lock: lock,
         };
         let listen = daemon.cfg.metrics.listen;
@@ -374,6 +379,9 @@ impl Daemon {
         while let Ok(e) = inbox.pipeline.try_recv() {
             self.on_event(e);
         }
+        if let Some(f) = self.fleet.take() {
+            f.stop();
+        }
         let enforce = self.enforce.detach();
         tokio::task::spawn_blocking(move || enforce.shutdown())
             .await
@@ -443,6 +451,37 @@ impl Daemon {
             s.active_bans, self.counts.last_rate.2
         )
     }
+}
+
+/// Starts the fleet task when the config enables it, and tells the enforcement thread
+/// where to publish.
+fn start_fleet(
+    cfg: &Config,
+    enforce: &enforcement::Handle,
+    events: &Bus,
+) -> Option<crate::fleet::Fleet> {
+    if !cfg.fleet.enabled {
+        return None;
+    }
+    let queue = enforce.queue()?;
+    let hostname = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
+    let me = crate::fleet::settings::host_id(&cfg.fleet, hostname.trim());
+    // Records stay in the bucket a day past the longest ban (2.9 has no per-key TTL).
+    let max_age = Duration::from_secs(cfg.ban.max_ban().saturating_add(86_400));
+    let f = crate::fleet::spawn(
+        cfg.fleet.clone(),
+        me.clone(),
+        max_age,
+        queue,
+        events.clone(),
+    );
+    enforce.send(enforcement::Msg::Fleet(Some(f.tx.clone())));
+    tracing::info!(
+        ACTION = "fleet",
+        "fleet: this host is {me}; connecting to {}",
+        cfg.fleet.urls.join(", ")
+    );
+    Some(f)
 }
 
 /// A panic anywhere ends the daemon (SIGABRT) rather than leaving it running with a dead

@@ -112,8 +112,18 @@ impl Daemon {
         let result = match self.prepare(&path).await {
             Ok(p) => {
                 let n = p.detector.rules().rules().len();
+                // The fleet's connection is made at start; a changed section waits for it.
+                let fleet_note = if p.cfg.fleet != self.cfg.fleet {
+                    tracing::warn!(ACTION = "reload", "the fleet section changed: it takes effect when the daemon restarts (systemctl restart security-monitor)");
+                    "; the fleet section changed and takes effect at the next restart"
+                } else {
+                    ""
+                };
                 self.commit(p).await;
-                Ok(format!("reloaded {}: {n} rules", path.display()))
+                Ok(format!(
+                    "reloaded {}: {n} rules{fleet_note}",
+                    path.display()
+                ))
             }
             Err(e) => Err(e),
         };

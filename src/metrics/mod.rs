@@ -113,6 +113,8 @@ pub struct Snapshot<'a> {
     pub uptime_s: u64,
     pub alerts_kept: usize,
     pub risk_score: u32,
+    /// None: the fleet is not enabled.
+    pub fleet: Option<&'a crate::fleet::FleetStatus>,
 }
 
 /// Escapes a label value: backslash, double quote and newline.
@@ -365,7 +367,66 @@ pub fn render(m: &Metrics, s: &Snapshot<'_>) -> String {
             );
         }
     }
+    if let Some(f) = s.fleet {
+        fleet(&mut out, p, f);
+    }
     out
+}
+
+/// The fleet's connection, remote bans and propagation latency.
+fn fleet(out: &mut String, p: &str, f: &crate::fleet::FleetStatus) {
+    head(
+        out,
+        &format!("{p}_fleet_connected"),
+        "gauge",
+        "1 while connected to the fleet's NATS server.",
+    );
+    let _ = writeln!(out, "{p}_fleet_connected {}", u8::from(f.connected));
+    head(
+        out,
+        &format!("{p}_fleet_published_total"),
+        "counter",
+        "This host's records written to the fleet's bucket.",
+    );
+    let _ = writeln!(out, "{p}_fleet_published_total {}", f.published);
+    head(
+        out,
+        &format!("{p}_fleet_remote_bans_total"),
+        "counter",
+        "Other hosts' bans, by what this host made of them.",
+    );
+    for (outcome, n) in [
+        ("applied", f.remote_applied),
+        ("refused", f.remote_refused),
+        ("held", f.remote_held),
+    ] {
+        let _ = writeln!(
+            out,
+            "{p}_fleet_remote_bans_total{{outcome=\"{outcome}\"}} {n}"
+        );
+    }
+    head(
+        out,
+        &format!("{p}_fleet_remote_bans_active"),
+        "gauge",
+        "Other hosts' bans in force here.",
+    );
+    let _ = writeln!(out, "{p}_fleet_remote_bans_active {}", f.remote_in_force);
+    let name = format!("{p}_fleet_propagation_seconds");
+    head(
+        out,
+        &name,
+        "histogram",
+        "From the origin's firewall taking a ban to this host's.",
+    );
+    let mut cum = 0u64;
+    for (i, le) in crate::fleet::node::LATENCY_BUCKETS_MS.iter().enumerate() {
+        cum += f.latency_histogram.get(i).copied().unwrap_or(0);
+        let _ = writeln!(out, "{name}_bucket{{le=\"{}\"}} {cum}", le / 1000.0);
+    }
+    let _ = writeln!(out, "{name}_bucket{{le=\"+Inf\"}} {}", f.latency_count);
+    let _ = writeln!(out, "{name}_sum {}", f.latency_sum_ms / 1000.0);
+    let _ = writeln!(out, "{name}_count {}", f.latency_count);
 }
 
 #[cfg(test)]
@@ -387,6 +448,7 @@ mod tests {
                 uptime_s: 1,
                 alerts_kept: 0,
                 risk_score: 0,
+                fleet: None,
             },
         );
         assert!(text.contains("security_monitor_time_to_ban_seconds_bucket{le=\"0.01\"} 0\n"));
@@ -409,6 +471,48 @@ mod tests {
 
     /// The shipped Grafana dashboard asks only for metrics the daemon exports.
     #[test]
+    fn the_fleet_metrics_are_a_histogram_and_counters() {
+        let s = Summary::default();
+        let mut f = crate::fleet::FleetStatus {
+            connected: true,
+            remote_applied: 7,
+            remote_held: 3,
+            latency_histogram: vec![0; crate::fleet::node::LATENCY_BUCKETS_MS.len() + 1],
+            ..Default::default()
+        };
+        // 0.5 ms, 15 ms and 7 s.
+        f.latency_histogram[0] = 1;
+        f.latency_histogram[4] = 1;
+        f.latency_histogram[10] = 1;
+        f.latency_count = 3;
+        f.latency_sum_ms = 7015.5;
+        let text = render(
+            &Metrics::default(),
+            &Snapshot {
+                summary: &s,
+                docker: None,
+                uptime_s: 0,
+                alerts_kept: 0,
+                risk_score: 0,
+                fleet: Some(&f),
+            },
+        );
+        for want in [
+            "security_monitor_fleet_connected 1",
+            "security_monitor_fleet_remote_bans_total{outcome=\"applied\"} 7",
+            "security_monitor_fleet_remote_bans_total{outcome=\"held\"} 3",
+            "security_monitor_fleet_propagation_seconds_bucket{le=\"0.001\"} 1",
+            "security_monitor_fleet_propagation_seconds_bucket{le=\"0.01\"} 1",
+            "security_monitor_fleet_propagation_seconds_bucket{le=\"0.02\"} 2",
+            "security_monitor_fleet_propagation_seconds_bucket{le=\"5\"} 2",
+            "security_monitor_fleet_propagation_seconds_bucket{le=\"+Inf\"} 3",
+            "security_monitor_fleet_propagation_seconds_count 3",
+        ] {
+            assert!(text.contains(want), "{want} not in\n{text}");
+        }
+    }
+
+    #[test]
     fn the_grafana_dashboard_uses_only_exported_metrics() {
         let path = concat!(
             env!("CARGO_MANIFEST_DIR"),
@@ -425,6 +529,7 @@ mod tests {
                 uptime_s: 0,
                 alerts_kept: 0,
                 risk_score: 0,
+                fleet: None,
             },
         );
         let re = regex::Regex::new(r"security_monitor_[a-z_]+").unwrap();
