@@ -70,7 +70,7 @@ pub struct Report {
 }
 
 /// Unusual requests listed in a report at most.
-pub const MAX_ANOMALIES: usize = 100_000;
+pub const MAX_ANOMALIES: usize = 20_000;
 
 /// One unusual request in a report.
 #[derive(Debug, Clone, Serialize, PartialEq)]
