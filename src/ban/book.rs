@@ -461,6 +461,19 @@ impl BanBook {
         now: i64,
     ) -> Decision {
         let net = e.net();
+        // A host bans single addresses, and IPv6 ones as /64 at most (`ban.ipv6_prefix`):
+        // anything wider from the fleet is a mistake or an attack (a compromised host
+        // banning half the internet with one record), never obeyed.
+        let narrow = net.is_host() || (net.addr().is_ipv6() && net.prefix() >= 64);
+        if !narrow {
+            return Decision::NeverBan {
+                ip: e.ip,
+                reason: format!(
+                    "{net} is wider than one address (or an IPv6 /64): the ban came from fleet host {}",
+                    e.origin
+                ),
+            };
+        }
         if let Some(reason) = self.never.reason_net(net) {
             return Decision::NeverBan {
                 ip: e.ip,
@@ -1280,5 +1293,23 @@ mod tests {
         // Longer than this host's ban.max_duration: cut to it.
         let long = b.plan_remote(&remote("203.0.113.7", "web-2"), u64::MAX, 2000);
         assert!(matches!(long, Decision::Ban { seconds, .. } if seconds == 30 * 86400));
+    }
+
+    #[test]
+    fn a_remote_ban_wider_than_one_address_or_an_ipv6_64_is_refused() {
+        let b = book();
+        for (addr, prefix) in [("64.0.0.0", 2), ("203.0.113.0", 24), ("2001:db8::", 48)] {
+            let mut r = remote(addr, "web-2");
+            r.prefix = Some(prefix);
+            match b.plan_remote(&r, 600, 2000) {
+                Decision::NeverBan { reason, .. } => {
+                    assert!(reason.contains("wider than one address"), "{reason}")
+                }
+                other => panic!("{addr}/{prefix}: {other:?}"),
+            }
+        }
+        let mut r = remote("2001:db8:1:2::", "web-2");
+        r.prefix = Some(64);
+        assert!(matches!(b.plan_remote(&r, 600, 2000), Decision::Ban { .. }));
     }
 }
