@@ -1246,6 +1246,7 @@ mod tests {
             times_banned: 3,
             origin: origin.into(),
             applied_at_ns: 0,
+            written_at: 0,
         }
     }
 

@@ -1115,6 +1115,7 @@ mod tests {
             times_banned: 1,
             origin: origin.into(),
             applied_at_ns: unix_now_ns(),
+            written_at: 0,
         };
         RemoteBan {
             key: crate::fleet::record::key(origin, entry.net()),

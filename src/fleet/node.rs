@@ -470,11 +470,17 @@ impl Node {
         let action = match e.operation {
             kv::Operation::Put => match Record::from_json(&e.value) {
                 Ok(r) => {
+                    let server_ns = e.created.unix_timestamp_nanos();
                     if live && r.origin() != self.me {
-                        let server_ns = e.created.unix_timestamp_nanos();
                         let skew = (unix_now_ns() as i128 - server_ns) as f64 / 1e9;
                         self.with_status(|s| s.clock_skew_s = Some(skew));
                     }
+                    let r = match r {
+                        Record::Ban(b) => {
+                            Record::Ban(b.on_server_clock((server_ns / 1_000_000_000) as i64))
+                        }
+                        other => other,
+                    };
                     self.remote.put(&e.key, r, now)
                 }
                 Err(_) => {
@@ -617,6 +623,16 @@ impl Node {
     }
 
     async fn put(&mut self, store: &kv::Store, k: &str, r: &Record) -> Result<(), String> {
+        let stamped;
+        let r = match r {
+            Record::Ban(b) => {
+                let mut b = b.clone();
+                b.written_at = unix_now();
+                stamped = Record::Ban(b);
+                &stamped
+            }
+            other => other,
+        };
         match store.put(k, r.to_json().into()).await {
             Ok(_) => {
                 self.with_status(|s| s.published += 1);

@@ -58,6 +58,11 @@ pub struct BanEntry {
     /// propagation latency.
     #[serde(default)]
     pub applied_at_ns: i64,
+    /// When the origin wrote this record, Unix seconds on its clock (0: unknown). With
+    /// the server's own time of the write, it puts the record's times on the server's
+    /// clock (see [`BanEntry::on_server_clock`]).
+    #[serde(default)]
+    pub written_at: i64,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -93,6 +98,7 @@ impl BanEntry {
             duration,
             times_banned: b.times_banned,
             origin: origin.to_string(),
+            written_at: 0,
             applied_at_ns,
         }
     }
@@ -110,6 +116,20 @@ impl BanEntry {
         self.evidence.truncate(EVIDENCE_LINES);
         for e in &mut self.evidence {
             *e = escape_excerpt(e.as_bytes(), EVIDENCE_CHARS);
+        }
+        self
+    }
+
+    /// The record with its times moved from the origin's clock to the server's, given
+    /// when the server stored it (`stored_at`, Unix seconds on the server's clock): so
+    /// the kernel timeout depends on this host's clock against the server's (which
+    /// `health` watches), not on the origin's. Unchanged when the write time is unknown.
+    pub fn on_server_clock(mut self, stored_at: i64) -> BanEntry {
+        if self.written_at > 0 {
+            let offset = stored_at.saturating_sub(self.written_at);
+            self.banned_at = self.banned_at.saturating_add(offset);
+            self.expires_at = self.expires_at.saturating_add(offset);
+            self.written_at = stored_at;
         }
         self
     }
@@ -223,6 +243,7 @@ mod tests {
             times_banned: 2,
             origin: "h1".into(),
             applied_at_ns: 5,
+            written_at: 0,
         };
         let r = Record::Ban(b.clone());
         let json = r.to_json();
@@ -232,6 +253,35 @@ mod tests {
         assert_eq!(s.evidence.len(), 5);
         assert!(!s.rule.contains('\u{1b}') && !s.evidence[0].contains('\n'));
         assert!(Record::from_json(b"{\"kind\":\"ban\"}").is_err());
+    }
+
+    #[test]
+    fn times_move_to_the_servers_clock() {
+        let b = BanEntry {
+            ip: "198.51.100.7".parse().unwrap(),
+            prefix: None,
+            rule: "sqli".into(),
+            category: "injection".into(),
+            severity: Severity::Critical,
+            evidence: vec![],
+            banned_at: 1000,
+            expires_at: 4600,
+            duration: 3600,
+            times_banned: 1,
+            origin: "h1".into(),
+            applied_at_ns: 0,
+            // The origin's clock is 300 s behind: it wrote at 1000, the server says 1300.
+            written_at: 1000,
+        };
+        let s = b.clone().on_server_clock(1300);
+        assert_eq!((s.banned_at, s.expires_at), (1300, 4900));
+        // This host, in step with the server, gives it its whole hour.
+        assert_eq!(s.remaining(1300), 3600);
+        let unknown = BanEntry {
+            written_at: 0,
+            ..b.clone()
+        };
+        assert_eq!(unknown.clone().on_server_clock(1300), unknown);
     }
 
     #[test]
@@ -249,6 +299,7 @@ mod tests {
             times_banned: 1,
             origin: "h1".into(),
             applied_at_ns: 0,
+            written_at: 0,
         };
         assert_eq!(b.remaining(1000), 3600);
         assert_eq!(b.remaining(4000), 600);

@@ -373,6 +373,7 @@ mod tests {
             times_banned: 1,
             origin: origin.into(),
             applied_at_ns: 0,
+            written_at: 0,
         };
         (key(origin, IpNet::host(ip)), Record::Ban(e))
     }
