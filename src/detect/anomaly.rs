@@ -47,7 +47,7 @@ pub const TRUST_AFTER: u32 = 5;
 const MAX_TRUST: usize = 100_000;
 
 /// The model's knobs.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Settings {
     /// Samples an endpoint (and a parameter) needs before it is judged.
     pub min_samples: u32,
@@ -197,16 +197,8 @@ impl Model {
         self.teaching = on;
     }
 
-    pub fn settings(&self) -> &Settings {
-        &self.settings
-    }
-
     fn hash(&self, parts: &[&[u8]]) -> u64 {
-        let mut h = self.hasher.build_hasher();
-        for p in parts {
-            p.hash(&mut h);
-        }
-        h.finish()
+        hash_parts(&self.hasher, parts)
     }
 
     /// Judges `req` from `source` against what was learned, then learns it when `clean`
@@ -402,8 +394,8 @@ impl Model {
         params: &[(Vec<u8>, Vec<u8>)],
         client: u64,
     ) {
-        let value_hashes: Vec<u64> = params.iter().map(|(_, v)| self.hash(&[v])).collect();
-        let settings = self.settings.clone();
+        let settings = self.settings;
+        let hasher = self.hasher;
         if !self.sources.contains_key(source) {
             self.sources.insert(source.to_string(), Source::default());
         }
@@ -434,7 +426,8 @@ impl Model {
         }
         s.learned += 1;
         e.samples += 1;
-        for ((name, value), &vh) in params.iter().zip(&value_hashes) {
+        for (name, value) in params {
+            let vh = hash_parts(&hasher, &[value]);
             let p = match e.params.iter().position(|p| *p.name == name[..]) {
                 Some(j) => &mut e.params[j],
                 None if e.params.len() < MAX_PARAMS => {
@@ -570,6 +563,14 @@ impl Source {
         }
         self.evicted += 1;
     }
+}
+
+fn hash_parts(hasher: &foldhash::fast::FixedState, parts: &[&[u8]]) -> u64 {
+    let mut h = hasher.build_hasher();
+    for p in parts {
+        p.hash(&mut h);
+    }
+    h.finish()
 }
 
 /// A parameter name or value as shown in a reason: printable ASCII, at most 40 bytes.

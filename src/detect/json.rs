@@ -74,7 +74,7 @@ struct Node {
 
 impl Node {
     fn has_children(&self) -> bool {
-        !self.by_len.is_empty()
+        !self.children.is_empty()
     }
 
     /// A child while the paths are put in (before [`index`](Self::index)).
@@ -88,7 +88,12 @@ impl Node {
 
     /// Builds the lookup table of the children.
     fn index(&mut self) {
-        self.children = self.by_len.iter().flatten().cloned().collect();
+        // The lists by length are for building only: the table and `children` replace
+        // them.
+        self.children = std::mem::take(&mut self.by_len)
+            .into_iter()
+            .flatten()
+            .collect();
         if self.children.is_empty() {
             return;
         }

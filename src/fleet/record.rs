@@ -255,9 +255,9 @@ mod tests {
         assert!(Record::from_json(b"{\"kind\":\"ban\"}").is_err());
     }
 
-    #[test]
-    fn times_move_to_the_servers_clock() {
-        let b = BanEntry {
+    /// A plain ban of 198.51.100.7 by h1: banned at 1000 for an hour.
+    fn entry() -> BanEntry {
+        BanEntry {
             ip: "198.51.100.7".parse().unwrap(),
             prefix: None,
             rule: "sqli".into(),
@@ -270,8 +270,16 @@ mod tests {
             times_banned: 1,
             origin: "h1".into(),
             applied_at_ns: 0,
-            // The origin's clock is 300 s behind: it wrote at 1000, the server says 1300.
+            written_at: 0,
+        }
+    }
+
+    #[test]
+    fn times_move_to_the_servers_clock() {
+        // The origin's clock is 300 s behind: it wrote at 1000, the server says 1300.
+        let b = BanEntry {
             written_at: 1000,
+            ..entry()
         };
         let s = b.clone().on_server_clock(1300);
         assert_eq!((s.banned_at, s.expires_at), (1300, 4900));
@@ -286,21 +294,7 @@ mod tests {
 
     #[test]
     fn remaining_time_is_clamped_to_the_duration_whatever_the_clocks() {
-        let b = BanEntry {
-            ip: "198.51.100.7".parse().unwrap(),
-            prefix: None,
-            rule: "r".into(),
-            category: "c".into(),
-            severity: Severity::High,
-            evidence: vec![],
-            banned_at: 1000,
-            expires_at: 4600,
-            duration: 3600,
-            times_banned: 1,
-            origin: "h1".into(),
-            applied_at_ns: 0,
-            written_at: 0,
-        };
+        let b = entry();
         assert_eq!(b.remaining(1000), 3600);
         assert_eq!(b.remaining(4000), 600);
         // This host's clock is an hour behind the origin's: never more than the duration.
