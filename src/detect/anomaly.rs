@@ -149,22 +149,27 @@ struct Endpoint {
 #[derive(Debug, Default)]
 struct Source {
     endpoints: Vec<Endpoint>,
-    index: HashMap<u64, usize>,
+    index: Map<u64, usize>,
     learned: u64,
     evicted: u64,
     tick: usize,
     /// Ordinary clean requests per client (hash), up to [`TRUST_AFTER`].
-    trust: HashMap<u64, u32>,
+    trust: Map<u64, u32>,
 }
+
+/// The model's maps: keyed by hashes already, or by a source's name.
+type Map<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
 
 /// The baselines of every source.
 #[derive(Debug)]
 pub struct Model {
     settings: Settings,
-    sources: HashMap<String, Source>,
+    sources: Map<String, Source>,
     hasher: foldhash::fast::FixedState,
-    /// Decoded parameters of the request being looked at (reused).
+    /// Decoded parameters and the route template of the request being looked at
+    /// (reused).
     scratch: Vec<(Vec<u8>, Vec<u8>)>,
+    route: String,
     /// Every clean request is learned, unusual or not (traffic the operator vouches
     /// for: `check --learn FILE`).
     teaching: bool,
@@ -184,9 +189,10 @@ impl Model {
     pub fn new(settings: Settings) -> Model {
         Model {
             settings,
-            sources: HashMap::new(),
+            sources: Map::default(),
             hasher: foldhash::fast::FixedState::with_seed(0x5ec0_a0a1),
             scratch: Vec::new(),
+            route: String::new(),
             teaching: false,
         }
     }
@@ -195,10 +201,6 @@ impl Model {
     /// operator vouches for as ordinary (`check --learn FILE`).
     pub fn set_teaching(&mut self, on: bool) {
         self.teaching = on;
-    }
-
-    fn hash(&self, parts: &[&[u8]]) -> u64 {
-        hash_parts(&self.hasher, parts)
     }
 
     /// Judges `req` from `source` against what was learned, then learns it when `clean`
@@ -214,194 +216,279 @@ impl Model {
             &req.method[..]
         };
         let (path, query) = split_target(&req.target);
-        let route = route_template(path);
-        let key = self.hash(&[method, route.as_bytes()]);
-        let client = self.hasher.hash_one(req.ip);
+        let (settings, hasher, teaching) = (self.settings, self.hasher, self.teaching);
+        let s = match self.sources.get_mut(source) {
+            Some(s) => s,
+            // Nothing learned from this source yet: nothing to judge by.
+            None if !clean => return None,
+            None => self.sources.entry(source.to_string()).or_default(),
+        };
+        let mut route = std::mem::take(&mut self.route);
+        route_template_into(path, &mut route);
+        let key = hash_parts(&hasher, &[method, route.as_bytes()]);
+        let client = hasher.hash_one(req.ip);
         let mut params = std::mem::take(&mut self.scratch);
         let n = decode_params(query, &mut params);
-        params.truncate(n);
-        let found = self.judge(source, key, method, &route, &params);
+        let params_now = &params[..n];
+        let found = s
+            .judge(&settings, &hasher, key, params_now)
+            .map(|f| s.describe(f, method, &route, params_now));
         if clean {
             let ordinary = found
                 .as_ref()
                 .is_none_or(|a| a.score <= SCORE_UNKNOWN_ENDPOINT);
-            let trusted = self.trust(source, client, ordinary);
-            if ordinary || trusted || self.teaching {
-                self.learn(source, key, method, &route, &params, client);
+            let trusted = s.trust(client, ordinary);
+            if ordinary || trusted || teaching {
+                s.learn(&settings, &hasher, key, method, &route, params_now, client);
             }
         }
+        self.route = route;
         self.scratch = params;
         found
     }
 
+    /// What the model holds.
+    pub fn stats(&self) -> Stats {
+        let mut st = Stats::default();
+        for s in self.sources.values() {
+            st.endpoints += s.endpoints.len();
+            st.learned += s.learned;
+            st.evicted_endpoints += s.evicted;
+            for e in &s.endpoints {
+                st.bytes += std::mem::size_of::<Endpoint>() + e.label.len() + 16;
+                for p in &e.params {
+                    st.bytes += std::mem::size_of::<Param>()
+                        + p.name.len()
+                        + p.values.as_ref().map_or(0, |v| v.capacity() * 12);
+                }
+            }
+        }
+        st
+    }
+}
+
+/// Why a request is unusual, put into words only for the finding reported: indexes
+/// `param` into the request's parameters, `known` into the endpoint's.
+#[derive(Debug, Clone, Copy)]
+enum Why {
+    Unknown,
+    Rare,
+    UnknownParam {
+        param: usize,
+    },
+    NewChars {
+        param: usize,
+        known: usize,
+        new: u64,
+    },
+    Overlong {
+        param: usize,
+        known: usize,
+    },
+    NewValue {
+        param: usize,
+        known: usize,
+    },
+    Missing {
+        known: usize,
+    },
+}
+
+/// A finding before it is put into words: its score, why, and the endpoint (None: not
+/// known).
+type Finding = (f64, Why, Option<usize>);
+
+impl Source {
     /// Counts an ordinary clean request of `client`; returns whether it was trusted
     /// before this one.
-    fn trust(&mut self, source: &str, client: u64, ordinary: bool) -> bool {
-        let Some(s) = self.sources.get_mut(source) else {
-            return false;
-        };
-        let before = s.trust.get(&client).copied().unwrap_or(0);
+    fn trust(&mut self, client: u64, ordinary: bool) -> bool {
+        let before = self.trust.get(&client).copied().unwrap_or(0);
         if ordinary && before < TRUST_AFTER {
-            if s.trust.len() >= MAX_TRUST && !s.trust.contains_key(&client) {
+            if self.trust.len() >= MAX_TRUST && !self.trust.contains_key(&client) {
                 // Bounded: start over rather than grow (trust is earned again quickly).
-                s.trust.clear();
+                self.trust.clear();
             }
-            s.trust.insert(client, before + 1);
+            self.trust.insert(client, before + 1);
         }
         before >= TRUST_AFTER
     }
 
     fn judge(
         &self,
-        source: &str,
+        settings: &Settings,
+        hasher: &foldhash::fast::FixedState,
         key: u64,
-        method: &[u8],
-        route: &str,
         params: &[(Vec<u8>, Vec<u8>)],
-    ) -> Option<Anomaly> {
-        let s = self.sources.get(source)?;
-        let label = || format!("{} {route}", String::from_utf8_lossy(method));
-        let Some(&i) = s.index.get(&key) else {
-            return s.routes_stable(&self.settings).then(|| Anomaly {
-                score: SCORE_UNKNOWN_ENDPOINT,
-                reason: format!(
-                    "endpoint {} never seen in {} requests learned",
-                    label(),
-                    s.learned
-                ),
-                endpoint: label(),
-            });
+    ) -> Option<Finding> {
+        let Some(&i) = self.index.get(&key) else {
+            return self.routes_stable(settings).then_some((
+                SCORE_UNKNOWN_ENDPOINT,
+                Why::Unknown,
+                None,
+            ));
         };
-        let e = &s.endpoints[i];
-        let min = self.settings.min_samples;
+        let e = &self.endpoints[i];
+        let min = settings.min_samples;
         if e.samples < min {
-            return s.routes_stable(&self.settings).then(|| Anomaly {
-                score: SCORE_UNKNOWN_ENDPOINT,
-                reason: format!(
-                    "endpoint {} seen {} times in {} requests learned",
-                    e.label, e.samples, s.learned
-                ),
-                endpoint: e.label.clone(),
-            });
+            return self.routes_stable(settings).then_some((
+                SCORE_UNKNOWN_ENDPOINT,
+                Why::Rare,
+                Some(i),
+            ));
         }
-        let mut best: Option<(f64, String)> = None;
-        let mut offer = |score: f64, reason: String| {
+        let mut best: Option<(f64, Why)> = None;
+        let mut offer = |score: f64, why: Why| {
             if best.as_ref().is_none_or(|(s, _)| score > *s) {
-                best = Some((score, reason));
+                best = Some((score, why));
             }
         };
-        for (name, value) in params {
-            let Some(p) = e.params.iter().find(|p| *p.name == name[..]) else {
-                offer(
-                    SCORE_UNKNOWN_PARAM,
-                    format!(
-                        "parameter `{}` on {}: never seen in {} requests",
-                        shown(name),
-                        e.label,
-                        e.samples
-                    ),
-                );
+        for (param, (name, value)) in params.iter().enumerate() {
+            let Some(known) = e.params.iter().position(|p| *p.name == name[..]) else {
+                offer(SCORE_UNKNOWN_PARAM, Why::UnknownParam { param });
                 continue;
             };
+            let p = &e.params[known];
             if p.count < min {
                 continue;
             }
-            let mut new = [false; NCLASS];
+            let mut new = 0u64;
             for &b in value.iter() {
                 let c = class_of(b);
                 if p.classes[c] == 0 {
-                    new[c] = true;
+                    new |= 1 << c;
                 }
             }
-            if new.iter().any(|&n| n) {
-                let letters_only = new.iter().enumerate().all(|(c, &n)| !n || c <= 3);
-                let what: Vec<String> = (0..NCLASS).filter(|&c| new[c]).map(class_name).collect();
-                offer(
-                    if letters_only {
-                        SCORE_NEW_LETTERS
-                    } else {
-                        SCORE_NEW_CHARS
-                    },
-                    format!(
-                        "parameter `{}` on {}: {} never seen in {} requests",
-                        shown(name),
-                        e.label,
-                        what.join(", "),
-                        p.count
-                    ),
-                );
+            if new != 0 {
+                let letters_only = new & !0b1111 == 0;
+                let score = if letters_only {
+                    SCORE_NEW_LETTERS
+                } else {
+                    SCORE_NEW_CHARS
+                };
+                offer(score, Why::NewChars { param, known, new });
             }
             let len = value.len() as u32;
             if len > p.max_len + (p.max_len / 2).max(8) {
-                offer(
-                    SCORE_OVERLONG,
-                    format!(
-                        "parameter `{}` on {}: {len} bytes, the longest of {} requests was {}",
-                        shown(name),
-                        e.label,
-                        p.count,
-                        p.max_len
-                    ),
-                );
+                offer(SCORE_OVERLONG, Why::Overlong { param, known });
             }
             if let Some(values) = &p.values {
-                let h = self.hash(&[value]);
-                if p.count >= 2 * min && !values.iter().any(|&(v, _)| v == h) {
-                    offer(
-                        SCORE_NEW_VALUE,
-                        format!(
-                            "parameter `{}` on {}: a value never seen in {} requests (it took {} values)",
-                            shown(name),
-                            e.label,
-                            p.count,
-                            values.len()
-                        ),
-                    );
+                if p.count >= 2 * min {
+                    let h = hash_parts(hasher, &[value]);
+                    if !values.iter().any(|&(v, _)| v == h) {
+                        offer(SCORE_NEW_VALUE, Why::NewValue { param, known });
+                    }
                 }
             }
         }
-        for p in &e.params {
+        for (known, p) in e.params.iter().enumerate() {
             // In all but a few of many requests, and missing here.
             if p.count >= min
                 && u64::from(p.count) * 100 >= u64::from(e.samples) * 99
                 && !params.iter().any(|(n, _)| *n == *p.name)
             {
-                offer(
-                    SCORE_MISSING_PARAM,
-                    format!(
-                        "parameter `{}` on {}: missing, present in {} of {} requests",
-                        shown(&p.name),
-                        e.label,
-                        p.count,
-                        e.samples
-                    ),
-                );
+                offer(SCORE_MISSING_PARAM, Why::Missing { known });
             }
         }
-        best.map(|(score, reason)| Anomaly {
-            score,
-            reason,
-            endpoint: e.label.clone(),
-        })
+        best.map(|(score, why)| (score, why, Some(i)))
     }
 
+    /// A finding in words.
+    fn describe(
+        &self,
+        (score, why, endpoint): Finding,
+        method: &[u8],
+        route: &str,
+        params: &[(Vec<u8>, Vec<u8>)],
+    ) -> Anomaly {
+        let e = endpoint.and_then(|i| self.endpoints.get(i));
+        let label = match e {
+            Some(e) => e.label.clone(),
+            None => endpoint_label(method, route),
+        };
+        let samples = e.map_or(0, |e| e.samples);
+        let known = |k: usize| e.and_then(|e| e.params.get(k));
+        let name = |i: usize| params.get(i).map_or(String::new(), |(n, _)| shown(n));
+        let reason =
+            match why {
+                // The common findings, put together without the formatting machinery.
+                Why::Unknown => {
+                    let mut r = String::with_capacity(label.len() + 48);
+                    r.push_str("endpoint ");
+                    r.push_str(&label);
+                    r.push_str(" never seen in ");
+                    r.push_str(itoa::Buffer::new().format(self.learned));
+                    r.push_str(" requests learned");
+                    r
+                }
+                Why::Rare => {
+                    let mut r = String::with_capacity(label.len() + 56);
+                    r.push_str("endpoint ");
+                    r.push_str(&label);
+                    r.push_str(" seen ");
+                    r.push_str(itoa::Buffer::new().format(samples));
+                    r.push_str(" times in ");
+                    r.push_str(itoa::Buffer::new().format(self.learned));
+                    r.push_str(" requests learned");
+                    r
+                }
+                Why::UnknownParam { param } => format!(
+                    "parameter `{}` on {label}: never seen in {samples} requests",
+                    name(param)
+                ),
+                Why::NewChars {
+                    param,
+                    known: k,
+                    new,
+                } => {
+                    let what: Vec<String> = (0..NCLASS)
+                        .filter(|&c| new & (1 << c) != 0)
+                        .map(class_name)
+                        .collect();
+                    format!(
+                        "parameter `{}` on {label}: {} never seen in {} requests",
+                        name(param),
+                        what.join(", "),
+                        known(k).map_or(0, |p| p.count)
+                    )
+                }
+                Why::Overlong { param, known: k } => format!(
+                    "parameter `{}` on {label}: {} bytes, the longest of {} requests was {}",
+                    name(param),
+                    params.get(param).map_or(0, |(_, v)| v.len()),
+                    known(k).map_or(0, |p| p.count),
+                    known(k).map_or(0, |p| p.max_len)
+                ),
+                Why::NewValue { param, known: k } => format!(
+                "parameter `{}` on {label}: a value never seen in {} requests (it took {} values)",
+                name(param),
+                known(k).map_or(0, |p| p.count),
+                known(k).and_then(|p| p.values.as_ref()).map_or(0, |v| v.len())
+            ),
+                Why::Missing { known: k } => format!(
+                    "parameter `{}` on {label}: missing, present in {} of {samples} requests",
+                    known(k).map_or(String::new(), |p| shown(&p.name)),
+                    known(k).map_or(0, |p| p.count),
+                ),
+            };
+        Anomaly {
+            score,
+            reason,
+            endpoint: label,
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
     fn learn(
         &mut self,
-        source: &str,
+        settings: &Settings,
+        hasher: &foldhash::fast::FixedState,
         key: u64,
         method: &[u8],
         route: &str,
         params: &[(Vec<u8>, Vec<u8>)],
         client: u64,
     ) {
-        let settings = self.settings;
-        let hasher = self.hasher;
-        if !self.sources.contains_key(source) {
-            self.sources.insert(source.to_string(), Source::default());
-        }
-        let Some(s) = self.sources.get_mut(source) else {
-            return;
-        };
+        let s = self;
         let i = match s.index.get(&key) {
             Some(&i) => i,
             None => {
@@ -410,7 +497,7 @@ impl Model {
                 }
                 s.endpoints.push(Endpoint {
                     key,
-                    label: format!("{} {route}", String::from_utf8_lossy(method)),
+                    label: endpoint_label(method, route),
                     samples: 0,
                     params: Vec::new(),
                     contributors: [(0, 0, 0); CONTRIBUTORS],
@@ -427,7 +514,7 @@ impl Model {
         s.learned += 1;
         e.samples += 1;
         for (name, value) in params {
-            let vh = hash_parts(&hasher, &[value]);
+            let vh = hash_parts(hasher, &[value]);
             let p = match e.params.iter().position(|p| *p.name == name[..]) {
                 Some(j) => &mut e.params[j],
                 None if e.params.len() < MAX_PARAMS => {
@@ -462,25 +549,6 @@ impl Model {
         if e.samples >= settings.decay_every.max(2) {
             e.decay();
         }
-    }
-
-    /// What the model holds.
-    pub fn stats(&self) -> Stats {
-        let mut st = Stats::default();
-        for s in self.sources.values() {
-            st.endpoints += s.endpoints.len();
-            st.learned += s.learned;
-            st.evicted_endpoints += s.evicted;
-            for e in &s.endpoints {
-                st.bytes += std::mem::size_of::<Endpoint>() + e.label.len() + 16;
-                for p in &e.params {
-                    st.bytes += std::mem::size_of::<Param>()
-                        + p.name.len()
-                        + p.values.as_ref().map_or(0, |v| v.capacity() * 12);
-                }
-            }
-        }
-        st
     }
 }
 
@@ -565,6 +633,15 @@ impl Source {
     }
 }
 
+/// `METHOD /route`.
+fn endpoint_label(method: &[u8], route: &str) -> String {
+    let mut l = String::with_capacity(method.len() + 1 + route.len());
+    l.push_str(&String::from_utf8_lossy(method));
+    l.push(' ');
+    l.push_str(route);
+    l
+}
+
 fn hash_parts(hasher: &foldhash::fast::FixedState, parts: &[&[u8]]) -> u64 {
     let mut h = hasher.build_hasher();
     for p in parts {
@@ -606,6 +683,13 @@ fn split_target(target: &[u8]) -> (&[u8], &[u8]) {
 /// `{uuid}` and `{s}`; the rest is kept as logged (lossy UTF-8).
 pub fn route_template(path: &[u8]) -> String {
     let mut out = String::with_capacity(path.len());
+    route_template_into(path, &mut out);
+    out
+}
+
+/// [`route_template`] into `out` (cleared first).
+fn route_template_into(path: &[u8], out: &mut String) {
+    out.clear();
     for (k, seg) in path.split(|&b| b == b'/').enumerate() {
         if k > 0 {
             out.push('/');
@@ -635,7 +719,6 @@ pub fn route_template(path: &[u8]) -> String {
     if out.is_empty() {
         out.push('/');
     }
-    out
 }
 
 fn is_uuid(s: &[u8]) -> bool {

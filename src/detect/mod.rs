@@ -5,6 +5,7 @@
 //! behaves exactly as the live daemon would have, and tests need no sleeping.
 
 pub mod anomaly;
+pub mod behaviour;
 pub mod blocks;
 pub mod decode;
 mod json;

@@ -79,9 +79,20 @@ pub struct AnomalyEntry {
     pub score: f64,
     pub reason: String,
     pub endpoint: String,
-    /// The line's time, when it has one.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub time: Option<String>,
+    /// The line's time (Unix seconds), when it has one; written as the report's other
+    /// times are (formatted only when the report is written).
+    #[serde(
+        skip_serializing_if = "Option::is_none",
+        serialize_with = "formatted_time"
+    )]
+    pub time: Option<i64>,
+}
+
+fn formatted_time<S: serde::Serializer>(t: &Option<i64>, s: S) -> Result<S::Ok, S::Error> {
+    match t {
+        Some(t) => s.serialize_str(&format_time(*t)),
+        None => s.serialize_none(),
+    }
 }
 
 /// How many lines one shape of a profile read.
@@ -105,8 +116,9 @@ pub struct Replay {
     allowlisted: HashMap<IpAddr, usize>,
     /// The last timestamp seen, for lines that carry none.
     clock: i64,
-    /// The endpoint baselines, when on.
+    /// The endpoint baselines, when on, and the per-client behaviour beside them.
     anomaly: Option<super::anomaly::Model>,
+    behaviour: Option<super::behaviour::Behaviour>,
 }
 
 /// One input being replayed: its own format recognition and parse health.
@@ -155,6 +167,7 @@ impl Replay {
             allowlisted: HashMap::new(),
             clock: 0,
             anomaly: None,
+            behaviour: None,
         })
     }
 
@@ -162,6 +175,7 @@ impl Replay {
     /// replay: see [`take_model`](Self::take_model)).
     pub fn set_model(&mut self, model: super::anomaly::Model) {
         self.anomaly = Some(model);
+        self.behaviour = Some(super::behaviour::Behaviour::new(Default::default()));
         self.report.anomalies_total = Some(0);
         self.report.anomalies = Some(Vec::new());
     }
@@ -236,11 +250,21 @@ impl Replay {
         if let Some(model) = &mut self.anomaly {
             // Learned from only what is surely ordinary: answered 2xx/3xx, to a client
             // with no rule hit and no ban.
+            let banned = self.bans.contains_key(&req.ip);
             let clean = obs.hits.is_empty()
                 && obs.verdict.is_none()
                 && req.status.is_some_and(|s| (200..400).contains(&s))
-                && !self.bans.contains_key(&req.ip);
-            if let Some(a) = model.observe("check", &req, clean) {
+                && !banned;
+            let found = model.observe("check", &req, clean);
+            let seen = super::behaviour::Seen {
+                rule_hit: !obs.hits.is_empty() || obs.verdict.is_some() || banned,
+                unusual: found.as_ref().is_some_and(|a| a.score >= 0.5),
+            };
+            let client = self
+                .behaviour
+                .as_mut()
+                .and_then(|b| b.observe("check", &req, now, seen));
+            for a in found.into_iter().chain(client) {
                 if let Some(n) = &mut self.report.anomalies_total {
                     *n += 1;
                 }
@@ -251,7 +275,7 @@ impl Replay {
                             score: a.score,
                             reason: a.reason,
                             endpoint: a.endpoint,
-                            time: req.time.map(format_time),
+                            time: req.time,
                         });
                     }
                 }

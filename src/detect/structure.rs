@@ -170,6 +170,11 @@ pub fn url_values(
 
 /// The path and query of a URL: without `scheme://host[:port]` when it has them.
 pub fn strip_origin(url: &[u8]) -> &[u8] {
+    // An origin-form target (the common case): whatever `://` it holds is in its path or
+    // query, after a `/` no scheme has.
+    if url.first() == Some(&b'/') {
+        return url;
+    }
     let Some(i) = memchr::memmem::find(url, b"://") else {
         return url;
     };

@@ -1,0 +1,364 @@
+//! Per-client behaviour: how each client of a source uses it (how many of its requests
+//! end in 404 or another 4xx, how many distinct paths it asks for, how many of its requests
+//! write, how many user agents it shows, how many of its requests the endpoint
+//! baselines found unusual), measured against the source's other clients with robust
+//! statistics (median and MAD), not global constants: a client's 404 ratio of 0.3 is
+//! ordinary for one application and a probe for another.
+//!
+//! A client is judged at checkpoints (its 20th request, then each doubling), so the
+//! work is a few judgements per client whatever its number of requests, and each of its
+//! measures is reported at most once. What the population learns cannot be steered: a
+//! client enters it only at a checkpoint, only while it has no rule hit and nothing
+//! unusual reported, so a scanner that probes without tripping a rule still does not
+//! teach the source that probing is normal; and median and MAD move only when more than
+//! half of the population changes. Nothing is judged until a source has
+//! [`Settings::min_population`] clients in its population.
+//!
+//! Sans-IO and clock-free: times come with the requests. Memory is bounded by
+//! [`Settings::max_clients`] (the least recently seen half is let go when it is full)
+//! and per source by [`Settings::population`].
+
+use std::collections::HashMap;
+use std::hash::BuildHasher;
+
+use super::anomaly::Anomaly;
+use super::parse::Request;
+
+/// The knobs.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Settings {
+    /// A client's first checkpoint (requests); later ones double it.
+    pub min_requests: u32,
+    /// Clients' measures kept per source to judge others by.
+    pub population: usize,
+    /// Measures a source needs before any client of it is judged.
+    pub min_population: usize,
+    /// Clients followed at most, all sources together.
+    pub max_clients: usize,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings {
+            min_requests: 20,
+            population: 512,
+            min_population: 30,
+            max_clients: 100_000,
+        }
+    }
+}
+
+/// What is measured of a client. Each is a share or a count that a prober, a
+/// credential stuffer or a scraper pushes far above its source's other clients.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Measure {
+    NotFound,
+    ClientErrors,
+    Paths,
+    Writes,
+    UserAgents,
+    Flagged,
+}
+
+const MEASURES: [Measure; 6] = [
+    Measure::NotFound,
+    Measure::ClientErrors,
+    Measure::Paths,
+    Measure::Writes,
+    Measure::UserAgents,
+    Measure::Flagged,
+];
+
+impl Measure {
+    fn name(self) -> &'static str {
+        match self {
+            Measure::NotFound => "404 ratio",
+            Measure::ClientErrors => "ratio of other 4xx answers",
+            Measure::Paths => "distinct paths per request",
+            Measure::Writes => "share of requests other than GET/HEAD",
+            Measure::UserAgents => "distinct user agents",
+            Measure::Flagged => "share of requests the endpoint baselines found unusual",
+        }
+    }
+
+    /// The smallest spread a measure is judged with: a population whose clients all
+    /// have a 404 ratio of 0 has a MAD of 0, and a client with one 404 in 20 must not
+    /// stand out infinitely.
+    fn min_spread(self) -> f64 {
+        match self {
+            Measure::UserAgents => 1.0,
+            _ => 0.05,
+        }
+    }
+
+    /// How far above the median a value must be, at least, to be worth a word.
+    fn min_excess(self) -> f64 {
+        match self {
+            Measure::UserAgents => 3.0,
+            _ => 0.3,
+        }
+    }
+
+    fn score(self) -> f64 {
+        match self {
+            Measure::Flagged => 0.7,
+            Measure::NotFound | Measure::ClientErrors => 0.6,
+            Measure::Paths | Measure::Writes | Measure::UserAgents => 0.5,
+        }
+    }
+}
+
+/// A value this many robust standard deviations (1.4826 MAD) above the median, and
+/// above the 99th percentile, is unusual.
+const Z_LIMIT: f64 = 6.0;
+
+/// One client of one source.
+#[derive(Debug, Default)]
+struct Client {
+    requests: u32,
+    not_found: u32,
+    client_errors: u32,
+    writes: u32,
+    flagged: u32,
+    /// Paths and user agents seen, as bits of their hashes (linear counting).
+    paths: u64,
+    agents: u32,
+    /// A rule hit this client, or something unusual was reported: it never enters the
+    /// population.
+    tainted: bool,
+    /// Measures already reported (bit per [`Measure`]).
+    reported: u8,
+    last_seen: i64,
+}
+
+impl Client {
+    fn values(&self) -> [f64; 6] {
+        let n = f64::from(self.requests.max(1));
+        [
+            f64::from(self.not_found) / n,
+            f64::from(self.client_errors) / n,
+            (linear_count(self.paths, 64) / n).min(1.0),
+            f64::from(self.writes) / n,
+            linear_count(u64::from(self.agents), 32),
+            f64::from(self.flagged) / n,
+        ]
+    }
+}
+
+/// How many distinct items set `bits` of `m` (linear counting).
+fn linear_count(bits: u64, m: u32) -> f64 {
+    let set = bits.count_ones();
+    let m = f64::from(m);
+    if set >= m as u32 {
+        return m * m.ln();
+    }
+    -m * (1.0 - f64::from(set) / m).ln()
+}
+
+/// Median, MAD and 99th percentile of one measure over a population.
+#[derive(Debug, Clone, Copy, Default)]
+struct Spread {
+    median: f64,
+    mad: f64,
+    p99: f64,
+}
+
+#[derive(Debug, Default)]
+struct Population {
+    /// Measures of recent clients at their checkpoints (a ring).
+    values: Vec<[f64; 6]>,
+    next: usize,
+    /// Entries since the spreads were last computed.
+    fresh: usize,
+    spreads: Option<[Spread; 6]>,
+}
+
+impl Population {
+    fn add(&mut self, v: [f64; 6], cap: usize) {
+        if self.values.len() < cap {
+            self.values.push(v);
+        } else {
+            self.values[self.next] = v;
+            self.next = (self.next + 1) % cap.max(1);
+        }
+        self.fresh += 1;
+    }
+
+    /// The spreads, recomputed once enough has changed (a tenth of the population).
+    fn spreads(&mut self) -> [Spread; 6] {
+        let stale = self.fresh * 10 >= self.values.len().max(10);
+        if let (Some(s), false) = (self.spreads, stale) {
+            return s;
+        }
+        let mut out = [Spread::default(); 6];
+        let mut column: Vec<f64> = Vec::with_capacity(self.values.len());
+        for (m, spread) in out.iter_mut().enumerate() {
+            column.clear();
+            column.extend(self.values.iter().map(|v| v[m]));
+            column.sort_by(f64::total_cmp);
+            let median = quantile(&column, 0.5);
+            let p99 = quantile(&column, 0.99);
+            for x in column.iter_mut() {
+                *x = (*x - median).abs();
+            }
+            column.sort_by(f64::total_cmp);
+            *spread = Spread {
+                median,
+                mad: quantile(&column, 0.5),
+                p99,
+            };
+        }
+        self.spreads = Some(out);
+        self.fresh = 0;
+        out
+    }
+}
+
+/// The value at quantile `q` of sorted `xs` (nearest rank).
+fn quantile(xs: &[f64], q: f64) -> f64 {
+    if xs.is_empty() {
+        return 0.0;
+    }
+    let i = ((xs.len() as f64 - 1.0) * q).round() as usize;
+    xs[i.min(xs.len() - 1)]
+}
+
+/// The behaviour of every client of every source.
+#[derive(Debug)]
+pub struct Behaviour {
+    settings: Settings,
+    clients: HashMap<u64, Client>,
+    populations: HashMap<u64, Population>,
+    hasher: foldhash::fast::RandomState,
+}
+
+/// What one request of a client was, as far as behaviour goes.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Seen {
+    /// A rule matched the request (or its client was banned for it).
+    pub rule_hit: bool,
+    /// The endpoint baselines found it unusual (a score of 0.5 or more).
+    pub unusual: bool,
+}
+
+impl Behaviour {
+    pub fn new(settings: Settings) -> Behaviour {
+        Behaviour {
+            settings,
+            clients: HashMap::new(),
+            populations: HashMap::new(),
+            hasher: foldhash::fast::RandomState::default(),
+        }
+    }
+
+    /// Clients followed now.
+    pub fn clients(&self) -> usize {
+        self.clients.len()
+    }
+
+    /// Counts `req` (at `now`, Unix seconds) for its client of `source`; at a
+    /// checkpoint, judges the client against the source's other clients and returns the
+    /// most unusual measure not reported before, if any.
+    pub fn observe(
+        &mut self,
+        source: &str,
+        req: &Request<'_>,
+        now: i64,
+        seen: Seen,
+    ) -> Option<Anomaly> {
+        let source_key = self.hasher.hash_one(source);
+        let key = self.hasher.hash_one((source_key, req.ip));
+        if self.clients.len() >= self.settings.max_clients && !self.clients.contains_key(&key) {
+            self.shed();
+        }
+        let target = &req.target[..];
+        let path = memchr::memchr(b'?', target).map_or(target, |i| &target[..i]);
+        let path_bit = 1u64 << (self.hasher.hash_one(path) % 64);
+        let agent_bit = 1u32 << (self.hasher.hash_one(&req.user_agent[..]) % 32);
+        let c = self.clients.entry(key).or_default();
+        c.requests = c.requests.saturating_add(1);
+        c.last_seen = now;
+        match req.status {
+            Some(404 | 410) => c.not_found += 1,
+            Some(400..=499) => c.client_errors += 1,
+            _ => {}
+        }
+        let method = &req.method[..];
+        if !method.is_empty() && method != b"GET" && method != b"HEAD" {
+            c.writes += 1;
+        }
+        if seen.unusual {
+            c.flagged += 1;
+        }
+        c.tainted |= seen.rule_hit;
+        c.paths |= path_bit;
+        c.agents |= agent_bit;
+        let n = c.requests;
+        let min = self.settings.min_requests.max(1);
+        if n < min || n % min != 0 || !(n / min).is_power_of_two() {
+            return None;
+        }
+        let values = c.values();
+        let population = self.populations.entry(source_key).or_default();
+        let mut found: Option<(Measure, f64, Spread, usize)> = None;
+        if population.values.len() >= self.settings.min_population {
+            let spreads = population.spreads();
+            for (i, &m) in MEASURES.iter().enumerate() {
+                if c.reported & (1 << i) != 0 {
+                    continue;
+                }
+                let (x, s) = (values[i], spreads[i]);
+                let scale = (1.4826 * s.mad).max(m.min_spread());
+                let z = (x - s.median) / scale;
+                if z >= Z_LIMIT && x > s.p99 && x - s.median >= m.min_excess() {
+                    c.reported |= 1 << i;
+                    if found.is_none_or(|(f, ..)| m.score() > f.score()) {
+                        found = Some((m, x, s, population.values.len()));
+                    }
+                }
+            }
+        }
+        if found.is_some() {
+            c.tainted = true;
+        }
+        if !c.tainted {
+            population.add(values, self.settings.population);
+        }
+        found.map(|(m, x, s, clients)| Anomaly {
+            score: m.score(),
+            reason: format!(
+                "{} {} after {n} requests, against a p99 of {} (median {}) over {clients} of this source's clients",
+                m.name(),
+                shown(m, x),
+                shown(m, s.p99),
+                shown(m, s.median),
+            ),
+            endpoint: "(client)".into(),
+        })
+    }
+
+    /// Lets go of the least recently seen half of the clients.
+    fn shed(&mut self) {
+        let mut seen: Vec<i64> = self.clients.values().map(|c| c.last_seen).collect();
+        let mid = seen.len() / 2;
+        let (_, &mut cut, _) = seen.select_nth_unstable(mid);
+        let mut dropped = 0;
+        self.clients.retain(|_, c| {
+            let keep = c.last_seen > cut || dropped >= mid;
+            if !keep {
+                dropped += 1;
+            }
+            keep
+        });
+    }
+}
+
+fn shown(m: Measure, x: f64) -> String {
+    match m {
+        Measure::UserAgents => format!("{x:.0}"),
+        _ => format!("{x:.2}"),
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,186 @@
+use std::borrow::Cow;
+use std::net::IpAddr;
+
+use super::*;
+
+fn req<'a>(ip: IpAddr, method: &'a str, target: &'a str, status: u16) -> Request<'a> {
+    Request {
+        ip,
+        time: None,
+        method: Cow::Borrowed(method.as_bytes()),
+        target: Cow::Borrowed(target.as_bytes()),
+        request: Cow::Borrowed(b""),
+        status: Some(status),
+        referer: Cow::Borrowed(b""),
+        user_agent: Cow::Borrowed(b"Mozilla/5.0"),
+        forwarded_for: Cow::Borrowed(b""),
+        message: Cow::Borrowed(b""),
+    }
+}
+
+fn ip(i: u32) -> IpAddr {
+    IpAddr::from([10, (i >> 16) as u8, (i >> 8) as u8, i as u8])
+}
+
+/// A visitor of `source`: 40 requests over a few pages, one in twenty a 404 (a broken
+/// link now and then). Returns what was reported of it.
+fn visitor(b: &mut Behaviour, source: &str, i: u32, t: &mut i64) -> Vec<Anomaly> {
+    let pages = ["/", "/shop", "/cart", "/about"];
+    let mut out = Vec::new();
+    for k in 0..40u32 {
+        *t += 3;
+        let path = pages[(k % 4) as usize];
+        let status = if (k + i) % 20 == 0 { 404 } else { 200 };
+        out.extend(b.observe(
+            source,
+            &req(ip(i), "GET", path, status),
+            *t,
+            Seen::default(),
+        ));
+    }
+    out
+}
+
+/// A prober: 40 requests, each for a path that is not there.
+fn prober(b: &mut Behaviour, source: &str, i: u32, t: &mut i64, seen: Seen) -> Vec<Anomaly> {
+    let mut out = Vec::new();
+    for k in 0..40u32 {
+        *t += 1;
+        let path = format!("/probe{k}.php");
+        out.extend(b.observe(source, &req(ip(i), "GET", &path, 404), *t, seen));
+    }
+    out
+}
+
+#[test]
+fn nothing_is_judged_before_the_source_has_a_population() {
+    let mut b = Behaviour::new(Settings::default());
+    let mut t = 0;
+    for i in 0..10 {
+        assert!(visitor(&mut b, "shop", i, &mut t).is_empty());
+    }
+    // Ten visitors gave 20 measures (two checkpoints each): fewer than 30.
+    assert!(prober(&mut b, "shop", 1000, &mut t, Seen::default()).is_empty());
+}
+
+#[test]
+fn a_prober_stands_out_against_its_sources_visitors_once_per_measure() {
+    let mut b = Behaviour::new(Settings::default());
+    let mut t = 0;
+    for i in 0..40 {
+        assert!(
+            visitor(&mut b, "shop", i, &mut t).is_empty(),
+            "visitor {i} reported"
+        );
+    }
+    let found = prober(&mut b, "shop", 1000, &mut t, Seen::default());
+    assert_eq!(found.len(), 1, "{found:?}");
+    let a = &found[0];
+    assert!(
+        a.reason.starts_with("404 ratio 1.00 after 20 requests"),
+        "{}",
+        a.reason
+    );
+    assert!(a.reason.contains("p99 of 0.05"), "{}", a.reason);
+    assert_eq!(a.score, 0.6);
+    // More of the same from it is not said again.
+    assert!(prober(&mut b, "shop", 1000, &mut t, Seen::default()).is_empty());
+}
+
+#[test]
+fn each_source_is_its_own_standard() {
+    // A source whose every client gets many 404s (an API answering "no such item"): a
+    // client with mostly 404s is ordinary there.
+    let mut b = Behaviour::new(Settings::default());
+    let mut t = 0;
+    for i in 0..40 {
+        prober(&mut b, "lookup", i, &mut t, Seen::default());
+    }
+    assert!(prober(&mut b, "lookup", 1000, &mut t, Seen::default()).is_empty());
+    for i in 0..40 {
+        visitor(&mut b, "shop", i, &mut t);
+    }
+    assert_eq!(
+        prober(&mut b, "shop", 1000, &mut t, Seen::default()).len(),
+        1
+    );
+}
+
+#[test]
+fn probers_do_not_teach_the_population_that_probing_is_normal() {
+    let mut b = Behaviour::new(Settings::default());
+    let mut t = 0;
+    for i in 0..40 {
+        visitor(&mut b, "shop", i, &mut t);
+    }
+    // Many probers, more than the visitors: those a rule caught, and those reported
+    // for their 404s, never enter the population.
+    for i in 0..100 {
+        let seen = Seen {
+            rule_hit: i % 2 == 0,
+            unusual: false,
+        };
+        prober(&mut b, "shop", 2000 + i, &mut t, seen);
+    }
+    let found = prober(&mut b, "shop", 5000, &mut t, Seen::default());
+    assert_eq!(found.len(), 1, "{found:?}");
+    assert!(
+        found[0].reason.contains("median 0.0"),
+        "{}",
+        found[0].reason
+    );
+}
+
+#[test]
+fn requests_the_baselines_found_unusual_are_counted_against_the_client() {
+    let mut b = Behaviour::new(Settings::default());
+    let mut t = 0;
+    for i in 0..40 {
+        visitor(&mut b, "shop", i, &mut t);
+    }
+    let mut found = Vec::new();
+    for k in 0..20 {
+        t += 1;
+        let seen = Seen {
+            rule_hit: false,
+            unusual: k % 2 == 0,
+        };
+        found.extend(b.observe("shop", &req(ip(900), "GET", "/cart", 200), t, seen));
+    }
+    assert_eq!(found.len(), 1, "{found:?}");
+    assert!(
+        found[0]
+            .reason
+            .starts_with("share of requests the endpoint baselines found unusual 0.50"),
+        "{}",
+        found[0].reason
+    );
+    assert_eq!(found[0].score, 0.7);
+}
+
+#[test]
+fn the_clients_followed_stay_bounded() {
+    let mut b = Behaviour::new(Settings {
+        max_clients: 100,
+        ..Settings::default()
+    });
+    let mut t = 0;
+    for i in 0..1000 {
+        t += 1;
+        b.observe("shop", &req(ip(i), "GET", "/", 200), t, Seen::default());
+        assert!(b.clients() <= 100);
+    }
+    // The last client seen is still followed: its second request counts on.
+    assert!(b.clients() >= 50);
+}
+
+#[test]
+fn linear_counting_is_close_for_small_counts() {
+    let mut bits = 0u64;
+    for i in 0..10u64 {
+        bits |= 1 << (i * 7 % 64);
+    }
+    let n = linear_count(bits, 64);
+    assert!((n - 10.8).abs() < 0.5, "{n}");
+    assert_eq!(linear_count(0, 64), 0.0);
+}
