@@ -244,7 +244,16 @@ pub(super) fn insights(config: Option<&Path>, json: bool) -> Result<u8> {
     if json {
         return Ok(0);
     }
-    println!("risk {}/100: {}", d.risk_score, d.risk_level.to_uppercase());
+    if d.mode.is_empty() {
+        println!("risk {}/100: {}", d.risk_score, d.risk_level.to_uppercase());
+    } else {
+        println!(
+            "risk {}/100: {} (mode {})",
+            d.risk_score,
+            d.risk_level.to_uppercase(),
+            d.mode
+        );
+    }
     println!("  {}", d.summary);
     println!();
     let mut table = Table::new(&SIGNAL_COLUMNS).indent("  ");
