@@ -1080,6 +1080,14 @@ fn metrics_alerts_and_insights_follow_an_attack_and_survive_a_restart() {
             && only_list.iter().all(|a| a["ip"] == "203.0.113.161"),
         "the filter did not narrow: {only:#}"
     );
+    let (code, bans) = http_json("/alerts?kind=ban");
+    assert_eq!(code, 200, "{bans:#}");
+    assert!(
+        bans["alerts"].as_array().is_some_and(|l| !l.is_empty()
+            && l.len() < all_list.len()
+            && l.iter().all(|a| a["kind"] == "ban")),
+        "{bans:#}"
+    );
     let (code, body) = http_json("/alerts?severity=urgent");
     assert_eq!(code, 400, "{body}");
     assert!(

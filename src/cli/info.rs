@@ -329,6 +329,7 @@ fn alerts_from_log(config: Option<&Path>, req: &Request) -> Result<Vec<Alert>> {
         ip,
         container,
         limit,
+        kind,
     } = req
     else {
         return Ok(Vec::new());
@@ -348,6 +349,7 @@ fn alerts_from_log(config: Option<&Path>, req: &Request) -> Result<Vec<Alert>> {
         *limit,
         now,
     )
+    .and_then(|f| f.with_kind(kind.clone()))
     .map_err(|e| anyhow::anyhow!("--{e}"))?;
     eprintln!(
         "security-monitor: the daemon is not running; reading {}",

@@ -118,7 +118,10 @@ impl Daemon {
                 ip,
                 container,
                 limit,
-            } => match Filter::parse(since, severity, ip, container, limit, unix_now()) {
+                kind,
+            } => match Filter::parse(since, severity, ip, container, limit, unix_now())
+                .and_then(|f| f.with_kind(kind))
+            {
                 Ok(f) => {
                     let list = self.alerts.query(&f);
                     Response::ok(serde_json::to_value(list).unwrap_or_default())

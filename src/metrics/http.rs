@@ -32,7 +32,7 @@ pub const ALERTS_DEFAULT_LIMIT: usize = 100;
 /// well under a megabyte); ask for older ones with `since`.
 pub const ALERTS_MAX_LIMIT: usize = 1000;
 /// The query parameters of `GET /alerts`: the `alerts` command's flags.
-pub const ALERT_PARAMS: [&str; 5] = ["since", "severity", "ip", "container", "limit"];
+pub const ALERT_PARAMS: [&str; 6] = ["since", "severity", "ip", "container", "kind", "limit"];
 
 /// What the listener says for a path it does not serve.
 const NOT_FOUND: &[u8] = b"not found: the paths are /metrics, /health, /alerts and /insights\n";
@@ -195,7 +195,7 @@ fn route(method: &str, target: &str, now: i64) -> Route {
 /// same [`Filter::parse`]), with the limit applied; or what is wrong with it, naming the
 /// parameter and what it takes. An empty value is as if the parameter were not given.
 fn alerts_request(query: &str, now: i64) -> Result<(Request, usize), String> {
-    let mut given: [Option<String>; 5] = Default::default();
+    let mut given: [Option<String>; 6] = Default::default();
     for pair in query.split('&').filter(|p| !p.is_empty()) {
         let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
         let key = percent_decode(key).map_err(|e| format!("a parameter's name: {e}"))?;
@@ -211,7 +211,7 @@ fn alerts_request(query: &str, now: i64) -> Result<(Request, usize), String> {
         let value = percent_decode(value).map_err(|e| format!("{key}: {e}"))?;
         given[i] = Some(value);
     }
-    let [since, severity, ip, container, limit] = given.map(|v| v.filter(|v| !v.is_empty()));
+    let [since, severity, ip, container, kind, limit] = given.map(|v| v.filter(|v| !v.is_empty()));
     let limit = match limit {
         None => ALERTS_DEFAULT_LIMIT,
         Some(text) => match text.parse::<usize>() {
@@ -231,6 +231,7 @@ fn alerts_request(query: &str, now: i64) -> Result<(Request, usize), String> {
         Some(limit),
         now,
     )
+    .and_then(|f| f.with_kind(kind.clone()))
     .map_err(|e| e.to_string())?;
     Ok((
         Request::Alerts {
@@ -239,6 +240,7 @@ fn alerts_request(query: &str, now: i64) -> Result<(Request, usize), String> {
             ip,
             container,
             limit: Some(limit),
+            kind,
         },
         limit,
     ))
@@ -449,6 +451,7 @@ mod tests {
             ip: ip.map(String::from),
             container: container.map(String::from),
             limit: Some(limit),
+            kind: None,
         }
     }
 
@@ -475,6 +478,17 @@ mod tests {
             Ok(alerts(Some("1h"), None, None, Some("a+b"), 100))
         );
         assert_eq!(alerts_request("limit=7", 0).map(|(_, l)| l), Ok(7));
+        assert_eq!(
+            query("kind=ban"),
+            Ok(Request::Alerts {
+                since: None,
+                severity: None,
+                ip: None,
+                container: None,
+                limit: Some(100),
+                kind: Some("ban".into()),
+            })
+        );
     }
 
     #[test]
@@ -482,7 +496,7 @@ mod tests {
         let err = |q: &str| query(q).unwrap_err();
         assert_eq!(
             err("sev=high"),
-            "unknown parameter \"sev\": /alerts takes since, severity, ip, container, limit"
+            "unknown parameter \"sev\": /alerts takes since, severity, ip, container, kind, limit"
         );
         assert_eq!(
             err("ip=1.2.3.4&ip=1.2.3.5"),
@@ -493,6 +507,11 @@ mod tests {
             "severity: \"dire\" is not one of low, medium, high, critical"
         );
         assert_eq!(err("ip=1.2"), "ip: \"1.2\" is not an IPv4 or IPv6 address");
+        assert!(
+            err("kind=bans").starts_with("kind: \"bans\" is not one of rule_hit, ban, "),
+            "{}",
+            err("kind=bans")
+        );
         assert!(err("since=soon").starts_with("since: \"soon\" is neither a duration"));
         for bad in ["0", "1001", "ten", "-1"] {
             assert_eq!(
@@ -567,7 +586,10 @@ mod tests {
                         ip,
                         container,
                         limit,
-                    } => match Filter::parse(since, severity, ip, container, limit, now) {
+                        kind,
+                    } => match Filter::parse(since, severity, ip, container, limit, now)
+                        .and_then(|f| f.with_kind(kind))
+                    {
                         Ok(f) => Response::answer(&book.query(&f)),
                         Err(e) => Response::err(e.to_string()),
                     },
@@ -656,6 +678,13 @@ mod tests {
             .iter()
             .all(|a| a["ip"] == "203.0.3.7" && a["severity"] == "high"));
 
+        // By kind: the one anomaly.
+        let (code, _, body) = exchange(&calls, "GET /alerts?kind=anomaly HTTP/1.1\r\n\r\n").await;
+        assert_eq!(code, 200);
+        let anomalies = json(&body);
+        assert_eq!(anomalies["count"], 1, "{anomalies:#}");
+        assert_eq!(anomalies["alerts"][0]["ip"], "198.51.100.4");
+
         // A bad value: 400, saying what is wrong; HEAD gets the head alone.
         let (code, _, body) =
             exchange(&calls, "GET /alerts?severity=urgent HTTP/1.1\r\n\r\n").await;
@@ -664,7 +693,7 @@ mod tests {
             body,
             "severity: \"urgent\" is not one of low, medium, high, critical\n"
         );
-        let (code, head, body) = exchange(&calls, "HEAD /alerts?kind=ban HTTP/1.1\r\n\r\n").await;
+        let (code, head, body) = exchange(&calls, "HEAD /alerts?kinds=ban HTTP/1.1\r\n\r\n").await;
         assert_eq!((code, body.as_str()), (400, ""), "{head}");
 
         // Insights: the seed's fields and the anomaly signal.
