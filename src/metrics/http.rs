@@ -28,9 +28,10 @@ const MAX_HEAD: usize = 8 * 1024;
 
 /// Alerts one `GET /alerts` answers when it gives no `limit`.
 pub const ALERTS_DEFAULT_LIMIT: usize = 100;
-/// The most alerts one answer holds (an alert is at most about 700 bytes of JSON, so
-/// well under a megabyte); ask for older ones with `since`.
-pub const ALERTS_MAX_LIMIT: usize = 1000;
+/// The most alerts one answer holds: an alert's line is at most 300 characters, so its
+/// JSON is at most about 1.7 KB (a line of 4-byte characters) and an answer stays under
+/// a megabyte (a test holds it to that); ask for older ones with `since`.
+pub const ALERTS_MAX_LIMIT: usize = 500;
 /// The query parameters of `GET /alerts`: the `alerts` command's flags.
 pub const ALERT_PARAMS: [&str; 6] = ["since", "severity", "ip", "container", "kind", "limit"];
 
@@ -470,8 +471,8 @@ mod tests {
         );
         // An empty value is no filter; a stray & is nothing; a + is a plus sign.
         assert_eq!(
-            query("since=&&ip=&limit=1000"),
-            Ok(alerts(None, None, None, None, 1000))
+            query("since=&&ip=&limit=500"),
+            Ok(alerts(None, None, None, None, 500))
         );
         assert_eq!(
             query("since=1h&container=a+b"),
@@ -513,10 +514,10 @@ mod tests {
             err("kind=bans")
         );
         assert!(err("since=soon").starts_with("since: \"soon\" is neither a duration"));
-        for bad in ["0", "1001", "ten", "-1"] {
+        for bad in ["0", "501", "ten", "-1"] {
             assert_eq!(
                 err(&format!("limit={bad}")),
-                format!("limit: \"{bad}\" is not a number from 1 to 1000 (the most one answer holds; older alerts with since)")
+                format!("limit: \"{bad}\" is not a number from 1 to 500 (the most one answer holds; older alerts with since)")
             );
         }
         assert_eq!(
@@ -573,6 +574,32 @@ mod tests {
                 "{m}"
             );
         }
+    }
+
+    /// The largest alert the ring can hold, written as the listener writes it, times the
+    /// cap: under a megabyte.
+    #[test]
+    fn the_largest_answer_stays_under_a_megabyte() {
+        let long = "\u{1f600}".repeat(2000);
+        let mut book = crate::alerts::AlertBook::new(0, 10);
+        book.record(crate::alerts::Alert {
+            ip: Some("2001:db8:ffff:ffff:ffff:ffff:ffff:ffff".parse().unwrap()),
+            prefix: Some("2001:db8:ffff:ffff::/64".parse().unwrap()),
+            container: "c".repeat(128),
+            rule: "sqli-union,sqli-comment,xss-script,traversal-dotdot".into(),
+            ..crate::alerts::from_event(&crate::events::Event::FirewallError {
+                at: 1_800_000_000,
+                error: long,
+            })
+            .unwrap()
+        });
+        let one = serde_json::to_value(book.query(&Filter::default())).unwrap();
+        let size = serde_json::to_vec_pretty(&one).unwrap().len();
+        assert!(size > 1200, "the line was not its longest: {size} bytes");
+        assert!(
+            size * ALERTS_MAX_LIMIT < 1 << 20,
+            "{size} bytes × {ALERTS_MAX_LIMIT} is over a megabyte"
+        );
     }
 
     /// A daemon's main loop in miniature: the real alert ring, filter and insights.
@@ -666,7 +693,7 @@ mod tests {
         // IP has its own /24, so no flood folds them.
         let (code, _, body) = exchange(
             &calls,
-            "GET /alerts?ip=203.0.3.7&severity=high&limit=1000 HTTP/1.1\r\n\r\n",
+            "GET /alerts?ip=203.0.3.7&severity=high&limit=500 HTTP/1.1\r\n\r\n",
         )
         .await;
         assert_eq!(code, 200);
