@@ -30,7 +30,7 @@ const MAX_HEAD: usize = 8 * 1024;
 pub const ALERTS_DEFAULT_LIMIT: usize = 100;
 /// The most alerts one answer holds: an alert's line is at most 300 characters, so its
 /// JSON is at most about 1.7 KB (a line of 4-byte characters) and an answer stays under
-/// a megabyte (a test holds it to that); ask for older ones with `since`.
+/// a megabyte (a test holds it to that).
 pub const ALERTS_MAX_LIMIT: usize = 500;
 /// The query parameters of `GET /alerts`: the `alerts` command's flags.
 pub const ALERT_PARAMS: [&str; 6] = ["since", "severity", "ip", "container", "kind", "limit"];
@@ -219,7 +219,7 @@ fn alerts_request(query: &str, now: i64) -> Result<(Request, usize), String> {
             Ok(n) if (1..=ALERTS_MAX_LIMIT).contains(&n) => n,
             _ => {
                 return Err(format!(
-                    "limit: {text:?} is not a number from 1 to {ALERTS_MAX_LIMIT} (the most one answer holds; older alerts with since)"
+                    "limit: {text:?} is not a number from 1 to {ALERTS_MAX_LIMIT} (the most one answer holds; narrow it with since, severity, ip, container or kind)"
                 ))
             }
         },
@@ -517,7 +517,7 @@ mod tests {
         for bad in ["0", "501", "ten", "-1"] {
             assert_eq!(
                 err(&format!("limit={bad}")),
-                format!("limit: \"{bad}\" is not a number from 1 to 500 (the most one answer holds; older alerts with since)")
+                format!("limit: \"{bad}\" is not a number from 1 to 500 (the most one answer holds; narrow it with since, severity, ip, container or kind)")
             );
         }
         assert_eq!(
