@@ -156,8 +156,10 @@ pub fn control_request(data: &[u8]) {
         ip,
         container,
         limit,
+        kind,
     } = req
     {
-        let _ = crate::alerts::Filter::parse(since, severity, ip, container, limit, 1_800_000_000);
+        let _ = crate::alerts::Filter::parse(since, severity, ip, container, limit, 1_800_000_000)
+            .and_then(|f| f.with_kind(kind));
     }
 }

@@ -956,6 +956,10 @@ fn metrics_alerts_and_insights_follow_an_attack_and_survive_a_restart() {
     );
     let (code, body) = metrics_get(&netns, &python, &format!("{url}/nothing"));
     assert_eq!(code, 404, "{body}");
+    assert!(
+        body.contains("/alerts") && body.contains("/insights"),
+        "{body}"
+    );
 
     // One benign line, two attack lines from one IP (folded into one rule-hit alert or a
     // ban), and a burst of tracebacks (an error-rate jump).
@@ -1045,6 +1049,70 @@ fn metrics_alerts_and_insights_follow_an_attack_and_survive_a_restart() {
     let (code, health) = metrics_get(&netns, &python, &format!("{url}/health"));
     assert_eq!(code, 200, "{health}");
 
+    // The seeds' HTTP view: /alerts as {count, alerts}, filtered by query parameters.
+    let http_json = |path: &str| -> (u16, serde_json::Value) {
+        let (code, body) = metrics_get(&netns, &python, &format!("{url}{path}"));
+        let v = serde_json::from_str(&body).unwrap_or(serde_json::Value::String(body));
+        (code, v)
+    };
+    let (code, all) = http_json("/alerts");
+    assert_eq!(code, 200, "{all:#}");
+    let all_list = all["alerts"].as_array().expect("alerts").clone();
+    assert_eq!(
+        all["count"].as_u64(),
+        Some(all_list.len() as u64),
+        "{all:#}"
+    );
+    assert!(
+        all_list
+            .iter()
+            .any(|a| a["kind"] == "ban" && a["ip"] == "203.0.113.161")
+            && all_list.iter().any(|a| a["kind"] == "error_rate"),
+        "{all:#}"
+    );
+    let (code, only) = http_json("/alerts?ip=203.0.113.161&severity=high&limit=10");
+    assert_eq!(code, 200, "{only:#}");
+    let only_list = only["alerts"].as_array().expect("alerts");
+    assert_eq!(only["count"].as_u64(), Some(only_list.len() as u64));
+    assert!(
+        !only_list.is_empty()
+            && only_list.len() < all_list.len()
+            && only_list.iter().all(|a| a["ip"] == "203.0.113.161"),
+        "the filter did not narrow: {only:#}"
+    );
+    let (code, bans) = http_json("/alerts?kind=ban");
+    assert_eq!(code, 200, "{bans:#}");
+    assert!(
+        bans["alerts"].as_array().is_some_and(|l| !l.is_empty()
+            && l.len() < all_list.len()
+            && l.iter().all(|a| a["kind"] == "ban")),
+        "{bans:#}"
+    );
+    let (code, body) = http_json("/alerts?severity=urgent");
+    assert_eq!(code, 400, "{body}");
+    assert!(
+        body.as_str().is_some_and(|b| b.starts_with("severity: ")),
+        "{body}"
+    );
+    // /insights: the seed's fields, and the anomaly signal among the signals.
+    let (code, ins) = http_json("/insights");
+    assert_eq!(code, 200, "{ins:#}");
+    assert!(
+        ["low", "medium", "high"].contains(&ins["risk_level"].as_str().unwrap_or("")),
+        "{ins:#}"
+    );
+    assert!(ins["risk_score"].as_u64().is_some_and(|s| s > 0), "{ins:#}");
+    assert!(
+        ["rules", "rules+baselines"].contains(&ins["mode"].as_str().unwrap_or("")),
+        "{ins:#}"
+    );
+    assert!(
+        ins["signals"]
+            .as_array()
+            .is_some_and(|l| l.iter().any(|s| s["name"] == "anomalies")),
+        "{ins:#}"
+    );
+
     // The alerts: the ban and the error-rate jump.
     let alerts: serde_json::Value =
         serde_json::from_slice(&d.cli(&["alerts", "--json"]).stdout).expect("alerts --json");
@@ -1096,7 +1164,7 @@ fn metrics_alerts_and_insights_follow_an_attack_and_survive_a_restart() {
         serde_json::from_slice(&d.cli(&["insights", "--json"]).stdout).expect("insights");
     assert!(ins["risk_score"].as_u64().is_some_and(|s| s > 0), "{ins:#}");
     assert_eq!(ins["active_bans"], 1);
-    assert_eq!(ins["signals"].as_array().map(Vec::len), Some(4), "{ins:#}");
+    assert_eq!(ins["signals"].as_array().map(Vec::len), Some(5), "{ins:#}");
     let text = String::from_utf8_lossy(&d.cli(&["insights"]).stdout).into_owned();
     assert!(
         text.contains("risk ") && text.contains("severity_mix"),

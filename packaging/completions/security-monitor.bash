@@ -157,7 +157,7 @@ _security__monitor() {
             return 0
             ;;
         security__subcmd__monitor__subcmd__alerts)
-            opts="-n -c -h --since --severity --ip --container --limit --config --json --help"
+            opts="-n -c -h --since --severity --ip --container --kind --limit --config --json --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -177,6 +177,10 @@ _security__monitor() {
                     ;;
                 --container)
                     COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --kind)
+                    COMPREPLY=($(compgen -W "rule_hit ban unban held never_ban error_rate docker_disconnected docker_reconnected firewall_error reload_failed unparsed_lines anomaly" -- "${cur}"))
                     return 0
                     ;;
                 --limit)

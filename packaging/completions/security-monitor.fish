@@ -89,6 +89,18 @@ high\t''
 critical\t''"
 complete -c security-monitor -n "__fish_security_monitor_using_subcommand alerts" -l ip -d 'Only alerts about this IP' -r
 complete -c security-monitor -n "__fish_security_monitor_using_subcommand alerts" -l container -d 'Only alerts about this container (by name)' -r
+complete -c security-monitor -n "__fish_security_monitor_using_subcommand alerts" -l kind -d 'Only alerts of this kind' -r -f -a "rule_hit\t''
+ban\t''
+unban\t''
+held\t''
+never_ban\t''
+error_rate\t''
+docker_disconnected\t''
+docker_reconnected\t''
+firewall_error\t''
+reload_failed\t''
+unparsed_lines\t''
+anomaly\t''"
 complete -c security-monitor -n "__fish_security_monitor_using_subcommand alerts" -s n -l limit -d 'At most this many, the newest' -r
 complete -c security-monitor -n "__fish_security_monitor_using_subcommand alerts" -s c -l config -r -F
 complete -c security-monitor -n "__fish_security_monitor_using_subcommand alerts" -l json

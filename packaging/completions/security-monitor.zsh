@@ -141,6 +141,7 @@ _arguments "${_arguments_options[@]}" : \
 '--severity=[The least severity shown\: low, medium, high, critical]:SEVERITY:(low medium high critical)' \
 '--ip=[Only alerts about this IP]:IP:_default' \
 '--container=[Only alerts about this container (by name)]:CONTAINER:_default' \
+'--kind=[Only alerts of this kind]:KIND:(rule_hit ban unban held never_ban error_rate docker_disconnected docker_reconnected firewall_error reload_failed unparsed_lines anomaly)' \
 '-n+[At most this many, the newest]:LIMIT:_default' \
 '--limit=[At most this many, the newest]:LIMIT:_default' \
 '-c+[]:CONFIG:_files' \

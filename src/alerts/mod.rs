@@ -339,7 +339,26 @@ pub struct Filter {
     pub container: Option<String>,
     /// At most this many, the newest.
     pub limit: Option<usize>,
+    /// Only alerts of this kind (one of [`KINDS`]).
+    #[serde(default)]
+    pub kind: Option<String>,
 }
+
+/// Every kind of alert, as `--kind` and `?kind=` take them.
+pub const KINDS: [&str; 12] = [
+    "rule_hit",
+    "ban",
+    "unban",
+    "held",
+    "never_ban",
+    "error_rate",
+    "docker_disconnected",
+    "docker_reconnected",
+    "firewall_error",
+    "reload_failed",
+    "unparsed_lines",
+    "anomaly",
+];
 
 /// A filter the control socket or the command line was given that means nothing; the
 /// command line puts `--` before it.
@@ -351,6 +370,8 @@ pub enum FilterError {
     Severity(#[from] UnknownSeverity),
     #[error("ip: {0:?} is not an IPv4 or IPv6 address")]
     Ip(String),
+    #[error("kind: {0:?} is not one of {kinds}", kinds = KINDS.join(", "))]
+    Kind(String),
 }
 
 impl Filter {
@@ -386,7 +407,19 @@ impl Filter {
             ip,
             container: container.map(|c| c.trim_start_matches('/').to_string()),
             limit,
+            kind: None,
         })
+    }
+
+    /// The filter, only for alerts of `kind` too (checked against [`KINDS`]; empty or
+    /// None: every kind).
+    pub fn with_kind(self, kind: Option<String>) -> Result<Filter, FilterError> {
+        let kind = match kind.as_deref().map(str::trim) {
+            None | Some("") => None,
+            Some(k) if KINDS.contains(&k) => Some(k.to_string()),
+            Some(k) => return Err(FilterError::Kind(k.to_string())),
+        };
+        Ok(Filter { kind, ..self })
     }
 }
 
@@ -567,6 +600,7 @@ impl AlertBook {
             .filter(|a| a.severity >= min)
             .filter(|a| f.ip.is_none_or(|ip| a.concerns(ip)))
             .filter(|a| f.container.as_deref().is_none_or(|c| a.container == c))
+            .filter(|a| f.kind.as_deref().is_none_or(|k| a.kind == k))
             .take(f.limit.unwrap_or(usize::MAX))
             .cloned()
             .collect();
@@ -733,6 +767,23 @@ mod tests {
                 ..Filter::default()
             }),
             vec![2]
+        );
+        book.record(Alert {
+            kind: "ban".into(),
+            ..hit(400, "203.0.113.1", "c")
+        });
+        let ids = |f: Filter| -> Vec<u64> { book.query(&f).iter().map(|a| a.id).collect() };
+        let bans = Filter::default().with_kind(Some("ban".into())).unwrap();
+        assert_eq!(ids(bans), vec![4]);
+        let every = Filter::default().with_kind(Some(" ".into())).unwrap();
+        assert_eq!(ids(every), vec![1, 2, 3, 4]);
+        let e = Filter::default()
+            .with_kind(Some("bans".into()))
+            .unwrap_err();
+        assert!(
+            e.to_string()
+                .starts_with("kind: \"bans\" is not one of rule_hit, ban, unban,"),
+            "{e}"
         );
     }
 

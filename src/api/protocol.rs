@@ -65,6 +65,9 @@ pub enum Request {
         /// At most this many, the newest.
         #[serde(default)]
         limit: Option<usize>,
+        /// Only alerts of this kind (`ban`, `rule_hit`, `anomaly`, …).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        kind: Option<String>,
     },
     /// The risk summary.
     Insights,

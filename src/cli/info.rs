@@ -244,7 +244,16 @@ pub(super) fn insights(config: Option<&Path>, json: bool) -> Result<u8> {
     if json {
         return Ok(0);
     }
-    println!("risk {}/100: {}", d.risk_score, d.risk_level.to_uppercase());
+    if d.mode.is_empty() {
+        println!("risk {}/100: {}", d.risk_score, d.risk_level.to_uppercase());
+    } else {
+        println!(
+            "risk {}/100: {} (mode {})",
+            d.risk_score,
+            d.risk_level.to_uppercase(),
+            d.mode
+        );
+    }
     println!("  {}", d.summary);
     println!();
     let mut table = Table::new(&SIGNAL_COLUMNS).indent("  ");
@@ -320,6 +329,7 @@ fn alerts_from_log(config: Option<&Path>, req: &Request) -> Result<Vec<Alert>> {
         ip,
         container,
         limit,
+        kind,
     } = req
     else {
         return Ok(Vec::new());
@@ -339,6 +349,7 @@ fn alerts_from_log(config: Option<&Path>, req: &Request) -> Result<Vec<Alert>> {
         *limit,
         now,
     )
+    .and_then(|f| f.with_kind(kind.clone()))
     .map_err(|e| anyhow::anyhow!("--{e}"))?;
     eprintln!(
         "security-monitor: the daemon is not running; reading {}",

@@ -161,6 +161,9 @@ enum Command {
         /// Only alerts about this container (by name).
         #[arg(long)]
         container: Option<String>,
+        /// Only alerts of this kind.
+        #[arg(long, value_parser = clap::builder::PossibleValuesParser::new(security_monitor::alerts::KINDS))]
+        kind: Option<String>,
         /// At most this many, the newest.
         #[arg(long, short = 'n', default_value_t = 50)]
         limit: usize,
@@ -276,6 +279,7 @@ pub fn run() -> Result<u8> {
             severity,
             ip,
             container,
+            kind,
             limit,
             config,
             json,
@@ -286,6 +290,7 @@ pub fn run() -> Result<u8> {
                 ip,
                 container,
                 limit: Some(limit),
+                kind,
             },
             config.as_deref(),
             json,
