@@ -115,6 +115,9 @@ pub struct Source {
     health: ParseHealth,
     /// The profile's hint, once a line showed it (see `LineParser::hint`).
     hint: Option<String>,
+    /// Its own format and scope (a container's, see [`Replay::source_as`]); None: the
+    /// replay's.
+    own: Option<(String, Scope)>,
 }
 
 impl Replay {
@@ -191,21 +194,51 @@ impl Replay {
             parser,
             health: ParseHealth::for_format(&self.format),
             hint: None,
+            own: None,
+        })
+    }
+
+    /// Starts the next input, read in its own `format` and judged by only the rule
+    /// `categories` given (None: all), as the daemon reads a container whose profile
+    /// differs from the others'.
+    pub fn source_as(
+        &self,
+        format: &LogFormat,
+        categories: Option<Vec<String>>,
+    ) -> Result<Source, ReplayError> {
+        let mut parser = LineParser::new(format).map_err(ReplayError::Format)?;
+        if let Some(r) = self.reference {
+            parser.set_reference(r);
+        }
+        let scope = Scope {
+            categories,
+            profile: match format {
+                LogFormat::Profile(p) => Some(p.clone()),
+                _ => None,
+            },
+        };
+        Ok(Source {
+            parser,
+            health: ParseHealth::for_format(format),
+            hint: None,
+            own: Some((format.name().to_string(), scope)),
         })
     }
 
     /// Ends an input called `name` in notices: when most of its lines did not parse, a
     /// notice saying so is added to [`Report::notices`] and returned.
     pub fn end(&mut self, source: Source, name: &str) -> Vec<String> {
-        for (i, (_, n)) in source.parser.shape_counts().into_iter().enumerate() {
-            if let Some(c) = self.report.shapes.get_mut(i) {
-                c.lines += n;
+        for (shape, n) in source.parser.shape_counts() {
+            match self.report.shapes.iter_mut().find(|c| c.shape == shape) {
+                Some(c) => c.lines += n,
+                None => self.report.shapes.push(ShapeCount { shape, lines: n }),
             }
         }
-        let notice = source
-            .health
-            .notice()
-            .map(|n| n.describe(name, self.format.name()));
+        let format = match &source.own {
+            Some((f, _)) => f.as_str(),
+            None => self.format.name(),
+        };
+        let notice = source.health.notice().map(|n| n.describe(name, format));
         let hint = source.hint.map(|h| format!("{name}: {h}"));
         let notices: Vec<String> = notice.into_iter().chain(hint).collect();
         self.report.notices.extend(notices.iter().cloned());
@@ -214,6 +247,18 @@ impl Replay {
 
     /// One line of `source` (without its newline; `truncated`: cut at the bound).
     pub fn line(&mut self, source: &mut Source, line: &[u8], truncated: bool) {
+        self.judge(source, line, truncated, None);
+    }
+
+    /// [`line`](Self::line) for a line received at `received` (Unix seconds, Docker's
+    /// timestamp): the clock for a line whose own time does not parse, and the
+    /// reference for times without a year.
+    pub fn line_at(&mut self, source: &mut Source, line: &[u8], truncated: bool, received: i64) {
+        source.parser.set_reference(received);
+        self.judge(source, line, truncated, Some(received));
+    }
+
+    fn judge(&mut self, source: &mut Source, line: &[u8], truncated: bool, received: Option<i64>) {
         self.report.lines += 1;
         if truncated {
             self.report.truncated += 1;
@@ -228,11 +273,12 @@ impl Replay {
             return;
         };
         self.report.parsed += 1;
-        if let Some(t) = req.time {
+        if let Some(t) = req.time.or(received) {
             self.clock = t;
         }
         let now = self.clock;
-        let obs = self.detector.observe_in(&req, line, now, &self.scope);
+        let scope = source.own.as_ref().map_or(&self.scope, |(_, s)| s);
+        let obs = self.detector.observe_in(&req, line, now, scope);
         if let Some(model) = &mut self.anomaly {
             // Learned from only what is surely ordinary: answered 2xx/3xx, to a client
             // with no rule hit and no ban.
