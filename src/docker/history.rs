@@ -117,128 +117,167 @@ fn answered(e: &BollardError) -> bool {
 }
 
 /// Reads the history of `req.container` from dockerd at `host` (see
-/// [`super::docker_host`]), handing each line to `each` in order, oldest first. A line's
-/// `mark` is nobody's: history moves no cursor.
+/// [`super::docker_host`]), handing each line to `each` in order, oldest first: in one
+/// go, [`HistoryReader::open`] then [`HistoryReader::read`].
 pub async fn read_history(
     host: &str,
     req: &HistoryRequest,
-    mut each: impl FnMut(LogLine),
+    each: impl FnMut(LogLine),
 ) -> Result<History, HistoryError> {
-    let docker = connect(host)?;
-    let name = req.container.trim_start_matches('/').to_string();
-    let info = match docker.inspect_container(&name, None).await {
-        Ok(i) => i,
-        Err(BollardError::DockerResponseServerError {
-            status_code: 404, ..
-        }) => {
-            return Err(HistoryError::NotFound {
-                known: container_names(&docker).await,
-                name,
-                host: host.into(),
-            })
+    HistoryReader::open(host, req).await?.read(each).await
+}
+
+/// One container's history: inspected (so the caller can choose how to read its lines
+/// from its image and labels), then read.
+pub struct HistoryReader {
+    docker: Docker,
+    host: String,
+    req: HistoryRequest,
+    history: History,
+}
+
+impl HistoryReader {
+    /// Finds the container and checks that its log can be read back.
+    pub async fn open(host: &str, req: &HistoryRequest) -> Result<HistoryReader, HistoryError> {
+        let docker = connect(host)?;
+        let name = req.container.trim_start_matches('/').to_string();
+        let info = match docker.inspect_container(&name, None).await {
+            Ok(i) => i,
+            Err(BollardError::DockerResponseServerError {
+                status_code: 404, ..
+            }) => {
+                return Err(HistoryError::NotFound {
+                    known: container_names(&docker).await,
+                    name,
+                    host: host.into(),
+                })
+            }
+            Err(e) if answered(&e) => {
+                return Err(HistoryError::Refused {
+                    name,
+                    host: host.into(),
+                    error: describe(&e),
+                })
+            }
+            Err(e) => {
+                return Err(HistoryError::Unreachable {
+                    host: host.into(),
+                    error: describe(&e),
+                })
+            }
+        };
+        let config = info.config.unwrap_or_default();
+        let driver = info
+            .host_config
+            .and_then(|h| h.log_config)
+            .and_then(|l| l.typ)
+            .unwrap_or_default();
+        if !driver.is_empty() && !READABLE_DRIVERS.contains(&driver.as_str()) {
+            return Err(HistoryError::Unreadable { name, driver });
         }
-        Err(e) if answered(&e) => {
-            return Err(HistoryError::Refused {
-                name,
-                host: host.into(),
-                error: describe(&e),
-            })
-        }
-        Err(e) => {
-            return Err(HistoryError::Unreachable {
-                host: host.into(),
-                error: describe(&e),
-            })
-        }
-    };
-    let config = info.config.unwrap_or_default();
-    let driver = info
-        .host_config
-        .and_then(|h| h.log_config)
-        .and_then(|l| l.typ)
-        .unwrap_or_default();
-    if !driver.is_empty() && !READABLE_DRIVERS.contains(&driver.as_str()) {
-        return Err(HistoryError::Unreadable { name, driver });
+        let history = History {
+            id: info.id.unwrap_or_else(|| name.clone()),
+            name: info
+                .name
+                .map(|n| n.trim_start_matches('/').to_string())
+                .unwrap_or(name),
+            image: config.image.unwrap_or_default(),
+            labels: config.labels.unwrap_or_default(),
+            tty: config.tty.unwrap_or(false),
+            lines: 0,
+            truncated: 0,
+            cut: false,
+            oldest_ns: None,
+            newest_ns: None,
+        };
+        Ok(HistoryReader {
+            docker,
+            host: host.into(),
+            req: req.clone(),
+            history,
+        })
     }
-    let mut history = History {
-        id: info.id.unwrap_or_else(|| name.clone()),
-        name: info
-            .name
-            .map(|n| n.trim_start_matches('/').to_string())
-            .unwrap_or(name),
-        image: config.image.unwrap_or_default(),
-        labels: config.labels.unwrap_or_default(),
-        tty: config.tty.unwrap_or(false),
-        lines: 0,
-        truncated: 0,
-        cut: false,
-        oldest_ns: None,
-        newest_ns: None,
-    };
-    let read_error = |error: String, h: &History| HistoryError::Read {
-        name: h.name.clone(),
-        host: host.into(),
-        error,
-    };
-    let since = req.since.clamp(0, i32::MAX as i64) as i32;
-    let tail = match req.max_lines {
-        0 => "all".to_string(),
-        n => n.to_string(),
-    };
-    let unix_socket = host.strip_prefix("unix://").map(std::path::Path::new);
-    let mut source = Source::open(Open {
-        docker: &docker,
-        unix_socket,
-        tty: history.tty,
-        id: &history.id,
-        follow: false,
-        since,
-        tail: &tail,
-    })
-    .await
-    .map_err(|e| read_error(e.to_string(), &history))?;
-    let mut assembler = Assembler::new(req.max_line_bytes);
-    let mut batch: Vec<Assembled> = Vec::new();
-    let mut full = false;
-    let mut long = 0u64;
-    while let Some(item) = source.next().await {
-        match item.map_err(|e| read_error(e.to_string(), &history))? {
-            Chunk::Framed(stream, message) => assembler.push(stream, &message, &mut batch),
-            Chunk::Console(bytes) => assembler.push_console_bytes(&bytes, &mut batch),
+
+    /// The container as inspected (nothing read yet).
+    pub fn container(&self) -> &History {
+        &self.history
+    }
+
+    /// Reads the history, handing each line to `each` in order, oldest first. A line's
+    /// `mark` is nobody's: history moves no cursor.
+    pub async fn read(self, mut each: impl FnMut(LogLine)) -> Result<History, HistoryError> {
+        let HistoryReader {
+            docker,
+            host,
+            req,
+            mut history,
+        } = self;
+        let host = host.as_str();
+        let read_error = |error: String, h: &History| HistoryError::Read {
+            name: h.name.clone(),
+            host: host.into(),
+            error,
+        };
+        let since = req.since.clamp(0, i32::MAX as i64) as i32;
+        let tail = match req.max_lines {
+            0 => "all".to_string(),
+            n => n.to_string(),
+        };
+        let unix_socket = host.strip_prefix("unix://").map(std::path::Path::new);
+        let mut source = Source::open(Open {
+            docker: &docker,
+            unix_socket,
+            tty: history.tty,
+            id: &history.id,
+            follow: false,
+            since,
+            tail: &tail,
+        })
+        .await
+        .map_err(|e| read_error(e.to_string(), &history))?;
+        let mut assembler = Assembler::new(req.max_line_bytes);
+        let mut batch: Vec<Assembled> = Vec::new();
+        let mut full = false;
+        let mut long = 0u64;
+        while let Some(item) = source.next().await {
+            match item.map_err(|e| read_error(e.to_string(), &history))? {
+                Chunk::Framed(stream, message) => assembler.push(stream, &message, &mut batch),
+                Chunk::Console(bytes) => assembler.push_console_bytes(&bytes, &mut batch),
+            }
+            full = hand_on(
+                &mut history,
+                req.max_lines,
+                &mut batch,
+                &mut long,
+                &mut each,
+            );
+            if full {
+                break;
+            }
         }
-        full = hand_on(
-            &mut history,
-            req.max_lines,
-            &mut batch,
-            &mut long,
-            &mut each,
-        );
-        if full {
-            break;
+        if !full {
+            // The end of the log: a last line without a newline is a whole line.
+            assembler.flush(&mut batch);
+            full = hand_on(
+                &mut history,
+                req.max_lines,
+                &mut batch,
+                &mut long,
+                &mut each,
+            );
         }
+        drop(source);
+        // Docker counts the pieces of a long line apart: with one, fewer lines than the
+        // cap may still have been cut.
+        let maybe_cut = req.max_lines > 0 && (history.lines >= req.max_lines || long > 0);
+        if let (false, true, Some(oldest)) = (full, maybe_cut, history.oldest_ns) {
+            full = older_than(&docker, &history.id, since, oldest)
+                .await
+                .map_err(|e| read_error(e, &history))?;
+        }
+        history.cut = full;
+        Ok(history)
     }
-    if !full {
-        // The end of the log: a last line without a newline is a whole line.
-        assembler.flush(&mut batch);
-        full = hand_on(
-            &mut history,
-            req.max_lines,
-            &mut batch,
-            &mut long,
-            &mut each,
-        );
-    }
-    drop(source);
-    // Docker counts the pieces of a long line apart: with one, fewer lines than the
-    // cap may still have been cut.
-    let maybe_cut = req.max_lines > 0 && (history.lines >= req.max_lines || long > 0);
-    if let (false, true, Some(oldest)) = (full, maybe_cut, history.oldest_ns) {
-        full = older_than(&docker, &history.id, since, oldest)
-            .await
-            .map_err(|e| read_error(e, &history))?;
-    }
-    history.cut = full;
-    Ok(history)
 }
 
 /// Hands the assembled lines on, up to the cap; returns whether the cap was reached

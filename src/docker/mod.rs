@@ -33,7 +33,7 @@ use bollard::Docker;
 use serde::Serialize;
 
 pub use files::{Mount, LOGFILE_LABEL};
-pub use history::{read_history, History, HistoryError, HistoryRequest};
+pub use history::{read_history, History, HistoryError, HistoryReader, HistoryRequest};
 pub use select::{container_profile, ContainerProfile, Selection};
 pub use settings::{ContainerSettings, Limits, Settings, DEFAULT_SELECT_LABEL};
 pub use status::{ContainerStatus, FileStatus, StreamState, WatcherStatus};
