@@ -370,3 +370,57 @@ impl Replay {
         &self.detector
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SQLI: &[u8] = br#"{"remote_addr":"198.51.100.66","request":"GET /?q=1%27%20union%20select%20null-- HTTP/1.1","status":200}"#;
+
+    fn replay() -> Replay {
+        let json = LogFormat::builtin("json").expect("the json format");
+        Replay::new(&super::super::Settings::default(), json, 64 * 1024).expect("a replay")
+    }
+
+    #[test]
+    fn a_line_without_a_time_takes_the_time_it_was_received() {
+        let mut r = replay();
+        let mut s = r.source().unwrap();
+        r.line_at(&mut s, SQLI, false, 1_795_000_000);
+        r.end(s, "container web");
+        let report = r.finish(0.0);
+        assert_eq!(report.bans.len(), 1, "{report:?}");
+        assert_eq!(report.bans[0].first_seen, format_time(1_795_000_000));
+        // Without a received time, the last time seen (none yet: the epoch).
+        let mut r = replay();
+        let mut s = r.source().unwrap();
+        r.line(&mut s, SQLI, false);
+        assert_eq!(r.finish(0.0).bans[0].first_seen, format_time(0));
+    }
+
+    #[test]
+    fn a_source_of_its_own_is_judged_by_its_own_categories_and_format() {
+        let mut r = replay();
+        let json = LogFormat::builtin("json").unwrap();
+        let mut xss_only = r.source_as(&json, Some(vec!["xss".into()])).unwrap();
+        r.line_at(&mut xss_only, SQLI, false, 100);
+        r.end(xss_only, "container xss-only");
+        assert!(r.finish(0.0).bans.is_empty(), "sqli is not among its rules");
+        let mut all = r.source_as(&json, None).unwrap();
+        r.line_at(&mut all, SQLI, false, 101);
+        assert_eq!(r.finish(0.0).bans.len(), 1);
+        // A notice names the source's own format: combined lines read as json.
+        let combined = LogFormat::builtin("combined").unwrap();
+        let mut c = r.source_as(&combined, None).unwrap();
+        for _ in 0..200 {
+            r.line_at(&mut c, b"not a log line at all", false, 102);
+        }
+        let notices = r.end(c, "container odd");
+        assert!(
+            notices
+                .iter()
+                .any(|n| n.contains("container odd") && n.contains("combined")),
+            "{notices:?}"
+        );
+    }
+}
