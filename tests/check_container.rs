@@ -207,6 +207,28 @@ fn lines_without_a_time_are_judged_on_dockers_clock_and_tty_containers_are_read(
     let newest = report["containers"][0]["newest"].as_str().expect("newest");
     // Docker's timestamp, to the second (`first_seen` has no fraction).
     assert_eq!(&first_seen[..19], &newest[..19], "{report:#}");
+    // The cut of a TTY log is found as well (its log is read raw from the socket).
+    for (cap, lines, cut) in [("1", 1, true), ("2", 2, false)] {
+        let report = json_of(&check(
+            &env,
+            &config,
+            &[
+                "--container",
+                &name,
+                "--format",
+                "json",
+                "--max-lines",
+                cap,
+                "--json",
+            ],
+        ));
+        let c = &report["containers"][0];
+        assert_eq!(
+            (c["lines"].as_u64(), c["cut"].as_bool()),
+            (Some(lines), Some(cut)),
+            "--max-lines {cap}: {c:#}"
+        );
+    }
     env.remove_all(&p);
 }
 

@@ -281,7 +281,7 @@ fn replay_container(
     let reader = runtime.block_on(HistoryReader::open(&host, req))?;
     let c = reader.container();
     let (format, categories, reason) = match format {
-        Some(f) => (f.clone(), None, "--format or --profile".to_string()),
+        Some(f) => (f.clone(), None, "chosen on the command line".to_string()),
         None => {
             let labels = c.labels.clone().into_iter().collect();
             let (p, warnings) = docker::container_profile(cfg, &c.name, &c.image, &labels);

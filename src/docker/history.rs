@@ -17,6 +17,7 @@ use bollard::query_parameters::{ListContainersOptions, LogsOptions};
 use bollard::Docker;
 use futures_util::StreamExt;
 
+use super::console::ConsoleLog;
 use super::lines::{split_timestamp, Assembled, Assembler, PIECE_BYTES};
 use super::stream::{describe, Chunk, Open, Source};
 use super::{connect, cursor::Mark, DockerError, LogLine, Stream, READABLE_DRIVERS};
@@ -271,7 +272,8 @@ impl HistoryReader {
         // cap may still have been cut.
         let maybe_cut = req.max_lines > 0 && (history.lines >= req.max_lines || long > 0);
         if let (false, true, Some(oldest)) = (full, maybe_cut, history.oldest_ns) {
-            full = older_than(&docker, &history.id, since, oldest)
+            let tty_socket = unix_socket.filter(|_| history.tty);
+            full = older_than(&docker, tty_socket, &history.id, since, oldest)
                 .await
                 .map_err(|e| read_error(e, &history))?;
         }
@@ -291,8 +293,8 @@ fn hand_on(
 ) -> bool {
     for a in batch.drain(..) {
         if max_lines > 0 && history.lines >= max_lines {
-            // Docker sent more than was asked (it counts the pieces of long lines
-            // apart): the cap holds all the same.
+            // Docker sent more than was asked (a logging driver that ignores
+            // `tail`): the cap holds all the same.
             return true;
         }
         history.lines += 1;
@@ -323,8 +325,29 @@ fn hand_on(
 }
 
 /// Whether Docker holds a message since `since` older than `oldest_ns`: the first
-/// message up to the second after it is read, and its timestamp compared.
-async fn older_than(docker: &Docker, id: &str, since: i32, oldest_ns: i64) -> Result<bool, String> {
+/// message up to the second after it is read, and its timestamp compared. A TTY log on
+/// a Unix socket is read raw (`tty_socket`), so no long line is held whole for this.
+async fn older_than(
+    docker: &Docker,
+    tty_socket: Option<&std::path::Path>,
+    id: &str,
+    since: i32,
+    oldest_ns: i64,
+) -> Result<bool, String> {
+    if let Some(socket) = tty_socket {
+        let mut log = ConsoleLog::open_with(socket, id, false, since, "all")
+            .await
+            .map_err(|e| e.to_string())?;
+        // The first message's timestamp is in its first 40 bytes.
+        let mut head = Vec::new();
+        while head.len() < 40 {
+            match log.next().await {
+                Some(bytes) => head.extend_from_slice(&bytes.map_err(|e| e.to_string())?),
+                None => break,
+            }
+        }
+        return Ok(split_timestamp(&head).is_some_and(|(ts, _)| ts < oldest_ns));
+    }
     let until = oldest_ns.div_euclid(1_000_000_000).saturating_add(1);
     let mut logs = docker.logs(
         id,

@@ -7,7 +7,8 @@
 //! into one bounded channel the caller hands in. Log files a container writes inside
 //! itself (named by the label `security-monitor.logfile` or by its profile) are read
 //! through its mounts on the host ([`files`]) into the same channel. [`Watcher::status`]
-//! tells, per container, how its stream and files are doing.
+//! tells, per container, how its stream and files are doing. [`history`] reads a
+//! container's past lines once, the same way (for `check --container`).
 //!
 //! ```text
 //!  dockerd ── events ──▶ watch (which containers; start, stop, rename, destroy)
