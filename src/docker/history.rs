@@ -483,4 +483,25 @@ mod tests {
             .to_string();
         assert!(e.contains("/nonexistent/docker.sock"), "{e}");
     }
+
+    #[tokio::test]
+    async fn a_socket_nobody_listens_on_is_unreachable_and_says_where_to_look() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("docker.sock");
+        drop(std::os::unix::net::UnixListener::bind(&path).unwrap());
+        let host = format!("unix://{}", path.display());
+        let req = HistoryRequest {
+            container: "web".into(),
+            since: 0,
+            max_lines: 10,
+            max_line_bytes: 1024,
+        };
+        let e = read_history(&host, &req, |_| {}).await.unwrap_err();
+        assert!(matches!(e, HistoryError::Unreachable { .. }), "{e:?}");
+        let e = e.to_string();
+        assert!(
+            e.contains(&host) && e.contains("DOCKER_HOST") && e.contains("docker.socket"),
+            "{e}"
+        );
+    }
 }
