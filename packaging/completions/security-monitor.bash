@@ -237,7 +237,7 @@ _security__monitor() {
             return 0
             ;;
         security__subcmd__monitor__subcmd__check)
-            opts="-c -f -p -h --config --format --profile --json --anomalies --learn --help"
+            opts="-c -f -p -h --config --format --profile --json --anomalies --learn --container --since --max-lines --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -268,6 +268,18 @@ _security__monitor() {
                     return 0
                     ;;
                 --learn)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --container)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --since)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --max-lines)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;

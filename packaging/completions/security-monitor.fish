@@ -26,7 +26,7 @@ end
 
 complete -c security-monitor -n "__fish_security_monitor_needs_command" -s h -l help -d 'Print help'
 complete -c security-monitor -n "__fish_security_monitor_needs_command" -s V -l version -d 'Print version'
-complete -c security-monitor -n "__fish_security_monitor_needs_command" -f -a "check" -d 'Replay log files through the detector and report what the daemon would do'
+complete -c security-monitor -n "__fish_security_monitor_needs_command" -f -a "check" -d 'Replay log files, or a container\'s own history through the Docker API, through the detector and report what the daemon would do (never banning)'
 complete -c security-monitor -n "__fish_security_monitor_needs_command" -f -a "check-config" -d 'Validate a config file (like `nginx -t`); exits non-zero on any error'
 complete -c security-monitor -n "__fish_security_monitor_needs_command" -f -a "run" -d 'Run the daemon: follow Docker logs, detect, ban (what systemd starts)'
 complete -c security-monitor -n "__fish_security_monitor_needs_command" -f -a "status" -d 'How the running daemon is doing: uptime, firewall, containers and their streams, bans, rates'
@@ -50,6 +50,9 @@ complete -c security-monitor -n "__fish_security_monitor_using_subcommand check"
 complete -c security-monitor -n "__fish_security_monitor_using_subcommand check" -s f -l format -d 'Log format: auto, combined, common, vhost_combined, json, a profile, or a name under "formats" in the config' -r
 complete -c security-monitor -n "__fish_security_monitor_using_subcommand check" -s p -l profile -d 'Read the logs as this application profile (`security-monitor profiles` lists them)' -r
 complete -c security-monitor -n "__fish_security_monitor_using_subcommand check" -l learn -d 'Learn the baselines from this log first (ordinary traffic; repeatable), then judge LOGFILES. Implies --anomalies' -r -F
+complete -c security-monitor -n "__fish_security_monitor_using_subcommand check" -l container -d 'Replay this container\'s past log (through the Docker API, read as the daemon would read it) instead of log files; repeatable. Implies --anomalies' -r
+complete -c security-monitor -n "__fish_security_monitor_using_subcommand check" -l since -d 'With --container: the history from this long ago (`24h`, `30m`, `7d`) or this time (`2026-11-21T10:00:00Z`) on [default: 24h]' -r
+complete -c security-monitor -n "__fish_security_monitor_using_subcommand check" -l max-lines -d 'With --container: at most this many lines per container, the newest (the report says when this cut the history) [default: 1000000]' -r
 complete -c security-monitor -n "__fish_security_monitor_using_subcommand check" -l json -d 'Print one JSON object instead of the report'
 complete -c security-monitor -n "__fish_security_monitor_using_subcommand check" -l anomalies -d 'Also judge each request against per-endpoint baselines learned from the logs\' own ordinary traffic, and list what looks unusual'
 complete -c security-monitor -n "__fish_security_monitor_using_subcommand check" -s h -l help -d 'Print help'
@@ -121,7 +124,7 @@ complete -c security-monitor -n "__fish_security_monitor_using_subcommand rules"
 complete -c security-monitor -n "__fish_security_monitor_using_subcommand rules" -s h -l help -d 'Print help'
 complete -c security-monitor -n "__fish_security_monitor_using_subcommand profiles" -l json
 complete -c security-monitor -n "__fish_security_monitor_using_subcommand profiles" -s h -l help -d 'Print help'
-complete -c security-monitor -n "__fish_security_monitor_using_subcommand help; and not __fish_seen_subcommand_from check check-config run status reload ban unban list restore watch remove-firewall alerts insights health metrics test-notify completions rules profiles help" -f -a "check" -d 'Replay log files through the detector and report what the daemon would do'
+complete -c security-monitor -n "__fish_security_monitor_using_subcommand help; and not __fish_seen_subcommand_from check check-config run status reload ban unban list restore watch remove-firewall alerts insights health metrics test-notify completions rules profiles help" -f -a "check" -d 'Replay log files, or a container\'s own history through the Docker API, through the detector and report what the daemon would do (never banning)'
 complete -c security-monitor -n "__fish_security_monitor_using_subcommand help; and not __fish_seen_subcommand_from check check-config run status reload ban unban list restore watch remove-firewall alerts insights health metrics test-notify completions rules profiles help" -f -a "check-config" -d 'Validate a config file (like `nginx -t`); exits non-zero on any error'
 complete -c security-monitor -n "__fish_security_monitor_using_subcommand help; and not __fish_seen_subcommand_from check check-config run status reload ban unban list restore watch remove-firewall alerts insights health metrics test-notify completions rules profiles help" -f -a "run" -d 'Run the daemon: follow Docker logs, detect, ban (what systemd starts)'
 complete -c security-monitor -n "__fish_security_monitor_using_subcommand help; and not __fish_seen_subcommand_from check check-config run status reload ban unban list restore watch remove-firewall alerts insights health metrics test-notify completions rules profiles help" -f -a "status" -d 'How the running daemon is doing: uptime, firewall, containers and their streams, bans, rates'

@@ -37,6 +37,9 @@ _arguments "${_arguments_options[@]}" : \
 '(-f --format)-p+[Read the logs as this application profile (\`security-monitor profiles\` lists them)]:PROFILE:_default' \
 '(-f --format)--profile=[Read the logs as this application profile (\`security-monitor profiles\` lists them)]:PROFILE:_default' \
 '*--learn=[Learn the baselines from this log first (ordinary traffic; repeatable), then judge LOGFILES. Implies --anomalies]:FILE:_files' \
+'()*--container=[Replay this container'\''s past log (through the Docker API, read as the daemon would read it) instead of log files; repeatable. Implies --anomalies]:NAME:_default' \
+'--since=[With --container\: the history from this long ago (\`24h\`, \`30m\`, \`7d\`) or this time (\`2026-11-21T10\:00\:00Z\`) on \[default\: 24h\]]:WHEN:_default' \
+'--max-lines=[With --container\: at most this many lines per container, the newest (the report says when this cut the history) \[default\: 1000000\]]:N:_default' \
 '--json[Print one JSON object instead of the report]' \
 '--anomalies[Also judge each request against per-endpoint baselines learned from the logs'\'' own ordinary traffic, and list what looks unusual]' \
 '-h[Print help]' \
@@ -312,7 +315,7 @@ esac
 (( $+functions[_security-monitor_commands] )) ||
 _security-monitor_commands() {
     local commands; commands=(
-'check:Replay log files through the detector and report what the daemon would do' \
+'check:Replay log files, or a container'\''s own history through the Docker API, through the detector and report what the daemon would do (never banning)' \
 'check-config:Validate a config file (like \`nginx -t\`); exits non-zero on any error' \
 'run:Run the daemon\: follow Docker logs, detect, ban (what systemd starts)' \
 'status:How the running daemon is doing\: uptime, firewall, containers and their streams, bans, rates' \
@@ -368,7 +371,7 @@ _security-monitor__subcmd__health_commands() {
 (( $+functions[_security-monitor__subcmd__help_commands] )) ||
 _security-monitor__subcmd__help_commands() {
     local commands; commands=(
-'check:Replay log files through the detector and report what the daemon would do' \
+'check:Replay log files, or a container'\''s own history through the Docker API, through the detector and report what the daemon would do (never banning)' \
 'check-config:Validate a config file (like \`nginx -t\`); exits non-zero on any error' \
 'run:Run the daemon\: follow Docker logs, detect, ban (what systemd starts)' \
 'status:How the running daemon is doing\: uptime, firewall, containers and their streams, bans, rates' \

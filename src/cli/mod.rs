@@ -33,7 +33,8 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Replay log files through the detector and report what the daemon would do.
+    /// Replay log files, or a container's own history through the Docker API, through the
+    /// detector and report what the daemon would do (never banning).
     Check {
         /// Config file (default: /etc/security-monitor/monitor_config.json if it exists, else built-in defaults).
         #[arg(long, short)]
@@ -53,8 +54,20 @@ enum Command {
         /// Learn the baselines from this log first (ordinary traffic; repeatable), then judge LOGFILES. Implies --anomalies.
         #[arg(long, value_name = "FILE")]
         learn: Vec<PathBuf>,
+        /// Replay this container's past log (through the Docker API, read as the daemon
+        /// would read it) instead of log files; repeatable. Implies --anomalies.
+        #[arg(long, value_name = "NAME", conflicts_with = "logfiles")]
+        container: Vec<String>,
+        /// With --container: the history from this long ago (`24h`, `30m`, `7d`) or this
+        /// time (`2026-11-21T10:00:00Z`) on [default: 24h].
+        #[arg(long, value_name = "WHEN")]
+        since: Option<String>,
+        /// With --container: at most this many lines per container, the newest (the report
+        /// says when this cut the history) [default: 1000000].
+        #[arg(long, value_name = "N")]
+        max_lines: Option<u64>,
         /// Log files to read; `-` reads standard input.
-        #[arg(required = true)]
+        #[arg(required_unless_present = "container")]
         logfiles: Vec<PathBuf>,
     },
     /// Validate a config file (like `nginx -t`); exits non-zero on any error.
@@ -232,15 +245,31 @@ pub fn run() -> Result<u8> {
             json,
             anomalies,
             learn,
+            container,
+            since,
+            max_lines,
             logfiles,
-        } => offline::check(
-            config.as_deref(),
-            format.as_deref().or(profile.as_deref()),
-            profile.is_some(),
-            json,
-            (anomalies || !learn.is_empty()).then_some(&learn[..]),
-            &logfiles,
-        ),
+        } => {
+            if container.is_empty() && (since.is_some() || max_lines.is_some()) {
+                anyhow::bail!("--since and --max-lines choose how much of a container's history `check --container NAME` reads; with log files they mean nothing");
+            }
+            offline::check(
+                config.as_deref(),
+                format.as_deref().or(profile.as_deref()),
+                profile.is_some(),
+                json,
+                (anomalies || !learn.is_empty() || !container.is_empty()).then_some(&learn[..]),
+                &if container.is_empty() {
+                    offline::Input::Files(logfiles)
+                } else {
+                    offline::Input::Containers {
+                        names: container,
+                        since: since.unwrap_or_else(|| "24h".into()),
+                        max_lines: max_lines.unwrap_or(1_000_000),
+                    }
+                },
+            )
+        }
         Command::Profiles { json } => offline::profiles(json),
         Command::CheckConfig { file } => offline::check_config(file.as_deref()),
         Command::Rules { config, json } => offline::rules(config.as_deref(), json),

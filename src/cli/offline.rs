@@ -1,5 +1,5 @@
-//! Subcommands that need no daemon: `check` (replay log files), `check-config`,
-//! `rules`, `test-notify`.
+//! Subcommands that need no daemon: `check` (replay log files or a container's
+//! history), `check-config`, `rules`, `test-notify`.
 
 use std::fs::File;
 use std::io::{self, Write};
@@ -7,15 +7,33 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use anyhow::{Context, Result};
+use serde::Serialize;
 
-use security_monitor::config::{self, DEFAULT_CONFIG_PATH};
+use security_monitor::config::{self, Config, DEFAULT_CONFIG_PATH};
+use security_monitor::detect::parse::LogFormat;
 use security_monitor::detect::replay::{Replay, Report};
 use security_monitor::detect::rules::RuleSet;
 use security_monitor::detect::{anomaly, profile};
+use security_monitor::docker::{self, HistoryReader, HistoryRequest};
 use security_monitor::lines::for_each_line;
 
 use super::load_config;
 use super::table::{Column, Table};
+
+/// What `check` replays.
+pub(super) enum Input {
+    Files(Vec<PathBuf>),
+    /// Containers' own history through the Docker API: `since` as the operator wrote it
+    /// (a duration back from now, or a time), at most `max_lines` lines each.
+    Containers {
+        names: Vec<String>,
+        since: String,
+        max_lines: u64,
+    },
+}
+
+/// A progress line on stderr after every this many lines of a container's history.
+const PROGRESS_EVERY: u64 = 100_000;
 
 pub(super) fn check(
     config: Option<&Path>,
@@ -23,9 +41,10 @@ pub(super) fn check(
     is_profile: bool,
     json: bool,
     learn: Option<&[PathBuf]>,
-    logfiles: &[PathBuf],
+    input: &Input,
 ) -> Result<u8> {
     let cfg = load_config(config, json)?;
+    let explicit_format = format.is_some();
     let format_name = format.unwrap_or(&cfg.log_format);
     if is_profile && profile::profile(format_name).is_none() {
         anyhow::bail!(
@@ -46,9 +65,16 @@ pub(super) fn check(
         );
     };
     let replay_format = log_format.clone();
+    // A container is read in its own profile (as the daemon reads it), unless --format or
+    // --profile says otherwise.
+    let containers = matches!(input, Input::Containers { .. });
     let mut replay = Replay::new(
         &cfg.detect_settings(),
-        log_format,
+        if containers && !explicit_format {
+            LogFormat::Auto
+        } else {
+            log_format
+        },
         cfg.limits.max_line_bytes,
     )?;
     replay.set_reference(security_monitor::clock::unix_now());
@@ -95,29 +121,209 @@ pub(super) fn check(
         replay.set_model(model);
     }
     let started = Instant::now();
+    let histories = match input {
+        Input::Files(logfiles) => {
+            replay_files(&mut replay, logfiles)?;
+            None
+        }
+        Input::Containers {
+            names,
+            since,
+            max_lines,
+        } => {
+            let chosen = explicit_format.then_some(&replay_format);
+            let since = since_of(since)?;
+            let mut list = Vec::new();
+            for name in names {
+                list.push(replay_container(
+                    &mut replay,
+                    &cfg,
+                    chosen,
+                    &HistoryRequest {
+                        container: name.clone(),
+                        since,
+                        max_lines: *max_lines,
+                        max_line_bytes: cfg.limits.max_line_bytes,
+                    },
+                    json,
+                )?);
+            }
+            Some(list)
+        }
+    };
+    let report = replay.finish(started.elapsed().as_secs_f64());
+    let mut out = io::stdout().lock();
+    match (json, histories) {
+        (true, None) => serde_json::to_writer(&mut out, &report)?,
+        (true, Some(containers)) => serde_json::to_writer(
+            &mut out,
+            &ContainersReport {
+                report: &report,
+                containers,
+            },
+        )?,
+        (false, histories) => {
+            for h in histories.iter().flatten() {
+                write!(out, "{}", render_history(h))?;
+            }
+            write!(out, "{}", render_text(&report, replay.detector().rules()))?;
+        }
+    }
+    if json {
+        writeln!(out)?;
+    }
+    Ok(0)
+}
+
+/// `check --json` for containers: the report, and what was read of each container.
+#[derive(Serialize)]
+struct ContainersReport<'a> {
+    #[serde(flatten)]
+    report: &'a Report,
+    containers: Vec<ContainerHistory>,
+}
+
+/// What `check --container` read of one container.
+#[derive(Serialize)]
+struct ContainerHistory {
+    name: String,
+    id: String,
+    image: String,
+    /// The log format or profile its lines were read in, and why that one.
+    format: String,
+    format_reason: String,
+    /// The history asked for: from this time on, at most this many lines.
+    since: String,
+    max_lines: u64,
+    lines: u64,
+    truncated: u64,
+    /// Whether --max-lines cut the history: older lines since `since` were not read.
+    cut: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    oldest: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    newest: Option<String>,
+}
+
+fn render_history(h: &ContainerHistory) -> String {
+    use std::fmt::Write;
+    let mut out = String::new();
+    let id: String = h.id.chars().take(12).collect();
+    let _ = writeln!(
+        out,
+        "Container {} ({id}, image {}): {} lines since {}, read as {} ({})",
+        h.name,
+        if h.image.is_empty() { "?" } else { &h.image },
+        h.lines,
+        h.since,
+        h.format,
+        h.format_reason
+    );
+    if let (Some(o), Some(n)) = (&h.oldest, &h.newest) {
+        let _ = writeln!(out, "          from {o} to {n}");
+    }
+    if h.cut {
+        let _ = writeln!(
+            out,
+            "          cut at --max-lines {}: the older lines since {} were not read (raise --max-lines or shorten --since)",
+            h.max_lines, h.since
+        );
+    }
+    out
+}
+
+/// `--since`: a duration back from now (`24h`), or a time (`2026-11-21T10:00:00Z`).
+fn since_of(s: &str) -> Result<i64> {
+    if let Ok(secs) = security_monitor::time::parse_duration(s) {
+        return Ok(security_monitor::clock::unix_now().saturating_sub(secs as i64));
+    }
+    security_monitor::time::parse_time(s.trim().as_bytes()).ok_or_else(|| {
+        anyhow::anyhow!(
+            "--since {s:?}: give a duration back from now (\"24h\", \"30m\", \"7d\") or a time (\"2026-11-21T10:00:00Z\")"
+        )
+    })
+}
+
+/// Replays log files (`-`: standard input) in order.
+fn replay_files(replay: &mut Replay, logfiles: &[PathBuf]) -> Result<()> {
     for path in logfiles {
         let notice = if path.as_os_str() == "-" {
-            replay_input(&mut replay, io::stdin().lock(), "standard input")
+            replay_input(replay, io::stdin().lock(), "standard input")
                 .context("reading standard input")?
         } else {
             let file =
                 File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
-            replay_input(&mut replay, file, &path.display().to_string())
+            replay_input(replay, file, &path.display().to_string())
                 .with_context(|| format!("reading {}", path.display()))?
         };
         for n in notice {
             eprintln!("warning: {n}");
         }
     }
-    let report = replay.finish(started.elapsed().as_secs_f64());
-    let mut out = io::stdout().lock();
-    if json {
-        serde_json::to_writer(&mut out, &report)?;
-        writeln!(out)?;
-    } else {
-        write!(out, "{}", render_text(&report, replay.detector().rules()))?;
+    Ok(())
+}
+
+/// Replays one container's history through the Docker API (never following it), read in
+/// `format` if given, else as the daemon would read the container: its profile from its
+/// labels, the config and its image.
+fn replay_container(
+    replay: &mut Replay,
+    cfg: &Config,
+    format: Option<&LogFormat>,
+    req: &HistoryRequest,
+    quiet: bool,
+) -> Result<ContainerHistory> {
+    let host = docker::docker_host(cfg.docker.socket.as_deref());
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    let reader = runtime.block_on(HistoryReader::open(&host, req))?;
+    let c = reader.container();
+    let (format, categories, reason) = match format {
+        Some(f) => (f.clone(), None, "chosen on the command line".to_string()),
+        None => {
+            let labels = c.labels.clone().into_iter().collect();
+            let (p, warnings) = docker::container_profile(cfg, &c.name, &c.image, &labels);
+            for w in warnings {
+                eprintln!("warning: {w}");
+            }
+            (p.format, p.categories, p.reason)
+        }
+    };
+    let name = c.name.clone();
+    let mut source = replay.source_as(&format, categories)?;
+    let mut lines = 0u64;
+    let history = runtime.block_on(reader.read(|line| {
+        replay.line_at(
+            &mut source,
+            &line.bytes,
+            line.truncated,
+            line.docker_ts_ns.div_euclid(1_000_000_000),
+        );
+        lines += 1;
+        if !quiet && lines % PROGRESS_EVERY == 0 {
+            eprintln!("container {name}: {lines} lines replayed");
+        }
+    }))?;
+    for n in replay.end(source, &format!("container {name}")) {
+        eprintln!("warning: {n}");
     }
-    Ok(0)
+    let ts = |ns: Option<i64>| ns.map(docker::lines::format_ts_ns);
+    Ok(ContainerHistory {
+        name: history.name,
+        id: history.id,
+        image: history.image,
+        format: format.name().to_string(),
+        format_reason: reason,
+        since: security_monitor::time::format_time(req.since),
+        max_lines: req.max_lines,
+        lines: history.lines,
+        truncated: history.truncated,
+        cut: history.cut,
+        oldest: ts(history.oldest_ns),
+        newest: ts(history.newest_ns),
+    })
 }
 
 /// Reads one input to its end through the replay, with its own format recognition.

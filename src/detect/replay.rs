@@ -127,6 +127,9 @@ pub struct Source {
     health: ParseHealth,
     /// The profile's hint, once a line showed it (see `LineParser::hint`).
     hint: Option<String>,
+    /// Its own format and scope (a container's, see [`Replay::source_as`]); None: the
+    /// replay's.
+    own: Option<(String, Scope)>,
 }
 
 impl Replay {
@@ -205,21 +208,51 @@ impl Replay {
             parser,
             health: ParseHealth::for_format(&self.format),
             hint: None,
+            own: None,
+        })
+    }
+
+    /// Starts the next input, read in its own `format` and judged by only the rule
+    /// `categories` given (None: all), as the daemon reads a container whose profile
+    /// differs from the others'.
+    pub fn source_as(
+        &self,
+        format: &LogFormat,
+        categories: Option<Vec<String>>,
+    ) -> Result<Source, ReplayError> {
+        let mut parser = LineParser::new(format).map_err(ReplayError::Format)?;
+        if let Some(r) = self.reference {
+            parser.set_reference(r);
+        }
+        let scope = Scope {
+            categories,
+            profile: match format {
+                LogFormat::Profile(p) => Some(p.clone()),
+                _ => None,
+            },
+        };
+        Ok(Source {
+            parser,
+            health: ParseHealth::for_format(format),
+            hint: None,
+            own: Some((format.name().to_string(), scope)),
         })
     }
 
     /// Ends an input called `name` in notices: when most of its lines did not parse, a
     /// notice saying so is added to [`Report::notices`] and returned.
     pub fn end(&mut self, source: Source, name: &str) -> Vec<String> {
-        for (i, (_, n)) in source.parser.shape_counts().into_iter().enumerate() {
-            if let Some(c) = self.report.shapes.get_mut(i) {
-                c.lines += n;
+        for (shape, n) in source.parser.shape_counts() {
+            match self.report.shapes.iter_mut().find(|c| c.shape == shape) {
+                Some(c) => c.lines += n,
+                None => self.report.shapes.push(ShapeCount { shape, lines: n }),
             }
         }
-        let notice = source
-            .health
-            .notice()
-            .map(|n| n.describe(name, self.format.name()));
+        let format = match &source.own {
+            Some((f, _)) => f.as_str(),
+            None => self.format.name(),
+        };
+        let notice = source.health.notice().map(|n| n.describe(name, format));
         let hint = source.hint.map(|h| format!("{name}: {h}"));
         let notices: Vec<String> = notice.into_iter().chain(hint).collect();
         self.report.notices.extend(notices.iter().cloned());
@@ -228,6 +261,18 @@ impl Replay {
 
     /// One line of `source` (without its newline; `truncated`: cut at the bound).
     pub fn line(&mut self, source: &mut Source, line: &[u8], truncated: bool) {
+        self.judge(source, line, truncated, None);
+    }
+
+    /// [`line`](Self::line) for a line received at `received` (Unix seconds, Docker's
+    /// timestamp): the clock for a line whose own time does not parse, and the
+    /// reference for times without a year.
+    pub fn line_at(&mut self, source: &mut Source, line: &[u8], truncated: bool, received: i64) {
+        source.parser.set_reference(received);
+        self.judge(source, line, truncated, Some(received));
+    }
+
+    fn judge(&mut self, source: &mut Source, line: &[u8], truncated: bool, received: Option<i64>) {
         self.report.lines += 1;
         if truncated {
             self.report.truncated += 1;
@@ -242,11 +287,12 @@ impl Replay {
             return;
         };
         self.report.parsed += 1;
-        if let Some(t) = req.time {
+        if let Some(t) = req.time.or(received) {
             self.clock = t;
         }
         let now = self.clock;
-        let obs = self.detector.observe_in(&req, line, now, &self.scope);
+        let scope = source.own.as_ref().map_or(&self.scope, |(_, s)| s);
+        let obs = self.detector.observe_in(&req, line, now, scope);
         if let Some(model) = &mut self.anomaly {
             // Learned from only what is surely ordinary: answered 2xx/3xx, to a client
             // with no rule hit and no ban.
@@ -346,5 +392,59 @@ impl Replay {
 
     pub fn detector(&self) -> &Detector {
         &self.detector
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SQLI: &[u8] = br#"{"remote_addr":"198.51.100.66","request":"GET /?q=1%27%20union%20select%20null-- HTTP/1.1","status":200}"#;
+
+    fn replay() -> Replay {
+        let json = LogFormat::builtin("json").expect("the json format");
+        Replay::new(&super::super::Settings::default(), json, 64 * 1024).expect("a replay")
+    }
+
+    #[test]
+    fn a_line_without_a_time_takes_the_time_it_was_received() {
+        let mut r = replay();
+        let mut s = r.source().unwrap();
+        r.line_at(&mut s, SQLI, false, 1_795_000_000);
+        r.end(s, "container web");
+        let report = r.finish(0.0);
+        assert_eq!(report.bans.len(), 1, "{report:?}");
+        assert_eq!(report.bans[0].first_seen, format_time(1_795_000_000));
+        // Without a received time, the last time seen (none yet: the epoch).
+        let mut r = replay();
+        let mut s = r.source().unwrap();
+        r.line(&mut s, SQLI, false);
+        assert_eq!(r.finish(0.0).bans[0].first_seen, format_time(0));
+    }
+
+    #[test]
+    fn a_source_of_its_own_is_judged_by_its_own_categories_and_format() {
+        let mut r = replay();
+        let json = LogFormat::builtin("json").unwrap();
+        let mut xss_only = r.source_as(&json, Some(vec!["xss".into()])).unwrap();
+        r.line_at(&mut xss_only, SQLI, false, 100);
+        r.end(xss_only, "container xss-only");
+        assert!(r.finish(0.0).bans.is_empty(), "sqli is not among its rules");
+        let mut all = r.source_as(&json, None).unwrap();
+        r.line_at(&mut all, SQLI, false, 101);
+        assert_eq!(r.finish(0.0).bans.len(), 1);
+        // A notice names the source's own format: combined lines read as json.
+        let combined = LogFormat::builtin("combined").unwrap();
+        let mut c = r.source_as(&combined, None).unwrap();
+        for _ in 0..200 {
+            r.line_at(&mut c, b"not a log line at all", false, 102);
+        }
+        let notices = r.end(c, "container odd");
+        assert!(
+            notices
+                .iter()
+                .any(|n| n.contains("container odd") && n.contains("combined")),
+            "{notices:?}"
+        );
     }
 }

@@ -61,12 +61,14 @@ impl Drop for ConsoleLog {
 }
 
 impl ConsoleLog {
-    /// `GET /containers/ID/logs` with timestamps, from `since` (Unix seconds) on.
-    pub async fn open(
+    /// `GET /containers/ID/logs` with timestamps, from `since` (Unix seconds) on;
+    /// `tail` is Docker's: "all", or how many of the last messages.
+    pub async fn open_with(
         socket: &Path,
         id: &str,
         follow: bool,
         since: i32,
+        tail: &str,
     ) -> Result<Self, ConsoleError> {
         let stream = tokio::net::UnixStream::connect(socket)
             .await
@@ -81,7 +83,7 @@ impl ConsoleLog {
             let _ = conn.await;
         });
         let path = format!(
-            "/containers/{id}/logs?follow={}&stdout=1&stderr=1&timestamps=1&since={since}&tail=all",
+            "/containers/{id}/logs?follow={}&stdout=1&stderr=1&timestamps=1&since={since}&tail={tail}",
             u8::from(follow)
         );
         let request = hyper::Request::get(path)

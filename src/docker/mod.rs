@@ -7,7 +7,8 @@
 //! into one bounded channel the caller hands in. Log files a container writes inside
 //! itself (named by the label `security-monitor.logfile` or by its profile) are read
 //! through its mounts on the host ([`files`]) into the same channel. [`Watcher::status`]
-//! tells, per container, how its stream and files are doing.
+//! tells, per container, how its stream and files are doing. [`history`] reads a
+//! container's past lines once, the same way (for `check --container`).
 //!
 //! ```text
 //!  dockerd ── events ──▶ watch (which containers; start, stop, rename, destroy)
@@ -18,6 +19,7 @@
 mod console;
 pub mod cursor;
 pub mod files;
+pub mod history;
 pub mod lines;
 pub mod networks;
 pub mod select;
@@ -32,6 +34,7 @@ use bollard::Docker;
 use serde::Serialize;
 
 pub use files::{Mount, LOGFILE_LABEL};
+pub use history::{read_history, History, HistoryError, HistoryReader, HistoryRequest};
 pub use select::{container_profile, ContainerProfile, Selection};
 pub use settings::{ContainerSettings, Limits, Settings, DEFAULT_SELECT_LABEL};
 pub use status::{ContainerStatus, FileStatus, StreamState, WatcherStatus};

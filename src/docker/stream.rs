@@ -155,28 +155,64 @@ pub(crate) struct Follow {
 struct Closed;
 
 /// Where a log is read from: bollard's framed stream, or a TTY log read raw.
-enum Source {
+pub(super) enum Source {
     Api(Pin<Box<dyn futures_util::Stream<Item = Result<LogOutput, DockerError>> + Send>>),
     Console(ConsoleLog),
 }
 
 /// What a source yields: a framed message of one stream, or raw TTY bytes.
-enum Chunk {
+pub(super) enum Chunk {
     Framed(Stream, Bytes),
     Console(Bytes),
 }
 
 /// Why a log stream broke off: bollard's words (see [`describe`]) or the TTY reader's.
 #[derive(Debug, thiserror::Error)]
-enum StreamError {
+pub(super) enum StreamError {
     #[error("{0}")]
     Api(String),
     #[error(transparent)]
     Console(#[from] super::console::ConsoleError),
 }
 
+/// Where and how to open a container's log (see [`Source::open`]).
+pub(super) struct Open<'a> {
+    pub docker: &'a Docker,
+    /// dockerd's Unix socket, where a TTY log is read raw; None for a TCP address.
+    pub unix_socket: Option<&'a std::path::Path>,
+    pub tty: bool,
+    pub id: &'a str,
+    pub follow: bool,
+    /// Unix seconds; 0: from the start.
+    pub since: i32,
+    /// Docker's `tail`: "all", or how many of the last messages.
+    pub tail: &'a str,
+}
+
 impl Source {
-    async fn next(&mut self) -> Option<Result<Chunk, StreamError>> {
+    /// Opens a container's log with timestamps: a TTY log straight from dockerd's Unix
+    /// socket (so no line is held beyond its bound, see super::console), any other
+    /// through bollard.
+    pub(super) async fn open(o: Open<'_>) -> Result<Source, StreamError> {
+        if let (Some(socket), true) = (o.unix_socket, o.tty) {
+            let log = ConsoleLog::open_with(socket, o.id, o.follow, o.since, o.tail).await?;
+            return Ok(Source::Console(log));
+        }
+        Ok(Source::Api(Box::pin(o.docker.logs(
+            o.id,
+            Some(LogsOptions {
+                follow: o.follow,
+                stdout: true,
+                stderr: true,
+                since: o.since,
+                until: 0,
+                timestamps: true,
+                tail: o.tail.into(),
+            }),
+        ))))
+    }
+
+    pub(super) async fn next(&mut self) -> Option<Result<Chunk, StreamError>> {
         match self {
             Source::Api(logs) => loop {
                 return Some(match logs.next().await? {
@@ -253,27 +289,19 @@ impl Follow {
     async fn read(&self, follow: bool, backoff: &mut Backoff) -> Result<Option<String>, Closed> {
         let mut pos = Position::resume(*lock(&self.tracker.cursor));
         let since = self.since(&pos);
-        let mut source = match (&self.unix_socket, self.tty) {
-            // A TTY log has no frames: read it straight from dockerd, so no line is held
-            // beyond its bound (see super::console).
-            (Some(socket), true) => {
-                match ConsoleLog::open(socket, &self.tracker.id, follow, since).await {
-                    Ok(log) => Source::Console(log),
-                    Err(e) => return Ok(Some(e.to_string())),
-                }
-            }
-            _ => Source::Api(Box::pin(self.docker.logs(
-                &self.tracker.id,
-                Some(LogsOptions {
-                    follow,
-                    stdout: true,
-                    stderr: true,
-                    since,
-                    until: 0,
-                    timestamps: true,
-                    tail: "all".into(),
-                }),
-            ))),
+        let opened = Source::open(Open {
+            docker: &self.docker,
+            unix_socket: self.unix_socket.as_deref(),
+            tty: self.tty,
+            id: &self.tracker.id,
+            follow,
+            since,
+            tail: "all",
+        })
+        .await;
+        let mut source = match opened {
+            Ok(s) => s,
+            Err(e) => return Ok(Some(e.to_string())),
         };
         let mut assembler = Assembler::new(self.settings.max_line_bytes);
         let mut batch: Vec<Assembled> = Vec::new();
