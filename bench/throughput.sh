@@ -15,6 +15,7 @@
 #   BENCH_RUNS     security-monitor runs (default 3)
 #   BENCH_CPU      core to pin to (default 0)
 #   SKIP_FAIL2BAN  set to 1 to skip the fail2ban-regex comparison
+#   SKIP_ANOMALIES set to 1 to skip the runs with the baselines on (--anomalies)
 set -euo pipefail
 
 SCRIPT_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -208,6 +209,33 @@ SM_BEST_LPS=$(calc "$N / $SM_BEST")
 SM_MEDIAN_LPS=$(calc "$N / $SM_MEDIAN")
 echo
 
+# --- the same with the baselines on ---------------------------------------------------
+# Endpoint baselines and client behaviour (`--anomalies`): the target is at most 1.2x the
+# time without them. Runs alternate with plain ones, so both see the same machine.
+AN_STATUS=skipped
+if [[ ${SKIP_ANOMALIES:-0} != 1 ]]; then
+    echo "-- with the baselines on: check --json --format combined --anomalies, alternating with plain runs ($RUNS each)"
+    AN_WALLS=() PL_WALLS=() AN_RSS=()
+    for ((i = 1; i <= RUNS; i++)); do
+        run_measured "$WORK/plain.$i.json" "$WORK/plain.$i.err" "$WORK/plain.$i.rss" "$BIN" check --json --format combined "$LOG"
+        PL_WALLS+=("$WALL")
+        run_measured "$WORK/anom.$i.json" "$WORK/anom.$i.err" "$WORK/anom.$i.rss" "$BIN" check --json --format combined --anomalies "$LOG"
+        [[ $RC -eq 0 ]] || die "check --anomalies failed (run $i, exit $RC): $(tail -n 5 "$WORK/anom.$i.err")"
+        AN_WALLS+=("$WALL")
+        AN_RSS+=("$(rss_mb "$WORK/anom.$i.rss")")
+        printf '   run %d: plain %.3f s, --anomalies %.3f s (peak RSS %s)\n' "$i" "${PL_WALLS[-1]}" "$WALL" "${AN_RSS[-1]}"
+    done
+    med() { printf '%s\n' "$@" | sort -g | awk '{ w[NR] = $1 } END { print (NR % 2) ? w[(NR + 1) / 2] : (w[NR / 2] + w[NR / 2 + 1]) / 2 }'; }
+    PL_MED=$(med "${PL_WALLS[@]}")
+    AN_MED=$(med "${AN_WALLS[@]}")
+    AN_RATIO=$(calc "$AN_MED / $PL_MED")
+    echo "   $(python3 -c '
+import json,sys; d=json.load(open(sys.argv[1])); m=d.get("anomaly_model") or {}
+print("unusual requests %s; model: %s endpoints, %s learned, ~%.1f MB" % (d.get("anomalies_total"), m.get("endpoints"), m.get("learned"), (m.get("bytes") or 0) / 1e6))' "$WORK/anom.$RUNS.json")"
+    AN_STATUS=ran
+    echo
+fi
+
 # --- fail2ban-regex -----------------------------------------------------------------
 F2B_STATUS=skipped
 F2B_WHY=""
@@ -292,6 +320,12 @@ if [[ $F2B_STATUS == ran ]]; then
         "$TARGET_RATIO" "$(pass "$RATIO_MED >= $TARGET_RATIO")" "$RATIO_MED" "$RATIO_BEST"
 else
     echo "  >= ${TARGET_RATIO}x fail2ban-regex            : NOT JUDGED (fail2ban-regex skipped)"
+fi
+if [[ $AN_STATUS == ran ]]; then
+    printf '  --anomalies <= 1.2x the time     : %s (median %.3f s against %.3f s plain = %.2fx; peak RSS %s)\n' \
+        "$(pass "$AN_RATIO <= 1.2")" "$AN_MED" "$PL_MED" "$AN_RATIO" "${AN_RSS[*]}"
+else
+    echo "  --anomalies <= 1.2x the time     : NOT JUDGED (SKIP_ANOMALIES=1)"
 fi
 [[ -n ${BENCH_DIR:-} ]] && echo "work files kept in $WORK"
 exit 0
