@@ -131,7 +131,11 @@ impl Model {
                 learned: s.learned,
                 evicted: s.evicted,
                 tick: s.tick,
-                trust: s.trust.iter().map(|(&k, &v)| (k, v)).collect(),
+                trust: {
+                    let mut t: Vec<(u64, u32)> = s.trust.iter().map(|(&k, &v)| (k, v)).collect();
+                    t.sort_unstable();
+                    t
+                },
                 endpoints: s
                     .endpoints
                     .iter()
