@@ -32,8 +32,8 @@ use validate::Validator;
 
 use crate::alerts::Settings as AlertsSettings;
 use crate::api::Settings as ControlSettings;
-use crate::detect::anomaly::DaemonSettings as AnomalySettings;
 use crate::ban::{Policy as BanPolicy, StateSettings};
+use crate::detect::anomaly::DaemonSettings as AnomalySettings;
 use crate::detect::parse::{LogFormat, BUILTIN_FORMATS};
 use crate::detect::proxy::TrustedProxies;
 use crate::detect::rules::UserPattern;
@@ -722,6 +722,9 @@ mod tests {
         let text = include_str!("../../config/monitor_config.json");
         let cfg = parse_str(text).unwrap_or_else(|e| panic!("{e:#?}"));
         assert_eq!(cfg.ban.duration, 86400);
-        assert_eq!(cfg.anomaly, crate::detect::anomaly::DaemonSettings::default());
+        assert_eq!(
+            cfg.anomaly,
+            crate::detect::anomaly::DaemonSettings::default()
+        );
     }
 }

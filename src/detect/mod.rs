@@ -499,13 +499,19 @@ impl Detector {
             return obs;
         };
         let ban_seconds = self.ban_seconds;
-        obs.verdict = decide(state, ban_seconds, (rule, category, severity, hits), line, now)
-            .map(|v| Verdict {
-                ip: client.ip,
-                via: client.via,
-                allowlisted: self.never_ban(client.ip),
-                ..v
-            });
+        obs.verdict = decide(
+            state,
+            ban_seconds,
+            (rule, category, severity, hits),
+            line,
+            now,
+        )
+        .map(|v| Verdict {
+            ip: client.ip,
+            via: client.via,
+            allowlisted: self.never_ban(client.ip),
+            ..v
+        });
         obs
     }
 
@@ -1056,7 +1062,14 @@ mod tests {
 
     /// An anomaly of `score` by `ip` at `now`, scoped to nothing.
     fn anomaly(d: &mut Detector, ip: &str, score: f64, now: i64) -> Option<Verdict> {
-        d.anomaly(ip.parse().unwrap(), None, score, now, &UNSCOPED, b"GET /x?odd=1")
+        d.anomaly(
+            ip.parse().unwrap(),
+            None,
+            score,
+            now,
+            &UNSCOPED,
+            b"GET /x?odd=1",
+        )
     }
 
     #[test]

@@ -197,7 +197,10 @@ impl Model {
                     continue;
                 }
                 s.endpoints.push(endpoint(ef, max_samples)?);
-                s.index.insert(s.endpoints[s.endpoints.len() - 1].key, s.endpoints.len() - 1);
+                s.index.insert(
+                    s.endpoints[s.endpoints.len() - 1].key,
+                    s.endpoints.len() - 1,
+                );
             }
             while s.endpoints.len() > settings.max_endpoints.max(1) {
                 s.evict();

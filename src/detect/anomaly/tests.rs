@@ -241,7 +241,11 @@ fn a_saved_model_gives_the_same_findings_after_it_is_loaded() {
     assert_eq!(back.source_stats(), m.source_stats());
     for p in PROBES {
         let r = req("192.0.2.9", p);
-        assert_eq!(back.observe("shop", &r, false), m.observe("shop", &r, false), "{p}");
+        assert_eq!(
+            back.observe("shop", &r, false),
+            m.observe("shop", &r, false),
+            "{p}"
+        );
     }
     let odd = req("192.0.2.9", "/v1/items?%FFname=1&page=2%27");
     let found = back.observe("api", &odd, false);
@@ -251,7 +255,10 @@ fn a_saved_model_gives_the_same_findings_after_it_is_loaded() {
     warm(&mut m, 500);
     warm(&mut back, 500);
     let text = |m: &Model| String::from_utf8(m.snapshot().to_json().unwrap()).unwrap();
-    assert!(text(&back) == text(&m), "the models differ after learning alike");
+    assert!(
+        text(&back) == text(&m),
+        "the models differ after learning alike"
+    );
     // A loaded model takes the config's settings, not the file's.
     let fewer = Settings {
         max_endpoints: 1,
@@ -272,7 +279,11 @@ fn a_bad_file_is_refused_with_a_reason_never_a_panic() {
     assert!(err(b"").contains("not a model file"), "{}", err(b""));
     assert!(err(&good.as_bytes()[..good.len() / 2]).contains("not a model file"));
     let v2 = good.replacen(r#""version":1"#, r#""version":2"#, 1);
-    assert!(err(v2.as_bytes()).contains("version 2"), "{}", err(v2.as_bytes()));
+    assert!(
+        err(v2.as_bytes()).contains("version 2"),
+        "{}",
+        err(v2.as_bytes())
+    );
     let mut hashed: serde_json::Value = serde_json::from_str(&good).unwrap();
     hashed["hash_check"] = 1.into();
     let hashed = hashed.to_string();
@@ -292,6 +303,9 @@ fn a_bad_file_is_refused_with_a_reason_never_a_panic() {
     }
     let mut loaded = Model::from_json(s, wild.to_string().as_bytes()).expect("usable");
     warm(&mut loaded, 100);
-    let odd = req("192.0.2.9", "/shop/add.jsp?id=1%27&name=Vino+Rioja&qty=1&B1=Add");
+    let odd = req(
+        "192.0.2.9",
+        "/shop/add.jsp?id=1%27&name=Vino+Rioja&qty=1&B1=Add",
+    );
     assert!(loaded.observe("shop", &odd, false).is_some());
 }
