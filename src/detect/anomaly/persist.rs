@@ -51,8 +51,8 @@ struct SourceFile {
     learned: u64,
     evicted: u64,
     tick: usize,
-    /// (client hash, ordinary clean requests) per client.
-    trust: Vec<(u64, u32)>,
+    /// Hashes of the clients that earned trust (see `TRUST_AFTER`).
+    trust: Vec<u64>,
     endpoints: Vec<EndpointFile>,
 }
 
@@ -131,8 +131,16 @@ impl Model {
                 learned: s.learned,
                 evicted: s.evicted,
                 tick: s.tick,
+                // Only the clients that earned trust: the others (most of them, one
+                // request each) earn it again in a few requests, and would make most
+                // of the file.
                 trust: {
-                    let mut t: Vec<(u64, u32)> = s.trust.iter().map(|(&k, &v)| (k, v)).collect();
+                    let mut t: Vec<u64> = s
+                        .trust
+                        .iter()
+                        .filter(|(_, &n)| n >= TRUST_AFTER)
+                        .map(|(&k, _)| k)
+                        .collect();
                     t.sort_unstable();
                     t
                 },
@@ -189,8 +197,8 @@ impl Model {
                 tick: sf.tick,
                 ..Source::default()
             };
-            for (k, v) in sf.trust.into_iter().take(MAX_TRUST) {
-                s.trust.insert(k, v.min(TRUST_AFTER));
+            for k in sf.trust.into_iter().take(MAX_TRUST) {
+                s.trust.insert(k, TRUST_AFTER);
             }
             for ef in sf.endpoints {
                 if s.index.contains_key(&ef.key) {
