@@ -1561,3 +1561,87 @@ fn an_odd_request_to_a_learned_endpoint_is_an_anomaly_alert_and_the_model_outliv
         metrics(&d)
     );
 }
+
+#[test]
+fn a_reload_to_mode_ban_keeps_the_baselines_and_three_anomalies_ban() {
+    let test = "a_reload_to_mode_ban_keeps_the_baselines_and_three_anomalies_ban";
+    let Some((env, netns)) = setup(test) else {
+        return;
+    };
+    let d = Daemon::new(&netns, "smt_anomban", r#", "anomaly": {"min_samples": 20}"#);
+    let name = format!("{}shop", common::prefix("anomban"));
+    let _container = Container::run(
+        &env,
+        &name,
+        &d.label(),
+        "mkdir -p /tmp; touch /tmp/in; tail -n +1 -f /tmp/in",
+    );
+    let append = |lines: &[String]| {
+        let text: String = lines.iter().map(|l| format!("{l}\n")).collect();
+        let script = format!("cat >> /tmp/in <<'EOF'\n{text}EOF\n");
+        env.docker(&["exec", &name, "/bin/busybox", "sh", "-c", &script]);
+    };
+    let training: Vec<String> = (0..60)
+        .map(|k| {
+            request_line(
+                &format!("198.51.100.{}", 10 + k % 20),
+                &format!("/cart?item={}&qty={}", k % 5 + 1, k % 3 + 1),
+            )
+        })
+        .collect();
+    append(&training);
+    let learned = format!("security_monitor_anomaly_learned{{container=\"{name}\"}} 60");
+    let metrics = |d: &Daemon| String::from_utf8_lossy(&d.cli(&["metrics"]).stdout).into_owned();
+    assert!(
+        wait_until(Duration::from_secs(20), || metrics(&d).contains(&learned)),
+        "{}\n{}",
+        metrics(&d),
+        d.log()
+    );
+    // To mode ban by a reload: what was learned stays.
+    std::fs::write(
+        &d.cfg,
+        d.config_text(r#", "anomaly": {"min_samples": 20, "mode": "ban"}"#),
+    )
+    .unwrap();
+    let out = d.cli(&["reload"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        metrics(&d).contains(&learned),
+        "the reload dropped the baselines:\n{}",
+        metrics(&d)
+    );
+    // One odd request from one client, three from another: only the second is banned.
+    append(&[
+        request_line("203.0.113.196", "/cart?item=1&qty=1&debug=1"),
+        request_line("203.0.113.195", "/cart?item=1&qty=1&debug=1"),
+        request_line("203.0.113.195", "/cart?item=1&qty=1&admin=1"),
+        request_line("203.0.113.195", "/cart?item=1%27&qty=1"),
+    ]);
+    assert!(
+        wait_until(Duration::from_secs(15), || d
+            .kernel_set()
+            .contains("203.0.113.195")),
+        "three anomalies did not ban:\n{}\n{}",
+        metrics(&d),
+        d.log()
+    );
+    let list: serde_json::Value =
+        serde_json::from_slice(&d.cli(&["list", "--json"]).stdout).expect("list --json");
+    let ban = list
+        .as_array()
+        .and_then(|l| l.iter().find(|b| b["ip"] == "203.0.113.195"))
+        .cloned()
+        .unwrap_or_default();
+    assert_eq!(ban["rule"], "anomaly", "{list}");
+    assert_eq!(ban["category"], "anomaly", "{list}");
+    assert_eq!(ban["severity"], "medium", "{list}");
+    assert!(
+        !d.kernel_set().contains("203.0.113.196"),
+        "one anomaly banned"
+    );
+}
