@@ -153,6 +153,7 @@ pub(super) fn spawn(
     let mut p = Pipeline {
         anomaly: model,
         saver,
+        anomaly_missing: HashMap::new(),
         cfg,
         detector,
         labels,
@@ -215,6 +216,9 @@ struct Pipeline {
     /// name, and what saves them.
     anomaly: Option<anomaly::Model>,
     saver: super::anomaly::Saver,
+    /// Since when each container with baselines has been missing from the watcher's
+    /// list (see `anomaly::PRUNE_GRACE`).
+    anomaly_missing: HashMap<String, Instant>,
 }
 
 impl Pipeline {
@@ -536,12 +540,28 @@ impl Pipeline {
 
     /// Forgets what is kept for containers the watcher no longer follows (destroyed, or
     /// no longer selected): containers that come and go must not grow these maps without
-    /// bound. A container that comes back starts afresh.
+    /// bound. A container that comes back starts afresh, except for its endpoint
+    /// baselines, which go only once it has been missing for `PRUNE_GRACE` (a deploy
+    /// recreates a container under the same name, and the baselines took long to learn).
     fn prune(&mut self, ids: &HashSet<String>, names: &HashSet<String>, listed: bool) {
         self.sources.retain(|(id, _), _| ids.contains(id));
         if listed {
             if let Some(m) = &mut self.anomaly {
-                m.retain_sources(|name| names.contains(name));
+                let gone = super::anomaly::gone(
+                    &mut self.anomaly_missing,
+                    m.source_names(),
+                    names,
+                    Instant::now(),
+                    super::anomaly::PRUNE_GRACE,
+                );
+                if !gone.is_empty() {
+                    tracing::info!(
+                        "endpoint baselines: dropped those of {} (not followed for {} minutes)",
+                        gone.join(", "),
+                        super::anomaly::PRUNE_GRACE.as_secs() / 60
+                    );
+                    m.retain_sources(|name| !gone.iter().any(|g| g == name));
+                }
             }
         }
         self.stats.anomalies.retain(|k, _| names.contains(k));

@@ -265,6 +265,11 @@ impl Model {
         }
     }
 
+    /// The sources' names.
+    pub fn source_names(&self) -> impl Iterator<Item = &str> {
+        self.sources.keys().map(String::as_str)
+    }
+
     /// Moves on whenever what the model holds changes (the daemon saves it only then).
     pub fn generation(&self) -> u64 {
         self.generation
