@@ -1554,6 +1554,20 @@ fn an_odd_request_to_a_learned_endpoint_is_an_anomaly_alert_and_the_model_outliv
         anomaly_alerts(&d),
         d.log()
     );
+    let status: serde_json::Value =
+        serde_json::from_slice(&d.cli(&["status", "--json"]).stdout).expect("status --json");
+    let a = &status["anomaly"];
+    assert_eq!(a["mode"], "alert", "{status}");
+    assert_eq!(a["containers"][0]["container"], name.as_str(), "{status}");
+    assert_eq!(a["containers"][0]["endpoints"], 1, "{status}");
+    assert_eq!(a["containers"][0]["learned"], 60, "{status}");
+    let text = String::from_utf8_lossy(&d.cli(&["status"]).stdout).into_owned();
+    assert!(
+        text.contains(&format!(
+            "baseline     {name}: 1 endpoints, 60 requests learned"
+        )),
+        "{text}"
+    );
     let lines = format!("security_monitor_lines_read_total{{container=\"{name}\"}} 1\n");
     assert!(
         metrics(&d).contains(&lines),
