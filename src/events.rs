@@ -46,6 +46,21 @@ pub enum Event {
         /// The line, escaped and truncated.
         line: String,
     },
+    /// A request strayed from its endpoint's baseline (`anomaly.mode` alert or ban); see
+    /// `detect::anomaly`.
+    Anomaly {
+        at: i64,
+        ip: IpAddr,
+        container: String,
+        /// How unusual, 0 to 1 (an endpoint never seen is 0.2).
+        score: f64,
+        /// Why, in words.
+        reason: String,
+        /// `METHOD /route/{n}`.
+        endpoint: String,
+        /// The line, escaped and truncated.
+        line: String,
+    },
     /// The config was reloaded, or a reload was rejected (`error`).
     Reload { at: i64, error: Option<String> },
     /// A firewall change failed.
@@ -101,6 +116,7 @@ impl Event {
             | Event::Held(Refusal { at, .. })
             | Event::NeverBan(Refusal { at, .. })
             | Event::RuleHit { at, .. }
+            | Event::Anomaly { at, .. }
             | Event::Reload { at, .. }
             | Event::FirewallError { at, .. }
             | Event::DockerConnection { at, .. }

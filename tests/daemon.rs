@@ -1494,3 +1494,236 @@ fn a_profile_reads_its_applications_log_files_through_the_mounts() {
         .args(["rmi", "-f", &image])
         .output();
 }
+
+/// A combined line for `target` from `ip`, answered 200.
+fn request_line(ip: &str, target: &str) -> String {
+    format!(
+        r#"{ip} - - [21/Nov/2026:10:00:00 +0000] "GET {target} HTTP/1.1" 200 5 "-" "Mozilla/5.0""#
+    )
+}
+
+/// The alerts of kind `anomaly`, as `alerts --json` lists them.
+fn anomaly_alerts(d: &Daemon) -> Vec<serde_json::Value> {
+    let out = d.cli(&["alerts", "--json"]);
+    let all: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
+    all.as_array()
+        .map(|a| {
+            a.iter()
+                .filter(|a| a["kind"] == "anomaly")
+                .cloned()
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+#[test]
+fn an_odd_request_to_a_learned_endpoint_is_an_anomaly_alert_and_the_model_outlives_a_restart() {
+    let test =
+        "an_odd_request_to_a_learned_endpoint_is_an_anomaly_alert_and_the_model_outlives_a_restart";
+    let Some((env, netns)) = setup(test) else {
+        return;
+    };
+    let mut d = Daemon::new(&netns, "smt_anomaly", r#", "anomaly": {"min_samples": 20}"#);
+    let name = format!("{}shop", common::prefix("anomaly"));
+    // The container prints what is appended to /tmp/in, so lines can be added later
+    // (after the daemon's restart) with `docker exec`.
+    let _container = Container::run(
+        &env,
+        &name,
+        &d.label(),
+        "mkdir -p /tmp; touch /tmp/in; tail -n +1 -f /tmp/in",
+    );
+    let append = |lines: &[String]| {
+        let text: String = lines.iter().map(|l| format!("{l}\n")).collect();
+        let script = format!("cat >> /tmp/in <<'EOF'\n{text}EOF\n");
+        env.docker(&["exec", &name, "/bin/busybox", "sh", "-c", &script]);
+    };
+    // 60 ordinary searches from 20 clients (no client may give more than its share),
+    // every value already in the first round (a value first seen late is itself odd).
+    let mut training = Vec::new();
+    for round in 0..3 {
+        for i in 0..20 {
+            let word = ["shoes", "boots", "socks"][(i + round) % 3];
+            training.push(request_line(
+                &format!("198.51.100.{}", 10 + i),
+                &format!("/search?q={word}&page={}", i % 2 + 1),
+            ));
+        }
+    }
+    append(&training);
+    let learned = format!("security_monitor_anomaly_learned{{container=\"{name}\"}} 60");
+    let metrics = |d: &Daemon| String::from_utf8_lossy(&d.cli(&["metrics"]).stdout).into_owned();
+    assert!(
+        wait_until(Duration::from_secs(20), || metrics(&d).contains(&learned)),
+        "the baseline did not learn the 60 searches:\n{}\n{}",
+        metrics(&d),
+        d.log()
+    );
+    assert!(anomaly_alerts(&d).is_empty(), "{:?}", anomaly_alerts(&d));
+
+    // A parameter the endpoint never takes: an anomaly alert, medium, about that endpoint.
+    append(&[request_line(
+        "203.0.113.190",
+        "/search?q=shoes&page=1&debug=1",
+    )]);
+    assert!(
+        wait_until(Duration::from_secs(15), || !anomaly_alerts(&d).is_empty()),
+        "no anomaly alert:\n{}",
+        d.log()
+    );
+    let alerts = anomaly_alerts(&d);
+    assert_eq!(alerts.len(), 1, "{alerts:?}");
+    let a = &alerts[0];
+    assert_eq!(a["ip"], "203.0.113.190", "{a}");
+    assert_eq!(a["severity"], "medium", "{a}");
+    assert_eq!(a["category"], "anomaly", "{a}");
+    assert_eq!(a["rule"], "GET /search", "{a}");
+    assert_eq!(a["container"], name.as_str(), "{a}");
+    let what = a["line"].as_str().unwrap_or_default();
+    assert!(what.contains("parameter `debug`"), "{a}");
+    assert!(
+        metrics(&d).contains(&format!(
+            "security_monitor_anomalies_total{{container=\"{name}\"}} 1"
+        )),
+        "{}",
+        metrics(&d)
+    );
+    assert!(
+        !d.kernel_set().contains("203.0.113.190"),
+        "mode alert banned the client"
+    );
+
+    // A clean stop saves the model; the next start loads it and flags without
+    // retraining (the training lines are behind the log cursor: not read again).
+    d.signal("-TERM");
+    assert_eq!(d.wait_exit(Duration::from_secs(10)), Some(0), "{}", d.log());
+    let file = d.dir.path().join("state/anomaly_model.json");
+    let saved = std::fs::read_to_string(&file).unwrap_or_default();
+    let model: serde_json::Value = serde_json::from_str(&saved)
+        .unwrap_or_else(|e| panic!("{}: {e}\n{}", file.display(), d.log()));
+    assert_eq!(model["version"], 1, "{saved}");
+    assert!(saved.contains("GET /search"), "{saved}");
+    d.start(&[]);
+    assert!(
+        d.log()
+            .contains("endpoint baselines: loaded 1 endpoint(s), 60 request(s) learned"),
+        "{}",
+        d.log()
+    );
+    append(&[request_line(
+        "203.0.113.191",
+        "/search?q=shoes&page=1&admin=true",
+    )]);
+    assert!(
+        wait_until(Duration::from_secs(15), || anomaly_alerts(&d)
+            .iter()
+            .any(|a| a["ip"] == "203.0.113.191")),
+        "no anomaly after the restart: {:?}\n{}",
+        anomaly_alerts(&d),
+        d.log()
+    );
+    let status: serde_json::Value =
+        serde_json::from_slice(&d.cli(&["status", "--json"]).stdout).expect("status --json");
+    let a = &status["anomaly"];
+    assert_eq!(a["mode"], "alert", "{status}");
+    assert_eq!(a["containers"][0]["container"], name.as_str(), "{status}");
+    assert_eq!(a["containers"][0]["endpoints"], 1, "{status}");
+    assert_eq!(a["containers"][0]["learned"], 60, "{status}");
+    let text = String::from_utf8_lossy(&d.cli(&["status"]).stdout).into_owned();
+    assert!(
+        text.contains(&format!(
+            "baseline     {name}: 1 endpoints, 60 requests learned"
+        )),
+        "{text}"
+    );
+    let lines = format!("security_monitor_lines_read_total{{container=\"{name}\"}} 1\n");
+    assert!(
+        metrics(&d).contains(&lines),
+        "the training lines were read again:\n{}",
+        metrics(&d)
+    );
+}
+
+#[test]
+fn a_reload_to_mode_ban_keeps_the_baselines_and_three_anomalies_ban() {
+    let test = "a_reload_to_mode_ban_keeps_the_baselines_and_three_anomalies_ban";
+    let Some((env, netns)) = setup(test) else {
+        return;
+    };
+    let d = Daemon::new(&netns, "smt_anomban", r#", "anomaly": {"min_samples": 20}"#);
+    let name = format!("{}shop", common::prefix("anomban"));
+    let _container = Container::run(
+        &env,
+        &name,
+        &d.label(),
+        "mkdir -p /tmp; touch /tmp/in; tail -n +1 -f /tmp/in",
+    );
+    let append = |lines: &[String]| {
+        let text: String = lines.iter().map(|l| format!("{l}\n")).collect();
+        let script = format!("cat >> /tmp/in <<'EOF'\n{text}EOF\n");
+        env.docker(&["exec", &name, "/bin/busybox", "sh", "-c", &script]);
+    };
+    let training: Vec<String> = (0..60)
+        .map(|k| {
+            request_line(
+                &format!("198.51.100.{}", 10 + k % 20),
+                &format!("/cart?item={}&qty={}", k % 5 + 1, k % 3 + 1),
+            )
+        })
+        .collect();
+    append(&training);
+    let learned = format!("security_monitor_anomaly_learned{{container=\"{name}\"}} 60");
+    let metrics = |d: &Daemon| String::from_utf8_lossy(&d.cli(&["metrics"]).stdout).into_owned();
+    assert!(
+        wait_until(Duration::from_secs(20), || metrics(&d).contains(&learned)),
+        "{}\n{}",
+        metrics(&d),
+        d.log()
+    );
+    // To mode ban by a reload: what was learned stays.
+    std::fs::write(
+        &d.cfg,
+        d.config_text(r#", "anomaly": {"min_samples": 20, "mode": "ban"}"#),
+    )
+    .unwrap();
+    let out = d.cli(&["reload"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        metrics(&d).contains(&learned),
+        "the reload dropped the baselines:\n{}",
+        metrics(&d)
+    );
+    // One odd request from one client, three from another: only the second is banned.
+    append(&[
+        request_line("203.0.113.196", "/cart?item=1&qty=1&debug=1"),
+        request_line("203.0.113.195", "/cart?item=1&qty=1&debug=1"),
+        request_line("203.0.113.195", "/cart?item=1&qty=1&admin=1"),
+        request_line("203.0.113.195", "/cart?item=1%27&qty=1"),
+    ]);
+    assert!(
+        wait_until(Duration::from_secs(15), || d
+            .kernel_set()
+            .contains("203.0.113.195")),
+        "three anomalies did not ban:\n{}\n{}",
+        metrics(&d),
+        d.log()
+    );
+    let list: serde_json::Value =
+        serde_json::from_slice(&d.cli(&["list", "--json"]).stdout).expect("list --json");
+    let ban = list
+        .as_array()
+        .and_then(|l| l.iter().find(|b| b["ip"] == "203.0.113.195"))
+        .cloned()
+        .unwrap_or_default();
+    assert_eq!(ban["rule"], "anomaly", "{list}");
+    assert_eq!(ban["category"], "anomaly", "{list}");
+    assert_eq!(ban["severity"], "medium", "{list}");
+    assert!(
+        !d.kernel_set().contains("203.0.113.196"),
+        "one anomaly banned"
+    );
+}

@@ -51,7 +51,7 @@ pub struct Alert {
     /// critical, high, medium or low. A line of the log with another word is not an
     /// alert: [`log::AlertLog::load`] counts it among the bad lines.
     pub severity: Severity,
-    /// What happened: rule_hit, ban, unban, held, never_ban, error_rate,
+    /// What happened: rule_hit, anomaly, ban, unban, held, never_ban, error_rate,
     /// docker_disconnected, docker_reconnected, firewall_error, reload_failed.
     pub kind: String,
     /// The rule's category (sqli, xss, …), or what the kind is about (docker, firewall, …).
@@ -192,6 +192,23 @@ pub fn from_event(e: &Event) -> Option<Alert> {
             line: cut(line),
             ..Alert::new(*at, *severity, "rule_hit", category)
         },
+        // Folded per IP and endpoint (the alert's rule), so a client hammering one odd
+        // request is one alert with a count. Never high: it is a reason to look.
+        Event::Anomaly {
+            at,
+            ip,
+            container,
+            score,
+            reason,
+            endpoint,
+            line,
+        } => Alert {
+            rule: endpoint.clone(),
+            ip: Some(*ip),
+            container: container.clone(),
+            line: cut(&format!("{reason} (score {score:.2}): {line}")),
+            ..Alert::new(*at, anomaly_severity(*score), "anomaly", "anomaly")
+        },
         Event::Ban {
             at,
             record,
@@ -286,6 +303,16 @@ pub fn from_event(e: &Event) -> Option<Alert> {
             ..Alert::new(*at, Severity::High, "unparsed_lines", "log_format")
         },
     })
+}
+
+/// An anomaly's alert severity: low below a score of 0.5 (an endpoint never seen),
+/// medium from it; never high.
+pub fn anomaly_severity(score: f64) -> Severity {
+    if score >= 0.5 {
+        Severity::Medium
+    } else {
+        Severity::Low
+    }
 }
 
 /// The alert for a verdict that did not become a ban.
@@ -705,6 +732,63 @@ mod tests {
         assert_eq!(dirty.len(), 1);
         assert_eq!(dirty[0].count, 3);
         assert!(book.take_dirty().is_empty());
+    }
+
+    #[test]
+    fn an_anomaly_is_a_low_or_medium_alert_folded_per_ip_and_endpoint() {
+        let anomaly = |at: i64, ip: &str, score: f64, endpoint: &str| Event::Anomaly {
+            at,
+            ip: ip.parse().unwrap(),
+            container: "web".into(),
+            score,
+            reason: format!("parameter `q` on {endpoint}: `'` never seen in 80 requests"),
+            endpoint: endpoint.into(),
+            line: "x".repeat(400),
+        };
+        let a = from_event(&anomaly(1000, "203.0.113.5", 0.8, "GET /search")).unwrap();
+        assert_eq!(
+            (a.kind.as_str(), a.category.as_str(), a.rule.as_str()),
+            ("anomaly", "anomaly", "GET /search")
+        );
+        assert_eq!(a.severity, Severity::Medium);
+        assert_eq!(a.container, "web");
+        assert!(
+            a.line.starts_with(
+                "parameter `q` on GET /search: `'` never seen in 80 requests (score 0.80): xxx"
+            ),
+            "{}",
+            a.line
+        );
+        assert_eq!(
+            a.line.chars().count(),
+            LINE_MAX + 1,
+            "cut, with an ellipsis"
+        );
+        let low = from_event(&anomaly(1000, "203.0.113.5", 0.2, "GET /new")).unwrap();
+        assert_eq!(low.severity, Severity::Low);
+        assert_eq!(anomaly_severity(0.5), Severity::Medium);
+        assert_eq!(anomaly_severity(1.0), Severity::Medium);
+        let mut book = AlertBook::new(300, 100);
+        let mut record = |e: Event| book.record(from_event(&e).unwrap());
+        assert_eq!(
+            record(anomaly(1000, "203.0.113.5", 0.8, "GET /search")),
+            Recorded::New(1)
+        );
+        for i in 1..100 {
+            assert_eq!(
+                record(anomaly(1000 + i, "203.0.113.5", 0.6, "GET /search")),
+                Recorded::Folded(1)
+            );
+        }
+        assert_eq!(
+            record(anomaly(1001, "203.0.113.5", 0.8, "GET /cart")),
+            Recorded::New(2)
+        );
+        assert_eq!(
+            record(anomaly(1001, "203.0.113.6", 0.8, "GET /search")),
+            Recorded::New(3)
+        );
+        assert_eq!(book.get(1).unwrap().count, 100);
     }
 
     #[test]

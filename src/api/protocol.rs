@@ -132,6 +132,30 @@ pub struct Status {
     /// None: the fleet is not enabled.
     #[serde(default)]
     pub fleet: Option<FleetStatus>,
+    /// The endpoint baselines; None: `anomaly.mode` is off.
+    #[serde(default)]
+    pub anomaly: Option<AnomalyStatus>,
+}
+
+/// What the endpoint baselines hold and found.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct AnomalyStatus {
+    /// `alert` or `ban`.
+    pub mode: String,
+    /// Per container that has a baseline or an anomaly, by name.
+    pub containers: Vec<AnomalyContainer>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct AnomalyContainer {
+    pub container: String,
+    pub endpoints: usize,
+    /// Clean requests learned from (across restarts).
+    pub learned: u64,
+    /// An estimate of the memory held, bytes.
+    pub bytes: usize,
+    /// Anomalies since the daemon started.
+    pub anomalies: u64,
 }
 
 /// How one container's lines are read: its application profile or log format, and why

@@ -93,6 +93,20 @@ pub(super) fn status(config: Option<&Path>, json: bool) -> Result<u8> {
             p.container, p.profile, p.reason
         )?;
     }
+    if let Some(a) = &d.anomaly {
+        writeln!(out, "  baselines    mode {}", a.mode)?;
+        for c in &a.containers {
+            writeln!(
+                out,
+                "  baseline     {}: {} endpoints, {} requests learned, {} KiB; {} anomalies since start",
+                c.container,
+                c.endpoints,
+                c.learned,
+                c.bytes.div_ceil(1024),
+                c.anomalies
+            )?;
+        }
+    }
     Ok(0)
 }
 

@@ -7,6 +7,7 @@
 //! core and did-you-mean), then one file per section.
 
 mod alerts;
+mod anomaly;
 mod ban;
 mod control;
 mod detect;
@@ -32,6 +33,7 @@ use validate::Validator;
 use crate::alerts::Settings as AlertsSettings;
 use crate::api::Settings as ControlSettings;
 use crate::ban::{Policy as BanPolicy, StateSettings};
+use crate::detect::anomaly::DaemonSettings as AnomalySettings;
 use crate::detect::parse::{LogFormat, BUILTIN_FORMATS};
 use crate::detect::proxy::TrustedProxies;
 use crate::detect::rules::UserPattern;
@@ -71,6 +73,7 @@ pub struct Config {
     pub alerts: AlertsSettings,
     pub metrics: MetricsSettings,
     pub fleet: FleetSettings,
+    pub anomaly: AnomalySettings,
 }
 
 impl Default for Config {
@@ -98,6 +101,7 @@ impl Default for Config {
             alerts: AlertsSettings::default(),
             metrics: MetricsSettings::default(),
             fleet: FleetSettings::default(),
+            anomaly: AnomalySettings::default(),
         }
     }
 }
@@ -305,6 +309,9 @@ impl Validator {
         }
         if let Some(n) = o.get("fleet") {
             self.fleet(n, &mut cfg.fleet);
+        }
+        if let Some(n) = o.get("anomaly") {
+            self.anomaly(n, &mut cfg.anomaly);
         }
         self.finish(o);
         cfg
@@ -715,5 +722,9 @@ mod tests {
         let text = include_str!("../../config/monitor_config.json");
         let cfg = parse_str(text).unwrap_or_else(|e| panic!("{e:#?}"));
         assert_eq!(cfg.ban.duration, 86400);
+        assert_eq!(
+            cfg.anomaly,
+            crate::detect::anomaly::DaemonSettings::default()
+        );
     }
 }

@@ -220,6 +220,8 @@ impl Daemon {
         self.metrics.parse_failures = p.parse_failures;
         self.metrics.error_lines = p.error_lines;
         self.metrics.rule_hits = p.rule_hits;
+        self.metrics.anomalies = p.anomalies;
+        self.metrics.anomaly_model = p.anomaly_model;
         let ws = self.watcher.as_ref().map(|w| w.status());
         let risk =
             crate::alerts::insights::compute(&self.alerts, bans, unix_now(), self.baselines_on())
@@ -276,6 +278,7 @@ impl Daemon {
                     reason,
                 })
                 .collect(),
+            anomaly: anomaly_status(&self.cfg, &p.anomaly_model, &p.anomalies),
             fleet: self.fleet.as_ref().map(crate::fleet::Fleet::status),
         })
     }
@@ -311,6 +314,48 @@ impl Daemon {
             uptime_s: self.counts.started.elapsed().as_secs(),
         }
     }
+}
+
+/// `status`'s baselines: per container with a model or an anomaly, by name.
+fn anomaly_status(
+    cfg: &crate::config::Config,
+    model: &[(String, crate::detect::anomaly::Stats)],
+    anomalies: &std::collections::BTreeMap<String, u64>,
+) -> Option<crate::api::AnomalyStatus> {
+    if cfg.anomaly.mode == crate::detect::anomaly::Mode::Off {
+        return None;
+    }
+    let mut by_name: std::collections::BTreeMap<&str, crate::api::AnomalyContainer> = model
+        .iter()
+        .map(|(name, st)| {
+            (
+                name.as_str(),
+                crate::api::AnomalyContainer {
+                    container: name.clone(),
+                    endpoints: st.endpoints,
+                    learned: st.learned,
+                    bytes: st.bytes,
+                    anomalies: 0,
+                },
+            )
+        })
+        .collect();
+    for (name, n) in anomalies {
+        by_name
+            .entry(name)
+            .or_insert_with(|| crate::api::AnomalyContainer {
+                container: name.clone(),
+                endpoints: 0,
+                learned: 0,
+                bytes: 0,
+                anomalies: 0,
+            })
+            .anomalies = *n;
+    }
+    Some(crate::api::AnomalyStatus {
+        mode: cfg.anomaly.mode.name().to_string(),
+        containers: by_name.into_values().collect(),
+    })
 }
 
 /// What the fleet adds to `health`: not connected, or a clock far from the server's.

@@ -14,6 +14,7 @@
 //! kernel.
 
 mod alerts;
+mod anomaly;
 mod control;
 pub mod logging;
 mod pipeline;
@@ -428,10 +429,12 @@ impl Daemon {
         let Some(w) = self.watcher.as_ref() else {
             return;
         };
-        let followed = w.status().containers;
+        let status = w.status();
+        let followed = status.containers;
         self.pipeline.send(pipeline::Command::Prune {
             ids: followed.iter().map(|c| c.id.clone()).collect(),
             names: followed.into_iter().map(|c| c.name).collect(),
+            listed: status.connected,
         });
     }
 

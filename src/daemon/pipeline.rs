@@ -20,6 +20,8 @@ use crate::api::Unparsed;
 use crate::ban::worker::{Msg, Queue};
 use crate::ban::DockerNetwork;
 use crate::config::Config;
+use crate::detect::anomaly::{self, Mode};
+use crate::detect::behaviour::{Behaviour, Seen};
 use crate::detect::parse::{LineParser, ParseHealth, UnparsedNotice};
 use crate::detect::{Detector, Scope};
 use crate::docker::{container_profile, ContainerLabels, LogLine};
@@ -39,6 +41,10 @@ pub(super) struct Stats {
     pub parse_failures: BTreeMap<String, u64>,
     pub error_lines: BTreeMap<String, u64>,
     pub rule_hits: BTreeMap<(String, String), u64>,
+    /// Anomalies of the endpoint baselines, by container.
+    pub anomalies: BTreeMap<String, u64>,
+    /// What the baselines hold per container (empty with `anomaly.mode: "off"`).
+    pub anomaly_model: Vec<(String, anomaly::Stats)>,
     pub unparsed: Vec<Unparsed>,
     /// How each container is read and why (profile or format, reason), by name.
     pub profiles: BTreeMap<String, (String, String)>,
@@ -55,9 +61,13 @@ pub(super) enum Command {
     /// An operator unbanned this address: its windows start afresh.
     Forget(IpAddr),
     /// Forget what is kept for containers other than these (by id, by name).
+    /// `listed`: the watcher is connected, so `names` is every container it follows
+    /// (and the baselines of the others may go too; before it has listed them, a
+    /// model just loaded must not lose them all).
     Prune {
         ids: HashSet<String>,
         names: HashSet<String>,
+        listed: bool,
     },
     /// Judge every line already queued, publish, then answer.
     Flush(oneshot::Sender<()>),
@@ -135,7 +145,17 @@ pub(super) fn spawn(
 ) -> std::io::Result<PipelineHandle> {
     let (commands, commands_rx) = mpsc::unbounded_channel();
     let stats = Arc::new(Mutex::new(Stats::default()));
+    let mut saver = super::anomaly::Saver::new(&cfg);
+    let model = (cfg.anomaly.mode != Mode::Off).then(|| {
+        let m = super::anomaly::load(&cfg);
+        saver.loaded(&m);
+        m
+    });
     let mut p = Pipeline {
+        behaviour: model.as_ref().map(|_| Behaviour::new(Default::default())),
+        anomaly: model,
+        saver,
+        anomaly_missing: HashMap::new(),
         cfg,
         detector,
         labels,
@@ -194,6 +214,16 @@ struct Pipeline {
     events: mpsc::UnboundedSender<Event>,
     published: Arc<Mutex<Stats>>,
     last_publish: Instant,
+    /// The endpoint baselines (None: `anomaly.mode` is off), one source per container
+    /// name, and what saves them.
+    anomaly: Option<anomaly::Model>,
+    /// Each client measured against its container's other clients (on with the
+    /// baselines; kept in memory only: it is relearned within the first clients).
+    behaviour: Option<Behaviour>,
+    saver: super::anomaly::Saver,
+    /// Since when each container with baselines has been missing from the watcher's
+    /// list (see `anomaly::PRUNE_GRACE`).
+    anomaly_missing: HashMap<String, Instant>,
 }
 
 impl Pipeline {
@@ -237,6 +267,9 @@ impl Pipeline {
             }
         }
         self.publish();
+        if let Some(m) = &self.anomaly {
+            self.saver.save_now(m);
+        }
     }
 
     fn command(&mut self, c: Command) {
@@ -253,13 +286,14 @@ impl Pipeline {
                     cfg: cfg.clone(),
                     docker_networks: self.docker_networks.clone(),
                 });
+                self.reconfigure_anomaly(&cfg);
                 self.cfg = *cfg;
                 if labels.is_some() {
                     self.labels = labels;
                 }
             }
             Command::Forget(ip) => self.detector.forget(ip),
-            Command::Prune { ids, names } => self.prune(&ids, &names),
+            Command::Prune { ids, names, listed } => self.prune(&ids, &names, listed),
             Command::Flush(reply) => {
                 let _ = reply.send(());
             }
@@ -267,7 +301,38 @@ impl Pipeline {
         self.publish();
     }
 
+    /// A reload keeps what the baselines learned, with the new settings; `off` drops
+    /// them (saved first, so switching them on again starts from there), and switching
+    /// them on loads the file.
+    fn reconfigure_anomaly(&mut self, cfg: &Config) {
+        self.saver.set_interval(cfg.anomaly.save_interval);
+        match (&mut self.anomaly, cfg.anomaly.mode) {
+            (Some(m), Mode::Off) => {
+                self.saver.save_now(m);
+                self.anomaly = None;
+                self.behaviour = None;
+                tracing::info!("endpoint baselines: off");
+            }
+            (Some(m), _) => m.set_settings(cfg.anomaly.model),
+            (None, Mode::Off) => {}
+            (None, _) => {
+                let m = super::anomaly::load(cfg);
+                self.saver.loaded(&m);
+                self.anomaly = Some(m);
+                self.behaviour = Some(Behaviour::new(Default::default()));
+            }
+        }
+    }
+
     fn publish(&mut self) {
+        if let Some(m) = &self.anomaly {
+            self.saver.tick(m);
+        }
+        self.stats.anomaly_model = self
+            .anomaly
+            .as_ref()
+            .map(anomaly::Model::source_stats)
+            .unwrap_or_default();
         self.stats.tracked_ips = self.detector.tracked_ips();
         self.stats.unparsed = self.unparsed();
         *self.published.lock().unwrap_or_else(|p| p.into_inner()) = self.stats.clone();
@@ -366,6 +431,51 @@ impl Pipeline {
             let key = (r.id.clone(), r.category.clone());
             *self.stats.rule_hits.entry(key).or_default() += 1;
         }
+        // The baselines see every request, as `check` feeds them, and learn from the
+        // surely ordinary: answered 2xx/3xx, to a client with no rule hit and no ban.
+        let client = obs.client.unwrap_or(req.ip);
+        let finding = self.anomaly.as_mut().and_then(|m| {
+            let clean = obs.hits.is_empty()
+                && obs.verdict.is_none()
+                && req.status.is_some_and(|s| (200..400).contains(&s))
+                && !self.detector.is_quiet(client, now);
+            m.observe_from(&line.container, &req, client, clean)
+        });
+        // Beside the endpoints, the client measured against the container's others.
+        let behaviour = self.behaviour.as_mut().and_then(|b| {
+            let seen = Seen {
+                rule_hit: !obs.hits.is_empty() || obs.verdict.is_some(),
+                unusual: finding.as_ref().is_some_and(|a| a.score >= 0.5),
+            };
+            b.observe(&line.container, client, &req, now, seen)
+        });
+        for a in finding.into_iter().chain(behaviour) {
+            *self
+                .stats
+                .anomalies
+                .entry(line.container.clone())
+                .or_default() += 1;
+            let ban = self.cfg.anomaly.mode == Mode::Ban && obs.verdict.is_none();
+            if ban {
+                let via = (client != req.ip).then_some(req.ip);
+                if let Some(v) =
+                    self.detector
+                        .anomaly(client, via, a.score, now, &source.scope, &line.bytes)
+                {
+                    self.enforce
+                        .verdict(v, line.container.clone(), line.docker_ts_ns);
+                }
+            }
+            let _ = self.events.send(Event::Anomaly {
+                at: now,
+                ip: client,
+                container: line.container.clone(),
+                score: a.score,
+                reason: a.reason,
+                endpoint: a.endpoint,
+                line: crate::detect::decode::escape_excerpt(&line.bytes, 300),
+            });
+        }
         if let Some(v) = obs.verdict {
             self.enforce
                 .verdict(v, line.container.clone(), line.docker_ts_ns);
@@ -445,9 +555,31 @@ impl Pipeline {
 
     /// Forgets what is kept for containers the watcher no longer follows (destroyed, or
     /// no longer selected): containers that come and go must not grow these maps without
-    /// bound. A container that comes back starts afresh.
-    fn prune(&mut self, ids: &HashSet<String>, names: &HashSet<String>) {
+    /// bound. A container that comes back starts afresh, except for its endpoint
+    /// baselines, which go only once it has been missing for `PRUNE_GRACE` (a deploy
+    /// recreates a container under the same name, and the baselines took long to learn).
+    fn prune(&mut self, ids: &HashSet<String>, names: &HashSet<String>, listed: bool) {
         self.sources.retain(|(id, _), _| ids.contains(id));
+        if listed {
+            if let Some(m) = &mut self.anomaly {
+                let gone = super::anomaly::gone(
+                    &mut self.anomaly_missing,
+                    m.source_names(),
+                    names,
+                    Instant::now(),
+                    super::anomaly::PRUNE_GRACE,
+                );
+                if !gone.is_empty() {
+                    tracing::info!(
+                        "endpoint baselines: dropped those of {} (not followed for {} minutes)",
+                        gone.join(", "),
+                        super::anomaly::PRUNE_GRACE.as_secs() / 60
+                    );
+                    m.retain_sources(|name| !gone.iter().any(|g| g == name));
+                }
+            }
+        }
+        self.stats.anomalies.retain(|k, _| names.contains(k));
         self.stats.profiles.retain(|name, _| names.contains(name));
         self.stats.lines_read.retain(|k, _| names.contains(k));
         self.stats.parse_failures.retain(|k, _| names.contains(k));

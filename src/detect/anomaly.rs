@@ -29,6 +29,7 @@
 use serde::Serialize;
 use std::collections::HashMap;
 use std::hash::{BuildHasher, Hash, Hasher};
+use std::net::IpAddr;
 
 use super::decode::percent_decode;
 use super::parse::Request;
@@ -69,6 +70,49 @@ impl Default for Settings {
             max_client_share: 0.1,
             decay_every: 20_000,
             unknown_after: 2_000,
+        }
+    }
+}
+
+/// What the daemon does with the baselines (`anomaly.mode`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Mode {
+    /// No model: nothing learned, nothing judged.
+    Off,
+    /// Unusual requests become alerts of kind `anomaly`.
+    #[default]
+    Alert,
+    /// Alerts, and unusual requests add points toward a ban (see
+    /// `Detector::anomaly`).
+    Ban,
+}
+
+impl Mode {
+    pub fn name(self) -> &'static str {
+        match self {
+            Mode::Off => "off",
+            Mode::Alert => "alert",
+            Mode::Ban => "ban",
+        }
+    }
+}
+
+/// The `anomaly` section: the mode, the model's knobs, and how often the daemon saves
+/// the model.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct DaemonSettings {
+    pub mode: Mode,
+    pub model: Settings,
+    /// Seconds between saves of `anomaly_model.json` (it is also saved at a stop).
+    pub save_interval: u64,
+}
+
+impl Default for DaemonSettings {
+    fn default() -> Self {
+        DaemonSettings {
+            mode: Mode::Alert,
+            model: Settings::default(),
+            save_interval: 300,
         }
     }
 }
@@ -173,6 +217,9 @@ pub struct Model {
     /// Every clean request is learned, unusual or not (traffic the operator vouches
     /// for: `check --learn FILE`).
     teaching: bool,
+    /// Moves on whenever what is held changes (a sample learned, a source dropped): the
+    /// daemon saves the model only when it moved.
+    generation: u64,
 }
 
 /// What the model holds, for reports.
@@ -194,7 +241,44 @@ impl Model {
             scratch: Vec::new(),
             route: String::new(),
             teaching: false,
+            generation: 0,
         }
+    }
+
+    /// The knobs in force.
+    pub fn settings(&self) -> Settings {
+        self.settings
+    }
+
+    /// New knobs (a reload): what was learned is kept; a source over a lower
+    /// `max_endpoints` loses its coldest endpoints at once.
+    pub fn set_settings(&mut self, settings: Settings) {
+        self.settings = settings;
+        for s in self.sources.values_mut() {
+            while s.endpoints.len() > settings.max_endpoints.max(1) {
+                s.evict();
+            }
+        }
+        self.generation += 1;
+    }
+
+    /// Keeps only the sources `keep` says yes to (containers that are gone lose theirs).
+    pub fn retain_sources(&mut self, mut keep: impl FnMut(&str) -> bool) {
+        let before = self.sources.len();
+        self.sources.retain(|name, _| keep(name));
+        if self.sources.len() != before {
+            self.generation += 1;
+        }
+    }
+
+    /// The sources' names.
+    pub fn source_names(&self) -> impl Iterator<Item = &str> {
+        self.sources.keys().map(String::as_str)
+    }
+
+    /// Moves on whenever what the model holds changes (the daemon saves it only then).
+    pub fn generation(&self) -> u64 {
+        self.generation
     }
 
     /// While on, every clean request is learned, unusual or not: for traffic the
@@ -210,6 +294,19 @@ impl Model {
     /// application's users is learned, and a stranger's odd request is not. Returns the
     /// finding, if the request is unusual.
     pub fn observe(&mut self, source: &str, req: &Request<'_>, clean: bool) -> Option<Anomaly> {
+        self.observe_from(source, req, req.ip, clean)
+    }
+
+    /// [`observe`](Self::observe) for a request whose client is `client` rather than
+    /// the logged peer (the real client behind a trusted proxy): the share cap and
+    /// trust are counted per client, so a proxy must not be taken for one client.
+    pub fn observe_from(
+        &mut self,
+        source: &str,
+        req: &Request<'_>,
+        client: IpAddr,
+        clean: bool,
+    ) -> Option<Anomaly> {
         let method = if req.method.is_empty() {
             &b"GET"[..]
         } else {
@@ -226,7 +323,7 @@ impl Model {
         let mut route = std::mem::take(&mut self.route);
         route_template_into(path, &mut route);
         let key = hash_parts(&hasher, &[method, route.as_bytes()]);
-        let client = hasher.hash_one(req.ip);
+        let client = hasher.hash_one(client);
         let mut params = std::mem::take(&mut self.scratch);
         let n = decode_params(query, &mut params);
         let params_now = &params[..n];
@@ -238,8 +335,10 @@ impl Model {
                 .as_ref()
                 .is_none_or(|a| a.score <= SCORE_UNKNOWN_ENDPOINT);
             let trusted = s.trust(client, ordinary);
-            if ordinary || trusted || teaching {
-                s.learn(&settings, &hasher, key, method, &route, params_now, client);
+            if (ordinary || trusted || teaching)
+                && s.learn(&settings, &hasher, key, method, &route, params_now, client)
+            {
+                self.generation += 1;
             }
         }
         self.route = route;
@@ -251,19 +350,24 @@ impl Model {
     pub fn stats(&self) -> Stats {
         let mut st = Stats::default();
         for s in self.sources.values() {
-            st.endpoints += s.endpoints.len();
-            st.learned += s.learned;
-            st.evicted_endpoints += s.evicted;
-            for e in &s.endpoints {
-                st.bytes += std::mem::size_of::<Endpoint>() + e.label.len() + 16;
-                for p in &e.params {
-                    st.bytes += std::mem::size_of::<Param>()
-                        + p.name.len()
-                        + p.values.as_ref().map_or(0, |v| v.capacity() * 12);
-                }
-            }
+            let one = s.stats();
+            st.endpoints += one.endpoints;
+            st.learned += one.learned;
+            st.evicted_endpoints += one.evicted_endpoints;
+            st.bytes += one.bytes;
         }
         st
+    }
+
+    /// What the model holds for each source, by name.
+    pub fn source_stats(&self) -> Vec<(String, Stats)> {
+        let mut out: Vec<(String, Stats)> = self
+            .sources
+            .iter()
+            .map(|(name, s)| (name.clone(), s.stats()))
+            .collect();
+        out.sort_by(|a, b| a.0.cmp(&b.0));
+        out
     }
 }
 
@@ -487,7 +591,7 @@ impl Source {
         route: &str,
         params: &[(Vec<u8>, Vec<u8>)],
         client: u64,
-    ) {
+    ) -> bool {
         let s = self;
         let i = match s.index.get(&key) {
             Some(&i) => i,
@@ -509,7 +613,7 @@ impl Source {
         };
         let e = &mut s.endpoints[i];
         if !e.admit(client, settings.max_client_share) {
-            return;
+            return false;
         }
         s.learned += 1;
         e.samples += 1;
@@ -549,6 +653,7 @@ impl Source {
         if e.samples >= settings.decay_every.max(2) {
             e.decay();
         }
+        true
     }
 }
 
@@ -602,6 +707,24 @@ impl Endpoint {
 }
 
 impl Source {
+    fn stats(&self) -> Stats {
+        let mut st = Stats {
+            endpoints: self.endpoints.len(),
+            learned: self.learned,
+            evicted_endpoints: self.evicted,
+            bytes: 0,
+        };
+        for e in &self.endpoints {
+            st.bytes += std::mem::size_of::<Endpoint>() + e.label.len() + 16;
+            for p in &e.params {
+                st.bytes += std::mem::size_of::<Param>()
+                    + p.name.len()
+                    + p.values.as_ref().map_or(0, |v| v.capacity() * 12);
+            }
+        }
+        st
+    }
+
     /// Whether a route never (or rarely) seen is reported: once the source has learned
     /// `unknown_after` requests. (Not gated on how often new routes appear: that would
     /// let a client that makes new endpoints switch the report off.)
@@ -754,6 +877,9 @@ fn decode_params(query: &[u8], out: &mut Vec<(Vec<u8>, Vec<u8>)>) -> usize {
     }
     n
 }
+
+mod persist;
+pub use persist::{ModelFileError, Snapshot, MODEL_VERSION};
 
 #[cfg(test)]
 mod tests;

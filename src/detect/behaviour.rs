@@ -20,6 +20,7 @@
 
 use std::collections::HashMap;
 use std::hash::BuildHasher;
+use std::net::IpAddr;
 
 use super::anomaly::Anomaly;
 use super::parse::Request;
@@ -256,18 +257,20 @@ impl Behaviour {
         self.clients.len()
     }
 
-    /// Counts `req` (at `now`, Unix seconds) for its client of `source`; at a
-    /// checkpoint, judges the client against the source's other clients and returns the
-    /// most unusual measure not reported before, if any.
+    /// Counts `req` (at `now`, Unix seconds) for `client` of `source` (the logged peer,
+    /// or the real client behind a trusted proxy); at a checkpoint, judges the client
+    /// against the source's other clients and returns the most unusual measure not
+    /// reported before, if any.
     pub fn observe(
         &mut self,
         source: &str,
+        client: IpAddr,
         req: &Request<'_>,
         now: i64,
         seen: Seen,
     ) -> Option<Anomaly> {
         let source_key = self.hasher.hash_one(source);
-        let key = self.hasher.hash_one((source_key, req.ip));
+        let key = self.hasher.hash_one((source_key, client));
         if self.clients.len() >= self.settings.max_clients && !self.clients.contains_key(&key) {
             self.shed();
         }

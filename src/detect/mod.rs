@@ -37,6 +37,10 @@ pub const PROBING_RULE: &str = "not-found-probing";
 pub const PROBING_BURST_RULE: &str = "not-found-burst";
 pub const PROBING_CATEGORY: &str = "probing";
 pub const FAILED_AUTH_CATEGORY: &str = "failed_auth";
+/// Rule id and category of a verdict an anomaly of the endpoint baselines decided
+/// (`anomaly.mode: "ban"`).
+pub const ANOMALY_RULE: &str = "anomaly";
+pub const ANOMALY_CATEGORY: &str = "anomaly";
 
 /// How many offending lines are kept per IP as evidence, and how long each may be.
 const EVIDENCE_LINES: usize = 3;
@@ -174,6 +178,14 @@ fn points(sev: Severity, t: &Thresholds) -> u32 {
     }
 }
 
+/// Points an anomaly of `score` adds toward `max_pattern_matches`: one from 0.5 (a
+/// parameter that strays), none below (an endpoint never seen scores 0.2), so an
+/// unknown endpoint alone never bans and a ban needs an anomaly plus a rule hit, or
+/// several anomalies.
+pub fn anomaly_points(score: f64) -> u32 {
+    u32::from(score >= 0.5)
+}
+
 pub struct Detector {
     rules: RuleSet,
     thresholds: Thresholds,
@@ -190,6 +202,43 @@ pub struct Detector {
     /// An IP idle this long (seconds) has nothing left in any window, the windows of
     /// every profile's thresholds included: the sweep may let it go.
     idle_horizon: i64,
+}
+
+/// The verdict for what was decided about an IP (rule, category, severity, hits), unless
+/// it is in its quiet period after an earlier one; it starts the IP afresh, so the next
+/// verdict needs new evidence, after the ban. The caller fills in the address, the proxy
+/// and whether it may be banned.
+fn decide(
+    state: &mut IpState,
+    ban_seconds: u64,
+    (rule, category, severity, hits): (String, String, Severity, u32),
+    line: &[u8],
+    now: i64,
+) -> Option<Verdict> {
+    if state.quiet_until > now {
+        return None;
+    }
+    let off = state.offences.get_or_insert_with(Box::default);
+    if off.evidence.is_empty() {
+        off.evidence
+            .push(decode::escape_excerpt(line, EVIDENCE_CHARS));
+    }
+    let verdict = Verdict {
+        ip: IpAddr::from([0, 0, 0, 0]),
+        rule,
+        category,
+        severity,
+        hits,
+        first_seen: off.first_seen,
+        last_seen: now,
+        evidence: std::mem::take(&mut off.evidence),
+        allowlisted: None,
+        via: None,
+    };
+    state.quiet_until = now.saturating_add(ban_seconds as i64);
+    state.offences = None;
+    state.requests.clear();
+    Some(verdict)
 }
 
 impl Detector {
@@ -247,6 +296,12 @@ impl Detector {
         containers: &[(String, IpAddr)],
     ) {
         self.proxies.set_docker_networks(nets, gateways, containers);
+    }
+
+    /// Whether a verdict about `ip` is still in its quiet period at `now` (as far as
+    /// the detector knows, the IP is banned).
+    pub fn is_quiet(&self, ip: IpAddr, now: i64) -> bool {
+        self.ips.get(&ip).is_some_and(|s| s.quiet_until > now)
     }
 
     /// Forget what is known about `ip` (after an operator lifts its ban, say).
@@ -444,35 +499,85 @@ impl Detector {
         let Some((rule, category, severity, hits)) = decided else {
             return obs;
         };
-        if state.quiet_until > now {
-            return obs;
-        }
-        if off.evidence.is_empty() {
-            off.evidence
-                .push(decode::escape_excerpt(line, EVIDENCE_CHARS));
-        }
-        let verdict = Verdict {
+        let ban_seconds = self.ban_seconds;
+        obs.verdict = decide(
+            state,
+            ban_seconds,
+            (rule, category, severity, hits),
+            line,
+            now,
+        )
+        .map(|v| Verdict {
             ip: client.ip,
-            rule,
-            category,
-            severity,
-            hits,
-            first_seen: off.first_seen,
-            last_seen: now,
-            evidence: std::mem::take(&mut off.evidence),
-            allowlisted: None,
             via: client.via,
-        };
-        // A verdict starts the IP afresh: the next one needs new evidence, after the ban.
-        state.quiet_until = now.saturating_add(self.ban_seconds as i64);
-        state.offences = None;
-        state.requests.clear();
-        let allowlisted = self.never_ban(client.ip);
-        obs.verdict = Some(Verdict {
-            allowlisted,
-            ..verdict
+            allowlisted: self.never_ban(client.ip),
+            ..v
         });
         obs
+    }
+
+    /// An anomaly of the endpoint baselines (`anomaly.mode: "ban"`) by client `ip` at
+    /// `now`, logged by `via` when it came through a trusted proxy: it adds
+    /// [`anomaly_points`] to the IP's pattern window, the one rule hits add to, by the
+    /// scope's thresholds. Returns a verdict (rule and category `anomaly`, severity
+    /// medium) when the window reaches `max_pattern_matches`, unless the IP is in its
+    /// quiet period after a verdict; an address never to be banned gets its verdict
+    /// marked, as a rule's would be. `line` is kept as evidence.
+    pub fn anomaly(
+        &mut self,
+        ip: IpAddr,
+        via: Option<IpAddr>,
+        score: f64,
+        now: i64,
+        scope: &Scope,
+        line: &[u8],
+    ) -> Option<Verdict> {
+        let points = anomaly_points(score);
+        if points == 0 {
+            return None;
+        }
+        let scoped;
+        let t = match scope.profile.as_deref() {
+            Some(p) if !p.thresholds.is_empty() => {
+                scoped = p.thresholds.apply(&self.thresholds);
+                &scoped
+            }
+            _ => &self.thresholds,
+        };
+        let (window, max) = (t.pattern_window, t.max_pattern_matches);
+        let state = self.ips.entry(ip).or_default();
+        let now = now.max(state.last_seen);
+        state.last_seen = now;
+        let off = state.offences.get_or_insert_with(|| {
+            Box::new(Offences {
+                first_seen: now,
+                ..Offences::default()
+            })
+        });
+        off.hits += 1;
+        if off.evidence.len() >= EVIDENCE_LINES {
+            off.evidence.remove(0);
+        }
+        off.evidence
+            .push(decode::escape_excerpt(line, EVIDENCE_CHARS));
+        let total = off.points.push(now, points, window, max as usize);
+        if total < max {
+            return None;
+        }
+        let hits = off.hits;
+        let decided = (
+            ANOMALY_RULE.to_string(),
+            ANOMALY_CATEGORY.to_string(),
+            Severity::Medium,
+            hits,
+        );
+        let v = decide(state, self.ban_seconds, decided, line, now)?;
+        Some(Verdict {
+            ip,
+            via,
+            allowlisted: self.never_ban(ip),
+            ..v
+        })
     }
 
     /// Lets go of IPs that have been idle longer than any window, and if there are still
@@ -954,6 +1059,123 @@ mod tests {
         let v = feed(&mut d, &raw, 1).verdict.unwrap();
         assert_eq!(v.ip, "198.51.100.66".parse::<IpAddr>().unwrap());
         assert_eq!(v.via, None);
+    }
+
+    /// An anomaly of `score` by `ip` at `now`, scoped to nothing.
+    fn anomaly(d: &mut Detector, ip: &str, score: f64, now: i64) -> Option<Verdict> {
+        d.anomaly(
+            ip.parse().unwrap(),
+            None,
+            score,
+            now,
+            &UNSCOPED,
+            b"GET /x?odd=1",
+        )
+    }
+
+    #[test]
+    fn an_unknown_endpoint_alone_never_bans() {
+        let mut d = detector(Settings::default());
+        for i in 0..1000 {
+            assert_eq!(anomaly(&mut d, "203.0.113.70", 0.2, 1000 + i), None);
+        }
+        assert_eq!(anomaly_points(0.2), 0);
+        assert_eq!(anomaly_points(0.49), 0);
+        assert_eq!(anomaly_points(0.5), 1);
+        assert_eq!(anomaly_points(0.8), 1);
+    }
+
+    #[test]
+    fn three_anomalies_within_the_pattern_window_ban() {
+        let mut d = detector(Settings::default());
+        let window = Thresholds::default().pattern_window as i64;
+        assert_eq!(Thresholds::default().max_pattern_matches, 3);
+        assert_eq!(anomaly(&mut d, "203.0.113.71", 0.6, 1000), None);
+        assert_eq!(anomaly(&mut d, "203.0.113.71", 0.8, 1001), None);
+        let v = anomaly(&mut d, "203.0.113.71", 0.5, 1002).expect("a third anomaly bans");
+        assert_eq!(
+            (v.rule.as_str(), v.category.as_str(), v.severity),
+            (ANOMALY_RULE, ANOMALY_CATEGORY, Severity::Medium)
+        );
+        assert_eq!(v.ip, "203.0.113.71".parse::<IpAddr>().unwrap());
+        assert_eq!((v.hits, v.first_seen, v.last_seen), (3, 1000, 1002));
+        assert_eq!(v.evidence.len(), 3);
+        assert_eq!(v.allowlisted, None);
+        // Spread wider than the window, three do not.
+        for i in 0..3 {
+            assert_eq!(
+                anomaly(&mut d, "203.0.113.72", 0.8, 1000 + i * window),
+                None
+            );
+        }
+    }
+
+    #[test]
+    fn an_anomaly_and_a_high_rule_hit_ban_together_in_either_order() {
+        let patterns = [("hi", "HIGHRULE", "custom", Severity::High)];
+        // The rule hit first (2 points), then the anomaly decides.
+        let mut d = detector(only_patterns(&patterns));
+        let raw = line("203.0.113.73", "/?q=HIGHRULE", 200, "x");
+        assert!(feed(&mut d, &raw, 1000).verdict.is_none());
+        let v = anomaly(&mut d, "203.0.113.73", 0.6, 1001).expect("rule hit + anomaly bans");
+        assert_eq!(v.rule, ANOMALY_RULE);
+        assert_eq!(v.hits, 2);
+        // The anomaly first, then the rule hit decides (as the rule).
+        let mut d = detector(only_patterns(&patterns));
+        assert_eq!(anomaly(&mut d, "203.0.113.74", 0.6, 1000), None);
+        let raw = line("203.0.113.74", "/?q=HIGHRULE", 200, "x");
+        let v = feed(&mut d, &raw, 1001)
+            .verdict
+            .expect("anomaly + rule hit bans");
+        assert_eq!((v.rule.as_str(), v.category.as_str()), ("hi", "custom"));
+        // A low-scored anomaly (an unknown endpoint) adds nothing to a rule hit.
+        let mut d = detector(only_patterns(&patterns));
+        let raw = line("203.0.113.75", "/?q=HIGHRULE", 200, "x");
+        assert!(feed(&mut d, &raw, 1000).verdict.is_none());
+        assert_eq!(anomaly(&mut d, "203.0.113.75", 0.2, 1001), None);
+    }
+
+    #[test]
+    fn anomalies_respect_the_quiet_period_and_the_allowlist() {
+        let mut d = detector(Settings {
+            allowlist: vec!["198.51.100.0/24".parse().unwrap()],
+            ..Settings::default()
+        });
+        let quiet = Settings::default().quiet_seconds as i64;
+        for i in 0..2 {
+            assert_eq!(anomaly(&mut d, "203.0.113.76", 0.8, 1000 + i), None);
+        }
+        assert!(anomaly(&mut d, "203.0.113.76", 0.8, 1002).is_some());
+        assert!(d.is_quiet("203.0.113.76".parse().unwrap(), 1003));
+        // Banned now: no second verdict while the detector is quiet about it.
+        for i in 0..10 {
+            assert_eq!(anomaly(&mut d, "203.0.113.76", 0.8, 1003 + i), None);
+        }
+        // After the quiet period, new evidence counts afresh.
+        let later = 1002 + quiet + 1;
+        assert!(!d.is_quiet("203.0.113.76".parse().unwrap(), later));
+        assert_eq!(anomaly(&mut d, "203.0.113.76", 0.8, later), None);
+        assert_eq!(anomaly(&mut d, "203.0.113.76", 0.8, later + 1), None);
+        assert!(anomaly(&mut d, "203.0.113.76", 0.8, later + 2).is_some());
+        // An allowlisted address gets a marked verdict, as a rule's would be.
+        for i in 0..2 {
+            assert_eq!(anomaly(&mut d, "198.51.100.9", 0.8, 1000 + i), None);
+        }
+        let v = anomaly(&mut d, "198.51.100.9", 0.8, 1002).expect("a marked verdict");
+        assert_eq!(v.allowlisted.as_deref(), Some("allowlist 198.51.100.0/24"));
+        let v = d
+            .anomaly(
+                "127.0.0.1".parse().unwrap(),
+                Some("172.18.0.5".parse().unwrap()),
+                0.8,
+                1000,
+                &UNSCOPED,
+                b"x",
+            )
+            .or_else(|| anomaly(&mut d, "127.0.0.1", 0.8, 1001))
+            .or_else(|| anomaly(&mut d, "127.0.0.1", 0.8, 1002))
+            .expect("loopback: a marked verdict");
+        assert_eq!(v.allowlisted.as_deref(), Some("loopback"));
     }
 
     #[test]

@@ -309,7 +309,7 @@ impl Replay {
             let client = self
                 .behaviour
                 .as_mut()
-                .and_then(|b| b.observe("check", &req, now, seen));
+                .and_then(|b| b.observe("check", req.ip, &req, now, seen));
             for a in found.into_iter().chain(client) {
                 if let Some(n) = &mut self.report.anomalies_total {
                     *n += 1;

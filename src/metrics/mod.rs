@@ -61,6 +61,10 @@ pub struct Metrics {
     pub error_lines: BTreeMap<String, u64>,
     /// Rule hits by (rule, category), whether or not they led to a ban.
     pub rule_hits: BTreeMap<(String, String), u64>,
+    /// Anomalies of the endpoint baselines, by container.
+    pub anomalies: BTreeMap<String, u64>,
+    /// What the endpoint baselines hold, by container (read at render time).
+    pub anomaly_model: Vec<(String, crate::detect::anomaly::Stats)>,
     /// Bans by category (extensions of a ban included).
     pub bans: BTreeMap<String, u64>,
     /// Unbans by (category, reason: expired | unbanned).
@@ -206,6 +210,34 @@ pub fn render(m: &Metrics, s: &Snapshot<'_>) -> String {
             label(rule),
             label(cat)
         );
+    }
+    per_container(
+        &mut out,
+        "anomalies_total",
+        "Requests that strayed from their endpoint's baseline (anomaly.mode alert or ban), by container.",
+        &m.anomalies,
+    );
+    for (name, help, value) in [
+        (
+            "anomaly_endpoints",
+            "Endpoints the baselines hold, by container (anomaly.max_endpoints at most).",
+            (|s: &crate::detect::anomaly::Stats| s.endpoints as u64) as fn(&_) -> u64,
+        ),
+        (
+            "anomaly_learned",
+            "Clean requests the baselines learned from, by container (kept across restarts in anomaly_model.json).",
+            |s| s.learned,
+        ),
+        (
+            "anomaly_model_bytes",
+            "An estimate of the memory the baselines hold, by container.",
+            |s| s.bytes as u64,
+        ),
+    ] {
+        head(&mut out, &format!("{p}_{name}"), "gauge", help);
+        for (c, st) in &m.anomaly_model {
+            let _ = writeln!(out, "{p}_{name}{{container=\"{}\"}} {}", label(c), value(st));
+        }
     }
     head(
         &mut out,
@@ -439,6 +471,16 @@ mod tests {
         m.time_to_ban.observe(0.02);
         m.time_to_ban.observe(3.0);
         m.lines_read.insert("we\"b\\1\n".into(), 5);
+        m.anomalies.insert("shop".into(), 4);
+        m.anomaly_model.push((
+            "shop".into(),
+            crate::detect::anomaly::Stats {
+                endpoints: 12,
+                learned: 3400,
+                evicted_endpoints: 0,
+                bytes: 56_000,
+            },
+        ));
         let s = Summary::default();
         let text = render(
             &m,
@@ -458,6 +500,12 @@ mod tests {
         assert!(text.contains("security_monitor_time_to_ban_seconds_count 2\n"));
         assert!(text.contains(r#"security_monitor_lines_read_total{container="we\"b\\1\n"} 5"#));
         assert!(text.contains("security_monitor_notification_failures_total 0\n"));
+        assert!(text.contains("# TYPE security_monitor_anomalies_total counter\n"));
+        assert!(text.contains("security_monitor_anomalies_total{container=\"shop\"} 4\n"));
+        assert!(text.contains("# TYPE security_monitor_anomaly_endpoints gauge\n"));
+        assert!(text.contains("security_monitor_anomaly_endpoints{container=\"shop\"} 12\n"));
+        assert!(text.contains("security_monitor_anomaly_learned{container=\"shop\"} 3400\n"));
+        assert!(text.contains("security_monitor_anomaly_model_bytes{container=\"shop\"} 56000\n"));
         // Every line is a comment or `name{labels} value`.
         for line in text.lines() {
             assert!(

@@ -213,3 +213,99 @@ fn routes_fold_ids() {
     let long = format!("/p/{}", "x".repeat(41));
     assert_eq!(route_template(long.as_bytes()), "/p/{s}");
 }
+
+/// Requests that stray in each way, and ordinary ones, against the warm shop.
+const PROBES: [&str; 7] = [
+    "/shop/add.jsp?id=1%27%3B&name=Vino+Rioja&qty=1&B1=Add",
+    "/shop/add.jsp?id=abc&name=Vino+Rioja&qty=1&B1=Add",
+    "/shop/add.jsp?id=1&name=Vino+Rioja&qty=1&B1=Add&admin=1",
+    "/shop/add.jsp?id=1&name=Vino+Rioja&qty=1",
+    "/shop/add.jsp?id=2&name=Queso+Manchego&qty=7&B1=Add",
+    "/shop/add.jsp?id=3&name=Jamon+Iberico&qty=12&B1=Add",
+    "/shop/other.jsp",
+];
+
+#[test]
+fn a_saved_model_gives_the_same_findings_after_it_is_loaded() {
+    let mut m = Model::new(Settings::default());
+    warm(&mut m, 3000);
+    // A second source, and a parameter name that is not UTF-8.
+    for i in 0..60 {
+        m.observe("api", &req(&client(i), "/v1/items?%FFname=1&page=2"), true);
+    }
+    let bytes = m.snapshot().to_json().unwrap();
+    let text = std::str::from_utf8(&bytes).unwrap();
+    assert!(text.starts_with(r#"{"version":1,"#), "{}", &text[..40]);
+    let mut back = Model::from_json(Settings::default(), &bytes).expect("loads");
+    assert_eq!(back.stats(), m.stats());
+    assert_eq!(back.source_stats(), m.source_stats());
+    for p in PROBES {
+        let r = req("192.0.2.9", p);
+        assert_eq!(
+            back.observe("shop", &r, false),
+            m.observe("shop", &r, false),
+            "{p}"
+        );
+    }
+    let odd = req("192.0.2.9", "/v1/items?%FFname=1&page=2%27");
+    let found = back.observe("api", &odd, false);
+    assert!(found.is_some());
+    assert_eq!(found, m.observe("api", &odd, false));
+    // And they go on learning alike.
+    warm(&mut m, 500);
+    warm(&mut back, 500);
+    let text = |m: &Model| String::from_utf8(m.snapshot().to_json().unwrap()).unwrap();
+    assert!(
+        text(&back) == text(&m),
+        "the models differ after learning alike"
+    );
+    // A loaded model takes the config's settings, not the file's.
+    let fewer = Settings {
+        max_endpoints: 1,
+        ..Settings::default()
+    };
+    let small = Model::from_json(fewer, &bytes).unwrap();
+    assert_eq!(small.settings(), fewer);
+    assert_eq!(small.stats().endpoints, 2, "one per source");
+}
+
+#[test]
+fn a_bad_file_is_refused_with_a_reason_never_a_panic() {
+    let mut m = Model::new(Settings::default());
+    warm(&mut m, 200);
+    let good = String::from_utf8(m.snapshot().to_json().unwrap()).unwrap();
+    let s = Settings::default();
+    let err = |bytes: &[u8]| Model::from_json(s, bytes).unwrap_err().to_string();
+    assert!(err(b"").contains("not a model file"), "{}", err(b""));
+    assert!(err(&good.as_bytes()[..good.len() / 2]).contains("not a model file"));
+    let v2 = good.replacen(r#""version":1"#, r#""version":2"#, 1);
+    assert!(
+        err(v2.as_bytes()).contains("version 2"),
+        "{}",
+        err(v2.as_bytes())
+    );
+    let mut hashed: serde_json::Value = serde_json::from_str(&good).unwrap();
+    hashed["hash_check"] = 1.into();
+    let hashed = hashed.to_string();
+    assert!(err(hashed.as_bytes()).contains("hashes values differently"));
+    let classes = good.replacen(r#""classes":["#, r#""classes":[1,"#, 1);
+    assert!(err(classes.as_bytes()).contains("character classes"));
+    // Counts out of line (a hand edit) are made consistent, so learning goes on
+    // without an overflow.
+    let mut wild: serde_json::Value = serde_json::from_str(&good).unwrap();
+    for e in wild["sources"][0]["endpoints"].as_array_mut().unwrap() {
+        e["samples"] = u32::MAX.into();
+        e["contributors"] = serde_json::json!([[1, 1, 4_000_000_000u32], [2, u32::MAX, 0]]);
+        for p in e["params"].as_array_mut().unwrap() {
+            p["count"] = u32::MAX.into();
+            p["max_len"] = u32::MAX.into();
+        }
+    }
+    let mut loaded = Model::from_json(s, wild.to_string().as_bytes()).expect("usable");
+    warm(&mut loaded, 100);
+    let odd = req(
+        "192.0.2.9",
+        "/shop/add.jsp?id=1%27&name=Vino+Rioja&qty=1&B1=Add",
+    );
+    assert!(loaded.observe("shop", &odd, false).is_some());
+}

@@ -33,6 +33,7 @@ fn visitor(b: &mut Behaviour, source: &str, i: u32, t: &mut i64) -> Vec<Anomaly>
         let status = if (k + i) % 20 == 0 { 404 } else { 200 };
         out.extend(b.observe(
             source,
+            ip(i),
             &req(ip(i), "GET", path, status),
             *t,
             Seen::default(),
@@ -47,7 +48,7 @@ fn prober(b: &mut Behaviour, source: &str, i: u32, t: &mut i64, seen: Seen) -> V
     for k in 0..40u32 {
         *t += 1;
         let path = format!("/probe{k}.php");
-        out.extend(b.observe(source, &req(ip(i), "GET", &path, 404), *t, seen));
+        out.extend(b.observe(source, ip(i), &req(ip(i), "GET", &path, 404), *t, seen));
     }
     out
 }
@@ -145,7 +146,7 @@ fn requests_the_baselines_found_unusual_are_counted_against_the_client() {
             rule_hit: false,
             unusual: k % 2 == 0,
         };
-        found.extend(b.observe("shop", &req(ip(900), "GET", "/cart", 200), t, seen));
+        found.extend(b.observe("shop", ip(900), &req(ip(900), "GET", "/cart", 200), t, seen));
     }
     assert_eq!(found.len(), 1, "{found:?}");
     assert!(
@@ -167,7 +168,13 @@ fn the_clients_followed_stay_bounded() {
     let mut t = 0;
     for i in 0..1000 {
         t += 1;
-        b.observe("shop", &req(ip(i), "GET", "/", 200), t, Seen::default());
+        b.observe(
+            "shop",
+            ip(i),
+            &req(ip(i), "GET", "/", 200),
+            t,
+            Seen::default(),
+        );
         assert!(b.clients() <= 100);
     }
     // The last client seen is still followed: its second request counts on.
