@@ -206,11 +206,10 @@ impl Daemon {
         }
     }
 
-    /// Whether the daemon runs the endpoint baselines, for the insights' `mode`. Not yet:
-    /// the pipeline does not feed the anomaly model (`security-monitor check` does); when
-    /// it does, this is whether `anomaly.mode` is other than `off`.
+    /// Whether the daemon runs the endpoint baselines (`anomaly.mode` other than `off`),
+    /// for the insights' `mode`.
     fn baselines_on(&self) -> bool {
-        false
+        self.cfg.anomaly.mode != crate::detect::anomaly::Mode::Off
     }
 
     fn metrics_text(&mut self, bans: &[BanRecord]) -> String {
