@@ -1643,6 +1643,100 @@ fn an_odd_request_to_a_learned_endpoint_is_an_anomaly_alert_and_the_model_outliv
 }
 
 #[test]
+fn a_container_first_seen_warms_its_baselines_from_its_own_history() {
+    let test = "a_container_first_seen_warms_its_baselines_from_its_own_history";
+    let Some((env, netns)) = setup(test) else {
+        return;
+    };
+    let extra = r#", "anomaly": {"min_samples": 20}"#;
+    let mut d = Daemon::new(&netns, "smt_warmup", extra);
+    d.signal("-TERM");
+    assert_eq!(d.wait_exit(Duration::from_secs(10)), Some(0), "{}", d.log());
+    // The live stream reads nothing older than its start: what the container wrote
+    // before can only reach the baselines through the warm-up.
+    let text = d
+        .config_text(extra)
+        .replacen("\"label\"", "\"max_backlog\": \"0s\", \"label\"", 1);
+    std::fs::write(&d.cfg, text).expect("write config");
+    let name = format!("{}warm", common::prefix("anomaly"));
+    let _container = Container::run(
+        &env,
+        &name,
+        &d.label(),
+        "mkdir -p /tmp; touch /tmp/in; tail -n +1 -f /tmp/in",
+    );
+    let append = |lines: &[String]| {
+        let text: String = lines.iter().map(|l| format!("{l}\n")).collect();
+        let script = format!("cat >> /tmp/in <<'EOF'\n{text}EOF\n");
+        env.docker(&["exec", &name, "/bin/busybox", "sh", "-c", &script]);
+    };
+    let mut history = Vec::new();
+    for round in 0..3 {
+        for i in 0..20 {
+            let word = ["shoes", "boots", "socks"][(i + round) % 3];
+            history.push(request_line(
+                &format!("198.51.100.{}", 10 + i),
+                &format!("/search?q={word}&page={}", i % 2 + 1),
+            ));
+        }
+    }
+    // An attack in the history teaches nothing (a rule matches it).
+    history.push(request_line(
+        "203.0.113.50",
+        "/search?q=1'%20UNION%20SELECT%20password%20FROM%20users--&page=1",
+    ));
+    append(&history);
+    std::thread::sleep(Duration::from_secs(2));
+    d.start(&[]);
+    // The first line seen live asks for the history.
+    append(&[request_line("198.51.100.10", "/search?q=shoes&page=1")]);
+    let metrics = |d: &Daemon| String::from_utf8_lossy(&d.cli(&["metrics"]).stdout).into_owned();
+    let learned = |d: &Daemon| -> u64 {
+        let key = format!("security_monitor_anomaly_learned{{container=\"{name}\"}} ");
+        metrics(d)
+            .lines()
+            .find_map(|l| l.strip_prefix(&key)?.trim().parse().ok())
+            .unwrap_or(0)
+    };
+    assert!(
+        wait_until(Duration::from_secs(30), || learned(&d) >= 60),
+        "the history did not warm the baselines (learned {}):\n{}",
+        learned(&d),
+        d.log()
+    );
+    assert!(
+        d.log().contains(&format!(
+            "container {name}: baselines warmed from its history: 61 lines read (61 parsed, 60 clean)"
+        )),
+        "{}",
+        d.log()
+    );
+    let lines = format!("security_monitor_lines_read_total{{container=\"{name}\"}} 1\n");
+    assert!(
+        metrics(&d).contains(&lines),
+        "the history was judged live:\n{}",
+        metrics(&d)
+    );
+    assert!(
+        !d.kernel_set().contains("203.0.113.50"),
+        "the history's attacker was banned"
+    );
+    // Warmed, the endpoint judges at once: a parameter it never takes is an anomaly.
+    append(&[request_line(
+        "203.0.113.190",
+        "/search?q=shoes&page=1&debug=1",
+    )]);
+    assert!(
+        wait_until(Duration::from_secs(15), || anomaly_alerts(&d)
+            .iter()
+            .any(|a| a["ip"] == "203.0.113.190")),
+        "no anomaly after the warm-up: {:?}\n{}",
+        anomaly_alerts(&d),
+        d.log()
+    );
+}
+
+#[test]
 fn a_reload_to_mode_ban_keeps_the_baselines_and_three_anomalies_ban() {
     let test = "a_reload_to_mode_ban_keeps_the_baselines_and_three_anomalies_ban";
     let Some((env, netns)) = setup(test) else {

@@ -10,6 +10,8 @@ use crate::detect::anomaly::{DaemonSettings, Mode};
 pub const MAX_MIN_SAMPLES: u64 = 10_000;
 /// Largest `anomaly.max_endpoints` per container.
 pub const MAX_ENDPOINTS: u64 = 100_000;
+/// Most lines of a container's history read to warm its baselines.
+pub const MAX_WARMUP_LINES: u64 = 10_000_000;
 /// Shortest `anomaly.save_interval`, seconds.
 pub const MIN_SAVE_INTERVAL: u64 = 10;
 
@@ -61,6 +63,16 @@ impl Validator {
                 }
             }
         }
+        if let Some(n) = o.get("warmup") {
+            if let Some(v) = self.duration(n, "anomaly.warmup", 0) {
+                a.warmup = v;
+            }
+        }
+        if let Some(n) = o.get("warmup_lines") {
+            if let Some(v) = self.uint(n, "anomaly.warmup_lines", 0, MAX_WARMUP_LINES) {
+                a.warmup_lines = v;
+            }
+        }
         if let Some(n) = o.get("save_interval") {
             if let Some(v) = self.duration(n, "anomaly.save_interval", MIN_SAVE_INTERVAL) {
                 a.save_interval = v;
@@ -83,9 +95,12 @@ mod tests {
         assert_eq!(cfg.anomaly.model.max_endpoints, 1000);
         assert_eq!(cfg.anomaly.model.max_client_share, 0.1);
         assert_eq!(cfg.anomaly.save_interval, 300);
+        assert_eq!(cfg.anomaly.warmup, 24 * 3600);
+        assert_eq!(cfg.anomaly.warmup_lines, 100_000);
         let cfg = parse_str(
             r#"{"anomaly": {"mode": "ban", "min_samples": 20, "max_endpoints": 50,
-                "max_client_share": 0.25, "save_interval": "1h"}}"#,
+                "max_client_share": 0.25, "save_interval": "1h",
+                "warmup": "6h", "warmup_lines": 5000}}"#,
         )
         .unwrap();
         assert_eq!(cfg.anomaly.mode, Mode::Ban);
@@ -93,6 +108,8 @@ mod tests {
         assert_eq!(cfg.anomaly.model.max_endpoints, 50);
         assert_eq!(cfg.anomaly.model.max_client_share, 0.25);
         assert_eq!(cfg.anomaly.save_interval, 3600);
+        assert_eq!(cfg.anomaly.warmup, 6 * 3600);
+        assert_eq!(cfg.anomaly.warmup_lines, 5000);
         let cfg = parse_str(r#"{"anomaly": {"mode": "off"}}"#).unwrap();
         assert_eq!(cfg.anomaly.mode, Mode::Off);
     }

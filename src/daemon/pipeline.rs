@@ -24,6 +24,7 @@ use crate::detect::anomaly::{self, Mode};
 use crate::detect::behaviour::{Behaviour, Seen};
 use crate::detect::parse::{LineParser, ParseHealth, UnparsedNotice};
 use crate::detect::{Detector, Scope};
+use crate::docker::history::{read_history, HistoryRequest};
 use crate::docker::{container_profile, ContainerLabels, LogLine};
 use crate::events::Event;
 
@@ -71,6 +72,12 @@ pub(super) enum Command {
     },
     /// Judge every line already queued, publish, then answer.
     Flush(oneshot::Sender<()>),
+    /// A container's history, read for its baselines (see [`warm_up`]).
+    Warm {
+        name: String,
+        lines: Vec<LogLine>,
+        error: Option<String>,
+    },
 }
 
 /// The main loop's side of the pipeline thread.
@@ -143,7 +150,15 @@ pub(super) fn spawn(
     enforce: Queue,
     inputs: Inputs,
 ) -> std::io::Result<PipelineHandle> {
-    let (commands, commands_rx) = mpsc::unbounded_channel();
+    let (commands, commands_rx) = mpsc::unbounded_channel::<Command>();
+    let (warm_tx, warm_rx) = mpsc::unbounded_channel();
+    // History is read on the daemon's runtime (it is I/O); the pipeline thread only
+    // learns from what comes back. The task ends with the pipeline (its requests'
+    // sender), and holds the pipeline's commands only weakly, so it never keeps the
+    // thread alive.
+    if let Ok(rt) = tokio::runtime::Handle::try_current() {
+        rt.spawn(warm_up(warm_rx, commands.downgrade()));
+    }
     let stats = Arc::new(Mutex::new(Stats::default()));
     let mut saver = super::anomaly::Saver::new(&cfg);
     let model = (cfg.anomaly.mode != Mode::Off).then(|| {
@@ -167,6 +182,8 @@ pub(super) fn spawn(
         events: inputs.events,
         published: stats.clone(),
         last_publish: Instant::now(),
+        warm_tx,
+        warmed: HashSet::new(),
     };
     let runtime = tokio::runtime::Builder::new_current_thread().build()?;
     let (mut lines, mut networks) = (inputs.lines, inputs.networks);
@@ -221,6 +238,9 @@ struct Pipeline {
     /// baselines; kept in memory only: it is relearned within the first clients).
     behaviour: Option<Behaviour>,
     saver: super::anomaly::Saver,
+    /// Where containers' histories are asked for, and the containers asked for already.
+    warm_tx: mpsc::UnboundedSender<WarmRequest>,
+    warmed: HashSet<String>,
     /// Since when each container with baselines has been missing from the watcher's
     /// list (see `anomaly::PRUNE_GRACE`).
     anomaly_missing: HashMap<String, Instant>,
@@ -297,6 +317,7 @@ impl Pipeline {
             Command::Flush(reply) => {
                 let _ = reply.send(());
             }
+            Command::Warm { name, lines, error } => self.warm(&name, lines, error),
         }
         self.publish();
     }
@@ -386,6 +407,9 @@ impl Pipeline {
                 (source.format.clone(), source.reason.clone()),
             );
             self.sources.insert(key.clone(), source);
+            if line.file.is_none() {
+                self.ask_warm_up(line);
+            }
         }
         let Some(source) = self.sources.get_mut(&key) else {
             return;
@@ -585,6 +609,114 @@ impl Pipeline {
         self.stats.parse_failures.retain(|k, _| names.contains(k));
         self.stats.error_lines.retain(|k, _| names.contains(k));
         self.error_rates.retain(|c| names.contains(c));
+    }
+}
+
+/// A container's history wanted for its baselines: its lines since `since` (Unix
+/// seconds) and older than `until_ns` (the first line judged live), at most `max_lines`.
+struct WarmRequest {
+    host: String,
+    id: String,
+    name: String,
+    since: i64,
+    until_ns: i64,
+    max_lines: u64,
+    max_line_bytes: usize,
+}
+
+/// Reads the histories asked for, one at a time, and hands them to the pipeline.
+async fn warm_up(
+    mut requests: mpsc::UnboundedReceiver<WarmRequest>,
+    commands: mpsc::WeakUnboundedSender<Command>,
+) {
+    while let Some(r) = requests.recv().await {
+        let req = HistoryRequest {
+            container: r.id.clone(),
+            since: r.since,
+            max_lines: r.max_lines,
+            max_line_bytes: r.max_line_bytes,
+        };
+        let mut lines = Vec::new();
+        let read = read_history(&r.host, &req, |l| {
+            if l.docker_ts_ns < r.until_ns {
+                lines.push(l);
+            }
+        })
+        .await;
+        let Some(commands) = commands.upgrade() else {
+            return;
+        };
+        let _ = commands.send(Command::Warm {
+            name: r.name,
+            lines,
+            error: read.err().map(|e| e.to_string()),
+        });
+    }
+}
+
+impl Pipeline {
+    /// A container seen for the first time: when its baselines hold little, its own
+    /// history is asked for (once per container while the daemon runs).
+    fn ask_warm_up(&mut self, line: &LogLine) {
+        let a = &self.cfg.anomaly;
+        let Some(model) = &self.anomaly else {
+            return;
+        };
+        if a.warmup == 0
+            || a.warmup_lines == 0
+            || model.learned_in(&line.container) >= a.model.unknown_after
+            || !self.warmed.insert(line.container.clone())
+        {
+            return;
+        }
+        let now = line.docker_ts_ns.div_euclid(1_000_000_000);
+        let _ = self.warm_tx.send(WarmRequest {
+            host: crate::docker::docker_host(self.cfg.docker.socket.as_deref()),
+            id: line.container_id.clone(),
+            name: line.container.clone(),
+            since: now.saturating_sub(a.warmup as i64),
+            until_ns: line.docker_ts_ns,
+            max_lines: a.warmup_lines,
+            max_line_bytes: self.cfg.limits.max_line_bytes,
+        });
+    }
+
+    /// Learns from a container's history, read as its live lines are read: what no rule
+    /// matches and was answered 2xx/3xx teaches its baselines. Nothing in it is judged,
+    /// alerted or banned (what the live stream reads again on a restart is).
+    fn warm(&mut self, name: &str, lines: Vec<LogLine>, error: Option<String>) {
+        if let Some(e) = &error {
+            tracing::warn!(CONTAINER = %name, "container {name}: its history could not be read to warm its baselines: {e}");
+        }
+        let (Some(first), Some(model)) = (lines.first(), self.anomaly.as_mut()) else {
+            if error.is_none() {
+                tracing::info!(CONTAINER = %name, "container {name}: no history to warm its baselines from");
+            }
+            return;
+        };
+        let info = self
+            .labels
+            .as_ref()
+            .and_then(|l| l.info(&first.container_id))
+            .unwrap_or_default();
+        let labels: HashMap<String, String> = info.labels.into_iter().collect();
+        let (profile, _) = container_profile(&self.cfg, name, &info.image, &labels);
+        let mut parser = LineParser::new(&profile.format).unwrap_or_else(|_| LineParser::auto());
+        let before = model.learned_in(name);
+        let (mut parsed, mut clean) = (0u64, 0u64);
+        for line in &lines {
+            parser.set_reference(line.docker_ts_ns.div_euclid(1_000_000_000));
+            let Some(req) = parser.parse(&line.bytes) else {
+                continue;
+            };
+            parsed += 1;
+            let (client, hit) = self.detector.matches_only(&req, &line.bytes);
+            let ok = !hit && req.status.is_some_and(|s| (200..400).contains(&s));
+            clean += u64::from(ok);
+            let _ = model.observe_from(name, &req, client, ok);
+        }
+        let learned = model.learned_in(name) - before;
+        tracing::info!(CONTAINER = %name, "container {name}: baselines warmed from its history: {} lines read ({parsed} parsed, {clean} clean), {learned} requests learned", lines.len());
     }
 }
 

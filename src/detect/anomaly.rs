@@ -105,6 +105,10 @@ pub struct DaemonSettings {
     pub model: Settings,
     /// Seconds between saves of `anomaly_model.json` (it is also saved at a stop).
     pub save_interval: u64,
+    /// How far back a container's own log is read to warm its baselines when the daemon
+    /// first sees it with little learned (seconds; 0: never), and at most how many lines.
+    pub warmup: u64,
+    pub warmup_lines: u64,
 }
 
 impl Default for DaemonSettings {
@@ -113,6 +117,8 @@ impl Default for DaemonSettings {
             mode: Mode::Alert,
             model: Settings::default(),
             save_interval: 300,
+            warmup: 24 * 3600,
+            warmup_lines: 100_000,
         }
     }
 }
@@ -269,6 +275,11 @@ impl Model {
         if self.sources.len() != before {
             self.generation += 1;
         }
+    }
+
+    /// Requests learned from `source` (0: none, or not known).
+    pub fn learned_in(&self, source: &str) -> u64 {
+        self.sources.get(source).map_or(0, |s| s.learned)
     }
 
     /// The sources' names.

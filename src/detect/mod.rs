@@ -318,6 +318,17 @@ impl Detector {
     /// [`observe`](Self::observe) for a source with a [`Scope`]: only rules of its
     /// categories, the built-in rules its profile keeps and the profile's own rules
     /// judge it, by the profile's thresholds.
+    /// Whether any rule matches `req`, and its client (the real one behind a trusted
+    /// proxy), without moving any window: for history that only teaches the baselines.
+    pub fn matches_only(&mut self, req: &Request<'_>, line: &[u8]) -> (IpAddr, bool) {
+        let mut hits = Vec::new();
+        self.rules.matches(&mut self.view, req, line, &mut hits);
+        (
+            self.proxies.client(req.ip, &req.forwarded_for).ip,
+            !hits.is_empty(),
+        )
+    }
+
     pub fn observe_in(
         &mut self,
         req: &Request<'_>,
