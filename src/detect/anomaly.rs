@@ -338,8 +338,12 @@ impl Model {
         let mut params = std::mem::take(&mut self.scratch);
         let n = decode_params(query, &mut params);
         let params_now = &params[..n];
+        // An endpoint never seen that the application answered "not found" is no
+        // endpoint: the 404 says it all (and the not-found windows count it).
+        let missing = matches!(req.status, Some(404 | 410));
         let found = s
             .judge(&settings, &hasher, key, params_now)
+            .filter(|f| !(missing && matches!(f.1, Why::Unknown | Why::Rare)))
             .map(|f| s.describe(f, method, &route, params_now));
         if clean {
             let ordinary = found
@@ -842,16 +846,53 @@ fn route_template_into(path: &[u8], out: &mut String) {
             Some("{hex}")
         } else if seg.len() > 40 {
             Some("{s}")
+        } else if k >= 2 && is_slug(seg) {
+            Some("{slug}")
         } else {
             None
         };
         match folded {
             Some(f) => out.push_str(f),
+            // Only a name with digits has parts to fold.
+            None if seg.contains(&b'.') && seg.iter().any(u8::is_ascii_digit) => {
+                push_file_name(seg, out)
+            }
             None => out.push_str(&String::from_utf8_lossy(seg)),
         }
     }
     if out.is_empty() {
         out.push('/');
+    }
+}
+
+/// A page's slug below the first level (`/blog/{n}/my-first-post`): lower-case words and
+/// digits joined by at least two dashes, no extension. Each is its own page, not its own
+/// endpoint.
+fn is_slug(seg: &[u8]) -> bool {
+    seg.iter().filter(|&&b| b == b'-').count() >= 2
+        && seg
+            .iter()
+            .all(|&b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_')
+}
+
+/// A file name with its numeric and fingerprint parts folded (`app.8ed189c4.js` is
+/// `app.{hex}.js`, `113.webp` is `{n}.webp`): a build's assets are one endpoint whatever
+/// the deploy.
+fn push_file_name(seg: &[u8], out: &mut String) {
+    for (i, part) in seg.split(|&b| b == b'.').enumerate() {
+        if i > 0 {
+            out.push('.');
+        }
+        if !part.is_empty() && part.iter().all(u8::is_ascii_digit) {
+            out.push_str("{n}");
+        } else if part.len() >= 8
+            && part.iter().all(u8::is_ascii_hexdigit)
+            && part.iter().any(u8::is_ascii_digit)
+        {
+            out.push_str("{hex}");
+        } else {
+            out.push_str(&String::from_utf8_lossy(part));
+        }
     }
 }
 

@@ -109,6 +109,19 @@ fn an_unknown_endpoint_is_only_a_low_score() {
         .expect("unknown endpoint reported");
     assert_eq!(a.score, SCORE_UNKNOWN_ENDPOINT);
     assert!(a.reason.contains("never seen"), "{}", a.reason);
+    // Answered "not found", it is no endpoint at all: the 404 says it.
+    let mut gone = req("192.0.2.2", "/shop/add.jsp.BAK");
+    gone.status = Some(404);
+    assert_eq!(m.observe("shop", &gone, false), None);
+    // A parameter of a known endpoint still is judged whatever the answer.
+    let mut odd = req(
+        "192.0.2.2",
+        "/shop/add.jsp?id=1%27&name=Vino+Rioja&qty=1&B1=Add",
+    );
+    odd.status = Some(404);
+    assert!(m
+        .observe("shop", &odd, false)
+        .is_some_and(|a| a.score > SCORE_UNKNOWN_ENDPOINT));
 }
 
 #[test]
@@ -182,7 +195,7 @@ fn endpoints_are_bounded_and_the_coldest_go() {
     });
     warm(&mut m, 300);
     for i in 0..5000u32 {
-        let t = format!("/post/slug-{i}-x");
+        let t = format!("/post/Page{i}x");
         m.observe("shop", &req(&client(i), &t), true);
     }
     let st = m.stats();
@@ -206,6 +219,15 @@ fn routes_fold_ids() {
         ("/", "/"),
         ("", "/"),
         ("/a//b/", "/a//b/"),
+        // Fingerprinted and numbered files, and slugs below the first level.
+        ("/static/js/app.8ed189c4.js", "/static/js/app.{hex}.js"),
+        ("/img/products/113.webp", "/img/products/{n}.webp"),
+        ("/jquery-3.6.0.min.js", "/jquery-3.{n}.{n}.min.js"),
+        ("/shop/add.jsp", "/shop/add.jsp"),
+        ("/blog/2024/kubernetes-garden-nginx", "/blog/{n}/{slug}"),
+        ("/blog/tutorial-price", "/blog/tutorial-price"),
+        ("/wp-admin-area-x/x", "/wp-admin-area-x/x"),
+        ("/docs/Read-Me-First", "/docs/Read-Me-First"),
     ] {
         assert_eq!(route_template(path.as_bytes()), want, "{path}");
     }
