@@ -655,8 +655,10 @@ async fn warm_up(
 }
 
 impl Pipeline {
-    /// A container seen for the first time: when its baselines hold little, its own
-    /// history is asked for (once per container while the daemon runs).
+    /// A container seen for the first time: when its baselines hold nothing (new to
+    /// this host, or the model file was lost), its own history is asked for, once per
+    /// container while the daemon runs. Baselines loaded from the file already learned
+    /// that history, and the log cursor resumes after it: it is not read again.
     fn ask_warm_up(&mut self, line: &LogLine) {
         let a = &self.cfg.anomaly;
         let Some(model) = &self.anomaly else {
@@ -664,7 +666,7 @@ impl Pipeline {
         };
         if a.warmup == 0
             || a.warmup_lines == 0
-            || model.learned_in(&line.container) >= a.model.unknown_after
+            || model.learned_in(&line.container) > 0
             || !self.warmed.insert(line.container.clone())
         {
             return;

@@ -106,7 +106,7 @@ pub struct DaemonSettings {
     /// Seconds between saves of `anomaly_model.json` (it is also saved at a stop).
     pub save_interval: u64,
     /// How far back a container's own log is read to warm its baselines when the daemon
-    /// first sees it with little learned (seconds; 0: never), and at most how many lines.
+    /// first sees it with nothing learned (seconds; 0: never), and at most how many lines.
     pub warmup: u64,
     pub warmup_lines: u64,
 }
