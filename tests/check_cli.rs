@@ -964,6 +964,24 @@ fn learn_warms_the_endpoint_baselines_and_the_report_lists_what_strays() {
     assert_eq!(r["anomalies_total"], 2);
     // No ban from an anomaly in check.
     assert!(banned(&r).is_empty(), "{r}");
+    // The config's anomaly section applies: with min_samples above what was learned,
+    // no endpoint is judged yet.
+    let cfg = d.file(
+        "monitor_config.json",
+        br#"{"anomaly": {"min_samples": 1000}}"#,
+    );
+    let r = check_json(
+        &[
+            "--config",
+            cfg.to_str().unwrap(),
+            "--format",
+            "combined",
+            "--learn",
+            learn.to_str().unwrap(),
+        ],
+        &[&test],
+    );
+    assert_eq!(r["anomalies_total"], 0, "{r}");
     // Without --learn or --anomalies the report has no such keys.
     let r = check_json(&["--format", "combined"], &[&test]);
     assert!(r.get("anomalies").is_none(), "{r}");

@@ -79,7 +79,8 @@ pub(super) fn check(
     )?;
     replay.set_reference(security_monitor::clock::unix_now());
     if let Some(learn) = learn {
-        let mut model = anomaly::Model::new(anomaly::Settings::default());
+        // The knobs of the config's `anomaly` section, so `check` judges as the daemon does.
+        let mut model = anomaly::Model::new(cfg.anomaly.model);
         if !learn.is_empty() {
             // The learning logs go through a replay of their own (its rule hits decide
             // what is ordinary), so the report below is about LOGFILES alone.
