@@ -490,15 +490,19 @@ impl Pipeline {
                         .verdict(v, line.container.clone(), line.docker_ts_ns);
                 }
             }
-            let _ = self.events.send(Event::Anomaly {
-                at: now,
-                ip: client,
-                container: line.container.clone(),
-                score: a.score,
-                reason: a.reason,
-                endpoint: a.endpoint,
-                line: crate::detect::decode::escape_excerpt(&line.bytes, 300),
-            });
+            // An endpoint never seen (a score below 0.5) is counted, not alerted: on a
+            // busy site with open-ended routes such alerts would crowd the ring out.
+            if a.score >= 0.5 {
+                let _ = self.events.send(Event::Anomaly {
+                    at: now,
+                    ip: client,
+                    container: line.container.clone(),
+                    score: a.score,
+                    reason: a.reason,
+                    endpoint: a.endpoint,
+                    line: crate::detect::decode::escape_excerpt(&line.bytes, 300),
+                });
+            }
         }
         if let Some(v) = obs.verdict {
             self.enforce
