@@ -59,15 +59,19 @@ enum Measure {
     Writes,
     UserAgents,
     Flagged,
+    Regularity,
 }
 
-const MEASURES: [Measure; 6] = [
+const NMEASURES: usize = 7;
+
+const MEASURES: [Measure; NMEASURES] = [
     Measure::NotFound,
     Measure::ClientErrors,
     Measure::Paths,
     Measure::Writes,
     Measure::UserAgents,
     Measure::Flagged,
+    Measure::Regularity,
 ];
 
 impl Measure {
@@ -79,6 +83,9 @@ impl Measure {
             Measure::Writes => "share of requests other than GET/HEAD",
             Measure::UserAgents => "distinct user agents",
             Measure::Flagged => "share of requests the endpoint baselines found unusual",
+            Measure::Regularity => {
+                "timing regularity (1 / (1 + the spread of its gaps over their mean))"
+            }
         }
     }
 
@@ -103,6 +110,9 @@ impl Measure {
     fn score(self) -> f64 {
         match self {
             Measure::Flagged => 0.7,
+            // A clock-like client (a poller, a monitor, a bot) is worth a look, never
+            // an alert or a ban point on its own.
+            Measure::Regularity => 0.4,
             Measure::NotFound | Measure::ClientErrors => 0.6,
             Measure::Paths | Measure::Writes | Measure::UserAgents => 0.5,
         }
@@ -130,10 +140,14 @@ struct Client {
     /// Measures already reported (bit per [`Measure`]).
     reported: u8,
     last_seen: i64,
+    /// Gaps between its requests (seconds): how many, their sum and sum of squares.
+    gaps: u32,
+    gap_sum: f32,
+    gap_squares: f32,
 }
 
 impl Client {
-    fn values(&self) -> [f64; 6] {
+    fn values(&self) -> [f64; NMEASURES] {
         let n = f64::from(self.requests.max(1));
         [
             f64::from(self.not_found) / n,
@@ -142,7 +156,24 @@ impl Client {
             f64::from(self.writes) / n,
             linear_count(u64::from(self.agents), 32),
             f64::from(self.flagged) / n,
+            self.regularity(),
         ]
+    }
+
+    /// 1 / (1 + the coefficient of variation of its gaps): 1 for a client on a clock,
+    /// near 0 for a person's bursts and pauses. Not measured (NaN) while its requests
+    /// come less than a second apart on average: log times have whole seconds.
+    fn regularity(&self) -> f64 {
+        let k = f64::from(self.gaps);
+        if k < 2.0 {
+            return f64::NAN;
+        }
+        let mean = f64::from(self.gap_sum) / k;
+        if mean < 1.0 {
+            return f64::NAN;
+        }
+        let var = (f64::from(self.gap_squares) / k - mean * mean).max(0.0);
+        1.0 / (1.0 + var.sqrt() / mean)
     }
 }
 
@@ -159,6 +190,8 @@ fn linear_count(bits: u64, m: u32) -> f64 {
 /// Median, MAD and 99th percentile of one measure over a population.
 #[derive(Debug, Clone, Copy, Default)]
 struct Spread {
+    /// Clients it was taken of.
+    count: usize,
     median: f64,
     mad: f64,
     p99: f64,
@@ -167,15 +200,15 @@ struct Spread {
 #[derive(Debug, Default)]
 struct Population {
     /// Measures of recent clients at their checkpoints (a ring).
-    values: Vec<[f64; 6]>,
+    values: Vec<[f64; NMEASURES]>,
     next: usize,
     /// Entries since the spreads were last computed.
     fresh: usize,
-    spreads: Option<[Spread; 6]>,
+    spreads: Option<[Spread; NMEASURES]>,
 }
 
 impl Population {
-    fn add(&mut self, v: [f64; 6], cap: usize) {
+    fn add(&mut self, v: [f64; NMEASURES], cap: usize) {
         if self.values.len() < cap {
             self.values.push(v);
         } else {
@@ -186,16 +219,17 @@ impl Population {
     }
 
     /// The spreads, recomputed once enough has changed (a tenth of the population).
-    fn spreads(&mut self) -> [Spread; 6] {
+    fn spreads(&mut self) -> [Spread; NMEASURES] {
         let stale = self.fresh * 10 >= self.values.len().max(10);
         if let (Some(s), false) = (self.spreads, stale) {
             return s;
         }
-        let mut out = [Spread::default(); 6];
+        let mut out = [Spread::default(); NMEASURES];
         let mut column: Vec<f64> = Vec::with_capacity(self.values.len());
         for (m, spread) in out.iter_mut().enumerate() {
             column.clear();
-            column.extend(self.values.iter().map(|v| v[m]));
+            // A measure not taken of a client (NaN) is no part of its spread.
+            column.extend(self.values.iter().map(|v| v[m]).filter(|x| !x.is_nan()));
             column.sort_by(f64::total_cmp);
             let median = quantile(&column, 0.5);
             let p99 = quantile(&column, 0.99);
@@ -204,6 +238,7 @@ impl Population {
             }
             column.sort_by(f64::total_cmp);
             *spread = Spread {
+                count: column.len(),
                 median,
                 mad: quantile(&column, 0.5),
                 p99,
@@ -279,6 +314,12 @@ impl Behaviour {
         let path_bit = 1u64 << (self.hasher.hash_one(path) % 64);
         let agent_bit = 1u32 << (self.hasher.hash_one(&req.user_agent[..]) % 32);
         let c = self.clients.entry(key).or_default();
+        if c.requests > 0 {
+            let gap = (now - c.last_seen).clamp(0, 86_400) as f32;
+            c.gaps += 1;
+            c.gap_sum += gap;
+            c.gap_squares += gap * gap;
+        }
         c.requests = c.requests.saturating_add(1);
         c.last_seen = now;
         match req.status {
@@ -311,12 +352,15 @@ impl Behaviour {
                     continue;
                 }
                 let (x, s) = (values[i], spreads[i]);
+                if s.count < self.settings.min_population {
+                    continue;
+                }
                 let scale = (1.4826 * s.mad).max(m.min_spread());
                 let z = (x - s.median) / scale;
                 if z >= Z_LIMIT && x > s.p99 && x - s.median >= m.min_excess() {
                     c.reported |= 1 << i;
                     if found.is_none_or(|(f, ..)| m.score() > f.score()) {
-                        found = Some((m, x, s, population.values.len()));
+                        found = Some((m, x, s, s.count));
                     }
                 }
             }

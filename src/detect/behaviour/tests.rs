@@ -191,3 +191,61 @@ fn linear_counting_is_close_for_small_counts() {
     assert!((n - 10.8).abs() < 0.5, "{n}");
     assert_eq!(linear_count(0, 64), 0.0);
 }
+
+#[test]
+fn a_client_on_a_clock_is_worth_a_look_and_never_more() {
+    let mut b = Behaviour::new(Settings::default());
+    let mut t = 0;
+    // Visitors come in bursts (a page and its assets) and pauses.
+    for i in 0..40 {
+        let mut out = Vec::new();
+        for k in 0..40u32 {
+            t += if k % 4 == 0 {
+                30 + i64::from(k % 7) * 11
+            } else {
+                0
+            };
+            out.extend(b.observe(
+                "shop",
+                ip(i),
+                &req(ip(i), "GET", "/", 200),
+                t,
+                Seen::default(),
+            ));
+        }
+        assert!(out.is_empty(), "{out:?}");
+    }
+    // A poller every 60 seconds.
+    let mut found = Vec::new();
+    for _ in 0..20 {
+        t += 60;
+        found.extend(b.observe(
+            "shop",
+            ip(700),
+            &req(ip(700), "GET", "/", 200),
+            t,
+            Seen::default(),
+        ));
+    }
+    assert_eq!(found.len(), 1, "{found:?}");
+    assert!(
+        found[0].reason.starts_with(
+            "timing regularity (1 / (1 + the spread of its gaps over their mean)) 1.00"
+        ),
+        "{}",
+        found[0].reason
+    );
+    assert!(found[0].score < 0.5, "below every alert and ban");
+    // Fast clients are not measured at all (whole-second log times).
+    let mut found = Vec::new();
+    for _ in 0..40 {
+        found.extend(b.observe(
+            "shop",
+            ip(701),
+            &req(ip(701), "GET", "/", 200),
+            t,
+            Seen::default(),
+        ));
+    }
+    assert!(found.is_empty(), "{found:?}");
+}
