@@ -1500,6 +1500,30 @@ fn request_line(ip: &str, target: &str) -> String {
     )
 }
 
+/// Appends `lines` to the file a test container prints (`tail -f /tmp/in`), so lines can
+/// be added while the daemon runs or while it is stopped.
+fn append_lines(env: &Env, name: &str, lines: &[String]) {
+    let text: String = lines.iter().map(|l| format!("{l}\n")).collect();
+    let script = format!("cat >> /tmp/in <<'EOF'\n{text}EOF\n");
+    env.docker(&["exec", name, "/bin/busybox", "sh", "-c", &script]);
+}
+
+/// 60 ordinary searches from 20 clients (no client may give more than its share), every
+/// value already in the first round (a value first seen late is itself odd).
+fn searches() -> Vec<String> {
+    let mut lines = Vec::new();
+    for round in 0..3 {
+        for i in 0..20 {
+            let word = ["shoes", "boots", "socks"][(i + round) % 3];
+            lines.push(request_line(
+                &format!("198.51.100.{}", 10 + i),
+                &format!("/search?q={word}&page={}", i % 2 + 1),
+            ));
+        }
+    }
+    lines
+}
+
 /// The alerts of kind `anomaly`, as `alerts --json` lists them.
 fn anomaly_alerts(d: &Daemon) -> Vec<serde_json::Value> {
     let out = d.cli(&["alerts", "--json"]);
@@ -1531,23 +1555,8 @@ fn an_odd_request_to_a_learned_endpoint_is_an_anomaly_alert_and_the_model_outliv
         &d.label(),
         "mkdir -p /tmp; touch /tmp/in; tail -n +1 -f /tmp/in",
     );
-    let append = |lines: &[String]| {
-        let text: String = lines.iter().map(|l| format!("{l}\n")).collect();
-        let script = format!("cat >> /tmp/in <<'EOF'\n{text}EOF\n");
-        env.docker(&["exec", &name, "/bin/busybox", "sh", "-c", &script]);
-    };
-    // 60 ordinary searches from 20 clients (no client may give more than its share),
-    // every value already in the first round (a value first seen late is itself odd).
-    let mut training = Vec::new();
-    for round in 0..3 {
-        for i in 0..20 {
-            let word = ["shoes", "boots", "socks"][(i + round) % 3];
-            training.push(request_line(
-                &format!("198.51.100.{}", 10 + i),
-                &format!("/search?q={word}&page={}", i % 2 + 1),
-            ));
-        }
-    }
+    let append = |lines: &[String]| append_lines(&env, &name, lines);
+    let training = searches();
     append(&training);
     let learned = format!("security_monitor_anomaly_learned{{container=\"{name}\"}} 60");
     let metrics = |d: &Daemon| String::from_utf8_lossy(&d.cli(&["metrics"]).stdout).into_owned();
@@ -1665,21 +1674,8 @@ fn a_container_first_seen_warms_its_baselines_from_its_own_history() {
         &d.label(),
         "mkdir -p /tmp; touch /tmp/in; tail -n +1 -f /tmp/in",
     );
-    let append = |lines: &[String]| {
-        let text: String = lines.iter().map(|l| format!("{l}\n")).collect();
-        let script = format!("cat >> /tmp/in <<'EOF'\n{text}EOF\n");
-        env.docker(&["exec", &name, "/bin/busybox", "sh", "-c", &script]);
-    };
-    let mut history = Vec::new();
-    for round in 0..3 {
-        for i in 0..20 {
-            let word = ["shoes", "boots", "socks"][(i + round) % 3];
-            history.push(request_line(
-                &format!("198.51.100.{}", 10 + i),
-                &format!("/search?q={word}&page={}", i % 2 + 1),
-            ));
-        }
-    }
+    let append = |lines: &[String]| append_lines(&env, &name, lines);
+    let mut history = searches();
     // An attack in the history teaches nothing (a rule matches it).
     history.push(request_line(
         "203.0.113.50",
@@ -1750,11 +1746,7 @@ fn a_reload_to_mode_ban_keeps_the_baselines_and_three_anomalies_ban() {
         &d.label(),
         "mkdir -p /tmp; touch /tmp/in; tail -n +1 -f /tmp/in",
     );
-    let append = |lines: &[String]| {
-        let text: String = lines.iter().map(|l| format!("{l}\n")).collect();
-        let script = format!("cat >> /tmp/in <<'EOF'\n{text}EOF\n");
-        env.docker(&["exec", &name, "/bin/busybox", "sh", "-c", &script]);
-    };
+    let append = |lines: &[String]| append_lines(&env, &name, lines);
     let training: Vec<String> = (0..60)
         .map(|k| {
             request_line(

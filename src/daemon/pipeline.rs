@@ -395,13 +395,8 @@ impl Pipeline {
         }
         let key: SourceKey = (line.container_id.clone(), line.file.clone());
         if !self.sources.contains_key(&key) {
-            let info = self
-                .labels
-                .as_ref()
-                .and_then(|l| l.info(&line.container_id))
-                .unwrap_or_default();
-            let labels: HashMap<String, String> = info.labels.into_iter().collect();
-            let source = new_source(&self.cfg, &labels, &info.image, line);
+            let (labels, image) = self.labels_and_image(&line.container_id);
+            let source = new_source(&self.cfg, &labels, &image, line);
             self.stats.profiles.insert(
                 line.container.clone(),
                 (source.format.clone(), source.reason.clone()),
@@ -659,6 +654,16 @@ async fn warm_up(
 }
 
 impl Pipeline {
+    /// A container's labels and image, as the watcher last listed them.
+    fn labels_and_image(&self, id: &str) -> (HashMap<String, String>, String) {
+        let info = self
+            .labels
+            .as_ref()
+            .and_then(|l| l.info(id))
+            .unwrap_or_default();
+        (info.labels.into_iter().collect(), info.image)
+    }
+
     /// A container seen for the first time: when its baselines hold nothing (new to
     /// this host, or the model file was lost), its own history is asked for, once per
     /// container while the daemon runs. Baselines loaded from the file already learned
@@ -694,19 +699,17 @@ impl Pipeline {
         if let Some(e) = &error {
             tracing::warn!(CONTAINER = %name, "container {name}: its history could not be read to warm its baselines: {e}");
         }
-        let (Some(first), Some(model)) = (lines.first(), self.anomaly.as_mut()) else {
+        let Some(first) = lines.first().filter(|_| self.anomaly.is_some()) else {
             if error.is_none() {
                 tracing::info!(CONTAINER = %name, "container {name}: no history to warm its baselines from");
             }
             return;
         };
-        let info = self
-            .labels
-            .as_ref()
-            .and_then(|l| l.info(&first.container_id))
-            .unwrap_or_default();
-        let labels: HashMap<String, String> = info.labels.into_iter().collect();
-        let (profile, _) = container_profile(&self.cfg, name, &info.image, &labels);
+        let (labels, image) = self.labels_and_image(&first.container_id);
+        let (profile, _) = container_profile(&self.cfg, name, &image, &labels);
+        let Some(model) = self.anomaly.as_mut() else {
+            return;
+        };
         let mut parser = LineParser::new(&profile.format).unwrap_or_else(|_| LineParser::auto());
         let before = model.learned_in(name);
         let (mut parsed, mut clean) = (0u64, 0u64);

@@ -318,6 +318,16 @@ impl Detector {
     /// [`observe`](Self::observe) for a source with a [`Scope`]: only rules of its
     /// categories, the built-in rules its profile keeps and the profile's own rules
     /// judge it, by the profile's thresholds.
+    /// The thresholds that apply in `scope`: its profile's over the config's.
+    fn thresholds_in<'a>(base: &'a Thresholds, scope: &Scope) -> std::borrow::Cow<'a, Thresholds> {
+        match scope.profile.as_deref() {
+            Some(p) if !p.thresholds.is_empty() => {
+                std::borrow::Cow::Owned(p.thresholds.apply(base))
+            }
+            _ => std::borrow::Cow::Borrowed(base),
+        }
+    }
+
     /// Whether any rule matches `req`, and its client (the real one behind a trusted
     /// proxy), without moving any window: for history that only teaches the baselines.
     pub fn matches_only(&mut self, req: &Request<'_>, line: &[u8]) -> (IpAddr, bool) {
@@ -381,14 +391,8 @@ impl Detector {
             self.sweep(now);
         }
 
-        let scoped;
-        let t = match scope.profile.as_deref() {
-            Some(p) if !p.thresholds.is_empty() => {
-                scoped = p.thresholds.apply(&self.thresholds);
-                &scoped
-            }
-            _ => &self.thresholds,
-        };
+        let t = Self::thresholds_in(&self.thresholds, scope);
+        let t = &*t;
         obs.client = Some(client.ip);
         let state = self.ips.entry(client.ip).or_default();
         // Out-of-order lines are treated as happening now for this IP, so windows never
@@ -547,14 +551,8 @@ impl Detector {
         if points == 0 {
             return None;
         }
-        let scoped;
-        let t = match scope.profile.as_deref() {
-            Some(p) if !p.thresholds.is_empty() => {
-                scoped = p.thresholds.apply(&self.thresholds);
-                &scoped
-            }
-            _ => &self.thresholds,
-        };
+        let t = Self::thresholds_in(&self.thresholds, scope);
+        let t = &*t;
         let (window, max) = (t.pattern_window, t.max_pattern_matches);
         let state = self.ips.entry(ip).or_default();
         let now = now.max(state.last_seen);
