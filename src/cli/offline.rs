@@ -11,7 +11,7 @@ use serde::Serialize;
 
 use security_monitor::config::{self, Config, DEFAULT_CONFIG_PATH};
 use security_monitor::detect::parse::LogFormat;
-use security_monitor::detect::replay::{Replay, Report};
+use security_monitor::detect::replay::{Batch, Replay, Report};
 use security_monitor::detect::rules::RuleSet;
 use security_monitor::detect::{anomaly, profile};
 use security_monitor::docker::{self, HistoryReader, HistoryRequest};
@@ -332,7 +332,22 @@ fn replay_container(
 fn replay_input(replay: &mut Replay, input: impl io::Read, name: &str) -> io::Result<Vec<String>> {
     let mut source = replay.source().map_err(io::Error::other)?;
     let max = replay.max_line();
-    for_each_line(input, max, |line, cut| replay.line(&mut source, line, cut))?;
+    if replay.has_model() {
+        // Judged a batch at a time: see `Replay::lines`.
+        let mut batch = Batch::default();
+        let read = for_each_line(input, max, |line, cut| {
+            batch.push(line, cut);
+            if batch.is_full() {
+                replay.lines(&mut source, &batch);
+                batch.clear();
+            }
+        });
+        // What was read before an error is judged all the same.
+        replay.lines(&mut source, &batch);
+        read?;
+    } else {
+        for_each_line(input, max, |line, cut| replay.line(&mut source, line, cut))?;
+    }
     Ok(replay.end(source, name))
 }
 

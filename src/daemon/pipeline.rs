@@ -451,14 +451,14 @@ impl Pipeline {
             *self.stats.rule_hits.entry(key).or_default() += 1;
         }
         // The baselines see every request, as `check` feeds them, and learn from the
-        // surely ordinary: answered 2xx/3xx, to a client with no rule hit and no ban.
+        // surely ordinary: a client with no rule hit and no ban (and, they see to it,
+        // answered 2xx/3xx).
         let client = obs.client.unwrap_or(req.ip);
         let finding = self.anomaly.as_mut().and_then(|m| {
-            let clean = obs.hits.is_empty()
+            let rule_free = obs.hits.is_empty()
                 && obs.verdict.is_none()
-                && req.status.is_some_and(|s| (200..400).contains(&s))
                 && !self.detector.is_quiet(client, now);
-            m.observe_from(&line.container, &req, client, clean)
+            m.observe_from(&line.container, &req, client, rule_free)
         });
         // Beside the endpoints, the client measured against the container's others.
         let behaviour = self.behaviour.as_mut().and_then(|b| {
@@ -720,9 +720,8 @@ impl Pipeline {
             };
             parsed += 1;
             let (client, hit) = self.detector.matches_only(&req, &line.bytes);
-            let ok = !hit && req.status.is_some_and(|s| (200..400).contains(&s));
-            clean += u64::from(ok);
-            let _ = model.observe_from(name, &req, client, ok);
+            clean += u64::from(!hit && req.status.is_some_and(|s| (200..400).contains(&s)));
+            let _ = model.observe_from(name, &req, client, !hit);
         }
         let learned = model.learned_in(name) - before;
         tracing::info!(CONTAINER = %name, "container {name}: baselines warmed from its history: {} lines read ({parsed} parsed, {clean} clean), {learned} requests learned", lines.len());

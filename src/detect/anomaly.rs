@@ -36,6 +36,14 @@ use super::parse::Request;
 
 /// Parameters kept per endpoint; more names are judged as never seen.
 pub const MAX_PARAMS: usize = 32;
+/// Parameters kept per source, all its endpoints together: past it, the coldest
+/// endpoints go to make room, so a source's model stays within a few MB (see
+/// [`Stats::bytes`]) whatever its endpoints take.
+pub const MAX_SOURCE_PARAMS: usize = 8_192;
+/// Longest parameter name kept (bytes); a longer one is judged as never seen.
+pub const MAX_NAME: usize = 128;
+/// Longest endpoint label kept (bytes; the route is still told apart in full).
+const MAX_LABEL: usize = 256;
 /// Distinct values kept per parameter; a parameter with more is free text.
 pub const MAX_VALUES: usize = 8;
 /// Clients tracked per endpoint for the share cap.
@@ -44,8 +52,8 @@ const CONTRIBUTORS: usize = 8;
 const FREE_SAMPLES: u32 = 3;
 /// Ordinary clean requests after which a client's unusual clean requests are learned.
 pub const TRUST_AFTER: u32 = 5;
-/// Clients whose trust is tracked per source.
-const MAX_TRUST: usize = 100_000;
+/// Clients whose trust is tracked per source (about 16 bytes each).
+const MAX_TRUST: usize = 25_000;
 
 /// The model's knobs.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -141,24 +149,50 @@ const SCORE_UNKNOWN_PARAM: f64 = 0.6;
 const SCORE_OVERLONG: f64 = 0.7;
 const SCORE_MISSING_PARAM: f64 = 0.5;
 const SCORE_NEW_VALUE: f64 = 0.5;
+/// A 5xx from an endpoint that rarely answers so, on its own: worth counting, never an
+/// alert or a ban point (an outage answers every client so).
+const SCORE_RARE_ERROR: f64 = 0.4;
+/// What a 5xx the endpoint rarely gives adds to another finding of the same request
+/// (an odd parameter that broke the application).
+const RARE_ERROR_BONUS: f64 = 0.1;
 
 /// Character classes: lower-case letters, upper-case, digits, space, non-ASCII, control
 /// characters, then each ASCII punctuation character on its own (where attacks are).
 const NCLASS: usize = 6 + 32;
 
-fn class_of(b: u8) -> usize {
-    match b {
-        b'a'..=b'z' => 0,
-        b'A'..=b'Z' => 1,
-        b'0'..=b'9' => 2,
-        b' ' => 3,
-        0x80..=0xFF => 4,
-        0..=0x1F | 0x7F => 5,
-        _ => 6 + PUNCT.iter().position(|&p| p == b).unwrap_or(0),
-    }
-}
-
 const PUNCT: &[u8; 32] = b"!\"#$%&'()*+,-./:;<=>?@[\\]^_`{|}~";
+
+/// The class of every byte.
+const CLASS: [u8; 256] = {
+    let mut t = [0u8; 256];
+    let mut b = 0;
+    while b < 256 {
+        t[b] = match b as u8 {
+            b'a'..=b'z' => 0,
+            b'A'..=b'Z' => 1,
+            b'0'..=b'9' => 2,
+            b' ' => 3,
+            0x80..=0xFF => 4,
+            0..=0x1F | 0x7F => 5,
+            _ => {
+                let mut k = 0;
+                while PUNCT[k] != b as u8 {
+                    k += 1;
+                }
+                6 + k as u8
+            }
+        };
+        b += 1;
+    }
+    t
+};
+
+/// The classes a value holds, a bit each.
+fn class_mask(value: &[u8]) -> u64 {
+    value
+        .iter()
+        .fold(0u64, |m, &b| m | 1 << CLASS[usize::from(b)])
+}
 
 fn class_name(c: usize) -> String {
     match c {
@@ -176,11 +210,69 @@ fn class_name(c: usize) -> String {
 struct Param {
     name: Box<[u8]>,
     count: u32,
-    classes: [u32; NCLASS],
     max_len: u32,
+    /// The classes with a count (a bit each).
+    seen: u64,
+    /// Per class, the values that held it (saturating; counts halve long before).
+    classes: [u16; NCLASS],
     /// Distinct values (by hash) and their counts, while there are at most
-    /// [`MAX_VALUES`]; None once there were more.
-    values: Option<Vec<(u64, u32)>>,
+    /// [`MAX_VALUES`].
+    values: Values,
+}
+
+/// A parameter's few values, kept in place.
+#[derive(Debug, Clone, Copy, PartialEq)]
+struct Values {
+    /// How many are kept, or [`Values::MANY`] once there were more (free text).
+    len: u8,
+    items: [(u32, u32); MAX_VALUES],
+}
+
+impl Values {
+    const MANY: u8 = u8::MAX;
+
+    fn new() -> Values {
+        Values {
+            len: 0,
+            items: [(0, 0); MAX_VALUES],
+        }
+    }
+
+    /// The values kept, or None for free text.
+    fn kept(&self) -> Option<&[(u32, u32)]> {
+        (self.len != Self::MANY).then(|| &self.items[..usize::from(self.len)])
+    }
+
+    /// Counts one more of value `h`.
+    fn add(&mut self, h: u32) {
+        let Some(kept) = self.kept() else {
+            return;
+        };
+        match kept.iter().position(|&(v, _)| v == h) {
+            Some(j) => self.items[j].1 += 1,
+            None if kept.len() < MAX_VALUES => {
+                self.items[kept.len()] = (h, 1);
+                self.len += 1;
+            }
+            None => self.len = Self::MANY,
+        }
+    }
+
+    /// Halves the counts; values counted once are forgotten.
+    fn halve(&mut self) {
+        if self.len == Self::MANY {
+            return;
+        }
+        let mut n = 0;
+        for j in 0..usize::from(self.len) {
+            let (h, c) = self.items[j];
+            if c / 2 > 0 {
+                self.items[n] = (h, c / 2);
+                n += 1;
+            }
+        }
+        self.len = n as u8;
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -194,7 +286,25 @@ struct Endpoint {
     /// (so any client with more than 1/CONTRIBUTORS of the samples is in the table);
     /// the cap is applied to what it surely gave, the count less the inherited part.
     contributors: [(u64, u32, u32); CONTRIBUTORS],
+    /// Its status mix: requests it answered 2xx, 3xx, 4xx and 5xx, of those counted
+    /// (learned ones, and any answer to a trusted client with no rule hit).
+    answers: [u32; 4],
 }
+
+/// The class of a status in [`Endpoint::answers`].
+fn answer_class(status: Option<u16>) -> Option<usize> {
+    match status? {
+        200..=299 => Some(0),
+        300..=399 => Some(1),
+        400..=499 => Some(2),
+        500..=599 => Some(3),
+        _ => None,
+    }
+}
+
+/// An endpoint answers 5xx this rarely (at most one in this many) for a 5xx to be
+/// unusual.
+const RARE_ERROR: u32 = 100;
 
 #[derive(Debug, Default)]
 struct Source {
@@ -203,6 +313,8 @@ struct Source {
     learned: u64,
     evicted: u64,
     tick: usize,
+    /// Parameters kept over all its endpoints (at most [`MAX_SOURCE_PARAMS`]).
+    params: usize,
     /// Ordinary clean requests per client (hash), up to [`TRUST_AFTER`].
     trust: Map<u64, u32>,
 }
@@ -219,7 +331,9 @@ pub struct Model {
     /// Decoded parameters and the route template of the request being looked at
     /// (reused).
     scratch: Vec<(Vec<u8>, Vec<u8>)>,
-    route: String,
+    /// Per decoded parameter, its value's classes and hash (reused).
+    facts: Vec<Fact>,
+    route: Vec<u8>,
     /// Every clean request is learned, unusual or not (traffic the operator vouches
     /// for: `check --learn FILE`).
     teaching: bool,
@@ -245,7 +359,8 @@ impl Model {
             sources: Map::default(),
             hasher: foldhash::fast::FixedState::with_seed(0x5ec0_a0a1),
             scratch: Vec::new(),
-            route: String::new(),
+            facts: Vec::new(),
+            route: Vec::new(),
             teaching: false,
             generation: 0,
         }
@@ -262,7 +377,9 @@ impl Model {
         self.settings = settings;
         for s in self.sources.values_mut() {
             while s.endpoints.len() > settings.max_endpoints.max(1) {
-                s.evict();
+                if !s.evict(None) {
+                    break;
+                }
             }
         }
         self.generation += 1;
@@ -298,14 +415,16 @@ impl Model {
         self.teaching = on;
     }
 
-    /// Judges `req` from `source` against what was learned, then learns it when `clean`
-    /// (the caller's word: a 2xx/3xx answer to a client with no rule hits) and either it
-    /// was not unusual itself or its client has earned trust (at least [`TRUST_AFTER`]
-    /// ordinary clean requests to this source before): so a new habit of the
-    /// application's users is learned, and a stranger's odd request is not. Returns the
-    /// finding, if the request is unusual.
-    pub fn observe(&mut self, source: &str, req: &Request<'_>, clean: bool) -> Option<Anomaly> {
-        self.observe_from(source, req, req.ip, clean)
+    /// Judges `req` from `source` against what was learned, then learns it when it is
+    /// clean (`rule_free`, the caller's word: its client has no rule hit and no ban;
+    /// and answered 2xx/3xx) and either it was not unusual itself or its client has
+    /// earned trust (at least [`TRUST_AFTER`] ordinary clean requests to this source
+    /// before): so a new habit of the application's users is learned, and a stranger's
+    /// odd request is not. A known endpoint's status mix counts the learned requests
+    /// and any answer to a trusted client with no rule hit. Returns the finding, if the
+    /// request is unusual.
+    pub fn observe(&mut self, source: &str, req: &Request<'_>, rule_free: bool) -> Option<Anomaly> {
+        self.observe_from(source, req, req.ip, rule_free)
     }
 
     /// [`observe`](Self::observe) for a request whose client is `client` rather than
@@ -316,8 +435,10 @@ impl Model {
         source: &str,
         req: &Request<'_>,
         client: IpAddr,
-        clean: bool,
+        rule_free: bool,
     ) -> Option<Anomaly> {
+        let answer = answer_class(req.status);
+        let clean = rule_free && matches!(answer, Some(0 | 1));
         let method = if req.method.is_empty() {
             &b"GET"[..]
         } else {
@@ -333,16 +454,23 @@ impl Model {
         };
         let mut route = std::mem::take(&mut self.route);
         route_template_into(path, &mut route);
-        let key = hash_parts(&hasher, &[method, route.as_bytes()]);
+        let key = hash_parts(&hasher, &[method, &route]);
+        let at = s.index.get(&key).copied();
         let client = hasher.hash_one(client);
         let mut params = std::mem::take(&mut self.scratch);
         let n = decode_params(query, &mut params);
         let params_now = &params[..n];
+        let mut facts = std::mem::take(&mut self.facts);
+        facts.clear();
+        facts.extend(params_now.iter().map(|(_, v)| Fact {
+            classes: class_mask(v),
+            hash: hash_parts(&hasher, &[v]) as u32,
+        }));
         // An endpoint never seen that the application answered "not found" is no
         // endpoint: the 404 says it all (and the not-found windows count it).
         let missing = matches!(req.status, Some(404 | 410));
         let found = s
-            .judge(&settings, &hasher, key, params_now)
+            .judge(&settings, at, req.status, params_now, &facts)
             .filter(|f| !(missing && matches!(f.1, Why::Unknown | Why::Rare)))
             .map(|f| s.describe(f, method, &route, params_now));
         if clean {
@@ -351,13 +479,25 @@ impl Model {
                 .is_none_or(|a| a.score <= SCORE_UNKNOWN_ENDPOINT);
             let trusted = s.trust(client, ordinary);
             if (ordinary || trusted || teaching)
-                && s.learn(&settings, &hasher, key, method, &route, params_now, client)
+                && s.learn(
+                    &settings, at, key, method, &route, params_now, &facts, client, answer,
+                )
             {
+                self.generation += 1;
+            }
+        } else if let (true, Some(i), Some(class)) = (rule_free, at, answer) {
+            // Not learned, but part of the endpoint's status mix when its client is
+            // trusted: a stranger cannot make errors look ordinary.
+            let trusted = s.trust.get(&client).is_some_and(|&n| n >= TRUST_AFTER);
+            if trusted || teaching {
+                let n = &mut s.endpoints[i].answers[class];
+                *n = n.saturating_add(1);
                 self.generation += 1;
             }
         }
         self.route = route;
         self.scratch = params;
+        self.facts = facts;
         found
     }
 
@@ -411,11 +551,21 @@ enum Why {
     Missing {
         known: usize,
     },
+    /// Nothing odd but its answer: a 5xx the endpoint rarely gives.
+    RareError,
 }
 
-/// A finding before it is put into words: its score, why, and the endpoint (None: not
-/// known).
-type Finding = (f64, Why, Option<usize>);
+/// What is worked out once of a request's parameter value: its classes (a bit each)
+/// and its hash (as kept in [`Values`]).
+#[derive(Debug, Clone, Copy)]
+struct Fact {
+    classes: u64,
+    hash: u32,
+}
+
+/// A finding before it is put into words: its score, why, the endpoint (None: not
+/// known), and the 5xx status it answered, when it rarely answers so.
+type Finding = (f64, Why, Option<usize>, Option<u16>);
 
 impl Source {
     /// Counts an ordinary clean request of `client`; returns whether it was trusted
@@ -432,17 +582,20 @@ impl Source {
         before >= TRUST_AFTER
     }
 
+    /// `at`: the endpoint's place, if it is known.
     fn judge(
         &self,
         settings: &Settings,
-        hasher: &foldhash::fast::FixedState,
-        key: u64,
+        at: Option<usize>,
+        status: Option<u16>,
         params: &[(Vec<u8>, Vec<u8>)],
+        facts: &[Fact],
     ) -> Option<Finding> {
-        let Some(&i) = self.index.get(&key) else {
+        let Some(i) = at else {
             return self.routes_stable(settings).then_some((
                 SCORE_UNKNOWN_ENDPOINT,
                 Why::Unknown,
+                None,
                 None,
             ));
         };
@@ -453,6 +606,7 @@ impl Source {
                 SCORE_UNKNOWN_ENDPOINT,
                 Why::Rare,
                 Some(i),
+                None,
             ));
         }
         let mut best: Option<(f64, Why)> = None;
@@ -461,7 +615,7 @@ impl Source {
                 best = Some((score, why));
             }
         };
-        for (param, (name, value)) in params.iter().enumerate() {
+        for (param, ((name, value), fact)) in params.iter().zip(facts).enumerate() {
             let Some(known) = e.params.iter().position(|p| *p.name == name[..]) else {
                 offer(SCORE_UNKNOWN_PARAM, Why::UnknownParam { param });
                 continue;
@@ -470,13 +624,7 @@ impl Source {
             if p.count < min {
                 continue;
             }
-            let mut new = 0u64;
-            for &b in value.iter() {
-                let c = class_of(b);
-                if p.classes[c] == 0 {
-                    new |= 1 << c;
-                }
-            }
+            let new = fact.classes & !p.seen;
             if new != 0 {
                 let letters_only = new & !0b1111 == 0;
                 let score = if letters_only {
@@ -490,12 +638,9 @@ impl Source {
             if len > p.max_len + (p.max_len / 2).max(8) {
                 offer(SCORE_OVERLONG, Why::Overlong { param, known });
             }
-            if let Some(values) = &p.values {
-                if p.count >= 2 * min {
-                    let h = hash_parts(hasher, &[value]);
-                    if !values.iter().any(|&(v, _)| v == h) {
-                        offer(SCORE_NEW_VALUE, Why::NewValue { param, known });
-                    }
+            if let Some(values) = p.values.kept() {
+                if p.count >= 2 * min && !values.iter().any(|&(v, _)| v == fact.hash) {
+                    offer(SCORE_NEW_VALUE, Why::NewValue { param, known });
                 }
             }
         }
@@ -508,15 +653,34 @@ impl Source {
                 offer(SCORE_MISSING_PARAM, Why::Missing { known });
             }
         }
-        best.map(|(score, why)| (score, why, Some(i)))
+        // A 5xx from an endpoint that rarely answers so (fewer than one in RARE_ERROR
+        // of enough counted answers).
+        let total: u32 = e.answers.iter().sum();
+        let rare_error = status.filter(|s| {
+            (500..600).contains(s)
+                && total >= min
+                && u64::from(e.answers[3]) * u64::from(RARE_ERROR) < u64::from(total)
+        });
+        match (best, rare_error) {
+            (Some((score, why)), _) => {
+                let bonus = if rare_error.is_some() {
+                    RARE_ERROR_BONUS
+                } else {
+                    0.0
+                };
+                Some(((score + bonus).min(0.9), why, Some(i), rare_error))
+            }
+            (None, Some(_)) => Some((SCORE_RARE_ERROR, Why::RareError, Some(i), rare_error)),
+            (None, None) => None,
+        }
     }
 
     /// A finding in words.
     fn describe(
         &self,
-        (score, why, endpoint): Finding,
+        (score, why, endpoint, rare_error): Finding,
         method: &[u8],
-        route: &str,
+        route: &[u8],
         params: &[(Vec<u8>, Vec<u8>)],
     ) -> Anomaly {
         let e = endpoint.and_then(|i| self.endpoints.get(i));
@@ -527,7 +691,8 @@ impl Source {
         let samples = e.map_or(0, |e| e.samples);
         let known = |k: usize| e.and_then(|e| e.params.get(k));
         let name = |i: usize| params.get(i).map_or(String::new(), |(n, _)| shown(n));
-        let reason =
+        let errors = e.map_or((0, 0), |e| (e.answers[3], e.answers.iter().sum::<u32>()));
+        let mut reason =
             match why {
                 // The common findings, put together without the formatting machinery.
                 Why::Unknown => {
@@ -581,14 +746,24 @@ impl Source {
                 "parameter `{}` on {label}: a value never seen in {} requests (it took {} values)",
                 name(param),
                 known(k).map_or(0, |p| p.count),
-                known(k).and_then(|p| p.values.as_ref()).map_or(0, |v| v.len())
+                known(k).and_then(|p| p.values.kept()).map_or(0, |v| v.len())
             ),
                 Why::Missing { known: k } => format!(
                     "parameter `{}` on {label}: missing, present in {} of {samples} requests",
                     known(k).map_or(String::new(), |p| shown(&p.name)),
                     known(k).map_or(0, |p| p.count),
                 ),
+                Why::RareError => format!("{label} answered {}", rare_error.unwrap_or(500)),
             };
+        if let Some(status) = rare_error {
+            if !matches!(why, Why::RareError) {
+                reason.push_str(&format!("; it answered {status}"));
+            }
+            reason.push_str(&format!(
+                ", a 5xx it gave {} times in {} answers counted",
+                errors.0, errors.1
+            ));
+        }
         Anomaly {
             score,
             reason,
@@ -600,19 +775,21 @@ impl Source {
     fn learn(
         &mut self,
         settings: &Settings,
-        hasher: &foldhash::fast::FixedState,
+        at: Option<usize>,
         key: u64,
         method: &[u8],
-        route: &str,
+        route: &[u8],
         params: &[(Vec<u8>, Vec<u8>)],
+        facts: &[Fact],
         client: u64,
+        answer: Option<usize>,
     ) -> bool {
         let s = self;
-        let i = match s.index.get(&key) {
-            Some(&i) => i,
+        let i = match at {
+            Some(i) => i,
             None => {
                 if s.endpoints.len() >= settings.max_endpoints.max(1) {
-                    s.evict();
+                    s.evict(None);
                 }
                 s.endpoints.push(Endpoint {
                     key,
@@ -620,6 +797,7 @@ impl Source {
                     samples: 0,
                     params: Vec::new(),
                     contributors: [(0, 0, 0); CONTRIBUTORS],
+                    answers: [0; 4],
                 });
                 let i = s.endpoints.len() - 1;
                 s.index.insert(key, i);
@@ -632,17 +810,21 @@ impl Source {
         }
         s.learned += 1;
         e.samples += 1;
-        for (name, value) in params {
-            let vh = hash_parts(hasher, &[value]);
+        if let Some(class) = answer {
+            e.answers[class] = e.answers[class].saturating_add(1);
+        }
+        let before = e.params.len();
+        for ((name, value), fact) in params.iter().zip(facts) {
             let p = match e.params.iter().position(|p| *p.name == name[..]) {
                 Some(j) => &mut e.params[j],
-                None if e.params.len() < MAX_PARAMS => {
+                None if e.params.len() < MAX_PARAMS && name.len() <= MAX_NAME => {
                     e.params.push(Param {
                         name: name.clone().into_boxed_slice(),
                         count: 0,
-                        classes: [0; NCLASS],
                         max_len: 0,
-                        values: Some(Vec::new()),
+                        seen: 0,
+                        classes: [0; NCLASS],
+                        values: Values::new(),
                     });
                     let last = e.params.len() - 1;
                     &mut e.params[last]
@@ -650,24 +832,22 @@ impl Source {
                 None => continue,
             };
             p.count += 1;
-            for &b in value.iter() {
-                let c = &mut p.classes[class_of(b)];
+            let mut bits = fact.classes;
+            while bits != 0 {
+                let c = &mut p.classes[bits.trailing_zeros() as usize];
                 *c = c.saturating_add(1);
+                bits &= bits - 1;
             }
+            p.seen |= fact.classes;
             p.max_len = p.max_len.max(value.len() as u32);
-            if let Some(values) = &mut p.values {
-                if let Some((_, n)) = values.iter_mut().find(|(h, _)| *h == vh) {
-                    *n += 1;
-                } else if values.len() < MAX_VALUES {
-                    values.push((vh, 1));
-                } else {
-                    p.values = None;
-                }
-            }
+            p.values.add(fact.hash);
         }
         if e.samples >= settings.decay_every.max(2) {
             e.decay();
         }
+        // This endpoint's parameters are part of the source's count.
+        s.params = s.params - before + e.params.len();
+        while s.params > MAX_SOURCE_PARAMS && s.evict(Some(key)) {}
         true
     }
 }
@@ -676,20 +856,22 @@ impl Endpoint {
     /// Whether `client` may add a sample (its share stays under the cap); counts it.
     fn admit(&mut self, client: u64, share: f64) -> bool {
         let cap = FREE_SAMPLES.max((f64::from(self.samples) * share) as u32);
-        let slot = match self.contributors.iter().position(|&(c, _, _)| c == client) {
-            Some(j) => j,
-            None => {
-                let (j, _) = self
-                    .contributors
-                    .iter()
-                    .enumerate()
-                    .min_by_key(|(_, &(_, n, _))| n)
-                    .unwrap_or((0, &(0, 0, 0)));
-                let floor = self.contributors[j].1;
-                self.contributors[j] = (client, floor, floor);
-                j
+        // One pass: the client's slot, or the lightest (the first of equals).
+        let (mut slot, mut lightest) = (None, 0);
+        for (j, &(c, n, _)) in self.contributors.iter().enumerate() {
+            if c == client {
+                slot = Some(j);
+                break;
             }
-        };
+            if n < self.contributors[lightest].1 {
+                lightest = j;
+            }
+        }
+        let slot = slot.unwrap_or_else(|| {
+            let floor = self.contributors[lightest].1;
+            self.contributors[lightest] = (client, floor, floor);
+            lightest
+        });
         let (_, n, inherited) = &mut self.contributors[slot];
         if *n - *inherited >= cap {
             return false;
@@ -703,20 +885,22 @@ impl Endpoint {
         self.samples /= 2;
         for p in &mut self.params {
             p.count /= 2;
-            for c in &mut p.classes {
+            p.seen = 0;
+            for (k, c) in p.classes.iter_mut().enumerate() {
                 *c /= 2;
-            }
-            if let Some(values) = &mut p.values {
-                for (_, n) in values.iter_mut() {
-                    *n /= 2;
+                if *c > 0 {
+                    p.seen |= 1 << k;
                 }
-                values.retain(|&(_, n)| n > 0);
             }
+            p.values.halve();
         }
         self.params.retain(|p| p.count > 0);
         for (_, n, inherited) in &mut self.contributors {
             *n /= 2;
             *inherited /= 2;
+        }
+        for n in &mut self.answers {
+            *n /= 2;
         }
     }
 }
@@ -729,12 +913,13 @@ impl Source {
             evicted_endpoints: self.evicted,
             bytes: 0,
         };
+        // The index: about 16 bytes and a control byte per endpoint. (The clients'
+        // trust, at most MAX_TRUST entries of as much, is not counted: it is not saved.)
+        st.bytes += self.index.len() * 17;
         for e in &self.endpoints {
             st.bytes += std::mem::size_of::<Endpoint>() + e.label.len() + 16;
             for p in &e.params {
-                st.bytes += std::mem::size_of::<Param>()
-                    + p.name.len()
-                    + p.values.as_ref().map_or(0, |v| v.capacity() * 12);
+                st.bytes += std::mem::size_of::<Param>() + p.name.len();
             }
         }
         st
@@ -748,35 +933,49 @@ impl Source {
     }
 
     /// Drops the coldest of a few endpoints (sampled in turn, so a flood of new
-    /// endpoints costs a bounded amount per insertion).
-    fn evict(&mut self) {
+    /// endpoints costs a bounded amount per insertion), never the one keyed `spare`.
+    fn evict(&mut self, spare: Option<u64>) -> bool {
         let n = self.endpoints.len();
-        if n == 0 {
-            return;
-        }
-        let mut coldest = self.tick % n;
-        for k in 0..8 {
-            let j = (self.tick + k * 7919) % n;
-            if self.endpoints[j].samples < self.endpoints[coldest].samples {
-                coldest = j;
+        let mut coldest: Option<usize> = None;
+        for k in 0..9 {
+            let j = (self.tick + k * 7919) % n.max(1);
+            let Some(e) = self.endpoints.get(j) else {
+                return false;
+            };
+            if Some(e.key) != spare && coldest.is_none_or(|c| e.samples < self.endpoints[c].samples)
+            {
+                coldest = Some(j);
             }
         }
         self.tick = self.tick.wrapping_add(1);
+        let Some(coldest) = coldest else {
+            return false;
+        };
         let gone = self.endpoints.swap_remove(coldest);
+        self.params -= gone.params.len().min(self.params);
         self.index.remove(&gone.key);
         if let Some(moved) = self.endpoints.get(coldest) {
             self.index.insert(moved.key, coldest);
         }
         self.evicted += 1;
+        true
     }
 }
 
-/// `METHOD /route`.
-fn endpoint_label(method: &[u8], route: &str) -> String {
-    let mut l = String::with_capacity(method.len() + 1 + route.len());
+/// `METHOD /route`, cut at [`MAX_LABEL`] bytes (with `…`).
+fn endpoint_label(method: &[u8], route: &[u8]) -> String {
+    let mut l = String::with_capacity((method.len() + 1 + route.len()).min(MAX_LABEL + 3));
     l.push_str(&String::from_utf8_lossy(method));
     l.push(' ');
-    l.push_str(route);
+    l.push_str(&String::from_utf8_lossy(route));
+    if l.len() > MAX_LABEL {
+        let mut cut = MAX_LABEL;
+        while !l.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        l.truncate(cut);
+        l.push('…');
+    }
     l
 }
 
@@ -818,80 +1017,128 @@ fn split_target(target: &[u8]) -> (&[u8], &[u8]) {
 
 /// The route template of a path: numeric, hexadecimal (8 or more digits with at least
 /// one number), UUID and overlong (over 40 bytes) segments are folded to `{n}`, `{hex}`,
-/// `{uuid}` and `{s}`; the rest is kept as logged (lossy UTF-8).
+/// `{uuid}` and `{s}`; the rest is kept as logged (shown as lossy UTF-8).
 pub fn route_template(path: &[u8]) -> String {
-    let mut out = String::with_capacity(path.len());
+    let mut out = Vec::with_capacity(path.len());
     route_template_into(path, &mut out);
-    out
+    String::from_utf8_lossy(&out).into_owned()
 }
 
 /// [`route_template`] into `out` (cleared first).
-fn route_template_into(path: &[u8], out: &mut String) {
+fn route_template_into(path: &[u8], out: &mut Vec<u8>) {
     out.clear();
     for (k, seg) in path.split(|&b| b == b'/').enumerate() {
         if k > 0 {
-            out.push('/');
+            out.push(b'/');
         }
         if seg.is_empty() {
             continue;
         }
-        let folded = if seg.iter().all(u8::is_ascii_digit) {
+        let shape = Shape::of(seg);
+        let len = seg.len();
+        let folded = if shape.all(DIGIT) {
             Some("{n}")
-        } else if is_uuid(seg) {
+        } else if len == 36 && is_uuid(seg) {
             Some("{uuid}")
-        } else if seg.len() >= 8
-            && seg.iter().all(u8::is_ascii_hexdigit)
-            && seg.iter().any(u8::is_ascii_digit)
-        {
+        } else if len >= 8 && shape.some(DIGIT) && shape.all(HEX) {
             Some("{hex}")
-        } else if seg.len() > 40 {
+        } else if len > 40 {
             Some("{s}")
-        } else if k >= 2 && is_slug(seg) {
+        } else if k >= 2 && shape.dashes >= 2 && shape.all(SLUG) {
+            // A page's slug below the first level (`/blog/{n}/my-first-post`):
+            // lower-case words and digits joined by at least two dashes, no
+            // extension. Each is its own page, not its own endpoint.
             Some("{slug}")
         } else {
             None
         };
         match folded {
-            Some(f) => out.push_str(f),
+            Some(f) => out.extend_from_slice(f.as_bytes()),
             // Only a name with digits has parts to fold.
-            None if seg.contains(&b'.') && seg.iter().any(u8::is_ascii_digit) => {
-                push_file_name(seg, out)
-            }
-            None => out.push_str(&String::from_utf8_lossy(seg)),
+            None if shape.some(DOT) && shape.some(DIGIT) => push_file_name(seg, out),
+            None => out.extend_from_slice(seg),
         }
     }
     if out.is_empty() {
-        out.push('/');
+        out.push(b'/');
     }
 }
 
-/// A page's slug below the first level (`/blog/{n}/my-first-post`): lower-case words and
-/// digits joined by at least two dashes, no extension. Each is its own page, not its own
-/// endpoint.
-fn is_slug(seg: &[u8]) -> bool {
-    seg.iter().filter(|&&b| b == b'-').count() >= 2
-        && seg
-            .iter()
-            .all(|&b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_')
+/// What a path segment is made of, found in one pass: which kinds of byte all of its
+/// bytes are and which some of them are (a bit per kind), and its dashes.
+struct Shape {
+    all: u8,
+    some: u8,
+    dashes: usize,
+}
+
+const DIGIT: u8 = 1;
+/// Digits and `a`–`f`, `A`–`F`.
+const HEX: u8 = 2;
+/// Lower-case letters, digits, `-` and `_` (what a slug is made of).
+const SLUG: u8 = 4;
+const DOT: u8 = 8;
+
+/// The kinds of every byte.
+const KIND: [u8; 256] = {
+    let mut t = [0u8; 256];
+    let mut b = 0;
+    while b < 256 {
+        t[b] = match b as u8 {
+            b'0'..=b'9' => DIGIT | HEX | SLUG,
+            b'a'..=b'f' => HEX | SLUG,
+            b'A'..=b'F' => HEX,
+            b'g'..=b'z' | b'_' | b'-' => SLUG,
+            b'.' => DOT,
+            _ => 0,
+        };
+        b += 1;
+    }
+    t
+};
+
+impl Shape {
+    fn of(seg: &[u8]) -> Shape {
+        let mut s = Shape {
+            all: u8::MAX,
+            some: 0,
+            dashes: 0,
+        };
+        for &b in seg {
+            let k = KIND[usize::from(b)];
+            s.all &= k;
+            s.some |= k;
+            s.dashes += usize::from(b == b'-');
+        }
+        s
+    }
+
+    fn all(&self, kind: u8) -> bool {
+        self.all & kind != 0
+    }
+
+    fn some(&self, kind: u8) -> bool {
+        self.some & kind != 0
+    }
 }
 
 /// A file name with its numeric and fingerprint parts folded (`app.8ed189c4.js` is
 /// `app.{hex}.js`, `113.webp` is `{n}.webp`): a build's assets are one endpoint whatever
 /// the deploy.
-fn push_file_name(seg: &[u8], out: &mut String) {
+fn push_file_name(seg: &[u8], out: &mut Vec<u8>) {
     for (i, part) in seg.split(|&b| b == b'.').enumerate() {
         if i > 0 {
-            out.push('.');
+            out.push(b'.');
         }
         if !part.is_empty() && part.iter().all(u8::is_ascii_digit) {
-            out.push_str("{n}");
+            out.extend_from_slice(b"{n}");
         } else if part.len() >= 8
             && part.iter().all(u8::is_ascii_hexdigit)
             && part.iter().any(u8::is_ascii_digit)
         {
-            out.push_str("{hex}");
+            out.extend_from_slice(b"{hex}");
         } else {
-            out.push_str(&String::from_utf8_lossy(part));
+            out.extend_from_slice(part);
         }
     }
 }

@@ -7,7 +7,7 @@ use std::net::IpAddr;
 
 use serde::Serialize;
 
-use super::parse::{LineParser, LogFormat, ParseHealth};
+use super::parse::{LineParser, LogFormat, ParseHealth, Request};
 use super::{Detector, Scope};
 use crate::time::format_time;
 
@@ -119,6 +119,59 @@ pub struct Replay {
     /// The endpoint baselines, when on, and the per-client behaviour beside them.
     anomaly: Option<super::anomaly::Model>,
     behaviour: Option<super::behaviour::Behaviour>,
+}
+
+/// A line through the rules, waiting for the baselines.
+struct Judged<'a> {
+    req: Request<'a>,
+    now: i64,
+    /// A rule matched it, or its client is banned: it is not learned.
+    rule_hit: bool,
+}
+
+/// Lines kept to be judged together (see [`Replay::lines`]).
+#[derive(Debug, Default)]
+pub struct Batch {
+    bytes: Vec<u8>,
+    /// Each line's end in `bytes`, and whether it was cut at the bound.
+    ends: Vec<(usize, bool)>,
+}
+
+impl Batch {
+    /// Lines a batch holds before it is judged.
+    pub const LINES: usize = 128;
+
+    pub fn push(&mut self, line: &[u8], truncated: bool) {
+        self.bytes.extend_from_slice(line);
+        self.ends.push((self.bytes.len(), truncated));
+    }
+
+    pub fn len(&self) -> usize {
+        self.ends.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.ends.is_empty()
+    }
+
+    pub fn is_full(&self) -> bool {
+        self.ends.len() >= Self::LINES
+    }
+
+    pub fn clear(&mut self) {
+        self.bytes.clear();
+        self.ends.clear();
+    }
+
+    /// The lines, in order, and whether each was cut.
+    pub fn iter(&self) -> impl Iterator<Item = (&[u8], bool)> {
+        let mut start = 0;
+        self.ends.iter().map(move |&(end, cut)| {
+            let line = &self.bytes[start..end];
+            start = end;
+            (line, cut)
+        })
+    }
 }
 
 /// One input being replayed: its own format recognition and parse health.
@@ -272,7 +325,46 @@ impl Replay {
         self.judge(source, line, truncated, Some(received));
     }
 
+    /// The lines of `batch`, in order, as [`line`](Self::line) would judge them one by
+    /// one (the same report): with the baselines on, every line goes through the rules
+    /// first and then every line through the baselines, so each part's code stays hot in
+    /// the processor's cache (interleaved, the baselines cost a third more time than
+    /// their instructions).
+    pub fn lines(&mut self, source: &mut Source, batch: &Batch) {
+        if self.anomaly.is_none() {
+            for (line, truncated) in batch.iter() {
+                self.judge(source, line, truncated, None);
+            }
+            return;
+        }
+        let mut judged = Vec::with_capacity(batch.len());
+        for (line, truncated) in batch.iter() {
+            judged.extend(self.rules(source, line, truncated, None));
+        }
+        for j in &judged {
+            self.baselines(j);
+        }
+    }
+
+    /// Whether the baselines are on (then [`lines`](Self::lines) is worth batching for).
+    pub fn has_model(&self) -> bool {
+        self.anomaly.is_some()
+    }
+
     fn judge(&mut self, source: &mut Source, line: &[u8], truncated: bool, received: Option<i64>) {
+        if let Some(j) = self.rules(source, line, truncated, received) {
+            self.baselines(&j);
+        }
+    }
+
+    /// A line through the rules; with the baselines on, what they need of it.
+    fn rules<'a>(
+        &mut self,
+        source: &mut Source,
+        line: &'a [u8],
+        truncated: bool,
+        received: Option<i64>,
+    ) -> Option<Judged<'a>> {
         self.report.lines += 1;
         if truncated {
             self.report.truncated += 1;
@@ -284,7 +376,7 @@ impl Replay {
             if let Some(hint) = source.parser.hint(line) {
                 source.hint = Some(hint);
             }
-            return;
+            return None;
         };
         self.report.parsed += 1;
         if let Some(t) = req.time.or(received) {
@@ -293,40 +385,12 @@ impl Replay {
         let now = self.clock;
         let scope = source.own.as_ref().map_or(&self.scope, |(_, s)| s);
         let obs = self.detector.observe_in(&req, line, now, scope);
-        if let Some(model) = &mut self.anomaly {
-            // Learned from only what is surely ordinary: answered 2xx/3xx, to a client
-            // with no rule hit and no ban.
+        // The baselines learn from only what is surely ordinary: a client with no rule
+        // hit and no ban (and, they see to it, answered 2xx/3xx).
+        let judged = self.anomaly.is_some().then(|| {
             let banned = self.bans.contains_key(&req.ip);
-            let clean = obs.hits.is_empty()
-                && obs.verdict.is_none()
-                && req.status.is_some_and(|s| (200..400).contains(&s))
-                && !banned;
-            let found = model.observe("check", &req, clean);
-            let seen = super::behaviour::Seen {
-                rule_hit: !obs.hits.is_empty() || obs.verdict.is_some() || banned,
-                unusual: found.as_ref().is_some_and(|a| a.score >= 0.5),
-            };
-            let client = self
-                .behaviour
-                .as_mut()
-                .and_then(|b| b.observe("check", req.ip, &req, now, seen));
-            for a in found.into_iter().chain(client) {
-                if let Some(n) = &mut self.report.anomalies_total {
-                    *n += 1;
-                }
-                if let Some(list) = &mut self.report.anomalies {
-                    if list.len() < MAX_ANOMALIES {
-                        list.push(AnomalyEntry {
-                            ip: req.ip,
-                            score: a.score,
-                            reason: a.reason,
-                            endpoint: a.endpoint,
-                            time: req.time,
-                        });
-                    }
-                }
-            }
-        }
+            !obs.hits.is_empty() || obs.verdict.is_some() || banned
+        });
         for &i in &obs.hits {
             let id = &self.detector.rules().rule(i).id;
             match self.report.rule_hits.get_mut(id) {
@@ -346,6 +410,37 @@ impl Replay {
                 if now > e.last_seen_unix {
                     e.last_seen_unix = now;
                     e.last_seen = format_time(now);
+                }
+            }
+        }
+        judged.map(|rule_hit| Judged { req, now, rule_hit })
+    }
+
+    /// A line through the baselines, after the rules.
+    fn baselines(&mut self, j: &Judged<'_>) {
+        let (Some(model), Some(behaviour)) = (&mut self.anomaly, &mut self.behaviour) else {
+            return;
+        };
+        let req = &j.req;
+        let found = model.observe("check", req, !j.rule_hit);
+        let seen = super::behaviour::Seen {
+            rule_hit: j.rule_hit,
+            unusual: found.as_ref().is_some_and(|a| a.score >= 0.5),
+        };
+        let client = behaviour.observe("check", req.ip, req, j.now, seen);
+        for a in found.into_iter().chain(client) {
+            if let Some(n) = &mut self.report.anomalies_total {
+                *n += 1;
+            }
+            if let Some(list) = &mut self.report.anomalies {
+                if list.len() < MAX_ANOMALIES {
+                    list.push(AnomalyEntry {
+                        ip: req.ip,
+                        score: a.score,
+                        reason: a.reason,
+                        endpoint: a.endpoint,
+                        time: req.time,
+                    });
                 }
             }
         }
@@ -420,6 +515,63 @@ mod tests {
         let mut s = r.source().unwrap();
         r.line(&mut s, SQLI, false);
         assert_eq!(r.finish(0.0).bans[0].first_seen, format_time(0));
+    }
+
+    #[test]
+    fn lines_judged_in_batches_give_the_report_of_lines_judged_one_by_one() {
+        let combined = LogFormat::builtin("combined").unwrap();
+        let lines: Vec<String> = (0..3000u32)
+            .map(|i| {
+                let (ip, target, status) = match i % 50 {
+                    // A prober, an injection, and many ordinary visitors.
+                    7 => ("198.51.100.7".to_string(), format!("/x{i}.php"), 404),
+                    13 => ("198.51.100.13".to_string(), "/item?id=1%27--".to_string(), 500),
+                    _ => (
+                        format!("10.0.{}.{}", i % 7, i % 97),
+                        format!("/item?id={}&page={}", i % 13, i % 3),
+                        200,
+                    ),
+                };
+                format!(
+                    "{ip} - - [21/Nov/2026:10:{:02}:{:02} +0000] \"GET {target} HTTP/1.1\" {status} 5 \"-\" \"agent {}\"",
+                    (i / 60) % 60,
+                    i % 60,
+                    i % 3
+                )
+            })
+            .collect();
+        let run = |batched: bool| {
+            let mut r = Replay::new(
+                &super::super::Settings::default(),
+                combined.clone(),
+                64 * 1024,
+            )
+            .unwrap();
+            r.set_model(super::super::anomaly::Model::new(Default::default()));
+            let mut s = r.source().unwrap();
+            let mut batch = Batch::default();
+            for l in &lines {
+                if batched {
+                    batch.push(l.as_bytes(), false);
+                    if batch.is_full() {
+                        r.lines(&mut s, &batch);
+                        batch.clear();
+                    }
+                } else {
+                    r.line(&mut s, l.as_bytes(), false);
+                }
+            }
+            r.lines(&mut s, &batch);
+            r.end(s, "test");
+            serde_json::to_string(&r.finish(0.0)).unwrap()
+        };
+        let one_by_one = run(false);
+        assert!(
+            one_by_one.contains("198.51.100.13"),
+            "the injection is banned"
+        );
+        assert!(one_by_one.contains(r#""anomalies_total":"#));
+        assert_eq!(run(true), one_by_one);
     }
 
     #[test]

@@ -13,8 +13,8 @@
 use serde::{Deserialize, Serialize};
 
 use super::{
-    hash_parts, Endpoint, Model, Param, Settings, Source, CONTRIBUTORS, MAX_PARAMS, MAX_TRUST,
-    MAX_VALUES, NCLASS, TRUST_AFTER,
+    hash_parts, Endpoint, Model, Param, Settings, Source, Values, CONTRIBUTORS, MAX_NAME,
+    MAX_PARAMS, MAX_SOURCE_PARAMS, MAX_TRUST, MAX_VALUES, NCLASS, TRUST_AFTER,
 };
 
 /// The version of the file this build writes and reads.
@@ -63,6 +63,9 @@ struct EndpointFile {
     samples: u32,
     /// (client hash, samples counted, of which inherited).
     contributors: Vec<(u64, u32, u32)>,
+    /// The status mix: answers 2xx, 3xx, 4xx, 5xx (absent from files before it).
+    #[serde(default)]
+    answers: [u32; 4],
     params: Vec<ParamFile>,
 }
 
@@ -152,17 +155,8 @@ impl Model {
                         label: e.label.clone(),
                         samples: e.samples,
                         contributors: e.contributors.to_vec(),
-                        params: e
-                            .params
-                            .iter()
-                            .map(|p| ParamFile {
-                                name: Name::of(&p.name),
-                                count: p.count,
-                                classes: p.classes.to_vec(),
-                                max_len: p.max_len,
-                                values: p.values.clone(),
-                            })
-                            .collect(),
+                        answers: e.answers,
+                        params: e.params.iter().map(param_file).collect(),
                     })
                     .collect(),
             })
@@ -210,12 +204,28 @@ impl Model {
                     s.endpoints.len() - 1,
                 );
             }
-            while s.endpoints.len() > settings.max_endpoints.max(1) {
-                s.evict();
-            }
+            s.params = s.endpoints.iter().map(|e| e.params.len()).sum();
+            while (s.endpoints.len() > settings.max_endpoints.max(1)
+                || s.params > MAX_SOURCE_PARAMS)
+                && s.evict(None)
+            {}
             m.sources.insert(sf.name, s);
         }
         Ok(m)
+    }
+}
+
+/// One parameter as written.
+fn param_file(p: &Param) -> ParamFile {
+    ParamFile {
+        name: Name::of(&p.name),
+        count: p.count,
+        classes: p.classes.iter().map(|&c| u32::from(c)).collect(),
+        max_len: p.max_len,
+        values: p
+            .values
+            .kept()
+            .map(|v| v.iter().map(|&(h, n)| (u64::from(h), n)).collect()),
     }
 }
 
@@ -230,22 +240,43 @@ fn endpoint(ef: EndpointFile, max_samples: u32) -> Result<Endpoint, ModelFileErr
     }
     let mut params = Vec::new();
     for pf in ef.params.into_iter().take(MAX_PARAMS) {
-        let classes: [u32; NCLASS] = pf.classes.try_into().map_err(|c: Vec<u32>| {
+        let counts: [u32; NCLASS] = pf.classes.try_into().map_err(|c: Vec<u32>| {
             ModelFileError::Invalid(format!(
                 "endpoint {}: a parameter has {} character classes, expected {NCLASS}",
                 ef.label,
                 c.len()
             ))
         })?;
+        let name = pf.name.into_bytes();
+        if name.len() > MAX_NAME {
+            continue;
+        }
         let count = pf.count.min(samples);
-        let values = pf.values.and_then(|v| {
-            (v.len() <= MAX_VALUES).then(|| v.into_iter().map(|(h, n)| (h, n.min(count))).collect())
-        });
+        let mut classes = [0u16; NCLASS];
+        let mut seen = 0u64;
+        for (k, (c, &n)) in classes.iter_mut().zip(&counts).enumerate() {
+            *c = n.min(u32::from(u16::MAX)) as u16;
+            if *c > 0 {
+                seen |= 1 << k;
+            }
+        }
+        let mut values = Values::new();
+        match pf.values {
+            Some(v) if v.len() <= MAX_VALUES => {
+                values.len = v.len() as u8;
+                for (slot, (h, n)) in values.items.iter_mut().zip(v) {
+                    // The hashes kept are the low half of the model's.
+                    *slot = (h as u32, n.min(count));
+                }
+            }
+            _ => values.len = Values::MANY,
+        }
         params.push(Param {
-            name: pf.name.into_bytes().into_boxed_slice(),
+            name: name.into_boxed_slice(),
             count,
-            classes,
             max_len: pf.max_len.min(MAX_LEN),
+            seen,
+            classes,
             values,
         });
     }
@@ -255,5 +286,7 @@ fn endpoint(ef: EndpointFile, max_samples: u32) -> Result<Endpoint, ModelFileErr
         samples,
         params,
         contributors,
+        // Counted at most about as often as samples (and halved with them).
+        answers: ef.answers.map(|n| n.min(max_samples.saturating_mul(4))),
     })
 }

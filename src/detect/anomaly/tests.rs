@@ -331,3 +331,95 @@ fn a_bad_file_is_refused_with_a_reason_never_a_panic() {
     );
     assert!(loaded.observe("shop", &odd, false).is_some());
 }
+
+#[test]
+fn an_endpoint_keeps_its_status_mix_and_a_rare_5xx_stands_out() {
+    let mut m = Model::new(Settings::default());
+    warm(&mut m, 400);
+    let ordinary = "/shop/add.jsp?id=2&name=Queso+Manchego&qty=7&B1=Add";
+    let mut broke = req("192.0.2.7", ordinary);
+    broke.status = Some(500);
+    let a = m
+        .observe("shop", &broke, true)
+        .expect("a 5xx the endpoint never gave is reported");
+    assert_eq!(a.score, SCORE_RARE_ERROR);
+    assert!(
+        a.reason.contains("answered 500") && a.reason.contains("a 5xx it gave 0 times"),
+        "{}",
+        a.reason
+    );
+    // With an odd parameter, the error adds to that finding.
+    let mut odd = req(
+        "192.0.2.7",
+        "/shop/add.jsp?id=1%27&name=Vino+Rioja&qty=1&B1=Add",
+    );
+    let alone = m.observe("shop", &odd, false).expect("odd");
+    odd.status = Some(502);
+    let worse = m.observe("shop", &odd, false).expect("odd");
+    assert!((worse.score - (alone.score + RARE_ERROR_BONUS).min(0.9)).abs() < 1e-9);
+    assert!(worse.reason.contains("it answered 502"), "{}", worse.reason);
+    // A stranger's errors do not make errors ordinary...
+    for _ in 0..100 {
+        m.observe("shop", &broke, true);
+    }
+    assert!(m.observe("shop", &broke, true).is_some());
+    // ...the application's own users meeting them do.
+    for c in 0..30 {
+        let ip = client(50_000 + c);
+        for _ in 0..TRUST_AFTER {
+            m.observe("shop", &req(&ip, ordinary), true);
+        }
+        let mut e = req(&ip, ordinary);
+        e.status = Some(503);
+        assert!(m.observe("shop", &e, true).is_some() || c > 0);
+    }
+    assert_eq!(m.observe("shop", &broke, true), None);
+}
+
+#[test]
+fn a_source_holds_a_bounded_number_of_parameters_whatever_its_endpoints_take() {
+    let mut m = Model::new(Settings::default());
+    warm(&mut m, 300);
+    // 1,000 endpoints of 32 parameters each, with long names.
+    let query: Vec<String> = (0..32)
+        .map(|k| format!("{}{k}={k}", "p".repeat(100)))
+        .collect();
+    let query = query.join("&");
+    for e in 0..1000u32 {
+        let t = format!("/form{e}x?{query}");
+        for c in 0..2 {
+            m.observe("shop", &req(&client(10_000 + e * 2 + c), &t), true);
+        }
+    }
+    let s = &m.sources["shop"];
+    let held: usize = s.endpoints.iter().map(|e| e.params.len()).sum();
+    assert_eq!(s.params, held, "the count is kept true");
+    assert!(held <= MAX_SOURCE_PARAMS, "{held} parameters held");
+    assert!(s.evicted > 0);
+    let bytes = m.stats().bytes;
+    eprintln!("a flooded source holds {held} parameters, {bytes} bytes");
+    assert!(bytes < 4 << 20, "{bytes} bytes");
+    // The busy endpoint survived the flood.
+    let bad = req(
+        "192.0.2.5",
+        "/shop/add.jsp?id=1%27&name=Vino+Rioja&qty=1&B1=Add",
+    );
+    assert!(m.observe("shop", &bad, false).is_some());
+    // A name past MAX_NAME is not kept (it is judged as never seen).
+    let long = format!("/page?{}=1", "n".repeat(MAX_NAME + 1));
+    for c in 0..10 {
+        m.observe("shop", &req(&client(90_000 + c), &long), true);
+    }
+    let key = hash_parts(&m.hasher, &[b"GET", b"/page"]);
+    let s = &m.sources["shop"];
+    let e = &s.endpoints[s.index[&key]];
+    assert_eq!(e.samples, 10);
+    assert!(e.params.is_empty());
+    // A label is cut, the route is not.
+    let deep = format!("/{}", ["segment-of-words-x"; 40].join("/"));
+    let label = endpoint_label(b"GET", deep.as_bytes());
+    assert!(
+        label.len() <= MAX_LABEL + 3 && label.ends_with('…'),
+        "{label}"
+    );
+}
