@@ -112,8 +112,9 @@ pub struct Replay {
     reference: Option<i64>,
     max_line: usize,
     report: Report,
-    bans: HashMap<IpAddr, usize>,
-    allowlisted: HashMap<IpAddr, usize>,
+    /// Looked up for every line with the baselines on: a fast hasher.
+    bans: HashMap<IpAddr, usize, foldhash::fast::RandomState>,
+    allowlisted: HashMap<IpAddr, usize, foldhash::fast::RandomState>,
     /// The last timestamp seen, for lines that carry none.
     clock: i64,
     /// The endpoint baselines, when on, and the per-client behaviour beside them.
@@ -219,8 +220,8 @@ impl Replay {
             reference: None,
             max_line,
             report,
-            bans: HashMap::new(),
-            allowlisted: HashMap::new(),
+            bans: HashMap::default(),
+            allowlisted: HashMap::default(),
             clock: 0,
             anomaly: None,
             behaviour: None,
