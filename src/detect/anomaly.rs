@@ -846,7 +846,7 @@ impl Source {
             e.decay();
         }
         // This endpoint's parameters are part of the source's count.
-        s.params = s.params - before + e.params.len();
+        s.params = s.params.saturating_sub(before) + e.params.len();
         while s.params > MAX_SOURCE_PARAMS && s.evict(Some(key)) {}
         true
     }
