@@ -1130,12 +1130,10 @@ fn push_file_name(seg: &[u8], out: &mut Vec<u8>) {
         if i > 0 {
             out.push(b'.');
         }
-        if !part.is_empty() && part.iter().all(u8::is_ascii_digit) {
+        let shape = Shape::of(part);
+        if !part.is_empty() && shape.all(DIGIT) {
             out.extend_from_slice(b"{n}");
-        } else if part.len() >= 8
-            && part.iter().all(u8::is_ascii_hexdigit)
-            && part.iter().any(u8::is_ascii_digit)
-        {
+        } else if part.len() >= 8 && shape.all(HEX) && shape.some(DIGIT) {
             out.extend_from_slice(b"{hex}");
         } else {
             out.extend_from_slice(part);
