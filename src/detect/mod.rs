@@ -797,6 +797,32 @@ mod tests {
         let req = p.parse(odd.as_bytes()).expect("parses");
         let v = d.observe(&req, odd.as_bytes(), 1_763_719_400).verdict;
         assert_eq!(v.map(|v| v.rule), Some("malformed-not-http".to_string()));
+        // A protocol field the server left empty: what came was not HTTP (a service
+        // probe's words, binary bytes), and that is what the request-line rules judge.
+        let probes = [
+            (
+                r#"{"request":{"remote_ip":"203.0.113.65","proto":"","method":"VERSION","uri":""},"status":400}"#,
+                "malformed-single-token",
+            ),
+            (
+                r#"{"request":{"remote_ip":"203.0.113.66","proto":"","method":"\u0016\u0003\u0001","uri":""},"status":400}"#,
+                "malformed-single-token",
+            ),
+            (
+                r#"{"ClientHost":"203.0.113.67","RequestMethod":"fox","RequestPath":"a 1 -1 fox hello","RequestProtocol":"","DownstreamStatus":400}"#,
+                "malformed-not-http",
+            ),
+        ];
+        for (l, rule) in probes {
+            let req = p.parse(l.as_bytes()).expect("parses");
+            let v = d.observe(&req, l.as_bytes(), 1_763_719_500).verdict;
+            assert_eq!(v.map(|v| v.rule), Some(rule.to_string()), "{l}");
+        }
+        // `-` is no protocol logged, not an empty one.
+        let dash = r#"{"remote_ip":"203.0.113.68","method":"GET","path":"/","protocol":"-"}"#;
+        let req = p.parse(dash.as_bytes()).expect("parses");
+        let o = d.observe(&req, dash.as_bytes(), 1_763_719_600);
+        assert!(o.hits.is_empty() && o.verdict.is_none(), "{:?}", o.hits);
     }
 
     #[test]
@@ -830,6 +856,22 @@ mod tests {
                 "/api/users?user__metadata__has_keys=is_staff",
                 "code_injection",
             ),
+            // A command's name split by quotes, as the shell joins it.
+            ("/p?q=%27wh%27oami", "cmdi"),
+            ("/p?q=%22w%22get%20localhost", "cmdi"),
+            ("/p?s=/etc/%5Bp%5Dasswd", "cmdi"),
+            ("/p?code=%24%7BSHELL%7D%20-c%20%22id%22", "cmdi"),
+            ("/p?a=%7B%2Cip%2Ca%7D", "cmdi"),
+            ("/p?t=%0d%0aRCPT%20TO%3A%3Cpostmaster%3E", "cmdi"),
+            (
+                "/p?x=%7B%25%20if%20True%20%25%7D49%7B%25%20endif%20%25%7D",
+                "code_injection",
+            ),
+            ("/p?q=self%5B%27document%27%5D.cookie", "xss"),
+            (
+                "/etc/letsencrypt/live/example.com/privkey.pem",
+                "sensitive_file",
+            ),
         ];
         for (i, (target, category)) in attacks.iter().enumerate() {
             let mut d = detector(Settings::default());
@@ -849,6 +891,17 @@ mod tests {
             "/recipes?q=%C2%BC%20cup%20sugar",
             "/api/users?name__icontains=bob",
             "/search?q=%22exact%20phrase%22",
+            // Text: asides in parentheses, names and contractions with quotes, CSS, a
+            // page named after a DOM property, an id that is a number.
+            "/post?payload=Left%20(WA,%20RR),%20following%20wood%20edge%20south",
+            "/get?text=while%20(foo)%20is%20bar.",
+            "/search?q=One%20quarter%20(24%25)%20of%20people",
+            "/get?test=O%27keefe%27s",
+            "/get?test=That%27s%20two%20%22O%22s%20in%20goose",
+            "/search?q=%27cat%27%20videos",
+            "/get/bar?test=style%3Dcolor%3Ared%3Bbackground%3Awhite",
+            "/docs/javascript-manual/document.cookie",
+            "/orders?id=2852039166",
         ];
         // String break-out probes, one fragment per request: three make a ban.
         let mut d = detector(Settings::default());

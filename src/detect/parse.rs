@@ -882,19 +882,9 @@ impl JsonReader {
         if let Some(u) = self.text(json, &f.uri) {
             req.target = u;
         }
-        // A request line is only what the log holds: method, URI and the protocol as
-        // logged. A log that keeps no protocol (Caddy and Traefik do; Envoy, Authelia and
-        // GitLab do not) has no request line, and rules about request lines do not judge it
-        // (a made-up "GET /uri" would look like a request that is not HTTP).
-        if req.request.is_empty() && !req.target.is_empty() {
-            if let Some(proto) = self.text(json, &f.protocol).filter(|p| !p.is_empty()) {
-                let mut r =
-                    Vec::with_capacity(req.method.len() + req.target.len() + proto.len() + 2);
-                r.extend_from_slice(&req.method);
-                r.push(b' ');
-                r.extend_from_slice(&req.target);
-                r.push(b' ');
-                r.extend_from_slice(&proto);
+        if req.request.is_empty() {
+            let proto = self.text(json, &f.protocol);
+            if let Some(r) = json_request_line(&req.method, &req.target, proto.as_deref()) {
                 req.request = Cow::Owned(r);
             }
         }
@@ -943,6 +933,41 @@ fn json_time(json: &[u8], v: json::Found, times: &mut TimeCache) -> Option<i64> 
         (false, json::Kind::EscStr) => parse_time(&json::unescape(raw)),
         _ => None,
     }
+}
+
+/// The request line of a JSON access log that logs method, URI and protocol apart: only
+/// what the log holds. A log that keeps no protocol field (Envoy, Authelia and GitLab
+/// have none) has no request line, and rules about request lines do not judge it (a
+/// made-up "GET /uri" would look like a request that is not HTTP); `-` is no protocol
+/// either. A protocol field that is there but empty says the request was not HTTP/x
+/// (a service probe, binary bytes): what came is the method and any URI, and the
+/// request-line rules judge that.
+fn json_request_line(method: &[u8], target: &[u8], proto: Option<&[u8]>) -> Option<Vec<u8>> {
+    let proto = proto?;
+    if proto == b"-" {
+        return None;
+    }
+    let mut r = Vec::with_capacity(method.len() + target.len() + proto.len() + 2);
+    if proto.is_empty() {
+        if method.is_empty() {
+            return None;
+        }
+        r.extend_from_slice(method);
+        if !target.is_empty() {
+            r.push(b' ');
+            r.extend_from_slice(target);
+        }
+        return Some(r);
+    }
+    if target.is_empty() {
+        return None;
+    }
+    r.extend_from_slice(method);
+    r.push(b' ');
+    r.extend_from_slice(target);
+    r.push(b' ');
+    r.extend_from_slice(proto);
+    Some(r)
 }
 
 /// `-` or nothing is an empty field.
@@ -1341,17 +1366,9 @@ mod tests_oracle {
         if let Some(u) = text(&f.uri) {
             req.target = Cow::Owned(u);
         }
-        // A request line is only what the log holds: method, URI and the protocol as
-        // logged. A log that keeps no protocol (Caddy and Traefik do; Envoy, Authelia and
-        // GitLab do not) has no request line, and rules about request lines do not judge it
-        // (a made-up "GET /uri" would look like a request that is not HTTP).
-        if req.request.is_empty() && !req.target.is_empty() {
-            if let Some(proto) = text(&f.protocol).filter(|p| !p.is_empty()) {
-                let mut r = req.method.to_vec();
-                r.push(b' ');
-                r.extend_from_slice(&req.target);
-                r.push(b' ');
-                r.extend_from_slice(&proto);
+        if req.request.is_empty() {
+            let proto = text(&f.protocol);
+            if let Some(r) = json_request_line(&req.method, &req.target, proto.as_deref()) {
                 req.request = Cow::Owned(r);
             }
         }

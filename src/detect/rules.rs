@@ -142,7 +142,7 @@ pub(crate) struct RuleEntry {
     /// The rule is the engine's length check rather than a pattern.
     #[serde(default)]
     oversized: bool,
-    /// The rule is a structural analyzer (`sqli`, `xss`) rather than a pattern.
+    /// The rule is a structural analyzer (`sqli`, `xss`, `shell`) rather than a pattern.
     analyzer: Option<String>,
 }
 
@@ -162,7 +162,7 @@ pub enum RuleError {
     DuplicateId(String),
     #[error("rule {0}: a rule has exactly one of a pattern, `oversized = true` or an `analyzer`")]
     PatternOrOversized(String),
-    #[error("rule {id}: unknown analyzer {name} (sqli or xss)")]
+    #[error("rule {id}: unknown analyzer {name} (sqli, xss or shell)")]
     UnknownAnalyzer { id: String, name: String },
     /// One rule's pattern does not compile.
     #[error("rule {id}: {why}")]

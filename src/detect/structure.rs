@@ -13,6 +13,8 @@
 pub enum Analyzer {
     Sqli,
     Xss,
+    /// A shell command word split by quotes or backslashes (`'wh'oami`, `c\url`).
+    Shell,
 }
 
 impl Analyzer {
@@ -20,6 +22,7 @@ impl Analyzer {
         match name {
             "sqli" => Some(Analyzer::Sqli),
             "xss" => Some(Analyzer::Xss),
+            "shell" => Some(Analyzer::Shell),
             _ => None,
         }
     }
@@ -28,6 +31,7 @@ impl Analyzer {
         match self {
             Analyzer::Sqli => "sqli",
             Analyzer::Xss => "xss",
+            Analyzer::Shell => "shell",
         }
     }
 
@@ -41,8 +45,12 @@ impl Analyzer {
             return false;
         }
         match self {
-            Analyzer::Sqli => libinjectionrs::detect_sqli(v).is_injection(),
-            Analyzer::Xss => libinjectionrs::detect_xss(v).is_injection(),
+            Analyzer::Sqli => match prose_asides(v) {
+                Some(plain) => libinjectionrs::detect_sqli(&plain).is_injection(),
+                None => libinjectionrs::detect_sqli(v).is_injection(),
+            },
+            Analyzer::Xss => !is_css_declaration(v) && libinjectionrs::detect_xss(v).is_injection(),
+            Analyzer::Shell => split_command(v),
         }
     }
 }
@@ -64,7 +72,211 @@ fn could_be(a: Analyzer, v: &[u8]) -> bool {
         Analyzer::Xss => v
             .iter()
             .any(|&b| matches!(b, b'<' | b'>' | b'"' | b'\'' | b'`' | b'=' | b':' | b'(')),
+        Analyzer::Shell => v.iter().any(|&b| matches!(b, b'\'' | b'"' | b'\\')),
     }
+}
+
+/// A value written as text writes asides in parentheses after a space: `Left (WA, RR)`,
+/// `one quarter (24%)`, `while (foo) is bar`. SQL's tokenizer reads `left (`, `quarter (`
+/// and `while (` as calls of the functions of those names, and a sentence then
+/// fingerprints as an injection. In a value with nothing else of SQL about it (no quote,
+/// comment, statement end or operator), such a parenthesis is punctuation: the value is
+/// judged with the parentheses that follow a space (and their closing ones) as spaces.
+/// A call as an injection writes it (`sleep(5)`, `(select(0)from(...))`) is judged as
+/// it is. None: the value has no such aside, or has something else of SQL.
+fn prose_asides(v: &[u8]) -> Option<Vec<u8>> {
+    let sql_like = |b: u8| {
+        matches!(
+            b,
+            b'\''
+                | b'"'
+                | b'`'
+                | b';'
+                | b'#'
+                | b'='
+                | b'<'
+                | b'>'
+                | b'|'
+                | b'&'
+                | b'*'
+                | b'@'
+                | b'\\'
+        )
+    };
+    if v.iter().any(|&b| sql_like(b)) || memchr::memmem::find(v, b"--").is_some() {
+        return None;
+    }
+    let aside = |i: usize| v[i] == b'(' && i > 0 && v[i - 1].is_ascii_whitespace();
+    if !(0..v.len()).any(aside) {
+        return None;
+    }
+    let mut out = v.to_vec();
+    let mut open = 0usize;
+    let mut asides = 0usize;
+    for (i, b) in out.iter_mut().enumerate() {
+        match *b {
+            b'(' if aside(i) => {
+                *b = b' ';
+                asides += 1;
+                open += 1;
+            }
+            b'(' => open += 1,
+            b')' => {
+                if asides > 0 && open == asides {
+                    *b = b' ';
+                    asides -= 1;
+                }
+                open = open.saturating_sub(1);
+            }
+            _ => {}
+        }
+    }
+    Some(out)
+}
+
+/// A bare CSS declaration list (`style=color:red;background:white`): markup only inside
+/// a tag's attribute, and without a quote or `<` it cannot leave the attribute it is put
+/// in. The tokenizer reads `style=` as the attribute of that name, so such a value is
+/// judged as an injection only with what makes CSS run code (`expression(`, `url(javascript:`).
+fn is_css_declaration(v: &[u8]) -> bool {
+    let t = v.trim_ascii();
+    if t.len() < 6 || !t[..6].eq_ignore_ascii_case(b"style=") {
+        return false;
+    }
+    if t.iter()
+        .any(|&b| matches!(b, b'<' | b'>' | b'"' | b'\'' | b'`' | b'\\'))
+    {
+        return false;
+    }
+    let lower = t.to_ascii_lowercase();
+    ![
+        "expression",
+        "javascript:",
+        "vbscript:",
+        "behavior",
+        "-moz-binding",
+        "@import",
+    ]
+    .iter()
+    .any(|k| memchr::memmem::find(&lower, k.as_bytes()).is_some())
+}
+
+/// Commands an injection runs that no contraction or name spells when its quotes are
+/// taken out (so no two-letter ones: `I'd`, `p's`).
+const SPLIT_COMMANDS: &[&[u8]] = &[
+    b"whoami",
+    b"uname",
+    b"ifconfig",
+    b"ipconfig",
+    b"passwd",
+    b"shadow",
+    b"curl",
+    b"wget",
+    b"bash",
+    b"python",
+    b"python3",
+    b"perl",
+    b"ruby",
+    b"netcat",
+    b"ncat",
+    b"cat",
+    b"nslookup",
+    b"netstat",
+    b"telnet",
+    b"socat",
+    b"chmod",
+    b"chown",
+    b"sudo",
+    b"ping",
+    b"echo",
+    b"time",
+    b"env",
+    b"pwd",
+    b"hostname",
+    b"systeminfo",
+    b"tasklist",
+    b"powershell",
+    b"cmd",
+    b"busybox",
+    b"nmap",
+    b"base64",
+    b"sleep",
+    b"head",
+    b"tail",
+    b"less",
+    b"more",
+    b"grep",
+    b"awk",
+    b"sed",
+    b"xargs",
+    b"find",
+    b"printf",
+    b"touch",
+    b"crontab",
+    b"useradd",
+    b"visudo",
+    b"tftp",
+    b"scp",
+    b"ssh",
+    b"rsync",
+    b"nohup",
+    b"strace",
+    b"php",
+    b"node",
+    b"lua",
+    b"exec",
+    b"eval",
+    b"dash",
+    b"zsh",
+    b"ksh",
+    b"csh",
+    b"tcsh",
+    b"who",
+];
+
+/// Whether a word of `v` is a command split by quotes or backslashes (`'wh'oami`,
+/// `ca''t`, `c\u\rl`, `"w"get`): a shell joins the pieces, and nothing else writes a
+/// quote inside a command's name. Words are what lies between shell separators; a quote
+/// counts only between two letters of the word (or as `'x'` at its start), so a quoted
+/// word (`'cat'`), a name (`O'Brien`) or a contraction (`that's`) is never one.
+fn split_command(v: &[u8]) -> bool {
+    let is_quote = |b: u8| matches!(b, b'\'' | b'"' | b'\\');
+    let mut joined = Vec::with_capacity(16);
+    for word in v.split(|&b| {
+        b.is_ascii_whitespace()
+            || matches!(
+                b,
+                b';' | b'|' | b'&' | b'=' | b'/' | b'`' | b'(' | b')' | b'+' | b'<' | b'>' | b','
+            )
+    }) {
+        if word.len() < 3 || word.len() > 40 || !word.iter().any(|&b| is_quote(b)) {
+            continue;
+        }
+        // Letters before and after the first inner quote.
+        let mut inner = false;
+        let mut seen_letter = false;
+        joined.clear();
+        let mut i = 0;
+        while i < word.len() {
+            let b = word[i];
+            if is_quote(b) {
+                let run = word[i..].iter().take_while(|&&c| is_quote(c)).count();
+                let next = word.get(i + run).copied();
+                if seen_letter && next.is_some_and(|c| c.is_ascii_alphabetic()) {
+                    inner = true;
+                }
+                i += run;
+                continue;
+            }
+            seen_letter |= b.is_ascii_alphabetic();
+            joined.push(b.to_ascii_lowercase());
+            i += 1;
+        }
+        if inner && SPLIT_COMMANDS.iter().any(|c| **c == joined[..]) {
+            return true;
+        }
+    }
+    false
 }
 
 /// A value without a leading XML declaration (`<?xml version="1.0"?>`): an XML document
@@ -246,6 +458,75 @@ mod tests {
     }
 
     #[test]
+    fn asides_in_text_are_not_calls_and_calls_still_are() {
+        for text in [
+            &b"while (foo) is bar."[..],
+            b"Left (WA, RR), following wood edge south",
+            b"One quarter (24%) of people have had an affair",
+        ] {
+            assert!(
+                !Analyzer::Sqli.judges(text),
+                "{}",
+                String::from_utf8_lossy(text)
+            );
+        }
+        for attack in [
+            &b"1 and sleep(5)"[..],
+            b"(select(0)from(select(sleep(5)))v)",
+            b"1) and (1=1",
+            b"1 union select 1,2",
+        ] {
+            assert!(
+                Analyzer::Sqli.judges(attack),
+                "{}",
+                String::from_utf8_lossy(attack)
+            );
+        }
+    }
+
+    #[test]
+    fn a_bare_css_declaration_is_not_markup() {
+        assert!(!Analyzer::Xss.judges(b"style=color:red;background:white"));
+        assert!(!Analyzer::Xss.judges(b"style=background:url(http://example.com/x)"));
+        assert!(Analyzer::Xss.judges(b"style=x:expression(alert(1))"));
+        assert!(Analyzer::Xss.judges(b"\" style=x onmouseover=alert(1) \""));
+    }
+
+    #[test]
+    fn a_command_split_by_quotes_is_joined_as_the_shell_joins_it() {
+        for attack in [
+            &b"'wh'oami"[..],
+            b"ca''t /etc/hosts",
+            b"\"w\"get localhost",
+            b"/bin/ca't' /et*/passwd",
+            b"x;c\\u\\rl evil.example",
+            b"w'h'o'am'i",
+        ] {
+            assert!(
+                Analyzer::Shell.judges(attack),
+                "{}",
+                String::from_utf8_lossy(attack)
+            );
+        }
+        for text in [
+            &b"O'Brien"[..],
+            b"O'keefe's",
+            b"That's two \"O\"s in goose",
+            b"'cat' videos",
+            b"I'd like a cat",
+            b"rock'n'roll",
+            b"''that's the joke''.jpeg",
+            b"C:\\Windows\\System32",
+        ] {
+            assert!(
+                !Analyzer::Shell.judges(text),
+                "{}",
+                String::from_utf8_lossy(text)
+            );
+        }
+    }
+
+    #[test]
     fn each_value_of_a_url_is_judged_on_its_own_decoded() {
         let mut scratch = Scratch::default();
         let mut buf = Vec::new();
@@ -274,7 +555,7 @@ mod tests {
     #[test]
     fn values_of_any_bytes_and_length_are_judged_without_panic() {
         let mut v: Vec<u8> = (0..=255u8).cycle().take(20_000).collect();
-        for a in [Analyzer::Sqli, Analyzer::Xss] {
+        for a in [Analyzer::Sqli, Analyzer::Xss, Analyzer::Shell] {
             let _ = a.judges(&v);
             v.reverse();
             let _ = a.judges(&v);
