@@ -111,23 +111,18 @@ fn prose_asides(v: &[u8]) -> Option<Vec<u8>> {
         return None;
     }
     let mut out = v.to_vec();
-    let mut open = 0usize;
-    let mut asides = 0usize;
+    // Whether each open parenthesis is an aside, innermost last.
+    let mut open: Vec<bool> = Vec::new();
     for (i, b) in out.iter_mut().enumerate() {
         match *b {
-            b'(' if aside(i) => {
-                *b = b' ';
-                asides += 1;
-                open += 1;
-            }
-            b'(' => open += 1,
-            b')' => {
-                if asides > 0 && open == asides {
+            b'(' => {
+                let is_aside = aside(i);
+                if is_aside {
                     *b = b' ';
-                    asides -= 1;
                 }
-                open = open.saturating_sub(1);
+                open.push(is_aside);
             }
+            b')' => *b = if open.pop() == Some(true) { b' ' } else { b')' },
             _ => {}
         }
     }
@@ -470,6 +465,15 @@ mod tests {
                 String::from_utf8_lossy(text)
             );
         }
+        // An aside inside a call, and a call inside an aside, close where they opened.
+        assert_eq!(
+            prose_asides(b"max(a (b)) c").as_deref(),
+            Some(&b"max(a  b ) c"[..])
+        );
+        assert_eq!(
+            prose_asides(b"x (f(1) y)").as_deref(),
+            Some(&b"x  f(1) y "[..])
+        );
         for attack in [
             &b"1 and sleep(5)"[..],
             b"(select(0)from(select(sleep(5)))v)",
