@@ -72,7 +72,7 @@ fn could_be(a: Analyzer, v: &[u8]) -> bool {
         Analyzer::Xss => v
             .iter()
             .any(|&b| matches!(b, b'<' | b'>' | b'"' | b'\'' | b'`' | b'=' | b':' | b'(')),
-        Analyzer::Shell => v.iter().any(|&b| matches!(b, b'\'' | b'"' | b'\\')),
+        Analyzer::Shell => v.iter().copied().any(is_shell_quote),
     }
 }
 
@@ -229,13 +229,18 @@ const SPLIT_COMMANDS: &[&[u8]] = &[
     b"who",
 ];
 
+/// A byte the shell takes out of a word when it joins it: a quote or a backslash.
+fn is_shell_quote(b: u8) -> bool {
+    matches!(b, b'\'' | b'"' | b'\\')
+}
+
 /// Whether a word of `v` is a command split by quotes or backslashes (`'wh'oami`,
 /// `ca''t`, `c\u\rl`, `"w"get`): a shell joins the pieces, and nothing else writes a
 /// quote inside a command's name. Words are what lies between shell separators; a quote
 /// counts only between two letters of the word (or as `'x'` at its start), so a quoted
 /// word (`'cat'`), a name (`O'Brien`) or a contraction (`that's`) is never one.
 fn split_command(v: &[u8]) -> bool {
-    let is_quote = |b: u8| matches!(b, b'\'' | b'"' | b'\\');
+    let is_quote = is_shell_quote;
     let mut joined = Vec::with_capacity(16);
     for word in v.split(|&b| {
         b.is_ascii_whitespace()
@@ -403,37 +408,40 @@ mod tests {
     use super::*;
     use crate::detect::decode::Scratch;
 
+    /// Asserts that `a` judges each of `values` an injection (`want`) or not.
+    fn judged(a: Analyzer, want: bool, values: &[&[u8]]) {
+        for v in values {
+            assert_eq!(a.judges(v), want, "{}", String::from_utf8_lossy(v));
+        }
+    }
+
     #[test]
     fn sql_injection_is_told_from_text_by_its_tokens() {
-        for attack in [
-            &b"1' or '1'='1"[..],
-            b"1 UNION ALL SELECT NULL,NULL,NULL--",
-            b"admin'--",
-            b"1);DROP TABLE users;--",
-            b"1' AND SLEEP(5)#",
-            b"1 union select 1,2",
-        ] {
-            assert!(
-                Analyzer::Sqli.judges(attack),
-                "{}",
-                String::from_utf8_lossy(attack)
-            );
-        }
-        for text in [
-            &b"select a wine"[..],
-            b"O'Brien",
-            b"Tom's diner -- menu",
-            b"it's 5 o'clock",
-            b"C++ -- tutorial",
-            b"12345",
-            b"what's new?",
-        ] {
-            assert!(
-                !Analyzer::Sqli.judges(text),
-                "{}",
-                String::from_utf8_lossy(text)
-            );
-        }
+        judged(
+            Analyzer::Sqli,
+            true,
+            &[
+                &b"1' or '1'='1"[..],
+                b"1 UNION ALL SELECT NULL,NULL,NULL--",
+                b"admin'--",
+                b"1);DROP TABLE users;--",
+                b"1' AND SLEEP(5)#",
+                b"1 union select 1,2",
+            ],
+        );
+        judged(
+            Analyzer::Sqli,
+            false,
+            &[
+                &b"select a wine"[..],
+                b"O'Brien",
+                b"Tom's diner -- menu",
+                b"it's 5 o'clock",
+                b"C++ -- tutorial",
+                b"12345",
+                b"what's new?",
+            ],
+        );
     }
 
     #[test]
@@ -443,28 +451,24 @@ mod tests {
         // An XML document as a parameter is judged by what follows its declaration.
         assert!(!Analyzer::Xss.judges(br#"<?xml version="1.0" standalone="yes"?><order/>"#));
         assert!(Analyzer::Xss.judges(br#"<?xml version="1.0"?><x><script>alert(1)</script></x>"#));
-        for text in [&b"a < b"[..], b"x<y and y>z", b"rock & roll", b"2 > 1"] {
-            assert!(
-                !Analyzer::Xss.judges(text),
-                "{}",
-                String::from_utf8_lossy(text)
-            );
-        }
+        judged(
+            Analyzer::Xss,
+            false,
+            &[b"a < b", b"x<y and y>z", b"rock & roll", b"2 > 1"],
+        );
     }
 
     #[test]
     fn asides_in_text_are_not_calls_and_calls_still_are() {
-        for text in [
-            &b"while (foo) is bar."[..],
-            b"Left (WA, RR), following wood edge south",
-            b"One quarter (24%) of people have had an affair",
-        ] {
-            assert!(
-                !Analyzer::Sqli.judges(text),
-                "{}",
-                String::from_utf8_lossy(text)
-            );
-        }
+        judged(
+            Analyzer::Sqli,
+            false,
+            &[
+                &b"while (foo) is bar."[..],
+                b"Left (WA, RR), following wood edge south",
+                b"One quarter (24%) of people have had an affair",
+            ],
+        );
         // An aside inside a call, and a call inside an aside, close where they opened.
         assert_eq!(
             prose_asides(b"max(a (b)) c").as_deref(),
@@ -474,18 +478,16 @@ mod tests {
             prose_asides(b"x (f(1) y)").as_deref(),
             Some(&b"x  f(1) y "[..])
         );
-        for attack in [
-            &b"1 and sleep(5)"[..],
-            b"(select(0)from(select(sleep(5)))v)",
-            b"1) and (1=1",
-            b"1 union select 1,2",
-        ] {
-            assert!(
-                Analyzer::Sqli.judges(attack),
-                "{}",
-                String::from_utf8_lossy(attack)
-            );
-        }
+        judged(
+            Analyzer::Sqli,
+            true,
+            &[
+                &b"1 and sleep(5)"[..],
+                b"(select(0)from(select(sleep(5)))v)",
+                b"1) and (1=1",
+                b"1 union select 1,2",
+            ],
+        );
     }
 
     #[test]
@@ -498,36 +500,32 @@ mod tests {
 
     #[test]
     fn a_command_split_by_quotes_is_joined_as_the_shell_joins_it() {
-        for attack in [
-            &b"'wh'oami"[..],
-            b"ca''t /etc/hosts",
-            b"\"w\"get localhost",
-            b"/bin/ca't' /et*/passwd",
-            b"x;c\\u\\rl evil.example",
-            b"w'h'o'am'i",
-        ] {
-            assert!(
-                Analyzer::Shell.judges(attack),
-                "{}",
-                String::from_utf8_lossy(attack)
-            );
-        }
-        for text in [
-            &b"O'Brien"[..],
-            b"O'keefe's",
-            b"That's two \"O\"s in goose",
-            b"'cat' videos",
-            b"I'd like a cat",
-            b"rock'n'roll",
-            b"''that's the joke''.jpeg",
-            b"C:\\Windows\\System32",
-        ] {
-            assert!(
-                !Analyzer::Shell.judges(text),
-                "{}",
-                String::from_utf8_lossy(text)
-            );
-        }
+        judged(
+            Analyzer::Shell,
+            true,
+            &[
+                &b"'wh'oami"[..],
+                b"ca''t /etc/hosts",
+                b"\"w\"get localhost",
+                b"/bin/ca't' /et*/passwd",
+                b"x;c\\u\\rl evil.example",
+                b"w'h'o'am'i",
+            ],
+        );
+        judged(
+            Analyzer::Shell,
+            false,
+            &[
+                &b"O'Brien"[..],
+                b"O'keefe's",
+                b"That's two \"O\"s in goose",
+                b"'cat' videos",
+                b"I'd like a cat",
+                b"rock'n'roll",
+                b"''that's the joke''.jpeg",
+                b"C:\\Windows\\System32",
+            ],
+        );
     }
 
     #[test]
