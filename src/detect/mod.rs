@@ -178,6 +178,33 @@ fn points(sev: Severity, t: &Thresholds) -> u32 {
     }
 }
 
+/// The points one request's rule hits add together. Each distinct rule of high or
+/// critical severity is its own piece of evidence and adds its points (two high rules on
+/// one request, say a quote breaking out and a keyword after it, make a ban); the medium
+/// ones, single fragments that real text also produces, add one point between them
+/// however many fire, so no pile of weak fragments on one line bans by itself.
+#[derive(Default)]
+struct LinePoints {
+    strong: u32,
+    weak: bool,
+}
+
+impl LinePoints {
+    fn add(&mut self, sev: Severity, t: &Thresholds) {
+        match sev {
+            Severity::Critical | Severity::High => {
+                self.strong = self.strong.saturating_add(points(sev, t));
+            }
+            Severity::Medium => self.weak = true,
+            Severity::Low => {}
+        }
+    }
+
+    fn total(&self) -> u32 {
+        self.strong.saturating_add(u32::from(self.weak))
+    }
+}
+
 /// Points an anomaly of `score` adds toward `max_pattern_matches`: one from 0.5 (a
 /// parameter that strays), none below (an endpoint never seen scores 0.2), so an
 /// unknown endpoint alone never bans and a ban needs an anomaly plus a rule hit, or
@@ -426,7 +453,7 @@ impl Detector {
             }
             off.evidence
                 .push(decode::escape_excerpt(line, EVIDENCE_CHARS));
-            let mut line_points = 0;
+            let mut line_points = LinePoints::default();
             let mut failed_auth = None;
             for &i in &obs.hits {
                 let rule = self.rules.rule(i);
@@ -434,11 +461,12 @@ impl Detector {
                     failed_auth = Some(i);
                     continue;
                 }
-                line_points = line_points.max(points(rule.severity, t));
+                line_points.add(rule.severity, t);
                 if off.worst.is_none_or(|(_, s)| rule.severity >= s) {
                     off.worst = Some((i, rule.severity));
                 }
             }
+            let line_points = line_points.total();
             if line_points > 0 {
                 let total = off.points.push(
                     now,
@@ -902,6 +930,9 @@ mod tests {
             "/get/bar?test=style%3Dcolor%3Ared%3Bbackground%3Awhite",
             "/docs/javascript-manual/document.cookie",
             "/orders?id=2852039166",
+            // Strapi's filters name a field (or a logical operator) before the operator.
+            "/api/articles?filters%5Btitle%5D%5B%24eq%5D=hello&filters%5B%24or%5D%5B0%5D%5Bslug%5D%5B%24contains%5D=a",
+            "/search?q=pg_dump%20tutorial&date_range=2024",
         ];
         // String break-out probes, one fragment per request: three make a ban.
         let mut d = detector(Settings::default());
@@ -927,6 +958,51 @@ mod tests {
                 1000 + i as i64,
             );
             assert!(v.verdict.is_none(), "{target} banned: {:?}", v.verdict);
+        }
+    }
+
+    #[test]
+    fn attack_classes_judged_by_class_not_by_line() {
+        // (requests of one client, which of them bans: 1 = its first)
+        let cases: [(&[&str], usize); 5] = [
+            // NoSQL operators in place of a value: a login bypass, tried twice.
+            (
+                &[
+                    "/login?user%5B%24ne%5D=x&pass%5B%24ne%5D=x",
+                    "/login?user%5B%24regex%5D=a.*",
+                ],
+                2,
+            ),
+            // A URL whose real host, after the userinfo `@`, is internal.
+            (
+                &["/fetch?url=http://example.com:80%20%26%40127.0.0.1:22/"],
+                1,
+            ),
+            // A value that is a line break and an SMTP session command.
+            (&["/contact?subject=%0d%0aQUIT"], 1),
+            // PHP functions named by their extension's prefix, called.
+            (
+                &["/get?ldap_get_entries%28%29", "/get?pg_query%20%28%29"],
+                2,
+            ),
+            // Framework session cookies passed in the query string.
+            (
+                &[
+                    "/login?koa.sess=eyJ1c2VySWQiOjF9",
+                    "/auth?__secure-next-auth.session-token=t",
+                ],
+                2,
+            ),
+        ];
+        for (k, (requests, bans_at)) in cases.iter().enumerate() {
+            let mut d = detector(Settings::default());
+            let ip = format!("203.0.113.{}", 50 + k);
+            let at = requests.iter().enumerate().find_map(|(i, t)| {
+                feed(&mut d, &line(&ip, t, 200, "Mozilla/5.0"), 1000 + i as i64)
+                    .verdict
+                    .map(|_| i + 1)
+            });
+            assert_eq!(at, Some(*bans_at), "{requests:?}");
         }
     }
 
@@ -1057,6 +1133,44 @@ mod tests {
         assert_eq!(v.category, "custom");
         assert_eq!(v.hits, 4);
         assert_eq!(v.evidence.len(), 3);
+    }
+
+    #[test]
+    fn distinct_strong_rules_on_one_request_add_up_and_weak_ones_do_not_pile_up() {
+        let settings = || {
+            only_patterns(&[
+                ("weak-a", "AAA", "custom", Severity::Medium),
+                ("weak-b", "BBB", "custom", Severity::Medium),
+                ("weak-c", "CCC", "custom", Severity::Medium),
+                ("strong-x", "XXX", "custom", Severity::High),
+                ("strong-y", "YYY", "custom", Severity::High),
+            ])
+        };
+        let mut d = detector(settings());
+        // Three weak fragments on one request are one point, not three.
+        let weak = line("203.0.113.4", "/?q=AAA+BBB+CCC", 200, "x");
+        assert_eq!(feed(&mut d, &weak, 0).hits.len(), 3);
+        assert!(feed(&mut d, &weak, 1).verdict.is_none());
+        // A single strong rule is two points: one request does not ban.
+        let one = line("203.0.113.5", "/?q=XXX", 200, "x");
+        assert!(feed(&mut d, &one, 0).verdict.is_none());
+        // Two strong rules on one request are two pieces of evidence: four points.
+        let two = line("203.0.113.6", "/?q=XXX+YYY", 200, "x");
+        let v = feed(&mut d, &two, 0).verdict.unwrap();
+        assert_eq!(v.hits, 1);
+        // A strong rule beside weak ones: two points and one.
+        let mixed = line("203.0.113.7", "/?q=XXX+AAA+BBB", 200, "x");
+        assert!(feed(&mut d, &mixed, 0).verdict.is_some());
+        // With a higher bar the weak ones still count once.
+        let mut d = detector(Settings {
+            thresholds: Thresholds {
+                max_pattern_matches: 4,
+                ..Thresholds::default()
+            },
+            ..settings()
+        });
+        assert!(feed(&mut d, &mixed, 0).verdict.is_none());
+        assert!(feed(&mut d, &two, 0).verdict.is_some());
     }
 
     #[test]
