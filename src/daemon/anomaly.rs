@@ -15,6 +15,7 @@ use std::time::{Duration, Instant};
 
 use crate::config::Config;
 use crate::detect::anomaly::{Model, ModelFileError, Settings};
+use crate::detect::behaviour::Behaviour;
 
 /// The model's file name in `state.dir`.
 pub const MODEL_FILE: &str = "anomaly_model.json";
@@ -56,6 +57,23 @@ pub fn aside_path(path: &Path) -> PathBuf {
     let mut name = path.file_name().unwrap_or_default().to_os_string();
     name.push(".corrupt");
     path.with_file_name(name)
+}
+
+/// The model and the client behaviour for `cfg`, from the model file: the populations
+/// it holds are taken back, so clients are judged against their source's others from
+/// the first request after a restart.
+pub fn start(cfg: &Config) -> (Model, Behaviour) {
+    let mut model = load(cfg);
+    let mut behaviour = Behaviour::new(Default::default());
+    let populations = model.take_populations();
+    let sources = populations.len();
+    let clients = behaviour.restore(populations);
+    if clients > 0 {
+        tracing::info!(
+            "client behaviour: took back the measures of {clients} client(s) of {sources} source(s) from the model file"
+        );
+    }
+    (model, behaviour)
 }
 
 /// The model for `cfg` (its settings) from its file; an empty one when there is none
@@ -135,8 +153,9 @@ pub struct Saver {
     path: PathBuf,
     interval: Duration,
     last: Instant,
-    /// The model's generation when last saved (None: not saved by this process).
-    saved: Option<u64>,
+    /// The model's and the client behaviour's generations when last saved (None: not
+    /// saved by this process).
+    saved: Option<(u64, u64)>,
     writer: Option<std::thread::JoinHandle<io::Result<usize>>>,
     /// Set after a failed write, so a full disk is said once, not every interval.
     failing: bool,
@@ -159,15 +178,17 @@ impl Saver {
         self.interval = Duration::from_secs(secs);
     }
 
-    /// The model loaded from the file counts as saved.
-    pub fn loaded(&mut self, model: &Model) {
-        self.saved = Some(model.generation());
+    /// The model loaded from the file (and the populations restored from it) counts as
+    /// saved.
+    pub fn loaded(&mut self, model: &Model, behaviour: Option<&Behaviour>) {
+        self.saved = Some(generations(model, behaviour));
     }
 
     /// Saves when the interval has passed and the model changed since the last save,
     /// unless the last write is still under way.
-    pub fn tick(&mut self, model: &Model) {
-        if self.last.elapsed() < self.interval || self.saved == Some(model.generation()) {
+    pub fn tick(&mut self, model: &Model, behaviour: Option<&Behaviour>) {
+        let now = generations(model, behaviour);
+        if self.last.elapsed() < self.interval || self.saved == Some(now) {
             return;
         }
         if self.writer.as_ref().is_some_and(|w| !w.is_finished()) {
@@ -175,8 +196,8 @@ impl Saver {
         }
         self.reap();
         self.last = Instant::now();
-        self.saved = Some(model.generation());
-        let snapshot = model.snapshot();
+        self.saved = Some(now);
+        let snapshot = snapshot(model, behaviour);
         let took = self.last.elapsed();
         let path = self.path.clone();
         let spawned = std::thread::Builder::new()
@@ -195,13 +216,14 @@ impl Saver {
     }
 
     /// Saves now and waits for the write (at a stop).
-    pub fn save_now(&mut self, model: &Model) {
+    pub fn save_now(&mut self, model: &Model, behaviour: Option<&Behaviour>) {
         self.reap();
-        if self.saved == Some(model.generation()) {
+        let now = generations(model, behaviour);
+        if self.saved == Some(now) {
             return;
         }
         let started = Instant::now();
-        let r = write(&self.path, &model.snapshot());
+        let r = write(&self.path, &snapshot(model, behaviour));
         if let Ok(bytes) = &r {
             tracing::info!(
                 "endpoint baselines: saved {} endpoint(s) to {} ({bytes} bytes, {} ms)",
@@ -210,7 +232,7 @@ impl Saver {
                 started.elapsed().as_millis()
             );
         }
-        self.saved = Some(model.generation());
+        self.saved = Some(now);
         self.result(r.map(|_| 0));
     }
 
@@ -241,6 +263,21 @@ impl Saver {
             }
         }
     }
+}
+
+/// What is saved has moved on when either the model or the populations did.
+fn generations(model: &Model, behaviour: Option<&Behaviour>) -> (u64, u64) {
+    (
+        model.generation(),
+        behaviour.map_or(0, Behaviour::generation),
+    )
+}
+
+/// The file's contents: the model and the client behaviour's populations.
+fn snapshot(model: &Model, behaviour: Option<&Behaviour>) -> crate::detect::anomaly::Snapshot {
+    model
+        .snapshot()
+        .with_populations(behaviour.map(Behaviour::populations).unwrap_or_default())
 }
 
 /// Writes the model's file atomically; its size.
@@ -362,12 +399,55 @@ mod tests {
         // Saved at a stop, loaded at the next start.
         let mut saver = Saver::new(&cfg);
         let model = trained();
-        saver.save_now(&model);
+        saver.save_now(&model, None);
         let back = load(&cfg);
         assert_eq!(back.stats(), model.stats());
         // Nothing changed: nothing written.
         std::fs::remove_file(&path).unwrap();
-        saver.save_now(&model);
+        saver.save_now(&model, None);
         assert!(!path.exists());
+    }
+
+    #[test]
+    fn the_client_populations_are_saved_with_the_model_and_taken_back_at_a_start() {
+        use crate::detect::parse::parse_access;
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = Config {
+            state: crate::ban::StateSettings {
+                dir: dir.path().to_path_buf(),
+            },
+            ..Config::default()
+        };
+        let model = trained();
+        let mut behaviour = Behaviour::new(Default::default());
+        // 40 visitors of 40 requests each, a few seconds apart.
+        for i in 0..40u8 {
+            for k in 0..40i64 {
+                let raw = format!(
+                    "10.0.0.{i} - - [21/Nov/2026:00:00:00 +0000] \"GET /page{} HTTP/1.1\" 200 5 \"-\" \"Mozilla/5.0\"",
+                    k % 4
+                );
+                let req = parse_access(raw.as_bytes()).unwrap();
+                behaviour.observe("web", req.ip, &req, k * 3, Default::default());
+            }
+        }
+        let mut saver = Saver::new(&cfg);
+        saver.loaded(&model, Some(&Behaviour::new(Default::default())));
+        saver.save_now(&model, Some(&behaviour));
+        let (back, restored) = start(&cfg);
+        assert_eq!(back.stats(), model.stats());
+        assert_eq!(restored.populations(), behaviour.populations());
+        assert_eq!(restored.populations()[0].clients.len(), 80);
+        // The model did not move, the populations did: that is worth a save too.
+        std::fs::remove_file(model_path(&cfg)).unwrap();
+        saver.save_now(&model, Some(&behaviour));
+        assert!(!model_path(&cfg).exists(), "nothing moved since the save");
+        let raw = b"10.0.0.99 - - [21/Nov/2026:00:00:00 +0000] \"GET /x HTTP/1.1\" 200 5 \"-\" \"Mozilla/5.0\"";
+        let req = parse_access(raw).unwrap();
+        for k in 0..20 {
+            behaviour.observe("web", req.ip, &req, 200 + k, Default::default());
+        }
+        saver.save_now(&model, Some(&behaviour));
+        assert!(model_path(&cfg).exists());
     }
 }

@@ -161,13 +161,16 @@ pub(super) fn spawn(
     }
     let stats = Arc::new(Mutex::new(Stats::default()));
     let mut saver = super::anomaly::Saver::new(&cfg);
-    let model = (cfg.anomaly.mode != Mode::Off).then(|| {
-        let m = super::anomaly::load(&cfg);
-        saver.loaded(&m);
-        m
-    });
+    let (model, behaviour) = match cfg.anomaly.mode {
+        Mode::Off => (None, None),
+        _ => {
+            let (m, b) = super::anomaly::start(&cfg);
+            saver.loaded(&m, Some(&b));
+            (Some(m), Some(b))
+        }
+    };
     let mut p = Pipeline {
-        behaviour: model.as_ref().map(|_| Behaviour::new(Default::default())),
+        behaviour,
         anomaly: model,
         saver,
         anomaly_missing: HashMap::new(),
@@ -288,7 +291,7 @@ impl Pipeline {
         }
         self.publish();
         if let Some(m) = &self.anomaly {
-            self.saver.save_now(m);
+            self.saver.save_now(m, self.behaviour.as_ref());
         }
     }
 
@@ -329,7 +332,7 @@ impl Pipeline {
         self.saver.set_interval(cfg.anomaly.save_interval);
         match (&mut self.anomaly, cfg.anomaly.mode) {
             (Some(m), Mode::Off) => {
-                self.saver.save_now(m);
+                self.saver.save_now(m, self.behaviour.as_ref());
                 self.anomaly = None;
                 self.behaviour = None;
                 tracing::info!("endpoint baselines: off");
@@ -337,17 +340,17 @@ impl Pipeline {
             (Some(m), _) => m.set_settings(cfg.anomaly.model),
             (None, Mode::Off) => {}
             (None, _) => {
-                let m = super::anomaly::load(cfg);
-                self.saver.loaded(&m);
+                let (m, b) = super::anomaly::start(cfg);
+                self.saver.loaded(&m, Some(&b));
                 self.anomaly = Some(m);
-                self.behaviour = Some(Behaviour::new(Default::default()));
+                self.behaviour = Some(b);
             }
         }
     }
 
     fn publish(&mut self) {
         if let Some(m) = &self.anomaly {
-            self.saver.tick(m);
+            self.saver.tick(m, self.behaviour.as_ref());
         }
         self.stats.anomaly_model = self
             .anomaly

@@ -340,6 +340,8 @@ pub struct Model {
     /// Moves on whenever what is held changes (a sample learned, a source dropped): the
     /// daemon saves the model only when it moved.
     generation: u64,
+    /// The client behaviour's populations read from the model file, until taken.
+    populations: Vec<PopulationFile>,
 }
 
 /// What the model holds, for reports.
@@ -363,7 +365,13 @@ impl Model {
             route: Vec::new(),
             teaching: false,
             generation: 0,
+            populations: Vec::new(),
         }
+    }
+
+    /// The client behaviour's populations the model file held (once; empty after).
+    pub fn take_populations(&mut self) -> Vec<PopulationFile> {
+        std::mem::take(&mut self.populations)
     }
 
     /// The knobs in force.
@@ -1176,7 +1184,7 @@ fn decode_params(query: &[u8], out: &mut Vec<(Vec<u8>, Vec<u8>)>) -> usize {
 }
 
 mod persist;
-pub use persist::{ModelFileError, Snapshot, MODEL_VERSION};
+pub use persist::{ModelFileError, PopulationFile, Snapshot, MODEL_VERSION};
 
 #[cfg(test)]
 mod tests;

@@ -17,12 +17,17 @@
 //! Sans-IO and clock-free: times come with the requests. Memory is bounded by
 //! [`Settings::max_clients`] (the least recently seen half is let go when it is full)
 //! and per source by [`Settings::population`].
+//!
+//! The populations are written into the model file with the endpoint baselines
+//! ([`Behaviour::populations`], [`Behaviour::restore`]), so a restart does not wait for
+//! [`Settings::min_population`] clients again before judging; the clients followed are
+//! not (they come back within minutes).
 
 use std::collections::HashMap;
 use std::hash::BuildHasher;
 use std::net::IpAddr;
 
-use super::anomaly::Anomaly;
+use super::anomaly::{Anomaly, PopulationFile};
 use super::parse::Request;
 
 /// The knobs.
@@ -75,6 +80,19 @@ const MEASURES: [Measure; NMEASURES] = [
 ];
 
 impl Measure {
+    /// Its name in the model file.
+    fn key(self) -> &'static str {
+        match self {
+            Measure::NotFound => "not_found",
+            Measure::ClientErrors => "client_errors",
+            Measure::Paths => "paths",
+            Measure::Writes => "writes",
+            Measure::UserAgents => "user_agents",
+            Measure::Flagged => "flagged",
+            Measure::Regularity => "regularity",
+        }
+    }
+
     fn name(self) -> &'static str {
         match self {
             Measure::NotFound => "404 ratio",
@@ -199,6 +217,8 @@ struct Spread {
 
 #[derive(Debug, Default)]
 struct Population {
+    /// The source's name (for the model file).
+    source: String,
     /// Measures of recent clients at their checkpoints (a ring).
     values: Vec<[f64; NMEASURES]>,
     next: usize,
@@ -216,6 +236,12 @@ impl Population {
             self.next = (self.next + 1) % cap.max(1);
         }
         self.fresh += 1;
+    }
+
+    /// Its clients' measures, oldest first.
+    fn oldest_first(&self) -> impl Iterator<Item = &[f64; NMEASURES]> {
+        let (newer, older) = self.values.split_at(self.next.min(self.values.len()));
+        older.iter().chain(newer)
     }
 
     /// The spreads, recomputed once enough has changed (a tenth of the population).
@@ -270,6 +296,8 @@ pub struct Behaviour {
     populations: Map<u64, Population>,
     /// Fixed, so the same log is judged the same in every run (`check` is repeatable).
     hasher: foldhash::fast::FixedState,
+    /// Moves on whenever a population changes: the daemon saves only when it moved.
+    generation: u64,
 }
 
 /// What one request of a client was, as far as behaviour goes.
@@ -288,7 +316,66 @@ impl Behaviour {
             clients: Map::default(),
             populations: Map::default(),
             hasher: foldhash::fast::FixedState::with_seed(0xbe4a_710c),
+            generation: 0,
         }
+    }
+
+    /// Moves on whenever what the populations hold changes.
+    pub fn generation(&self) -> u64 {
+        self.generation
+    }
+
+    /// Every source's population, for the model file (sorted by source).
+    pub fn populations(&self) -> Vec<PopulationFile> {
+        let mut out: Vec<PopulationFile> = self
+            .populations
+            .values()
+            .filter(|p| !p.values.is_empty())
+            .map(|p| PopulationFile {
+                source: p.source.clone(),
+                measures: MEASURES.iter().map(|m| m.key().to_string()).collect(),
+                clients: p
+                    .oldest_first()
+                    .map(|v| v.iter().map(|&x| (!x.is_nan()).then_some(x)).collect())
+                    .collect(),
+            })
+            .collect();
+        out.sort_by(|a, b| a.source.cmp(&b.source));
+        out
+    }
+
+    /// Takes back populations written by [`Behaviour::populations`] (a restart). A
+    /// measure the file does not name, or a value that is not a finite share or count,
+    /// is not taken of that client; a source keeps its newest clients up to
+    /// [`Settings::population`]. Returns how many clients' measures were taken.
+    pub fn restore(&mut self, files: Vec<PopulationFile>) -> usize {
+        let mut restored = 0;
+        let cap = self.settings.population.max(1);
+        for f in files {
+            let columns: Vec<Option<usize>> = f
+                .measures
+                .iter()
+                .map(|name| MEASURES.iter().position(|m| m.key() == name))
+                .collect();
+            let key = self.hasher.hash_one(f.source.as_str());
+            let population = self.populations.entry(key).or_default();
+            population.source = f.source;
+            let skip = f.clients.len().saturating_sub(cap);
+            for client in f.clients.into_iter().skip(skip) {
+                let mut v = [f64::NAN; NMEASURES];
+                for (x, col) in client.into_iter().zip(&columns) {
+                    if let (Some(x), Some(i)) = (x, col) {
+                        if x.is_finite() && x >= 0.0 {
+                            v[*i] = x;
+                        }
+                    }
+                }
+                population.add(v, cap);
+                restored += 1;
+            }
+        }
+        self.generation = self.generation.wrapping_add(1);
+        restored
     }
 
     /// Clients followed now.
@@ -347,7 +434,13 @@ impl Behaviour {
             return None;
         }
         let values = c.values();
-        let population = self.populations.entry(source_key).or_default();
+        let population = self
+            .populations
+            .entry(source_key)
+            .or_insert_with(|| Population {
+                source: source.to_string(),
+                ..Population::default()
+            });
         let mut found: Option<(Measure, f64, Spread, usize)> = None;
         if population.values.len() >= self.settings.min_population {
             let spreads = population.spreads();
@@ -374,6 +467,7 @@ impl Behaviour {
         }
         if !c.tainted {
             population.add(values, self.settings.population);
+            self.generation = self.generation.wrapping_add(1);
         }
         found.map(|(m, x, s, clients)| Anomaly {
             score: m.score(),

@@ -1,5 +1,7 @@
-//! The model as a file: `{"version":1, "hash_check":…, "sources":[…]}`, so the
-//! daemon's baselines survive a restart (it writes the file; this is only the format).
+//! The model as a file: `{"version":1, "hash_check":…, "sources":[…], "populations":[…]}`,
+//! so the daemon's baselines survive a restart (it writes the file; this is only the
+//! format). `populations` holds the client behaviour's measures of each source's clients
+//! (see [`super::super::behaviour`]); files written before it have none.
 //!
 //! Values, clients and endpoints are kept as the model's hashes. Its hasher has a fixed
 //! seed, so they mean the same in the next process; `hash_check` is the hash of a fixed
@@ -43,6 +45,19 @@ pub struct Snapshot {
     version: u32,
     hash_check: u64,
     sources: Vec<SourceFile>,
+    /// The client behaviour's populations (absent from files before it).
+    #[serde(default)]
+    populations: Vec<PopulationFile>,
+}
+
+/// One source's population of clients as written: each client's measures at its
+/// checkpoint, oldest first, in the order `measures` names them; a measure not taken
+/// of a client is `null`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PopulationFile {
+    pub source: String,
+    pub measures: Vec<String>,
+    pub clients: Vec<Vec<Option<f64>>>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -117,6 +132,12 @@ impl Snapshot {
     pub fn endpoints(&self) -> usize {
         self.sources.iter().map(|s| s.endpoints.len()).sum()
     }
+
+    /// The same, with the client behaviour's populations.
+    pub fn with_populations(mut self, populations: Vec<PopulationFile>) -> Snapshot {
+        self.populations = populations;
+        self
+    }
 }
 
 impl Model {
@@ -166,6 +187,7 @@ impl Model {
             version: MODEL_VERSION,
             hash_check: self.hash_check(),
             sources,
+            populations: Vec::new(),
         }
     }
 
@@ -211,6 +233,7 @@ impl Model {
             {}
             m.sources.insert(sf.name, s);
         }
+        m.populations = snap.populations;
         Ok(m)
     }
 }

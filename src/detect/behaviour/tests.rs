@@ -249,3 +249,78 @@ fn a_client_on_a_clock_is_worth_a_look_and_never_more() {
     }
     assert!(found.is_empty(), "{found:?}");
 }
+
+#[test]
+fn a_population_written_and_taken_back_judges_as_before_a_restart() {
+    let mut b = Behaviour::new(Settings::default());
+    let mut t = 0;
+    for i in 0..40 {
+        visitor(&mut b, "shop", i, &mut t);
+    }
+    let before = b.generation();
+    let files = b.populations();
+    assert_eq!(files.len(), 1);
+    assert_eq!(files[0].source, "shop");
+    assert_eq!(files[0].clients.len(), 80, "two checkpoints of 40 visitors");
+    // Visitors come a few seconds apart: regularity is measured; none is missing.
+    assert!(files[0].clients.iter().all(|c| c.len() == NMEASURES));
+
+    // Through the file's JSON, as the daemon writes it.
+    let json = serde_json::to_vec(&files).unwrap();
+    let back: Vec<PopulationFile> = serde_json::from_slice(&json).unwrap();
+    assert_eq!(back, files);
+
+    // A new process knows nothing of the clients, but judges a prober at once.
+    let mut fresh = Behaviour::new(Settings::default());
+    assert!(prober(&mut fresh, "shop", 1000, &mut t, Seen::default()).is_empty());
+    let mut restarted = Behaviour::new(Settings::default());
+    assert_eq!(restarted.restore(back), 80);
+    assert_ne!(restarted.generation(), 0);
+    let found = prober(&mut restarted, "shop", 1001, &mut t, Seen::default());
+    let again = prober(&mut b, "shop", 1001, &mut t, Seen::default());
+    assert_eq!(found.len(), 1, "{found:?}");
+    assert_eq!(again.len(), 1, "{again:?}");
+    // The same measure, p99 and median; the process that never stopped may judge with
+    // spreads a few clients old (they are recomputed once a tenth has changed).
+    let upto = |r: &str| r.split(" over ").next().unwrap_or_default().to_string();
+    assert_eq!(upto(&found[0].reason), upto(&again[0].reason));
+    assert!(
+        found[0].reason.contains("over 80 of"),
+        "{}",
+        found[0].reason
+    );
+    assert!(before > 0);
+}
+
+#[test]
+fn a_population_file_edited_by_hand_is_bounded_and_never_misread() {
+    let mut b = Behaviour::new(Settings {
+        population: 10,
+        ..Settings::default()
+    });
+    let file = PopulationFile {
+        source: "shop".into(),
+        // Reordered, one unknown, two missing: matched by name.
+        measures: vec!["paths".into(), "bogus".into(), "not_found".into()],
+        clients: (0..25)
+            .map(|k| vec![Some(0.5), Some(9.0), Some(f64::from(k) / 100.0)])
+            .chain([vec![Some(-1.0), None, Some(f64::INFINITY)], vec![]])
+            .collect(),
+    };
+    assert_eq!(b.restore(vec![file]), 10, "only the newest ten are kept");
+    let out = b.populations();
+    assert_eq!(out[0].clients.len(), 10);
+    let paths = MEASURES.iter().position(|m| m.key() == "paths").unwrap();
+    let nf = MEASURES
+        .iter()
+        .position(|m| m.key() == "not_found")
+        .unwrap();
+    let writes = MEASURES.iter().position(|m| m.key() == "writes").unwrap();
+    // The last two: negative and infinite values are not taken, nor are absent ones.
+    let last = &out[0].clients[9];
+    assert!(last.iter().all(Option::is_none), "{last:?}");
+    let first = &out[0].clients[0];
+    assert_eq!(first[paths], Some(0.5));
+    assert_eq!(first[nf], Some(0.17));
+    assert_eq!(first[writes], None);
+}
