@@ -1495,8 +1495,13 @@ fn a_profile_reads_its_applications_log_files_through_the_mounts() {
 
 /// A combined line for `target` from `ip`, answered 200.
 fn request_line(ip: &str, target: &str) -> String {
+    answered_line(ip, target, 200)
+}
+
+/// A combined line for `target` from `ip`, answered `status`.
+fn answered_line(ip: &str, target: &str, status: u16) -> String {
     format!(
-        r#"{ip} - - [21/Nov/2026:10:00:00 +0000] "GET {target} HTTP/1.1" 200 5 "-" "Mozilla/5.0""#
+        r#"{ip} - - [21/Nov/2026:10:00:00 +0000] "GET {target} HTTP/1.1" {status} 5 "-" "Mozilla/5.0""#
     )
 }
 
@@ -1648,6 +1653,34 @@ fn an_odd_request_to_a_learned_endpoint_is_an_anomaly_alert_and_the_model_outliv
         metrics(&d).contains(&lines),
         "the training lines were read again:\n{}",
         metrics(&d)
+    );
+
+    // The endpoint's status mix came back with it: an odd request that the application
+    // answered 500, an answer it never gave in the 60 learned, says so.
+    append(&[answered_line(
+        "203.0.113.192",
+        "/search?q=shoes&page=1&trace=1",
+        500,
+    )]);
+    assert!(
+        wait_until(Duration::from_secs(15), || anomaly_alerts(&d)
+            .iter()
+            .any(|a| a["ip"] == "203.0.113.192")),
+        "no anomaly for the 500: {:?}\n{}",
+        anomaly_alerts(&d),
+        d.log()
+    );
+    let alerts = anomaly_alerts(&d);
+    let a = alerts
+        .iter()
+        .find(|a| a["ip"] == "203.0.113.192")
+        .expect("the 500's alert");
+    let what = a["line"].as_str().unwrap_or_default();
+    assert!(
+        what.contains("parameter `trace`")
+            && what.contains("it answered 500")
+            && what.contains("a 5xx it gave 0 times in"),
+        "{a}"
     );
 }
 

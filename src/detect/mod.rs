@@ -144,6 +144,19 @@ fn is_static_asset(target: &[u8]) -> bool {
     ASSETS.iter().any(|a| ext.eq_ignore_ascii_case(a))
 }
 
+/// Whether `ua` is a crawler that says so: a name with `bot`, `crawler` or `spider` and a
+/// page about it (`Googlebot/2.1 (+http://www.google.com/bot.html)`, `MJ12bot/v1.4.4;
+/// http://www.majestic12.co.uk/bot.php`). Such a crawler follows whatever links it found,
+/// dead ones in quick succession included; a scanner that borrows the name still meets
+/// the distinct-404 window and every payload rule.
+fn is_declared_crawler(ua: &[u8]) -> bool {
+    let has = |needle: &[u8]| {
+        ua.windows(needle.len())
+            .any(|w| w.eq_ignore_ascii_case(needle))
+    };
+    ua.len() <= 512 && (has(b"bot") || has(b"crawler") || has(b"spider")) && has(b"http")
+}
+
 /// The detector's hash of `bytes` (seeded per process, so it cannot be aimed at).
 fn hash_of(hasher: &foldhash::fast::RandomState, bytes: &[u8]) -> u64 {
     let mut h = hasher.build_hasher();
@@ -511,8 +524,12 @@ impl Detector {
                 ));
             }
             // A browser's missing image or stylesheet comes with a referer; a scanner
-            // guessing paths sends none, and quickly.
-            if t.max_not_found_burst > 0 && req.referer.is_empty() && !is_static_asset(&req.target)
+            // guessing paths sends none, and quickly; so does a crawler following dead links,
+            // which says what it is.
+            if t.max_not_found_burst > 0
+                && req.referer.is_empty()
+                && !is_static_asset(&req.target)
+                && !is_declared_crawler(&req.user_agent)
             {
                 let n = off.not_found_burst.push(
                     path_hash,
@@ -933,6 +950,8 @@ mod tests {
             // Strapi's filters name a field (or a logical operator) before the operator.
             "/api/articles?filters%5Btitle%5D%5B%24eq%5D=hello&filters%5B%24or%5D%5B0%5D%5Bslug%5D%5B%24contains%5D=a",
             "/search?q=pg_dump%20tutorial&date_range=2024",
+            // An application's own base64 JSON state, words and all.
+            "/app?state=eyJ0aGVtZSI6ImRhcmsiLCJydW50aW1lIjoibm9kZSJ9",
         ];
         // String break-out probes, one fragment per request: three make a ban.
         let mut d = detector(Settings::default());
@@ -964,7 +983,9 @@ mod tests {
     #[test]
     fn attack_classes_judged_by_class_not_by_line() {
         // (requests of one client, which of them bans: 1 = its first)
-        let cases: [(&[&str], usize); 5] = [
+        let cases: [(&[&str], usize); 6] = [
+            // node-serialize's function marker, wrapped in base64.
+            (&["/profile?state=eyJyY2UiOiJfJCRORF9GVU5DJCRfZnVuY3Rpb24oKXtyZXF1aXJlKCdjaGlsZF9wcm9jZXNzJykuZXhlYygnaWQnKX0oKSJ9"], 1),
             // NoSQL operators in place of a value: a login bypass, tried twice.
             (
                 &[
@@ -1075,6 +1096,31 @@ mod tests {
             (v.rule.as_str(), v.category.as_str()),
             (PROBING_BURST_RULE, PROBING_CATEGORY)
         );
+        // A crawler that says what it is follows the dead links it found, quickly: not a
+        // burst (the distinct-404 window still counts them); a bare "bot" name is not one.
+        let crawler =
+            "Mozilla/5.0 (compatible; MJ12bot/v1.4.4; http://www.majestic12.co.uk/bot.php?+)";
+        for (i, ua) in [crawler, "Googlebot/2.1 (+http://www.google.com/bot.html)"]
+            .iter()
+            .enumerate()
+        {
+            let ip = format!("203.0.113.{}", 60 + i);
+            for k in 0..8i64 {
+                let raw = line(&ip, &format!("/dead/link{k}"), 404, ua);
+                assert!(feed(&mut d, &raw, 3000 + k).verdict.is_none(), "{ua}");
+            }
+        }
+        let mut v = None;
+        for k in 0..8i64 {
+            let raw = line(
+                "203.0.113.62",
+                &format!("/dead/link{k}"),
+                404,
+                "SomeBot/1.0",
+            );
+            v = v.or(feed(&mut d, &raw, 3000 + k).verdict);
+        }
+        assert_eq!(v.map(|v| v.rule), Some(PROBING_BURST_RULE.to_string()));
         // Switched off with 0.
         let mut off = detector(with_thresholds(|t| t.max_not_found_burst = 0));
         for i in 0..8 {
