@@ -952,6 +952,10 @@ mod tests {
             "/search?q=pg_dump%20tutorial&date_range=2024",
             // An application's own base64 JSON state, words and all.
             "/app?state=eyJ0aGVtZSI6ImRhcmsiLCJydW50aW1lIjoibm9kZSJ9",
+            // Dots that are not steps up: ranges, ellipses, hex values.
+            "/compare/v1.2..v1.3/files",
+            "/search?q=wait...%20what%3F%20..%20ok",
+            "/api/colors?from=0x2e2e2e&to=0x2f2f2f",
         ];
         // String break-out probes, one fragment per request: three make a ban.
         let mut d = detector(Settings::default());
@@ -983,7 +987,14 @@ mod tests {
     #[test]
     fn attack_classes_judged_by_class_not_by_line() {
         // (requests of one client, which of them bans: 1 = its first)
-        let cases: [(&[&str], usize); 6] = [
+        let cases: [(&[&str], usize); 10] = [
+            // Traversal whatever the dots and slashes are written as: overlong UTF-8,
+            // IIS %u forms (fullwidth dots, division slash), hex text, doubled slashes
+            // and `./` between the steps.
+            (&["/x?f=%c0%ae%c0%ae%c0%af%c0%ae%c0%ae%c0%afsecret"], 1),
+            (&["/x?f=%uff0e%uff0e%u2215%uff0e%uff0e%u2215secret"], 1),
+            (&["/x?f=0x2e0x2e0x2f0x2e0x2e0x2fsecret"], 1),
+            (&["/x?f=.//..//.//..//secret"], 1),
             // node-serialize's function marker, wrapped in base64.
             (&["/profile?state=eyJyY2UiOiJfJCRORF9GVU5DJCRfZnVuY3Rpb24oKXtyZXF1aXJlKCdjaGlsZF9wcm9jZXNzJykuZXhlYygnaWQnKX0oKSJ9"], 1),
             // NoSQL operators in place of a value: a login bypass, tried twice.
