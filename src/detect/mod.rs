@@ -956,6 +956,7 @@ mod tests {
             "/compare/v1.2..v1.3/files",
             "/search?q=wait...%20what%3F%20..%20ok",
             "/api/colors?from=0x2e2e2e&to=0x2f2f2f",
+            "/docs/search?q=iconv%20convert%20UTF-8%20to%20latin1",
         ];
         // String break-out probes, one fragment per request: three make a ban.
         let mut d = detector(Settings::default());
@@ -987,7 +988,9 @@ mod tests {
     #[test]
     fn attack_classes_judged_by_class_not_by_line() {
         // (requests of one client, which of them bans: 1 = its first)
-        let cases: [(&[&str], usize); 10] = [
+        let cases: [(&[&str], usize); 11] = [
+            // A PHP filter chain without its php://filter prefix.
+            (&["/index.php?page=convert.iconv.UTF8.CSISO2022KR|convert.base64-encode"], 1),
             // Traversal whatever the dots and slashes are written as: overlong UTF-8,
             // IIS %u forms (fullwidth dots, division slash), hex text, doubled slashes
             // and `./` between the steps.
