@@ -1543,6 +1543,18 @@ fn anomaly_alerts(d: &Daemon) -> Vec<serde_json::Value> {
         .unwrap_or_default()
 }
 
+/// Waits up to 15 s for an anomaly alert about `ip`, and returns it; fails with `why`.
+fn wait_for_anomaly_of(d: &Daemon, ip: &str, why: &str) -> serde_json::Value {
+    let find = || anomaly_alerts(d).into_iter().find(|a| a["ip"] == ip);
+    assert!(
+        wait_until(Duration::from_secs(15), || find().is_some()),
+        "{why}: {:?}\n{}",
+        anomaly_alerts(d),
+        d.log()
+    );
+    find().expect("the alert just seen")
+}
+
 #[test]
 fn an_odd_request_to_a_learned_endpoint_is_an_anomaly_alert_and_the_model_outlives_a_restart() {
     let test =
@@ -1626,14 +1638,7 @@ fn an_odd_request_to_a_learned_endpoint_is_an_anomaly_alert_and_the_model_outliv
         "203.0.113.191",
         "/search?q=shoes&page=1&admin=true",
     )]);
-    assert!(
-        wait_until(Duration::from_secs(15), || anomaly_alerts(&d)
-            .iter()
-            .any(|a| a["ip"] == "203.0.113.191")),
-        "no anomaly after the restart: {:?}\n{}",
-        anomaly_alerts(&d),
-        d.log()
-    );
+    wait_for_anomaly_of(&d, "203.0.113.191", "no anomaly after the restart");
     let status: serde_json::Value =
         serde_json::from_slice(&d.cli(&["status", "--json"]).stdout).expect("status --json");
     let a = &status["anomaly"];
@@ -1662,19 +1667,7 @@ fn an_odd_request_to_a_learned_endpoint_is_an_anomaly_alert_and_the_model_outliv
         "/search?q=shoes&page=1&trace=1",
         500,
     )]);
-    assert!(
-        wait_until(Duration::from_secs(15), || anomaly_alerts(&d)
-            .iter()
-            .any(|a| a["ip"] == "203.0.113.192")),
-        "no anomaly for the 500: {:?}\n{}",
-        anomaly_alerts(&d),
-        d.log()
-    );
-    let alerts = anomaly_alerts(&d);
-    let a = alerts
-        .iter()
-        .find(|a| a["ip"] == "203.0.113.192")
-        .expect("the 500's alert");
+    let a = wait_for_anomaly_of(&d, "203.0.113.192", "no anomaly for the 500");
     let what = a["line"].as_str().unwrap_or_default();
     assert!(
         what.contains("parameter `trace`")

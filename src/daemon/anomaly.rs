@@ -378,15 +378,20 @@ mod tests {
         );
     }
 
+    /// The defaults with the state directory in `dir`.
+    fn config_in(dir: &Path) -> Config {
+        Config {
+            state: crate::ban::StateSettings {
+                dir: dir.to_path_buf(),
+            },
+            ..Config::default()
+        }
+    }
+
     #[test]
     fn a_bad_file_is_moved_aside_and_the_model_starts_empty() {
         let dir = tempfile::tempdir().unwrap();
-        let cfg = Config {
-            state: crate::ban::StateSettings {
-                dir: dir.path().to_path_buf(),
-            },
-            ..Config::default()
-        };
+        let cfg = config_in(dir.path());
         let path = model_path(&cfg);
         std::fs::write(&path, b"not json").unwrap();
         let m = load(&cfg);
@@ -412,12 +417,7 @@ mod tests {
     fn the_client_populations_are_saved_with_the_model_and_taken_back_at_a_start() {
         use crate::detect::parse::parse_access;
         let dir = tempfile::tempdir().unwrap();
-        let cfg = Config {
-            state: crate::ban::StateSettings {
-                dir: dir.path().to_path_buf(),
-            },
-            ..Config::default()
-        };
+        let cfg = config_in(dir.path());
         let model = trained();
         let mut behaviour = Behaviour::new(Default::default());
         // 40 visitors of 40 requests each, a few seconds apart.
